@@ -1,0 +1,84 @@
+# icn: introspective convolutional networks as a Unix pipeline in C.
+# `make demo` and `make test` install what is missing (Debian), build, fetch and run.
+PREFIX ?= /usr/local
+CC ?= gcc
+PKGS := openblas libzmq msgpack libpng zlib
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+OPT ?= -O3 -march=x86-64-v2 -mtune=native
+CFLAGS ?= $(OPT) -g
+CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -Ilib $(PKG_CFLAGS)
+LDLIBS += $(PKG_LIBS) -lm -lpthread
+LDFLAGS += -fopenmp
+BUILD ?= build
+
+LIB_SRC := $(wildcard lib/*.c)
+LIB_OBJ := $(LIB_SRC:lib/%.c=$(BUILD)/lib/%.o)
+CMDS := icn-load icn-classify icn-synthesize icn-pool icn-eval
+CMD_SRC := $(wildcard cmd/icn-*.c)
+BINS := $(CMD_SRC:cmd/%.c=$(BUILD)/bin/%)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+BENCH_BINS := $(BUILD)/tests/bench_sgemm
+MANS := $(wildcard man/*.1 man/*.5 man/*.7)
+
+.PHONY: all deps test unit e2e demo bench asan clean install uninstall data
+all: $(BUILD)/libicn.a $(BINS) $(UNIT_BINS) $(BENCH_BINS)
+
+deps:
+	@scripts/deps.sh
+
+$(BUILD)/lib/%.o: lib/%.c $(wildcard lib/*.h) | $(BUILD)/lib
+	$(CC) $(CFLAGS) -c $< -o $@
+$(BUILD)/libicn.a: $(LIB_OBJ)
+	ar rcs $@ $^
+$(BUILD)/bin/%: cmd/%.c $(BUILD)/libicn.a $(wildcard lib/*.h) | $(BUILD)/bin
+	$(CC) $(CFLAGS) $< -o $@ $(LDFLAGS) $(BUILD)/libicn.a $(LDLIBS)
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libicn.a $(wildcard lib/*.h) | $(BUILD)/tests
+	$(CC) $(CFLAGS) $< -o $@ $(LDFLAGS) $(BUILD)/libicn.a $(LDLIBS) -lcmocka
+$(BUILD)/tests/bench_sgemm: tests/bench/bench_sgemm.c $(BUILD)/libicn.a | $(BUILD)/tests
+	$(CC) $(CFLAGS) $< -o $@ $(LDFLAGS) $(BUILD)/libicn.a $(LDLIBS)
+$(BUILD)/lib $(BUILD)/bin $(BUILD)/tests:
+	mkdir -p $@
+
+data: deps all
+	$(BUILD)/bin/icn-load --fetch mnist
+
+# The README's test command: C unit tests + Bats end-to-end tests, one summary line.
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory data
+	@BUILD=$(BUILD) tests/run.sh
+
+unit: all
+	@BUILD=$(BUILD) tests/run.sh unit
+
+demo: deps
+	@$(MAKE) --no-print-directory all data
+	@BUILD=$(BUILD) pipelines/demo.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory all data
+	@BUILD=$(BUILD) tests/bench/bench.sh
+
+# Everything under AddressSanitizer + UBSan, then the whole suite.
+asan:
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	    LDFLAGS="-fopenmp -fsanitize=address,undefined" test
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/icn \
+	    $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/icn/pipelines
+	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(BUILD)/libicn.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 lib/*.h $(DESTDIR)$(PREFIX)/include/icn/
+	for m in $(MANS); do s=$${m##*.}; install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s/; done
+	install -m 755 pipelines/*.sh $(DESTDIR)$(PREFIX)/share/icn/pipelines/
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/bin/,$(notdir $(BINS))) $(DESTDIR)$(PREFIX)/lib/libicn.a
+	rm -rf $(DESTDIR)$(PREFIX)/include/icn $(DESTDIR)$(PREFIX)/share/icn
+	for m in $(MANS); do s=$${m##*.}; rm -f $(DESTDIR)$(PREFIX)/share/man/man$$s/$$(basename $$m); done
+
+clean:
+	rm -rf build build-asan

@@ -1,0 +1,237 @@
+#define _GNU_SOURCE
+#include "util.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *icn_progname = "icn";
+
+void icn_set_progname(const char *argv0) {
+    const char *slash = strrchr(argv0, '/');
+    icn_progname = slash ? slash + 1 : argv0;
+}
+
+void *icn_malloc_check(size_t size, const char *file, int line) {
+    void *p = malloc(size ? size : 1);
+    if (!p) icn_die(3, "out of memory allocating %zu bytes at %s:%d", size, file, line);
+    return p;
+}
+
+void *icn_calloc_check(size_t n, size_t size, const char *file, int line) {
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) icn_die(3, "out of memory allocating %zu x %zu bytes at %s:%d", n, size, file, line);
+    return p;
+}
+
+void *icn_realloc_check(void *old, size_t size, const char *file, int line) {
+    void *p = realloc(old, size ? size : 1);
+    if (!p) icn_die(3, "out of memory reallocating %zu bytes at %s:%d", size, file, line);
+    return p;
+}
+
+void icn_die(int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", icn_progname);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(code);
+}
+
+void icn_warn(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", icn_progname);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+int icn_errf(char *err, size_t errlen, const char *fmt, ...) {
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+double icn_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+void icn_rng_seed(icn_rng *r, uint64_t seed) {
+    uint64_t x = seed;
+    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
+    r->have_gauss = 0;
+    r->gauss = 0;
+}
+
+static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+uint64_t icn_rng_u64(icn_rng *r) {
+    uint64_t *s = r->s;
+    uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3];
+    s[2] ^= t; s[3] = rotl(s[3], 45);
+    return result;
+}
+
+double icn_rng_uniform(icn_rng *r) { return (double)(icn_rng_u64(r) >> 11) * 0x1.0p-53; }
+
+uint32_t icn_rng_below(icn_rng *r, uint32_t n) {
+    /* Lemire's method with rejection: no modulo bias. */
+    uint64_t m = (uint64_t)(uint32_t)icn_rng_u64(r) * n;
+    uint32_t low = (uint32_t)m;
+    if (low < n) {
+        uint32_t threshold = (uint32_t)(-n) % n;
+        while (low < threshold) {
+            m = (uint64_t)(uint32_t)icn_rng_u64(r) * n;
+            low = (uint32_t)m;
+        }
+    }
+    return (uint32_t)(m >> 32);
+}
+
+double icn_rng_gauss(icn_rng *r) {
+    if (r->have_gauss) { r->have_gauss = 0; return r->gauss; }
+    double u1, u2;
+    do u1 = icn_rng_uniform(r); while (u1 <= 1e-300);
+    u2 = icn_rng_uniform(r);
+    double rad = sqrt(-2.0 * log(u1)), th = 2.0 * M_PI * u2;
+    r->gauss = rad * sin(th);
+    r->have_gauss = 1;
+    return rad * cos(th);
+}
+
+void icn_rng_shuffle(icn_rng *r, int32_t *a, size_t n) {
+    for (size_t i = n; i > 1; i--) {
+        size_t j = icn_rng_below(r, (uint32_t)i);
+        int32_t t = a[i - 1]; a[i - 1] = a[j]; a[j] = t;
+    }
+}
+
+static int g_threads = 1;
+
+void icn_threads_init(int requested) {
+    int n = requested;
+    if (n <= 0) {
+        const char *env = getenv("ICN_THREADS");
+        if (env && *env) n = (int)icn_parse_long("ICN_THREADS", env, 1, 1024);
+    }
+    if (n <= 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cores > 0 ? (int)cores : 1;
+    }
+    g_threads = n;
+    openblas_set_num_threads(n);
+}
+
+int icn_threads(void) { return g_threads; }
+
+long icn_parse_long(const char *flag, const char *s, long lo, long hi) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end) icn_die(2, "%s: '%s' is not an integer", flag, s);
+    if (v < lo || v > hi) icn_die(2, "%s: %ld is out of range [%ld, %ld]", flag, v, lo, hi);
+    return v;
+}
+
+double icn_parse_double(const char *flag, const char *s, double lo, double hi) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v)) icn_die(2, "%s: '%s' is not a finite number", flag, s);
+    if (v < lo || v > hi) icn_die(2, "%s: %g is out of range [%g, %g]", flag, v, lo, hi);
+    return v;
+}
+
+int icn_write_file_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen) {
+    size_t plen = strlen(path);
+    char *tmp = xmalloc(plen + 32);
+    snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) {
+        icn_errf(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
+        free(tmp);
+        return -1;
+    }
+    const uint8_t *p = data;
+    size_t left = len;
+    while (left) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            icn_errf(err, errlen, "%s: write failed: %s", tmp, strerror(errno));
+            close(fd); unlink(tmp); free(tmp);
+            return -1;
+        }
+        p += w; left -= (size_t)w;
+    }
+    if (fsync(fd) != 0 || close(fd) != 0) {
+        icn_errf(err, errlen, "%s: fsync failed: %s", tmp, strerror(errno));
+        unlink(tmp); free(tmp);
+        return -1;
+    }
+    if (rename(tmp, path) != 0) {
+        icn_errf(err, errlen, "%s: cannot rename into place: %s", path, strerror(errno));
+        unlink(tmp); free(tmp);
+        return -1;
+    }
+    free(tmp);
+    char *dcopy = strdup(path);
+    if (dcopy) {
+        int dfd = open(dirname(dcopy), O_RDONLY | O_DIRECTORY);
+        if (dfd >= 0) { fsync(dfd); close(dfd); }
+        free(dcopy);
+    }
+    return 0;
+}
+
+int icn_read_file(const char *path, size_t max_bytes, uint8_t **data, size_t *len, char *err, size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return icn_errf(err, errlen, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return icn_errf(err, errlen, "%s: not a regular file", path);
+    }
+    if ((uint64_t)st.st_size > max_bytes) {
+        fclose(f);
+        return icn_errf(err, errlen, "%s: %lld bytes is larger than the limit of %zu", path,
+                        (long long)st.st_size, max_bytes);
+    }
+    size_t n = (size_t)st.st_size;
+    uint8_t *buf = xmalloc(n);
+    size_t got = fread(buf, 1, n, f);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad || got != n) {
+        free(buf);
+        return icn_errf(err, errlen, "%s: short read (%zu of %zu bytes)", path, got, n);
+    }
+    *data = buf;
+    *len = n;
+    return 0;
+}

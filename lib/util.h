@@ -1,0 +1,54 @@
+/* util.h: checked allocation, fatal errors, time, RNG, and the thread budget.
+ * Every other file in lib/ uses these; nothing here knows about networks. */
+#ifndef ICN_UTIL_H
+#define ICN_UTIL_H
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Allocation that reports file and line on failure (llm.c's mallocCheck habit). */
+void *icn_malloc_check(size_t size, const char *file, int line);
+void *icn_calloc_check(size_t n, size_t size, const char *file, int line);
+void *icn_realloc_check(void *p, size_t size, const char *file, int line);
+#define xmalloc(sz) icn_malloc_check((sz), __FILE__, __LINE__)
+#define xcalloc(n, sz) icn_calloc_check((n), (sz), __FILE__, __LINE__)
+#define xrealloc(p, sz) icn_realloc_check((p), (sz), __FILE__, __LINE__)
+
+/* The program name used as the prefix of every message ("icn-load: ..."). */
+extern const char *icn_progname;
+void icn_set_progname(const char *argv0);
+
+/* One-line error "prog: message" on stderr, then exit(code). */
+void icn_die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+void icn_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Fill an error buffer the way every lib function reports errors (returns -1). */
+int icn_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+#define ICN_ERRLEN 256
+
+double icn_now(void); /* monotonic seconds */
+
+/* Deterministic RNG (xoshiro256**, seeded by splitmix64) so a seed means the same run everywhere. */
+typedef struct { uint64_t s[4]; int have_gauss; double gauss; } icn_rng;
+void icn_rng_seed(icn_rng *r, uint64_t seed);
+uint64_t icn_rng_u64(icn_rng *r);
+double icn_rng_uniform(icn_rng *r);          /* [0, 1) */
+uint32_t icn_rng_below(icn_rng *r, uint32_t n); /* [0, n), unbiased */
+double icn_rng_gauss(icn_rng *r);            /* N(0, 1) */
+void icn_rng_shuffle(icn_rng *r, int32_t *a, size_t n);
+
+/* Threads. OpenBLAS threads are set once, deliberately: ICN_THREADS, else the number of
+ * online cores. A synthesizer that shares a machine with others passes --threads 1. */
+void icn_threads_init(int requested); /* 0 = ICN_THREADS or all cores */
+int icn_threads(void);
+
+/* Parse helpers for flags: exit with a message naming the flag on bad input. */
+long icn_parse_long(const char *flag, const char *s, long lo, long hi);
+double icn_parse_double(const char *flag, const char *s, double lo, double hi);
+
+/* Write a whole file atomically: tmp in the same directory, fsync, rename, fsync dir.
+ * Nothing already stored under `path` is lost if this fails. */
+int icn_write_file_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen);
+/* Read a whole regular file (bounded by max_bytes). */
+int icn_read_file(const char *path, size_t max_bytes, uint8_t **data, size_t *len, char *err, size_t errlen);
+
+#endif

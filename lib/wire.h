@@ -1,0 +1,89 @@
+/* wire.h: the icn wire format (see man/icn-wire.5).
+ *
+ * Every message is one msgpack map. The same bytes travel over a pipe, a file or a ZeroMQ
+ * frame; on a byte stream messages simply follow each other (msgpack is self-delimiting).
+ * All input is untrusted: icn_msgpack_check() walks a buffer and checks every declared
+ * length and count against the bytes actually present, BEFORE msgpack-c's unpacker is
+ * allowed to allocate anything (its generic unpacker trusts declared array sizes).
+ *
+ * Images are float32, little-endian, channels last: shape [n, h, w, c]. */
+#ifndef ICN_WIRE_H
+#define ICN_WIRE_H
+#include <msgpack.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define ICN_MAX_FRAME_DEFAULT ((size_t)1 << 30) /* 1 GiB; override with ICN_MAX_FRAME */
+#define ICN_MAX_DEPTH 32
+
+/* Where a pseudo-negative came from (issue 3). */
+typedef struct {
+    int32_t generation; /* snapshot generation it was synthesized from */
+    int32_t steps;      /* synthesis steps used */
+    float logit;        /* final logit of the target class */
+    uint8_t reached;    /* 1 if it met the stop rule */
+    uint32_t producer;  /* synthesizer id */
+} icn_provenance;
+
+/* A batch of images. y: class labels (>= 0) or pseudo-negatives of class k encoded as -(k+1).
+ * y and prov may be NULL. The batch owns its arrays (free with icn_batch_free). */
+typedef struct {
+    int32_t n, h, w, c;
+    float *x;             /* n*h*w*c */
+    int32_t *y;           /* n or NULL */
+    icn_provenance *prov; /* n or NULL */
+} icn_batch;
+
+size_t icn_batch_dim(const icn_batch *b); /* h*w*c */
+void icn_batch_alloc(icn_batch *b, int32_t n, int32_t h, int32_t w, int32_t c, int with_labels);
+void icn_batch_free(icn_batch *b);
+/* Append src to dst (shapes must agree; dst may be empty). */
+int icn_batch_append(icn_batch *dst, const icn_batch *src, char *err, size_t errlen);
+
+/* Returns 0 and sets *span when a complete, well-formed msgpack object starts at p;
+ * 1 when the bytes so far are a valid prefix but incomplete; -1 (with err) when invalid,
+ * deeper than ICN_MAX_DEPTH, or when a declared length exceeds max_frame. */
+int icn_msgpack_check(const uint8_t *p, size_t n, size_t max_frame, size_t *span, char *err, size_t errlen);
+
+/* Unpack one complete, checked frame into `out` (init'd by the caller with msgpack_unpacked_init).
+ * The frame must be a map and must span exactly n bytes. */
+int icn_frame_unpack(const uint8_t *p, size_t n, msgpack_unpacked *out, char *err, size_t errlen);
+
+/* Reading frames from a byte stream (file or pipe). */
+typedef struct icn_reader icn_reader;
+icn_reader *icn_reader_open(const char *path, char *err, size_t errlen); /* "-" = stdin */
+icn_reader *icn_reader_fdopen(int fd, const char *name);
+/* 1: a frame (valid until the next call), 0: clean end of stream, -1: error (truncated, malformed). */
+int icn_reader_next(icn_reader *r, const uint8_t **frame, size_t *len, char *err, size_t errlen);
+const char *icn_reader_name(const icn_reader *r);
+void icn_reader_close(icn_reader *r);
+
+/* Write bytes completely (handles short writes); -1 with err on failure. */
+int icn_write_all(int fd, const void *p, size_t n, char *err, size_t errlen);
+
+/* Map access on unpacked objects. Each returns -1 with an error naming the key when
+ * the key is missing (unless optional) or has the wrong type / range. */
+const msgpack_object *icn_map_get(const msgpack_object *map, const char *key);
+int icn_map_str(const msgpack_object *map, const char *key, char *out, size_t outlen, char *err, size_t errlen);
+int icn_map_i64(const msgpack_object *map, const char *key, int64_t lo, int64_t hi, int64_t *out, char *err, size_t errlen);
+int icn_map_f64(const msgpack_object *map, const char *key, double *out, char *err, size_t errlen);
+/* A bin field that must be exactly `expect_len` bytes. */
+int icn_map_bin(const msgpack_object *map, const char *key, size_t expect_len, const uint8_t **out, char *err, size_t errlen);
+int icn_map_kind_is(const msgpack_object *map, const char *kind); /* map["kind"] == kind */
+
+/* Batches. pack: kind "batch". decode: validates shape (each dim >= 1, product bounded),
+ * bin sizes against the shape, and rejects NaN/Inf pixels. */
+void icn_batch_pack(msgpack_packer *pk, const icn_batch *b);
+int icn_batch_decode(const msgpack_object *map, icn_batch *out, char *err, size_t errlen);
+
+/* Convenience: read a whole tensor stream (all "batch" frames, concatenated) from a path or "-". */
+int icn_batch_read_all(const char *path, icn_batch *out, char *err, size_t errlen);
+/* Write b as frames of at most `chunk` images each to fd. */
+int icn_batch_write(int fd, const icn_batch *b, int32_t chunk, char *err, size_t errlen);
+
+/* Little-endian float32/int32 helpers (the wire is little-endian on every host). */
+void icn_le_store_f32(uint8_t *dst, const float *src, size_t n);
+void icn_le_load_f32(float *dst, const uint8_t *src, size_t n);
+
+#endif
