@@ -5,7 +5,7 @@ CC ?= gcc
 PKGS := openblas libzmq msgpack libpng zlib
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-OPT ?= -O3 -march=x86-64-v2 -mtune=native
+OPT ?= -O3 -march=native
 CFLAGS ?= $(OPT) -g
 CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -Ilib $(PKG_CFLAGS)
 LDLIBS += $(PKG_LIBS) -lm -lpthread

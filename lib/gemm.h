@@ -1,0 +1,22 @@
+/* gemm.h: the one place that calls cblas_sgemm, and decides how to thread it.
+ *
+ * Row-major C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C. Big products go to OpenBLAS
+ * with all its threads. Thin products (small K or small N: a first convolution with K = 25,
+ * a 10-way linear layer) run slower on 2 OpenBLAS threads than on 1, so icn_gemm splits
+ * the rows of C across threads, each calling single-threaded OpenBLAS. A product whose
+ * output is small but whose reduction is long (weight gradients) is split along the
+ * reduction with per-thread partial sums (icn_gemm_tn). */
+#ifndef ICN_GEMM_H
+#define ICN_GEMM_H
+#include <stddef.h>
+
+void icn_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+              const float *b, int ldb, float beta, float *c, int ldc);
+
+/* C[M,N] += A^T B where A is [R, M] and B is [R, N] (row-major), R the long reduction. */
+void icn_gemm_tn_acc(int m, int n, int r, const float *a, int lda, const float *b, int ldb, float *c, int ldc);
+
+/* Per-call policy, exposed for the benchmark: 1 if icn_gemm would split this shape. */
+int icn_gemm_is_thin(int m, int n, int k);
+
+#endif

@@ -1,0 +1,71 @@
+/* net.h: a network = a named architecture + one contiguous parameter buffer.
+ *
+ * Architectures are written as a spec string. "mnist" is the paper's MNIST net:
+ * 4 convolutions 5x5 stride 2 (padding 2, so 28 -> 14 -> 7 -> 4 -> 2) with 64/128/256/512
+ * channels, LeakyReLU(0.2) after each, no pooling, flattened into a linear layer with one
+ * output per class. A custom stack is "c8-c16" (the same 5x5 stride-2 blocks with 8 and 16
+ * channels): small nets for tests and quick runs.
+ *
+ * All parameters live in one float buffer (a snapshot is one copy), carved per layer into
+ * weight and bias by offsets; gradients use the same layout. */
+#ifndef ICN_NET_H
+#define ICN_NET_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "layers.h"
+
+#define ICN_MAX_LAYERS 16
+#define ICN_ARCH_LEN 64
+
+typedef enum { ICN_LAYER_CONV, ICN_LAYER_LINEAR } icn_layer_kind;
+
+typedef struct {
+    icn_layer_kind kind;
+    icn_conv_shape conv;   /* conv: full shape; linear: h = w = 1 and c = in features, oc = out */
+    int leaky;             /* LeakyReLU after this layer */
+    size_t w_off, b_off;   /* offsets into params */
+    size_t in_size, out_size; /* per image */
+} icn_layer;
+
+typedef struct {
+    char arch[ICN_ARCH_LEN];
+    int in_h, in_w, in_c, classes;
+    int n_layers;
+    icn_layer layer[ICN_MAX_LAYERS];
+    size_t n_params;
+    float *params;
+} icn_net;
+
+/* Build the layer list for `arch` on inputs h x w x c with `classes` outputs, and allocate
+ * (zeroed) parameters. -1 with err on an unknown or impossible architecture. */
+int icn_net_build(icn_net *net, const char *arch, int h, int w, int c, int classes, char *err, size_t errlen);
+/* PyTorch's default initialisation: weights and biases ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)). */
+void icn_net_init(icn_net *net, uint64_t seed);
+void icn_net_free(icn_net *net);
+size_t icn_net_input_size(const icn_net *net); /* h*w*c */
+
+/* Per-batch scratch, allocated once for up to max_batch images: no allocation in the hot loop. */
+typedef struct {
+    int max_batch, n, n_layers;
+    const float *input;   /* the x of the last forward */
+    float **act;          /* act[i]: output of layer i (after its LeakyReLU), [n, out_size] */
+    float **col;          /* col[i]: im2col buffer of conv layer i (kept for backward) */
+    float *dcol;          /* shared scratch for conv input gradients */
+    float *dact_a, *dact_b; /* ping-pong gradient buffers, sized for the largest activation */
+    float *grad;          /* [n_params], same layout as params */
+} icn_work;
+
+icn_work *icn_work_new(const icn_net *net, int max_batch);
+void icn_work_free(icn_work *w);
+
+/* x [n, h, w, c] -> logits [n, classes] (a pointer into w; valid until the next forward). */
+const float *icn_forward(const icn_net *net, icn_work *w, const float *x, int n);
+/* Back-propagate dlogits [n, classes] through the last forward. If param_grads, w->grad is
+ * zeroed and filled; if dx is non-NULL it receives d/dx [n, h, w, c]. */
+void icn_backward(const icn_net *net, icn_work *w, const float *dlogits, int param_grads, float *dx);
+
+/* Logits for a whole data set in batches of w->max_batch; out [n, classes]. */
+void icn_predict(const icn_net *net, icn_work *w, const float *x, int n, float *out);
+
+#endif

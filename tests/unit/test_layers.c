@@ -1,0 +1,377 @@
+/* Finite-difference gradient checks for every layer and loss, for weight and input
+ * gradients, plus a reference convolution and the optimizers. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gemm.h"
+#include "layers.h"
+#include "losses.h"
+#include "net.h"
+#include "optim.h"
+#include "util.h"
+
+static icn_rng rng;
+
+static float *randn(size_t n, float scale) {
+    float *a = xmalloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) a[i] = (float)(icn_rng_gauss(&rng) * scale);
+    return a;
+}
+
+static double dot(const float *a, const float *b, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
+}
+
+/* Compare an analytic gradient with central differences of a scalar objective.
+ * The bound is relative to the gradient's scale, tight enough that a wrong index fails. */
+typedef double (*objective_fn)(void *ctx);
+static void check_grad(const char *what, float *x, const float *analytic, size_t n, objective_fn f, void *ctx,
+                       float h, double tol) {
+    double worst = 0, scale = 1e-3;
+    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(analytic[i]));
+    size_t stride = n > 400 ? n / 400 : 1; /* sample big tensors, always including the ends */
+    for (size_t i = 0; i < n; i += (i + stride < n || i == n - 1) ? stride : (n - 1 - i)) {
+        float saved = x[i];
+        x[i] = saved + h;
+        double up = f(ctx);
+        x[i] = saved - h;
+        double down = f(ctx);
+        x[i] = saved;
+        double numeric = (up - down) / (2.0 * h);
+        double err = fabs(numeric - analytic[i]) / scale;
+        if (err > worst) worst = err;
+        if (err > tol) fail_msg("%s: element %zu analytic %.6g numeric %.6g (rel err %.3g)", what, i, analytic[i], numeric, err);
+        if (i == n - 1) break;
+    }
+    (void)worst;
+}
+
+/* ---- convolution ---- */
+
+static void conv_reference(float *out, const float *in, const float *w, const float *b, const icn_conv_shape *s, int n) {
+    for (int bi = 0; bi < n; bi++)
+        for (int oh = 0; oh < s->oh; oh++)
+            for (int ow = 0; ow < s->ow; ow++)
+                for (int oc = 0; oc < s->oc; oc++) {
+                    double acc = b[oc];
+                    for (int kh = 0; kh < s->k; kh++)
+                        for (int kw = 0; kw < s->k; kw++)
+                            for (int c = 0; c < s->c; c++) {
+                                int ih = oh * s->stride - s->pad + kh, iw = ow * s->stride - s->pad + kw;
+                                if (ih < 0 || iw < 0 || ih >= s->h || iw >= s->w) continue;
+                                acc += (double)in[((bi * s->h + ih) * s->w + iw) * s->c + c] *
+                                       w[((oc * s->k + kh) * s->k + kw) * s->c + c];
+                            }
+                    out[((bi * s->oh + oh) * s->ow + ow) * s->oc + oc] = (float)acc;
+                }
+}
+
+static icn_conv_shape make_shape(int h, int w, int c, int oc, int k, int stride, int pad) {
+    icn_conv_shape s = {.h = h, .w = w, .c = c, .oc = oc, .k = k, .stride = stride, .pad = pad};
+    s.oh = icn_conv_out(h, k, stride, pad);
+    s.ow = icn_conv_out(w, k, stride, pad);
+    return s;
+}
+
+typedef struct {
+    icn_conv_shape s;
+    int n;
+    float *in, *w, *b, *out, *col, *r;
+} conv_case;
+
+static double conv_objective(void *p) {
+    conv_case *c = p;
+    conv2d_forward(c->out, c->col, c->in, c->w, c->b, &c->s, c->n);
+    return dot(c->out, c->r, (size_t)c->n * c->s.oh * c->s.ow * c->s.oc);
+}
+
+static void run_conv_case(icn_conv_shape s, int n) {
+    conv_case c = {.s = s, .n = n};
+    size_t in_n = (size_t)n * s.h * s.w * s.c, out_n = (size_t)n * s.oh * s.ow * s.oc, K = icn_conv_kdim(&s);
+    size_t w_n = (size_t)s.oc * K, col_n = (size_t)n * s.oh * s.ow * K;
+    c.in = randn(in_n, 1), c.w = randn(w_n, 0.3f), c.b = randn(s.oc, 0.1f), c.r = randn(out_n, 1);
+    c.out = xmalloc(out_n * sizeof(float)), c.col = xmalloc(col_n * sizeof(float));
+    float *ref = xmalloc(out_n * sizeof(float)), *dcol = xmalloc(col_n * sizeof(float));
+    float *din = xmalloc(in_n * sizeof(float)), *dw = xcalloc(w_n, sizeof(float)), *db = xcalloc(s.oc, sizeof(float));
+
+    conv2d_forward(c.out, c.col, c.in, c.w, c.b, &s, n);
+    conv_reference(ref, c.in, c.w, c.b, &s, n);
+    for (size_t i = 0; i < out_n; i++)
+        if (fabsf(ref[i] - c.out[i]) > 1e-4f * (1 + fabsf(ref[i]))) fail_msg("conv forward %zu: %g vs %g", i, c.out[i], ref[i]);
+
+    conv2d_backward(din, dw, db, dcol, c.r, c.col, c.w, &s, n);
+    /* conv is linear in each argument, so differences are exact up to rounding: big h is fine */
+    check_grad("conv dinput", c.in, din, in_n, conv_objective, &c, 0.5f, 2e-3);
+    check_grad("conv dweight", c.w, dw, w_n, conv_objective, &c, 0.5f, 2e-3);
+    check_grad("conv dbias", c.b, db, s.oc, conv_objective, &c, 0.5f, 2e-3);
+
+    free(c.in), free(c.w), free(c.b), free(c.r), free(c.out), free(c.col);
+    free(ref), free(dcol), free(din), free(dw), free(db);
+}
+
+static void test_conv_paper_block(void **state) {
+    (void)state;
+    run_conv_case(make_shape(9, 9, 2, 3, 5, 2, 2), 2); /* 5x5 stride 2 pad 2, as in the MNIST net */
+}
+static void test_conv_stride1_nopad(void **state) {
+    (void)state;
+    run_conv_case(make_shape(6, 7, 3, 4, 3, 1, 0), 3);
+}
+static void test_conv_pad1_rect(void **state) {
+    (void)state;
+    run_conv_case(make_shape(5, 8, 1, 2, 3, 1, 1), 2);
+}
+
+/* The split path of icn_gemm (thin products across threads) must equal the plain path. */
+static void test_thin_split_matches_single_thread(void **state) {
+    (void)state;
+    icn_conv_shape s = make_shape(28, 28, 1, 16, 5, 2, 2); /* K = 25: a thin product */
+    int n = 16;
+    size_t in_n = (size_t)n * 28 * 28, out_n = (size_t)n * s.oh * s.ow * s.oc, K = icn_conv_kdim(&s);
+    size_t col_n = (size_t)n * s.oh * s.ow * K;
+    float *in = randn(in_n, 1), *w = randn(s.oc * K, 0.2f), *b = randn(s.oc, 0.1f), *dout = randn(out_n, 1);
+    float *o1 = xmalloc(out_n * 4), *o2 = xmalloc(out_n * 4), *col = xmalloc(col_n * 4), *dcol = xmalloc(col_n * 4);
+    float *dw1 = xcalloc(s.oc * K, 4), *dw2 = xcalloc(s.oc * K, 4), *di1 = xmalloc(in_n * 4), *di2 = xmalloc(in_n * 4);
+    icn_threads_init(1);
+    assert_false(icn_gemm_is_thin((int)(n * 196), 16, 25));
+    conv2d_forward(o1, col, in, w, b, &s, n);
+    conv2d_backward(di1, dw1, NULL, dcol, dout, col, w, &s, n);
+    icn_threads_init(2);
+    assert_true(icn_gemm_is_thin((int)(n * 196), 16, 25));
+    conv2d_forward(o2, col, in, w, b, &s, n);
+    conv2d_backward(di2, dw2, NULL, dcol, dout, col, w, &s, n);
+    for (size_t i = 0; i < out_n; i++) assert_true(fabsf(o1[i] - o2[i]) <= 1e-5f * (1 + fabsf(o1[i])));
+    for (size_t i = 0; i < s.oc * K; i++) assert_true(fabsf(dw1[i] - dw2[i]) <= 1e-3f * (1 + fabsf(dw1[i])));
+    for (size_t i = 0; i < in_n; i++) assert_true(fabsf(di1[i] - di2[i]) <= 1e-4f * (1 + fabsf(di1[i])));
+    free(in), free(w), free(b), free(dout), free(o1), free(o2), free(col), free(dcol);
+    free(dw1), free(dw2), free(di1), free(di2);
+}
+
+/* ---- linear ---- */
+
+typedef struct { int n, in_dim, out_dim; float *in, *w, *b, *out, *r; } linear_case;
+
+static double linear_objective(void *p) {
+    linear_case *c = p;
+    linear_forward(c->out, c->in, c->w, c->b, c->n, c->in_dim, c->out_dim);
+    return dot(c->out, c->r, (size_t)c->n * c->out_dim);
+}
+
+static void test_linear_grad(void **state) {
+    (void)state;
+    linear_case c = {.n = 4, .in_dim = 7, .out_dim = 3};
+    c.in = randn(28, 1), c.w = randn(21, 0.5f), c.b = randn(3, 0.1f), c.r = randn(12, 1), c.out = xmalloc(12 * 4);
+    float *din = xmalloc(28 * 4), *dw = xcalloc(21, 4), *db = xcalloc(3, 4);
+    linear_forward(c.out, c.in, c.w, c.b, 4, 7, 3);
+    for (int i = 0; i < 4; i++) /* forward against the definition */
+        for (int o = 0; o < 3; o++) {
+            double acc = c.b[o];
+            for (int j = 0; j < 7; j++) acc += (double)c.in[i * 7 + j] * c.w[o * 7 + j];
+            assert_true(fabs(acc - c.out[i * 3 + o]) < 1e-5);
+        }
+    linear_backward(din, dw, db, c.r, c.in, c.w, 4, 7, 3);
+    check_grad("linear dinput", c.in, din, 28, linear_objective, &c, 0.5f, 2e-3);
+    check_grad("linear dweight", c.w, dw, 21, linear_objective, &c, 0.5f, 2e-3);
+    check_grad("linear dbias", c.b, db, 3, linear_objective, &c, 0.5f, 2e-3);
+    free(c.in), free(c.w), free(c.b), free(c.r), free(c.out), free(din), free(dw), free(db);
+}
+
+/* ---- LeakyReLU ---- */
+
+typedef struct { size_t n; float *in, *out, *r; } lrelu_case;
+
+static double lrelu_objective(void *p) {
+    lrelu_case *c = p;
+    lrelu_forward(c->out, c->in, c->n);
+    return dot(c->out, c->r, c->n);
+}
+
+static void test_lrelu_grad(void **state) {
+    (void)state;
+    lrelu_case c = {.n = 50};
+    c.in = randn(50, 1), c.r = randn(50, 1), c.out = xmalloc(50 * 4);
+    for (size_t i = 0; i < 50; i++) /* keep away from the kink, where differences are meaningless */
+        if (fabsf(c.in[i]) < 0.05f) c.in[i] = c.in[i] < 0 ? -0.05f : 0.05f;
+    lrelu_forward(c.out, c.in, 50);
+    for (size_t i = 0; i < 50; i++) assert_float_equal(c.out[i], c.in[i] > 0 ? c.in[i] : 0.2f * c.in[i], 1e-7);
+    float *d = xmalloc(50 * 4);
+    memcpy(d, c.r, 50 * 4);
+    lrelu_backward(d, c.out, 50);
+    check_grad("lrelu dinput", c.in, d, 50, lrelu_objective, &c, 1e-2f, 1e-3);
+    /* in place forward, as the network uses it */
+    float *x = xmalloc(50 * 4);
+    memcpy(x, c.in, 50 * 4);
+    lrelu_forward(c.out, c.in, 50);
+    lrelu_forward(x, x, 50);
+    assert_memory_equal(x, c.out, 50 * 4);
+    free(c.in), free(c.r), free(c.out), free(d), free(x);
+}
+
+/* ---- losses ---- */
+
+typedef struct { icn_head head; int n, k; float *z, *w, *dz; int32_t *y; double smoothing; } loss_case;
+
+static double loss_objective(void *p) {
+    loss_case *c = p;
+    return icn_loss(c->head, c->z, c->y, c->w, c->n, c->k, c->smoothing, c->dz);
+}
+
+static void run_loss_case(icn_head head, double smoothing, int weighted) {
+    enum { N = 6, K = 4 };
+    loss_case c = {.head = head, .n = N, .k = K, .smoothing = smoothing};
+    int32_t y[N] = {0, 3, -1, 2, -4, 1}; /* real classes and pseudo-negatives of classes 0 and 3 */
+    float w[N] = {1, 0.5f, 2, 1, 0.25f, 3};
+    c.y = y, c.w = weighted ? w : NULL, c.z = randn(N * K, 2), c.dz = xmalloc(N * K * 4);
+    float *analytic = xmalloc(N * K * 4);
+    icn_loss(head, c.z, y, c.w, N, K, smoothing, analytic);
+    check_grad(head == ICN_HEAD_OVA ? "ova dlogits" : "softmax dlogits", c.z, analytic, N * K, loss_objective, &c,
+               1e-2f, 1e-3);
+    /* pseudo-negatives touch only their own class's logit */
+    for (int k = 0; k < K; k++)
+        if (k != 0) assert_float_equal(analytic[2 * K + k], 0, 0);
+    free(c.z), free(c.dz), free(analytic);
+}
+
+static void test_softmax_grad(void **state) { (void)state; run_loss_case(ICN_HEAD_SOFTMAX, 0, 0); }
+static void test_softmax_weighted_smoothed_grad(void **state) { (void)state; run_loss_case(ICN_HEAD_SOFTMAX, 0.1, 1); }
+static void test_ova_grad(void **state) { (void)state; run_loss_case(ICN_HEAD_OVA, 0, 1); }
+
+static void test_loss_values(void **state) {
+    (void)state;
+    float z[3] = {1, 2, 3}, dz[3];
+    int32_t y = 2, neg = -2;
+    double lse = log(exp(1) + exp(2) + exp(3));
+    assert_float_equal(icn_loss_softmax(z, &y, NULL, 1, 3, 0, dz), lse - 3, 1e-6);
+    assert_float_equal(icn_loss_softmax(z, &neg, NULL, 1, 3, 0, dz), log1p(exp(2.0)), 1e-6); /* Eq. 9 */
+    assert_float_equal(icn_loss_ova(z, &y, NULL, 1, 3, dz),
+                       log1p(exp(1.0)) + log1p(exp(2.0)) + log1p(exp(3.0)) - 3, 1e-6);
+    assert_float_equal(icn_softplus(1000), 1000, 1e-9); /* no overflow */
+    assert_float_equal(icn_softplus(-1000), 0, 1e-9);
+}
+
+/* ---- the whole network: composition of the layers above ---- */
+
+typedef struct { icn_net *net; icn_work *w; float *x; int32_t *y; int n; float *dz; } net_case;
+
+static double net_objective(void *p) {
+    net_case *c = p;
+    const float *z = icn_forward(c->net, c->w, c->x, c->n);
+    return icn_loss_softmax(z, c->y, NULL, c->n, c->net->classes, 0, c->dz);
+}
+
+static void test_network_grad(void **state) {
+    (void)state;
+    icn_net net;
+    char err[ICN_ERRLEN];
+    assert_int_equal(icn_net_build(&net, "c4-c6", 11, 9, 2, 5, err, sizeof err), 0);
+    icn_net_init(&net, 7);
+    net_case c = {.net = &net, .n = 3};
+    c.w = icn_work_new(&net, 4);
+    c.x = randn(3 * 11 * 9 * 2, 1);
+    int32_t y[3] = {1, -3, 4};
+    c.y = y;
+    c.dz = xmalloc(3 * 5 * 4);
+    float *dz = xmalloc(3 * 5 * 4), *dx = xmalloc(3 * 11 * 9 * 2 * 4), *grad = xmalloc(net.n_params * 4);
+    net_objective(&c);
+    memcpy(dz, c.dz, 3 * 5 * 4);
+    icn_backward(&net, c.w, dz, 1, dx);
+    memcpy(grad, c.w->grad, net.n_params * 4);
+    check_grad("network dparams", net.params, grad, net.n_params, net_objective, &c, 1e-3f, 2e-2);
+    check_grad("network dinput", c.x, dx, 3 * 11 * 9 * 2, net_objective, &c, 1e-2f, 2e-2);
+    icn_work_free(c.w);
+    icn_net_free(&net);
+    free(c.x), free(c.dz), free(dz), free(dx), free(grad);
+}
+
+static void test_mnist_architecture(void **state) {
+    (void)state;
+    icn_net net;
+    char err[ICN_ERRLEN];
+    assert_int_equal(icn_net_build(&net, "mnist", 28, 28, 1, 10, err, sizeof err), 0);
+    assert_int_equal(net.n_layers, 5);
+    int channels[4] = {64, 128, 256, 512}, sizes[4] = {14, 7, 4, 2};
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(net.layer[i].conv.oc, channels[i]);
+        assert_int_equal(net.layer[i].conv.oh, sizes[i]);
+        assert_int_equal(net.layer[i].conv.k, 5);
+        assert_int_equal(net.layer[i].conv.stride, 2);
+        assert_true(net.layer[i].leaky);
+    }
+    assert_int_equal(net.layer[4].in_size, 2 * 2 * 512);
+    /* 64*25+64 + 128*1600+128 + 256*3200+256 + 512*6400+512 + 10*2048+10 */
+    assert_int_equal(net.n_params, 1664 + 204928 + 819456 + 3277312 + 20490);
+    icn_net_free(&net);
+    assert_int_equal(icn_net_build(&net, "c8-x9", 28, 28, 1, 10, err, sizeof err), -1);
+    assert_non_null(strstr(err, "c8-x9"));
+    assert_int_equal(icn_net_build(&net, "mnist", 28, 28, 1, 0, err, sizeof err), -1);
+}
+
+/* ---- optimizers ---- */
+
+static void test_sgd_momentum(void **state) {
+    (void)state;
+    icn_optim o;
+    icn_optim_sgd(&o, 1, 0.9f, 0.1f);
+    float x = 1, g = 2;
+    icn_optim_step(&o, &x, &g, 0.5f); /* v = 2 + 0.1 = 2.1; x = 1 - 1.05 */
+    assert_float_equal(x, -0.05f, 1e-6);
+    icn_optim_step(&o, &x, &g, 0.5f); /* v = 0.9*2.1 + 2 - 0.005 = 3.885 */
+    assert_float_equal(x, -0.05f - 0.5f * 3.885f, 1e-5);
+    icn_optim_free(&o);
+}
+
+static void test_adam_steps_and_converges(void **state) {
+    (void)state;
+    icn_optim o;
+    icn_optim_adam(&o, 2, 0.5f, 0.999f, 1e-8f);
+    float x[2] = {3, -2}, g[2];
+    g[0] = 1, g[1] = -4;
+    icn_optim_step(&o, x, g, 0.1f); /* first Adam step moves each coordinate by lr * sign(g) */
+    assert_float_equal(x[0], 2.9f, 1e-5);
+    assert_float_equal(x[1], -1.9f, 1e-5);
+    for (int t = 0; t < 2000; t++) { /* minimise x^2 */
+        g[0] = 2 * x[0], g[1] = 2 * x[1];
+        icn_optim_step(&o, x, g, 0.01f);
+    }
+    assert_true(fabsf(x[0]) < 0.05f && fabsf(x[1]) < 0.05f);
+    icn_optim_free(&o);
+}
+
+static void test_lr_schedule(void **state) {
+    (void)state;
+    double ms[1] = {0.75};
+    assert_float_equal(icn_lr_at(0.025, 0, 2000, ms, 1, 0.1), 0.025, 1e-12);
+    assert_float_equal(icn_lr_at(0.025, 1499, 2000, ms, 1, 0.1), 0.025, 1e-12);
+    assert_float_equal(icn_lr_at(0.025, 1500, 2000, ms, 1, 0.1), 0.0025, 1e-12);
+}
+
+int main(void) {
+    icn_rng_seed(&rng, 12345);
+    icn_threads_init(1);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_conv_paper_block),
+        cmocka_unit_test(test_conv_stride1_nopad),
+        cmocka_unit_test(test_conv_pad1_rect),
+        cmocka_unit_test(test_thin_split_matches_single_thread),
+        cmocka_unit_test(test_linear_grad),
+        cmocka_unit_test(test_lrelu_grad),
+        cmocka_unit_test(test_softmax_grad),
+        cmocka_unit_test(test_softmax_weighted_smoothed_grad),
+        cmocka_unit_test(test_ova_grad),
+        cmocka_unit_test(test_loss_values),
+        cmocka_unit_test(test_network_grad),
+        cmocka_unit_test(test_mnist_architecture),
+        cmocka_unit_test(test_sgd_momentum),
+        cmocka_unit_test(test_adam_steps_and_converges),
+        cmocka_unit_test(test_lr_schedule),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
