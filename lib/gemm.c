@@ -1,9 +1,9 @@
 #include "gemm.h"
 
 #include <cblas.h>
-#include <omp.h>
 #include <string.h>
 
+#include "parallel.h"
 #include "util.h"
 
 /* Below these sizes a product is "thin": OpenBLAS's threads cost more than they give. */
@@ -21,9 +21,28 @@ static void sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, co
                 alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-/* Run `nt` single-threaded OpenBLAS calls side by side, then give OpenBLAS its threads back. */
-#define SPLIT_BEGIN(nt) openblas_set_num_threads(1); _Pragma("omp parallel num_threads(nt)") {
-#define SPLIT_END } openblas_set_num_threads(icn_threads());
+typedef struct {
+    int trans_a, trans_b, n, k, lda, ldb, ldc;
+    float alpha, beta;
+    const float *a, *b;
+    float *c;
+} gemm_job;
+
+/* Rows [lo, hi) of C come from rows of op(A): rows of A, or columns when A is transposed. */
+static void gemm_rows(void *p, long lo, long hi, int thread) {
+    (void)thread;
+    const gemm_job *j = p;
+    const float *a_part = j->trans_a ? j->a + lo : j->a + (size_t)lo * j->lda;
+    sgemm(j->trans_a, j->trans_b, (int)(hi - lo), j->n, j->k, j->alpha, a_part, j->lda, j->b, j->ldb, j->beta,
+          j->c + (size_t)lo * j->ldc, j->ldc);
+}
+
+/* Run single-threaded OpenBLAS calls side by side, then give OpenBLAS its threads back. */
+static void split_across_threads(long n, icn_range_fn fn, void *ctx) {
+    openblas_set_num_threads(1);
+    icn_parallel_for(n, MIN_ROWS_PER_THREAD, fn, ctx);
+    openblas_set_num_threads(icn_threads());
+}
 
 void icn_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
               const float *b, int ldb, float beta, float *c, int ldc) {
@@ -31,19 +50,25 @@ void icn_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const 
         sgemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
-    int nt = icn_threads();
-    SPLIT_BEGIN(nt)
-        int t = omp_get_thread_num(), parts = omp_get_num_threads();
-        int lo = (int)((long)m * t / parts), hi = (int)((long)m * (t + 1) / parts);
-        /* Rows of C come from rows of op(A): row i of A, or column i when A is transposed. */
-        const float *a_part = trans_a ? a + lo : a + (size_t)lo * lda;
-        if (hi > lo) sgemm(trans_a, trans_b, hi - lo, n, k, alpha, a_part, lda, b, ldb, beta, c + (size_t)lo * ldc, ldc);
-    SPLIT_END
+    gemm_job job = {trans_a, trans_b, n, k, lda, ldb, ldc, alpha, beta, a, b, c};
+    split_across_threads(m, gemm_rows, &job);
 }
 
 /* Per-thread partial sums for split reductions; grown once, never in steady state. */
 static float *partial_buf;
 static size_t partial_cap;
+
+typedef struct {
+    int m, n, lda, ldb, ldc;
+    const float *a, *b;
+    float *c, *partial;
+} reduce_job;
+
+static void reduce_partial(void *p, long lo, long hi, int thread) {
+    const reduce_job *j = p;
+    sgemm(1, 0, j->m, j->n, (int)(hi - lo), 1.0f, j->a + (size_t)lo * j->lda, j->lda, j->b + (size_t)lo * j->ldb,
+          j->ldb, 0.0f, j->partial + (size_t)thread * j->m * j->n, j->n);
+}
 
 void icn_gemm_tn_acc(int m, int n, int r, const float *a, int lda, const float *b, int ldb, float *c, int ldc) {
     int nt = icn_threads();
@@ -56,20 +81,14 @@ void icn_gemm_tn_acc(int m, int n, int r, const float *a, int lda, const float *
         partial_buf = xrealloc(partial_buf, need * sizeof(float));
         partial_cap = need;
     }
-    float *partial = partial_buf;
-    SPLIT_BEGIN(nt)
-        int t = omp_get_thread_num(), parts = omp_get_num_threads();
-        int lo = (int)((long)r * t / parts), hi = (int)((long)r * (t + 1) / parts);
-        float *mine = partial + (size_t)t * m * n;
-        sgemm(1, 0, m, n, hi - lo, 1.0f, a + (size_t)lo * lda, lda, b + (size_t)lo * ldb, ldb, 0.0f, mine, n);
-        #pragma omp barrier
-        /* Sum the partials into C, each thread taking a slice of C's rows. */
-        int r0 = m * t / parts, r1 = m * (t + 1) / parts;
-        for (int i = r0; i < r1; i++)
-            for (int p = 0; p < parts; p++) {
-                const float *src = partial + (size_t)p * m * n + (size_t)i * n;
-                float *dst = c + (size_t)i * ldc;
-                for (int j = 0; j < n; j++) dst[j] += src[j];
-            }
-    SPLIT_END
+    /* Threads that get no range leave their slot untouched: zero it so the sum is right. */
+    memset(partial_buf, 0, need * sizeof(float));
+    reduce_job job = {m, n, lda, ldb, ldc, a, b, c, partial_buf};
+    split_across_threads(r, reduce_partial, &job);
+    for (int t = 0; t < nt; t++)
+        for (int i = 0; i < m; i++) {
+            const float *src = partial_buf + (size_t)t * m * n + (size_t)i * n;
+            float *dst = c + (size_t)i * ldc;
+            for (int j = 0; j < n; j++) dst[j] += src[j];
+        }
 }

@@ -3,18 +3,26 @@
 #include <string.h>
 
 #include "gemm.h"
+#include "parallel.h"
+
+/* Below this many floats of work, a parallel loop is not worth waking a thread. */
+#define PAR_MIN_WORK 32768L
 
 int icn_conv_out(int in, int k, int stride, int pad) { return (in + 2 * pad - k) / stride + 1; }
 
 /* col row r = (n, oh, ow) holds the k x k x C input patch in (kh, kw, c) order; padding is 0.
  * Channels last makes each (kh, kw) a contiguous run of C floats. */
-static void im2col(float *col, const float *in, const icn_conv_shape *s, int n) {
+typedef struct { float *col; const float *in; const icn_conv_shape *s; int n; } conv_job;
+
+static void im2col_rows(void *p, long lo, long hi, int thread) {
+    (void)thread;
+    const conv_job *j = p;
+    const icn_conv_shape *s = j->s;
+    const float *in = j->in;
     const size_t K = icn_conv_kdim(s), C = (size_t)s->c;
-    const long rows = (long)n * s->oh * s->ow;
-    #pragma omp parallel for schedule(static) if (rows * K > 65536)
-    for (long r = 0; r < rows; r++) {
+    for (long r = lo; r < hi; r++) {
         int ow = (int)(r % s->ow), oh = (int)(r / s->ow % s->oh), b = (int)(r / ((long)s->ow * s->oh));
-        float *dst = col + (size_t)r * K;
+        float *dst = j->col + (size_t)r * K;
         for (int kh = 0; kh < s->k; kh++) {
             int ih = oh * s->stride - s->pad + kh;
             for (int kw = 0; kw < s->k; kw++, dst += C) {
@@ -28,13 +36,22 @@ static void im2col(float *col, const float *in, const icn_conv_shape *s, int n) 
     }
 }
 
+static void im2col(float *col, const float *in, const icn_conv_shape *s, int n) {
+    conv_job job = {col, in, s, n};
+    icn_parallel_for((long)n * s->oh * s->ow, PAR_MIN_WORK / (long)icn_conv_kdim(s) + 1, im2col_rows, &job);
+}
+
 /* The adjoint of im2col: scatter-add each patch back. Parallel over images, so no two
  * threads write the same input pixel. */
-static void col2im(float *in, const float *col, const icn_conv_shape *s, int n) {
+static void col2im_images(void *p, long lo, long hi, int thread) {
+    (void)thread;
+    const conv_job *j = p;
+    const icn_conv_shape *s = j->s;
+    const float *col = j->col;
+    float *in = (float *)j->in;
     const size_t K = icn_conv_kdim(s), C = (size_t)s->c, img = (size_t)s->h * s->w * C;
-    memset(in, 0, (size_t)n * img * sizeof(float));
-    #pragma omp parallel for schedule(static) if ((long)n * s->oh * s->ow * K > 65536)
-    for (int b = 0; b < n; b++) {
+    memset(in + lo * img, 0, (size_t)(hi - lo) * img * sizeof(float));
+    for (long b = lo; b < hi; b++) {
         for (int oh = 0; oh < s->oh; oh++)
             for (int ow = 0; ow < s->ow; ow++) {
                 const float *src = col + (((size_t)b * s->oh + oh) * s->ow + ow) * K;
@@ -51,9 +68,14 @@ static void col2im(float *in, const float *col, const icn_conv_shape *s, int n) 
     }
 }
 
+static void col2im(float *in, const float *col, const icn_conv_shape *s, int n) {
+    conv_job job = {(float *)col, in, s, n};
+    long per_image = (long)s->oh * s->ow * (long)icn_conv_kdim(s);
+    icn_parallel_for(n, PAR_MIN_WORK / per_image + 1, col2im_images, &job);
+}
+
 /* Rows of out start as the bias, so one sgemm with beta = 1 adds the product. */
 static void fill_rows_with_bias(float *out, const float *bias, long rows, int cols) {
-    #pragma omp parallel for schedule(static) if (rows * cols > 65536)
     for (long r = 0; r < rows; r++) memcpy(out + (size_t)r * cols, bias, (size_t)cols * sizeof(float));
 }
 
@@ -84,15 +106,13 @@ void conv2d_backward(float *din, float *dweight, float *dbias, float *dcol, cons
     }
 }
 
+/* Elementwise work is memory-bound and cheap: one pass, no threads. */
 void lrelu_forward(float *out, const float *in, size_t count) {
-    #pragma omp parallel for schedule(static) if (count > 65536)
     for (size_t i = 0; i < count; i++) out[i] = in[i] > 0 ? in[i] : ICN_LRELU_SLOPE * in[i];
 }
 
 void lrelu_backward(float *dinout, const float *out, size_t count) {
-    #pragma omp parallel for schedule(static) if (count > 65536)
-    for (size_t i = 0; i < count; i++)
-        if (out[i] <= 0) dinout[i] *= ICN_LRELU_SLOPE;
+    for (size_t i = 0; i < count; i++) dinout[i] = out[i] > 0 ? dinout[i] : ICN_LRELU_SLOPE * dinout[i];
 }
 
 void linear_forward(float *out, const float *in, const float *weight, const float *bias, int n, int in_dim,

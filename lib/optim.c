@@ -46,7 +46,6 @@ void icn_optim_step(icn_optim *o, float *x, const float *grad, float lr) {
     if (o->kind == ICN_OPT_SGD) { /* PyTorch's form: v = mu v + (g + wd x); x -= lr v */
         const float mu = o->momentum, wd = o->weight_decay;
         float *v = o->m;
-        #pragma omp parallel for schedule(static) if (n > 65536)
         for (size_t i = 0; i < n; i++) {
             float g = grad[i] + wd * x[i];
             v[i] = mu * v[i] + g;
@@ -58,7 +57,6 @@ void icn_optim_step(icn_optim *o, float *x, const float *grad, float lr) {
     const float c1 = 1.0f - powf(b1, (float)o->t), c2 = 1.0f - powf(b2, (float)o->t);
     const float step = lr / c1, root_c2 = sqrtf(c2);
     float *m = o->m, *v = o->v;
-    #pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) {
         m[i] = b1 * m[i] + (1 - b1) * grad[i];
         v[i] = b2 * v[i] + (1 - b2) * grad[i] * grad[i];

@@ -1,6 +1,7 @@
 #include "util.h"
 
 #include <cblas.h>
+#include "parallel.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -144,6 +145,7 @@ void icn_threads_init(int requested) {
     }
     g_threads = n;
     openblas_set_num_threads(n);
+    icn_pool_resize(n);
 }
 
 int icn_threads(void) { return g_threads; }
