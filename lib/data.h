@@ -15,10 +15,25 @@ int icn_split_parse(const char *s, icn_split *out);
 
 /* Keep only samples whose label is in `classes` (a bitmask over labels 0..31; 0 = all),
  * then, if limit > 0, a random subset of `limit` drawn with `seed` (order preserved).
- * In place. */
+ * In place. Labels outside 0..31 (pseudo-negatives) never match a non-zero mask; a mask
+ * needs labels; a limit at or above the count keeps everything. */
 int icn_batch_select(icn_batch *b, uint32_t classes, int64_t limit, uint64_t seed, char *err, size_t errlen);
 
 /* Data directory: $ICN_DATA, else $XDG_CACHE_HOME/icn, else $HOME/.cache/icn. Caller frees. */
 char *icn_data_dir(void);
+
+/* Additions beyond the first contract. */
+
+const char *icn_split_name(icn_split s);
+/* The images a split keeps of a file of n: val = the last n/12 (the paper's last 5,000 of
+ * 60,000), train = the n - n/12 before them, test and all = the whole file. (Which FILE a
+ * split reads, the training or the t10k file, is icn_dataset_files' business.) */
+void icn_split_range(icn_split s, int32_t n, int32_t *start, int32_t *count);
+/* Keep only that range, in place; an empty result is an error. */
+int icn_split_apply(icn_batch *b, icn_split s, char *err, size_t errlen);
+/* The IDX files of a named data set ("mnist" or "fashion") under icn_data_dir(): the t10k
+ * files for ICN_SPLIT_TEST, the training files otherwise; NAME or NAME.gz. When absent the
+ * error says to run `icn-load --fetch NAME`. Caller frees both paths. */
+int icn_dataset_files(const char *name, icn_split s, char **images, char **labels, char *err, size_t errlen);
 
 #endif

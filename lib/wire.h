@@ -43,7 +43,8 @@ int icn_batch_append(icn_batch *dst, const icn_batch *src, char *err, size_t err
 
 /* Returns 0 and sets *span when a complete, well-formed msgpack object starts at p;
  * 1 when the bytes so far are a valid prefix but incomplete; -1 (with err) when invalid,
- * deeper than ICN_MAX_DEPTH, or when a declared length exceeds max_frame. */
+ * deeper than ICN_MAX_DEPTH, or when a declared length exceeds max_frame. On 1, err also
+ * says what is missing, for callers that know no more bytes will come. */
 int icn_msgpack_check(const uint8_t *p, size_t n, size_t max_frame, size_t *span, char *err, size_t errlen);
 
 /* Unpack one complete, checked frame into `out` (init'd by the caller with msgpack_unpacked_init).
@@ -53,7 +54,7 @@ int icn_frame_unpack(const uint8_t *p, size_t n, msgpack_unpacked *out, char *er
 /* Reading frames from a byte stream (file or pipe). */
 typedef struct icn_reader icn_reader;
 icn_reader *icn_reader_open(const char *path, char *err, size_t errlen); /* "-" = stdin */
-icn_reader *icn_reader_fdopen(int fd, const char *name);
+icn_reader *icn_reader_fdopen(int fd, const char *name); /* does not take ownership of fd */
 /* 1: a frame (valid until the next call), 0: clean end of stream, -1: error (truncated, malformed). */
 int icn_reader_next(icn_reader *r, const uint8_t **frame, size_t *len, char *err, size_t errlen);
 const char *icn_reader_name(const icn_reader *r);
@@ -77,13 +78,26 @@ int icn_map_kind_is(const msgpack_object *map, const char *kind); /* map["kind"]
 void icn_batch_pack(msgpack_packer *pk, const icn_batch *b);
 int icn_batch_decode(const msgpack_object *map, icn_batch *out, char *err, size_t errlen);
 
-/* Convenience: read a whole tensor stream (all "batch" frames, concatenated) from a path or "-". */
+/* Convenience: read a whole tensor stream (all "batch" frames, concatenated) from a path or "-".
+ * An empty stream gives an empty batch (n == 0); a frame of any other kind is an error. */
 int icn_batch_read_all(const char *path, icn_batch *out, char *err, size_t errlen);
-/* Write b as frames of at most `chunk` images each to fd. */
+/* Write b as frames of at most `chunk` images each to fd (chunk <= 0: as few frames as the
+ * frame limit allows). An empty batch writes nothing. */
 int icn_batch_write(int fd, const icn_batch *b, int32_t chunk, char *err, size_t errlen);
 
 /* Little-endian float32/int32 helpers (the wire is little-endian on every host). */
 void icn_le_store_f32(uint8_t *dst, const float *src, size_t n);
 void icn_le_load_f32(float *dst, const uint8_t *src, size_t n);
+
+/* Additions beyond the first contract. */
+
+/* The frame limit in bytes: $ICN_MAX_FRAME if set (exits with status 2 when it is not a
+ * number in [64, 2^40]), else ICN_MAX_FRAME_DEFAULT. */
+size_t icn_max_frame(void);
+/* Stream offset of the frame returned by the last icn_reader_next (for messages). */
+uint64_t icn_reader_offset(const icn_reader *r);
+/* icn_batch_write to a path: "-" is stdout; otherwise written to a temporary file in the
+ * same directory, fsync'd and renamed, so a reader never sees half a stream. */
+int icn_batch_write_file(const char *path, const icn_batch *b, int32_t chunk, char *err, size_t errlen);
 
 #endif

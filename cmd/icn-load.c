@@ -1,0 +1,207 @@
+/* icn-load: MNIST-style IDX files in, a tensor stream of "batch" frames out (icn-load(1)).
+ * Thin by design: flags here, everything else in lib/data.c and lib/wire.c. */
+#include "data.h"
+#include "util.h"
+#include "wire.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char usage_text[] =
+    "usage: icn-load [mnist|fashion] [--split train|val|test|all] [OPTIONS]\n"
+    "       icn-load --images FILE --labels FILE [--split S] [OPTIONS]\n"
+    "       icn-load --fetch mnist|fashion\n"
+    "       icn-load --info FILE|-\n"
+    "Writes images as a tensor stream of msgpack \"batch\" frames (icn-wire(5)).\n"
+    "  --split S        train: first 55,000 of the training file; val: its last 5,000;\n"
+    "                   test: the t10k file; all: the whole training file\n"
+    "                   (default train; with --images, the whole given file)\n"
+    "  --images FILE    IDX image file (plain or .gz) instead of a named data set\n"
+    "  --labels FILE    its IDX label file\n"
+    "  --classes L      keep only these labels, e.g. 0,1,7 (each 0..31)\n"
+    "  --limit N        then keep a random subset of N images, in their original order\n"
+    "  --seed S         seed of that subset (default 1)\n"
+    "  --chunk N        images per frame (default 1000)\n"
+    "  --out FILE|-     output, written atomically when a file (default -: stdout)\n"
+    "  --quiet          no summary line on stderr\n"
+    "  --fetch NAME     download and verify mnist or fashion into the data directory\n"
+    "  --info FILE|-    print count, shape and label histogram of a tensor stream\n"
+    "  --help           this text\n"
+    "Data directory: $ICN_DATA, else $XDG_CACHE_HOME/icn, else ~/.cache/icn.\n";
+
+typedef struct {
+    const char *dataset, *images, *labels, *out, *fetch, *info, *classes_s;
+    icn_split split;
+    int split_set, quiet;
+    uint32_t classes;
+    int64_t limit;
+    uint64_t seed;
+    int32_t chunk;
+} opts;
+
+static uint32_t parse_classes(const char *s) {
+    uint32_t mask = 0;
+    const char *p = s;
+    for (;;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 0 || v > 31 || (*end != ',' && *end)) icn_die(2, "--classes: '%s' is not a list of labels 0..31", s);
+        mask |= 1u << v;
+        if (!*end) return mask;
+        p = end + 1;
+    }
+}
+
+static void parse_split(opts *o, const char *s) {
+    if (icn_split_parse(s, &o->split)) icn_die(2, "--split: '%s' is not train, val, test or all", s);
+    o->split_set = 1;
+}
+
+static void parse_args(int argc, char **argv, opts *o) {
+    enum { O_SPLIT = 256, O_LIMIT, O_SEED, O_CLASSES, O_CHUNK, O_OUT, O_IMAGES, O_LABELS, O_FETCH, O_INFO, O_QUIET, O_HELP };
+    static const struct option longs[] = {
+        {"split", required_argument, 0, O_SPLIT},   {"limit", required_argument, 0, O_LIMIT},
+        {"seed", required_argument, 0, O_SEED},     {"classes", required_argument, 0, O_CLASSES},
+        {"chunk", required_argument, 0, O_CHUNK},   {"out", required_argument, 0, O_OUT},
+        {"images", required_argument, 0, O_IMAGES}, {"labels", required_argument, 0, O_LABELS},
+        {"fetch", required_argument, 0, O_FETCH},   {"info", required_argument, 0, O_INFO},
+        {"quiet", no_argument, 0, O_QUIET},         {"help", no_argument, 0, O_HELP},
+        {0, 0, 0, 0}};
+    *o = (opts){.out = "-", .seed = 1, .chunk = 1000};
+    opterr = 0; /* our own one-line messages */
+    int c;
+    while ((c = getopt_long(argc, argv, ":h", longs, NULL)) != -1) {
+        switch (c) {
+        case O_SPLIT: parse_split(o, optarg); break;
+        case O_LIMIT: o->limit = icn_parse_long("--limit", optarg, 1, INT32_MAX); break;
+        case O_SEED: o->seed = (uint64_t)icn_parse_long("--seed", optarg, 0, LONG_MAX); break;
+        case O_CLASSES: o->classes = parse_classes(optarg); o->classes_s = optarg; break;
+        case O_CHUNK: o->chunk = (int32_t)icn_parse_long("--chunk", optarg, 1, 1 << 24); break;
+        case O_OUT: o->out = optarg; break;
+        case O_IMAGES: o->images = optarg; break;
+        case O_LABELS: o->labels = optarg; break;
+        case O_FETCH: o->fetch = optarg; break;
+        case O_INFO: o->info = optarg; break;
+        case O_QUIET: o->quiet = 1; break;
+        case 'h':
+        case O_HELP: fputs(usage_text, stdout); exit(0);
+        case ':': icn_die(2, "option '%s' needs an argument (see --help)", argv[optind - 1]);
+        default: icn_die(2, "unknown option '%s' (see --help)", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) o->dataset = argv[optind++];
+    if (optind < argc) icn_die(2, "unexpected argument '%s' (see --help)", argv[optind]);
+    if (o->dataset && strcmp(o->dataset, "mnist") && strcmp(o->dataset, "fashion"))
+        icn_die(2, "unknown data set '%s' (expected mnist or fashion)", o->dataset);
+    if (!o->images != !o->labels) icn_die(2, "--images and --labels go together");
+    if (o->images && o->dataset) icn_die(2, "give either a data set name or --images/--labels, not both");
+    if (o->fetch && strcmp(o->fetch, "mnist") && strcmp(o->fetch, "fashion"))
+        icn_die(2, "--fetch: '%s' is not mnist or fashion", o->fetch);
+}
+
+/* The fetch script: $ICN_SCRIPTS, else installed (../share/icn/scripts) or in the source tree
+ * (../../scripts, for build/bin) relative to this binary. */
+static char *find_script(void) {
+    const char *env = getenv("ICN_SCRIPTS");
+    char exe[PATH_MAX], path[PATH_MAX + 64];
+    if (env && *env) {
+        snprintf(path, sizeof path, "%s/fetch-mnist.sh", env);
+        if (access(path, R_OK) == 0) return strdup(path);
+        icn_die(1, "ICN_SCRIPTS: no readable %s", path);
+    }
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) icn_die(1, "cannot find this binary (/proc/self/exe) to locate fetch-mnist.sh; set ICN_SCRIPTS");
+    exe[n] = 0;
+    const char *dir = dirname(exe);
+    static const char *const rel[] = {"../share/icn/scripts", "../../scripts"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s/fetch-mnist.sh", dir, rel[i]);
+        if (access(path, R_OK) == 0) return strdup(path);
+    }
+    icn_die(1, "fetch-mnist.sh not found in %s/../share/icn/scripts or %s/../../scripts; set ICN_SCRIPTS", dir, dir);
+}
+
+static void run_fetch(const char *name) {
+    char *script = find_script(), *dir = icn_data_dir();
+    fflush(NULL);
+    if (strcmp(name, "fashion") == 0) execl("/bin/sh", "sh", script, "--fashion", dir, (char *)NULL);
+    else execl("/bin/sh", "sh", script, dir, (char *)NULL);
+    icn_die(1, "cannot run /bin/sh %s: %s", script, strerror(errno));
+}
+
+static void print_info(const char *path) {
+    char err[ICN_ERRLEN];
+    icn_batch b;
+    if (icn_batch_read_all(path, &b, err, sizeof err)) icn_die(1, "%s", err);
+    printf("images: %d\n", b.n);
+    if (b.n > 0) printf("shape: %dx%dx%d\n", b.h, b.w, b.c);
+    printf("labels: %s\n", b.y ? "yes" : "no");
+    long pos[256] = {0}, neg[256] = {0}, other = 0;
+    for (int32_t i = 0; b.y && i < b.n; i++) {
+        int32_t y = b.y[i];
+        if (y >= 0 && y < 256) pos[y]++;
+        else if (y < 0 && y >= -256) neg[-y - 1]++;
+        else other++;
+    }
+    for (int k = 0; k < 256; k++)
+        if (pos[k]) printf("class %d: %ld\n", k, pos[k]);
+    for (int k = 0; k < 256; k++)
+        if (neg[k]) printf("pseudo-negative of class %d: %ld\n", k, neg[k]);
+    if (other) printf("other labels: %ld\n", other);
+    printf("provenance: %s\n", b.prov ? "yes" : "no");
+    size_t m = (size_t)b.n * icn_batch_dim(&b);
+    double lo = INFINITY, hi = -INFINITY, sum = 0;
+    for (size_t i = 0; i < m; i++) {
+        lo = fmin(lo, b.x[i]);
+        hi = fmax(hi, b.x[i]);
+        sum += b.x[i];
+    }
+    if (m) printf("pixels: min %g max %g mean %.4f\n", lo, hi, sum / (double)m);
+    icn_batch_free(&b);
+    if (fflush(stdout) != 0) icn_die(1, "stdout: write error");
+}
+
+static void load(const opts *o, icn_batch *b) {
+    char err[ICN_ERRLEN];
+    char *images = NULL, *labels = NULL;
+    icn_split split = o->split_set ? o->split : o->images ? ICN_SPLIT_ALL : ICN_SPLIT_TRAIN;
+    if (!o->images && icn_dataset_files(o->dataset ? o->dataset : "mnist", split, &images, &labels, err, sizeof err))
+        icn_die(1, "%s", err);
+    int rc = icn_idx_load(o->images ? o->images : images, o->labels ? o->labels : labels, b, err, sizeof err);
+    free(images);
+    free(labels);
+    if (rc) icn_die(1, "%s", err);
+    if (icn_split_apply(b, split, err, sizeof err)) icn_die(1, "%s", err);
+    if (icn_batch_select(b, o->classes, o->limit, o->seed, err, sizeof err)) icn_die(1, "%s", err);
+    if (b->n == 0) icn_die(1, "no images left after --classes %s", o->classes_s);
+}
+
+int main(int argc, char **argv) {
+    icn_set_progname(argv[0]);
+    opts o;
+    parse_args(argc, argv, &o);
+    if (o.fetch) run_fetch(o.fetch);
+    if (o.info) {
+        print_info(o.info);
+        return 0;
+    }
+    icn_batch b;
+    load(&o, &b);
+    char err[ICN_ERRLEN];
+    if (icn_batch_write_file(o.out, &b, o.chunk, err, sizeof err)) icn_die(1, "%s", err);
+    icn_split split = o.split_set ? o.split : o.images ? ICN_SPLIT_ALL : ICN_SPLIT_TRAIN;
+    char what[160];
+    int k = snprintf(what, sizeof what, "split %s", icn_split_name(split));
+    if (o.classes_s) k += snprintf(what + k, sizeof what - (size_t)k, ", classes %.64s", o.classes_s);
+    if (o.limit) snprintf(what + k, sizeof what - (size_t)k, ", seed %llu", (unsigned long long)o.seed);
+    if (!o.quiet)
+        fprintf(stderr, "%s: wrote %d images %dx%dx%d (%s) to %s\n", icn_progname, b.n, b.h, b.w, b.c, what, o.out);
+    icn_batch_free(&b);
+    return 0;
+}
