@@ -1,0 +1,219 @@
+/* icn-classify: train a classifier on a tensor stream, or predict with one. */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data.h"
+#include "net.h"
+#include "snapshot.h"
+#include "train.h"
+#include "util.h"
+#include "wire.h"
+
+static const char usage[] =
+    "usage: icn-classify train [options] --out MODEL\n"
+    "       icn-classify predict --model MODEL [--data FILE|-] [--out FILE|-]\n"
+    "\n"
+    "train: fit the network on a labelled tensor stream (from icn-load).\n"
+    "  --data FILE|-          training tensor stream (default: stdin)\n"
+    "  --arch NAME            mnist (the paper's net, default) or blocks like c32-c64\n"
+    "  --head softmax|ova     softmax cross-entropy (default) or one-vs-all sigmoids\n"
+    "  --classes K            number of classes (default: largest label + 1)\n"
+    "  --steps N              SGD steps (default 2000)\n"
+    "  --epochs E             instead of --steps: E passes over the data\n"
+    "  --batch B              mini-batch size (default 64)\n"
+    "  --lr LR                learning rate (default 0.025)\n"
+    "  --momentum M           SGD momentum (default 0.9)\n"
+    "  --weight-decay WD      L2 weight decay (default 0)\n"
+    "  --decay-at F[,F..]     decay the lr at these fractions of the steps (default 0.75)\n"
+    "  --decay-factor G       multiply the lr by G at each decay (default 0.1)\n"
+    "  --label-smoothing EPS  label smoothing for the softmax head (default 0)\n"
+    "  --seed S               initialisation and batch order (default 1)\n"
+    "  --out MODEL            where the trained model goes (written atomically)\n"
+    "  --checkpoint FILE      save model and optimizer state every --checkpoint-every steps\n"
+    "  --checkpoint-every N   (default 1000)\n"
+    "  --resume               continue from --checkpoint if it exists\n"
+    "  --val FILE             labelled stream to report validation error on\n"
+    "  --eval-every N         validation every N steps (default: 10 times per run)\n"
+    "  --metrics FILE|-       append JSON-lines metrics\n"
+    "  --threads T            threads (default: ICN_THREADS or all cores)\n"
+    "  --quiet                no progress on stderr\n"
+    "\n"
+    "predict: print one line per image: predicted class, its probability, true label (or -).\n"
+    "  --model MODEL --data FILE|- --out FILE|-\n";
+
+enum { OPT_DATA = 256, OPT_ARCH, OPT_HEAD, OPT_CLASSES, OPT_STEPS, OPT_EPOCHS, OPT_BATCH, OPT_LR, OPT_MOMENTUM,
+       OPT_WD, OPT_DECAY_AT, OPT_DECAY_FACTOR, OPT_SMOOTH, OPT_SEED, OPT_OUT, OPT_CKPT, OPT_CKPT_EVERY, OPT_RESUME,
+       OPT_VAL, OPT_EVAL_EVERY, OPT_METRICS, OPT_THREADS, OPT_QUIET, OPT_MODEL, OPT_HELP };
+
+static const struct option options[] = {
+    {"data", 1, 0, OPT_DATA}, {"arch", 1, 0, OPT_ARCH}, {"head", 1, 0, OPT_HEAD}, {"classes", 1, 0, OPT_CLASSES},
+    {"steps", 1, 0, OPT_STEPS}, {"epochs", 1, 0, OPT_EPOCHS}, {"batch", 1, 0, OPT_BATCH}, {"lr", 1, 0, OPT_LR},
+    {"momentum", 1, 0, OPT_MOMENTUM}, {"weight-decay", 1, 0, OPT_WD}, {"decay-at", 1, 0, OPT_DECAY_AT},
+    {"decay-factor", 1, 0, OPT_DECAY_FACTOR}, {"label-smoothing", 1, 0, OPT_SMOOTH}, {"seed", 1, 0, OPT_SEED},
+    {"out", 1, 0, OPT_OUT}, {"checkpoint", 1, 0, OPT_CKPT}, {"checkpoint-every", 1, 0, OPT_CKPT_EVERY},
+    {"resume", 0, 0, OPT_RESUME}, {"val", 1, 0, OPT_VAL}, {"eval-every", 1, 0, OPT_EVAL_EVERY},
+    {"metrics", 1, 0, OPT_METRICS}, {"threads", 1, 0, OPT_THREADS}, {"quiet", 0, 0, OPT_QUIET},
+    {"model", 1, 0, OPT_MODEL}, {"help", 0, 0, OPT_HELP}, {0, 0, 0, 0}};
+
+typedef struct {
+    icn_train_opts train;
+    const char *data, *arch, *val, *metrics, *model, *out;
+    int classes, threads;
+    double epochs;
+} cli;
+
+static int parse_milestones(const char *s, double *out) {
+    int n = 0;
+    char *copy = strdup(s), *save = NULL;
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (n == ICN_MAX_MILESTONES) icn_die(2, "--decay-at: at most %d milestones", ICN_MAX_MILESTONES);
+        out[n++] = icn_parse_double("--decay-at", tok, 0, 1);
+    }
+    free(copy);
+    return n;
+}
+
+static void parse(int argc, char **argv, cli *c) {
+    icn_train_opts_default(&c->train);
+    c->data = "-";
+    c->arch = "mnist";
+    int opt;
+    while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+        icn_train_opts *t = &c->train;
+        switch (opt) {
+        case OPT_DATA: c->data = optarg; break;
+        case OPT_ARCH: c->arch = optarg; break;
+        case OPT_HEAD:
+            if (icn_head_parse(optarg, &t->head)) icn_die(2, "--head: '%s' is not softmax or ova", optarg);
+            break;
+        case OPT_CLASSES: c->classes = (int)icn_parse_long("--classes", optarg, 2, 100000); break;
+        case OPT_STEPS: t->steps = icn_parse_long("--steps", optarg, 1, 1L << 40); break;
+        case OPT_EPOCHS: c->epochs = icn_parse_double("--epochs", optarg, 1e-6, 1e6); break;
+        case OPT_BATCH: t->batch = (int)icn_parse_long("--batch", optarg, 1, 65536); break;
+        case OPT_LR: t->lr = icn_parse_double("--lr", optarg, 0, 100); break;
+        case OPT_MOMENTUM: t->momentum = icn_parse_double("--momentum", optarg, 0, 0.9999); break;
+        case OPT_WD: t->weight_decay = icn_parse_double("--weight-decay", optarg, 0, 1); break;
+        case OPT_DECAY_AT: t->n_milestones = parse_milestones(optarg, t->milestones); break;
+        case OPT_DECAY_FACTOR: t->decay_factor = icn_parse_double("--decay-factor", optarg, 0, 1); break;
+        case OPT_SMOOTH: t->smoothing = icn_parse_double("--label-smoothing", optarg, 0, 1); break;
+        case OPT_SEED: t->seed = (uint64_t)icn_parse_long("--seed", optarg, 0, INT64_MAX); break;
+        case OPT_OUT: c->out = optarg; break;
+        case OPT_CKPT: t->checkpoint = optarg; break;
+        case OPT_CKPT_EVERY: t->checkpoint_every = icn_parse_long("--checkpoint-every", optarg, 1, 1L << 40); break;
+        case OPT_RESUME: t->resume = 1; break;
+        case OPT_VAL: c->val = optarg; break;
+        case OPT_EVAL_EVERY: t->eval_every = icn_parse_long("--eval-every", optarg, 1, 1L << 40); break;
+        case OPT_METRICS: c->metrics = optarg; break;
+        case OPT_THREADS: c->threads = (int)icn_parse_long("--threads", optarg, 1, 1024); break;
+        case OPT_QUIET: t->quiet = 1; break;
+        case OPT_MODEL: c->model = optarg; break;
+        case 'h': case OPT_HELP: fputs(usage, stdout); exit(0);
+        default: fprintf(stderr, "%s", usage); exit(2);
+        }
+    }
+    if (optind < argc) icn_die(2, "unexpected argument '%s' (see --help)", argv[optind]);
+}
+
+static void read_stream(const char *path, icn_batch *b) {
+    char err[ICN_ERRLEN];
+    if (icn_batch_read_all(path, b, err, sizeof err)) icn_die(1, "%s", err);
+    if (b->n == 0) icn_die(1, "%s: no images in the tensor stream", strcmp(path, "-") ? path : "stdin");
+}
+
+static int max_label(const icn_batch *b) {
+    int m = -1;
+    for (int64_t i = 0; i < b->n; i++)
+        if (b->y[i] > m) m = b->y[i];
+    return m;
+}
+
+static int cmd_train(cli *c) {
+    char err[ICN_ERRLEN];
+    if (!c->out) icn_die(2, "train: --out MODEL is required");
+    icn_batch data = {0}, val = {0};
+    read_stream(c->data, &data);
+    if (!data.y) icn_die(1, "%s: the tensor stream has no labels", c->data);
+    int classes = c->classes ? c->classes : max_label(&data) + 1;
+    if (classes < 2) icn_die(1, "%s: labels span fewer than 2 classes (use --classes)", c->data);
+    icn_train_opts *t = &c->train;
+    if (c->epochs > 0) t->steps = (int64_t)(c->epochs * (double)data.n / t->batch + 0.999999);
+    if (c->val) {
+        read_stream(c->val, &val);
+        t->val = &val;
+        if (!t->eval_every) t->eval_every = t->steps / 10 > 0 ? t->steps / 10 : 1;
+    }
+    icn_metrics metrics;
+    if (icn_metrics_open(&metrics, c->metrics, err, sizeof err)) icn_die(2, "%s", err);
+    t->metrics = &metrics;
+    t->out = c->out;
+    icn_net net;
+    if (icn_net_build(&net, c->arch, data.h, data.w, data.c, classes, err, sizeof err)) icn_die(2, "--arch: %s", err);
+    icn_net_init(&net, t->seed);
+    if (!t->quiet)
+        icn_warn("training %s (%zu parameters, %s head) on %d images for %lld steps of %d, %d threads", net.arch,
+                 net.n_params, icn_head_name(t->head), data.n, (long long)t->steps, t->batch, icn_threads());
+    double t0 = icn_now();
+    if (icn_train_classifier(&net, &data, t, err, sizeof err)) icn_die(1, "%s", err);
+    icn_metrics_printf(&metrics, "{\"event\":\"done\",\"steps\":%lld,\"seconds\":%.3f}", (long long)t->steps,
+                       icn_now() - t0);
+    if (!t->quiet) icn_warn("wrote %s (%.1f s)", c->out, icn_now() - t0);
+    icn_metrics_close(&metrics);
+    icn_net_free(&net);
+    icn_batch_free(&data);
+    icn_batch_free(&val);
+    return 0;
+}
+
+static int cmd_predict(cli *c) {
+    char err[ICN_ERRLEN];
+    if (!c->model) icn_die(2, "predict: --model MODEL is required");
+    icn_net net;
+    icn_model_meta meta;
+    if (icn_model_load(c->model, &net, &meta, NULL, NULL, err, sizeof err)) icn_die(1, "%s", err);
+    icn_batch data = {0};
+    read_stream(c->data, &data);
+    if (data.h != net.in_h || data.w != net.in_w || data.c != net.in_c)
+        icn_die(1, "%s: images are %dx%dx%d, the model takes %dx%dx%d", c->data, data.h, data.w, data.c, net.in_h,
+                net.in_w, net.in_c);
+    FILE *out = !c->out || !strcmp(c->out, "-") ? stdout : fopen(c->out, "w");
+    if (!out) icn_die(1, "--out %s: cannot open for writing", c->out);
+    icn_work *w = icn_work_new(&net, 256);
+    float *logits = xmalloc((size_t)data.n * net.classes * sizeof(float));
+    icn_predict(&net, w, data.x, data.n, logits);
+    float *dz = xmalloc((size_t)net.classes * sizeof(float));
+    for (int64_t i = 0; i < data.n; i++) {
+        const float *z = logits + (size_t)i * net.classes;
+        int k = icn_argmax(z, net.classes);
+        /* score: the softmax probability, or the class's own sigmoid under one-vs-all */
+        double score;
+        if (meta.head == ICN_HEAD_OVA) score = icn_sigmoid(z[k]);
+        else {
+            int32_t label = k;
+            score = exp(-icn_loss_softmax(z, &label, NULL, 1, net.classes, 0, dz));
+        }
+        if (data.y) fprintf(out, "%d %.6f %d\n", k, score, data.y[i]);
+        else fprintf(out, "%d %.6f -\n", k, score);
+    }
+    if (out != stdout && fclose(out) != 0) icn_die(1, "--out %s: write failed", c->out);
+    free(logits), free(dz);
+    icn_work_free(w);
+    icn_net_free(&net);
+    icn_batch_free(&data);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    icn_set_progname(argv[0]);
+    if (argc < 2) { fputs(usage, stderr); return 2; }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) { fputs(usage, stdout); return 0; }
+    const char *sub = argv[1];
+    cli c = {0};
+    parse(argc - 1, argv + 1, &c);
+    icn_threads_init(c.threads);
+    if (!strcmp(sub, "train")) return cmd_train(&c);
+    if (!strcmp(sub, "predict")) return cmd_predict(&c);
+    icn_die(2, "unknown command '%s' (train or predict; see --help)", sub);
+}

@@ -1,0 +1,199 @@
+#include "train.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "snapshot.h"
+#include "util.h"
+
+void icn_train_opts_default(icn_train_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->head = ICN_HEAD_SOFTMAX;
+    o->batch = 64;
+    o->steps = 2000;
+    o->lr = 0.025;
+    o->momentum = 0.9;
+    o->milestones[0] = 0.75;
+    o->n_milestones = 1;
+    o->decay_factor = 0.1;
+    o->seed = 1;
+    o->checkpoint_every = 1000;
+    o->eval_every = 0;
+}
+
+void icn_sampler_init(icn_sampler *s, int64_t n, uint64_t seed) {
+    s->n = n;
+    s->seed = seed;
+    s->epoch = -1;
+    s->perm = xmalloc((size_t)n * sizeof(int32_t));
+}
+
+static void sampler_epoch(icn_sampler *s, int64_t epoch) {
+    if (s->epoch == epoch) return;
+    icn_rng rng;
+    icn_rng_seed(&rng, s->seed * 0x9e3779b97f4a7c15ULL + (uint64_t)epoch);
+    for (int64_t i = 0; i < s->n; i++) s->perm[i] = (int32_t)i;
+    icn_rng_shuffle(&rng, s->perm, (size_t)s->n);
+    s->epoch = epoch;
+}
+
+void icn_sampler_batch(icn_sampler *s, int64_t step, int batch, int32_t *idx) {
+    for (int i = 0; i < batch; i++) {
+        int64_t pos = step * batch + i;
+        sampler_epoch(s, pos / s->n);
+        idx[i] = s->perm[pos % s->n];
+    }
+}
+
+void icn_sampler_free(icn_sampler *s) {
+    free(s->perm);
+    s->perm = NULL;
+}
+
+void icn_gather(const icn_batch *data, const int32_t *idx, int n, float *x, int32_t *y) {
+    size_t d = icn_batch_dim(data);
+    for (int i = 0; i < n; i++) {
+        memcpy(x + (size_t)i * d, data->x + (size_t)idx[i] * d, d * sizeof(float));
+        if (y) y[i] = data->y[idx[i]];
+    }
+}
+
+double icn_train_step(icn_net *net, icn_work *w, icn_optim *opt, const float *x, const int32_t *y,
+                      const float *weight, int n, icn_head head, double smoothing, float lr, float *dlogits) {
+    const float *logits = icn_forward(net, w, x, n);
+    double loss = icn_loss(head, logits, y, weight, n, net->classes, smoothing, dlogits);
+    icn_backward(net, w, dlogits, 1, NULL);
+    icn_optim_step(opt, net->params, w->grad, lr);
+    return loss;
+}
+
+int icn_check_labels(const icn_batch *data, int classes, const char *what, char *err, size_t errlen) {
+    if (!data->y) return icn_errf(err, errlen, "%s: the tensor stream has no labels", what);
+    for (int64_t i = 0; i < data->n; i++)
+        if (data->y[i] < 0 || data->y[i] >= classes)
+            return icn_errf(err, errlen, "%s: image %lld has label %d, outside the model's classes [0, %d)", what,
+                            (long long)i, data->y[i], classes);
+    return 0;
+}
+
+int icn_evaluate(const icn_net *net, icn_work *w, const icn_batch *data, icn_eval_result *r, char *err, size_t errlen) {
+    memset(r, 0, sizeof *r);
+    if (icn_check_labels(data, net->classes, "evaluation data", err, errlen)) return -1;
+    if (icn_batch_dim(data) != icn_net_input_size(net) || data->h != net->in_h || data->w != net->in_w)
+        return icn_errf(err, errlen, "evaluation data: images are %dx%dx%d, the model takes %dx%dx%d", data->h, data->w,
+                        data->c, net->in_h, net->in_w, net->in_c);
+    r->classes = net->classes;
+    r->confusion = xcalloc((size_t)net->classes * net->classes, sizeof(int64_t));
+    size_t d = icn_batch_dim(data);
+    for (int64_t i = 0; i < data->n; i += w->max_batch) {
+        int m = (int)(data->n - i < w->max_batch ? data->n - i : w->max_batch);
+        const float *logits = icn_forward(net, w, data->x + (size_t)i * d, m);
+        for (int j = 0; j < m; j++) {
+            int pred = icn_argmax(logits + (size_t)j * net->classes, net->classes), truth = data->y[i + j];
+            r->confusion[(size_t)truth * net->classes + pred]++;
+            r->wrong += pred != truth;
+        }
+    }
+    r->n = data->n;
+    return 0;
+}
+
+void icn_eval_result_free(icn_eval_result *r) {
+    free(r->confusion);
+    r->confusion = NULL;
+}
+
+static int save_checkpoint(const icn_train_opts *o, const icn_net *net, const icn_model_meta *meta,
+                           const icn_optim *opt, char *err, size_t errlen) {
+    return o->checkpoint ? icn_model_save(o->checkpoint, net, meta, opt, err, errlen) : 0;
+}
+
+/* Resume from o->checkpoint when asked and present: replaces net, opt state and meta. */
+static int maybe_resume(const icn_train_opts *o, icn_net *net, icn_optim *opt, icn_model_meta *meta, char *err,
+                        size_t errlen) {
+    if (!o->resume || !o->checkpoint || access(o->checkpoint, F_OK) != 0) return 0;
+    icn_net loaded;
+    icn_model_meta m;
+    int has_optim = 0;
+    if (icn_model_load(o->checkpoint, &loaded, &m, opt, &has_optim, err, errlen)) return -1;
+    if (strcmp(loaded.arch, net->arch) || loaded.n_params != net->n_params || m.head != o->head ||
+        m.total_steps != o->steps || m.train_images != meta->train_images || m.seed != meta->seed) {
+        icn_net_free(&loaded);
+        return icn_errf(err, errlen,
+                        "%s: checkpoint is of another run (arch %s, %lld steps, %lld images, seed %lld); "
+                        "remove it or drop --resume",
+                        o->checkpoint, loaded.arch, (long long)m.total_steps,
+                        (long long)m.train_images, (long long)m.seed);
+    }
+    if (!has_optim) {
+        icn_net_free(&loaded);
+        return icn_errf(err, errlen, "%s: holds no optimizer state, so it is not a checkpoint", o->checkpoint);
+    }
+    memcpy(net->params, loaded.params, net->n_params * sizeof(float));
+    icn_net_free(&loaded);
+    *meta = m;
+    if (!o->quiet) icn_warn("resuming from %s at step %lld", o->checkpoint, (long long)m.step);
+    return 1;
+}
+
+int icn_train_classifier(icn_net *net, const icn_batch *data, const icn_train_opts *o, char *err, size_t errlen) {
+    if (icn_check_labels(data, net->classes, "training data", err, errlen)) return -1;
+    if (data->h != net->in_h || data->w != net->in_w || data->c != net->in_c)
+        return icn_errf(err, errlen, "training data: images are %dx%dx%d, the model takes %dx%dx%d", data->h, data->w,
+                        data->c, net->in_h, net->in_w, net->in_c);
+    icn_model_meta meta = {.head = o->head, .total_steps = o->steps, .seed = (int64_t)o->seed, .train_images = data->n};
+    icn_optim opt;
+    icn_optim_sgd(&opt, net->n_params, (float)o->momentum, (float)o->weight_decay);
+    if (maybe_resume(o, net, &opt, &meta, err, errlen) < 0) {
+        icn_optim_free(&opt);
+        return -1;
+    }
+    const int B = o->batch;
+    icn_work *w = icn_work_new(net, B);
+    icn_sampler sampler;
+    icn_sampler_init(&sampler, data->n, o->seed);
+    int32_t *idx = xmalloc((size_t)B * sizeof(int32_t)), *y = xmalloc((size_t)B * sizeof(int32_t));
+    float *x = xmalloc((size_t)B * icn_batch_dim(data) * sizeof(float));
+    float *dlogits = xmalloc((size_t)B * net->classes * sizeof(float));
+    icn_progress prog;
+    icn_progress_begin(&prog, "train", "img", meta.step * B, o->steps * B, o->quiet);
+    double loss_avg = 0, t0 = icn_now();
+    int rc = 0;
+    char status[64] = "";
+    for (int64_t step = meta.step; step < o->steps; step++) {
+        float lr = (float)icn_lr_at(o->lr, step, o->steps, o->milestones, o->n_milestones, o->decay_factor);
+        icn_sampler_batch(&sampler, step, B, idx);
+        icn_gather(data, idx, B, x, y);
+        double loss = icn_train_step(net, w, &opt, x, y, NULL, B, o->head, o->smoothing, lr, dlogits);
+        if (!(loss == loss) || loss > 1e30) {
+            rc = icn_errf(err, errlen, "step %lld: loss is %g: training diverged (try a smaller --lr)", (long long)step, loss);
+            break;
+        }
+        loss_avg = step == meta.step ? loss : 0.98 * loss_avg + 0.02 * loss;
+        meta.step = step + 1;
+        if (o->metrics && (meta.step % 10 == 0 || meta.step == o->steps))
+            icn_metrics_printf(o->metrics, "{\"event\":\"step\",\"step\":%lld,\"loss\":%.6f,\"lr\":%g,\"time\":%.3f}",
+                               (long long)meta.step, loss, lr, icn_now() - t0);
+        if (o->val && o->eval_every > 0 && meta.step % o->eval_every == 0) {
+            icn_eval_result r;
+            if (icn_evaluate(net, w, o->val, &r, err, errlen)) { rc = -1; break; }
+            icn_metrics_printf(o->metrics, "{\"event\":\"eval\",\"step\":%lld,\"val_error\":%.6f}", (long long)meta.step,
+                               (double)r.wrong / (double)r.n);
+            if (!o->quiet) icn_warn("step %lld: validation error %.2f%%", (long long)meta.step, 100.0 * r.wrong / r.n);
+            icn_eval_result_free(&r);
+        }
+        if (o->checkpoint_every > 0 && meta.step % o->checkpoint_every == 0 && meta.step < o->steps &&
+            save_checkpoint(o, net, &meta, &opt, err, errlen)) { rc = -1; break; }
+        snprintf(status, sizeof status, "loss %.4f", loss_avg);
+        icn_progress_update(&prog, meta.step * B, status);
+    }
+    icn_progress_end(&prog, meta.step * B, status);
+    if (rc == 0 && save_checkpoint(o, net, &meta, &opt, err, errlen)) rc = -1;
+    if (rc == 0 && o->out && icn_model_save(o->out, net, &meta, NULL, err, errlen)) rc = -1;
+    free(idx), free(y), free(x), free(dlogits);
+    icn_sampler_free(&sampler);
+    icn_work_free(w);
+    icn_optim_free(&opt);
+    return rc;
+}

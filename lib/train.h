@@ -1,0 +1,72 @@
+/* train.h: supervised training of a classifier (the baseline), its building blocks
+ * (reproducible batch sampling, one SGD step) that the introspective trainer reuses,
+ * and evaluation (error rate and confusion matrix). */
+#ifndef ICN_TRAIN_H
+#define ICN_TRAIN_H
+#include <stdint.h>
+
+#include "losses.h"
+#include "net.h"
+#include "optim.h"
+#include "progress.h"
+#include "wire.h"
+
+#define ICN_MAX_MILESTONES 8
+
+typedef struct {
+    icn_head head;
+    double smoothing;         /* label smoothing (softmax head) */
+    int batch;
+    int64_t steps;
+    double lr, momentum, weight_decay;
+    double milestones[ICN_MAX_MILESTONES]; /* lr decays at these fractions of steps */
+    int n_milestones;
+    double decay_factor;
+    uint64_t seed;
+    const char *out;          /* final model */
+    const char *checkpoint;   /* written every checkpoint_every steps and at the end */
+    int64_t checkpoint_every;
+    int resume;               /* continue from checkpoint if it exists */
+    const icn_batch *val;     /* optional: error reported every eval_every steps */
+    int64_t eval_every;
+    icn_metrics *metrics;
+    int quiet;
+} icn_train_opts;
+
+void icn_train_opts_default(icn_train_opts *o);
+
+/* Batch number k of a run takes positions [k*B, (k+1)*B) of the concatenation of
+ * per-epoch permutations, each seeded by (seed, epoch). A run's position in its data is
+ * therefore its step count alone, which makes resuming exact. */
+typedef struct {
+    int64_t n, epoch;
+    uint64_t seed;
+    int32_t *perm;
+} icn_sampler;
+void icn_sampler_init(icn_sampler *s, int64_t n, uint64_t seed);
+void icn_sampler_batch(icn_sampler *s, int64_t step, int batch, int32_t *idx);
+void icn_sampler_free(icn_sampler *s);
+
+/* Copy images idx[0..n) of data into x and (if y) their labels into y. */
+void icn_gather(const icn_batch *data, const int32_t *idx, int n, float *x, int32_t *y);
+
+/* One step: forward, loss, backward, optimizer. Returns the loss. dlogits [n, classes] is scratch. */
+double icn_train_step(icn_net *net, icn_work *w, icn_optim *opt, const float *x, const int32_t *y,
+                      const float *weight, int n, icn_head head, double smoothing, float lr, float *dlogits);
+
+/* Train net (already built and initialised) on data. Labels must lie in [0, classes). */
+int icn_train_classifier(icn_net *net, const icn_batch *data, const icn_train_opts *o, char *err, size_t errlen);
+
+typedef struct {
+    int64_t n, wrong;
+    int classes;
+    int64_t *confusion; /* [true class][predicted class] */
+} icn_eval_result;
+
+/* Error of net on a labelled batch; labels must lie in [0, classes). */
+int icn_evaluate(const icn_net *net, icn_work *w, const icn_batch *data, icn_eval_result *r, char *err, size_t errlen);
+void icn_eval_result_free(icn_eval_result *r);
+/* Check that every label of data is a real class in [0, classes). */
+int icn_check_labels(const icn_batch *data, int classes, const char *what, char *err, size_t errlen);
+
+#endif
