@@ -56,7 +56,8 @@ demo: deps
 	@$(MAKE) --no-print-directory all data
 	@BUILD=$(BUILD) pipelines/demo.sh
 
-bench: deps
+bench:
+	@ICN_EXTRA_PKGS=python3-torch scripts/deps.sh
 	@$(MAKE) --no-print-directory all data
 	@BUILD=$(BUILD) tests/bench/bench.sh
 
@@ -67,12 +68,13 @@ asan:
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/icn \
-	    $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/icn/pipelines
+	    $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/icn/pipelines $(DESTDIR)$(PREFIX)/share/icn/scripts
 	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 $(BUILD)/libicn.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 644 lib/*.h $(DESTDIR)$(PREFIX)/include/icn/
 	for m in $(MANS); do s=$${m##*.}; install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s/; done
 	install -m 755 pipelines/*.sh $(DESTDIR)$(PREFIX)/share/icn/pipelines/
+	install -m 755 scripts/fetch-mnist.sh $(DESTDIR)$(PREFIX)/share/icn/scripts/
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(PREFIX)/bin/,$(notdir $(BINS))) $(DESTDIR)$(PREFIX)/lib/libicn.a

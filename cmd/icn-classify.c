@@ -6,9 +6,11 @@
 #include <string.h>
 
 #include "data.h"
+#include "introspect.h"
 #include "net.h"
 #include "snapshot.h"
 #include "train.h"
+#include "transport.h"
 #include "util.h"
 #include "wire.h"
 
@@ -41,12 +43,27 @@ static const char usage[] =
     "  --threads T            threads (default: ICN_THREADS or all cores)\n"
     "  --quiet                no progress on stderr\n"
     "\n"
+    "train --introspective: reclassification-by-synthesis (the paper's Algorithm 1) with\n"
+    "icn-synthesize processes and an icn-pool; --steps is replaced by the round schedule:\n"
+    "  --initial-steps N      steps on real data before round 1 (default 800)\n"
+    "  --rounds T             rounds of synthesis and retraining (default 6)\n"
+    "  --round-steps N        steps per round (default 200)\n"
+    "  --per-class L          pseudo-negatives per class per round (default 20)\n"
+    "  --alpha A              weight of the pseudo-negative term, Eq. 9 (default 0.5)\n"
+    "  --pn-batch P           pseudo-negatives per step, beside --batch real images (default 64)\n"
+    "  --async                never wait for synthesizers; take what the pool has each round\n"
+    "  --publish ENDPOINT     where snapshots are published (default " ICN_EP_SNAPSHOTS ")\n"
+    "  --pool ENDPOINT        the pool's request endpoint (default " ICN_EP_POOL_REQ ")\n"
+    "  --wait-timeout S       give up when a round's pseudo-negatives take longer (default 600)\n"
+    "\n"
     "predict: print one line per image: predicted class, its probability, true label (or -).\n"
     "  --model MODEL --data FILE|- --out FILE|-\n";
 
 enum { OPT_DATA = 256, OPT_ARCH, OPT_HEAD, OPT_CLASSES, OPT_STEPS, OPT_EPOCHS, OPT_BATCH, OPT_LR, OPT_MOMENTUM,
        OPT_WD, OPT_DECAY_AT, OPT_DECAY_FACTOR, OPT_SMOOTH, OPT_SEED, OPT_OUT, OPT_CKPT, OPT_CKPT_EVERY, OPT_RESUME,
-       OPT_VAL, OPT_EVAL_EVERY, OPT_METRICS, OPT_THREADS, OPT_QUIET, OPT_MODEL, OPT_HELP };
+       OPT_VAL, OPT_EVAL_EVERY, OPT_METRICS, OPT_THREADS, OPT_QUIET, OPT_MODEL, OPT_HELP, OPT_INTRO, OPT_INIT_STEPS,
+       OPT_ROUNDS, OPT_ROUND_STEPS, OPT_PER_CLASS, OPT_ALPHA, OPT_PN_BATCH, OPT_ASYNC, OPT_PUBLISH, OPT_POOL,
+       OPT_WAIT };
 
 static const struct option options[] = {
     {"data", 1, 0, OPT_DATA}, {"arch", 1, 0, OPT_ARCH}, {"head", 1, 0, OPT_HEAD}, {"classes", 1, 0, OPT_CLASSES},
@@ -56,10 +73,16 @@ static const struct option options[] = {
     {"out", 1, 0, OPT_OUT}, {"checkpoint", 1, 0, OPT_CKPT}, {"checkpoint-every", 1, 0, OPT_CKPT_EVERY},
     {"resume", 0, 0, OPT_RESUME}, {"val", 1, 0, OPT_VAL}, {"eval-every", 1, 0, OPT_EVAL_EVERY},
     {"metrics", 1, 0, OPT_METRICS}, {"threads", 1, 0, OPT_THREADS}, {"quiet", 0, 0, OPT_QUIET},
-    {"model", 1, 0, OPT_MODEL}, {"help", 0, 0, OPT_HELP}, {0, 0, 0, 0}};
+    {"model", 1, 0, OPT_MODEL}, {"help", 0, 0, OPT_HELP}, {"introspective", 0, 0, OPT_INTRO},
+    {"initial-steps", 1, 0, OPT_INIT_STEPS}, {"rounds", 1, 0, OPT_ROUNDS}, {"round-steps", 1, 0, OPT_ROUND_STEPS},
+    {"per-class", 1, 0, OPT_PER_CLASS}, {"alpha", 1, 0, OPT_ALPHA}, {"pn-batch", 1, 0, OPT_PN_BATCH},
+    {"async", 0, 0, OPT_ASYNC}, {"publish", 1, 0, OPT_PUBLISH}, {"pool", 1, 0, OPT_POOL},
+    {"wait-timeout", 1, 0, OPT_WAIT}, {0, 0, 0, 0}};
 
 typedef struct {
+    icn_introspect_opts intro;
     icn_train_opts train;
+    int introspective;
     const char *data, *arch, *val, *metrics, *model, *out;
     int classes, threads;
     double epochs;
@@ -78,6 +101,7 @@ static int parse_milestones(const char *s, double *out) {
 
 static void parse(int argc, char **argv, cli *c) {
     icn_train_opts_default(&c->train);
+    icn_introspect_opts_default(&c->intro);
     c->data = "-";
     c->arch = "mnist";
     int opt;
@@ -110,6 +134,17 @@ static void parse(int argc, char **argv, cli *c) {
         case OPT_THREADS: c->threads = (int)icn_parse_long("--threads", optarg, 1, 1024); break;
         case OPT_QUIET: t->quiet = 1; break;
         case OPT_MODEL: c->model = optarg; break;
+        case OPT_INTRO: c->introspective = 1; break;
+        case OPT_INIT_STEPS: c->intro.initial_steps = icn_parse_long("--initial-steps", optarg, 0, 1L << 40); break;
+        case OPT_ROUNDS: c->intro.rounds = (int)icn_parse_long("--rounds", optarg, 0, 100000); break;
+        case OPT_ROUND_STEPS: c->intro.round_steps = icn_parse_long("--round-steps", optarg, 1, 1L << 40); break;
+        case OPT_PER_CLASS: c->intro.per_class = (int)icn_parse_long("--per-class", optarg, 1, 1L << 24); break;
+        case OPT_ALPHA: c->intro.alpha = icn_parse_double("--alpha", optarg, 0, 1000); break;
+        case OPT_PN_BATCH: c->intro.pn_batch = (int)icn_parse_long("--pn-batch", optarg, 1, 65536); break;
+        case OPT_ASYNC: c->intro.async = 1; break;
+        case OPT_PUBLISH: c->intro.publish = optarg; break;
+        case OPT_POOL: c->intro.pool = optarg; break;
+        case OPT_WAIT: c->intro.wait_timeout = icn_parse_double("--wait-timeout", optarg, 0.1, 1e9); break;
         case 'h': case OPT_HELP: fputs(usage, stdout); exit(0);
         default: fprintf(stderr, "%s", usage); exit(2);
         }
@@ -152,11 +187,18 @@ static int cmd_train(cli *c) {
     icn_net net;
     if (icn_net_build(&net, c->arch, data.h, data.w, data.c, classes, err, sizeof err)) icn_die(2, "--arch: %s", err);
     icn_net_init(&net, t->seed);
+    if (c->introspective) t->steps = icn_introspect_total_steps(&c->intro);
     if (!t->quiet)
-        icn_warn("training %s (%zu parameters, %s head) on %d images for %lld steps of %d, %d threads", net.arch,
+        icn_warn("%straining %s (%zu parameters, %s head) on %d images for %lld steps of %d, %d threads", c->introspective ? "introspective " : "", net.arch,
                  net.n_params, icn_head_name(t->head), data.n, (long long)t->steps, t->batch, icn_threads());
     double t0 = icn_now();
-    if (icn_train_classifier(&net, &data, t, err, sizeof err)) icn_die(1, "%s", err);
+    if (c->introspective) {
+        c->intro.base = *t;
+        if (icn_train_introspective(&net, &data, &c->intro, err, sizeof err)) icn_die(1, "%s", err);
+        t->steps = icn_introspect_total_steps(&c->intro);
+    } else if (icn_train_classifier(&net, &data, t, err, sizeof err)) {
+        icn_die(1, "%s", err);
+    }
     icn_metrics_printf(&metrics, "{\"event\":\"done\",\"steps\":%lld,\"seconds\":%.3f}", (long long)t->steps,
                        icn_now() - t0);
     if (!t->quiet) icn_warn("wrote %s (%.1f s)", c->out, icn_now() - t0);

@@ -40,13 +40,12 @@ void icn_optim_free(icn_optim *o) {
     o->m = o->v = NULL;
 }
 
-void icn_optim_step(icn_optim *o, float *x, const float *grad, float lr) {
-    o->t++;
-    const size_t n = o->n;
+/* Update elements [lo, hi) of x. */
+static void step_span(icn_optim *o, float *x, const float *grad, float lr, size_t lo, size_t hi) {
     if (o->kind == ICN_OPT_SGD) { /* PyTorch's form: v = mu v + (g + wd x); x -= lr v */
         const float mu = o->momentum, wd = o->weight_decay;
         float *v = o->m;
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = lo; i < hi; i++) {
             float g = grad[i] + wd * x[i];
             v[i] = mu * v[i] + g;
             x[i] -= lr * v[i];
@@ -57,11 +56,22 @@ void icn_optim_step(icn_optim *o, float *x, const float *grad, float lr) {
     const float c1 = 1.0f - powf(b1, (float)o->t), c2 = 1.0f - powf(b2, (float)o->t);
     const float step = lr / c1, root_c2 = sqrtf(c2);
     float *m = o->m, *v = o->v;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = lo; i < hi; i++) {
         m[i] = b1 * m[i] + (1 - b1) * grad[i];
         v[i] = b2 * v[i] + (1 - b2) * grad[i] * grad[i];
         x[i] -= step * m[i] / (sqrtf(v[i]) / root_c2 + eps);
     }
+}
+
+void icn_optim_step(icn_optim *o, float *x, const float *grad, float lr) {
+    o->t++;
+    step_span(o, x, grad, lr, 0, o->n);
+}
+
+void icn_optim_step_masked(icn_optim *o, float *x, const float *grad, float lr, const uint8_t *active, size_t block) {
+    o->t++;
+    for (size_t b = 0; b * block < o->n; b++)
+        if (active[b]) step_span(o, x, grad, lr, b * block, (b + 1) * block);
 }
 
 double icn_lr_at(double lr, int64_t step, int64_t total, const double *milestones, int n_milestones, double factor) {

@@ -44,10 +44,12 @@ static uint32_t model_crc(const icn_net *net, const uint8_t *params_le) {
     return (uint32_t)crc;
 }
 
-static const char *meta_keys[] = {"generation", "step", "total_steps", "seed", "train_images", "round", "pool_offset"};
+static const char *meta_keys[] = {"generation", "step", "total_steps", "seed", "train_images", "round", "pool_offset",
+                                  "pool_start"};
 
 static int64_t *meta_field(icn_model_meta *m, int i) {
-    int64_t *f[] = {&m->generation, &m->step, &m->total_steps, &m->seed, &m->train_images, &m->round, &m->pool_offset};
+    int64_t *f[] = {&m->generation, &m->step, &m->total_steps, &m->seed, &m->train_images, &m->round, &m->pool_offset,
+                    &m->pool_start};
     return f[i];
 }
 

@@ -25,6 +25,7 @@ typedef struct {
     int64_t train_images; /* size of the real training set */
     int64_t round;        /* introspective trainer: round reached */
     int64_t pool_offset;  /* introspective trainer: pool records consumed */
+    int64_t pool_start;   /* introspective trainer: pool record where this run began */
 } icn_model_meta;
 
 /* Encode the model (and, if optim is non-NULL, the optimizer state) into sb. */

@@ -109,16 +109,19 @@ static int save_checkpoint(const icn_train_opts *o, const icn_net *net, const ic
     return o->checkpoint ? icn_model_save(o->checkpoint, net, meta, opt, err, errlen) : 0;
 }
 
-/* Resume from o->checkpoint when asked and present: replaces net, opt state and meta. */
-static int maybe_resume(const icn_train_opts *o, icn_net *net, icn_optim *opt, icn_model_meta *meta, char *err,
-                        size_t errlen) {
+float icn_train_lr(const icn_train_opts *o, int64_t step) {
+    return (float)icn_lr_at(o->lr, step, o->steps, o->milestones, o->n_milestones, o->decay_factor);
+}
+
+int icn_train_resume(const icn_train_opts *o, icn_net *net, icn_optim *opt, icn_model_meta *meta, char *err,
+                     size_t errlen) {
     if (!o->resume || !o->checkpoint || access(o->checkpoint, F_OK) != 0) return 0;
     icn_net loaded;
     icn_model_meta m;
     int has_optim = 0;
     if (icn_model_load(o->checkpoint, &loaded, &m, opt, &has_optim, err, errlen)) return -1;
     if (strcmp(loaded.arch, net->arch) || loaded.n_params != net->n_params || m.head != o->head ||
-        m.total_steps != o->steps || m.train_images != meta->train_images || m.seed != meta->seed) {
+        m.total_steps != meta->total_steps || m.train_images != meta->train_images || m.seed != meta->seed) {
         icn_net_free(&loaded);
         return icn_errf(err, errlen,
                         "%s: checkpoint is of another run (arch %s, %lld steps, %lld images, seed %lld); "
@@ -145,7 +148,7 @@ int icn_train_classifier(icn_net *net, const icn_batch *data, const icn_train_op
     icn_model_meta meta = {.head = o->head, .total_steps = o->steps, .seed = (int64_t)o->seed, .train_images = data->n};
     icn_optim opt;
     icn_optim_sgd(&opt, net->n_params, (float)o->momentum, (float)o->weight_decay);
-    if (maybe_resume(o, net, &opt, &meta, err, errlen) < 0) {
+    if (icn_train_resume(o, net, &opt, &meta, err, errlen) < 0) {
         icn_optim_free(&opt);
         return -1;
     }
@@ -162,7 +165,7 @@ int icn_train_classifier(icn_net *net, const icn_batch *data, const icn_train_op
     int rc = 0;
     char status[64] = "";
     for (int64_t step = meta.step; step < o->steps; step++) {
-        float lr = (float)icn_lr_at(o->lr, step, o->steps, o->milestones, o->n_milestones, o->decay_factor);
+        float lr = icn_train_lr(o, step);
         icn_sampler_batch(&sampler, step, B, idx);
         icn_gather(data, idx, B, x, y);
         double loss = icn_train_step(net, w, &opt, x, y, NULL, B, o->head, o->smoothing, lr, dlogits);

@@ -9,6 +9,7 @@
 #include "net.h"
 #include "optim.h"
 #include "progress.h"
+#include "snapshot.h"
 #include "wire.h"
 
 #define ICN_MAX_MILESTONES 8
@@ -53,6 +54,14 @@ void icn_gather(const icn_batch *data, const int32_t *idx, int n, float *x, int3
 /* One step: forward, loss, backward, optimizer. Returns the loss. dlogits [n, classes] is scratch. */
 double icn_train_step(icn_net *net, icn_work *w, icn_optim *opt, const float *x, const int32_t *y,
                       const float *weight, int n, icn_head head, double smoothing, float lr, float *dlogits);
+
+/* The step size at `step` under o's schedule. */
+float icn_train_lr(const icn_train_opts *o, int64_t step);
+/* If o->resume and o->checkpoint exists: load it into net (same architecture required), opt and
+ * meta, after checking it belongs to this run (meta's total_steps, train_images, seed, head).
+ * Returns 1 if resumed, 0 if not, -1 with err. */
+int icn_train_resume(const icn_train_opts *o, icn_net *net, icn_optim *opt, icn_model_meta *meta, char *err,
+                     size_t errlen);
 
 /* Train net (already built and initialised) on data. Labels must lie in [0, classes). */
 int icn_train_classifier(icn_net *net, const icn_batch *data, const icn_train_opts *o, char *err, size_t errlen);

@@ -1,0 +1,334 @@
+#include "introspect.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+#include "snapshot.h"
+#include "transport.h"
+#include "util.h"
+
+#define FETCH_MAX 4096
+#define REQUEST_TIMEOUT_MS 5000
+
+void icn_introspect_opts_default(icn_introspect_opts *o) {
+    memset(o, 0, sizeof *o);
+    icn_train_opts_default(&o->base);
+    o->initial_steps = 800;
+    o->rounds = 6;
+    o->round_steps = 200;
+    o->per_class = 20;
+    o->alpha = 0.5;
+    o->pn_batch = 64;
+    o->publish = ICN_EP_SNAPSHOTS;
+    o->pool = ICN_EP_POOL_REQ;
+    o->wait_timeout = 600;
+}
+
+int64_t icn_introspect_total_steps(const icn_introspect_opts *o) {
+    return o->initial_steps + (int64_t)o->rounds * o->round_steps;
+}
+
+/* Everything one run of the trainer holds. */
+typedef struct {
+    const icn_introspect_opts *o;
+    icn_net *net;
+    const icn_batch *data;
+    icn_model_meta meta;
+    icn_optim opt;
+    icn_work *work;
+    icn_sampler sampler;
+    icn_batch pn;          /* all pseudo-negatives accepted so far */
+    int64_t *accepted;     /* [generation][class] counts, generations 0..rounds */
+    void *pub, *req;
+    int32_t *idx, *y;
+    float *x, *weight, *dlogits;
+    double loss;
+} run;
+
+static int publish_snapshot(run *r, char *err, size_t errlen) {
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    icn_model_pack(&sb, r->net, &r->meta, NULL);
+    int rc = icn_zmq_send_sbuffer(r->pub, &sb, err, errlen);
+    msgpack_sbuffer_destroy(&sb);
+    return rc < 0 ? -1 : 0;
+}
+
+/* Control frames on the snapshot channel: "hold" (generation t has all it needs: pause
+ * until the next snapshot, so synthesizers leave the cores to the trainer) and "stop". */
+static void publish_control(run *r, const char *kind) {
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    msgpack_pack_str(&pk, 4), msgpack_pack_str_body(&pk, "kind", 4);
+    msgpack_pack_str(&pk, strlen(kind)), msgpack_pack_str_body(&pk, kind, strlen(kind));
+    msgpack_pack_str(&pk, 10), msgpack_pack_str_body(&pk, "generation", 10);
+    msgpack_pack_int64(&pk, r->meta.generation);
+    char err[ICN_ERRLEN];
+    icn_zmq_send_sbuffer(r->pub, &sb, err, sizeof err);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* Ask the pool for records [offset, offset + FETCH_MAX). 1: got a reply; 0: timeout. */
+static int fetch(run *r, int64_t offset, icn_batch *records, int64_t *total, char *err, size_t errlen) {
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    icn_pack_fetch(&sb, offset, FETCH_MAX);
+    msgpack_unpacked reply;
+    msgpack_unpacked_init(&reply);
+    int rc = icn_request(&r->req, r->o->pool, &sb, REQUEST_TIMEOUT_MS, &reply, err, errlen);
+    int64_t got_offset;
+    if (rc == 1 && icn_decode_records(&reply.data, &got_offset, total, records, err, errlen)) rc = -1;
+    msgpack_unpacked_destroy(&reply);
+    msgpack_sbuffer_destroy(&sb);
+    return rc;
+}
+
+/* Whether record i of `records` joins the training set: in sync mode, only generation g's
+ * first per_class samples of each class, for generations up to `round`; in async mode all. */
+static int accept_record(run *r, const icn_batch *records, int64_t i, int64_t round) {
+    const icn_provenance *p = &records->prov[i];
+    int k = -(records->y[i] + 1), K = r->net->classes;
+    if (k < 0 || k >= K) return 0;
+    if (records->h != r->net->in_h || records->w != r->net->in_w || records->c != r->net->in_c) return 0;
+    if (r->o->async) return 1;
+    if (p->generation < 1 || p->generation > round) return 0;
+    int64_t *count = &r->accepted[(size_t)p->generation * K + k];
+    if (*count >= r->o->per_class) return 0;
+    (*count)++;
+    return 1;
+}
+
+static int round_complete(const run *r, int64_t gen) {
+    for (int k = 0; k < r->net->classes; k++)
+        if (r->accepted[(size_t)gen * r->net->classes + k] < r->o->per_class) return 0;
+    return 1;
+}
+
+typedef struct { int64_t added, reached, producers; uint32_t producer_ids[64]; } intake;
+
+static void note_producer(intake *in, uint32_t id) {
+    for (int64_t i = 0; i < in->producers && i < 64; i++)
+        if (in->producer_ids[i] == id) return;
+    if (in->producers < 64) in->producer_ids[in->producers] = id;
+    in->producers++;
+}
+
+/* Take records from the pool into the training set, up to `until` (or everything available
+ * when until < 0). Advances meta.pool_offset past every record looked at. */
+static int take_from_pool(run *r, int64_t round, int64_t until, intake *in, char *err, size_t errlen) {
+    for (;;) {
+        if (until >= 0 && r->meta.pool_offset >= until) return 0;
+        icn_batch records = {0};
+        int64_t total = 0;
+        int rc = fetch(r, r->meta.pool_offset, &records, &total, err, errlen);
+        if (rc <= 0) { icn_batch_free(&records); return rc < 0 ? -1 : 1; }
+        int64_t n = records.n;
+        if (until >= 0 && r->meta.pool_offset + n > until) n = until - r->meta.pool_offset;
+        for (int64_t i = 0; i < n; i++) {
+            if (!accept_record(r, &records, i, round)) continue;
+            icn_batch one = records;
+            one.n = 1;
+            one.x = records.x + (size_t)i * icn_batch_dim(&records);
+            one.y = records.y + i;
+            one.prov = records.prov + i;
+            if (icn_batch_append(&r->pn, &one, err, errlen)) { icn_batch_free(&records); return -1; }
+            in->added++;
+            in->reached += records.prov[i].reached;
+            note_producer(in, records.prov[i].producer);
+        }
+        r->meta.pool_offset += n;
+        icn_batch_free(&records);
+        if (n == 0 || (until < 0 && r->meta.pool_offset >= total)) return 0;
+        if (!r->o->async && round_complete(r, round) && until < 0) return 0;
+    }
+}
+
+/* Sync: wait until generation `gen` has per_class pseudo-negatives of every class. */
+static int wait_for_round(run *r, int64_t gen, intake *in, double *waited, char *err, size_t errlen) {
+    double t0 = icn_now(), last_publish = t0, last_note = t0;
+    for (;;) {
+        if (take_from_pool(r, gen, -1, in, err, errlen) < 0) return -1;
+        if (r->o->async || round_complete(r, gen)) break;
+        double now = icn_now();
+        if (now - t0 > r->o->wait_timeout)
+            return icn_errf(err, errlen,
+                            "round %lld: waited %.0f s for %d pseudo-negatives per class from generation %lld "
+                            "(have %lld in all): are synthesizers running against %s and pushing to the pool at %s?",
+                            (long long)gen, now - t0, r->o->per_class, (long long)gen, (long long)in->added,
+                            r->o->publish, r->o->pool);
+        if (now - last_publish >= 1.0) { /* late joiners and restarted synthesizers */
+            if (publish_snapshot(r, err, errlen)) return -1;
+            last_publish = now;
+        }
+        if (!r->o->base.quiet && now - last_note >= 10) {
+            icn_warn("round %lld: waiting for pseudo-negatives (%lld of %d so far)", (long long)gen,
+                     (long long)in->added, r->o->per_class * r->net->classes);
+            last_note = now;
+        }
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    *waited = icn_now() - t0;
+    return 0;
+}
+
+/* Train steps [meta.step, until): real batches in the baseline's order, plus a batch of
+ * pseudo-negatives drawn uniformly from all so far once there are any. */
+static int train_until(run *r, int64_t until, icn_progress *prog, char *err, size_t errlen) {
+    const icn_train_opts *b = &r->o->base;
+    const int B = b->batch, P = r->pn.n > 0 ? r->o->pn_batch : 0, n = B + P;
+    const size_t d = icn_batch_dim(r->data);
+    /* loss = mean over real + alpha * mean over pseudo-negatives (weights of a mean over n) */
+    for (int i = 0; i < n; i++) r->weight[i] = i < B ? (float)n / B : (float)(r->o->alpha * n / P);
+    for (int64_t step = r->meta.step; step < until; step++) {
+        icn_sampler_batch(&r->sampler, step, B, r->idx);
+        icn_gather(r->data, r->idx, B, r->x, r->y);
+        if (P) {
+            icn_rng rng;
+            icn_rng_seed(&rng, b->seed * 0x2545f4914f6cdd1dULL + (uint64_t)step);
+            for (int i = 0; i < P; i++) r->idx[B + i] = (int32_t)icn_rng_below(&rng, (uint32_t)r->pn.n);
+            icn_gather(&r->pn, r->idx + B, P, r->x + (size_t)B * d, r->y + B);
+        }
+        float lr = icn_train_lr(b, step);
+        double loss = icn_train_step(r->net, r->work, &r->opt, r->x, r->y, r->weight, n, b->head, b->smoothing, lr,
+                                     r->dlogits);
+        if (!(loss == loss) || loss > 1e30)
+            return icn_errf(err, errlen, "step %lld: loss is %g: training diverged (try a smaller --lr)", (long long)step, loss);
+        r->loss = step == r->meta.step ? loss : 0.98 * r->loss + 0.02 * loss;
+        r->meta.step = step + 1;
+        if (b->metrics && (r->meta.step % 10 == 0 || r->meta.step == until))
+            icn_metrics_printf(b->metrics,
+                               "{\"event\":\"step\",\"step\":%lld,\"round\":%lld,\"loss\":%.6f,\"lr\":%g,\"pn_batch\":%d,"
+                               "\"pn_total\":%lld}",
+                               (long long)r->meta.step, (long long)r->meta.round, loss, lr, P, (long long)r->pn.n);
+        if (b->checkpoint && b->checkpoint_every > 0 && r->meta.step % b->checkpoint_every == 0 &&
+            icn_model_save(b->checkpoint, r->net, &r->meta, &r->opt, err, errlen))
+            return -1;
+        char status[64];
+        snprintf(status, sizeof status, "round %lld loss %.4f", (long long)r->meta.round, r->loss);
+        icn_progress_update(prog, r->meta.step * B, status);
+    }
+    return 0;
+}
+
+static void report_val(run *r, char *err, size_t errlen) {
+    const icn_train_opts *b = &r->o->base;
+    if (!b->val) return;
+    icn_eval_result res;
+    if (icn_evaluate(r->net, r->work, b->val, &res, err, errlen)) { icn_warn("validation: %s", err); return; }
+    icn_metrics_printf(b->metrics, "{\"event\":\"eval\",\"step\":%lld,\"round\":%lld,\"val_error\":%.6f}",
+                       (long long)r->meta.step, (long long)r->meta.round, (double)res.wrong / res.n);
+    if (!b->quiet) icn_warn("round %lld: validation error %.2f%%", (long long)r->meta.round, 100.0 * res.wrong / res.n);
+    icn_eval_result_free(&res);
+}
+
+static int pool_total(run *r, int64_t *total, char *err, size_t errlen) {
+    icn_batch none = {0};
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    icn_pack_fetch(&sb, INT32_MAX, 1); /* an offset past the end: the reply says the total */
+    msgpack_unpacked reply;
+    msgpack_unpacked_init(&reply);
+    int rc = icn_request(&r->req, r->o->pool, &sb, REQUEST_TIMEOUT_MS, &reply, err, errlen);
+    int64_t off;
+    if (rc == 1 && icn_decode_records(&reply.data, &off, total, &none, err, errlen)) rc = -1;
+    if (rc == 0) icn_errf(err, errlen, "no pool answers at %s (start one with: icn-pool serve --rep %s)", r->o->pool, r->o->pool);
+    msgpack_unpacked_destroy(&reply);
+    msgpack_sbuffer_destroy(&sb);
+    icn_batch_free(&none);
+    return rc == 1 ? 0 : -1;
+}
+
+static void run_free(run *r) {
+    icn_optim_free(&r->opt);
+    icn_work_free(r->work);
+    icn_sampler_free(&r->sampler);
+    icn_batch_free(&r->pn);
+    free(r->accepted), free(r->idx), free(r->y), free(r->x), free(r->weight), free(r->dlogits);
+    if (r->pub) icn_zmq_close(r->pub);
+    if (r->req) icn_zmq_close(r->req);
+}
+
+static int run_rounds(run *r, icn_progress *prog, char *err, size_t errlen) {
+    const icn_introspect_opts *o = r->o;
+    icn_metrics *metrics = o->base.metrics;
+    if (train_until(r, o->initial_steps + r->meta.round * o->round_steps, prog, err, errlen)) return -1;
+    for (int64_t t = r->meta.round + 1; t <= o->rounds; t++) {
+        r->meta.generation = t;
+        if (publish_snapshot(r, err, errlen)) return -1;
+        intake in = {0};
+        double waited = 0;
+        if (wait_for_round(r, t, &in, &waited, err, errlen)) return -1;
+        if (!o->async) publish_control(r, "hold");
+        r->meta.round = t;
+        icn_metrics_printf(metrics,
+                           "{\"event\":\"round\",\"round\":%lld,\"generation\":%lld,\"pn_new\":%lld,\"pn_total\":%lld,"
+                           "\"reached_fraction\":%.4f,\"producers\":%lld,\"wait_s\":%.3f,\"pool_offset\":%lld}",
+                           (long long)t, (long long)t, (long long)in.added, (long long)r->pn.n,
+                           in.added ? (double)in.reached / in.added : 0.0, (long long)in.producers, waited,
+                           (long long)r->meta.pool_offset);
+        if (!o->base.quiet)
+            icn_warn("round %lld: %lld new pseudo-negatives from %lld producers (%.0f%% reached the stop rule), "
+                     "%lld in all, waited %.1f s",
+                     (long long)t, (long long)in.added, (long long)in.producers,
+                     in.added ? 100.0 * in.reached / in.added : 0.0, (long long)r->pn.n, waited);
+        if (train_until(r, o->initial_steps + t * o->round_steps, prog, err, errlen)) return -1;
+        if (o->base.checkpoint && icn_model_save(o->base.checkpoint, r->net, &r->meta, &r->opt, err, errlen)) return -1;
+        report_val(r, err, errlen);
+    }
+    return 0;
+}
+
+int icn_train_introspective(icn_net *net, const icn_batch *data, const icn_introspect_opts *o, char *err,
+                            size_t errlen) {
+    if (icn_check_labels(data, net->classes, "training data", err, errlen)) return -1;
+    run r = {.o = o, .net = net, .data = data};
+    icn_train_opts base = o->base;
+    base.steps = icn_introspect_total_steps(o);
+    r.o = o;
+    r.meta = (icn_model_meta){.head = o->base.head, .total_steps = base.steps, .seed = (int64_t)o->base.seed,
+                              .train_images = data->n};
+    icn_optim_sgd(&r.opt, net->n_params, (float)o->base.momentum, (float)o->base.weight_decay);
+    const int n = o->base.batch + o->pn_batch, K = net->classes;
+    r.work = icn_work_new(net, n);
+    icn_sampler_init(&r.sampler, data->n, o->base.seed);
+    r.accepted = xcalloc((size_t)(o->rounds + 1) * K, sizeof(int64_t));
+    r.idx = xmalloc((size_t)n * sizeof(int32_t)), r.y = xmalloc((size_t)n * sizeof(int32_t));
+    r.x = xmalloc((size_t)n * icn_batch_dim(data) * sizeof(float));
+    r.weight = xmalloc((size_t)n * sizeof(float)), r.dlogits = xmalloc((size_t)n * K * sizeof(float));
+    int rc = -1;
+    int resumed = icn_train_resume(&base, net, &r.opt, &r.meta, err, errlen);
+    if (resumed < 0) goto out;
+    if (!(r.pub = icn_zmq_open(ZMQ_PUB, o->publish, 1, err, errlen))) goto out;
+    if (!(r.req = icn_zmq_open(ZMQ_REQ, o->pool, 0, err, errlen))) goto out;
+    if (!resumed) {
+        int64_t total;
+        if (pool_total(&r, &total, err, errlen)) goto out;
+        r.meta.pool_start = r.meta.pool_offset = total; /* only what this run's snapshots produced */
+    } else if (r.meta.round > 0) { /* rebuild the training set from the pool, as it was taken */
+        int64_t until = r.meta.pool_offset;
+        intake in = {0};
+        r.meta.pool_offset = r.meta.pool_start;
+        if (take_from_pool(&r, r.meta.round, until, &in, err, errlen)) {
+            if (!err[0]) icn_errf(err, errlen, "pool at %s did not answer while rebuilding", o->pool);
+            goto out;
+        }
+        if (!o->base.quiet) icn_warn("resumed with %lld pseudo-negatives from the pool", (long long)r.pn.n);
+    }
+    icn_progress prog;
+    icn_progress_begin(&prog, "introspective", "img", r.meta.step * o->base.batch, base.steps * o->base.batch,
+                       o->base.quiet);
+    rc = run_rounds(&r, &prog, err, errlen);
+    icn_progress_end(&prog, r.meta.step * o->base.batch, NULL);
+    if (rc == 0 && o->base.checkpoint && icn_model_save(o->base.checkpoint, net, &r.meta, &r.opt, err, errlen)) rc = -1;
+    if (rc == 0 && o->base.out && icn_model_save(o->base.out, net, &r.meta, NULL, err, errlen)) rc = -1;
+    for (int i = 0; i < 3 && r.pub; i++) publish_control(&r, "stop"); /* synthesizers exit */
+out:
+    run_free(&r);
+    return rc;
+}

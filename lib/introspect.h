@@ -1,0 +1,38 @@
+/* introspect.h: the introspective trainer, the paper's Algorithm 1 (reclassification-by-
+ * synthesis) with synthesis done by other processes.
+ *
+ * Synchronous (default): train initial_steps on the real data; then for round t = 1..rounds,
+ * publish snapshot C^t (generation t), wait until the pool holds per_class new
+ * pseudo-negatives of every class from generation t, and train round_steps on the real data
+ * plus ALL pseudo-negatives so far (each step: a batch of real images and a batch of
+ * pseudo-negatives, the latter weighted by alpha: Eq. 9 for softmax, Eq. 5 per class for
+ * one-vs-all). With one synthesizer and a seed, a run is reproducible bit for bit.
+ * Asynchronous: never wait; each round takes whatever the pool has gained.
+ *
+ * The baseline with the same real-data schedule is icn_train_classifier with
+ * steps = initial_steps + rounds * round_steps and the same seed: both see the same real
+ * batches in the same order. */
+#ifndef ICN_INTROSPECT_H
+#define ICN_INTROSPECT_H
+#include "train.h"
+
+typedef struct {
+    icn_train_opts base;   /* lr schedule, real batch size, head, seed, out, checkpoint, metrics, val */
+    int64_t initial_steps; /* 800 */
+    int rounds;            /* 6 */
+    int64_t round_steps;   /* 200 */
+    int per_class;         /* pseudo-negatives per class per round (sync); 20 */
+    double alpha;          /* weight of the pseudo-negative term; 0.5 */
+    int pn_batch;          /* pseudo-negatives per step; 64 */
+    int async;
+    const char *publish;   /* PUB endpoint for snapshots (bound) */
+    const char *pool;      /* the pool's request endpoint (connected) */
+    double wait_timeout;   /* seconds to wait for a round's pseudo-negatives; 600 */
+} icn_introspect_opts;
+
+void icn_introspect_opts_default(icn_introspect_opts *o);
+int64_t icn_introspect_total_steps(const icn_introspect_opts *o);
+int icn_train_introspective(icn_net *net, const icn_batch *data, const icn_introspect_opts *o, char *err,
+                            size_t errlen);
+
+#endif
