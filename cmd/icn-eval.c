@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "image.h"
 #include "net.h"
 #include "snapshot.h"
 #include "train.h"
@@ -12,10 +13,15 @@
 
 static const char usage[] =
     "usage: icn-eval error --model MODEL [--data FILE|-] [--json] [--threads T]\n"
+    "       icn-eval grid --out PNG [--data FILE|-] [--cols N] [--rows N] [--zoom Z]\n"
     "\n"
     "error: classify a labelled tensor stream (default: stdin) and print the test error,\n"
     "       the error of each class and the confusion matrix (rows: true class, columns:\n"
-    "       predicted). --json prints one JSON object instead.\n";
+    "       predicted). --json prints one JSON object instead.\n"
+    "grid:  draw a tensor stream as a PNG. Pseudo-negatives (from icn-pool dump or\n"
+    "       icn-synthesize) are laid out one row per generation, one column per class\n"
+    "       (the paper's Figure 2); other images fill --rows x --cols (default 10 x 10)\n"
+    "       in order. --zoom scales each pixel (default 2).\n";
 
 static void print_text(const icn_eval_result *r, const char *model) {
     printf("model %s: test error %.2f%% (%lld of %lld wrong)\n", model, 100.0 * r->wrong / r->n, (long long)r->wrong,
@@ -88,10 +94,79 @@ static int cmd_error(int argc, char **argv) {
     return 0;
 }
 
+/* Cells of the grid: by (generation, class) for pseudo-negatives, else in stream order. */
+static int grid_cells(const icn_batch *b, int rows_max, int cols_max, const float ***cells_out, int *rows, int *cols) {
+    size_t d = icn_batch_dim(b);
+    int by_generation = b->prov && b->y;
+    for (int64_t i = 0; by_generation && i < b->n; i++) by_generation = b->y[i] < 0;
+    if (!by_generation) {
+        *cols = (int)(b->n < cols_max ? b->n : cols_max);
+        *rows = (int)((b->n + *cols - 1) / *cols < rows_max ? (b->n + *cols - 1) / *cols : rows_max);
+        const float **cells = xcalloc((size_t)*rows * *cols, sizeof *cells);
+        for (int64_t i = 0; i < b->n && i < (int64_t)*rows * *cols; i++) cells[i] = b->x + (size_t)i * d;
+        *cells_out = cells;
+        return 0;
+    }
+    int32_t gens[1024];
+    int n_gens = 0, classes = 0;
+    for (int64_t i = 0; i < b->n; i++) { /* distinct generations, in sorted order */
+        int32_t g = b->prov[i].generation;
+        int k = -(b->y[i] + 1), at = 0;
+        if (k + 1 > classes) classes = k + 1;
+        while (at < n_gens && gens[at] < g) at++;
+        if ((at < n_gens && gens[at] == g) || n_gens == 1024) continue;
+        memmove(gens + at + 1, gens + at, (size_t)(n_gens - at) * sizeof gens[0]);
+        gens[at] = g, n_gens++;
+    }
+    *rows = n_gens < rows_max ? n_gens : rows_max;
+    *cols = classes;
+    const float **cells = xcalloc((size_t)*rows * *cols, sizeof *cells);
+    for (int64_t i = 0; i < b->n; i++) {
+        int k = -(b->y[i] + 1), r = 0;
+        while (r < *rows && gens[r] != b->prov[i].generation) r++;
+        if (r < *rows && !cells[(size_t)r * *cols + k]) cells[(size_t)r * *cols + k] = b->x + (size_t)i * d;
+    }
+    *cells_out = cells;
+    return 1;
+}
+
+static int cmd_grid(int argc, char **argv) {
+    const char *data = "-", *out = NULL;
+    int rows = 10, cols = 10, zoom = 2, opt;
+    static const struct option options[] = {{"data", 1, 0, 'd'}, {"out", 1, 0, 'o'}, {"rows", 1, 0, 'r'},
+                                            {"cols", 1, 0, 'c'}, {"zoom", 1, 0, 'z'}, {"help", 0, 0, 'h'},
+                                            {0, 0, 0, 0}};
+    while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+        switch (opt) {
+        case 'd': data = optarg; break;
+        case 'o': out = optarg; break;
+        case 'r': rows = (int)icn_parse_long("--rows", optarg, 1, 1000); break;
+        case 'c': cols = (int)icn_parse_long("--cols", optarg, 1, 1000); break;
+        case 'z': zoom = (int)icn_parse_long("--zoom", optarg, 1, 16); break;
+        case 'h': fputs(usage, stdout); return 0;
+        default: fputs(usage, stderr); return 2;
+        }
+    }
+    if (optind < argc) icn_die(2, "unexpected argument '%s' (see --help)", argv[optind]);
+    if (!out) icn_die(2, "grid: --out PNG is required");
+    char err[ICN_ERRLEN];
+    icn_batch b = {0};
+    if (icn_batch_read_all(data, &b, err, sizeof err)) icn_die(1, "%s", err);
+    if (b.n == 0) icn_die(1, "%s: no images in the tensor stream", data);
+    const float **cells;
+    int r, c, by_gen = grid_cells(&b, rows, cols, &cells, &r, &c);
+    if (icn_png_grid(out, cells, r, c, b.h, b.w, b.c, zoom, err, sizeof err)) icn_die(1, "%s", err);
+    icn_warn("wrote %s: %d x %d %s", out, r, c, by_gen ? "(rows: generations, columns: classes)" : "images");
+    free(cells);
+    icn_batch_free(&b);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     icn_set_progname(argv[0]);
     if (argc < 2) { fputs(usage, stderr); return 2; }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) { fputs(usage, stdout); return 0; }
     if (!strcmp(argv[1], "error")) return cmd_error(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "grid")) return cmd_grid(argc - 1, argv + 1);
     icn_die(2, "unknown command '%s' (see --help)", argv[1]);
 }
