@@ -55,10 +55,7 @@ echo "$icn_err" > "$dir/icn-eval.json"
 if [ "$baseline" = 1 ]; then
     # the same real-data schedule: initial + rounds * round steps, same seed, no pseudo-negatives
     steps=$(/usr/bin/python3 -c 'import json,sys
-for l in open(sys.argv[1]):
-    e=json.loads(l)
-    s=e.get("step",0)
-print(s)' "$dir/icn.jsonl" 2>/dev/null || echo 2000)
+print(max(json.loads(l).get("step", 0) for l in open(sys.argv[1])))' "$dir/icn.jsonl")
     # round flags in "$@" are accepted and ignored by a plain (non-introspective) run
     [ -s "$dir/baseline.model" ] || "$bin/icn-classify" train --data "$dir/train.icn" --seed "$seed" "$@" \
         --steps "$steps" --out "$dir/baseline.model" --quiet
