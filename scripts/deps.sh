@@ -2,7 +2,7 @@
 # Install the Debian packages icn needs, if any is missing. As root this runs apt-get;
 # otherwise it prints the exact command and stops.
 set -e
-PKGS="build-essential pkg-config libopenblas-dev libzmq3-dev libmsgpack-dev libpng-dev zlib1g-dev libcmocka-dev bats ca-certificates"
+PKGS="build-essential pkg-config libopenblas-dev libzmq3-dev libmsgpack-dev libpng-dev zlib1g-dev libcmocka-dev bats ca-certificates python3 iproute2 procps"
 [ -n "$ICN_EXTRA_PKGS" ] && PKGS="$PKGS $ICN_EXTRA_PKGS"
 missing=""
 for p in $PKGS; do
