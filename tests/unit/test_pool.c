@@ -1,0 +1,781 @@
+/* test_pool.c: the durable pseudo-negative store (lib/pool.c) and the pool protocol and
+ * ZeroMQ helpers (lib/transport.c). Files live in a fresh temporary directory; sockets use
+ * inproc:// or tcp://127.0.0.1 on a port the kernel picked. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "pool.h"
+#include "transport.h"
+#include "util.h"
+#include "wire.h"
+
+static char g_dir[64];
+
+/* ------------------------------------------------------------ helpers */
+
+static int setup_dir(void **state) {
+    (void)state;
+    snprintf(g_dir, sizeof g_dir, "/tmp/icn-test-pool-XXXXXX");
+    return mkdtemp(g_dir) ? 0 : -1;
+}
+
+static int teardown_dir(void **state) {
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static const char *path_in_dir(const char *name) {
+    static char p[4][128];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(p[k], sizeof p[k], "%s/%s", g_dir, name);
+    return p[k];
+}
+
+/* n pseudo-negatives of shape h x w x 1; image i has distinct pixels and provenance. */
+static void make_negatives(icn_batch *b, int32_t n, int32_t h, int32_t w, int32_t seed) {
+    icn_batch_alloc(b, n, h, w, 1, 1);
+    size_t d = icn_batch_dim(b);
+    for (size_t i = 0; i < (size_t)n * d; i++) b->x[i] = (float)((int)(i + (size_t)seed * 7) % 97) / 48.0f - 1.0f;
+    b->prov = xcalloc((size_t)n, sizeof *b->prov);
+    for (int32_t i = 0; i < n; i++) {
+        b->y[i] = -((seed + i) % 3) - 1; /* classes 0, 1, 2 */
+        b->prov[i] = (icn_provenance){seed, 10 + i, 0.25f * (float)i - 1.0f, (uint8_t)(i & 1), 100u + (uint32_t)seed};
+    }
+}
+
+static void assert_images_equal(const icn_batch *a, int32_t ai, const icn_batch *b, int32_t bi) {
+    size_t d = icn_batch_dim(a);
+    assert_int_equal(icn_batch_dim(b), d);
+    assert_memory_equal(a->x + (size_t)ai * d, b->x + (size_t)bi * d, d * sizeof(float));
+    assert_int_equal(a->y[ai], b->y[bi]);
+    const icn_provenance *p = &a->prov[ai], *q = &b->prov[bi];
+    assert_int_equal(p->generation, q->generation);
+    assert_int_equal(p->steps, q->steps);
+    assert_true(p->logit == q->logit);
+    assert_int_equal(p->reached, q->reached);
+    assert_int_equal(p->producer, q->producer);
+}
+
+static icn_pool *open_ok(const char *path, int mode) {
+    char err[2 * ICN_ERRLEN] = "";
+    icn_pool *p = NULL;
+    int rc = icn_pool_open(path, mode, &p, err, sizeof err);
+    if (rc) fail_msg("icn_pool_open(%s): %s", path, err);
+    return p;
+}
+
+static void close_ok(icn_pool *p) {
+    char err[ICN_ERRLEN];
+    assert_int_equal(icn_pool_close(p, err, sizeof err), 0);
+}
+
+static void append_ok(icn_pool *p, const icn_batch *b) {
+    char err[ICN_ERRLEN] = "";
+    int rc = icn_pool_append(p, b, err, sizeof err);
+    if (rc) fail_msg("icn_pool_append: %s", err);
+}
+
+static long file_size(const char *path) {
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return (long)st.st_size;
+}
+
+/* A pool of `n` records (one per append of a 1-image batch), closed; returns the byte offset
+ * of each record in offs (n + 1 entries: the last is the file size). */
+static void build_pool(const char *path, int n, icn_batch *all, long *offs) {
+    unlink(path);
+    icn_pool *p = open_ok(path, ICN_POOL_CREATE);
+    make_negatives(all, n, 4, 3, 5);
+    offs[0] = ICN_POOL_HEADER_LEN;
+    for (int i = 0; i < n; i++) {
+        icn_batch one = {1, all->h, all->w, all->c, all->x + (size_t)i * icn_batch_dim(all), all->y + i, all->prov + i};
+        append_ok(p, &one);
+        close_ok(p);
+        offs[i + 1] = file_size(path);
+        p = open_ok(path, ICN_POOL_WRITE);
+    }
+    close_ok(p);
+}
+
+static void flip_byte(const char *path, long at) {
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    uint8_t b;
+    assert_int_equal(pread(fd, &b, 1, at), 1);
+    b ^= 0x5a;
+    assert_int_equal(pwrite(fd, &b, 1, at), 1);
+    close(fd);
+}
+
+static void copy_file(const char *from, const char *to) {
+    uint8_t *data;
+    size_t len;
+    char err[ICN_ERRLEN];
+    assert_int_equal(icn_read_file(from, (size_t)1 << 30, &data, &len, err, sizeof err), 0);
+    assert_int_equal(icn_write_file_atomic(to, data, len, err, sizeof err), 0);
+    free(data);
+}
+
+/* ------------------------------------------------------------ the store */
+
+static void test_append_read_roundtrip(void **state) {
+    (void)state;
+    const char *path = path_in_dir("rt.icnpool");
+    icn_pool *p = open_ok(path, ICN_POOL_CREATE);
+    assert_int_equal(icn_pool_count(p), 0);
+    int32_t h, w, c;
+    assert_int_equal(icn_pool_shape(p, &h, &w, &c), 0);
+    icn_batch a, b, got;
+    make_negatives(&a, 5, 4, 3, 1);
+    make_negatives(&b, 3, 4, 3, 2);
+    append_ok(p, &a);
+    append_ok(p, &b);
+    assert_int_equal(icn_pool_count(p), 8);
+    assert_int_equal(icn_pool_shape(p, &h, &w, &c), 1);
+    assert_int_equal(h * 100 + w * 10 + c, 431);
+
+    char err[ICN_ERRLEN];
+    assert_int_equal(icn_pool_read(p, 0, 100, &got, err, sizeof err), 0);
+    assert_int_equal(got.n, 8);
+    assert_non_null(got.prov);
+    for (int i = 0; i < 5; i++) assert_images_equal(&a, i, &got, i);
+    for (int i = 0; i < 3; i++) assert_images_equal(&b, i, &got, 5 + i);
+    icn_batch_free(&got);
+
+    assert_int_equal(icn_pool_read(p, 6, 10, &got, err, sizeof err), 0); /* [6, 16) ∩ [0, 8) */
+    assert_int_equal(got.n, 2);
+    assert_images_equal(&b, 1, &got, 0);
+    icn_batch_free(&got);
+    assert_int_equal(icn_pool_read(p, 3, 1, &got, err, sizeof err), 0);
+    assert_int_equal(got.n, 1);
+    assert_images_equal(&a, 3, &got, 0);
+    icn_batch_free(&got);
+    assert_int_equal(icn_pool_read(p, 8, 5, &got, err, sizeof err), 0);
+    assert_int_equal(got.n, 0);
+    assert_null(got.x);
+    assert_int_equal(icn_pool_read(p, 100, 5, &got, err, sizeof err), 0);
+    assert_int_equal(got.n, 0);
+    assert_int_equal(icn_pool_read(p, -1, 5, &got, err, sizeof err), -1);
+    assert_non_null(strstr(err, ">= 0"));
+
+    close_ok(p);
+    icn_batch_free(&a);
+    icn_batch_free(&b);
+}
+
+static void test_reopen_keeps_everything(void **state) {
+    (void)state;
+    const char *path = path_in_dir("reopen.icnpool");
+    icn_pool *p = open_ok(path, ICN_POOL_CREATE);
+    icn_batch a, b, got;
+    make_negatives(&a, 7, 4, 3, 3);
+    make_negatives(&b, 2, 4, 3, 4);
+    append_ok(p, &a);
+    close_ok(p);
+
+    p = open_ok(path, ICN_POOL_WRITE);
+    assert_string_equal(icn_pool_note(p), "");
+    assert_int_equal(icn_pool_count(p), 7);
+    append_ok(p, &b); /* appending after a reopen continues the file */
+    close_ok(p);
+
+    p = open_ok(path, ICN_POOL_READ);
+    assert_int_equal(icn_pool_count(p), 9);
+    char err[ICN_ERRLEN];
+    assert_int_equal(icn_pool_read(p, 0, 9, &got, err, sizeof err), 0);
+    for (int i = 0; i < 7; i++) assert_images_equal(&a, i, &got, i);
+    for (int i = 0; i < 2; i++) assert_images_equal(&b, i, &got, 7 + i);
+    icn_batch_free(&got);
+    assert_int_equal(icn_pool_append(p, &b, err, sizeof err), -1); /* read-only */
+    close_ok(p);
+    icn_batch_free(&a);
+    icn_batch_free(&b);
+}
+
+/* Truncating the file by 1..N bytes inside the last record leaves a torn record: opening for
+ * writing cuts it off with a note naming its byte offset, and every earlier record is intact. */
+static void test_torn_tail_is_cut_off(void **state) {
+    (void)state;
+    const char *orig = path_in_dir("torn-orig.icnpool"), *path = path_in_dir("torn.icnpool");
+    icn_batch all;
+    long offs[5];
+    build_pool(orig, 4, &all, offs);
+    long last = offs[3], size = offs[4], reclen = size - last;
+    long cuts[] = {1, 2, 3, 5, 11, 12, 13, 40, reclen - 13, reclen - 12, reclen - 11, reclen - 1};
+    char want[64];
+    snprintf(want, sizeof want, "torn record 3 at byte %ld", last);
+    for (size_t k = 0; k < sizeof cuts / sizeof cuts[0]; k++) {
+        copy_file(orig, path);
+        assert_int_equal(truncate(path, size - cuts[k]), 0);
+
+        icn_pool *p = open_ok(path, ICN_POOL_READ); /* read-only: reported, ignored, left alone */
+        assert_int_equal(icn_pool_count(p), 3);
+        assert_non_null(strstr(icn_pool_note(p), "ignored"));
+        close_ok(p);
+        assert_int_equal(file_size(path), size - cuts[k]);
+
+        p = open_ok(path, ICN_POOL_WRITE);
+        if (!strstr(icn_pool_note(p), want)) fail_msg("cut %ld: note '%s' lacks '%s'", cuts[k], icn_pool_note(p), want);
+        assert_non_null(strstr(icn_pool_note(p), "cut off"));
+        assert_int_equal(icn_pool_count(p), 3);
+        assert_int_equal(file_size(path), last);
+        icn_batch got;
+        char err[ICN_ERRLEN];
+        assert_int_equal(icn_pool_read(p, 0, 10, &got, err, sizeof err), 0);
+        assert_int_equal(got.n, 3);
+        for (int i = 0; i < 3; i++) assert_images_equal(&all, i, &got, i);
+        icn_batch_free(&got);
+        /* the repaired pool takes appends again, and reopens clean */
+        icn_batch one = {1, all.h, all.w, all.c, all.x + 3 * icn_batch_dim(&all), all.y + 3, all.prov + 3};
+        append_ok(p, &one);
+        close_ok(p);
+        p = open_ok(path, ICN_POOL_WRITE);
+        assert_string_equal(icn_pool_note(p), "");
+        assert_int_equal(icn_pool_count(p), 4);
+        close_ok(p);
+        assert_int_equal(file_size(path), size);
+    }
+
+    /* A bad CRC in the LAST record is a torn append too. */
+    copy_file(orig, path);
+    flip_byte(path, size - 2);
+    icn_pool *p = open_ok(path, ICN_POOL_WRITE);
+    assert_non_null(strstr(icn_pool_note(p), want));
+    assert_non_null(strstr(icn_pool_note(p), "CRC"));
+    assert_int_equal(icn_pool_count(p), 3);
+    close_ok(p);
+
+    /* So is a zero-filled tail (what some file systems leave after a crash). */
+    copy_file(orig, path);
+    int fd = open(path, O_WRONLY | O_APPEND);
+    uint8_t zeros[100] = {0};
+    assert_int_equal(write(fd, zeros, sizeof zeros), (ssize_t)sizeof zeros);
+    close(fd);
+    p = open_ok(path, ICN_POOL_WRITE);
+    assert_non_null(strstr(icn_pool_note(p), "zero-filled"));
+    assert_int_equal(icn_pool_count(p), 4);
+    close_ok(p);
+    assert_int_equal(file_size(path), size);
+    icn_batch_free(&all);
+}
+
+static void test_damage_in_the_middle_is_an_error(void **state) {
+    (void)state;
+    const char *orig = path_in_dir("mid-orig.icnpool"), *path = path_in_dir("mid.icnpool");
+    icn_batch all;
+    long offs[5];
+    build_pool(orig, 4, &all, offs);
+    char err[2 * ICN_ERRLEN], want[64];
+    icn_pool *p = NULL;
+
+    copy_file(orig, path); /* a payload byte of record 1 */
+    flip_byte(path, offs[1] + ICN_POOL_RECORD_HEADER + 20);
+    assert_int_equal(icn_pool_open(path, ICN_POOL_WRITE, &p, err, sizeof err), -1);
+    assert_null(p);
+    snprintf(want, sizeof want, "record 1 at byte %ld is damaged", offs[1]);
+    if (!strstr(err, want)) fail_msg("'%s' lacks '%s'", err, want);
+    assert_non_null(strstr(err, "CRC"));
+    assert_non_null(strstr(err, "mid.icnpool"));
+    assert_int_equal(file_size(path), offs[4]); /* nothing was cut */
+    assert_int_equal(icn_pool_open(path, ICN_POOL_READ, &p, err, sizeof err), -1);
+
+    copy_file(orig, path); /* the magic of record 2 */
+    flip_byte(path, offs[2]);
+    assert_int_equal(icn_pool_open(path, ICN_POOL_WRITE, &p, err, sizeof err), -1);
+    snprintf(want, sizeof want, "record 2 at byte %ld", offs[2]);
+    assert_non_null(strstr(err, want));
+    assert_non_null(strstr(err, "magic"));
+
+    copy_file(orig, path); /* the length of record 1: huge */
+    flip_byte(path, offs[1] + 7);
+    assert_int_equal(icn_pool_open(path, ICN_POOL_WRITE, &p, err, sizeof err), -1);
+    snprintf(want, sizeof want, "record 1 at byte %ld", offs[1]);
+    assert_non_null(strstr(err, want));
+
+    copy_file(orig, path); /* the length of record 1: past the end of the file, yet no torn append */
+    flip_byte(path, offs[1] + 5);
+    assert_int_equal(icn_pool_open(path, ICN_POOL_WRITE, &p, err, sizeof err), -1);
+    if (!strstr(err, want)) fail_msg("'%s' lacks '%s'", err, want);
+    assert_non_null(strstr(err, "complete"));
+    assert_int_equal(file_size(path), offs[4]); /* nothing was cut */
+
+    copy_file(orig, path); /* not a pool at all */
+    flip_byte(path, 3);
+    assert_int_equal(icn_pool_open(path, ICN_POOL_WRITE, &p, err, sizeof err), -1);
+    assert_non_null(strstr(err, "not an icn pool"));
+
+    const char *empty = path_in_dir("empty.icnpool");
+    close(open(empty, O_WRONLY | O_CREAT | O_TRUNC, 0644));
+    assert_int_equal(icn_pool_open(empty, ICN_POOL_READ, &p, err, sizeof err), -1);
+    assert_int_equal(icn_pool_open(path_in_dir("missing.icnpool"), ICN_POOL_WRITE, &p, err, sizeof err), -1);
+    assert_non_null(strstr(err, "No such file"));
+    icn_batch_free(&all);
+}
+
+/* Refused batches store nothing: not a record, not a byte. */
+static void test_append_refuses_bad_batches(void **state) {
+    (void)state;
+    const char *path = path_in_dir("refuse.icnpool");
+    icn_pool *p = open_ok(path, ICN_POOL_CREATE);
+    icn_batch good, bad;
+    make_negatives(&good, 2, 4, 3, 1);
+    append_ok(p, &good);
+    long size = file_size(path);
+    char err[ICN_ERRLEN];
+
+    make_negatives(&bad, 3, 4, 3, 2);
+    bad.y[2] = 4; /* a real example, not a pseudo-negative: the whole batch goes */
+    assert_int_equal(icn_pool_append(p, &bad, err, sizeof err), -1);
+    assert_non_null(strstr(err, "label 4"));
+    bad.y[2] = 0;
+    assert_int_equal(icn_pool_append(p, &bad, err, sizeof err), -1);
+    bad.y[2] = -1;
+
+    icn_provenance *prov = bad.prov;
+    bad.prov = NULL;
+    assert_int_equal(icn_pool_append(p, &bad, err, sizeof err), -1);
+    assert_non_null(strstr(err, "provenance"));
+    bad.prov = prov;
+
+    int32_t *y = bad.y;
+    bad.y = NULL;
+    assert_int_equal(icn_pool_append(p, &bad, err, sizeof err), -1);
+    assert_non_null(strstr(err, "labels"));
+    bad.y = y;
+
+    bad.x[5] = NAN;
+    assert_int_equal(icn_pool_append(p, &bad, err, sizeof err), -1);
+    bad.x[5] = 0;
+    bad.prov[1].logit = INFINITY;
+    assert_int_equal(icn_pool_append(p, &bad, err, sizeof err), -1);
+    bad.prov[1].logit = 0;
+
+    icn_batch none = {0};
+    assert_int_equal(icn_pool_append(p, &none, err, sizeof err), -1);
+
+    assert_int_equal(icn_pool_count(p), 2);
+    assert_int_equal(file_size(path), size);
+    append_ok(p, &bad); /* repaired, it goes in */
+    assert_int_equal(icn_pool_count(p), 5);
+    close_ok(p);
+    p = open_ok(path, ICN_POOL_READ);
+    assert_int_equal(icn_pool_count(p), 5);
+    close_ok(p);
+    icn_batch_free(&good);
+    icn_batch_free(&bad);
+}
+
+static void test_shape_mismatch_refused(void **state) {
+    (void)state;
+    const char *path = path_in_dir("shape.icnpool");
+    icn_pool *p = open_ok(path, ICN_POOL_CREATE);
+    icn_batch a, b;
+    make_negatives(&a, 2, 4, 3, 1);
+    make_negatives(&b, 2, 3, 4, 1); /* same size, other shape */
+    append_ok(p, &a);
+    char err[ICN_ERRLEN];
+    assert_int_equal(icn_pool_append(p, &b, err, sizeof err), -1);
+    assert_non_null(strstr(err, "3x4x1 does not match the pool's 4x3x1"));
+    close_ok(p);
+    p = open_ok(path, ICN_POOL_WRITE); /* the shape survives a reopen */
+    assert_int_equal(icn_pool_append(p, &b, err, sizeof err), -1);
+    assert_int_equal(icn_pool_count(p), 2);
+    close_ok(p);
+    icn_batch_free(&a);
+    icn_batch_free(&b);
+}
+
+static void test_stats_counts(void **state) {
+    (void)state;
+    const char *path = path_in_dir("stats.icnpool");
+    icn_pool *p = open_ok(path, ICN_POOL_CREATE);
+    icn_batch a, b;
+    make_negatives(&a, 6, 2, 2, 0); /* classes 0 1 2 0 1 2, generation 0, producer 100 */
+    make_negatives(&b, 4, 2, 2, 7); /* classes 1 2 0 1,     generation 7, producer 107 */
+    append_ok(p, &a);
+    append_ok(p, &b);
+    icn_pool_counts c;
+    icn_pool_stats(p, &c);
+    assert_int_equal(c.total, 10);
+    assert_int_equal(c.n_class, 3);
+    int64_t want_class[3] = {3, 4, 3};
+    for (int k = 0; k < 3; k++) {
+        assert_int_equal(c.per_class[k].key, k);
+        assert_int_equal(c.per_class[k].count, want_class[k]);
+    }
+    assert_int_equal(c.n_generation, 2);
+    assert_int_equal(c.per_generation[0].key, 0);
+    assert_int_equal(c.per_generation[0].count, 6);
+    assert_int_equal(c.per_generation[1].key, 7);
+    assert_int_equal(c.per_generation[1].count, 4);
+    assert_int_equal(c.n_producer, 2);
+    assert_int_equal(c.per_producer[1].key, 107);
+    assert_int_equal(c.per_producer[1].count, 4);
+
+    /* the same counts after a reopen (rebuilt by the scan) and through the stats message */
+    close_ok(p);
+    p = open_ok(path, ICN_POOL_READ);
+    icn_pool_counts d, e;
+    icn_pool_stats(p, &d);
+    assert_int_equal(d.total, 10);
+    assert_int_equal(d.n_class, 3);
+    assert_memory_equal(d.per_class, c.per_class, 3 * sizeof *c.per_class);
+    assert_memory_equal(d.per_generation, c.per_generation, 2 * sizeof *c.per_generation);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    icn_pack_pool_stats(&sb, &d, 42);
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    char err[ICN_ERRLEN];
+    assert_int_equal(icn_frame_unpack((const uint8_t *)sb.data, sb.size, &u, err, sizeof err), 0);
+    int64_t rejected = -1;
+    assert_int_equal(icn_decode_pool_stats(&u.data, &e, &rejected, err, sizeof err), 0);
+    assert_int_equal(rejected, 42);
+    assert_int_equal(e.total, 10);
+    assert_int_equal(e.n_producer, 2);
+    assert_memory_equal(e.per_producer, c.per_producer, 2 * sizeof *c.per_producer);
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&sb);
+    icn_pool_counts_free(&c);
+    icn_pool_counts_free(&d);
+    icn_pool_counts_free(&e);
+    close_ok(p);
+    icn_batch_free(&a);
+    icn_batch_free(&b);
+}
+
+static void test_fsync_policies_and_lock(void **state) {
+    (void)state;
+    icn_fsync_policy f;
+    assert_int_equal(icn_fsync_parse("always", &f), 0);
+    assert_int_equal(f, ICN_FSYNC_ALWAYS);
+    assert_int_equal(icn_fsync_parse("sometimes", &f), -1);
+    const char *path = path_in_dir("fsync.icnpool");
+    icn_pool *p = open_ok(path, ICN_POOL_CREATE);
+    icn_batch a;
+    make_negatives(&a, 3, 2, 2, 1);
+    icn_fsync_policy pol[] = {ICN_FSYNC_ALWAYS, ICN_FSYNC_NONE, ICN_FSYNC_BATCH};
+    for (int i = 0; i < 3; i++) {
+        icn_pool_set_fsync(p, pol[i]);
+        append_ok(p, &a);
+    }
+    /* one writer at a time; readers are welcome */
+    icn_pool *q = NULL;
+    char err[ICN_ERRLEN];
+    assert_int_equal(icn_pool_open(path, ICN_POOL_WRITE, &q, err, sizeof err), -1);
+    assert_non_null(strstr(err, "in use"));
+    q = open_ok(path, ICN_POOL_READ);
+    assert_int_equal(icn_pool_count(q), 9);
+    close_ok(q);
+    close_ok(p);
+    p = open_ok(path, ICN_POOL_WRITE);
+    assert_int_equal(icn_pool_count(p), 9);
+    close_ok(p);
+    icn_batch_free(&a);
+}
+
+/* ------------------------------------------------------------ the protocol */
+
+static void test_fetch_and_records_roundtrip(void **state) {
+    (void)state;
+    char err[ICN_ERRLEN];
+    msgpack_sbuffer sb;
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    int64_t v, off, total;
+
+    msgpack_sbuffer_init(&sb);
+    icn_pack_fetch(&sb, 1234, 500);
+    assert_int_equal(icn_frame_unpack((const uint8_t *)sb.data, sb.size, &u, err, sizeof err), 0);
+    assert_true(icn_map_kind_is(&u.data, "fetch"));
+    assert_int_equal(icn_map_i64(&u.data, "offset", 0, INT64_MAX, &v, err, sizeof err), 0);
+    assert_int_equal(v, 1234);
+    assert_int_equal(icn_map_i64(&u.data, "max", 1, 65536, &v, err, sizeof err), 0);
+    assert_int_equal(v, 500);
+    msgpack_sbuffer_destroy(&sb);
+
+    msgpack_sbuffer_init(&sb);
+    icn_pack_stats_request(&sb);
+    assert_int_equal(icn_frame_unpack((const uint8_t *)sb.data, sb.size, &u, err, sizeof err), 0);
+    assert_true(icn_map_kind_is(&u.data, "stats"));
+    msgpack_sbuffer_destroy(&sb);
+
+    icn_batch b, got;
+    make_negatives(&b, 3, 4, 3, 2);
+    msgpack_sbuffer_init(&sb);
+    icn_pack_records(&sb, 10, 20, &b);
+    assert_int_equal(icn_frame_unpack((const uint8_t *)sb.data, sb.size, &u, err, sizeof err), 0);
+    assert_int_equal(icn_decode_records(&u.data, &off, &total, &got, err, sizeof err), 0);
+    assert_int_equal(off, 10);
+    assert_int_equal(total, 20);
+    assert_int_equal(got.n, 3);
+    for (int i = 0; i < 3; i++) assert_images_equal(&b, i, &got, i);
+    icn_batch_free(&got);
+    msgpack_sbuffer_destroy(&sb);
+    /* offset + n past total, and labels >= 0, are refused */
+    msgpack_sbuffer_init(&sb);
+    icn_pack_records(&sb, 19, 20, &b);
+    assert_int_equal(icn_frame_unpack((const uint8_t *)sb.data, sb.size, &u, err, sizeof err), 0);
+    assert_int_equal(icn_decode_records(&u.data, &off, &total, &got, err, sizeof err), -1);
+    assert_int_equal(got.n, 0);
+    msgpack_sbuffer_destroy(&sb);
+    b.y[1] = 3;
+    msgpack_sbuffer_init(&sb);
+    icn_pack_records(&sb, 0, 20, &b);
+    assert_int_equal(icn_frame_unpack((const uint8_t *)sb.data, sb.size, &u, err, sizeof err), 0);
+    assert_int_equal(icn_decode_records(&u.data, &off, &total, &got, err, sizeof err), -1);
+    assert_non_null(strstr(err, "label"));
+    msgpack_sbuffer_destroy(&sb);
+
+    /* empty: no "batch" key, decoded as an empty batch */
+    icn_batch empty = {0};
+    msgpack_sbuffer_init(&sb);
+    icn_pack_records(&sb, 20, 20, &empty);
+    assert_int_equal(icn_frame_unpack((const uint8_t *)sb.data, sb.size, &u, err, sizeof err), 0);
+    assert_null(icn_map_get(&u.data, "batch"));
+    got.n = 99;
+    assert_int_equal(icn_decode_records(&u.data, &off, &total, &got, err, sizeof err), 0);
+    assert_int_equal(got.n, 0);
+    assert_null(got.x);
+    assert_int_equal(off, 20);
+    assert_int_equal(total, 20);
+    msgpack_sbuffer_destroy(&sb);
+    msgpack_sbuffer_init(&sb); /* asking past the end is how a trainer learns the total */
+    icn_pack_records(&sb, INT32_MAX, 20, &empty);
+    assert_int_equal(icn_frame_unpack((const uint8_t *)sb.data, sb.size, &u, err, sizeof err), 0);
+    assert_int_equal(icn_decode_records(&u.data, &off, &total, &got, err, sizeof err), 0);
+    assert_int_equal(got.n, 0);
+    assert_int_equal(off, INT32_MAX);
+    assert_int_equal(total, 20);
+    msgpack_sbuffer_destroy(&sb);
+
+    msgpack_sbuffer_init(&sb);
+    icn_pack_error(&sb, "no such thing");
+    assert_int_equal(icn_frame_unpack((const uint8_t *)sb.data, sb.size, &u, err, sizeof err), 0);
+    assert_int_equal(icn_decode_records(&u.data, &off, &total, &got, err, sizeof err), -1);
+    assert_non_null(strstr(err, "'error'"));
+    msgpack_sbuffer_destroy(&sb);
+    msgpack_unpacked_destroy(&u);
+    icn_batch_free(&b);
+}
+
+/* A port the kernel considers free right now. */
+static int free_port(void) {
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(s, (struct sockaddr *)&a, &len), 0);
+    close(s);
+    return ntohs(a.sin_port);
+}
+
+/* A REP server in a thread, until told to stop: fetch -> 2 records; stats -> an error
+ * reply; anything else -> bytes that are not a map. */
+typedef struct {
+    char endpoint[64];
+    int ready, stop;
+} server_args;
+
+static void *server_main(void *arg) {
+    server_args *a = arg;
+    char err[ICN_ERRLEN];
+    void *rep = icn_zmq_open(ZMQ_REP, a->endpoint, 1, err, sizeof err);
+    __atomic_store_n(&a->ready, rep ? 1 : -1, __ATOMIC_SEQ_CST);
+    if (!rep) return NULL;
+    icn_batch b;
+    make_negatives(&b, 2, 4, 3, 9);
+    while (!__atomic_load_n(&a->stop, __ATOMIC_SEQ_CST)) {
+        msgpack_unpacked u;
+        msgpack_unpacked_init(&u);
+        int got = icn_zmq_recv_map(rep, 50, &u, err, sizeof err);
+        if (got == 0) {
+            msgpack_unpacked_destroy(&u);
+            continue;
+        }
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        if (got > 0 && icn_map_kind_is(&u.data, "fetch")) icn_pack_records(&sb, 5, 7, &b);
+        else if (got > 0 && icn_map_kind_is(&u.data, "stats")) icn_pack_error(&sb, "stats are elsewhere");
+        else msgpack_sbuffer_write(&sb, "\x93\x01\x02\x03", 4); /* an array, not a map */
+        icn_zmq_send_sbuffer(rep, &sb, err, sizeof err);
+        msgpack_sbuffer_destroy(&sb);
+        msgpack_unpacked_destroy(&u);
+    }
+    icn_batch_free(&b);
+    icn_zmq_close(rep);
+    return NULL;
+}
+
+static void start_server(pthread_t *t, server_args *a) {
+    assert_int_equal(pthread_create(t, NULL, server_main, a), 0);
+    while (__atomic_load_n(&a->ready, __ATOMIC_SEQ_CST) == 0) usleep(1000);
+    assert_int_equal(a->ready, 1);
+}
+
+static void stop_server(pthread_t t, server_args *a) {
+    __atomic_store_n(&a->stop, 1, __ATOMIC_SEQ_CST);
+    pthread_join(t, NULL);
+}
+
+static void test_request_replies(void **state) {
+    (void)state;
+    server_args a = {0};
+    snprintf(a.endpoint, sizeof a.endpoint, "inproc://test-pool-%d", (int)getpid());
+    pthread_t t;
+    start_server(&t, &a);
+    void *req = NULL;
+    char err[ICN_ERRLEN];
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    msgpack_sbuffer sb;
+
+    msgpack_sbuffer_init(&sb);
+    icn_pack_fetch(&sb, 5, 10);
+    assert_int_equal(icn_request(&req, a.endpoint, &sb, 5000, &u, err, sizeof err), 1);
+    msgpack_sbuffer_destroy(&sb);
+    int64_t off, total;
+    icn_batch got;
+    assert_int_equal(icn_decode_records(&u.data, &off, &total, &got, err, sizeof err), 0);
+    assert_int_equal(got.n, 2);
+    assert_int_equal(off, 5);
+    assert_int_equal(total, 7);
+    icn_batch_free(&got);
+
+    msgpack_sbuffer_init(&sb);
+    icn_pack_stats_request(&sb);
+    assert_int_equal(icn_request(&req, a.endpoint, &sb, 5000, &u, err, sizeof err), -1);
+    assert_non_null(strstr(err, "stats are elsewhere"));
+    msgpack_sbuffer_destroy(&sb);
+
+    msgpack_sbuffer_init(&sb);
+    icn_pack_error(&sb, "garbage please");
+    assert_int_equal(icn_request(&req, a.endpoint, &sb, 5000, &u, err, sizeof err), -1);
+    assert_non_null(strstr(err, "bad reply"));
+    assert_non_null(strstr(err, "not a map"));
+    msgpack_sbuffer_destroy(&sb);
+
+    msgpack_unpacked_destroy(&u);
+    stop_server(t, &a);
+    icn_zmq_close(req);
+}
+
+/* No pool: 0 within about the timeout, with the message, and a fresh REQ socket that works as
+ * soon as a pool appears (the old one would be stuck waiting for its reply). */
+static void test_request_timeout_recreates_socket(void **state) {
+    (void)state;
+    server_args a = {0};
+    snprintf(a.endpoint, sizeof a.endpoint, "tcp://127.0.0.1:%d", free_port());
+    void *req = NULL;
+    char err[ICN_ERRLEN], want[128];
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    icn_pack_fetch(&sb, 0, 1);
+
+    double t0 = icn_now();
+    assert_int_equal(icn_request(&req, a.endpoint, &sb, 300, &u, err, sizeof err), 0);
+    double took = icn_now() - t0;
+    assert_true(took >= 0.29);
+    assert_true(took < 3.0);
+    snprintf(want, sizeof want, "pool at %s did not answer within 300 ms", a.endpoint);
+    assert_string_equal(err, want);
+    assert_non_null(req);
+    /* a REQ socket that still waited for its reply would refuse a second send (EFSM) */
+    assert_true(zmq_send(req, "x", 1, ZMQ_DONTWAIT) == 1 || zmq_errno() == EAGAIN);
+    icn_zmq_close(req);
+    req = NULL;
+    assert_int_equal(icn_request(&req, a.endpoint, &sb, 200, &u, err, sizeof err), 0);
+
+    pthread_t t; /* the pool comes up: the recreated socket reaches it */
+    start_server(&t, &a);
+    assert_int_equal(icn_request(&req, a.endpoint, &sb, 5000, &u, err, sizeof err), 1);
+    assert_true(icn_map_kind_is(&u.data, "records"));
+    stop_server(t, &a);
+    msgpack_sbuffer_destroy(&sb);
+    msgpack_unpacked_destroy(&u);
+    icn_zmq_close(req);
+}
+
+static void test_recv_timeout_and_multipart(void **state) {
+    (void)state;
+    char err[ICN_ERRLEN], ep[64];
+    snprintf(ep, sizeof ep, "inproc://test-pull-%d", (int)getpid());
+    void *pull = icn_zmq_open(ZMQ_PULL, ep, 1, err, sizeof err);
+    void *push = icn_zmq_open(ZMQ_PUSH, ep, 0, err, sizeof err);
+    assert_non_null(pull);
+    assert_non_null(push);
+    zmq_msg_t m;
+    double t0 = icn_now();
+    assert_int_equal(icn_zmq_recv(pull, &m, 100, err, sizeof err), 0);
+    assert_int_equal(errno, EAGAIN);
+    assert_true(icn_now() - t0 >= 0.09);
+    zmq_msg_close(&m);
+
+    assert_int_equal(zmq_send(push, "ab", 2, ZMQ_SNDMORE), 2);
+    assert_int_equal(zmq_send(push, "cde", 3, 0), 3);
+    assert_int_equal(icn_zmq_recv(pull, &m, 2000, err, sizeof err), -1);
+    assert_int_equal(errno, EPROTO);
+    assert_non_null(strstr(err, "multipart message of 2 parts (5 bytes)"));
+    zmq_msg_close(&m);
+
+    msgpack_unpacked u; /* the socket is still in step: the next frames come through */
+    msgpack_unpacked_init(&u);
+    assert_int_equal(zmq_send(push, "\x81\xa4kind\xa1x", 8, 0), 8); /* {"kind":"x"} */
+    assert_int_equal(icn_zmq_recv_map(pull, 2000, &u, err, sizeof err), 1);
+    assert_true(icn_map_kind_is(&u.data, "x"));
+    assert_int_equal(zmq_send(push, "\x92\x01\x02", 3, 0), 3); /* [1, 2]: not a map */
+    assert_int_equal(icn_zmq_recv_map(pull, 2000, &u, err, sizeof err), -1);
+    assert_int_equal(errno, EPROTO);
+    assert_non_null(strstr(err, "not a map"));
+    assert_int_equal(zmq_send(push, "\xdd\xff\xff\xff\xff", 5, 0), 5); /* the array bomb */
+    assert_int_equal(icn_zmq_recv_map(pull, 2000, &u, err, sizeof err), -1);
+    assert_int_equal(errno, EPROTO);
+    assert_non_null(strstr(err, "4294967295 elements"));
+    msgpack_unpacked_destroy(&u);
+    icn_zmq_close(push);
+    icn_zmq_close(pull);
+}
+
+int main(void) {
+    icn_set_progname("test_pool");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_append_read_roundtrip),
+        cmocka_unit_test(test_reopen_keeps_everything),
+        cmocka_unit_test(test_torn_tail_is_cut_off),
+        cmocka_unit_test(test_damage_in_the_middle_is_an_error),
+        cmocka_unit_test(test_append_refuses_bad_batches),
+        cmocka_unit_test(test_shape_mismatch_refused),
+        cmocka_unit_test(test_stats_counts),
+        cmocka_unit_test(test_fsync_policies_and_lock),
+        cmocka_unit_test(test_fetch_and_records_roundtrip),
+        cmocka_unit_test(test_request_replies),
+        cmocka_unit_test(test_request_timeout_recreates_socket),
+        cmocka_unit_test(test_recv_timeout_and_multipart),
+    };
+    int rc = cmocka_run_group_tests(tests, setup_dir, teardown_dir);
+    icn_zmq_term();
+    return rc;
+}

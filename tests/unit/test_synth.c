@@ -1,0 +1,165 @@
+/* Synthesis: the target logit goes up, samples stay in range, stop rules hold, runs repeat. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "synth.h"
+
+enum { H = 12, W = 12, K = 3, N = 6 };
+
+static icn_net net;
+
+static int setup(void **state) {
+    (void)state;
+    char err[ICN_ERRLEN];
+    icn_threads_init(1);
+    if (icn_net_build(&net, "c4-c8", H, W, 1, K, err, sizeof err)) return -1;
+    icn_net_init(&net, 3);
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    icn_net_free(&net);
+    return 0;
+}
+
+/* mean logit of class k over n images */
+static double mean_logit(icn_synth *s, const float *x, int n, int k) {
+    const float *z = icn_forward(&net, s->work, x, n);
+    double m = 0;
+    for (int i = 0; i < n; i++) m += z[i * K + k];
+    return m / n;
+}
+
+static void run(icn_synth_opts *o, int k, uint64_t seed, float *x, icn_provenance *prov, int *reached) {
+    icn_synth *s = icn_synth_new(&net, N);
+    icn_rng rng;
+    icn_rng_seed(&rng, seed);
+    *reached = icn_synthesize(s, &net, k, N, o, &rng, x, prov, 7, 42);
+    icn_synth_free(s);
+}
+
+static void test_ascends_logit_and_stays_in_range(void **state) {
+    (void)state;
+    icn_synth_opts o;
+    icn_synth_opts_default(&o);
+    o.stop = ICN_STOP_FIXED;
+    o.max_steps = 30;
+    float x[N * H * W], noise[N * H * W];
+    icn_provenance prov[N];
+    int reached;
+    run(&o, 1, 5, x, prov, &reached);
+    icn_synth_opts raw = o;
+    raw.noise_only = 1;
+    run(&raw, 1, 5, noise, prov, &reached); /* the same starting points */
+    icn_synth *s = icn_synth_new(&net, N);
+    double before = mean_logit(s, noise, N, 1), after = mean_logit(s, x, N, 1);
+    icn_synth_free(s);
+    print_message("logit before %.4f after %.4f\n", before, after);
+    assert_true(after > before + 0.3);
+    for (int i = 0; i < N * H * W; i++) assert_true(x[i] >= -1.0f && x[i] <= 1.0f);
+    run(&o, 1, 5, x, prov, &reached);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(prov[i].steps, 30); /* option 3: always max_steps */
+        assert_int_equal(prov[i].generation, 7);
+        assert_int_equal(prov[i].producer, 42);
+    }
+}
+
+static void test_threshold_stop_rule(void **state) {
+    (void)state;
+    icn_synth_opts o;
+    icn_synth_opts_default(&o);
+    o.threshold = 0.5;
+    o.max_steps = 200;
+    o.lr = 0.05;
+    float x[N * H * W];
+    icn_provenance prov[N];
+    int reached;
+    run(&o, 2, 9, x, prov, &reached);
+    int counted = 0;
+    for (int i = 0; i < N; i++) {
+        if (prov[i].reached) assert_true(prov[i].logit > 0.5f);
+        else assert_int_equal(prov[i].steps, 200);
+        counted += prov[i].reached;
+    }
+    assert_int_equal(counted, reached);
+    assert_true(reached > 0);
+    /* the final logit recorded is the logit of the image returned */
+    icn_synth *s = icn_synth_new(&net, N);
+    const float *z = icn_forward(&net, s->work, x, N);
+    for (int i = 0; i < N; i++) assert_float_equal(z[i * K + 2], prov[i].logit, 1e-4);
+    icn_synth_free(s);
+}
+
+static void test_noise_only_is_reference_distribution(void **state) {
+    (void)state;
+    icn_synth_opts o;
+    icn_synth_opts_default(&o);
+    o.noise_only = 1;
+    float x[N * H * W];
+    icn_provenance prov[N];
+    int reached;
+    run(&o, 0, 11, x, prov, &reached);
+    double m = 0, v = 0;
+    for (int i = 0; i < N * H * W; i++) m += x[i];
+    m /= N * H * W;
+    for (int i = 0; i < N * H * W; i++) v += (x[i] - m) * (x[i] - m);
+    v /= N * H * W;
+    assert_true(fabs(m) < 0.05);
+    assert_true(fabs(sqrt(v) - 0.3) < 0.03); /* N(0, 0.3^2), barely clamped */
+    for (int i = 0; i < N; i++) assert_int_equal(prov[i].steps, 0);
+}
+
+static void test_reproducible_and_seed_dependent(void **state) {
+    (void)state;
+    icn_synth_opts o;
+    icn_synth_opts_default(&o);
+    o.langevin = 1;
+    o.max_steps = 20;
+    float a[N * H * W], b[N * H * W], c[N * H * W];
+    icn_provenance prov[N];
+    int reached;
+    run(&o, 0, 1, a, prov, &reached);
+    run(&o, 0, 1, b, prov, &reached);
+    run(&o, 0, 2, c, prov, &reached);
+    assert_memory_equal(a, b, sizeof a);
+    assert_memory_not_equal(a, c, sizeof a);
+    assert_true(icn_synth_seed(1, 2, 3, 4, 5) != icn_synth_seed(1, 2, 3, 5, 4));
+}
+
+static void test_positive_stop_rule(void **state) {
+    (void)state;
+    icn_synth_opts o;
+    icn_synth_opts_default(&o);
+    o.stop = ICN_STOP_POSITIVE;
+    o.max_steps = 300;
+    o.lr = 0.05;
+    float x[N * H * W];
+    icn_provenance prov[N];
+    int reached;
+    run(&o, 0, 4, x, prov, &reached);
+    icn_synth *s = icn_synth_new(&net, N);
+    const float *z = icn_forward(&net, s->work, x, N);
+    for (int i = 0; i < N; i++)
+        if (prov[i].reached) assert_int_equal(icn_argmax(z + i * K, K), 0);
+    icn_synth_free(s);
+    assert_true(reached > 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ascends_logit_and_stays_in_range),
+        cmocka_unit_test(test_threshold_stop_rule),
+        cmocka_unit_test(test_noise_only_is_reference_distribution),
+        cmocka_unit_test(test_reproducible_and_seed_dependent),
+        cmocka_unit_test(test_positive_stop_rule),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
