@@ -223,6 +223,7 @@ static int run_online(cli *c) {
             c->synth.head = meta.head;
             have = 1;
             memset(made_per_class, 0, sizeof made_per_class);
+            k_next = 0; /* each generation in the same class order: one synthesizer is reproducible */
             if (!classes) classes = net.classes >= 32 ? 0xffffffffu : (1u << net.classes) - 1;
             if (!c->quiet) icn_warn("producer %u: sampling from snapshot generation %lld", c->id, (long long)meta.generation);
         }

@@ -326,7 +326,11 @@ int icn_train_introspective(icn_net *net, const icn_batch *data, const icn_intro
     rc = run_rounds(&r, &prog, err, errlen);
     icn_progress_end(&prog, r.meta.step * o->base.batch, NULL);
     if (rc == 0 && o->base.checkpoint && icn_model_save(o->base.checkpoint, net, &r.meta, &r.opt, err, errlen)) rc = -1;
-    if (rc == 0 && o->base.out && icn_model_save(o->base.out, net, &r.meta, NULL, err, errlen)) rc = -1;
+    /* Pool positions depend on timing; the model file holds only what the run determines,
+     * so that a seeded run with one synthesizer gives the same file every time. */
+    icn_model_meta final = r.meta;
+    final.pool_offset = final.pool_start = 0;
+    if (rc == 0 && o->base.out && icn_model_save(o->base.out, net, &final, NULL, err, errlen)) rc = -1;
     for (int i = 0; i < 3 && r.pub; i++) publish_control(&r, "stop"); /* synthesizers exit */
 out:
     run_free(&r);

@@ -1,0 +1,140 @@
+#!/usr/bin/env bats
+# The introspective pipeline as real processes on loopback: a pool, synthesizers and the
+# trainer, on real MNIST images, with a small net so the suite stays quick.
+
+load helpers
+
+free_port() { "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+setup() {
+    cd "$BATS_TEST_TMPDIR"
+    need_mnist
+    SNAP=tcp://127.0.0.1:$(free_port) PUSH=tcp://127.0.0.1:$(free_port) REQ=tcp://127.0.0.1:$(free_port)
+    PIDS=()
+    [ -s "$BATS_FILE_TMPDIR/train.icn" ] ||
+        icn-load mnist --split train --limit 300 --seed 1 --out "$BATS_FILE_TMPDIR/train.icn" --quiet
+    [ -s "$BATS_FILE_TMPDIR/test.icn" ] ||
+        icn-load mnist --split test --limit 500 --seed 1 --out "$BATS_FILE_TMPDIR/test.icn" --quiet
+}
+
+teardown() { # politely (they exit 0 on SIGTERM), then for sure
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do timeout 5 tail --pid="$p" -f /dev/null 2>/dev/null || kill -9 "$p" 2>/dev/null || true; done
+}
+
+start_pool() {
+    icn-pool serve --store "${1:-pool.store}" --pull "$PUSH" --rep "$REQ" 2>>pool.log &
+    PIDS+=($!)
+}
+
+start_synth() { # id, extra flags
+    local id=$1; shift
+    icn-synthesize --snapshots "$SNAP" --pool "$PUSH" --id "$id" --seed 1 --batch 2 --max-steps 20 "$@" \
+        2>>"synth-$id.log" &
+    PIDS+=($!)
+    LAST_SYNTH=$!
+}
+
+trainer_args() {
+    TRAINER=(icn-classify train --introspective --data "$BATS_FILE_TMPDIR/train.icn" --arch c8-c16 --batch 32 \
+        --pn-batch 16 --initial-steps 20 --round-steps 15 --per-class 3 --seed 1 --publish "$SNAP" --pool "$REQ" \
+        --wait-timeout 60 --quiet "$@")
+}
+
+trainer() { # extra flags
+    trainer_args "$@"
+    "${TRAINER[@]}"
+}
+
+trainer_bg() { # the same in the background; TRAINER_PID is the trainer itself
+    trainer_args "$@"
+    "${TRAINER[@]}" &
+    TRAINER_PID=$!
+    PIDS+=($TRAINER_PID)
+}
+
+@test "three synthesizers all feed the pool, over at least three generations, and the trainer trains on them" {
+    start_pool
+    # each may give only 1 of the 3 pseudo-negatives a class needs per round: all must take part
+    for i in 1 2 3; do start_synth "$i" --max-per-gen 1; done
+    trainer --rounds 3 --out icn.model --metrics m.jsonl
+    # the synthesizers exit on the trainer's "stop"
+    for p in "${PIDS[@]:1}"; do timeout 10 tail --pid="$p" -f /dev/null; done
+    icn-pool stats --connect "$REQ" --json >stats.json
+    json_check stats.json 'sorted(d["per_producer"]) == ["1", "2", "3"] and min(d["per_producer"].values()) >= 30'
+    json_check stats.json 'sorted(d["per_generation"]) == ["1", "2", "3"]'
+    # the trainer took pseudo-negatives each round and trained with them
+    "$PYTHON" - m.jsonl <<'PY'
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1])]
+rounds = [e for e in ev if e["event"] == "round"]
+assert [r["generation"] for r in rounds] == [1, 2, 3], rounds
+assert all(r["pn_new"] == 30 for r in rounds), rounds
+assert rounds[-1]["pn_total"] == 90, rounds
+steps = [e for e in ev if e["event"] == "step" and e["step"] > 20]
+assert steps and all(e["pn_batch"] == 16 and e["pn_total"] > 0 for e in steps), steps[:3]
+PY
+    run icn-eval error --model icn.model --data "$BATS_FILE_TMPDIR/test.icn" --json
+    expect_status 0
+}
+
+@test "killing one synthesizer mid-run does not stop the run" {
+    start_pool
+    start_synth 1
+    victim=$LAST_SYNTH
+    start_synth 2
+    trainer_bg --rounds 4 --out icn.model --metrics m.jsonl
+    trainer_pid=$TRAINER_PID
+    for _ in $(seq 1 300); do grep -q '"event":"round"' m.jsonl 2>/dev/null && break; sleep 0.1; done
+    grep -q '"event":"round"' m.jsonl
+    kill -9 "$victim"
+    wait "$trainer_pid"
+    [ "$(grep -c '"event":"round"' m.jsonl)" -eq 4 ]
+    [ -s icn.model ]
+}
+
+@test "with one synthesizer and a seed, a run is reproducible bit for bit" {
+    for run in a b; do
+        start_pool "pool-$run.store"
+        start_synth 1
+        trainer --rounds 2 --out "icn-$run.model" --threads 1
+        kill "${PIDS[@]}" 2>/dev/null || true
+        wait 2>/dev/null || true
+        PIDS=()
+    done
+    cmp icn-a.model icn-b.model
+}
+
+@test "a killed trainer resumes from its checkpoint and finishes" {
+    start_pool
+    start_synth 1
+    trainer_bg --rounds 4 --checkpoint ck --checkpoint-every 5 --out icn.model --metrics m.jsonl
+    trainer_pid=$TRAINER_PID
+    for _ in $(seq 1 300); do [ "$(grep -c '"event":"round"' m.jsonl 2>/dev/null)" -ge 2 ] && break; sleep 0.1; done
+    kill -9 "$trainer_pid"
+    wait "$trainer_pid" || true
+    [ -s ck ]
+    run trainer --rounds 4 --checkpoint ck --checkpoint-every 5 --resume --out icn.model --metrics m2.jsonl
+    expect_status 0
+    [ -s icn.model ]
+    grep -q '"event":"round","round":4' m2.jsonl
+}
+
+@test "the trainer says clearly when no pool answers" {
+    run --separate-stderr trainer --rounds 1 --out icn.model
+    expect_status 1
+    one_line_error icn-classify
+    [[ "$stderr" == *"no pool answers"* ]]
+    [ ! -e icn.model ]
+}
+
+@test "ICN-noise: the same pipeline with raw reference noise as pseudo-negatives" {
+    start_pool
+    start_synth 1 --noise
+    trainer --rounds 2 --out icn.model --metrics m.jsonl
+    icn-pool dump --store pool.store --out dump.icn
+    icn-load --info dump.icn >info.txt
+    grep -q 'provenance: yes' info.txt
+    icn-pool stats --store pool.store --json >stats.json
+    json_check stats.json 'd["total"] >= 60'
+}
