@@ -105,7 +105,7 @@ static void parse(int argc, char **argv, cli *c) {
     c->data = "-";
     c->arch = "mnist";
     int opt;
-    while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+    while ((opt = icn_getopt(argc, argv, options, usage, NULL)) != -1) {
         icn_train_opts *t = &c->train;
         switch (opt) {
         case OPT_DATA: c->data = optarg; break;
@@ -145,8 +145,7 @@ static void parse(int argc, char **argv, cli *c) {
         case OPT_PUBLISH: c->intro.publish = optarg; break;
         case OPT_POOL: c->intro.pool = optarg; break;
         case OPT_WAIT: c->intro.wait_timeout = icn_parse_double("--wait-timeout", optarg, 0.1, 1e9); break;
-        case 'h': case OPT_HELP: fputs(usage, stdout); exit(0);
-        default: fprintf(stderr, "%s", usage); exit(2);
+        case OPT_HELP: fputs(usage, stdout); exit(0);
         }
     }
     if (optind < argc) icn_die(2, "unexpected argument '%s' (see --help)", argv[optind]);
@@ -181,7 +180,7 @@ static int cmd_train(cli *c) {
         if (!t->eval_every) t->eval_every = t->steps / 10 > 0 ? t->steps / 10 : 1;
     }
     icn_metrics metrics;
-    if (icn_metrics_open(&metrics, c->metrics, err, sizeof err)) icn_die(2, "%s", err);
+    if (icn_metrics_open(&metrics, c->metrics, err, sizeof err)) icn_die(1, "%s", err);
     t->metrics = &metrics;
     t->out = c->out;
     icn_net net;
@@ -252,6 +251,8 @@ int main(int argc, char **argv) {
     if (argc < 2) { fputs(usage, stderr); return 2; }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) { fputs(usage, stdout); return 0; }
     const char *sub = argv[1];
+    if (strcmp(sub, "train") && strcmp(sub, "predict"))
+        icn_die(2, "unknown command '%s' (train or predict; see --help)", sub);
     cli c = {0};
     parse(argc - 1, argv + 1, &c);
     icn_threads_init(c.threads);

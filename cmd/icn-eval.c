@@ -40,7 +40,9 @@ static void print_text(const icn_eval_result *r, const char *model) {
 }
 
 static void print_json(const icn_eval_result *r, const char *model) {
-    printf("{\"model\":\"%s\",\"n\":%lld,\"wrong\":%lld,\"error\":%.6f,\"per_class_error\":[", model, (long long)r->n,
+    printf("{\"model\":");
+    icn_fput_json_string(stdout, model);
+    printf(",\"n\":%lld,\"wrong\":%lld,\"error\":%.6f,\"per_class_error\":[", (long long)r->n,
            (long long)r->wrong, (double)r->wrong / r->n);
     for (int k = 0; k < r->classes; k++) {
         int64_t total = 0, right = r->confusion[(size_t)k * r->classes + k];
@@ -62,14 +64,12 @@ static int cmd_error(int argc, char **argv) {
     int json = 0, threads = 0, opt;
     static const struct option options[] = {{"model", 1, 0, 'm'}, {"data", 1, 0, 'd'}, {"json", 0, 0, 'j'},
                                             {"threads", 1, 0, 't'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
-    while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+    while ((opt = icn_getopt(argc, argv, options, usage, NULL)) != -1) {
         switch (opt) {
         case 'm': model = optarg; break;
         case 'd': data = optarg; break;
         case 'j': json = 1; break;
         case 't': threads = (int)icn_parse_long("--threads", optarg, 1, 1024); break;
-        case 'h': fputs(usage, stdout); return 0;
-        default: fputs(usage, stderr); return 2;
         }
     }
     if (optind < argc) icn_die(2, "unexpected argument '%s' (see --help)", argv[optind]);
@@ -98,7 +98,8 @@ static int cmd_error(int argc, char **argv) {
 static int grid_cells(const icn_batch *b, int rows_max, int cols_max, const float ***cells_out, int *rows, int *cols) {
     size_t d = icn_batch_dim(b);
     int by_generation = b->prov && b->y;
-    for (int64_t i = 0; by_generation && i < b->n; i++) by_generation = b->y[i] < 0;
+    /* pseudo-negatives of classes 0..999 (labels -1..-1000); anything else is drawn in order */
+    for (int64_t i = 0; by_generation && i < b->n; i++) by_generation = b->y[i] < 0 && b->y[i] >= -1000;
     if (!by_generation) {
         *cols = (int)(b->n < cols_max ? b->n : cols_max);
         *rows = (int)((b->n + *cols - 1) / *cols < rows_max ? (b->n + *cols - 1) / *cols : rows_max);
@@ -136,15 +137,13 @@ static int cmd_grid(int argc, char **argv) {
     static const struct option options[] = {{"data", 1, 0, 'd'}, {"out", 1, 0, 'o'}, {"rows", 1, 0, 'r'},
                                             {"cols", 1, 0, 'c'}, {"zoom", 1, 0, 'z'}, {"help", 0, 0, 'h'},
                                             {0, 0, 0, 0}};
-    while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+    while ((opt = icn_getopt(argc, argv, options, usage, NULL)) != -1) {
         switch (opt) {
         case 'd': data = optarg; break;
         case 'o': out = optarg; break;
         case 'r': rows = (int)icn_parse_long("--rows", optarg, 1, 1000); break;
         case 'c': cols = (int)icn_parse_long("--cols", optarg, 1, 1000); break;
         case 'z': zoom = (int)icn_parse_long("--zoom", optarg, 1, 16); break;
-        case 'h': fputs(usage, stdout); return 0;
-        default: fputs(usage, stderr); return 2;
         }
     }
     if (optind < argc) icn_die(2, "unexpected argument '%s' (see --help)", argv[optind]);

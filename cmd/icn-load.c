@@ -74,9 +74,8 @@ static void parse_args(int argc, char **argv, opts *o) {
         {"quiet", no_argument, 0, O_QUIET},         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0}};
     *o = (opts){.out = "-", .seed = 1, .chunk = 1000};
-    opterr = 0; /* our own one-line messages */
     int c;
-    while ((c = getopt_long(argc, argv, ":h", longs, NULL)) != -1) {
+    while ((c = icn_getopt(argc, argv, longs, usage_text, NULL)) != -1) {
         switch (c) {
         case O_SPLIT: parse_split(o, optarg); break;
         case O_LIMIT: o->limit = icn_parse_long("--limit", optarg, 1, INT32_MAX); break;
@@ -89,10 +88,7 @@ static void parse_args(int argc, char **argv, opts *o) {
         case O_FETCH: o->fetch = optarg; break;
         case O_INFO: o->info = optarg; break;
         case O_QUIET: o->quiet = 1; break;
-        case 'h':
         case O_HELP: fputs(usage_text, stdout); exit(0);
-        case ':': icn_die(2, "option '%s' needs an argument (see --help)", argv[optind - 1]);
-        default: icn_die(2, "unknown option '%s' (see --help)", argv[optind - 1]);
         }
     }
     if (optind < argc) o->dataset = argv[optind++];

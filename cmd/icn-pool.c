@@ -97,14 +97,7 @@ static void usage_error(const char *fmt, ...) {
 
 /* getopt_long over a subcommand's arguments, with our own one-line messages. */
 static int next_opt(int argc, char **argv, const struct option *longs, const char *usage) {
-    int c = getopt_long(argc, argv, ":h", longs, NULL);
-    if (c == 'h') {
-        fputs(usage, stdout);
-        exit(0);
-    }
-    if (c == ':') usage_error("option '%s' needs an argument", argv[optind - 1]);
-    if (c == '?') usage_error("unknown option '%s'", argv[optind - 1]);
-    return c;
+    return icn_getopt(argc, argv, longs, usage, g_cmd);
 }
 
 static void no_operands(int argc, char **argv) {

@@ -78,7 +78,7 @@ static void parse(int argc, char **argv, cli *c) {
         {"step-rule", 1, 0, RULE}, {"noise", 0, 0, NOISE}, {"seed", 1, 0, SEED}, {"threads", 1, 0, THREADS},
         {"quiet", 0, 0, QUIET}, {"help", 0, 0, HELP}, {0, 0, 0, 0}};
     int opt;
-    while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+    while ((opt = icn_getopt(argc, argv, options, usage, NULL)) != -1) {
         icn_synth_opts *s = &c->synth;
         switch (opt) {
         case MODEL: c->model = optarg; break;
@@ -107,8 +107,7 @@ static void parse(int argc, char **argv, cli *c) {
         case SEED: c->seed = (uint64_t)icn_parse_long("--seed", optarg, 0, INT64_MAX); break;
         case THREADS: c->threads = (int)icn_parse_long("--threads", optarg, 1, 1024); break;
         case QUIET: c->quiet = 1; break;
-        case 'h': case HELP: fputs(usage, stdout); exit(0);
-        default: fputs(usage, stderr); exit(2);
+        case HELP: fputs(usage, stdout); exit(0);
         }
     }
     if (optind < argc) icn_die(2, "unexpected argument '%s' (see --help)", argv[optind]);

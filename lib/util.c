@@ -4,6 +4,7 @@
 #include "parallel.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <libgen.h>
 #include <math.h>
 #include <stdarg.h>
@@ -150,6 +151,19 @@ void icn_threads_init(int requested) {
 
 int icn_threads(void) { return g_threads; }
 
+int icn_getopt(int argc, char **argv, const struct option *longs, const char *usage, const char *context) {
+    opterr = 0; /* our own one-line messages */
+    int c = getopt_long(argc, argv, ":h", longs, NULL);
+    if (c == 'h') {
+        fputs(usage, stdout);
+        exit(0);
+    }
+    if (c == ':' || c == '?')
+        icn_die(2, "%s%s%s '%s' (see --help)", context ? context : "", context ? ": " : "",
+                c == ':' ? "missing value for option" : "unknown option", argv[optind - 1]);
+    return c;
+}
+
 long icn_parse_long(const char *flag, const char *s, long lo, long hi) {
     char *end;
     errno = 0;
@@ -166,6 +180,16 @@ double icn_parse_double(const char *flag, const char *s, double lo, double hi) {
     if (errno || end == s || *end || !isfinite(v)) icn_die(2, "%s: '%s' is not a finite number", flag, s);
     if (v < lo || v > hi) icn_die(2, "%s: %g is out of range [%g, %g]", flag, v, lo, hi);
     return v;
+}
+
+void icn_fput_json_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
+        else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
+        else fputc(*p, f);
+    }
+    fputc('"', f);
 }
 
 int icn_write_file_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen) {

@@ -41,9 +41,19 @@ void icn_rng_shuffle(icn_rng *r, int32_t *a, size_t n);
 void icn_threads_init(int requested); /* 0 = ICN_THREADS or all cores */
 int icn_threads(void);
 
+/* getopt_long with icn's conventions: -h/--help (an option returning 'h') prints usage to
+ * stdout and exits 0; an unknown option or a missing value is one line on stderr naming it
+ * ("prog: [context: ]unknown option '--x' (see --help)") and exit 2. Returns the next option
+ * or -1. `context` (a subcommand name) may be NULL. */
+struct option;
+int icn_getopt(int argc, char **argv, const struct option *longs, const char *usage, const char *context);
+
 /* Parse helpers for flags: exit with a message naming the flag on bad input. */
 long icn_parse_long(const char *flag, const char *s, long lo, long hi);
 double icn_parse_double(const char *flag, const char *s, double lo, double hi);
+
+/* Write s as a JSON string literal (quotes and escapes included). */
+void icn_fput_json_string(FILE *f, const char *s);
 
 /* Write a whole file atomically: tmp in the same directory, fsync, rename, fsync dir.
  * Nothing already stored under `path` is lost if this fails. */
