@@ -1,5 +1,8 @@
 /* icn-classify: train a classifier on a tensor stream, or predict with one. */
 #include <getopt.h>
+#include <signal.h>
+#include <time.h>
+#include <zmq.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +20,7 @@
 static const char usage[] =
     "usage: icn-classify train [options] --out MODEL\n"
     "       icn-classify predict --model MODEL [--data FILE|-] [--out FILE|-]\n"
+    "       icn-classify publish --model MODEL [--publish ENDPOINT] [--every S] [--count N] [--bump]\n"
     "\n"
     "train: fit the network on a labelled tensor stream (from icn-load).\n"
     "  --data FILE|-          training tensor stream (default: stdin)\n"
@@ -57,13 +61,17 @@ static const char usage[] =
     "  --wait-timeout S       give up when a round's pseudo-negatives take longer (default 600)\n"
     "\n"
     "predict: print one line per image: predicted class, its probability, true label (or -).\n"
-    "  --model MODEL --data FILE|- --out FILE|-\n";
+    "  --model MODEL --data FILE|- --out FILE|-\n"
+    "\n"
+    "publish: serve a fixed model to icn-synthesize processes as a snapshot, every --every\n"
+    "seconds (default 1) until killed or --count publications; --bump makes each one a new\n"
+    "generation (for measuring snapshot delivery; see --metrics).\n";
 
 enum { OPT_DATA = 256, OPT_ARCH, OPT_HEAD, OPT_CLASSES, OPT_STEPS, OPT_EPOCHS, OPT_BATCH, OPT_LR, OPT_MOMENTUM,
        OPT_WD, OPT_DECAY_AT, OPT_DECAY_FACTOR, OPT_SMOOTH, OPT_SEED, OPT_OUT, OPT_CKPT, OPT_CKPT_EVERY, OPT_RESUME,
        OPT_VAL, OPT_EVAL_EVERY, OPT_METRICS, OPT_THREADS, OPT_QUIET, OPT_MODEL, OPT_HELP, OPT_INTRO, OPT_INIT_STEPS,
        OPT_ROUNDS, OPT_ROUND_STEPS, OPT_PER_CLASS, OPT_ALPHA, OPT_PN_BATCH, OPT_ASYNC, OPT_PUBLISH, OPT_POOL,
-       OPT_WAIT };
+       OPT_WAIT, OPT_EVERY, OPT_COUNT, OPT_BUMP };
 
 static const struct option options[] = {
     {"data", 1, 0, OPT_DATA}, {"arch", 1, 0, OPT_ARCH}, {"head", 1, 0, OPT_HEAD}, {"classes", 1, 0, OPT_CLASSES},
@@ -77,15 +85,17 @@ static const struct option options[] = {
     {"initial-steps", 1, 0, OPT_INIT_STEPS}, {"rounds", 1, 0, OPT_ROUNDS}, {"round-steps", 1, 0, OPT_ROUND_STEPS},
     {"per-class", 1, 0, OPT_PER_CLASS}, {"alpha", 1, 0, OPT_ALPHA}, {"pn-batch", 1, 0, OPT_PN_BATCH},
     {"async", 0, 0, OPT_ASYNC}, {"publish", 1, 0, OPT_PUBLISH}, {"pool", 1, 0, OPT_POOL},
-    {"wait-timeout", 1, 0, OPT_WAIT}, {0, 0, 0, 0}};
+    {"wait-timeout", 1, 0, OPT_WAIT}, {"every", 1, 0, OPT_EVERY}, {"count", 1, 0, OPT_COUNT},
+    {"bump", 0, 0, OPT_BUMP}, {0, 0, 0, 0}};
 
 typedef struct {
     icn_introspect_opts intro;
     icn_train_opts train;
     int introspective;
     const char *data, *arch, *val, *metrics, *model, *out;
-    int classes, threads;
-    double epochs;
+    int classes, threads, bump;
+    double epochs, every;
+    int64_t count;
 } cli;
 
 static int parse_milestones(const char *s, double *out) {
@@ -135,6 +145,9 @@ static void parse(int argc, char **argv, cli *c) {
         case OPT_QUIET: t->quiet = 1; break;
         case OPT_MODEL: c->model = optarg; break;
         case OPT_INTRO: c->introspective = 1; break;
+        case OPT_EVERY: c->every = icn_parse_double("--every", optarg, 0.001, 1e6); break;
+        case OPT_COUNT: c->count = icn_parse_long("--count", optarg, 1, 1L << 40); break;
+        case OPT_BUMP: c->bump = 1; break;
         case OPT_INIT_STEPS: c->intro.initial_steps = icn_parse_long("--initial-steps", optarg, 0, 1L << 40); break;
         case OPT_ROUNDS: c->intro.rounds = (int)icn_parse_long("--rounds", optarg, 0, 100000); break;
         case OPT_ROUND_STEPS: c->intro.round_steps = icn_parse_long("--round-steps", optarg, 1, 1L << 40); break;
@@ -246,17 +259,48 @@ static int cmd_predict(cli *c) {
     return 0;
 }
 
+static volatile sig_atomic_t stop_requested;
+static void on_signal(int sig) { (void)sig; stop_requested = 1; }
+
+static int cmd_publish(cli *c) {
+    char err[ICN_ERRLEN];
+    if (!c->model) icn_die(2, "publish: --model MODEL is required");
+    icn_net net;
+    icn_model_meta meta;
+    if (icn_model_load(c->model, &net, &meta, NULL, NULL, err, sizeof err)) icn_die(1, "%s", err);
+    icn_metrics metrics;
+    if (icn_metrics_open(&metrics, c->metrics, err, sizeof err)) icn_die(1, "%s", err);
+    void *pub = icn_zmq_open(ZMQ_PUB, c->intro.publish, 1, err, sizeof err);
+    if (!pub) icn_die(1, "%s", err);
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    double every = c->every > 0 ? c->every : 1.0;
+    if (!c->train.quiet) icn_warn("publishing %s on %s every %g s", c->model, c->intro.publish, every);
+    for (int64_t i = 0; !stop_requested && (!c->count || i < c->count); i++) {
+        if (icn_publish_snapshot(pub, &net, &meta, &metrics, err, sizeof err)) icn_die(1, "%s", err);
+        if (c->bump) meta.generation++;
+        struct timespec ts = {(time_t)every, (long)((every - (time_t)every) * 1e9)};
+        while (nanosleep(&ts, &ts) != 0 && !stop_requested) {}
+    }
+    icn_metrics_close(&metrics);
+    icn_zmq_close(pub);
+    icn_net_free(&net);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     icn_set_progname(argv[0]);
     if (argc < 2) { fputs(usage, stderr); return 2; }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) { fputs(usage, stdout); return 0; }
     const char *sub = argv[1];
-    if (strcmp(sub, "train") && strcmp(sub, "predict"))
-        icn_die(2, "unknown command '%s' (train or predict; see --help)", sub);
+    if (strcmp(sub, "train") && strcmp(sub, "predict") && strcmp(sub, "publish"))
+        icn_die(2, "unknown command '%s' (train, predict or publish; see --help)", sub);
     cli c = {0};
     parse(argc - 1, argv + 1, &c);
     icn_threads_init(c.threads);
     if (!strcmp(sub, "train")) return cmd_train(&c);
     if (!strcmp(sub, "predict")) return cmd_predict(&c);
+    if (!strcmp(sub, "publish")) return cmd_publish(&c);
     icn_die(2, "unknown command '%s' (train or predict; see --help)", sub);
 }

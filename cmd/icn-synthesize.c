@@ -41,6 +41,8 @@ static const char usage[] =
     "  --noise             ICN-noise ablation: emit the raw reference samples\n"
     "  --seed S            (default 1)\n"
     "  --threads T         (default 1: one per synthesizer when several share a machine)\n"
+    "  --metrics FILE|-    append JSON lines: snapshots received (wall-clock time, for\n"
+    "                      delivery times) and batches pushed\n"
     "  --quiet             no progress on stderr\n";
 
 static volatile sig_atomic_t stop_requested;
@@ -48,7 +50,7 @@ static void on_signal(int sig) { (void)sig; stop_requested = 1; }
 
 typedef struct {
     icn_synth_opts synth;
-    const char *model, *out, *snapshots, *pool;
+    const char *model, *out, *snapshots, *pool, *metrics;
     int klass, batch, threads, quiet, max_per_gen;
     int64_t count;
     uint32_t classes_mask, id;
@@ -69,14 +71,14 @@ static void parse(int argc, char **argv, cli *c) {
     c->klass = -1, c->batch = 10, c->threads = 1, c->seed = 1, c->id = (uint32_t)getpid();
     c->snapshots = ICN_EP_SNAPSHOTS, c->pool = ICN_EP_POOL_PUSH;
     enum { MODEL = 256, CLASS, COUNT, OUT, SNAP, POOL, CLASSES, BATCH, MAXGEN, ID, SIGMA, LR, STEPS, STOP, THRESH,
-           METHOD, RULE, NOISE, SEED, THREADS, QUIET, HELP };
+           METHOD, RULE, NOISE, SEED, THREADS, QUIET, HELP, METRICS };
     static const struct option options[] = {
         {"model", 1, 0, MODEL}, {"class", 1, 0, CLASS}, {"count", 1, 0, COUNT}, {"out", 1, 0, OUT},
         {"snapshots", 1, 0, SNAP}, {"pool", 1, 0, POOL}, {"classes", 1, 0, CLASSES}, {"batch", 1, 0, BATCH},
         {"max-per-gen", 1, 0, MAXGEN}, {"id", 1, 0, ID}, {"sigma", 1, 0, SIGMA}, {"lr", 1, 0, LR},
         {"max-steps", 1, 0, STEPS}, {"stop", 1, 0, STOP}, {"threshold", 1, 0, THRESH}, {"method", 1, 0, METHOD},
         {"step-rule", 1, 0, RULE}, {"noise", 0, 0, NOISE}, {"seed", 1, 0, SEED}, {"threads", 1, 0, THREADS},
-        {"quiet", 0, 0, QUIET}, {"help", 0, 0, HELP}, {0, 0, 0, 0}};
+        {"quiet", 0, 0, QUIET}, {"help", 0, 0, HELP}, {"metrics", 1, 0, METRICS}, {0, 0, 0, 0}};
     int opt;
     while ((opt = icn_getopt(argc, argv, options, usage, NULL)) != -1) {
         icn_synth_opts *s = &c->synth;
@@ -107,6 +109,7 @@ static void parse(int argc, char **argv, cli *c) {
         case SEED: c->seed = (uint64_t)icn_parse_long("--seed", optarg, 0, INT64_MAX); break;
         case THREADS: c->threads = (int)icn_parse_long("--threads", optarg, 1, 1024); break;
         case QUIET: c->quiet = 1; break;
+        case METRICS: c->metrics = optarg; break;
         case HELP: fputs(usage, stdout); exit(0);
         }
     }
@@ -158,7 +161,7 @@ static int run_offline(cli *c) {
 
 /* Take the newest frame on the snapshot socket, if any. 1: new model in *net; 2: stop;
  * 3: hold (the trainer has what it needs from this generation). */
-static int poll_snapshot(void *sub, int timeout_ms, icn_net *net, icn_model_meta *meta, int have) {
+static int poll_snapshot(void *sub, int timeout_ms, icn_net *net, icn_model_meta *meta, int have, icn_metrics *metrics) {
     char err[ICN_ERRLEN];
     zmq_msg_t msg;
     int got = icn_zmq_recv(sub, &msg, timeout_ms, err, sizeof err);
@@ -166,6 +169,7 @@ static int poll_snapshot(void *sub, int timeout_ms, icn_net *net, icn_model_meta
     if (got <= 0) return 0;
     const uint8_t *p = zmq_msg_data(&msg);
     size_t n = zmq_msg_size(&msg);
+    double received = icn_wallclock();
     int rc = 0;
     msgpack_unpacked up;
     msgpack_unpacked_init(&up);
@@ -187,6 +191,8 @@ static int poll_snapshot(void *sub, int timeout_ms, icn_net *net, icn_model_meta
         } else {
             if (have) icn_net_free(net);
             *net = fresh, *meta = m, rc = 1;
+            icn_metrics_printf(metrics, "{\"event\":\"snapshot\",\"generation\":%lld,\"time\":%.6f,\"bytes\":%zu}",
+                               (long long)m.generation, received, n);
         }
     }
     msgpack_unpacked_destroy(&up);
@@ -209,9 +215,11 @@ static int run_online(cli *c) {
     int64_t made_per_class[32] = {0}, total = 0, reached_total = 0;
     double t_start = icn_now(), last_log = t_start;
     uint32_t classes = c->classes_mask;
+    icn_metrics metrics;
+    if (icn_metrics_open(&metrics, c->metrics, err, sizeof err)) icn_die(1, "%s", err);
     if (!c->quiet) icn_warn("producer %u: waiting for snapshots on %s, pushing to %s", c->id, c->snapshots, c->pool);
     while (!stop_requested) {
-        int r = poll_snapshot(sub, have && !held ? 0 : 1000, &net, &meta, have);
+        int r = poll_snapshot(sub, have && !held ? 0 : 1000, &net, &meta, have, &metrics);
         if (r == 2) break;
         if (r == 3 && !held && !c->quiet) icn_warn("producer %u: holding until the next snapshot", c->id);
         if (r == 3) held = 1;
@@ -252,6 +260,8 @@ static int run_online(cli *c) {
         while ((sent = icn_zmq_send_sbuffer(push, &sb, err, sizeof err)) < 0 && !stop_requested)
             if (zmq_errno() != EAGAIN) { icn_warn("push to %s: %s", c->pool, err); break; }
         msgpack_sbuffer_destroy(&sb);
+        icn_metrics_printf(&metrics, "{\"event\":\"batch\",\"generation\":%lld,\"class\":%d,\"n\":%d,\"time\":%.6f}",
+                           (long long)meta.generation, k, n, icn_wallclock());
         icn_batch_free(&b);
         made_per_class[k] += n;
         total += n;
@@ -263,6 +273,7 @@ static int run_online(cli *c) {
         }
     }
     if (!c->quiet) icn_warn("producer %u: stopping after %lld samples", c->id, (long long)total);
+    icn_metrics_close(&metrics);
     icn_synth_free(s);
     if (have) icn_net_free(&net);
     icn_zmq_close(sub);

@@ -47,13 +47,21 @@ typedef struct {
     double loss;
 } run;
 
-static int publish_snapshot(run *r, char *err, size_t errlen) {
+int icn_publish_snapshot(void *pub, const icn_net *net, const icn_model_meta *meta, icn_metrics *metrics, char *err,
+                         size_t errlen) {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    icn_model_pack(&sb, r->net, &r->meta, NULL);
-    int rc = icn_zmq_send_sbuffer(r->pub, &sb, err, errlen);
+    icn_model_pack(&sb, net, meta, NULL);
+    double t = icn_wallclock();
+    int rc = icn_zmq_send_sbuffer(pub, &sb, err, errlen);
+    icn_metrics_printf(metrics, "{\"event\":\"publish\",\"generation\":%lld,\"time\":%.6f,\"bytes\":%zu}",
+                       (long long)meta->generation, t, sb.size);
     msgpack_sbuffer_destroy(&sb);
     return rc < 0 ? -1 : 0;
+}
+
+static int publish_snapshot(run *r, char *err, size_t errlen) {
+    return icn_publish_snapshot(r->pub, r->net, &r->meta, r->o->base.metrics, err, errlen);
 }
 
 /* Control frames on the snapshot channel: "hold" (generation t has all it needs: pause

@@ -25,7 +25,8 @@ void icn_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int icn_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 #define ICN_ERRLEN 256
 
-double icn_now(void); /* monotonic seconds */
+double icn_now(void);       /* monotonic seconds, for durations */
+double icn_wallclock(void); /* seconds since the epoch, for events compared across processes */
 
 /* Deterministic RNG (xoshiro256**, seeded by splitmix64) so a seed means the same run everywhere. */
 typedef struct { uint64_t s[4]; int have_gauss; double gauss; } icn_rng;
