@@ -11,13 +11,13 @@ model=${1:?usage: synth-scaling.sh MODEL [N ...]}; shift
 counts=${*:-1 2 4}
 bin=${ICN_BIN:-$(cd "$(dirname "$0")/../.." && pwd)/build/bin}
 window=${SCALE_SECONDS:-20}
-py=/usr/bin/python3
+py=${PYTHON:-/usr/bin/python3}
 tmp=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
 port() { $py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-printf 'machine: %s, %s cores; model %s\n' "$(lscpu | sed -n 's/^Model name: *//p' | head -1)" "$(nproc)" "$model"
+printf 'machine: %s, %s cores; model %s\n' "$( (lscpu 2>/dev/null || true) | sed -n 's/^Model name: *//p' | head -1)" "$(nproc)" "$model"
 for n in $counts; do
     snap=tcp://127.0.0.1:$(port) push=tcp://127.0.0.1:$(port) req=tcp://127.0.0.1:$(port)
     d=$tmp/n$n; mkdir -p "$d"
