@@ -126,9 +126,7 @@ static void say(const char *fmt, ...) {
     }
     va_list ap;
     va_start(ap, fmt);
-    fprintf(f, "%s: ", icn_progname);
-    vfprintf(f, fmt, ap);
-    fputc('\n', f);
+    icn_vmessage(f, fmt, ap);
     va_end(ap);
     fflush(f);
 }

@@ -22,60 +22,57 @@ int icn_argmax(const float *logits, int classes) {
     return best;
 }
 
-static int pseudo_negative_class(int32_t y) { return -(y + 1); }
-
-double icn_loss_softmax(const float *logits, const int32_t *y, const float *weight, int n, int classes,
-                        double smoothing, float *dlogits) {
-    double total = 0;
-    for (int i = 0; i < n; i++) {
-        const float *z = logits + (size_t)i * classes;
-        float *dz = dlogits + (size_t)i * classes;
-        double scale = (weight ? weight[i] : 1.0) / n;
-        memset(dz, 0, (size_t)classes * sizeof(float));
-        if (y[i] < 0) { /* Eq. 9, pseudo-negative term */
-            int k = pseudo_negative_class(y[i]);
-            total += scale * icn_softplus(z[k]);
-            dz[k] = (float)(scale * icn_sigmoid(z[k]));
-            continue;
-        }
-        double zmax = z[icn_argmax(z, classes)], sum = 0;
-        for (int k = 0; k < classes; k++) sum += exp((double)z[k] - zmax);
-        double log_sum = log(sum) + zmax, loss = 0;
-        for (int k = 0; k < classes; k++) {
-            double target = smoothing / classes + (k == y[i] ? 1.0 - smoothing : 0.0);
-            double log_p = (double)z[k] - log_sum;
-            loss -= target * log_p;
-            dz[k] = (float)(scale * (exp(log_p) - target));
-        }
-        total += scale * loss;
-    }
-    return total;
+/* A pseudo-negative of class k (label -(k+1)) under either head: log(1 + exp(z_k)), the
+ * pseudo-negative term of Eq. 9 and the negative side of class k's binary problem (Eq. 5). */
+static double pseudo_negative(const float *z, int32_t y, double scale, float *dz) {
+    int k = -(y + 1);
+    dz[k] = (float)(scale * icn_sigmoid(z[k]));
+    return scale * icn_softplus(z[k]);
 }
 
-double icn_loss_ova(const float *logits, const int32_t *y, const float *weight, int n, int classes, float *dlogits) {
-    double total = 0;
-    for (int i = 0; i < n; i++) {
-        const float *z = logits + (size_t)i * classes;
-        float *dz = dlogits + (size_t)i * classes;
-        double scale = (weight ? weight[i] : 1.0) / n;
-        memset(dz, 0, (size_t)classes * sizeof(float));
-        if (y[i] < 0) { /* the binary classifier of class k sees a negative */
-            int k = pseudo_negative_class(y[i]);
-            total += scale * icn_softplus(z[k]);
-            dz[k] = (float)(scale * icn_sigmoid(z[k]));
-            continue;
-        }
-        for (int k = 0; k < classes; k++) { /* Eq. 5, one binary problem per class */
-            double target = k == y[i];
-            total += scale * (icn_softplus(z[k]) - target * z[k]);
-            dz[k] = (float)(scale * (icn_sigmoid(z[k]) - target));
-        }
+static double softmax_sample(const float *z, int32_t y, int classes, double smoothing, double scale, float *dz) {
+    double zmax = z[icn_argmax(z, classes)], sum = 0;
+    for (int k = 0; k < classes; k++) sum += exp((double)z[k] - zmax);
+    double log_sum = log(sum) + zmax, loss = 0;
+    for (int k = 0; k < classes; k++) {
+        double target = smoothing / classes + (k == y ? 1.0 - smoothing : 0.0);
+        double log_p = (double)z[k] - log_sum;
+        loss -= target * log_p;
+        dz[k] = (float)(scale * (exp(log_p) - target));
     }
-    return total;
+    return scale * loss;
+}
+
+static double ova_sample(const float *z, int32_t y, int classes, double scale, float *dz) {
+    double loss = 0;
+    for (int k = 0; k < classes; k++) { /* Eq. 5, one binary problem per class */
+        double target = k == y;
+        loss += icn_softplus(z[k]) - target * z[k];
+        dz[k] = (float)(scale * (icn_sigmoid(z[k]) - target));
+    }
+    return scale * loss;
 }
 
 double icn_loss(icn_head head, const float *logits, const int32_t *y, const float *weight, int n, int classes,
                 double smoothing, float *dlogits) {
-    return head == ICN_HEAD_OVA ? icn_loss_ova(logits, y, weight, n, classes, dlogits)
-                                : icn_loss_softmax(logits, y, weight, n, classes, smoothing, dlogits);
+    double total = 0;
+    for (int i = 0; i < n; i++) {
+        const float *z = logits + (size_t)i * classes;
+        float *dz = dlogits + (size_t)i * classes;
+        double scale = (weight ? weight[i] : 1.0) / n;
+        memset(dz, 0, (size_t)classes * sizeof(float));
+        if (y[i] < 0) total += pseudo_negative(z, y[i], scale, dz);
+        else if (head == ICN_HEAD_OVA) total += ova_sample(z, y[i], classes, scale, dz);
+        else total += softmax_sample(z, y[i], classes, smoothing, scale, dz);
+    }
+    return total;
+}
+
+double icn_loss_softmax(const float *logits, const int32_t *y, const float *weight, int n, int classes,
+                        double smoothing, float *dlogits) {
+    return icn_loss(ICN_HEAD_SOFTMAX, logits, y, weight, n, classes, smoothing, dlogits);
+}
+
+double icn_loss_ova(const float *logits, const int32_t *y, const float *weight, int n, int classes, float *dlogits) {
+    return icn_loss(ICN_HEAD_OVA, logits, y, weight, n, classes, 0, dlogits);
 }

@@ -39,12 +39,16 @@ void *icn_realloc_check(void *old, size_t size, const char *file, int line) {
     return p;
 }
 
+void icn_vmessage(FILE *f, const char *fmt, va_list ap) {
+    fprintf(f, "%s: ", icn_progname);
+    vfprintf(f, fmt, ap);
+    fputc('\n', f);
+}
+
 void icn_die(int code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s: ", icn_progname);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    icn_vmessage(stderr, fmt, ap);
     va_end(ap);
     exit(code);
 }
@@ -52,9 +56,7 @@ void icn_die(int code, const char *fmt, ...) {
 void icn_warn(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s: ", icn_progname);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    icn_vmessage(stderr, fmt, ap);
     va_end(ap);
 }
 

@@ -2,6 +2,7 @@
  * Every other file in lib/ uses these; nothing here knows about networks. */
 #ifndef ICN_UTIL_H
 #define ICN_UTIL_H
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,6 +22,8 @@ void icn_set_progname(const char *argv0);
 /* One-line error "prog: message" on stderr, then exit(code). */
 void icn_die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 void icn_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* "prog: message\n" on f: what icn_die and icn_warn print. */
+void icn_vmessage(FILE *f, const char *fmt, va_list ap);
 /* Fill an error buffer the way every lib function reports errors (returns -1). */
 int icn_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 #define ICN_ERRLEN 256
