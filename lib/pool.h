@@ -8,7 +8,7 @@
  *
  *   header   8 bytes   "ICNPOOL1"
  *   then records, back to back, each:
- *     u32   magic      0x52434e49 (on disk: bytes 49 4e 43 52)
+ *     u32   magic      0x524e4349 (on disk: the bytes "ICNR")
  *     u32   length L   of the payload, 1 .. min(icn_max_frame(), 2^32 - 1)
  *     u32   crc        CRC-32 (zlib's crc32(), the ISO-HDLC/PNG polynomial) of the payload
  *     L     payload    one msgpack "batch" frame (icn-wire(5)) holding exactly one image,
@@ -37,7 +37,7 @@
 
 #define ICN_POOL_HEADER "ICNPOOL1"
 #define ICN_POOL_HEADER_LEN 8
-#define ICN_POOL_RECORD_MAGIC 0x52434e49u
+#define ICN_POOL_RECORD_MAGIC 0x524e4349u
 #define ICN_POOL_RECORD_HEADER 12 /* magic, length, crc */
 
 /* When appended records are forced to disk. BATCH (the default): once per icn_pool_append,
