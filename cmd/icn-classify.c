@@ -229,9 +229,7 @@ static int cmd_predict(cli *c) {
     if (icn_model_load(c->model, &net, &meta, NULL, NULL, err, sizeof err)) icn_die(1, "%s", err);
     icn_batch data = {0};
     read_stream(c->data, &data);
-    if (data.h != net.in_h || data.w != net.in_w || data.c != net.in_c)
-        icn_die(1, "%s: images are %dx%dx%d, the model takes %dx%dx%d", c->data, data.h, data.w, data.c, net.in_h,
-                net.in_w, net.in_c);
+    if (icn_check_images(&net, &data, c->data, err, sizeof err)) icn_die(1, "%s", err);
     FILE *out = !c->out || !strcmp(c->out, "-") ? stdout : fopen(c->out, "w");
     if (!out) icn_die(1, "--out %s: cannot open for writing", c->out);
     icn_work *w = icn_work_new(&net, 256);

@@ -294,7 +294,9 @@ static int run_rounds(run *r, icn_progress *prog, char *err, size_t errlen) {
 
 int icn_train_introspective(icn_net *net, const icn_batch *data, const icn_introspect_opts *o, char *err,
                             size_t errlen) {
-    if (icn_check_labels(data, net->classes, "training data", err, errlen)) return -1;
+    if (icn_check_labels(data, net->classes, "training data", err, errlen) ||
+        icn_check_images(net, data, "training data", err, errlen))
+        return -1;
     run r = {.o = o, .net = net, .data = data};
     icn_train_opts base = o->base;
     base.steps = icn_introspect_total_steps(o);

@@ -77,12 +77,16 @@ int icn_check_labels(const icn_batch *data, int classes, const char *what, char 
     return 0;
 }
 
+int icn_check_images(const icn_net *net, const icn_batch *data, const char *what, char *err, size_t errlen) {
+    if (data->h == net->in_h && data->w == net->in_w && data->c == net->in_c) return 0;
+    return icn_errf(err, errlen, "%s: images are %dx%dx%d, the model takes %dx%dx%d", what, data->h, data->w, data->c,
+                    net->in_h, net->in_w, net->in_c);
+}
+
 int icn_evaluate(const icn_net *net, icn_work *w, const icn_batch *data, icn_eval_result *r, char *err, size_t errlen) {
     memset(r, 0, sizeof *r);
     if (icn_check_labels(data, net->classes, "evaluation data", err, errlen)) return -1;
-    if (icn_batch_dim(data) != icn_net_input_size(net) || data->h != net->in_h || data->w != net->in_w)
-        return icn_errf(err, errlen, "evaluation data: images are %dx%dx%d, the model takes %dx%dx%d", data->h, data->w,
-                        data->c, net->in_h, net->in_w, net->in_c);
+    if (icn_check_images(net, data, "evaluation data", err, errlen)) return -1;
     r->classes = net->classes;
     r->confusion = xcalloc((size_t)net->classes * net->classes, sizeof(int64_t));
     size_t d = icn_batch_dim(data);
@@ -142,9 +146,7 @@ int icn_train_resume(const icn_train_opts *o, icn_net *net, icn_optim *opt, icn_
 
 int icn_train_classifier(icn_net *net, const icn_batch *data, const icn_train_opts *o, char *err, size_t errlen) {
     if (icn_check_labels(data, net->classes, "training data", err, errlen)) return -1;
-    if (data->h != net->in_h || data->w != net->in_w || data->c != net->in_c)
-        return icn_errf(err, errlen, "training data: images are %dx%dx%d, the model takes %dx%dx%d", data->h, data->w,
-                        data->c, net->in_h, net->in_w, net->in_c);
+    if (icn_check_images(net, data, "training data", err, errlen)) return -1;
     icn_model_meta meta = {.head = o->head, .total_steps = o->steps, .seed = (int64_t)o->seed, .train_images = data->n};
     icn_optim opt;
     icn_optim_sgd(&opt, net->n_params, (float)o->momentum, (float)o->weight_decay);
