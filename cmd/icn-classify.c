@@ -26,7 +26,8 @@ static const char usage[] =
     "  --data FILE|-          training tensor stream (default: stdin)\n"
     "  --arch NAME            mnist (the paper's net, default) or blocks like c32-c64\n"
     "  --head softmax|ova     softmax cross-entropy (default) or one-vs-all sigmoids\n"
-    "  --classes K            number of classes (default: largest label + 1)\n"
+    "  --classes K            number of classes (default: largest label + 1); 1 with --head ova\n"
+    "                         --introspective is the paper's binary formulation (Eq. 5)\n"
     "  --steps N              SGD steps (default 2000)\n"
     "  --epochs E             instead of --steps: E passes over the data\n"
     "  --batch B              mini-batch size (default 64)\n"
@@ -123,7 +124,7 @@ static void parse(int argc, char **argv, cli *c) {
         case OPT_HEAD:
             if (icn_head_parse(optarg, &t->head)) icn_die(2, "--head: '%s' is not softmax or ova", optarg);
             break;
-        case OPT_CLASSES: c->classes = (int)icn_parse_long("--classes", optarg, 2, 100000); break;
+        case OPT_CLASSES: c->classes = (int)icn_parse_long("--classes", optarg, 1, 100000); break;
         case OPT_STEPS: t->steps = icn_parse_long("--steps", optarg, 1, 1L << 40); break;
         case OPT_EPOCHS: c->epochs = icn_parse_double("--epochs", optarg, 1e-6, 1e6); break;
         case OPT_BATCH: t->batch = (int)icn_parse_long("--batch", optarg, 1, 65536); break;
@@ -184,7 +185,10 @@ static int cmd_train(cli *c) {
     read_stream(c->data, &data);
     if (!data.y) icn_die(1, "%s: the tensor stream has no labels", c->data);
     int classes = c->classes ? c->classes : max_label(&data) + 1;
-    if (classes < 2) icn_die(1, "%s: labels span fewer than 2 classes (use --classes)", c->data);
+    /* one class is the binary formulation (Eq. 5): the positives against pseudo-negatives */
+    if (classes < 2 && !(classes == 1 && c->train.head == ICN_HEAD_OVA && c->introspective))
+        icn_die(1, "%s: labels span fewer than 2 classes (use --classes; one class needs --head ova --introspective)",
+                c->data);
     icn_train_opts *t = &c->train;
     if (c->epochs > 0) t->steps = (int64_t)(c->epochs * (double)data.n / t->batch + 0.999999);
     if (c->val) {

@@ -25,6 +25,7 @@ static const char usage_text[] =
     "  --images FILE    IDX image file (plain or .gz) instead of a named data set\n"
     "  --labels FILE    its IDX label file\n"
     "  --classes L      keep only these labels, e.g. 0,1,7 (each 0..31)\n"
+    "  --relabel        with --classes: number the kept classes 0..k-1 (7 -> 0; 3,7 -> 0,1)\n"
     "  --limit N        then keep a random subset of N images, in their original order\n"
     "  --seed S         seed of that subset (default 1)\n"
     "  --chunk N        images per frame (default 1000)\n"
@@ -38,7 +39,7 @@ static const char usage_text[] =
 typedef struct {
     const char *dataset, *images, *labels, *out, *fetch, *info, *classes_s;
     icn_split split;
-    int split_set, quiet;
+    int split_set, quiet, relabel;
     uint32_t classes;
     int64_t limit;
     uint64_t seed;
@@ -64,7 +65,7 @@ static void parse_split(opts *o, const char *s) {
 }
 
 static void parse_args(int argc, char **argv, opts *o) {
-    enum { O_SPLIT = 256, O_LIMIT, O_SEED, O_CLASSES, O_CHUNK, O_OUT, O_IMAGES, O_LABELS, O_FETCH, O_INFO, O_QUIET, O_HELP };
+    enum { O_SPLIT = 256, O_LIMIT, O_SEED, O_CLASSES, O_CHUNK, O_OUT, O_IMAGES, O_LABELS, O_FETCH, O_INFO, O_QUIET, O_HELP, O_RELABEL };
     static const struct option longs[] = {
         {"split", required_argument, 0, O_SPLIT},   {"limit", required_argument, 0, O_LIMIT},
         {"seed", required_argument, 0, O_SEED},     {"classes", required_argument, 0, O_CLASSES},
@@ -72,6 +73,7 @@ static void parse_args(int argc, char **argv, opts *o) {
         {"images", required_argument, 0, O_IMAGES}, {"labels", required_argument, 0, O_LABELS},
         {"fetch", required_argument, 0, O_FETCH},   {"info", required_argument, 0, O_INFO},
         {"quiet", no_argument, 0, O_QUIET},         {"help", no_argument, 0, O_HELP},
+        {"relabel", no_argument, 0, O_RELABEL},
         {0, 0, 0, 0}};
     *o = (opts){.out = "-", .seed = 1, .chunk = 1000};
     int c;
@@ -88,6 +90,7 @@ static void parse_args(int argc, char **argv, opts *o) {
         case O_FETCH: o->fetch = optarg; break;
         case O_INFO: o->info = optarg; break;
         case O_QUIET: o->quiet = 1; break;
+        case O_RELABEL: o->relabel = 1; break;
         case O_HELP: fputs(usage_text, stdout); exit(0);
         }
     }
@@ -176,6 +179,7 @@ static void load(const opts *o, icn_batch *b) {
     if (icn_split_apply(b, split, err, sizeof err)) icn_die(1, "%s", err);
     if (icn_batch_select(b, o->classes, o->limit, o->seed, err, sizeof err)) icn_die(1, "%s", err);
     if (b->n == 0) icn_die(1, "no images left after --classes %s", o->classes_s);
+    if (o->relabel) icn_batch_relabel(b, o->classes);
 }
 
 int main(int argc, char **argv) {

@@ -309,3 +309,12 @@ int icn_dataset_files(const char *name, icn_split s, char **images, char **label
     free(dir);
     return rc;
 }
+
+void icn_batch_relabel(icn_batch *b, uint32_t classes) {
+    if (!b->y || !classes) return;
+    for (int64_t i = 0; i < b->n; i++) {
+        int32_t y = b->y[i];
+        if (y < 0 || y > 31 || !(classes >> y & 1)) continue;
+        b->y[i] = __builtin_popcount(classes & ((1u << y) - 1)); /* kept classes below y */
+    }
+}

@@ -19,6 +19,11 @@ int icn_split_parse(const char *s, icn_split *out);
  * needs labels; a limit at or above the count keeps everything. */
 int icn_batch_select(icn_batch *b, uint32_t classes, int64_t limit, uint64_t seed, char *err, size_t errlen);
 
+/* Map the labels kept by a class mask to 0..k-1 in increasing order (7 -> 0 for "--classes 7",
+ * 3 -> 0 and 7 -> 1 for "--classes 3,7"), e.g. for a binary problem (Eq. 5). Labels outside
+ * the mask, and pseudo-negatives, are left alone. */
+void icn_batch_relabel(icn_batch *b, uint32_t classes);
+
 /* Data directory: $ICN_DATA, else $XDG_CACHE_HOME/icn, else $HOME/.cache/icn. Caller frees. */
 char *icn_data_dir(void);
 

@@ -138,3 +138,42 @@ PY
     icn-pool stats --store pool.store --json >stats.json
     json_check stats.json 'd["total"] >= 60'
 }
+
+@test "binary formulation (Eq. 5): one class against its own pseudo-negatives, one-vs-all head" {
+    icn-load mnist --split train --classes 7 --relabel --limit 200 --seed 1 --out sevens.icn --quiet
+    start_pool
+    start_synth 1
+    icn-classify train --introspective --data sevens.icn --classes 1 --head ova --arch c8-c16 --batch 32 \
+        --pn-batch 16 --initial-steps 10 --round-steps 10 --per-class 3 --rounds 2 --seed 1 --publish "$SNAP" \
+        --pool "$REQ" --wait-timeout 60 --quiet --out bin.model --metrics m.jsonl
+    "$PYTHON" - m.jsonl <<'PY'
+import json, sys
+rounds = [json.loads(l) for l in open(sys.argv[1]) if '"round"' in l and json.loads(l)["event"] == "round"]
+assert [r["pn_new"] for r in rounds] == [3, 3], rounds
+PY
+    icn-pool stats --store pool.store --json >stats.json
+    json_check stats.json 'list(d["per_class"]) == ["0"]'
+    run --separate-stderr icn-classify train --data sevens.icn --classes 1 --out x.model --steps 5
+    expect_status 1
+    [[ "$stderr" == *"--head ova --introspective"* ]]
+}
+
+@test "asynchronous schedule: the trainer never waits, and takes what the pool has gained" {
+    start_pool
+    # no synthesizer at first: every round goes by without pseudo-negatives
+    trainer --async --rounds 2 --round-steps 10 --out a.model --metrics a.jsonl
+    "$PYTHON" - a.jsonl <<'PY'
+import json, sys
+rounds = [json.loads(l) for l in open(sys.argv[1]) if json.loads(l)["event"] == "round"]
+assert len(rounds) == 2 and all(r["pn_new"] == 0 and r["wait_s"] < 5 for r in rounds), rounds
+PY
+    start_synth 1
+    trainer --async --rounds 40 --round-steps 20 --out b.model --metrics b.jsonl
+    "$PYTHON" - b.jsonl <<'PY'
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1])]
+rounds = [e for e in ev if e["event"] == "round"]
+assert len(rounds) == 40 and rounds[-1]["pn_total"] > 0, rounds[-1]
+assert len({r["generation"] for r in rounds}) == 40
+PY
+}
