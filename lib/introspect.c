@@ -137,18 +137,26 @@ static int take_from_pool(run *r, int64_t round, int64_t until, intake *in, char
         if (rc <= 0) { icn_batch_free(&records); return rc < 0 ? -1 : 1; }
         int64_t n = records.n;
         if (until >= 0 && r->meta.pool_offset + n > until) n = until - r->meta.pool_offset;
+        /* move the accepted records to the front, then add them in one append */
+        int64_t kept = 0;
+        const size_t d = icn_batch_dim(&records);
         for (int64_t i = 0; i < n; i++) {
             if (!accept_record(r, &records, i, round)) continue;
-            icn_batch one = records;
-            one.n = 1;
-            one.x = records.x + (size_t)i * icn_batch_dim(&records);
-            one.y = records.y + i;
-            one.prov = records.prov + i;
-            if (icn_batch_append(&r->pn, &one, err, errlen)) { icn_batch_free(&records); return -1; }
-            in->added++;
             in->reached += records.prov[i].reached;
             note_producer(in, records.prov[i].producer);
+            if (kept != i) {
+                memcpy(records.x + (size_t)kept * d, records.x + (size_t)i * d, d * sizeof(float));
+                records.y[kept] = records.y[i];
+                records.prov[kept] = records.prov[i];
+            }
+            kept++;
         }
+        int32_t fetched = records.n;
+        records.n = (int32_t)kept;
+        int rc_append = icn_batch_append(&r->pn, &records, err, errlen);
+        records.n = fetched;
+        if (rc_append) { icn_batch_free(&records); return -1; }
+        in->added += kept;
         r->meta.pool_offset += n;
         icn_batch_free(&records);
         if (n == 0 || (until < 0 && r->meta.pool_offset >= total)) return 0;
