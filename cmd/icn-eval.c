@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "adversarial.h"
 #include "image.h"
 #include "net.h"
 #include "snapshot.h"
@@ -14,6 +15,7 @@
 static const char usage[] =
     "usage: icn-eval error --model MODEL [--data FILE|-] [--json] [--threads T]\n"
     "       icn-eval grid --out PNG [--data FILE|-] [--cols N] [--rows N] [--zoom Z]\n"
+    "       icn-eval fgsm --model-a A --model-b B [--data FILE|-] [--eps E] [--json]\n"
     "\n"
     "error: classify a labelled tensor stream (default: stdin) and print the test error,\n"
     "       the error of each class and the confusion matrix (rows: true class, columns:\n"
@@ -21,7 +23,12 @@ static const char usage[] =
     "grid:  draw a tensor stream as a PNG. Pseudo-negatives (from icn-pool dump or\n"
     "       icn-synthesize) are laid out one row per generation, one column per class\n"
     "       (the paper's Figure 2); other images fill --rows x --cols (default 10 x 10)\n"
-    "       in order. --zoom scales each pixel (default 2).\n";
+    "       in order. --zoom scales each pixel (default 2).\n"
+    "fgsm:  the paper's two-way robustness test with the fast gradient sign method: the test\n"
+    "       images that A classifies correctly are perturbed by eps * sign(input gradient of\n"
+    "       A's loss) (eps on the [0, 1] pixel scale, default 0.125; doubled for the [-1, 1]\n"
+    "       scale the models see; clamped to it); counts how many fool A and how many of those\n"
+    "       also fool B; then the same with A and B swapped.\n";
 
 static void print_text(const icn_eval_result *r, const char *model) {
     printf("model %s: test error %.2f%% (%lld of %lld wrong)\n", model, 100.0 * r->wrong / r->n, (long long)r->wrong,
@@ -91,6 +98,71 @@ static int cmd_error(int argc, char **argv) {
     icn_work_free(w);
     icn_batch_free(&b);
     icn_net_free(&net);
+    return 0;
+}
+
+static void print_fgsm_json(const char *name, const icn_fgsm_result *r) {
+    printf("\"%s\":{\"tested\":%lld,\"correct\":%lld,\"fool_source\":%lld,\"fool_both\":%lld}", name,
+           (long long)r->tested, (long long)r->correct, (long long)r->fool_source, (long long)r->fool_both);
+}
+
+static void print_fgsm_text(const char *src, const char *dst, const icn_fgsm_result *r, double eps) {
+    printf("made against %s (eps %g): %lld of %lld correctly classified test images become adversarial for %s; "
+           "%lld of those (%.1f%%) also fool %s\n",
+           src, eps, (long long)r->fool_source, (long long)r->correct, src, (long long)r->fool_both,
+           r->fool_source ? 100.0 * r->fool_both / r->fool_source : 0.0, dst);
+}
+
+static int cmd_fgsm(int argc, char **argv) {
+    const char *path_a = NULL, *path_b = NULL, *data = "-";
+    double eps = 0.125;
+    int json = 0, threads = 0, opt;
+    static const struct option options[] = {{"model-a", 1, 0, 'a'}, {"model-b", 1, 0, 'b'}, {"data", 1, 0, 'd'},
+                                            {"eps", 1, 0, 'e'},     {"json", 0, 0, 'j'},    {"threads", 1, 0, 't'},
+                                            {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+    while ((opt = icn_getopt(argc, argv, options, usage, NULL)) != -1) {
+        switch (opt) {
+        case 'a': path_a = optarg; break;
+        case 'b': path_b = optarg; break;
+        case 'd': data = optarg; break;
+        case 'e': eps = icn_parse_double("--eps", optarg, 0, 1); break;
+        case 'j': json = 1; break;
+        case 't': threads = (int)icn_parse_long("--threads", optarg, 1, 1024); break;
+        }
+    }
+    if (optind < argc) icn_die(2, "unexpected argument '%s' (see --help)", argv[optind]);
+    if (!path_a || !path_b) icn_die(2, "fgsm: --model-a A and --model-b B are required");
+    icn_threads_init(threads);
+    char err[ICN_ERRLEN];
+    icn_net a, b;
+    icn_model_meta meta_a, meta_b;
+    if (icn_model_load(path_a, &a, &meta_a, NULL, NULL, err, sizeof err)) icn_die(1, "%s", err);
+    if (icn_model_load(path_b, &b, &meta_b, NULL, NULL, err, sizeof err)) icn_die(1, "%s", err);
+    icn_batch test = {0};
+    if (icn_batch_read_all(data, &test, err, sizeof err)) icn_die(1, "%s", err);
+    if (test.n == 0) icn_die(1, "%s: no images in the tensor stream", data);
+    icn_fgsm_result ab, ba;
+    double scaled = 2 * eps; /* [0, 1] pixels to the [-1, 1] scale */
+    if (icn_fgsm(&a, meta_a.head, &b, &test, scaled, -1, 1, &ab, err, sizeof err) ||
+        icn_fgsm(&b, meta_b.head, &a, &test, scaled, -1, 1, &ba, err, sizeof err))
+        icn_die(1, "%s: %s", data, err);
+    if (json) {
+        printf("{\"eps\":%g,\"model_a\":", eps);
+        icn_fput_json_string(stdout, path_a);
+        printf(",\"model_b\":");
+        icn_fput_json_string(stdout, path_b);
+        putchar(',');
+        print_fgsm_json("a_to_b", &ab);
+        putchar(',');
+        print_fgsm_json("b_to_a", &ba);
+        printf("}\n");
+    } else {
+        print_fgsm_text(path_a, path_b, &ab, eps);
+        print_fgsm_text(path_b, path_a, &ba, eps);
+    }
+    icn_batch_free(&test);
+    icn_net_free(&a);
+    icn_net_free(&b);
     return 0;
 }
 
@@ -167,5 +239,6 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) { fputs(usage, stdout); return 0; }
     if (!strcmp(argv[1], "error")) return cmd_error(argc - 1, argv + 1);
     if (!strcmp(argv[1], "grid")) return cmd_grid(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "fgsm")) return cmd_fgsm(argc - 1, argv + 1);
     icn_die(2, "unknown command '%s' (see --help)", argv[1]);
 }

@@ -1,0 +1,63 @@
+#!/usr/bin/env bats
+# icn-eval fgsm and grid on real MNIST with small models.
+
+load helpers
+
+setup_file() {
+    cd "$BATS_FILE_TMPDIR"
+    have_mnist || return 0
+    icn-load mnist --split train --limit 500 --seed 1 --out train.icn --quiet
+    icn-load mnist --split test --limit 300 --seed 2 --out test.icn --quiet
+    icn-classify train --data train.icn --arch c8-c16 --steps 60 --batch 32 --seed 1 --out a.model --quiet
+    icn-classify train --data train.icn --arch c8-c16 --steps 60 --batch 32 --seed 2 --out b.model --quiet
+}
+
+@test "fgsm: counts in both directions are consistent, and eps 0 fools nobody" {
+    need_mnist
+    d=$BATS_FILE_TMPDIR
+    icn-eval fgsm --model-a "$d/a.model" --model-b "$d/b.model" --data "$d/test.icn" --json >r.json
+    for dir in a_to_b b_to_a; do
+        json_check r.json "d['$dir']['tested'] == 300 and 0 <= d['$dir']['fool_both'] <= d['$dir']['fool_source'] <= d['$dir']['correct'] <= 300"
+        json_check r.json "d['$dir']['fool_source'] > 0"
+    done
+    icn-eval fgsm --model-a "$d/a.model" --model-b "$d/b.model" --data "$d/test.icn" --eps 0 --json >zero.json
+    json_check zero.json "d['a_to_b']['fool_source'] == 0 and d['b_to_a']['fool_source'] == 0"
+    # the correct counts are each model's own accuracy, as icn-eval error measures it
+    icn-eval error --model "$d/a.model" --data "$d/test.icn" --json >err.json
+    A_CORRECT=$("$PYTHON" -c 'import json; print(json.load(open("r.json"))["a_to_b"]["correct"])') \
+        json_check err.json "d['n'] - d['wrong'] == int(os.environ['A_CORRECT'])"
+}
+
+@test "fgsm: both models are required; a damaged model is refused with one line" {
+    need_mnist
+    d=$BATS_FILE_TMPDIR
+    run --separate-stderr icn-eval fgsm --model-a "$d/a.model" --data "$d/test.icn"
+    expect_status 2
+    one_line_error icn-eval
+    cp "$d/b.model" bad.model
+    flip_byte bad.model
+    run --separate-stderr icn-eval fgsm --model-a "$d/a.model" --model-b bad.model --data "$d/test.icn"
+    expect_status 1
+    one_line_error icn-eval
+}
+
+@test "grid: a PNG of test images decodes, with the size the grid implies" {
+    need_mnist
+    icn-eval grid --data "$BATS_FILE_TMPDIR/test.icn" --rows 3 --cols 4 --zoom 1 --out g.png
+    # 4 columns of 28 pixels + 5 gaps of 2 = 122 wide; 3 rows + 4 gaps = 92 high
+    "$PYTHON" - g.png <<'PY'
+import struct, sys, zlib
+data = open(sys.argv[1], "rb").read()
+assert data[:8] == b"\x89PNG\r\n\x1a\n"
+w, h = struct.unpack(">II", data[16:24])
+assert (w, h) == (122, 92), (w, h)
+# walk the chunks and inflate the image data: a decodable PNG
+pos, idat = 8, b""
+while pos < len(data):
+    n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+    if kind == b"IDAT":
+        idat += data[pos + 8:pos + 8 + n]
+    pos += 12 + n
+assert len(zlib.decompress(idat)) == h * (1 + 3 * w)
+PY
+}
