@@ -249,7 +249,8 @@ static int run_online(cli *c) {
         if (c->max_per_gen && made_per_class[k] + n > c->max_per_gen) n = (int)(c->max_per_gen - made_per_class[k]);
         icn_batch b = {0};
         int64_t index = made_per_class[k] / c->batch;
-        reached_total += make_batch(s, &net, c, k, n, index, (int32_t)meta.generation, &b);
+        int reached = make_batch(s, &net, c, k, n, index, (int32_t)meta.generation, &b);
+        reached_total += reached;
         msgpack_sbuffer sb;
         msgpack_sbuffer_init(&sb);
         msgpack_packer pk;
@@ -260,8 +261,9 @@ static int run_online(cli *c) {
         while ((sent = icn_zmq_send_sbuffer(push, &sb, err, sizeof err)) < 0 && !stop_requested)
             if (zmq_errno() != EAGAIN) { icn_warn("push to %s: %s", c->pool, err); break; }
         msgpack_sbuffer_destroy(&sb);
-        icn_metrics_printf(&metrics, "{\"event\":\"batch\",\"generation\":%lld,\"class\":%d,\"n\":%d,\"time\":%.6f}",
-                           (long long)meta.generation, k, n, icn_wallclock());
+        icn_metrics_printf(&metrics,
+                           "{\"event\":\"batch\",\"generation\":%lld,\"class\":%d,\"n\":%d,\"reached\":%d,\"time\":%.6f}",
+                           (long long)meta.generation, k, n, reached, icn_wallclock());
         icn_batch_free(&b);
         made_per_class[k] += n;
         total += n;
