@@ -38,9 +38,9 @@ static void print_line(icn_progress *p, int64_t done, const char *extra, int fin
         int fill = (int)(frac * 30);
         for (int i = 0; i < 30; i++) bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
         bar[30] = 0;
-        fprintf(stderr, "\r%s [%s] %lld/%lld %5.1f%% %.1f %s/s %s %s%s\033[K", p->label, bar, (long long)done,
+        fprintf(stderr, "\r%s [%s] %lld/%lld %5.1f%% %.1f %s/s %s %s%s%s\033[K", p->label, bar, (long long)done,
                 (long long)p->total, 100 * frac, rate, p->unit, final ? "took" : "ETA", final ? took : eta,
-                extra ? extra : "");
+                extra ? " " : "", extra ? extra : "");
         if (final) fputc('\n', stderr);
     } else {
         fprintf(stderr, "%s: %s %lld/%lld (%.1f%%) %.1f %s/s %s %s%s%s\n", icn_progname, p->label, (long long)done,
