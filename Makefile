@@ -33,7 +33,7 @@ $(BUILD)/libicn.a: $(LIB_OBJ)
 	ar rcs $@ $^
 $(BUILD)/bin/%: cmd/%.c $(BUILD)/libicn.a $(wildcard lib/*.h) | $(BUILD)/bin
 	$(CC) $(CFLAGS) $< -o $@ $(LDFLAGS) $(BUILD)/libicn.a $(LDLIBS)
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libicn.a $(wildcard lib/*.h) | $(BUILD)/tests
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libicn.a $(wildcard lib/*.h tests/unit/*.h) | $(BUILD)/tests
 	$(CC) $(CFLAGS) $< -o $@ $(LDFLAGS) $(BUILD)/libicn.a $(LDLIBS) -lcmocka
 $(BUILD)/tests/bench_sgemm: tests/bench/bench_sgemm.c $(BUILD)/libicn.a | $(BUILD)/tests
 	$(CC) $(CFLAGS) $< -o $@ $(LDFLAGS) $(BUILD)/libicn.a $(LDLIBS)

@@ -129,30 +129,7 @@ static int try_spec(const spec *s, const char *want) {
     return rc;
 }
 
-static char tmpdir[64];
-
-static int setup_tmp(void **state) {
-    (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/icn-test-wire-XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int teardown_tmp(void **state) {
-    (void)state;
-    char path[128];
-    const char *names[] = {"stream", "prefix", "out.icn"};
-    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
-        snprintf(path, sizeof path, "%s/%s", tmpdir, names[i]);
-        unlink(path);
-    }
-    return rmdir(tmpdir);
-}
-
-static const char *tmp_path(const char *name) {
-    static char path[128];
-    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
-    return path;
-}
+#include "fixtures.h"
 
 static void write_file(const char *path, const void *p, size_t n) {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
