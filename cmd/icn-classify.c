@@ -210,7 +210,9 @@ static int cmd_train(cli *c) {
     double t0 = icn_now();
     if (c->introspective) {
         c->intro.base = *t;
-        if (icn_train_introspective(&net, &data, &c->intro, err, sizeof err)) icn_die(1, "%s", err);
+        int failed = icn_train_introspective(&net, &data, &c->intro, err, sizeof err);
+        icn_zmq_term(); /* sockets are closed: this waits (LINGER-bounded) until "stop" is out */
+        if (failed) icn_die(1, "%s", err);
         t->steps = icn_introspect_total_steps(&c->intro);
     } else if (icn_train_classifier(&net, &data, t, err, sizeof err)) {
         icn_die(1, "%s", err);
@@ -287,6 +289,7 @@ static int cmd_publish(cli *c) {
     }
     icn_metrics_close(&metrics);
     icn_zmq_close(pub);
+    icn_zmq_term();
     icn_net_free(&net);
     return 0;
 }

@@ -280,6 +280,7 @@ static int run_online(cli *c) {
     if (have) icn_net_free(&net);
     icn_zmq_close(sub);
     icn_zmq_close(push);
+    icn_zmq_term(); /* the last batches reach the pool before we exit */
     return 0;
 }
 
