@@ -26,30 +26,7 @@
 #include "util.h"
 #include "wire.h"
 
-static char g_dir[64];
-
-/* ------------------------------------------------------------ helpers */
-
-static int setup_dir(void **state) {
-    (void)state;
-    snprintf(g_dir, sizeof g_dir, "/tmp/icn-test-pool-XXXXXX");
-    return mkdtemp(g_dir) ? 0 : -1;
-}
-
-static int teardown_dir(void **state) {
-    (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static const char *path_in_dir(const char *name) {
-    static char p[4][128];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(p[k], sizeof p[k], "%s/%s", g_dir, name);
-    return p[k];
-}
+#include "fixtures.h"
 
 /* n pseudo-negatives of shape h x w x 1; image i has distinct pixels and provenance. */
 static void make_negatives(icn_batch *b, int32_t n, int32_t h, int32_t w, int32_t seed) {
@@ -141,7 +118,7 @@ static void copy_file(const char *from, const char *to) {
 
 static void test_append_read_roundtrip(void **state) {
     (void)state;
-    const char *path = path_in_dir("rt.icnpool");
+    const char *path = tmp_path("rt.icnpool");
     icn_pool *p = open_ok(path, ICN_POOL_CREATE);
     assert_int_equal(icn_pool_count(p), 0);
     int32_t h, w, c;
@@ -186,7 +163,7 @@ static void test_append_read_roundtrip(void **state) {
 
 static void test_reopen_keeps_everything(void **state) {
     (void)state;
-    const char *path = path_in_dir("reopen.icnpool");
+    const char *path = tmp_path("reopen.icnpool");
     icn_pool *p = open_ok(path, ICN_POOL_CREATE);
     icn_batch a, b, got;
     make_negatives(&a, 7, 4, 3, 3);
@@ -217,7 +194,7 @@ static void test_reopen_keeps_everything(void **state) {
  * writing cuts it off with a note naming its byte offset, and every earlier record is intact. */
 static void test_torn_tail_is_cut_off(void **state) {
     (void)state;
-    const char *orig = path_in_dir("torn-orig.icnpool"), *path = path_in_dir("torn.icnpool");
+    const char *orig = tmp_path("torn-orig.icnpool"), *path = tmp_path("torn.icnpool");
     icn_batch all;
     long offs[5];
     build_pool(orig, 4, &all, offs);
@@ -282,7 +259,7 @@ static void test_torn_tail_is_cut_off(void **state) {
 
 static void test_damage_in_the_middle_is_an_error(void **state) {
     (void)state;
-    const char *orig = path_in_dir("mid-orig.icnpool"), *path = path_in_dir("mid.icnpool");
+    const char *orig = tmp_path("mid-orig.icnpool"), *path = tmp_path("mid.icnpool");
     icn_batch all;
     long offs[5];
     build_pool(orig, 4, &all, offs);
@@ -325,10 +302,10 @@ static void test_damage_in_the_middle_is_an_error(void **state) {
     assert_int_equal(icn_pool_open(path, ICN_POOL_WRITE, &p, err, sizeof err), -1);
     assert_non_null(strstr(err, "not an icn pool"));
 
-    const char *empty = path_in_dir("empty.icnpool");
+    const char *empty = tmp_path("empty.icnpool");
     close(open(empty, O_WRONLY | O_CREAT | O_TRUNC, 0644));
     assert_int_equal(icn_pool_open(empty, ICN_POOL_READ, &p, err, sizeof err), -1);
-    assert_int_equal(icn_pool_open(path_in_dir("missing.icnpool"), ICN_POOL_WRITE, &p, err, sizeof err), -1);
+    assert_int_equal(icn_pool_open(tmp_path("missing.icnpool"), ICN_POOL_WRITE, &p, err, sizeof err), -1);
     assert_non_null(strstr(err, "No such file"));
     icn_batch_free(&all);
 }
@@ -336,7 +313,7 @@ static void test_damage_in_the_middle_is_an_error(void **state) {
 /* Refused batches store nothing: not a record, not a byte. */
 static void test_append_refuses_bad_batches(void **state) {
     (void)state;
-    const char *path = path_in_dir("refuse.icnpool");
+    const char *path = tmp_path("refuse.icnpool");
     icn_pool *p = open_ok(path, ICN_POOL_CREATE);
     icn_batch good, bad;
     make_negatives(&good, 2, 4, 3, 1);
@@ -388,7 +365,7 @@ static void test_append_refuses_bad_batches(void **state) {
 
 static void test_shape_mismatch_refused(void **state) {
     (void)state;
-    const char *path = path_in_dir("shape.icnpool");
+    const char *path = tmp_path("shape.icnpool");
     icn_pool *p = open_ok(path, ICN_POOL_CREATE);
     icn_batch a, b;
     make_negatives(&a, 2, 4, 3, 1);
@@ -408,7 +385,7 @@ static void test_shape_mismatch_refused(void **state) {
 
 static void test_stats_counts(void **state) {
     (void)state;
-    const char *path = path_in_dir("stats.icnpool");
+    const char *path = tmp_path("stats.icnpool");
     icn_pool *p = open_ok(path, ICN_POOL_CREATE);
     icn_batch a, b;
     make_negatives(&a, 6, 2, 2, 0); /* classes 0 1 2 0 1 2, generation 0, producer 100 */
@@ -471,7 +448,7 @@ static void test_fsync_policies_and_lock(void **state) {
     assert_int_equal(icn_fsync_parse("always", &f), 0);
     assert_int_equal(f, ICN_FSYNC_ALWAYS);
     assert_int_equal(icn_fsync_parse("sometimes", &f), -1);
-    const char *path = path_in_dir("fsync.icnpool");
+    const char *path = tmp_path("fsync.icnpool");
     icn_pool *p = open_ok(path, ICN_POOL_CREATE);
     icn_batch a;
     make_negatives(&a, 3, 2, 2, 1);
@@ -775,7 +752,7 @@ int main(void) {
         cmocka_unit_test(test_request_timeout_recreates_socket),
         cmocka_unit_test(test_recv_timeout_and_multipart),
     };
-    int rc = cmocka_run_group_tests(tests, setup_dir, teardown_dir);
+    int rc = cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
     icn_zmq_term();
     return rc;
 }
