@@ -37,6 +37,7 @@ static const char usage[] =
     "  --decay-at F[,F..]     decay the lr at these fractions of the steps (default 0.75)\n"
     "  --decay-factor G       multiply the lr by G at each decay (default 0.1)\n"
     "  --label-smoothing EPS  label smoothing for the softmax head (default 0)\n"
+    "  --clip-grad NORM       scale each step's gradient down to this L2 norm when longer (default 0: off)\n"
     "  --seed S               initialisation and batch order (default 1)\n"
     "  --out MODEL            where the trained model goes (written atomically)\n"
     "  --checkpoint FILE      save model and optimizer state every --checkpoint-every steps\n"
@@ -69,7 +70,7 @@ static const char usage[] =
     "generation (for measuring snapshot delivery; see --metrics).\n";
 
 enum { OPT_DATA = 256, OPT_ARCH, OPT_HEAD, OPT_CLASSES, OPT_STEPS, OPT_EPOCHS, OPT_BATCH, OPT_LR, OPT_MOMENTUM,
-       OPT_WD, OPT_DECAY_AT, OPT_DECAY_FACTOR, OPT_SMOOTH, OPT_SEED, OPT_OUT, OPT_CKPT, OPT_CKPT_EVERY, OPT_RESUME,
+       OPT_WD, OPT_DECAY_AT, OPT_DECAY_FACTOR, OPT_SMOOTH, OPT_CLIP, OPT_SEED, OPT_OUT, OPT_CKPT, OPT_CKPT_EVERY, OPT_RESUME,
        OPT_VAL, OPT_EVAL_EVERY, OPT_METRICS, OPT_THREADS, OPT_QUIET, OPT_MODEL, OPT_HELP, OPT_INTRO, OPT_INIT_STEPS,
        OPT_ROUNDS, OPT_ROUND_STEPS, OPT_PER_CLASS, OPT_ALPHA, OPT_PN_BATCH, OPT_ASYNC, OPT_PUBLISH, OPT_POOL,
        OPT_WAIT, OPT_EVERY, OPT_COUNT, OPT_BUMP };
@@ -78,7 +79,7 @@ static const struct option options[] = {
     {"data", 1, 0, OPT_DATA}, {"arch", 1, 0, OPT_ARCH}, {"head", 1, 0, OPT_HEAD}, {"classes", 1, 0, OPT_CLASSES},
     {"steps", 1, 0, OPT_STEPS}, {"epochs", 1, 0, OPT_EPOCHS}, {"batch", 1, 0, OPT_BATCH}, {"lr", 1, 0, OPT_LR},
     {"momentum", 1, 0, OPT_MOMENTUM}, {"weight-decay", 1, 0, OPT_WD}, {"decay-at", 1, 0, OPT_DECAY_AT},
-    {"decay-factor", 1, 0, OPT_DECAY_FACTOR}, {"label-smoothing", 1, 0, OPT_SMOOTH}, {"seed", 1, 0, OPT_SEED},
+    {"decay-factor", 1, 0, OPT_DECAY_FACTOR}, {"label-smoothing", 1, 0, OPT_SMOOTH}, {"clip-grad", 1, 0, OPT_CLIP}, {"seed", 1, 0, OPT_SEED},
     {"out", 1, 0, OPT_OUT}, {"checkpoint", 1, 0, OPT_CKPT}, {"checkpoint-every", 1, 0, OPT_CKPT_EVERY},
     {"resume", 0, 0, OPT_RESUME}, {"val", 1, 0, OPT_VAL}, {"eval-every", 1, 0, OPT_EVAL_EVERY},
     {"metrics", 1, 0, OPT_METRICS}, {"threads", 1, 0, OPT_THREADS}, {"quiet", 0, 0, OPT_QUIET},
@@ -134,6 +135,7 @@ static void parse(int argc, char **argv, cli *c) {
         case OPT_DECAY_AT: t->n_milestones = parse_milestones(optarg, t->milestones); break;
         case OPT_DECAY_FACTOR: t->decay_factor = icn_parse_double("--decay-factor", optarg, 0, 1); break;
         case OPT_SMOOTH: t->smoothing = icn_parse_double("--label-smoothing", optarg, 0, 1); break;
+        case OPT_CLIP: t->clip_grad = icn_parse_double("--clip-grad", optarg, 0, 1e30); break;
         case OPT_SEED: t->seed = (uint64_t)icn_parse_long("--seed", optarg, 0, INT64_MAX); break;
         case OPT_OUT: c->out = optarg; break;
         case OPT_CKPT: t->checkpoint = optarg; break;

@@ -211,17 +211,17 @@ static int train_until(run *r, int64_t until, icn_progress *prog, char *err, siz
             icn_gather(&r->pn, r->idx + B, P, r->x + (size_t)B * d, r->y + B);
         }
         float lr = icn_train_lr(b, step);
-        double loss = icn_train_step(r->net, r->work, &r->opt, r->x, r->y, r->weight, n, b->head, b->smoothing, lr,
-                                     r->dlogits);
-        if (!(loss == loss) || loss > 1e30)
-            return icn_errf(err, errlen, "step %lld: loss is %g: training diverged (try a smaller --lr)", (long long)step, loss);
+        icn_step_result res = icn_train_step(r->net, r->work, &r->opt, r->x, r->y, r->weight, n, b, lr, r->dlogits);
+        if (icn_check_diverged(step, res, err, errlen)) return -1;
+        double loss = res.loss;
         r->loss = step == r->meta.step ? loss : 0.98 * r->loss + 0.02 * loss;
         r->meta.step = step + 1;
         if (b->metrics && (r->meta.step % 10 == 0 || r->meta.step == until))
             icn_metrics_printf(b->metrics,
-                               "{\"event\":\"step\",\"step\":%lld,\"round\":%lld,\"loss\":%.6f,\"lr\":%g,\"pn_batch\":%d,"
-                               "\"pn_total\":%lld}",
-                               (long long)r->meta.step, (long long)r->meta.round, loss, lr, P, (long long)r->pn.n);
+                               "{\"event\":\"step\",\"step\":%lld,\"round\":%lld,\"loss\":%.6f,\"grad_norm\":%.4g,\"lr\":%g,"
+                               "\"pn_batch\":%d,\"pn_total\":%lld}",
+                               (long long)r->meta.step, (long long)r->meta.round, loss, res.grad_norm, lr, P,
+                               (long long)r->pn.n);
         if (b->checkpoint && b->checkpoint_every > 0 && r->meta.step % b->checkpoint_every == 0 &&
             icn_model_save(b->checkpoint, r->net, &r->meta, &r->opt, err, errlen))
             return -1;

@@ -1,5 +1,6 @@
 #include "train.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -59,13 +60,27 @@ void icn_gather(const icn_batch *data, const int32_t *idx, int n, float *x, int3
     }
 }
 
-double icn_train_step(icn_net *net, icn_work *w, icn_optim *opt, const float *x, const int32_t *y,
-                      const float *weight, int n, icn_head head, double smoothing, float lr, float *dlogits) {
+icn_step_result icn_train_step(icn_net *net, icn_work *w, icn_optim *opt, const float *x, const int32_t *y,
+                               const float *weight, int n, const icn_train_opts *o, float lr, float *dlogits) {
+    icn_step_result r;
     const float *logits = icn_forward(net, w, x, n);
-    double loss = icn_loss(head, logits, y, weight, n, net->classes, smoothing, dlogits);
+    r.loss = icn_loss(o->head, logits, y, weight, n, net->classes, o->smoothing, dlogits);
     icn_backward(net, w, dlogits, 1, NULL);
+    double sq = 0;
+    for (size_t i = 0; i < net->n_params; i++) sq += (double)w->grad[i] * w->grad[i];
+    r.grad_norm = sqrt(sq);
+    if (o->clip_grad > 0 && r.grad_norm > o->clip_grad) {
+        float scale = (float)(o->clip_grad / r.grad_norm);
+        for (size_t i = 0; i < net->n_params; i++) w->grad[i] *= scale;
+    }
     icn_optim_step(opt, net->params, w->grad, lr);
-    return loss;
+    return r;
+}
+
+int icn_check_diverged(int64_t step, icn_step_result r, char *err, size_t errlen) {
+    if (r.loss == r.loss && r.loss <= 1e30) return 0;
+    return icn_errf(err, errlen, "step %lld: loss is %g (gradient norm %g): training diverged (try a smaller --lr "
+                    "or --clip-grad)", (long long)step, r.loss, r.grad_norm);
 }
 
 int icn_check_labels(const icn_batch *data, int classes, const char *what, char *err, size_t errlen) {
@@ -170,16 +185,15 @@ int icn_train_classifier(icn_net *net, const icn_batch *data, const icn_train_op
         float lr = icn_train_lr(o, step);
         icn_sampler_batch(&sampler, step, B, idx);
         icn_gather(data, idx, B, x, y);
-        double loss = icn_train_step(net, w, &opt, x, y, NULL, B, o->head, o->smoothing, lr, dlogits);
-        if (!(loss == loss) || loss > 1e30) {
-            rc = icn_errf(err, errlen, "step %lld: loss is %g: training diverged (try a smaller --lr)", (long long)step, loss);
-            break;
-        }
+        icn_step_result res = icn_train_step(net, w, &opt, x, y, NULL, B, o, lr, dlogits);
+        if (icn_check_diverged(step, res, err, errlen)) { rc = -1; break; }
+        double loss = res.loss;
         loss_avg = step == meta.step ? loss : 0.98 * loss_avg + 0.02 * loss;
         meta.step = step + 1;
         if (o->metrics && (meta.step % 10 == 0 || meta.step == o->steps))
-            icn_metrics_printf(o->metrics, "{\"event\":\"step\",\"step\":%lld,\"loss\":%.6f,\"lr\":%g,\"time\":%.3f}",
-                               (long long)meta.step, loss, lr, icn_now() - t0);
+            icn_metrics_printf(o->metrics,
+                               "{\"event\":\"step\",\"step\":%lld,\"loss\":%.6f,\"grad_norm\":%.4g,\"lr\":%g,\"time\":%.3f}",
+                               (long long)meta.step, loss, res.grad_norm, lr, icn_now() - t0);
         if (o->val && o->eval_every > 0 && meta.step % o->eval_every == 0) {
             icn_eval_result r;
             if (icn_evaluate(net, w, o->val, &r, err, errlen)) { rc = -1; break; }

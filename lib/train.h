@@ -17,6 +17,7 @@
 typedef struct {
     icn_head head;
     double smoothing;         /* label smoothing (softmax head) */
+    double clip_grad;         /* > 0: scale the gradient down to this L2 norm when longer */
     int batch;
     int64_t steps;
     double lr, momentum, weight_decay;
@@ -51,9 +52,16 @@ void icn_sampler_free(icn_sampler *s);
 /* Copy images idx[0..n) of data into x and (if y) their labels into y. */
 void icn_gather(const icn_batch *data, const int32_t *idx, int n, float *x, int32_t *y);
 
-/* One step: forward, loss, backward, optimizer. Returns the loss. dlogits [n, classes] is scratch. */
-double icn_train_step(icn_net *net, icn_work *w, icn_optim *opt, const float *x, const int32_t *y,
-                      const float *weight, int n, icn_head head, double smoothing, float lr, float *dlogits);
+/* One step: forward, loss (o's head and smoothing), backward, gradient clipping (o->clip_grad),
+ * optimizer. dlogits [n, classes] is scratch. */
+typedef struct {
+    double loss;
+    double grad_norm; /* L2 norm of the loss gradient before any clipping */
+} icn_step_result;
+icn_step_result icn_train_step(icn_net *net, icn_work *w, icn_optim *opt, const float *x, const int32_t *y,
+                               const float *weight, int n, const icn_train_opts *o, float lr, float *dlogits);
+/* The one-line error for a loss that is NaN, infinite or past 1e30, else 0. */
+int icn_check_diverged(int64_t step, icn_step_result r, char *err, size_t errlen);
 
 /* The step size at `step` under o's schedule. */
 float icn_train_lr(const icn_train_opts *o, int64_t step);
