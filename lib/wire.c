@@ -796,3 +796,5 @@ int icn_batch_write_file(const char *path, const icn_batch *b, int32_t chunk, ch
     free(tmp);
     return rc;
 }
+
+const char *icn_frame_error_detail(const char *err) { return strncmp(err, "frame: ", 7) == 0 ? err + 7 : err; }

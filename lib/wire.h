@@ -50,6 +50,8 @@ int icn_msgpack_check(const uint8_t *p, size_t n, size_t max_frame, size_t *span
 /* Unpack one complete, checked frame into `out` (init'd by the caller with msgpack_unpacked_init).
  * The frame must be a map and must span exactly n bytes. */
 int icn_frame_unpack(const uint8_t *p, size_t n, msgpack_unpacked *out, char *err, size_t errlen);
+/* An error of icn_frame_unpack without its "frame: " prefix, for messages that name the frame already. */
+const char *icn_frame_error_detail(const char *err);
 
 /* Reading frames from a byte stream (file or pipe). */
 typedef struct icn_reader icn_reader;
