@@ -1,6 +1,6 @@
 /* icn-pool: the durable pool of pseudo-negatives between synthesizers and the trainer
  * (icn-pool(1)). Thin by design: flags and sockets here, the store in lib/pool.c, the
- * protocol in lib/transport.c. */
+ * protocol in lib/transport.c, the serving loop in lib/pool_server.c. */
 #include "pool.h"
 #include "pool_server.h"
 #include "transport.h"
