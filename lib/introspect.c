@@ -45,6 +45,7 @@ typedef struct {
     int32_t *idx, *y;
     float *x, *weight, *dlogits;
     double loss;
+    int64_t clipped; /* steps of this process whose gradient was clipped */
 } run;
 
 int icn_publish_snapshot(void *pub, const icn_net *net, const icn_model_meta *meta, icn_metrics *metrics, char *err,
@@ -214,13 +215,15 @@ static int train_until(run *r, int64_t until, icn_progress *prog, char *err, siz
         icn_step_result res = icn_train_step(r->net, r->work, &r->opt, r->x, r->y, r->weight, n, b, lr, r->dlogits);
         if (icn_check_diverged(step, res, err, errlen)) return -1;
         double loss = res.loss;
+        r->clipped += res.clipped;
         r->loss = step == r->meta.step ? loss : 0.98 * r->loss + 0.02 * loss;
         r->meta.step = step + 1;
         if (b->metrics && (r->meta.step % 10 == 0 || r->meta.step == until))
             icn_metrics_printf(b->metrics,
-                               "{\"event\":\"step\",\"step\":%lld,\"round\":%lld,\"loss\":%.6f,\"grad_norm\":%.4g,\"lr\":%g,"
-                               "\"pn_batch\":%d,\"pn_total\":%lld}",
-                               (long long)r->meta.step, (long long)r->meta.round, loss, res.grad_norm, lr, P,
+                               "{\"event\":\"step\",\"step\":%lld,\"round\":%lld,\"loss\":%.6f,\"grad_norm\":%.4g,\"clipped\":%lld,"
+                               "\"lr\":%g,\"pn_batch\":%d,\"pn_total\":%lld}",
+                               (long long)r->meta.step, (long long)r->meta.round, loss, res.grad_norm,
+                               (long long)r->clipped, lr, P,
                                (long long)r->pn.n);
         if (b->checkpoint && b->checkpoint_every > 0 && r->meta.step % b->checkpoint_every == 0 &&
             icn_model_save(b->checkpoint, r->net, &r->meta, &r->opt, err, errlen))

@@ -69,7 +69,8 @@ icn_step_result icn_train_step(icn_net *net, icn_work *w, icn_optim *opt, const 
     double sq = 0;
     for (size_t i = 0; i < net->n_params; i++) sq += (double)w->grad[i] * w->grad[i];
     r.grad_norm = sqrt(sq);
-    if (o->clip_grad > 0 && r.grad_norm > o->clip_grad) {
+    r.clipped = o->clip_grad > 0 && r.grad_norm > o->clip_grad;
+    if (r.clipped) {
         float scale = (float)(o->clip_grad / r.grad_norm);
         for (size_t i = 0; i < net->n_params; i++) w->grad[i] *= scale;
     }
@@ -179,6 +180,7 @@ int icn_train_classifier(icn_net *net, const icn_batch *data, const icn_train_op
     icn_progress prog;
     icn_progress_begin(&prog, "train", "img", meta.step * B, o->steps * B, o->quiet);
     double loss_avg = 0, t0 = icn_now();
+    int64_t clipped = 0; /* steps of this process whose gradient was clipped */
     int rc = 0;
     char status[64] = "";
     for (int64_t step = meta.step; step < o->steps; step++) {
@@ -188,12 +190,14 @@ int icn_train_classifier(icn_net *net, const icn_batch *data, const icn_train_op
         icn_step_result res = icn_train_step(net, w, &opt, x, y, NULL, B, o, lr, dlogits);
         if (icn_check_diverged(step, res, err, errlen)) { rc = -1; break; }
         double loss = res.loss;
+        clipped += res.clipped;
         loss_avg = step == meta.step ? loss : 0.98 * loss_avg + 0.02 * loss;
         meta.step = step + 1;
         if (o->metrics && (meta.step % 10 == 0 || meta.step == o->steps))
             icn_metrics_printf(o->metrics,
-                               "{\"event\":\"step\",\"step\":%lld,\"loss\":%.6f,\"grad_norm\":%.4g,\"lr\":%g,\"time\":%.3f}",
-                               (long long)meta.step, loss, res.grad_norm, lr, icn_now() - t0);
+                               "{\"event\":\"step\",\"step\":%lld,\"loss\":%.6f,\"grad_norm\":%.4g,\"clipped\":%lld,\"lr\":%g,"
+                               "\"time\":%.3f}",
+                               (long long)meta.step, loss, res.grad_norm, (long long)clipped, lr, icn_now() - t0);
         if (o->val && o->eval_every > 0 && meta.step % o->eval_every == 0) {
             icn_eval_result r;
             if (icn_evaluate(net, w, o->val, &r, err, errlen)) { rc = -1; break; }

@@ -57,6 +57,7 @@ void icn_gather(const icn_batch *data, const int32_t *idx, int n, float *x, int3
 typedef struct {
     double loss;
     double grad_norm; /* L2 norm of the loss gradient before any clipping */
+    int clipped;      /* 1 if o->clip_grad scaled it down */
 } icn_step_result;
 icn_step_result icn_train_step(icn_net *net, icn_work *w, icn_optim *opt, const float *x, const int32_t *y,
                                const float *weight, int n, const icn_train_opts *o, float lr, float *dlogits);

@@ -55,17 +55,19 @@ static void test_grad_norm_and_clipping(void **state) {
     float *full = xmalloc(4096 * 64 * sizeof(float)), *clipped = xmalloc(4096 * 64 * sizeof(float));
     size_t n;
     icn_step_result a = step_with_clip(0, full, &n);
+    assert_int_equal(a.clipped, 0);
     assert_true(n <= 4096 * 64);
     /* with lr 1 and plain SGD the parameter change is the gradient itself */
     assert_true(a.grad_norm > 0);
     assert_true(fabs(norm(full, n) - a.grad_norm) < 1e-4 * a.grad_norm);
     /* a clip above the norm changes nothing */
-    step_with_clip(a.grad_norm * 2, clipped, &n);
+    assert_int_equal(step_with_clip(a.grad_norm * 2, clipped, &n).clipped, 0);
     assert_memory_equal(full, clipped, n * sizeof(float));
     /* a clip below it scales the step to the clip's length, same direction */
     double clip = a.grad_norm / 4;
     icn_step_result b = step_with_clip(clip, clipped, &n);
     assert_true(fabs(b.grad_norm - a.grad_norm) < 1e-9 * a.grad_norm); /* reported before clipping */
+    assert_int_equal(b.clipped, 1);
     assert_true(fabs(norm(clipped, n) - clip) < 1e-4 * clip);
     for (size_t i = 0; i < n; i++) assert_true(fabs(clipped[i] - full[i] / 4) <= 1e-6 + 1e-4 * fabs(full[i]));
     free(full);
@@ -75,12 +77,12 @@ static void test_grad_norm_and_clipping(void **state) {
 static void test_divergence_check(void **state) {
     (void)state;
     char err[256] = "";
-    assert_int_equal(icn_check_diverged(5, (icn_step_result){2.3, 1.0}, err, sizeof err), 0);
-    assert_int_equal(icn_check_diverged(5, (icn_step_result){NAN, 1.0}, err, sizeof err), -1);
+    assert_int_equal(icn_check_diverged(5, (icn_step_result){2.3, 1.0, 0}, err, sizeof err), 0);
+    assert_int_equal(icn_check_diverged(5, (icn_step_result){NAN, 1.0, 0}, err, sizeof err), -1);
     assert_non_null(strstr(err, "step 5"));
-    assert_int_equal(icn_check_diverged(9, (icn_step_result){1e31, 4e20}, err, sizeof err), -1);
+    assert_int_equal(icn_check_diverged(9, (icn_step_result){1e31, 4e20, 0}, err, sizeof err), -1);
     assert_non_null(strstr(err, "diverged"));
-    assert_int_equal(icn_check_diverged(9, (icn_step_result){INFINITY, 0}, err, sizeof err), -1);
+    assert_int_equal(icn_check_diverged(9, (icn_step_result){INFINITY, 0, 0}, err, sizeof err), -1);
 }
 
 int main(void) {
