@@ -294,3 +294,38 @@ gen() {
         one_line_error icn-load
     done
 }
+
+@test "icn-classify train --augment on CIFAR-format data: runs, is reproducible, and augments" {
+    gen cifar c 12
+    icn-load cifar10 --dir c --split all --out train.icn --quiet
+    local args=(--data train.icn --arch c8-c16 --steps 6 --batch 8 --lr 0.001 --seed 1 --quiet)
+    icn-classify train "${args[@]}" --augment --out a1.icn
+    icn-classify train "${args[@]}" --augment --out a2.icn
+    icn-classify train "${args[@]}" --out plain.icn
+    cmp a1.icn a2.icn
+    files_differ a1.icn plain.icn
+    icn-load cifar10 --dir c --split test --quiet | icn-eval error --model a1.icn >/dev/null
+}
+
+@test "icn-classify train --augment: a run killed after a checkpoint resumes to the unbroken run's model" {
+    gen cifar c 12
+    icn-load cifar10 --dir c --split all --out train.icn --quiet
+    local args=(--data train.icn --arch c4 --steps 3000 --batch 4 --lr 0.001 --augment --threads 1
+        --checkpoint-every 100)
+    icn-classify train "${args[@]}" --quiet --checkpoint ref-ck.icn --out ref.icn
+    icn-classify train "${args[@]}" --quiet --checkpoint ck.icn --out m.icn 3>&- &
+    local pid=$! i
+    for i in $(seq 400); do
+        [ -e ck.icn ] && break
+        sleep 0.02
+    done
+    kill -9 "$pid" 2>/dev/null || die "the run ended before it could be killed (make it longer)"
+    wait "$pid" || true
+    [ ! -e m.icn ]
+    run --separate-stderr icn-classify train "${args[@]}" --checkpoint ck.icn --out m.icn --resume
+    expect_status 0
+    [[ "$stderr" =~ resuming\ from\ ck.icn\ at\ step\ ([0-9]+) ]] || die "no resume message: $stderr"
+    echo "killed run resumed at step ${BASH_REMATCH[1]}" >&3
+    [ "${BASH_REMATCH[1]}" -lt 3000 ]
+    cmp m.icn ref.icn
+}
