@@ -19,10 +19,11 @@ BINS := $(CMD_SRC:cmd/%.c=$(BUILD)/bin/%)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_BINS := $(BUILD)/tests/bench_sgemm
+TEST_TOOLS := $(BUILD)/tests/gen_datasets
 MANS := $(wildcard man/*.1 man/*.5 man/*.7)
 
 .PHONY: all deps test unit e2e demo bench asan clean install uninstall data
-all: $(BUILD)/libicn.a $(BINS) $(UNIT_BINS) $(BENCH_BINS)
+all: $(BUILD)/libicn.a $(BINS) $(UNIT_BINS) $(BENCH_BINS) $(TEST_TOOLS)
 
 deps:
 	@scripts/deps.sh
@@ -37,6 +38,9 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libicn.a $(wildcard lib/*.h tests/unit
 	$(CC) $(CFLAGS) $< -o $@ $(LDFLAGS) $(BUILD)/libicn.a $(LDLIBS) -lcmocka
 $(BUILD)/tests/bench_sgemm: tests/bench/bench_sgemm.c $(BUILD)/libicn.a | $(BUILD)/tests
 	$(CC) $(CFLAGS) $< -o $@ $(LDFLAGS) $(BUILD)/libicn.a $(LDLIBS)
+# Writes small CIFAR-10 and SVHN files for the e2e tests.
+$(BUILD)/tests/gen_datasets: tests/e2e/gen_datasets.c tests/unit/matwrite.h | $(BUILD)/tests
+	$(CC) $(CFLAGS) $< -o $@ $(LDFLAGS) -lz
 $(BUILD)/lib $(BUILD)/bin $(BUILD)/tests:
 	mkdir -p $@
 

@@ -39,6 +39,8 @@ static const char usage[] =
     "  --label-smoothing EPS  label smoothing for the softmax head (default 0)\n"
     "  --clip-grad NORM       scale each step's gradient down to this L2 norm when longer (default 0: off)\n"
     "  --seed S               initialisation and batch order (default 1)\n"
+    "  --augment              each step, pad the real images by 4 (black), crop them back at random\n"
+    "                         and flip half of them left to right; seeded by (--seed, step)\n"
     "  --out MODEL            where the trained model goes (written atomically)\n"
     "  --checkpoint FILE      save model and optimizer state every --checkpoint-every steps\n"
     "  --checkpoint-every N   (default 1000)\n"
@@ -73,7 +75,7 @@ enum { OPT_DATA = 256, OPT_ARCH, OPT_HEAD, OPT_CLASSES, OPT_STEPS, OPT_EPOCHS, O
        OPT_WD, OPT_DECAY_AT, OPT_DECAY_FACTOR, OPT_SMOOTH, OPT_CLIP, OPT_SEED, OPT_OUT, OPT_CKPT, OPT_CKPT_EVERY, OPT_RESUME,
        OPT_VAL, OPT_EVAL_EVERY, OPT_METRICS, OPT_THREADS, OPT_QUIET, OPT_MODEL, OPT_HELP, OPT_INTRO, OPT_INIT_STEPS,
        OPT_ROUNDS, OPT_ROUND_STEPS, OPT_PER_CLASS, OPT_ALPHA, OPT_PN_BATCH, OPT_ASYNC, OPT_PUBLISH, OPT_POOL,
-       OPT_WAIT, OPT_EVERY, OPT_COUNT, OPT_BUMP };
+       OPT_WAIT, OPT_EVERY, OPT_COUNT, OPT_BUMP, OPT_AUGMENT };
 
 static const struct option options[] = {
     {"data", 1, 0, OPT_DATA}, {"arch", 1, 0, OPT_ARCH}, {"head", 1, 0, OPT_HEAD}, {"classes", 1, 0, OPT_CLASSES},
@@ -88,7 +90,7 @@ static const struct option options[] = {
     {"per-class", 1, 0, OPT_PER_CLASS}, {"alpha", 1, 0, OPT_ALPHA}, {"pn-batch", 1, 0, OPT_PN_BATCH},
     {"async", 0, 0, OPT_ASYNC}, {"publish", 1, 0, OPT_PUBLISH}, {"pool", 1, 0, OPT_POOL},
     {"wait-timeout", 1, 0, OPT_WAIT}, {"every", 1, 0, OPT_EVERY}, {"count", 1, 0, OPT_COUNT},
-    {"bump", 0, 0, OPT_BUMP}, {0, 0, 0, 0}};
+    {"bump", 0, 0, OPT_BUMP}, {"augment", 0, 0, OPT_AUGMENT}, {0, 0, 0, 0}};
 
 typedef struct {
     icn_introspect_opts intro;
@@ -137,6 +139,7 @@ static void parse(int argc, char **argv, cli *c) {
         case OPT_SMOOTH: t->smoothing = icn_parse_double("--label-smoothing", optarg, 0, 1); break;
         case OPT_CLIP: t->clip_grad = icn_parse_double("--clip-grad", optarg, 0, 1e30); break;
         case OPT_SEED: t->seed = (uint64_t)icn_parse_long("--seed", optarg, 0, INT64_MAX); break;
+        case OPT_AUGMENT: t->augment = 1; break;
         case OPT_OUT: c->out = optarg; break;
         case OPT_CKPT: t->checkpoint = optarg; break;
         case OPT_CKPT_EVERY: t->checkpoint_every = icn_parse_long("--checkpoint-every", optarg, 1, 1L << 40); break;

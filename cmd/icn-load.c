@@ -1,6 +1,8 @@
-/* icn-load: MNIST-style IDX files in, a tensor stream of "batch" frames out (icn-load(1)).
- * Thin by design: flags here, everything else in lib/data.c and lib/wire.c. */
+/* icn-load: data set files in (MNIST-style IDX, CIFAR-10, SVHN), a tensor stream of "batch"
+ * frames out (icn-load(1)). Thin by design: flags here, everything else in lib/data.c,
+ * lib/datasets.c and lib/wire.c. */
 #include "data.h"
+#include "datasets.h"
 #include "util.h"
 #include "wire.h"
 
@@ -15,13 +17,21 @@
 
 static const char usage_text[] =
     "usage: icn-load [mnist|fashion] [--split train|val|test|all] [OPTIONS]\n"
+    "       icn-load cifar10 [--dir DIR] [--split train|val|test|all] [OPTIONS]\n"
+    "       icn-load svhn [--dir DIR] [--split train|val|test|all|extra|train+extra] [OPTIONS]\n"
     "       icn-load --images FILE --labels FILE [--split S] [OPTIONS]\n"
     "       icn-load --fetch mnist|fashion\n"
     "       icn-load --info FILE|-\n"
     "Writes images as a tensor stream of msgpack \"batch\" frames (icn-wire(5)).\n"
     "  --split S        train: first 55,000 of the training file; val: its last 5,000;\n"
     "                   test: the t10k file; all: the whole training file\n"
-    "                   (default train; with --images, the whole given file)\n"
+    "                   (default train; with --images, the whole given file). cifar10 and\n"
+    "                   svhn alike: val the last 1/12 of the training files, train the rest,\n"
+    "                   all of them (cifar10's 50,000); svhn: extra, and train+extra (the\n"
+    "                   whole of both: the paper's 604,388)\n"
+    "  --dir DIR        cifar10: DIR holds data_batch_1.bin .. data_batch_5.bin, test_batch.bin\n"
+    "                   (default: the data directory's cifar-10-batches-bin); svhn: DIR holds\n"
+    "                   train_32x32.mat, test_32x32.mat, extra_32x32.mat (default: its svhn)\n"
     "  --images FILE    IDX image file (plain or .gz) instead of a named data set\n"
     "  --labels FILE    its IDX label file\n"
     "  --classes L      keep only these labels, e.g. 0,1,7 (each 0..31)\n"
@@ -37,7 +47,7 @@ static const char usage_text[] =
     "Data directory: $ICN_DATA, else $XDG_CACHE_HOME/icn, else ~/.cache/icn.\n";
 
 typedef struct {
-    const char *dataset, *images, *labels, *out, *fetch, *info, *classes_s;
+    const char *dataset, *images, *labels, *out, *fetch, *info, *classes_s, *dir;
     icn_split split;
     int split_set, quiet, relabel;
     uint32_t classes;
@@ -60,12 +70,13 @@ static uint32_t parse_classes(const char *s) {
 }
 
 static void parse_split(opts *o, const char *s) {
-    if (icn_split_parse(s, &o->split)) icn_die(2, "--split: '%s' is not train, val, test or all", s);
+    if (icn_split_parse(s, &o->split))
+        icn_die(2, "--split: '%s' is not train, val, test, all, extra or train+extra", s);
     o->split_set = 1;
 }
 
 static void parse_args(int argc, char **argv, opts *o) {
-    enum { O_SPLIT = 256, O_LIMIT, O_SEED, O_CLASSES, O_CHUNK, O_OUT, O_IMAGES, O_LABELS, O_FETCH, O_INFO, O_QUIET, O_HELP, O_RELABEL };
+    enum { O_SPLIT = 256, O_LIMIT, O_SEED, O_CLASSES, O_CHUNK, O_OUT, O_IMAGES, O_LABELS, O_FETCH, O_INFO, O_QUIET, O_HELP, O_RELABEL, O_DIR };
     static const struct option longs[] = {
         {"split", required_argument, 0, O_SPLIT},   {"limit", required_argument, 0, O_LIMIT},
         {"seed", required_argument, 0, O_SEED},     {"classes", required_argument, 0, O_CLASSES},
@@ -73,7 +84,7 @@ static void parse_args(int argc, char **argv, opts *o) {
         {"images", required_argument, 0, O_IMAGES}, {"labels", required_argument, 0, O_LABELS},
         {"fetch", required_argument, 0, O_FETCH},   {"info", required_argument, 0, O_INFO},
         {"quiet", no_argument, 0, O_QUIET},         {"help", no_argument, 0, O_HELP},
-        {"relabel", no_argument, 0, O_RELABEL},
+        {"relabel", no_argument, 0, O_RELABEL},     {"dir", required_argument, 0, O_DIR},
         {0, 0, 0, 0}};
     *o = (opts){.out = "-", .seed = 1, .chunk = 1000};
     int c;
@@ -91,17 +102,24 @@ static void parse_args(int argc, char **argv, opts *o) {
         case O_INFO: o->info = optarg; break;
         case O_QUIET: o->quiet = 1; break;
         case O_RELABEL: o->relabel = 1; break;
+        case O_DIR: o->dir = optarg; break;
         case O_HELP: fputs(usage_text, stdout); exit(0);
         }
     }
     if (optind < argc) o->dataset = argv[optind++];
     if (optind < argc) icn_die(2, "unexpected argument '%s' (see --help)", argv[optind]);
-    if (o->dataset && strcmp(o->dataset, "mnist") && strcmp(o->dataset, "fashion"))
-        icn_die(2, "unknown data set '%s' (expected mnist or fashion)", o->dataset);
     if (!o->images != !o->labels) icn_die(2, "--images and --labels go together");
-    if (o->images && o->dataset) icn_die(2, "give either a data set name or --images/--labels, not both");
+    if (o->images && (o->dataset || o->dir))
+        icn_die(2, "give either a data set name (and --dir) or --images/--labels, not both");
+    if (!o->split_set) o->split = o->images ? ICN_SPLIT_ALL : ICN_SPLIT_TRAIN;
+    char err[ICN_ERRLEN];
+    if (!o->images && !o->fetch && !o->info &&
+        icn_dataset_check(o->dataset ? o->dataset : "mnist", o->dir, o->split, err, sizeof err))
+        icn_die(2, "%s", err);
+    if (o->images && o->split > ICN_SPLIT_ALL)
+        icn_die(2, "--split %s is svhn's; --images takes train, val, test or all", icn_split_name(o->split));
     if (o->fetch && strcmp(o->fetch, "mnist") && strcmp(o->fetch, "fashion"))
-        icn_die(2, "--fetch: '%s' is not mnist or fashion", o->fetch);
+        icn_die(2, "--fetch: '%s' is not mnist or fashion (icn-load(1) says where to get cifar10 and svhn)", o->fetch);
 }
 
 /* The fetch script: $ICN_SCRIPTS, else installed (../share/icn/scripts) or in the source tree
@@ -168,15 +186,10 @@ static void print_info(const char *path) {
 
 static void load(const opts *o, icn_batch *b) {
     char err[ICN_ERRLEN];
-    char *images = NULL, *labels = NULL;
-    icn_split split = o->split_set ? o->split : o->images ? ICN_SPLIT_ALL : ICN_SPLIT_TRAIN;
-    if (!o->images && icn_dataset_files(o->dataset ? o->dataset : "mnist", split, &images, &labels, err, sizeof err))
-        icn_die(1, "%s", err);
-    int rc = icn_idx_load(o->images ? o->images : images, o->labels ? o->labels : labels, b, err, sizeof err);
-    free(images);
-    free(labels);
+    int rc = o->images ? icn_idx_load(o->images, o->labels, b, err, sizeof err)
+                       : icn_dataset_load(o->dataset ? o->dataset : "mnist", o->dir, o->split, b, err, sizeof err);
     if (rc) icn_die(1, "%s", err);
-    if (icn_split_apply(b, split, err, sizeof err)) icn_die(1, "%s", err);
+    if (icn_split_apply(b, o->split, err, sizeof err)) icn_die(1, "%s", err);
     if (icn_batch_select(b, o->classes, o->limit, o->seed, err, sizeof err)) icn_die(1, "%s", err);
     if (b->n == 0) icn_die(1, "no images left after --classes %s", o->classes_s);
     if (o->relabel) icn_batch_relabel(b, o->classes);
@@ -195,9 +208,8 @@ int main(int argc, char **argv) {
     load(&o, &b);
     char err[ICN_ERRLEN];
     if (icn_batch_write_file(o.out, &b, o.chunk, err, sizeof err)) icn_die(1, "%s", err);
-    icn_split split = o.split_set ? o.split : o.images ? ICN_SPLIT_ALL : ICN_SPLIT_TRAIN;
     char what[160];
-    int k = snprintf(what, sizeof what, "split %s", icn_split_name(split));
+    int k = snprintf(what, sizeof what, "split %s", icn_split_name(o.split));
     if (o.classes_s) k += snprintf(what + k, sizeof what - (size_t)k, ", classes %.64s", o.classes_s);
     if (o.limit) snprintf(what + k, sizeof what - (size_t)k, ", seed %llu", (unsigned long long)o.seed);
     if (!o.quiet)

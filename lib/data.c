@@ -123,8 +123,8 @@ static int idx_read_images(idx_file *x, float **out, char *err, size_t errlen) {
             if (cap > x->n) cap = x->n;
             px = xrealloc(px, cap * img * sizeof(float));
         }
-        /* x/127.5 - 1: 0 -> -1 and 255 -> 1 exactly. */
-        for (size_t i = 0; i < want * img; i++) px[done * img + i] = (float)raw[i] / 127.5f - 1.0f;
+        for (size_t i = 0; i < want; i++)
+            icn_pixels_from_u8(px + (done + i) * img, raw + i * img, (int)x->rows, (int)x->cols, 1, img, x->cols, 1);
         done += want;
     }
     free(raw);
@@ -168,12 +168,21 @@ int icn_idx_load(const char *images_path, const char *labels_path, icn_batch *ou
     return 0;
 }
 
+void icn_pixels_from_u8(float *dst, const uint8_t *src, int h, int w, int c, size_t plane, size_t row_stride,
+                        size_t col_stride) {
+    for (int r = 0; r < h; r++)
+        for (int col = 0; col < w; col++)
+            for (int k = 0; k < c; k++) /* x/127.5 - 1: 0 -> -1 and 255 -> 1 exactly */
+                *dst++ = (float)src[(size_t)k * plane + (size_t)r * row_stride + (size_t)col * col_stride] / 127.5f - 1.0f;
+}
+
 /* ---------------------------------------------------------------- splits */
 
-static const char *const split_names[] = {"train", "val", "test", "all"};
+static const char *const split_names[] = {"train", "val", "test", "all", "extra", "train+extra"};
+#define N_SPLITS (int)(sizeof split_names / sizeof split_names[0])
 
 int icn_split_parse(const char *s, icn_split *out) {
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < N_SPLITS; i++)
         if (strcmp(s, split_names[i]) == 0) {
             *out = (icn_split)i;
             return 0;
@@ -181,7 +190,7 @@ int icn_split_parse(const char *s, icn_split *out) {
     return -1;
 }
 
-const char *icn_split_name(icn_split s) { return (unsigned)s < 4 ? split_names[s] : "?"; }
+const char *icn_split_name(icn_split s) { return (unsigned)s < (unsigned)N_SPLITS ? split_names[s] : "?"; }
 
 void icn_split_range(icn_split s, int32_t n, int32_t *start, int32_t *count) {
     /* val is the last n/12 images: exactly the paper's last 5,000 of MNIST's 60,000, and the
@@ -251,7 +260,7 @@ int icn_batch_select(icn_batch *b, uint32_t classes, int64_t limit, uint64_t see
 
 /* ---------------------------------------------------------------- where data lives */
 
-static char *join(const char *a, const char *b) {
+char *icn_path_join(const char *a, const char *b) {
     size_t n = strlen(a) + strlen(b) + 2;
     char *s = xmalloc(n);
     snprintf(s, n, "%s/%s", a, b);
@@ -265,18 +274,18 @@ char *icn_data_dir(void) {
         return strcpy(s, d);
     }
     d = getenv("XDG_CACHE_HOME");
-    if (d && *d) return join(d, "icn");
+    if (d && *d) return icn_path_join(d, "icn");
     d = getenv("HOME");
     if (!d || !*d) {
         struct passwd *pw = getpwuid(getuid());
         d = pw && pw->pw_dir ? pw->pw_dir : "/tmp";
     }
-    return join(d, ".cache/icn");
+    return icn_path_join(d, ".cache/icn");
 }
 
 /* PATH if it exists, else PATH.gz if that does; NULL when neither. */
 static char *existing(const char *dir, const char *name) {
-    char *p = join(dir, name);
+    char *p = icn_path_join(dir, name);
     struct stat st;
     if (stat(p, &st) == 0) return p;
     size_t n = strlen(p) + 4;
@@ -291,7 +300,7 @@ int icn_dataset_files(const char *name, icn_split s, char **images, char **label
     *images = *labels = NULL;
     const char *sub = strcmp(name, "mnist") == 0 ? "mnist" : strcmp(name, "fashion") == 0 ? "fashion-mnist" : NULL;
     if (!sub) return icn_errf(err, errlen, "unknown data set '%s' (expected mnist or fashion)", name);
-    char *root = icn_data_dir(), *dir = join(root, sub);
+    char *root = icn_data_dir(), *dir = icn_path_join(root, sub);
     free(root);
     const char *set = s == ICN_SPLIT_TEST ? "t10k" : "train";
     char iname[64], lname[64];

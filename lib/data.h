@@ -1,6 +1,7 @@
 /* data.h: data sets from real files. MNIST and Fashion-MNIST come as IDX files
- * (plain or gzip-compressed). Pixels are scaled to [-1, 1] (x/127.5 - 1): the paper's
- * reference distribution N(0, 0.3^2) lives in that space. */
+ * (plain or gzip-compressed); CIFAR-10 and SVHN are read in datasets.h. Pixels of every data
+ * set are scaled to [-1, 1] (x/127.5 - 1): the paper's reference distribution N(0, 0.3^2)
+ * lives in that space. */
 #ifndef ICN_DATA_H
 #define ICN_DATA_H
 #include "wire.h"
@@ -9,8 +10,10 @@
  * [n, rows, cols, 1]. Declared sizes are checked against the bytes actually present. */
 int icn_idx_load(const char *images_path, const char *labels_path, icn_batch *out, char *err, size_t errlen);
 
-/* The paper's split of the 60,000 training images: train = first 55,000, val = last 5,000. */
-typedef enum { ICN_SPLIT_TRAIN, ICN_SPLIT_VAL, ICN_SPLIT_TEST, ICN_SPLIT_ALL } icn_split;
+/* The paper's split of the 60,000 training images: train = first 55,000, val = last 5,000.
+ * extra and train+extra are SVHN's (datasets.h). */
+typedef enum { ICN_SPLIT_TRAIN, ICN_SPLIT_VAL, ICN_SPLIT_TEST, ICN_SPLIT_ALL, ICN_SPLIT_EXTRA,
+               ICN_SPLIT_TRAIN_EXTRA } icn_split;
 int icn_split_parse(const char *s, icn_split *out);
 
 /* Keep only samples whose label is in `classes` (a bitmask over labels 0..31; 0 = all),
@@ -26,13 +29,16 @@ void icn_batch_relabel(icn_batch *b, uint32_t classes);
 
 /* Data directory: $ICN_DATA, else $XDG_CACHE_HOME/icn, else $HOME/.cache/icn. Caller frees. */
 char *icn_data_dir(void);
+/* "dir/name". Caller frees. */
+char *icn_path_join(const char *dir, const char *name);
 
 /* Additions beyond the first contract. */
 
 const char *icn_split_name(icn_split s);
 /* The images a split keeps of a file of n: val = the last n/12 (the paper's last 5,000 of
- * 60,000), train = the n - n/12 before them, test and all = the whole file. (Which FILE a
- * split reads, the training or the t10k file, is icn_dataset_files' business.) */
+ * 60,000), train = the n - n/12 before them, test, all, extra and train+extra = the whole file.
+ * (Which FILE a split reads, the training or the t10k file, is icn_dataset_files' and
+ * icn_dataset_load's business.) */
 void icn_split_range(icn_split s, int32_t n, int32_t *start, int32_t *count);
 /* Keep only that range, in place; an empty result is an error. */
 int icn_split_apply(icn_batch *b, icn_split s, char *err, size_t errlen);
@@ -40,5 +46,13 @@ int icn_split_apply(icn_batch *b, icn_split s, char *err, size_t errlen);
  * files for ICN_SPLIT_TEST, the training files otherwise; NAME or NAME.gz. When absent the
  * error says to run `icn-load --fetch NAME`. Caller frees both paths. */
 int icn_dataset_files(const char *name, icn_split s, char **images, char **labels, char *err, size_t errlen);
+
+/* The one mapping of 8-bit pixels to floats, for every data set: x/127.5 - 1, so 0 (black) is
+ * ICN_PIXEL_MIN = -1 and 255 is 1, exactly. One image of h x w pixels stored as c planes
+ * (plane k at src + k*plane, pixel (row, col) at row*row_stride + col*col_stride in it) becomes
+ * channels-last dst[(row*w + col)*c + k]. */
+#define ICN_PIXEL_MIN (-1.0f)
+void icn_pixels_from_u8(float *dst, const uint8_t *src, int h, int w, int c, size_t plane, size_t row_stride,
+                        size_t col_stride);
 
 #endif

@@ -205,6 +205,7 @@ static int train_until(run *r, int64_t until, icn_progress *prog, char *err, siz
     for (int64_t step = r->meta.step; step < until; step++) {
         icn_sampler_batch(&r->sampler, step, B, r->idx);
         icn_gather(r->data, r->idx, B, r->x, r->y);
+        icn_train_augment(b, r->data, r->x, B, step); /* the real images only */
         if (P) {
             icn_rng rng;
             icn_rng_seed(&rng, b->seed * 0x2545f4914f6cdd1dULL + (uint64_t)step);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "augment.h"
 #include "snapshot.h"
 #include "util.h"
 
@@ -58,6 +59,10 @@ void icn_gather(const icn_batch *data, const int32_t *idx, int n, float *x, int3
         memcpy(x + (size_t)i * d, data->x + (size_t)idx[i] * d, d * sizeof(float));
         if (y) y[i] = data->y[idx[i]];
     }
+}
+
+void icn_train_augment(const icn_train_opts *o, const icn_batch *data, float *x, int n, int64_t step) {
+    icn_augment_batch(x, n, data->h, data->w, data->c, o->augment ? ICN_AUGMENT_PAD : 0, o->augment, o->seed, step);
 }
 
 icn_step_result icn_train_step(icn_net *net, icn_work *w, icn_optim *opt, const float *x, const int32_t *y,
@@ -187,6 +192,7 @@ int icn_train_classifier(icn_net *net, const icn_batch *data, const icn_train_op
         float lr = icn_train_lr(o, step);
         icn_sampler_batch(&sampler, step, B, idx);
         icn_gather(data, idx, B, x, y);
+        icn_train_augment(o, data, x, B, step);
         icn_step_result res = icn_train_step(net, w, &opt, x, y, NULL, B, o, lr, dlogits);
         if (icn_check_diverged(step, res, err, errlen)) { rc = -1; break; }
         double loss = res.loss;

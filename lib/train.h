@@ -25,6 +25,7 @@ typedef struct {
     int n_milestones;
     double decay_factor;
     uint64_t seed;
+    int augment;              /* pad-and-crop and flip the real images of each step (augment.h) */
     const char *out;          /* final model */
     const char *checkpoint;   /* written every checkpoint_every steps and at the end */
     int64_t checkpoint_every;
@@ -51,6 +52,9 @@ void icn_sampler_free(icn_sampler *s);
 
 /* Copy images idx[0..n) of data into x and (if y) their labels into y. */
 void icn_gather(const icn_batch *data, const int32_t *idx, int n, float *x, int32_t *y);
+/* When o->augment: augment the n real images x (of data's shape) of step `step`, drawn from
+ * (o->seed, step) (augment.h); otherwise nothing. */
+void icn_train_augment(const icn_train_opts *o, const icn_batch *data, float *x, int n, int64_t step);
 
 /* One step: forward, loss (o's head and smoothing), backward, gradient clipping (o->clip_grad),
  * optimizer. dlogits [n, classes] is scratch. */

@@ -177,3 +177,17 @@ assert len(rounds) == 40 and rounds[-1]["pn_total"] > 0, rounds[-1]
 assert len({r["generation"] for r in rounds}) == 40
 PY
 }
+
+@test "--augment: a seeded run with one synthesizer is still reproducible, and differs from one without" {
+    for run in a b plain; do
+        start_pool "pool-$run.store"
+        start_synth 1
+        if [ "$run" = plain ]; then trainer --rounds 1 --out "icn-$run.model" --threads 1
+        else trainer --rounds 1 --augment --out "icn-$run.model" --threads 1; fi
+        kill "${PIDS[@]}" 2>/dev/null || true
+        wait 2>/dev/null || true
+        PIDS=()
+    done
+    cmp icn-a.model icn-b.model
+    files_differ icn-a.model icn-plain.model
+}

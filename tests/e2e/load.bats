@@ -197,3 +197,135 @@ count_images() {
     one_line_error icn-classify
     [[ "$stderr" == *"frame 1"* ]]
 }
+
+# ---- CIFAR-10 and SVHN, from small files in the real formats (tests/e2e/gen_datasets.c)
+
+GEN=$ICN_BIN/../tests/gen_datasets
+
+# gen cifar|svhn DIR N: N images per file (SVHN's extra gets 2N).
+gen() {
+    [ -x "$GEN" ] || skip "no $GEN (make builds it)"
+    "$GEN" "$@"
+}
+
+@test "cifar10: binary files give 32x32x3 images in [-1, 1], labels 0..9, and the usual splits" {
+    gen cifar c 12
+    icn-load cifar10 --dir c --split all --quiet | icn-load --info - >all.txt
+    grep -qx "images: 60" all.txt
+    grep -qx "shape: 32x32x3" all.txt
+    grep -qx "labels: yes" all.txt
+    grep -qx "pixels: min -1 max 1 mean .*" all.txt
+    [ "$(grep -c '^class [0-9]: 6$' all.txt)" -eq 10 ] # image g of the five files has label g % 10
+    # train and val: the first and last 1/12 of the five files, as for MNIST; test: test_batch.bin
+    icn-load cifar10 --dir c 2>err.txt | icn-load --info - >train.txt
+    grep -q "wrote 55 images 32x32x3 (split train)" err.txt
+    grep -qx "images: 55" train.txt
+    icn-load cifar10 --dir c --split val --quiet | icn-load --info - >val.txt
+    grep -qx "images: 5" val.txt
+    grep -qx "class 9: 1" val.txt
+    icn-load cifar10 --dir c --split test --quiet | icn-load --info - >test.txt
+    grep -qx "images: 12" test.txt
+    grep -qx "class 0: 2" test.txt
+}
+
+@test "svhn: MAT-files, compressed or not, y double or uint8; label 10 is the digit 0; train+extra" {
+    gen svhn s 12
+    icn-load svhn --dir s --split train+extra --quiet | icn-load --info - >both.txt
+    grep -qx "images: 36" both.txt
+    grep -qx "shape: 32x32x3" both.txt
+    grep -qx "pixels: min -1 max 1 mean .*" both.txt
+    [ "$(grep -c '^class [0-9]: ' both.txt)" -eq 10 ]
+    ! grep -q '^class 10' both.txt
+    grep -qx "class 0: 4" both.txt # images 0, 10 of train, 30, 40 of extra: stored as 10
+    [ "$(awk '/^class /{s += $3} END {print s}' both.txt)" -eq 36 ]
+    for split in "test 12" "extra 24" "all 12" "train 11" "val 1"; do
+        set -- $split
+        icn-load svhn --dir s --split "$1" --quiet | icn-load --info - >"$1.txt"
+        grep -qx "images: $2" "$1.txt" || die "split $1: $(head -1 "$1.txt")"
+    done
+}
+
+@test "cifar10 and svhn go through --classes, --relabel, --limit, --seed and --out as mnist does" {
+    gen cifar c 12
+    gen svhn s 12
+    icn-load cifar10 --dir c --split all --classes 3,7 --relabel --quiet | icn-load --info - >info.txt
+    grep -qx "images: 12" info.txt
+    grep -qx "class 0: 6" info.txt
+    grep -qx "class 1: 6" info.txt
+    icn-load svhn --dir s --split train+extra --limit 10 --seed 3 --quiet >a.icn
+    icn-load svhn --dir s --split train+extra --limit 10 --seed 3 --quiet --out b.icn
+    icn-load svhn --dir s --split train+extra --limit 10 --seed 4 --quiet >c.icn
+    cmp a.icn b.icn
+    files_differ a.icn c.icn
+    [ "$(count_images a.icn)" -eq 10 ]
+}
+
+@test "cifar10 and svhn: an absent file says where to get it; a truncated one is refused naming it" {
+    mkdir empty
+    run --separate-stderr icn-load cifar10 --dir empty
+    expect_status 1
+    one_line_error icn-load
+    [[ "$stderr" == *"no data_batch_1.bin in empty"*"https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"* ]]
+    run --separate-stderr icn-load svhn --dir empty --split test
+    expect_status 1
+    one_line_error icn-load
+    [[ "$stderr" == *"no test_32x32.mat in empty"*"http://ufldl.stanford.edu/housenumbers/test_32x32.mat"* ]]
+    gen cifar c 4
+    truncate -s -100 c/data_batch_3.bin
+    run --separate-stderr icn-load cifar10 --dir c
+    expect_status 1
+    one_line_error icn-load
+    [[ "$stderr" == *"c/data_batch_3.bin: truncated: record 4 has 2973 of its 3073 bytes"* ]]
+    [ -z "$output" ]
+    gen svhn s 4
+    truncate -s -50 s/train_32x32.mat
+    run --separate-stderr icn-load svhn --dir s --out never.icn
+    expect_status 1
+    one_line_error icn-load
+    [[ "$stderr" == *"s/train_32x32.mat: truncated"* ]]
+    [ ! -e never.icn ]
+}
+
+@test "a split a data set has not, and --dir where it means nothing, are usage errors" {
+    for args in "mnist --split extra" "cifar10 --split train+extra" "mnist --dir ." "fashion --dir . --split test" \
+        "cifar100" "svhn --split everything" "--images a --labels b --split extra" "--images a --labels b --dir ."; do
+        run --separate-stderr icn-load $args
+        [ "$status" -eq 2 ] || die "icn-load $args: exit $status"
+        one_line_error icn-load
+    done
+}
+
+@test "icn-classify train --augment on CIFAR-format data: runs, is reproducible, and augments" {
+    gen cifar c 12
+    icn-load cifar10 --dir c --split all --out train.icn --quiet
+    local args=(--data train.icn --arch c8-c16 --steps 6 --batch 8 --lr 0.001 --seed 1 --quiet)
+    icn-classify train "${args[@]}" --augment --out a1.icn
+    icn-classify train "${args[@]}" --augment --out a2.icn
+    icn-classify train "${args[@]}" --out plain.icn
+    cmp a1.icn a2.icn
+    files_differ a1.icn plain.icn
+    icn-load cifar10 --dir c --split test --quiet | icn-eval error --model a1.icn >/dev/null
+}
+
+@test "icn-classify train --augment: a run killed after a checkpoint resumes to the unbroken run's model" {
+    gen cifar c 12
+    icn-load cifar10 --dir c --split all --out train.icn --quiet
+    local args=(--data train.icn --arch c4 --steps 3000 --batch 4 --lr 0.001 --augment --threads 1
+        --checkpoint-every 100)
+    icn-classify train "${args[@]}" --quiet --checkpoint ref-ck.icn --out ref.icn
+    icn-classify train "${args[@]}" --quiet --checkpoint ck.icn --out m.icn 3>&- &
+    local pid=$! i
+    for i in $(seq 400); do
+        [ -e ck.icn ] && break
+        sleep 0.02
+    done
+    kill -9 "$pid" 2>/dev/null || die "the run ended before it could be killed (make it longer)"
+    wait "$pid" || true
+    [ ! -e m.icn ]
+    run --separate-stderr icn-classify train "${args[@]}" --checkpoint ck.icn --out m.icn --resume
+    expect_status 0
+    [[ "$stderr" =~ resuming\ from\ ck.icn\ at\ step\ ([0-9]+) ]] || die "no resume message: $stderr"
+    echo "killed run resumed at step ${BASH_REMATCH[1]}" >&3
+    [ "${BASH_REMATCH[1]}" -lt 3000 ]
+    cmp m.icn ref.icn
+}
