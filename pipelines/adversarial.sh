@@ -26,7 +26,7 @@ while [ $# -gt 0 ]; do
     --train-images) images=$2; shift 2 ;; --seed) seed=$2; shift 2 ;; --eps) eps=$2; shift 2 ;;
     --test-images) test_images=$2; shift 2 ;; --synthesizers) synths=$2; shift 2 ;; --dir) dir=$2; shift 2 ;;
     --quick) quick=("${QUICK_TRAINER[@]}"); shift ;;
-    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) usage; exit 0 ;;
     --) shift; break ;;
     *) echo "adversarial: unknown flag '$1' (see --help)" >&2; exit 2 ;;
     esac

@@ -16,7 +16,7 @@ run="" seed="" name=baseline
 while [ $# -gt 0 ]; do
     case $1 in
     --run) run=$2; shift 2 ;; --seed) seed=$2; shift 2 ;; --name) name=$2; shift 2 ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) usage; exit 0 ;;
     --) shift; break ;;
     *) echo "baseline: unknown flag '$1' (see --help)" >&2; exit 2 ;;
     esac

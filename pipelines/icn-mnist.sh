@@ -13,7 +13,6 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 synths=2 images=2000 seed=1 dir="" noise="" baseline=1 port=${ICN_PORT_BASE:-5560} synth_args=()
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case $1 in
     --synthesizers) synths=$2; shift 2 ;;

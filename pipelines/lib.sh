@@ -9,6 +9,7 @@
 #                     succeeds, append {"run","command","wall_s","machine",...} to DIR/runs.jsonl.
 #                     --stdout: CMD's standard output is RESULT (written whole or not at all)
 #   quoted ARGS...    the arguments as one shell-quoted command line
+#   usage             print the calling script's header comment (its --help)
 
 here=${here:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
 bin=${ICN_BIN:-$here/../build/bin}
@@ -86,4 +87,8 @@ run_step() {
 print(json.dumps({"run": sys.argv[1], "command": sys.argv[2], "wall_s": round(float(sys.argv[4]) - float(sys.argv[3]), 1),
                   "machine": sys.argv[5], "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))' \
         "$name" "$cmd" "$start" "$end" "$(machine)" >>"$dir/runs.jsonl"
+}
+
+usage() {
+    sed -n '2,/^[^#]/s/^# \{0,1\}\(.*\)/\1/p' "$0"
 }

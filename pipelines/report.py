@@ -94,7 +94,7 @@ def how_it_was_run(d, command):
     if machines:
         out.append("Machine%s: %s." % ("s" if len(machines) > 1 else "", "; ".join(machines)))
     else:
-        out.append("Machine: no run has finished yet.")
+        out.append("Machine: not recorded (no run in runs.jsonl: none has finished yet, or the runs predate that record).")
     out += ["", "Pipeline: `%s` (this report written %s, load average %.2f)." %
             (command, time.strftime("%Y-%m-%d %H:%M %Z"), os.getloadavg()[0]), ""]
     if runs:

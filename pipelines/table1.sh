@@ -24,7 +24,7 @@ while [ $# -gt 0 ]; do
     --train-images) images=$2; shift 2 ;; --seeds) seeds=$2; shift 2 ;; --heads) heads=$2; shift 2 ;;
     --label-smoothing) eps=$2; shift 2 ;; --synthesizers) synths=$2; shift 2 ;; --dir) dir=$2; shift 2 ;;
     --quick) quick=("${QUICK_TRAINER[@]}"); shift ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) usage; exit 0 ;;
     --) shift; break ;;
     *) echo "table1: unknown flag '$1' (see --help)" >&2; exit 2 ;;
     esac

@@ -23,7 +23,7 @@ while [ $# -gt 0 ]; do
     --sizes) sizes=$2; shift 2 ;; --seeds) seeds=$2; shift 2 ;; --dir) dir=$2; shift 2 ;;
     --synthesizers) synths=$2; shift 2 ;; --clip-grad) clip=$2; shift 2 ;; --methods) methods=$2; shift 2 ;;
     --quick) quick=("${QUICK_TRAINER[@]}"); shift ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) usage; exit 0 ;;
     --) shift; break ;;
     *) echo "training-size: unknown flag '$1' (see --help)" >&2; exit 2 ;;
     esac
