@@ -169,3 +169,19 @@ PY
     [ ! -e p.png ]
     [ -z "$(ls -A | grep '^p\.png')" ] || die "left behind: $(ls -A)"
 }
+
+@test "plot: gnuplot failing, or writing no PNG, is one line and leaves nothing behind" {
+    printf '%s\n' '{"images":500,"seed":1,"method":"icn","error":0.1}' >r.jsonl
+    mkdir fake
+    printf '#!/bin/sh\necho "  set terminal pngcairo"\necho "\\"$1\\" line 2: unknown or ambiguous terminal type"\nexit 1\n' >fake/gnuplot
+    chmod +x fake/gnuplot
+    run --separate-stderr env PATH="$PWD/fake:$PATH" icn-eval plot --out p.png r.jsonl
+    expect_status 1
+    one_line_error icn-eval
+    [[ "$stderr" == *"gnuplot failed (exit 1): "*"line 2: unknown or ambiguous terminal type" ]]
+    printf '#!/bin/sh\nexit 0\n' >fake/gnuplot
+    run --separate-stderr env PATH="$PWD/fake:$PATH" icn-eval plot --out p.png r.jsonl
+    expect_status 1
+    [ "$stderr" = "icn-eval: p.png: gnuplot wrote no PNG: (no output)" ]
+    [ -z "$(ls -A | grep '^p\.png')" ] || die "left behind: $(ls -A)"
+}
