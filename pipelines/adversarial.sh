@@ -15,6 +15,7 @@
 # the [0, 1] pixel scale (the paper's 0.125); --test-images N: a seeded subset of the 10,000
 # test images (default all). --quick: 500 training images (unless --train-images is given), a
 # tiny net and a short schedule (pipelines/lib.sh). TRAINER FLAGS override the protocol.
+# Results are kept per --eps; other models or another --test-images need another --dir.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
