@@ -77,7 +77,7 @@ install: all
 	install -m 644 $(BUILD)/libicn.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 644 lib/*.h $(DESTDIR)$(PREFIX)/include/icn/
 	for m in $(MANS); do s=$${m##*.}; install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s/; done
-	install -m 755 pipelines/*.sh $(DESTDIR)$(PREFIX)/share/icn/pipelines/
+	install -m 755 pipelines/*.sh pipelines/*.py $(DESTDIR)$(PREFIX)/share/icn/pipelines/
 	install -m 755 scripts/fetch-mnist.sh $(DESTDIR)$(PREFIX)/share/icn/scripts/
 
 uninstall:

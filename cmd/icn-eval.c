@@ -1,4 +1,6 @@
-/* icn-eval: measure a model. `error`: test error, per-class error and confusion matrix. */
+/* icn-eval: measure a model. `error`: test error, per-class error and confusion matrix;
+ * `grid`: a picture of a tensor stream; `fgsm`: the two-way adversarial test; `plot`: test
+ * error against training-set size from the pipelines' results. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +9,7 @@
 #include "adversarial.h"
 #include "image.h"
 #include "net.h"
+#include "plot.h"
 #include "snapshot.h"
 #include "train.h"
 #include "util.h"
@@ -16,6 +19,7 @@ static const char usage[] =
     "usage: icn-eval error --model MODEL [--data FILE|-] [--json] [--threads T]\n"
     "       icn-eval grid --out PNG [--data FILE|-] [--cols N] [--rows N] [--zoom Z]\n"
     "       icn-eval fgsm --model-a A --model-b B [--data FILE|-] [--eps E] [--json]\n"
+    "       icn-eval plot --out PNG [--title T] [--size WxH] [--script FILE] [RESULTS.jsonl|-]...\n"
     "\n"
     "error: classify a labelled tensor stream (default: stdin) and print the test error,\n"
     "       the error of each class and the confusion matrix (rows: true class, columns:\n"
@@ -28,7 +32,13 @@ static const char usage[] =
     "       images that A classifies correctly are perturbed by eps * sign(input gradient of\n"
     "       A's loss) (eps on the [0, 1] pixel scale, default 0.125; doubled for the [-1, 1]\n"
     "       scale the models see; clamped to it); counts how many fool A and how many of those\n"
-    "       also fool B; then the same with A and B swapped.\n";
+    "       also fool B; then the same with A and B swapped.\n"
+    "plot:  test error against training-set size (the paper's Figure 3) as a PNG, drawn by\n"
+    "       gnuplot (pngcairo terminal; Debian: gnuplot-nox): one line per method, the mean\n"
+    "       over seeds with error bars of one standard deviation, log-scale x. Reads JSON\n"
+    "       lines (default: stdin), one run each: {\"images\":N,\"seed\":S,\"method\":M,\n"
+    "       \"error\":E,...} with E in [0, 1], as pipelines/training-size.sh writes them.\n"
+    "       --size in pixels (default 800x600); --script also saves the gnuplot script.\n";
 
 static void print_text(const icn_eval_result *r, const char *model) {
     printf("model %s: test error %.2f%% (%lld of %lld wrong)\n", model, 100.0 * r->wrong / r->n, (long long)r->wrong,
@@ -233,6 +243,54 @@ static int cmd_grid(int argc, char **argv) {
     return 0;
 }
 
+static int cmd_plot(int argc, char **argv) {
+    const char *out = NULL, *script_path = NULL;
+    icn_plot_opts o = {NULL, 800, 600};
+    int opt;
+    static const struct option options[] = {{"out", 1, 0, 'o'},    {"title", 1, 0, 'T'}, {"size", 1, 0, 's'},
+                                            {"script", 1, 0, 'S'}, {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
+    while ((opt = icn_getopt(argc, argv, options, usage, NULL)) != -1) {
+        switch (opt) {
+        case 'o': out = optarg; break;
+        case 'T': o.title = optarg; break;
+        case 'S': script_path = optarg; break;
+        case 's': {
+            char *x = strchr(optarg, 'x');
+            if (!x || x == optarg) icn_die(2, "--size: '%s' is not WIDTHxHEIGHT, such as 800x600", optarg);
+            *x = 0;
+            o.width = (int)icn_parse_long("--size", optarg, 100, 10000);
+            o.height = (int)icn_parse_long("--size", x + 1, 100, 10000);
+            break;
+        }
+        }
+    }
+    if (!out) icn_die(2, "plot: --out PNG is required");
+    char err[ICN_ERRLEN];
+    icn_results r = {0};
+    if (optind == argc) {
+        if (icn_results_read(&r, "-", err, sizeof err)) icn_die(1, "%s", err);
+    }
+    for (int i = optind; i < argc; i++)
+        if (icn_results_read(&r, argv[i], err, sizeof err)) icn_die(1, "%s", err);
+    icn_curve_point *p;
+    size_t n;
+    if (r.n == 0) icn_die(1, "%s%s: no results (every line blank)", r.files[0], r.n_files > 1 ? " and the others" : "");
+    if (icn_results_summarize(&r, &p, &n, err, sizeof err)) icn_die(1, "%s", err);
+    if (script_path) {
+        char *script;
+        if (icn_plot_script(&script, p, n, &o, out, err, sizeof err)) icn_die(1, "%s", err);
+        if (icn_write_file_atomic(script_path, script, strlen(script), err, sizeof err)) icn_die(1, "%s", err);
+        free(script);
+    }
+    if (icn_plot_png(p, n, &o, out, err, sizeof err)) icn_die(1, "%s", err);
+    int methods = 0;
+    for (size_t i = 0; i < n; i++) methods += i == 0 || strcmp(p[i].method, p[i - 1].method) != 0;
+    icn_warn("wrote %s: %d method%s, %zu points, from %zu runs", out, methods, methods == 1 ? "" : "s", n, r.n);
+    free(p);
+    icn_results_free(&r);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     icn_set_progname(argv[0]);
     if (argc < 2) { fputs(usage, stderr); return 2; }
@@ -240,5 +298,6 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "error")) return cmd_error(argc - 1, argv + 1);
     if (!strcmp(argv[1], "grid")) return cmd_grid(argc - 1, argv + 1);
     if (!strcmp(argv[1], "fgsm")) return cmd_fgsm(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "plot")) return cmd_plot(argc - 1, argv + 1);
     icn_die(2, "unknown command '%s' (see --help)", argv[1]);
 }

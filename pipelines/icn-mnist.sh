@@ -5,13 +5,14 @@
 # batches for the same number of steps).
 #
 #   pipelines/icn-mnist.sh [--synthesizers N] [--train-images N] [--seed S] [--dir DIR]
-#                          [--noise] [--no-baseline] [--port-base P] [-- TRAINER FLAGS...]
+#                          [--noise] [--no-baseline] [--port-base P] [--synth-args "FLAGS"]
+#                          [-- TRAINER FLAGS...]
+# --synth-args: extra icn-synthesize flags for every synthesizer, split at white space, such
+# as "--method langevin --stop 3" (the sampling strategies of the paper's Table 2).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-bin=${ICN_BIN:-$here/../build/bin}
-[ -x "$bin/icn-classify" ] || bin=$(dirname "$(command -v icn-classify)")
-synths=2 images=2000 seed=1 dir="" noise="" baseline=1 port=${ICN_PORT_BASE:-5560}
-usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; }
+. "$here/lib.sh"
+synths=2 images=2000 seed=1 dir="" noise="" baseline=1 port=${ICN_PORT_BASE:-5560} synth_args=()
 while [ $# -gt 0 ]; do
     case $1 in
     --synthesizers) synths=$2; shift 2 ;;
@@ -21,6 +22,7 @@ while [ $# -gt 0 ]; do
     --noise) noise=--noise; shift ;;
     --no-baseline) baseline=0; shift ;;
     --port-base) port=$2; shift 2 ;;
+    --synth-args) read -r -a synth_args <<<"$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     --) shift; break ;;
     *) echo "icn-mnist: unknown flag '$1' (see --help)" >&2; exit 2 ;;
@@ -40,7 +42,7 @@ trap cleanup EXIT
 pids+=($!)
 for i in $(seq 1 "$synths"); do
     "$bin/icn-synthesize" --snapshots "$snap" --pool "$push" --id "$i" --seed "$seed" --threads 1 $noise \
-        2>>"$dir/synth-$i.log" &
+        "${synth_args[@]}" 2>>"$dir/synth-$i.log" &
     pids+=($!)
 done
 
@@ -52,17 +54,11 @@ cleanup; pids=()
 
 icn_err=$("$bin/icn-eval" error --model "$dir/icn.model" --data "$dir/test.icn" --json)
 echo "$icn_err" > "$dir/icn-eval.json"
-if [ "$baseline" = 1 ]; then
-    # the same real-data schedule: initial + rounds * round steps, same seed, no pseudo-negatives
-    steps=$(/usr/bin/python3 -c 'import json,sys
-print(max(json.loads(l).get("step", 0) for l in open(sys.argv[1])))' "$dir/icn.jsonl")
-    # round flags in "$@" are accepted and ignored by a plain (non-introspective) run
-    [ -s "$dir/baseline.model" ] || "$bin/icn-classify" train --data "$dir/train.icn" --seed "$seed" "$@" \
-        --steps "$steps" --out "$dir/baseline.model" --quiet
-    base_err=$("$bin/icn-eval" error --model "$dir/baseline.model" --data "$dir/test.icn" --json)
-    echo "$base_err" > "$dir/baseline-eval.json"
+if [ "$baseline" = 1 ]; then # the same real-data schedule, same seed, no pseudo-negatives
+    "$here/baseline.sh" --run "$dir" --seed "$seed" -- "$@"
+    base_err=$(cat "$dir/baseline-eval.json")
 fi
-pct() { /usr/bin/python3 -c 'import json,sys; print("%.2f%%" % (100*json.loads(sys.argv[1])["error"]))' "$1"; }
+pct() { "$PYTHON" -c 'import json,sys; print("%.2f%%" % (100*json.loads(sys.argv[1])["error"]))' "$1"; }
 echo "images $images seed $seed synthesizers $synths${noise:+ (ICN-noise)}: ICN test error $(pct "$icn_err") (${icn_wall}s)"
 [ "$baseline" = 1 ] && echo "images $images seed $seed: baseline test error $(pct "$base_err")"
 exit 0

@@ -104,3 +104,36 @@ flip_byte() {
     byte=$(od -An -tu1 -j "$off" -N1 "$file" | tr -d ' ')
     printf "$(printf '\\%03o' $((byte ^ 255)))" | dd of="$file" bs=1 seek="$off" conv=notrunc status=none
 }
+
+# `png_decodes FILE [WIDTH HEIGHT]`: FILE is a PNG that decodes without any PNG library: the
+# signature, every chunk's CRC, the IHDR size (when given), IEND last, and IDAT data that
+# inflates to exactly the rows its header implies (8-bit, not interlaced).
+png_decodes() {
+    [ -n "$PYTHON" ] || skip "python3 not found"
+    "$PYTHON" - "$@" <<'PY'
+import struct, sys, zlib
+data = open(sys.argv[1], "rb").read()
+if data[:8] != b"\x89PNG\r\n\x1a\n":
+    sys.exit("%s: no PNG signature" % sys.argv[1])
+pos, idat, chunks = 8, b"", []
+while pos < len(data):
+    n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+    body = data[pos + 4:pos + 8 + n]
+    if len(body) != n + 4 or zlib.crc32(body) != struct.unpack(">I", data[pos + 8 + n:pos + 12 + n])[0]:
+        sys.exit("%s: chunk %r at %d is truncated or fails its CRC" % (sys.argv[1], kind, pos))
+    chunks.append(kind)
+    if kind == b"IDAT":
+        idat += data[pos + 8:pos + 8 + n]
+    pos += 12 + n
+if chunks[0] != b"IHDR" or chunks[-1] != b"IEND":
+    sys.exit("%s: chunks %r" % (sys.argv[1], chunks))
+w, h, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
+if len(sys.argv) > 3 and (w, h) != (int(sys.argv[2]), int(sys.argv[3])):
+    sys.exit("%s: %dx%d, expected %sx%s" % (sys.argv[1], w, h, sys.argv[2], sys.argv[3]))
+channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[color]
+if depth != 8 or interlace != 0:
+    sys.exit("%s: bit depth %d, interlace %d" % (sys.argv[1], depth, interlace))
+if len(zlib.decompress(idat)) != h * (1 + channels * w):
+    sys.exit("%s: image data does not match %dx%d" % (sys.argv[1], w, h))
+PY
+}

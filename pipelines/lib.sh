@@ -1,0 +1,94 @@
+# pipelines/lib.sh: what the pipelines share; sourced (`. "$here/lib.sh"`), never run.
+#
+#   $bin              where the icn-* programs are: $ICN_BIN, else the build tree, else PATH
+#   QUICK_TRAINER     the trainer flags of every --quick mode: a tiny net and a short schedule
+#   machine           one line: CPU model, cores, memory
+#   free_port_base    a port P such that P, P+1 and P+2 are free on 127.0.0.1
+#   run_step [--stdout] DIR NAME RESULT CMD...
+#                     run CMD (output in DIR/NAME.log) unless RESULT is already there; when it
+#                     succeeds, append {"run","command","wall_s","machine",...} to DIR/runs.jsonl.
+#                     --stdout: CMD's standard output is RESULT (written whole or not at all)
+#   quoted ARGS...    the arguments as one shell-quoted command line
+#   usage             print the calling script's header comment (its --help)
+
+here=${here:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
+bin=${ICN_BIN:-$here/../build/bin}
+[ -x "$bin/icn-classify" ] || bin=$(dirname "$(command -v icn-classify || echo /nonexistent/icn-classify)")
+[ -d "$bin" ] && bin=$(cd "$bin" && pwd)
+PYTHON=/usr/bin/python3
+[ -x "$PYTHON" ] || PYTHON=python3
+
+QUICK_TRAINER=(--arch c16-c32 --initial-steps 100 --rounds 2 --round-steps 50 --per-class 5)
+
+machine() {
+    local cpu mem
+    cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -1)
+    mem=$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo 2>/dev/null)
+    echo "${cpu:-unknown CPU}, $(nproc) cores, ${mem:-? GiB} memory, $(uname -sr)"
+}
+
+free_port_base() {
+    "$PYTHON" - <<'PY'
+import random, socket
+for _ in range(200):
+    base = random.randrange(20000, 60000)
+    socks = []
+    try:
+        for p in range(base, base + 3):
+            s = socket.socket()
+            s.bind(("127.0.0.1", p))
+            socks.append(s)
+        print(base)
+        break
+    except OSError:
+        pass
+    finally:
+        for s in socks:
+            s.close()
+else:
+    raise SystemExit("no three free ports in a row on 127.0.0.1")
+PY
+}
+
+quoted() {
+    local out="" a q="'"
+    for a in "$@"; do
+        [[ "$a" =~ ^[A-Za-z0-9_./:=,+@%-]+$ ]] || a="'${a//$q/$q\\$q$q}'"
+        out+="${out:+ }$a"
+    done
+    echo "$out"
+}
+
+run_step() {
+    local to_result=0
+    [ "$1" = --stdout ] && { to_result=1; shift; }
+    local dir=$1 name=$2 result=$3
+    shift 3
+    if [ -s "$result" ]; then
+        echo "$name: done already ($result)" >&2
+        return 0
+    fi
+    local cmd start end rc=0 log="$dir/$name.log"
+    cmd=$(quoted "$@")
+    [ "$to_result" = 1 ] && cmd+=" > $(quoted "$result")"
+    echo "$name: running $cmd" >&2
+    start=$(date +%s.%N)
+    if [ "$to_result" = 1 ]; then "$@" >"$result.tmp" 2>"$log" || rc=$?; else "$@" >"$log" 2>&1 || rc=$?; fi
+    if [ "$rc" != 0 ]; then
+        rm -f "$result.tmp"
+        echo "$name: failed; the end of $log:" >&2
+        tail -n 5 "$dir/$name.log" >&2
+        return 1
+    fi
+    end=$(date +%s.%N)
+    [ "$to_result" = 1 ] && mv "$result.tmp" "$result"
+    [ -s "$result" ] || { echo "$name: finished without writing $result (see $dir/$name.log)" >&2; return 1; }
+    "$PYTHON" -c 'import json, sys, time
+print(json.dumps({"run": sys.argv[1], "command": sys.argv[2], "wall_s": round(float(sys.argv[4]) - float(sys.argv[3]), 1),
+                  "machine": sys.argv[5], "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))' \
+        "$name" "$cmd" "$start" "$end" "$(machine)" >>"$dir/runs.jsonl"
+}
+
+usage() {
+    sed -n '2,/^[^#]/s/^# \{0,1\}\(.*\)/\1/p' "$0"
+}

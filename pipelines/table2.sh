@@ -1,0 +1,54 @@
+#!/bin/bash
+# The paper's Table 2: ICN's MNIST test error for each way of sampling pseudo-negatives:
+# SGD and SGD-Langevin (icn-synthesize --method sgd|langevin), each with stop option 1
+# (until classified positive), 2 (until the logit exceeds --threshold) and 3 (always
+# --max-steps). The protocol is pipelines/icn-mnist.sh's with the trainer's defaults (800
+# initial steps, 6 rounds of 20 pseudo-negatives per class and 200 steps, alpha 0.5, lr
+# 0.025, softmax head); the baseline, trained in the first strategy's run, has the same
+# real-data schedule. Each run is skipped when its result exists, so the script resumes.
+#
+#   pipelines/table2.sh [--train-images 55000] [--seeds "1"] [--synthesizers 2]
+#                       [--strategies "sgd-1 sgd-2 sgd-3 langevin-1 langevin-2 langevin-3"]
+#                       [--synth-args "FLAGS"] [--dir runs/table2] [--quick] [-- TRAINER FLAGS...]
+# Results: DIR/results.json (every run: error, fraction of pseudo-negatives that met the stop
+# rule, the trainer's wait for synthesis) and DIR/results.md (the table, the machine, each
+# run's command and wall time). --synth-args: more icn-synthesize flags for every strategy,
+# such as "--max-steps 50". --quick: 500 training images (unless --train-images is given), a
+# tiny net and a short schedule (pipelines/lib.sh): a few minutes on 2 cores. TRAINER FLAGS
+# (such as --rounds 3) override the protocol for every run.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+command=$(quoted "$0" "$@")
+images="" seeds=1 synths=2 dir=runs/table2 quick=() synth_args=""
+strategies="sgd-1 sgd-2 sgd-3 langevin-1 langevin-2 langevin-3"
+while [ $# -gt 0 ]; do
+    case $1 in
+    --train-images) images=$2; shift 2 ;; --seeds) seeds=$2; shift 2 ;; --synthesizers) synths=$2; shift 2 ;;
+    --strategies) strategies=$2; shift 2 ;; --synth-args) synth_args=$2; shift 2 ;; --dir) dir=$2; shift 2 ;;
+    --quick) quick=("${QUICK_TRAINER[@]}"); shift ;;
+    -h|--help) usage; exit 0 ;;
+    --) shift; break ;;
+    *) echo "table2: unknown flag '$1' (see --help)" >&2; exit 2 ;;
+    esac
+done
+for st in $strategies; do
+    case $st in sgd-[123]|langevin-[123]) ;;
+    *) echo "table2: --strategies: '$st' is not sgd-1..3 or langevin-1..3" >&2; exit 2 ;; esac
+done
+[ -n "$strategies" ] || { echo "table2: --strategies: none given" >&2; exit 2; }
+if [ ${#quick[@]} -gt 0 ]; then images=${images:-500}; fi
+images=${images:-55000}
+mkdir -p "$dir"
+for s in $seeds; do
+    first=1
+    for st in $strategies; do
+        run="$dir/$st-s$s" extra=(--no-baseline) result="$dir/$st-s$s/icn-eval.json"
+        [ "$first" = 1 ] && extra=() result="$run/baseline-eval.json"
+        first=0
+        run_step "$dir" "$st-s$s" "$result" "$here/icn-mnist.sh" --train-images "$images" --seed "$s" \
+            --synthesizers "$synths" --dir "$run" --port-base "$(free_port_base)" "${extra[@]}" \
+            --synth-args "--method ${st%-*} --stop ${st#*-}${synth_args:+ $synth_args}" -- --quiet "${quick[@]}" "$@"
+    done
+done
+"$PYTHON" "$here/report.py" table2 "$dir" --strategies "$strategies" --seeds "$seeds" --images "$images" --command "$command"

@@ -1,0 +1,187 @@
+#!/usr/bin/env bats
+# The experiment pipelines (pipelines/table1.sh, table2.sh, fig3.sh, adversarial.sh) in their
+# --quick mode on real MNIST, and icn-eval plot. Checked: the shape and sanity of what they
+# write (every error a number in [0, 1], counts consistent, the Markdown tables' rows and
+# columns, the machine and each run's command in results.md, a PNG that decodes), that a
+# second invocation resumes instead of redoing, and plot's one-line errors.
+
+load helpers
+
+PIPELINES=$BATS_TEST_DIRNAME/../../pipelines
+
+# Every error in a JSON document, wherever it is, is a number in [0, 1]; prints how many.
+errors_in_unit_interval() {
+    "$PYTHON" - "$1" <<'PY'
+import json, sys
+def walk(x, path):
+    if isinstance(x, dict):
+        for k, v in x.items():
+            if k == "error" or k == "mean":
+                assert isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1, (path + "." + k, v)
+                yield v
+            yield from walk(v, path + "." + k)
+    elif isinstance(x, list):
+        for i, v in enumerate(x):
+            yield from walk(v, "%s[%d]" % (path, i))
+print(len(list(walk(json.load(open(sys.argv[1])), "$"))))
+PY
+}
+
+# results.md names the machine and gives every finished run's command and wall time.
+md_tells_how() {
+    local md=$1 n
+    grep -q '^Machine: .*[0-9] cores' "$md" || die "$md: no machine line"
+    grep -q '^Pipeline: `' "$md" || die "$md: no pipeline command"
+    n=$(wc -l <"$(dirname "$md")/runs.jsonl")
+    [ "$(grep -c '^| [^|]* | [0-9.]* s | `' "$md")" -eq "$n" ] || die "$md: not one row per run of runs.jsonl ($n)"
+}
+
+@test "--help and unknown flags, for every pipeline" {
+    for p in table1 table2 fig3 adversarial training-size icn-mnist baseline; do
+        run "$PIPELINES/$p.sh" --help
+        expect_status 0
+        [[ "$output" == *"pipelines/$p.sh"* ]] || die "$p --help: $output"
+        run --separate-stderr "$PIPELINES/$p.sh" --no-such-flag
+        expect_status 2
+        [ "${#stderr_lines[@]}" -eq 1 ] || die "$p: ${stderr_lines[*]}"
+    done
+    run --separate-stderr "$PIPELINES/table2.sh" --strategies "sgd-4"
+    expect_status 2
+    run --separate-stderr "$PIPELINES/adversarial.sh" --icn-model x.model
+    expect_status 2
+}
+
+@test "table1 --quick: four methods by two heads, errors in [0, 1]; a second run resumes" {
+    need_mnist
+    "$PIPELINES/table1.sh" --quick --dir t1 >out.txt
+    [ -s t1/results.json ] && [ -s t1/results.md ]
+    # 4 runs with an error per head, less label smoothing with one-vs-all: 7
+    [ "$(errors_in_unit_interval t1/results.json)" -ge 7 ]
+    json_check t1/results.json 'len(d["runs"]) == 7 and d["train_images"] == 500'
+    json_check t1/results.json 'all(d["summary"][m][h]["seeds"] == 1 for m in ("baseline", "noise", "icn") for h in ("ova", "softmax"))'
+    grep -q '^| method | one-vs-all | softmax |$' t1/results.md
+    for row in 'baseline' 'label smoothing (0.1)' 'ICN-noise' 'ICN'; do
+        grep -qE "^\| $(sed 's/[().]/\\&/g' <<<"$row") \| [^|]+ \| [0-9.]+% \(1 seed\) \|$" t1/results.md || die "row $row"
+    done
+    grep -q '^| label smoothing (0.1) | n/a |' t1/results.md
+    md_tells_how t1/results.md
+    # resumed: nothing is run again
+    cp t1/runs.jsonl runs.before
+    run "$PIPELINES/table1.sh" --quick --dir t1
+    expect_status 0
+    cmp runs.before t1/runs.jsonl
+    [ "$(grep -c 'done already' <<<"$output")" -eq 5 ]
+}
+
+@test "table2 --quick: the six sampling strategies and the baseline" {
+    need_mnist
+    "$PIPELINES/table2.sh" --quick --dir t2 >out.txt
+    json_check t2/results.json 'len(d["runs"]) == 7 and sorted(r["strategy"] for r in d["runs"]) == sorted(["baseline", "sgd-1", "sgd-2", "sgd-3", "langevin-1", "langevin-2", "langevin-3"])'
+    [ "$(errors_in_unit_interval t2/results.json)" -ge 7 ]
+    json_check t2/results.json 'all(0 <= r["reached_fraction"] <= 1 and r["synthesis_wait_s"] >= 0 for r in d["runs"] if r["strategy"] != "baseline")'
+    grep -q '^| sampling strategy | test error |' t2/results.md
+    for row in 'baseline (no synthesis)' 'SGD, stop option 1' 'SGD, stop option 2' 'SGD, stop option 3' \
+        'SGD-Langevin, stop option 1' 'SGD-Langevin, stop option 2' 'SGD-Langevin, stop option 3'; do
+        grep -qE "^\| $(sed 's/[().]/\\&/g' <<<"$row") \| [0-9.]+% \(1 seed\) \|" t2/results.md || die "row $row"
+    done
+    # the strategies reached the synthesizers
+    grep -q -- "--synth-args '--method langevin --stop 3'" t2/runs.jsonl
+    md_tells_how t2/results.md
+}
+
+@test "fig3 --quick: results per size, seed and method, and a PNG that decodes" {
+    need_mnist
+    "$PIPELINES/fig3.sh" --quick --dir f3 >out.txt
+    "$PYTHON" - f3/results.jsonl <<'PY'
+import json, sys
+runs = [json.loads(l) for l in open(sys.argv[1])]
+keys = sorted((r["images"], r["seed"], r["method"]) for r in runs)
+assert keys == sorted((n, s, m) for n in (200, 500) for s in (1, 2) for m in ("baseline", "icn")), keys
+assert all(isinstance(r["error"], float) and 0 <= r["error"] <= 1 for r in runs), runs
+PY
+    png_decodes f3/fig3.png 800 600
+    grep -q '^set logscale x$' f3/fig3.gp
+    grep -q '^| training images | baseline | ICN | ICN-noise |$' f3/results.md
+    grep -qE '^\| 200 \| [0-9.]+% ± [0-9.]+ \(2 seeds: ' f3/results.md
+    grep -qE '^\| 500 \| [0-9.]+% ± [0-9.]+ \(2 seeds: ' f3/results.md
+    grep -q '^!\[.*\](fig3.png)$' f3/results.md
+    md_tells_how f3/results.md
+}
+
+@test "adversarial --quick: the two-way FGSM counts are consistent; given models are used as they are" {
+    need_mnist
+    "$PIPELINES/adversarial.sh" --quick --dir adv >out.txt
+    for dir in a_to_b b_to_a; do
+        json_check adv/results.json "d['$dir']['tested'] == 10000 and 0 <= d['$dir']['fool_both'] <= d['$dir']['fool_source'] <= d['$dir']['correct'] <= 10000"
+        json_check adv/results.json "d['$dir']['fool_source'] == 0 or abs(d['$dir']['proportion_fool_both'] - d['$dir']['fool_both'] / d['$dir']['fool_source']) < 1e-12"
+    done
+    # the correct counts are the models' own accuracies on the same test set
+    json_check adv/results.json '10000 - d["a_to_b"]["correct"] == round(10000 * d["errors"]["baseline"])'
+    json_check adv/results.json '10000 - d["b_to_a"]["correct"] == round(10000 * d["errors"]["icn"])'
+    json_check adv/results.json 'sorted(d["errors"]) == ["baseline", "icn"] and all(0 <= e <= 1 for e in d["errors"].values())'
+    grep -q '^| adversarial examples made against |' adv/results.md
+    grep -qE '^\| baseline \| [0-9]+ of 10000 \| [0-9]+ \([0-9.]+%\) \| ICN: [0-9]+ \| [0-9.]+% \|$' adv/results.md
+    grep -qE '^\| ICN \| [0-9]+ of 10000 \| [0-9]+ \([0-9.]+%\) \| baseline: [0-9]+ \| [0-9.]+% \|$' adv/results.md
+    md_tells_how adv/results.md
+    # existing models, a subset of the test set, another eps: no training
+    "$PIPELINES/adversarial.sh" --baseline-model adv/train/baseline.model --icn-model adv/train/icn.model \
+        --test-images 300 --eps 0.05 --dir given >out.txt
+    json_check given/results.json 'd["a_to_b"]["tested"] == 300 and d["eps"] == 0.05 and d["model_b"].endswith("adv/train/icn.model")'
+    [ ! -e given/train ]
+    ! grep -q '"run": "train"' given/runs.jsonl
+}
+
+@test "plot: a PNG of the size asked for, from results on stdin" {
+    printf '%s\n' '{"images":500,"seed":1,"method":"baseline","error":0.1}' '{"images":500,"seed":2,"method":"baseline","error":0.12}' \
+        '{"images":2000,"seed":1,"method":"icn","error":0.05,"clip_grad":0}' >r.jsonl
+    run --separate-stderr icn-eval plot --out p.png --size 640x480 <r.jsonl
+    expect_status 0
+    [ "$stderr" = "icn-eval: wrote p.png: 2 methods, 2 points, from 3 runs" ]
+    png_decodes p.png 640 480
+}
+
+@test "plot: malformed, non-finite or out-of-range lines and missing files are one-line errors" {
+    printf '%s\n' '{"images":500,"seed":1,"method":"icn","error":0.1}' '{"images":500,"seed":2,"method":"icn","error":' >trunc.jsonl
+    run --separate-stderr icn-eval plot --out p.png trunc.jsonl
+    expect_status 1
+    one_line_error icn-eval
+    [[ "$stderr" == "icn-eval: trunc.jsonl:2: not a JSON object: "* ]]
+    printf '%s\n' '{"images":500,"seed":1,"method":"icn","error":NaN}' >nan.jsonl
+    run --separate-stderr icn-eval plot --out p.png nan.jsonl
+    expect_status 1
+    [ "$stderr" = "icn-eval: nan.jsonl:1: error is NaN, not a number in [0, 1]" ]
+    printf '%s\n' '{"images":500,"seed":1,"method":"icn","error":1.5}' >big.jsonl
+    run --separate-stderr icn-eval plot --out p.png big.jsonl
+    expect_status 1
+    [ "$stderr" = "icn-eval: big.jsonl:1: error is 1.5, not a number in [0, 1]" ]
+    run --separate-stderr icn-eval plot --out p.png missing.jsonl
+    expect_status 1
+    [ "$stderr" = "icn-eval: missing.jsonl: cannot open: No such file or directory" ]
+    [ ! -e p.png ]
+}
+
+@test "plot: without gnuplot, one line saying so" {
+    printf '%s\n' '{"images":500,"seed":1,"method":"icn","error":0.1}' >r.jsonl
+    run --separate-stderr env PATH=/nonexistent "$ICN_BIN/icn-eval" plot --out p.png r.jsonl
+    expect_status 1
+    one_line_error icn-eval
+    [[ "$stderr" == *"gnuplot not found"* ]]
+    [ ! -e p.png ]
+    [ -z "$(ls -A | grep '^p\.png')" ] || die "left behind: $(ls -A)"
+}
+
+@test "plot: gnuplot failing, or writing no PNG, is one line and leaves nothing behind" {
+    printf '%s\n' '{"images":500,"seed":1,"method":"icn","error":0.1}' >r.jsonl
+    mkdir fake
+    printf '#!/bin/sh\necho "  set terminal pngcairo"\necho "\\"$1\\" line 2: unknown or ambiguous terminal type"\nexit 1\n' >fake/gnuplot
+    chmod +x fake/gnuplot
+    run --separate-stderr env PATH="$PWD/fake:$PATH" icn-eval plot --out p.png r.jsonl
+    expect_status 1
+    one_line_error icn-eval
+    [[ "$stderr" == *"gnuplot failed (exit 1): "*"line 2: unknown or ambiguous terminal type" ]]
+    printf '#!/bin/sh\nexit 0\n' >fake/gnuplot
+    run --separate-stderr env PATH="$PWD/fake:$PATH" icn-eval plot --out p.png r.jsonl
+    expect_status 1
+    [ "$stderr" = "icn-eval: p.png: gnuplot wrote no PNG: (no output)" ]
+    [ -z "$(ls -A | grep '^p\.png')" ] || die "left behind: $(ls -A)"
+}
