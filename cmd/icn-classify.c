@@ -186,6 +186,8 @@ static int max_label(const icn_batch *b) {
 static int cmd_train(cli *c) {
     char err[ICN_ERRLEN];
     if (!c->out) icn_die(2, "train: --out MODEL is required");
+    if (c->train.smoothing > 0 && c->train.head != ICN_HEAD_SOFTMAX)
+        icn_die(2, "train: --label-smoothing is for the softmax head, not --head %s", icn_head_name(c->train.head));
     icn_batch data = {0}, val = {0};
     read_stream(c->data, &data);
     if (!data.y) icn_die(1, "%s: the tensor stream has no labels", c->data);

@@ -167,6 +167,14 @@ assert all(0 <= r["val_error"] <= 1 for r in map(json.loads, open(sys.argv[1])) 
     awk '$2 <= 0 || $2 >= 1 { bad = 1 } END { exit bad }' pred.txt
 }
 
+@test "label smoothing with the one-vs-all head is refused, not ignored" {
+    run icn-classify train --data "$D/train.icn" --arch c4-c8 --head ova --label-smoothing 0.1 --steps 5 --out ls.icn
+    [ "$status" -eq 2 ]
+    [ "${#lines[@]}" -eq 1 ]
+    [[ "$output" == *"--label-smoothing is for the softmax head"* ]]
+    [ ! -e ls.icn ]
+}
+
 @test "icn-eval grid draws a tensor stream as a PNG" {
     icn-load mnist --split test --limit 20 --quiet | icn-eval grid --out g.png --cols 5 2>err.txt
     grep -q "wrote g.png: 4 x 5 images" err.txt
