@@ -1,18 +1,23 @@
 #!/bin/bash
-# Introspective training of MNIST on one machine: an icn-pool, N icn-synthesize processes
-# and the trainer (icn-classify train --introspective), talking over ZeroMQ on loopback.
+# Introspective training on one machine (MNIST by default): an icn-pool, N icn-synthesize
+# processes and the trainer (icn-classify train --introspective), talking over ZeroMQ on loopback.
 # Prints the baseline's and ICN's test error side by side (the baseline sees the same real
 # batches for the same number of steps).
 #
 #   pipelines/icn-mnist.sh [--synthesizers N] [--train-images N] [--seed S] [--dir DIR]
 #                          [--noise] [--no-baseline] [--port-base P] [--synth-args "FLAGS"]
+#                          [--dataset mnist|fashion|cifar10|svhn] [--data-dir DIR] [--split SPLIT]
 #                          [-- TRAINER FLAGS...]
+# --dataset/--data-dir/--split choose the training images (icn-load DATASET --dir DIR --split
+# SPLIT, default train; --train-images then draws that many of them with the seed) and the
+# test set (icn-load DATASET --split test).
 # --synth-args: extra icn-synthesize flags for every synthesizer, split at white space, such
 # as "--method langevin --stop 3" (the sampling strategies of the paper's Table 2).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 synths=2 images=2000 seed=1 dir="" noise="" baseline=1 port=${ICN_PORT_BASE:-5560} synth_args=()
+dataset=mnist data_dir=() split=train
 while [ $# -gt 0 ]; do
     case $1 in
     --synthesizers) synths=$2; shift 2 ;;
@@ -23,20 +28,21 @@ while [ $# -gt 0 ]; do
     --no-baseline) baseline=0; shift ;;
     --port-base) port=$2; shift 2 ;;
     --synth-args) read -r -a synth_args <<<"$2"; shift 2 ;;
+    --dataset) dataset=$2; shift 2 ;; --data-dir) data_dir=(--dir "$2"); shift 2 ;; --split) split=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     --) shift; break ;;
     *) echo "icn-mnist: unknown flag '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
-dir=${dir:-runs/icn-mnist-n$images-s$seed${noise:+-noise}}
+dir=${dir:-runs/icn-$dataset-n$images-s$seed${noise:+-noise}}
 mkdir -p "$dir"
 snap=tcp://127.0.0.1:$port push=tcp://127.0.0.1:$((port + 1)) req=tcp://127.0.0.1:$((port + 2))
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-"$bin/icn-load" mnist --split train --limit "$images" --seed "$seed" --out "$dir/train.icn" --quiet
-[ -s "$dir/test.icn" ] || "$bin/icn-load" mnist --split test --out "$dir/test.icn" --quiet
+"$bin/icn-load" "$dataset" "${data_dir[@]}" --split "$split" --limit "$images" --seed "$seed" --out "$dir/train.icn" --quiet
+[ -s "$dir/test.icn" ] || "$bin/icn-load" "$dataset" "${data_dir[@]}" --split test --out "$dir/test.icn" --quiet
 
 "$bin/icn-pool" serve --store "$dir/pool.store" --pull "$push" --rep "$req" --quiet 2>>"$dir/pool.log" &
 pids+=($!)
