@@ -9,8 +9,8 @@
 #                          [--dataset mnist|fashion|cifar10|svhn] [--data-dir DIR] [--split SPLIT]
 #                          [-- TRAINER FLAGS...]
 # --dataset/--data-dir/--split choose the training images (icn-load DATASET --dir DIR --split
-# SPLIT, default train; --train-images then draws that many of them with the seed) and the
-# test set (icn-load DATASET --split test).
+# SPLIT, default train; --train-images then draws that many of them with the seed, or takes
+# them all with --train-images all) and the test set (icn-load DATASET --split test).
 # --synth-args: extra icn-synthesize flags for every synthesizer, split at white space, such
 # as "--method langevin --stop 3" (the sampling strategies of the paper's Table 2).
 set -euo pipefail
@@ -41,7 +41,8 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-"$bin/icn-load" "$dataset" "${data_dir[@]}" --split "$split" --limit "$images" --seed "$seed" --out "$dir/train.icn" --quiet
+limit=(--limit "$images"); [ "$images" = all ] && limit=()
+"$bin/icn-load" "$dataset" "${data_dir[@]}" --split "$split" "${limit[@]}" --seed "$seed" --out "$dir/train.icn" --quiet
 [ -s "$dir/test.icn" ] || "$bin/icn-load" "$dataset" "${data_dir[@]}" --split test --out "$dir/test.icn" --quiet
 
 "$bin/icn-pool" serve --store "$dir/pool.store" --pull "$push" --rep "$req" --quiet 2>>"$dir/pool.log" &

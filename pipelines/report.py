@@ -5,6 +5,7 @@
     report.py table1 DIR --heads "ova softmax" --seeds "1" --smoothing EPS --images N --command CMD
     report.py table2 DIR --strategies "sgd-1 ..." --seeds "1" --images N --command CMD
     report.py adversarial DIR --eps E --fgsm FILE --command CMD
+    report.py resnet DIR --dataset cifar10|svhn --variants "aug plain" --seeds "1" --command CMD
 
 Each reads the run directories its pipeline made under DIR (a run not finished yet is "not
 run"), writes DIR/results.jsonl (training-size) or DIR/results.json, and DIR/results.md:
@@ -277,14 +278,40 @@ def adversarial(a):
     print("\n".join(table))
 
 
+def resnet(a):
+    d, variants, seeds = a.dir, a.variants.split(), a.seeds.split()
+    label = {"aug": "with augmentation", "plain": "without augmentation"}
+    runs, result = [], {}
+    for v in variants:
+        for m in ("baseline", "icn"):
+            errors = []
+            for s in seeds:
+                e = error_of(os.path.join(d, f"{v}-s{s}", f"{m}-eval.json"))
+                if e is not None:
+                    errors.append(e)
+                    runs.append({"variant": v, "method": m, "seed": int(s), "error": e})
+            result.setdefault(v, {})[m] = summary(errors)
+    write(d, "results.json", json.dumps({"experiment": "resnet", "dataset": a.dataset, "seeds": [int(s) for s in seeds],
+                                         "runs": runs, "summary": result}, indent=1) + "\n")
+    table = ["| %s, ResNet | baseline | ICN |" % {"cifar10": "CIFAR-10", "svhn": "SVHN"}[a.dataset], "|---|---|---|"]
+    for v in variants:
+        table.append("| %s | %s | %s |" % (label[v], *(cell(result[v][m]["errors"]) if result[v][m] else "not run"
+                                                        for m in ("baseline", "icn"))))
+    md = ["# %s: ResNet-32, baseline vs ICN" % {"cifar10": "Table 3 (CIFAR-10)", "svhn": "Table 4 (SVHN)"}[a.dataset], "",
+          "Test error on the test set; mean ± standard deviation over seeds %s. The baseline sees the same real batches "
+          "for the same number of steps as its ICN run." % ", ".join(seeds), ""] + table
+    write(d, "results.md", "\n".join(md + how_it_was_run(d, a.command)) + "\n")
+    print("\n".join(table))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="kind", required=True)
-    for kind in ("training-size", "table1", "table2", "adversarial"):
+    for kind in ("training-size", "table1", "table2", "adversarial", "resnet"):
         p = sub.add_parser(kind)
         p.add_argument("dir")
         p.add_argument("--command", required=True)
-        if kind in ("training-size", "table1", "table2"):
+        if kind in ("training-size", "table1", "table2", "resnet"):
             p.add_argument("--seeds", required=True)
         if kind in ("table1", "table2"):
             p.add_argument("--images", type=int, required=True)
@@ -296,8 +323,11 @@ def main():
     sub.choices["table2"].add_argument("--strategies", required=True)
     sub.choices["adversarial"].add_argument("--eps", type=float, required=True)
     sub.choices["adversarial"].add_argument("--fgsm", required=True, help="icn-eval fgsm --json output")
+    sub.choices["resnet"].add_argument("--dataset", choices=("cifar10", "svhn"), required=True)
+    sub.choices["resnet"].add_argument("--variants", required=True)
     a = ap.parse_args()
-    {"training-size": training_size, "table1": table1, "table2": table2, "adversarial": adversarial}[a.kind](a)
+    {"training-size": training_size, "table1": table1, "table2": table2, "adversarial": adversarial,
+     "resnet": resnet}[a.kind](a)
 
 
 if __name__ == "__main__":
