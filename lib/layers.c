@@ -1,9 +1,11 @@
 #include "layers.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "gemm.h"
 #include "parallel.h"
+#include "util.h"
 
 /* Below this many floats of work, a parallel loop is not worth waking a thread. */
 #define PAR_MIN_WORK 32768L
@@ -12,7 +14,7 @@ int icn_conv_out(int in, int k, int stride, int pad) { return (in + 2 * pad - k)
 
 /* col row r = (n, oh, ow) holds the k x k x C input patch in (kh, kw, c) order; padding is 0.
  * Channels last makes each (kh, kw) a contiguous run of C floats. */
-typedef struct { float *col; const float *in; const icn_conv_shape *s; int n; } conv_job;
+typedef struct { float *col; const float *in; const icn_conv_shape *s; int n, accumulate; } conv_job;
 
 static void im2col_rows(void *p, long lo, long hi, int thread) {
     (void)thread;
@@ -37,12 +39,12 @@ static void im2col_rows(void *p, long lo, long hi, int thread) {
 }
 
 static void im2col(float *col, const float *in, const icn_conv_shape *s, int n) {
-    conv_job job = {col, in, s, n};
+    conv_job job = {col, in, s, n, 0};
     icn_parallel_for((long)n * s->oh * s->ow, PAR_MIN_WORK / (long)icn_conv_kdim(s) + 1, im2col_rows, &job);
 }
 
-/* The adjoint of im2col: scatter-add each patch back. Parallel over images, so no two
- * threads write the same input pixel. */
+/* The adjoint of im2col: scatter-add each patch back, onto zeros or (accumulate) onto what the
+ * input gradient holds already. Parallel over images, so no two threads write the same pixel. */
 static void col2im_images(void *p, long lo, long hi, int thread) {
     (void)thread;
     const conv_job *j = p;
@@ -50,7 +52,7 @@ static void col2im_images(void *p, long lo, long hi, int thread) {
     const float *col = j->col;
     float *in = (float *)j->in;
     const size_t K = icn_conv_kdim(s), C = (size_t)s->c, img = (size_t)s->h * s->w * C;
-    memset(in + lo * img, 0, (size_t)(hi - lo) * img * sizeof(float));
+    if (!j->accumulate) memset(in + lo * img, 0, (size_t)(hi - lo) * img * sizeof(float));
     for (long b = lo; b < hi; b++) {
         for (int oh = 0; oh < s->oh; oh++)
             for (int ow = 0; ow < s->ow; ow++) {
@@ -68,8 +70,8 @@ static void col2im_images(void *p, long lo, long hi, int thread) {
     }
 }
 
-static void col2im(float *in, const float *col, const icn_conv_shape *s, int n) {
-    conv_job job = {(float *)col, in, s, n};
+static void col2im(float *in, const float *col, const icn_conv_shape *s, int n, int accumulate) {
+    conv_job job = {(float *)col, in, s, n, accumulate};
     long per_image = (long)s->oh * s->ow * (long)icn_conv_kdim(s);
     icn_parallel_for(n, PAR_MIN_WORK / per_image + 1, col2im_images, &job);
 }
@@ -86,24 +88,35 @@ static void sum_rows_into(float *acc, const float *x, long rows, int cols) {
     }
 }
 
-void conv2d_forward(float *out, float *col, const float *in, const float *weight, const float *bias,
-                    const icn_conv_shape *s, int n) {
+/* out[M, OC] = col[M, K] . weight[OC, K]^T + beta * out */
+static void conv_gemm(float *out, float *col, const float *in, const float *weight, const icn_conv_shape *s, int n,
+                      float beta) {
     const int K = (int)icn_conv_kdim(s), M = n * s->oh * s->ow;
     im2col(col, in, s, n);
-    fill_rows_with_bias(out, bias, M, s->oc);
-    /* out[M, OC] = col[M, K] . weight[OC, K]^T + bias */
-    icn_gemm(0, 1, M, s->oc, K, 1.0f, col, K, weight, K, 1.0f, out, s->oc);
+    icn_gemm(0, 1, M, s->oc, K, 1.0f, col, K, weight, K, beta, out, s->oc);
 }
 
-void conv2d_backward(float *din, float *dweight, float *dbias, float *dcol, const float *dout,
-                     const float *col, const float *weight, const icn_conv_shape *s, int n) {
+void conv2d_forward(float *out, float *col, const float *in, const float *weight, const float *bias,
+                    const icn_conv_shape *s, int n) {
+    if (bias) fill_rows_with_bias(out, bias, (long)n * s->oh * s->ow, s->oc);
+    conv_gemm(out, col, in, weight, s, n, bias ? 1.0f : 0.0f);
+}
+
+/* conv2d_backward, with din either overwritten or (accumulate) added to. */
+static void conv_backward(float *din, int accumulate, float *dweight, float *dbias, float *dcol, const float *dout,
+                          const float *col, const float *weight, const icn_conv_shape *s, int n) {
     const int K = (int)icn_conv_kdim(s), M = n * s->oh * s->ow;
     if (dweight) icn_gemm_tn_acc(s->oc, K, M, dout, s->oc, col, K, dweight, K); /* dW += dout^T col */
     if (dbias) sum_rows_into(dbias, dout, M, s->oc);
     if (din) {
         icn_gemm(0, 0, M, K, s->oc, 1.0f, dout, s->oc, weight, K, 0.0f, dcol, K); /* dcol = dout W */
-        col2im(din, dcol, s, n);
+        col2im(din, dcol, s, n, accumulate);
     }
+}
+
+void conv2d_backward(float *din, float *dweight, float *dbias, float *dcol, const float *dout,
+                     const float *col, const float *weight, const icn_conv_shape *s, int n) {
+    conv_backward(din, 0, dweight, dbias, dcol, dout, col, weight, s, n);
 }
 
 /* Elementwise work is memory-bound and cheap: one pass, no threads. */
@@ -126,4 +139,205 @@ void linear_backward(float *din, float *dweight, float *dbias, const float *dout
     if (dweight) icn_gemm_tn_acc(out_dim, in_dim, n, dout, out_dim, in, in_dim, dweight, in_dim);
     if (dbias) sum_rows_into(dbias, dout, n, out_dim);
     if (din) icn_gemm(0, 0, n, in_dim, out_dim, 1.0f, dout, out_dim, weight, in_dim, 0.0f, din, in_dim);
+}
+
+void relu_forward(float *out, const float *in, size_t count) {
+    for (size_t i = 0; i < count; i++) out[i] = in[i] > 0 ? in[i] : 0.0f;
+}
+
+void relu_backward(float *dinout, const float *out, size_t count) {
+    for (size_t i = 0; i < count; i++) dinout[i] = out[i] > 0 ? dinout[i] : 0.0f;
+}
+
+void residual_add(float *acc, const float *x, size_t count) {
+    for (size_t i = 0; i < count; i++) acc[i] += x[i];
+}
+
+void avgpool_forward(float *out, const float *in, int n, int hw, int c) {
+    memset(out, 0, (size_t)n * c * sizeof(float));
+    for (int b = 0; b < n; b++) sum_rows_into(out + (size_t)b * c, in + (size_t)b * hw * c, hw, c);
+    const float scale = 1.0f / (float)hw;
+    for (size_t i = 0; i < (size_t)n * c; i++) out[i] *= scale;
+}
+
+void avgpool_backward(float *din, const float *dout, int n, int hw, int c) {
+    const float scale = 1.0f / (float)hw;
+    for (int b = 0; b < n; b++)
+        for (int p = 0; p < hw; p++)
+            for (int j = 0; j < c; j++) din[((size_t)b * hw + p) * c + j] = dout[(size_t)b * c + j] * scale;
+}
+
+/* ---- batch normalization ---- */
+
+/* Per-thread partial sums in double, [thread][2C]; grown once, never in steady state. */
+static double *bn_partial;
+static size_t bn_partial_cap;
+
+typedef struct {
+    float *out;
+    const float *x, *y, *shift; /* sums: y and y * (x - shift) */
+    const float *p, *q, *t;     /* apply: out = p * y + q * x + t, per channel */
+    long rows;
+    int c;
+} bn_job;
+
+static void bn_sums_rows(void *ctx, long lo, long hi, int thread) {
+    const bn_job *j = ctx;
+    const int C = j->c;
+    double *s1 = bn_partial + (size_t)thread * 2 * C, *s2 = s1 + C;
+    for (long r = lo; r < hi; r++) {
+        const float *x = j->x + (size_t)r * C, *y = j->y + (size_t)r * C;
+        for (int c = 0; c < C; c++) {
+            s1[c] += y[c];
+            s2[c] += (double)y[c] * (x[c] - j->shift[c]);
+        }
+    }
+}
+
+/* Per channel, over all rows: [sum y (C) | sum y (x - shift) (C)], in bn_partial, valid until the
+ * next call. The forward takes y = x and shift = 0 (sum and sum of squares), the backward
+ * y = dout and shift = mu_B (the sums behind dbeta and dgamma). */
+static const double *bn_sums(const float *x, const float *y, const float *shift, long rows, int c) {
+    const int threads = icn_threads();
+    size_t need = (size_t)threads * 2 * c;
+    if (need > bn_partial_cap) {
+        bn_partial = xrealloc(bn_partial, need * sizeof(double));
+        bn_partial_cap = need;
+    }
+    memset(bn_partial, 0, need * sizeof(double)); /* threads that get no rows leave theirs at 0 */
+    bn_job job = {.x = x, .y = y, .shift = shift, .rows = rows, .c = c};
+    icn_parallel_for(rows, PAR_MIN_WORK / c + 1, bn_sums_rows, &job);
+    for (int t = 1; t < threads; t++)
+        for (int k = 0; k < 2 * c; k++) bn_partial[k] += bn_partial[(size_t)t * 2 * c + k];
+    return bn_partial;
+}
+
+static void bn_apply_rows(void *ctx, long lo, long hi, int thread) {
+    (void)thread;
+    const bn_job *j = ctx;
+    const int C = j->c;
+    for (long r = lo; r < hi; r++) {
+        const float *x = j->x + (size_t)r * C, *y = j->y + (size_t)r * C;
+        float *out = j->out + (size_t)r * C;
+        for (int c = 0; c < C; c++) out[c] = j->p[c] * y[c] + j->q[c] * x[c] + j->t[c];
+    }
+}
+
+/* out = p * y + q * x + t per channel, over all rows (out may equal y). */
+static void bn_apply(float *out, const float *y, const float *x, const float *p, const float *q, const float *t,
+                     long rows, int c) {
+    bn_job job = {.out = out, .x = x, .y = y, .p = p, .q = q, .t = t, .rows = rows, .c = c};
+    icn_parallel_for(rows, PAR_MIN_WORK / c + 1, bn_apply_rows, &job);
+}
+
+void batchnorm_forward(float *out, float *stats, const float *in, const float *gb, float *running, long rows, int c,
+                       int training) {
+    float *mean = stats, *invstd = stats + c, *scale = stats + 2 * c, *zero = stats + 3 * c, *shift = stats + 4 * c;
+    const float *gamma = gb, *beta = gb + c;
+    float *run_mean = running, *run_var = running + c;
+    memset(zero, 0, (size_t)c * sizeof(float));
+    if (training) {
+        const double *sum = bn_sums(in, in, zero, rows, c), *sumsq = sum + c;
+        const double unbias = rows > 1 ? (double)rows / (double)(rows - 1) : 1.0;
+        for (int k = 0; k < c; k++) {
+            double mu = sum[k] / (double)rows, var = sumsq[k] / (double)rows - mu * mu;
+            if (var < 0) var = 0;
+            mean[k] = (float)mu;
+            invstd[k] = (float)(1.0 / sqrt(var + ICN_BN_EPS));
+            run_mean[k] = (1 - ICN_BN_MOMENTUM) * run_mean[k] + ICN_BN_MOMENTUM * (float)mu;
+            run_var[k] = (1 - ICN_BN_MOMENTUM) * run_var[k] + ICN_BN_MOMENTUM * (float)(var * unbias);
+        }
+    } else {
+        for (int k = 0; k < c; k++) {
+            mean[k] = run_mean[k];
+            invstd[k] = 1.0f / sqrtf(run_var[k] + ICN_BN_EPS);
+        }
+    }
+    /* y = gamma xhat + beta = scale x + shift */
+    for (int k = 0; k < c; k++) {
+        scale[k] = gamma[k] * invstd[k];
+        shift[k] = beta[k] - mean[k] * scale[k];
+    }
+    bn_apply(out, in, in, scale, zero, shift, rows, c);
+}
+
+void batchnorm_backward(float *din, float *dgb, float *stats, const float *dout, const float *in, const float *gb,
+                        long rows, int c, int training) {
+    const float *mean = stats, *invstd = stats + c, *gamma = gb;
+    float *p = stats + 2 * c, *q = stats + 3 * c, *t = stats + 4 * c;
+    if (!dgb && !din) return;
+    const double *sum = NULL, *sum_xc = NULL; /* sum dout, sum dout (x - mu) */
+    if (dgb || training) {
+        sum = bn_sums(in, dout, mean, rows, c);
+        sum_xc = sum + c;
+    }
+    if (dgb)
+        for (int k = 0; k < c; k++) {
+            dgb[k] += (float)(sum_xc[k] * invstd[k]); /* dgamma = sum dout xhat */
+            dgb[c + k] += (float)sum[k];               /* dbeta = sum dout */
+        }
+    if (!din) return;
+    /* din = gamma invstd (dout - sum/R - xhat sum(dout xhat)/R) = p dout + q x + t */
+    for (int k = 0; k < c; k++) {
+        p[k] = gamma[k] * invstd[k];
+        q[k] = training ? (float)(-p[k] * invstd[k] * invstd[k] * sum_xc[k] / (double)rows) : 0.0f;
+        t[k] = training ? (float)(-p[k] * sum[k] / (double)rows) - q[k] * mean[k] : 0.0f;
+    }
+    bn_apply(din, dout, in, p, q, t, rows, c);
+}
+
+/* ---- pre-activation residual block ---- */
+
+static icn_conv_shape conv_shape(int h, int w, int c, int oc, int k, int stride, int pad) {
+    icn_conv_shape s = {.h = h, .w = w, .c = c, .oc = oc, .k = k, .stride = stride, .pad = pad};
+    s.oh = icn_conv_out(h, k, stride, pad);
+    s.ow = icn_conv_out(w, k, stride, pad);
+    return s;
+}
+
+void icn_block_shape_init(icn_block_shape *b, int h, int w, int c, int oc, int stride) {
+    memset(b, 0, sizeof *b);
+    b->conv1 = conv_shape(h, w, c, oc, 3, stride, 1);
+    b->h = h, b->w = w, b->c = c, b->oh = b->conv1.oh, b->ow = b->conv1.ow, b->oc = oc;
+    b->conv2 = conv_shape(b->oh, b->ow, oc, oc, 3, 1, 1);
+    if (stride != 1 || c != oc) b->proj = conv_shape(h, w, c, oc, 1, stride, 0);
+    b->gb1 = 0;
+    b->w1 = b->gb1 + 2 * (size_t)c;
+    b->gb2 = b->w1 + (size_t)oc * icn_conv_kdim(&b->conv1);
+    b->w2 = b->gb2 + 2 * (size_t)oc;
+    b->wp = b->w2 + (size_t)oc * icn_conv_kdim(&b->conv2);
+    b->n_params = b->wp + (b->proj.k ? (size_t)oc * c : 0);
+    b->n_state = 2 * (size_t)c + 2 * (size_t)oc;
+}
+
+void block_forward(float *out, const icn_block_buffers *buf, const float *in, const float *p, float *state,
+                   const icn_block_shape *s, int n, int training) {
+    const long rows_in = (long)n * s->h * s->w, rows_out = (long)n * s->oh * s->ow;
+    batchnorm_forward(buf->a, buf->stats1, in, p + s->gb1, state, rows_in, s->c, training);
+    relu_forward(buf->a, buf->a, (size_t)rows_in * s->c);
+    conv2d_forward(buf->h, buf->col1, buf->a, p + s->w1, NULL, &s->conv1, n);
+    batchnorm_forward(buf->b, buf->stats2, buf->h, p + s->gb2, state + 2 * s->c, rows_out, s->oc, training);
+    relu_forward(buf->b, buf->b, (size_t)rows_out * s->oc);
+    conv2d_forward(out, buf->col2, buf->b, p + s->w2, NULL, &s->conv2, n);
+    if (s->proj.k)
+        conv_gemm(out, buf->colp, buf->a, p + s->wp, &s->proj, n, 1.0f); /* out += W_s a (He et al. Eq. 2) */
+    else
+        residual_add(out, in, (size_t)rows_out * s->oc); /* out += x */
+}
+
+void block_backward(float *din, float *dp, float *tmp, float *dcol, const float *dout, const float *in,
+                    const icn_block_buffers *buf, const float *p, const icn_block_shape *s, int n, int training) {
+    const long rows_in = (long)n * s->h * s->w, rows_out = (long)n * s->oh * s->ow;
+#define DP(off) (dp ? dp + (off) : NULL)
+    /* the residual branch, from its end: tmp = d b, then d h */
+    conv_backward(tmp, 0, DP(s->w2), NULL, dcol, dout, buf->col2, p + s->w2, &s->conv2, n);
+    relu_backward(tmp, buf->b, (size_t)rows_out * s->oc);
+    batchnorm_backward(tmp, DP(s->gb2), buf->stats2, tmp, buf->h, p + s->gb2, rows_out, s->oc, training);
+    /* din = d a: conv1's, plus the projection's when the shortcut starts from a */
+    conv_backward(din, 0, DP(s->w1), NULL, dcol, tmp, buf->col1, p + s->w1, &s->conv1, n);
+    if (s->proj.k) conv_backward(din, 1, DP(s->wp), NULL, dcol, dout, buf->colp, p + s->wp, &s->proj, n);
+    relu_backward(din, buf->a, (size_t)rows_in * s->c);
+    batchnorm_backward(din, DP(s->gb1), buf->stats1, din, in, p + s->gb1, rows_in, s->c, training);
+    if (!s->proj.k) residual_add(din, dout, (size_t)rows_in * s->c); /* the identity shortcut's gradient */
+#undef DP
 }
