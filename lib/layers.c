@@ -1,6 +1,7 @@
 #include "layers.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "gemm.h"
@@ -308,6 +309,27 @@ void icn_block_shape_init(icn_block_shape *b, int h, int w, int c, int oc, int s
     b->wp = b->w2 + (size_t)oc * icn_conv_kdim(&b->conv2);
     b->n_params = b->wp + (b->proj.k ? (size_t)oc * c : 0);
     b->n_state = 2 * (size_t)c + 2 * (size_t)oc;
+}
+
+size_t icn_block_buffers_new(icn_block_buffers *buf, const icn_block_shape *b, int max_batch) {
+    const size_t n = (size_t)max_batch, in = (size_t)b->h * b->w * b->c, out = (size_t)b->oh * b->ow * b->oc;
+    const size_t pix = n * b->oh * b->ow;
+    size_t col1 = pix * icn_conv_kdim(&b->conv1), col2 = pix * icn_conv_kdim(&b->conv2), colp = pix * icn_conv_kdim(&b->proj);
+    float *p = xmalloc((n * in + 2 * n * out + col1 + col2 + colp + ICN_BN_STATS * (size_t)(b->c + b->oc)) * sizeof(float));
+    buf->a = p, p += n * in;
+    buf->h = p, p += n * out;
+    buf->b = p, p += n * out;
+    buf->col1 = p, p += col1;
+    buf->col2 = p, p += col2;
+    buf->colp = p, p += colp;
+    buf->stats1 = p, p += ICN_BN_STATS * (size_t)b->c;
+    buf->stats2 = p;
+    return col1 > col2 ? col1 : col2;
+}
+
+void icn_block_buffers_free(icn_block_buffers *buf) {
+    free(buf->a);
+    memset(buf, 0, sizeof *buf);
 }
 
 void block_forward(float *out, const icn_block_buffers *buf, const float *in, const float *p, float *state,

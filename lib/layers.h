@@ -95,6 +95,10 @@ typedef struct {
     float *col1, *col2, *colp; /* im2col of conv1, conv2 and the projection (unused for identity) */
     float *stats1, *stats2;    /* batchnorm stats [ICN_BN_STATS * C], [ICN_BN_STATS * OC] */
 } icn_block_buffers;
+/* Allocate them for max_batch images (one allocation); returns the size of the largest col, which
+ * the backward's dcol must hold. */
+size_t icn_block_buffers_new(icn_block_buffers *buf, const icn_block_shape *b, int max_batch);
+void icn_block_buffers_free(icn_block_buffers *buf);
 
 /* p: the block's trainable parameters; state: its running statistics (updated in training). */
 void block_forward(float *out, const icn_block_buffers *buf, const float *in, const float *p, float *state,

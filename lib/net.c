@@ -173,24 +173,6 @@ void icn_net_free(icn_net *net) {
 
 size_t icn_net_input_size(const icn_net *net) { return (size_t)net->in_h * net->in_w * net->in_c; }
 
-/* Carve a block's buffers for max_batch images out of one allocation (freed through buf->a). */
-static void block_buffers_new(icn_block_buffers *buf, const icn_block_shape *b, int max_batch, size_t *max_col) {
-    const size_t n = (size_t)max_batch, in = (size_t)b->h * b->w * b->c, out = (size_t)b->oh * b->ow * b->oc;
-    const size_t pix = n * b->oh * b->ow;
-    size_t col1 = pix * icn_conv_kdim(&b->conv1), col2 = pix * icn_conv_kdim(&b->conv2), colp = pix * icn_conv_kdim(&b->proj);
-    float *p = xmalloc((n * in + 2 * n * out + col1 + col2 + colp + ICN_BN_STATS * (size_t)(b->c + b->oc)) * sizeof(float));
-    buf->a = p, p += n * in;
-    buf->h = p, p += n * out;
-    buf->b = p, p += n * out;
-    buf->col1 = p, p += col1;
-    buf->col2 = p, p += col2;
-    buf->colp = p, p += colp;
-    buf->stats1 = p, p += ICN_BN_STATS * (size_t)b->c;
-    buf->stats2 = p;
-    size_t biggest = col1 > col2 ? col1 : col2;
-    if (biggest > *max_col) *max_col = biggest;
-}
-
 icn_work *icn_work_new(const icn_net *net, int max_batch) {
     icn_work *w = xcalloc(1, sizeof *w);
     w->max_batch = max_batch;
@@ -210,7 +192,10 @@ icn_work *icn_work_new(const icn_net *net, int max_batch) {
             if (col > max_col) max_col = col;
         }
         if (l->kind == ICN_LAYER_BN) w->stats[i] = xmalloc(ICN_BN_STATS * (size_t)l->conv.c * sizeof(float));
-        if (l->kind == ICN_LAYER_BLOCK) block_buffers_new(&w->block[i], &l->block, max_batch, &max_col);
+        if (l->kind == ICN_LAYER_BLOCK) {
+            size_t col = icn_block_buffers_new(&w->block[i], &l->block, max_batch);
+            if (col > max_col) max_col = col;
+        }
     }
     w->dcol = xmalloc(max_col * sizeof(float));
     w->dact_a = xmalloc((size_t)max_batch * max_act * sizeof(float));
@@ -226,7 +211,7 @@ void icn_work_free(icn_work *w) {
         free(w->act[i]);
         free(w->col[i]);
         free(w->stats[i]);
-        free(w->block[i].a);
+        icn_block_buffers_free(&w->block[i]);
     }
     free(w->act);
     free(w->col);
