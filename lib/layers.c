@@ -14,27 +14,36 @@
 int icn_conv_out(int in, int k, int stride, int pad) { return (in + 2 * pad - k) / stride + 1; }
 
 /* col row r = (n, oh, ow) holds the k x k x C input patch in (kh, kw, c) order; padding is 0.
- * Channels last makes each (kh, kw) a contiguous run of C floats. */
+ * Channels last makes each kernel row (kh, kw0..kw1) of in-range taps one contiguous run of
+ * (kw1 - kw0) * C floats, in the input as in col. */
 typedef struct { float *col; const float *in; const icn_conv_shape *s; int n, accumulate; } conv_job;
+
+/* The taps [*k0, *k1) of a k-wide kernel at output position o that fall inside an input of
+ * size `in` (the others read the zero padding). */
+static void tap_span(int o, int in, const icn_conv_shape *s, int *k0, int *k1) {
+    int first = o * s->stride - s->pad; /* input position of tap 0 */
+    *k0 = first < 0 ? -first : 0;
+    *k1 = in - first < s->k ? in - first : s->k;
+    if (*k1 < *k0) *k1 = *k0;
+}
 
 static void im2col_rows(void *p, long lo, long hi, int thread) {
     (void)thread;
     const conv_job *j = p;
     const icn_conv_shape *s = j->s;
-    const float *in = j->in;
     const size_t K = icn_conv_kdim(s), C = (size_t)s->c;
     for (long r = lo; r < hi; r++) {
         int ow = (int)(r % s->ow), oh = (int)(r / s->ow % s->oh), b = (int)(r / ((long)s->ow * s->oh));
+        int kh0, kh1, kw0, kw1;
+        tap_span(oh, s->h, s, &kh0, &kh1);
+        tap_span(ow, s->w, s, &kw0, &kw1);
         float *dst = j->col + (size_t)r * K;
-        for (int kh = 0; kh < s->k; kh++) {
-            int ih = oh * s->stride - s->pad + kh;
-            for (int kw = 0; kw < s->k; kw++, dst += C) {
-                int iw = ow * s->stride - s->pad + kw;
-                if (ih < 0 || ih >= s->h || iw < 0 || iw >= s->w)
-                    memset(dst, 0, C * sizeof(float));
-                else
-                    memcpy(dst, in + (((size_t)b * s->h + ih) * s->w + iw) * C, C * sizeof(float));
-            }
+        if (kh0 > 0 || kh1 < s->k || kw0 > 0 || kw1 < s->k) memset(dst, 0, K * sizeof(float)); /* a border */
+        const int iw0 = ow * s->stride - s->pad + kw0; /* the first in-range tap's column */
+        for (int kh = kh0; kh < kh1; kh++) {
+            const int ih = oh * s->stride - s->pad + kh;
+            memcpy(dst + ((size_t)kh * s->k + kw0) * C, j->in + (((size_t)b * s->h + ih) * s->w + iw0) * C,
+                   (size_t)(kw1 - kw0) * C * sizeof(float));
         }
     }
 }
@@ -50,25 +59,27 @@ static void col2im_images(void *p, long lo, long hi, int thread) {
     (void)thread;
     const conv_job *j = p;
     const icn_conv_shape *s = j->s;
-    const float *col = j->col;
-    float *in = (float *)j->in;
     const size_t K = icn_conv_kdim(s), C = (size_t)s->c, img = (size_t)s->h * s->w * C;
+    float *in = (float *)j->in;
     if (!j->accumulate) memset(in + lo * img, 0, (size_t)(hi - lo) * img * sizeof(float));
-    for (long b = lo; b < hi; b++) {
-        for (int oh = 0; oh < s->oh; oh++)
+    for (long b = lo; b < hi; b++)
+        for (int oh = 0; oh < s->oh; oh++) {
+            int kh0, kh1;
+            tap_span(oh, s->h, s, &kh0, &kh1);
             for (int ow = 0; ow < s->ow; ow++) {
-                const float *src = col + (((size_t)b * s->oh + oh) * s->ow + ow) * K;
-                for (int kh = 0; kh < s->k; kh++) {
-                    int ih = oh * s->stride - s->pad + kh;
-                    for (int kw = 0; kw < s->k; kw++, src += C) {
-                        int iw = ow * s->stride - s->pad + kw;
-                        if (ih < 0 || ih >= s->h || iw < 0 || iw >= s->w) continue;
-                        float *dst = in + b * img + ((size_t)ih * s->w + iw) * C;
-                        for (size_t c = 0; c < C; c++) dst[c] += src[c];
-                    }
+                int kw0, kw1;
+                tap_span(ow, s->w, s, &kw0, &kw1);
+                const float *src = j->col + (((size_t)b * s->oh + oh) * s->ow + ow) * K;
+                const int iw0 = ow * s->stride - s->pad + kw0;
+                const size_t run = (size_t)(kw1 - kw0) * C;
+                for (int kh = kh0; kh < kh1; kh++) {
+                    const int ih = oh * s->stride - s->pad + kh;
+                    const float *from = src + ((size_t)kh * s->k + kw0) * C;
+                    float *to = in + b * img + ((size_t)ih * s->w + iw0) * C;
+                    for (size_t c = 0; c < run; c++) to[c] += from[c];
                 }
             }
-    }
+        }
 }
 
 static void col2im(float *in, const float *col, const icn_conv_shape *s, int n, int accumulate) {
