@@ -16,7 +16,7 @@ int icn_conv_out(int in, int k, int stride, int pad) { return (in + 2 * pad - k)
 /* col row r = (n, oh, ow) holds the k x k x C input patch in (kh, kw, c) order; padding is 0.
  * Channels last makes each kernel row (kh, kw0..kw1) of in-range taps one contiguous run of
  * (kw1 - kw0) * C floats, in the input as in col. */
-typedef struct { float *col; const float *in; const icn_conv_shape *s; int n, accumulate; } conv_job;
+typedef struct { float *col; const float *in; const icn_conv_shape *s; int n; } conv_job;
 
 /* The taps [*k0, *k1) of a k-wide kernel at output position o that fall inside an input of
  * size `in` (the others read the zero padding). */
@@ -27,63 +27,69 @@ static void tap_span(int o, int in, const icn_conv_shape *s, int *k0, int *k1) {
     if (*k1 < *k0) *k1 = *k0;
 }
 
-static void im2col_rows(void *p, long lo, long hi, int thread) {
-    (void)thread;
-    const conv_job *j = p;
-    const icn_conv_shape *s = j->s;
+/* Rows [r0, r1) of the im2col matrix into col (row r0 first). */
+static void im2col_range(float *col, const float *in, const icn_conv_shape *s, long r0, long r1) {
     const size_t K = icn_conv_kdim(s), C = (size_t)s->c;
-    for (long r = lo; r < hi; r++) {
+    for (long r = r0; r < r1; r++) {
         int ow = (int)(r % s->ow), oh = (int)(r / s->ow % s->oh), b = (int)(r / ((long)s->ow * s->oh));
         int kh0, kh1, kw0, kw1;
         tap_span(oh, s->h, s, &kh0, &kh1);
         tap_span(ow, s->w, s, &kw0, &kw1);
-        float *dst = j->col + (size_t)r * K;
+        float *dst = col + (size_t)(r - r0) * K;
         if (kh0 > 0 || kh1 < s->k || kw0 > 0 || kw1 < s->k) memset(dst, 0, K * sizeof(float)); /* a border */
         const int iw0 = ow * s->stride - s->pad + kw0; /* the first in-range tap's column */
         for (int kh = kh0; kh < kh1; kh++) {
             const int ih = oh * s->stride - s->pad + kh;
-            memcpy(dst + ((size_t)kh * s->k + kw0) * C, j->in + (((size_t)b * s->h + ih) * s->w + iw0) * C,
+            memcpy(dst + ((size_t)kh * s->k + kw0) * C, in + (((size_t)b * s->h + ih) * s->w + iw0) * C,
                    (size_t)(kw1 - kw0) * C * sizeof(float));
         }
     }
 }
 
+static void im2col_rows(void *p, long lo, long hi, int thread) {
+    (void)thread;
+    const conv_job *j = p;
+    im2col_range(j->col + (size_t)lo * icn_conv_kdim(j->s), j->in, j->s, lo, hi);
+}
+
 static void im2col(float *col, const float *in, const icn_conv_shape *s, int n) {
-    conv_job job = {col, in, s, n, 0};
+    conv_job job = {col, in, s, n};
     icn_parallel_for((long)n * s->oh * s->ow, PAR_MIN_WORK / (long)icn_conv_kdim(s) + 1, im2col_rows, &job);
 }
 
-/* The adjoint of im2col: scatter-add each patch back, onto zeros or (accumulate) onto what the
- * input gradient holds already. Parallel over images, so no two threads write the same pixel. */
+/* The adjoint of im2col_range: add rows [r0, r1) of col (row r0 first) onto in. */
+static void col2im_range(float *in, const float *col, const icn_conv_shape *s, long r0, long r1) {
+    const size_t K = icn_conv_kdim(s), C = (size_t)s->c;
+    for (long r = r0; r < r1; r++) {
+        int ow = (int)(r % s->ow), oh = (int)(r / s->ow % s->oh), b = (int)(r / ((long)s->ow * s->oh));
+        int kh0, kh1, kw0, kw1;
+        tap_span(oh, s->h, s, &kh0, &kh1);
+        tap_span(ow, s->w, s, &kw0, &kw1);
+        const float *src = col + (size_t)(r - r0) * K;
+        const int iw0 = ow * s->stride - s->pad + kw0;
+        const size_t run = (size_t)(kw1 - kw0) * C;
+        for (int kh = kh0; kh < kh1; kh++) {
+            const int ih = oh * s->stride - s->pad + kh;
+            const float *from = src + ((size_t)kh * s->k + kw0) * C;
+            float *to = in + (((size_t)b * s->h + ih) * s->w + iw0) * C;
+            for (size_t c = 0; c < run; c++) to[c] += from[c];
+        }
+    }
+}
+
+/* col2im onto zeros. Parallel over images, so no two threads write the same pixel. */
 static void col2im_images(void *p, long lo, long hi, int thread) {
     (void)thread;
     const conv_job *j = p;
     const icn_conv_shape *s = j->s;
-    const size_t K = icn_conv_kdim(s), C = (size_t)s->c, img = (size_t)s->h * s->w * C;
+    const size_t img = (size_t)s->h * s->w * s->c, rows = (size_t)s->oh * s->ow;
     float *in = (float *)j->in;
-    if (!j->accumulate) memset(in + lo * img, 0, (size_t)(hi - lo) * img * sizeof(float));
-    for (long b = lo; b < hi; b++)
-        for (int oh = 0; oh < s->oh; oh++) {
-            int kh0, kh1;
-            tap_span(oh, s->h, s, &kh0, &kh1);
-            for (int ow = 0; ow < s->ow; ow++) {
-                int kw0, kw1;
-                tap_span(ow, s->w, s, &kw0, &kw1);
-                const float *src = j->col + (((size_t)b * s->oh + oh) * s->ow + ow) * K;
-                const int iw0 = ow * s->stride - s->pad + kw0;
-                const size_t run = (size_t)(kw1 - kw0) * C;
-                for (int kh = kh0; kh < kh1; kh++) {
-                    const int ih = oh * s->stride - s->pad + kh;
-                    const float *from = src + ((size_t)kh * s->k + kw0) * C;
-                    float *to = in + b * img + ((size_t)ih * s->w + iw0) * C;
-                    for (size_t c = 0; c < run; c++) to[c] += from[c];
-                }
-            }
-        }
+    memset(in + lo * img, 0, (size_t)(hi - lo) * img * sizeof(float));
+    col2im_range(in, j->col + lo * rows * icn_conv_kdim(s), s, lo * (long)rows, hi * (long)rows);
 }
 
-static void col2im(float *in, const float *col, const icn_conv_shape *s, int n, int accumulate) {
-    conv_job job = {(float *)col, in, s, n, accumulate};
+static void col2im(float *in, const float *col, const icn_conv_shape *s, int n) {
+    conv_job job = {(float *)col, in, s, n};
     long per_image = (long)s->oh * s->ow * (long)icn_conv_kdim(s);
     icn_parallel_for(n, PAR_MIN_WORK / per_image + 1, col2im_images, &job);
 }
@@ -100,35 +106,107 @@ static void sum_rows_into(float *acc, const float *x, long rows, int cols) {
     }
 }
 
-/* out[M, OC] = col[M, K] . weight[OC, K]^T + beta * out */
-static void conv_gemm(float *out, float *col, const float *in, const float *weight, const icn_conv_shape *s, int n,
-                      float beta) {
-    const int K = (int)icn_conv_kdim(s), M = n * s->oh * s->ow;
-    im2col(col, in, s, n);
-    icn_gemm(0, 1, M, s->oc, K, 1.0f, col, K, weight, K, beta, out, s->oc);
-}
-
 void conv2d_forward(float *out, float *col, const float *in, const float *weight, const float *bias,
                     const icn_conv_shape *s, int n) {
-    if (bias) fill_rows_with_bias(out, bias, (long)n * s->oh * s->ow, s->oc);
-    conv_gemm(out, col, in, weight, s, n, bias ? 1.0f : 0.0f);
+    const int K = (int)icn_conv_kdim(s), M = n * s->oh * s->ow;
+    im2col(col, in, s, n);
+    if (bias) fill_rows_with_bias(out, bias, M, s->oc);
+    /* out[M, OC] = col[M, K] . weight[OC, K]^T (+ bias) */
+    icn_gemm(0, 1, M, s->oc, K, 1.0f, col, K, weight, K, bias ? 1.0f : 0.0f, out, s->oc);
 }
 
-/* conv2d_backward, with din either overwritten or (accumulate) added to. */
-static void conv_backward(float *din, int accumulate, float *dweight, float *dbias, float *dcol, const float *dout,
-                          const float *col, const float *weight, const icn_conv_shape *s, int n) {
+void conv2d_backward(float *din, float *dweight, float *dbias, float *dcol, const float *dout,
+                     const float *col, const float *weight, const icn_conv_shape *s, int n) {
     const int K = (int)icn_conv_kdim(s), M = n * s->oh * s->ow;
     if (dweight) icn_gemm_tn_acc(s->oc, K, M, dout, s->oc, col, K, dweight, K); /* dW += dout^T col */
     if (dbias) sum_rows_into(dbias, dout, M, s->oc);
     if (din) {
         icn_gemm(0, 0, M, K, s->oc, 1.0f, dout, s->oc, weight, K, 0.0f, dcol, K); /* dcol = dout W */
-        col2im(din, dcol, s, n, accumulate);
+        col2im(din, dcol, s, n);
     }
 }
 
-void conv2d_backward(float *din, float *dweight, float *dbias, float *dcol, const float *dout,
-                     const float *col, const float *weight, const icn_conv_shape *s, int n) {
-    conv_backward(din, 0, dweight, dbias, dcol, dout, col, weight, s, n);
+/* ---- convolution chunk by chunk ---- */
+
+#define CHUNK_FLOATS 65536 /* a chunk of col: 256 KB */
+
+static long chunk_rows(const icn_conv_shape *s) {
+    long rows = CHUNK_FLOATS / (long)icn_conv_kdim(s);
+    return rows > 0 ? rows : 1;
+}
+
+size_t icn_conv_scratch_floats(const icn_conv_shape *s) {
+    const size_t K = icn_conv_kdim(s);
+    return (size_t)chunk_rows(s) * K + (size_t)s->oc * K;
+}
+
+void icn_conv_scratch_new(icn_conv_scratch *cs, size_t slot_floats) {
+    cs->slots = icn_threads();
+    cs->slot_floats = slot_floats;
+    cs->buf = xmalloc((size_t)cs->slots * slot_floats * sizeof(float));
+}
+
+void icn_conv_scratch_free(icn_conv_scratch *cs) {
+    free(cs->buf);
+    cs->buf = NULL;
+}
+
+typedef struct {
+    const icn_conv_shape *s;
+    const icn_conv_scratch *cs;
+    int n, accumulate;
+    float beta;
+    float *out, *din, *dweight; /* forward: out; backward: din and/or dweight */
+    const float *in, *weight, *dout;
+} chunk_job;
+
+/* Slot t takes images [n t / slots, n (t + 1) / slots), in chunks of rows. */
+static void chunk_slots(void *p, long lo, long hi, int thread) {
+    (void)thread;
+    const chunk_job *j = p;
+    const icn_conv_shape *s = j->s;
+    const int K = (int)icn_conv_kdim(s), OC = s->oc;
+    const long per_image = (long)s->oh * s->ow, rows = chunk_rows(s);
+    const size_t img = (size_t)s->h * s->w * s->c;
+    for (long t = lo; t < hi; t++) {
+        float *col = j->cs->buf + (size_t)t * j->cs->slot_floats, *dw = col + (size_t)rows * K;
+        const long b0 = j->n * t / j->cs->slots, b1 = j->n * (t + 1) / j->cs->slots;
+        if (j->dweight) memset(dw, 0, (size_t)OC * K * sizeof(float));
+        if (j->din && !j->accumulate) memset(j->din + b0 * img, 0, (size_t)(b1 - b0) * img * sizeof(float));
+        for (long r = b0 * per_image; r < b1 * per_image; r += rows) {
+            const int m = (int)(b1 * per_image - r < rows ? b1 * per_image - r : rows);
+            if (j->out) { /* out = col W^T + beta out */
+                im2col_range(col, j->in, s, r, r + m);
+                icn_sgemm(0, 1, m, OC, K, 1.0f, col, K, j->weight, K, j->beta, j->out + (size_t)r * OC, OC);
+                continue;
+            }
+            if (j->dweight) { /* dW += dout^T col */
+                im2col_range(col, j->in, s, r, r + m);
+                icn_sgemm(1, 0, OC, K, m, 1.0f, j->dout + (size_t)r * OC, OC, col, K, 1.0f, dw, K);
+            }
+            if (j->din) { /* din += col2im(dout W) */
+                icn_sgemm(0, 0, m, K, OC, 1.0f, j->dout + (size_t)r * OC, OC, j->weight, K, 0.0f, col, K);
+                col2im_range(j->din, col, s, r, r + m);
+            }
+        }
+    }
+}
+
+void conv2d_chunked_forward(float *out, const float *in, const float *weight, const icn_conv_shape *s, int n, float beta,
+                            const icn_conv_scratch *cs) {
+    chunk_job job = {.s = s, .cs = cs, .n = n, .beta = beta, .out = out, .in = in, .weight = weight};
+    icn_gemm_parallel_for(cs->slots, 1, chunk_slots, &job);
+}
+
+void conv2d_chunked_backward(float *din, int accumulate, float *dweight, const float *dout, const float *in,
+                             const float *weight, const icn_conv_shape *s, int n, const icn_conv_scratch *cs) {
+    chunk_job job = {.s = s, .cs = cs, .n = n, .accumulate = accumulate, .din = din, .dweight = dweight, .in = in,
+                     .weight = weight, .dout = dout};
+    icn_gemm_parallel_for(cs->slots, 1, chunk_slots, &job);
+    if (!dweight) return;
+    const size_t K = icn_conv_kdim(s), w = (size_t)s->oc * K, dw_at = (size_t)chunk_rows(s) * K;
+    for (int t = 0; t < cs->slots; t++) /* the slots' partial sums, in slot order */
+        for (size_t i = 0; i < w; i++) dweight[i] += cs->buf[(size_t)t * cs->slot_floats + dw_at + i];
 }
 
 /* Elementwise work is memory-bound and cheap: one pass, no threads. */
@@ -322,20 +400,23 @@ void icn_block_shape_init(icn_block_shape *b, int h, int w, int c, int oc, int s
     b->n_state = 2 * (size_t)c + 2 * (size_t)oc;
 }
 
-size_t icn_block_buffers_new(icn_block_buffers *buf, const icn_block_shape *b, int max_batch) {
+void icn_block_buffers_new(icn_block_buffers *buf, const icn_block_shape *b, int max_batch,
+                           const icn_conv_scratch *scratch) {
     const size_t n = (size_t)max_batch, in = (size_t)b->h * b->w * b->c, out = (size_t)b->oh * b->ow * b->oc;
-    const size_t pix = n * b->oh * b->ow;
-    size_t col1 = pix * icn_conv_kdim(&b->conv1), col2 = pix * icn_conv_kdim(&b->conv2), colp = pix * icn_conv_kdim(&b->proj);
-    float *p = xmalloc((n * in + 2 * n * out + col1 + col2 + colp + ICN_BN_STATS * (size_t)(b->c + b->oc)) * sizeof(float));
+    float *p = xmalloc((n * in + 2 * n * out + ICN_BN_STATS * (size_t)(b->c + b->oc)) * sizeof(float));
     buf->a = p, p += n * in;
     buf->h = p, p += n * out;
     buf->b = p, p += n * out;
-    buf->col1 = p, p += col1;
-    buf->col2 = p, p += col2;
-    buf->colp = p, p += colp;
     buf->stats1 = p, p += ICN_BN_STATS * (size_t)b->c;
     buf->stats2 = p;
-    return col1 > col2 ? col1 : col2;
+    buf->scratch = scratch;
+}
+
+size_t icn_block_scratch_floats(const icn_block_shape *b) {
+    size_t need = icn_conv_scratch_floats(&b->conv1), need2 = icn_conv_scratch_floats(&b->conv2);
+    size_t needp = b->proj.k ? icn_conv_scratch_floats(&b->proj) : 0;
+    if (need2 > need) need = need2;
+    return needp > need ? needp : need;
 }
 
 void icn_block_buffers_free(icn_block_buffers *buf) {
@@ -348,27 +429,27 @@ void block_forward(float *out, const icn_block_buffers *buf, const float *in, co
     const long rows_in = (long)n * s->h * s->w, rows_out = (long)n * s->oh * s->ow;
     batchnorm_forward(buf->a, buf->stats1, in, p + s->gb1, state, rows_in, s->c, training);
     relu_forward(buf->a, buf->a, (size_t)rows_in * s->c);
-    conv2d_forward(buf->h, buf->col1, buf->a, p + s->w1, NULL, &s->conv1, n);
+    conv2d_chunked_forward(buf->h, buf->a, p + s->w1, &s->conv1, n, 0.0f, buf->scratch);
     batchnorm_forward(buf->b, buf->stats2, buf->h, p + s->gb2, state + 2 * s->c, rows_out, s->oc, training);
     relu_forward(buf->b, buf->b, (size_t)rows_out * s->oc);
-    conv2d_forward(out, buf->col2, buf->b, p + s->w2, NULL, &s->conv2, n);
-    if (s->proj.k)
-        conv_gemm(out, buf->colp, buf->a, p + s->wp, &s->proj, n, 1.0f); /* out += W_s a (He et al. Eq. 2) */
+    conv2d_chunked_forward(out, buf->b, p + s->w2, &s->conv2, n, 0.0f, buf->scratch);
+    if (s->proj.k) /* out += W_s a (He et al. Eq. 2) */
+        conv2d_chunked_forward(out, buf->a, p + s->wp, &s->proj, n, 1.0f, buf->scratch);
     else
         residual_add(out, in, (size_t)rows_out * s->oc); /* out += x */
 }
 
-void block_backward(float *din, float *dp, float *tmp, float *dcol, const float *dout, const float *in,
-                    const icn_block_buffers *buf, const float *p, const icn_block_shape *s, int n, int training) {
+void block_backward(float *din, float *dp, float *tmp, const float *dout, const float *in, const icn_block_buffers *buf,
+                    const float *p, const icn_block_shape *s, int n, int training) {
     const long rows_in = (long)n * s->h * s->w, rows_out = (long)n * s->oh * s->ow;
 #define DP(off) (dp ? dp + (off) : NULL)
     /* the residual branch, from its end: tmp = d b, then d h */
-    conv_backward(tmp, 0, DP(s->w2), NULL, dcol, dout, buf->col2, p + s->w2, &s->conv2, n);
+    conv2d_chunked_backward(tmp, 0, DP(s->w2), dout, buf->b, p + s->w2, &s->conv2, n, buf->scratch);
     relu_backward(tmp, buf->b, (size_t)rows_out * s->oc);
     batchnorm_backward(tmp, DP(s->gb2), buf->stats2, tmp, buf->h, p + s->gb2, rows_out, s->oc, training);
     /* din = d a: conv1's, plus the projection's when the shortcut starts from a */
-    conv_backward(din, 0, DP(s->w1), NULL, dcol, tmp, buf->col1, p + s->w1, &s->conv1, n);
-    if (s->proj.k) conv_backward(din, 1, DP(s->wp), NULL, dcol, dout, buf->colp, p + s->wp, &s->proj, n);
+    conv2d_chunked_backward(din, 0, DP(s->w1), tmp, buf->a, p + s->w1, &s->conv1, n, buf->scratch);
+    if (s->proj.k) conv2d_chunked_backward(din, 1, DP(s->wp), dout, buf->a, p + s->wp, &s->proj, n, buf->scratch);
     relu_backward(din, buf->a, (size_t)rows_in * s->c);
     batchnorm_backward(din, DP(s->gb1), buf->stats1, din, in, p + s->gb1, rows_in, s->c, training);
     if (!s->proj.k) residual_add(din, dout, (size_t)rows_in * s->c); /* the identity shortcut's gradient */

@@ -39,6 +39,27 @@ void conv2d_backward(float *din, float *dweight, float *dbias, float *dcol, cons
 void lrelu_forward(float *out, const float *in, size_t count);
 void lrelu_backward(float *dinout, const float *out, size_t count);
 
+/* The same convolution, without bias, computed chunk by chunk (the residual blocks' convolutions):
+ * each thread takes whole images and walks their im2col rows in chunks that stay in cache,
+ * never writing the whole col (at 32x32, batch 128, 16 channels that is 75 MB, written, then
+ * read and packed by sgemm, in each direction); backward recomputes each chunk. scratch holds a
+ * slot per thread: a chunk of col and a partial weight gradient. The plain stacks keep
+ * conv2d_forward/backward, so that their results stay what they were, bit for bit. */
+typedef struct {
+    float *buf;         /* slots * slot_floats */
+    int slots;          /* the thread count when it was made */
+    size_t slot_floats;
+} icn_conv_scratch;
+size_t icn_conv_scratch_floats(const icn_conv_shape *s); /* one slot's need for this shape */
+void icn_conv_scratch_new(icn_conv_scratch *cs, size_t slot_floats); /* icn_threads() slots */
+void icn_conv_scratch_free(icn_conv_scratch *cs);
+/* out [N,OH,OW,OC] = conv(in) + beta * out */
+void conv2d_chunked_forward(float *out, const float *in, const float *weight, const icn_conv_shape *s, int n, float beta,
+                            const icn_conv_scratch *cs);
+/* din [N,H,W,C] = (or, accumulate: +=) the input gradient (NULL: skip); dweight += (NULL: skip). */
+void conv2d_chunked_backward(float *din, int accumulate, float *dweight, const float *dout, const float *in,
+                             const float *weight, const icn_conv_shape *s, int n, const icn_conv_scratch *cs);
+
 /* ReLU (the residual network's; the MNIST net keeps LeakyReLU), in place like LeakyReLU. */
 void relu_forward(float *out, const float *in, size_t count);
 void relu_backward(float *dinout, const float *out, size_t count);
@@ -90,23 +111,24 @@ void icn_block_shape_init(icn_block_shape *b, int h, int w, int c, int oc, int s
 
 /* What a block's forward keeps for its backward, for a batch of N. */
 typedef struct {
-    float *a;                  /* ReLU(BN1(x)) [N,H,W,C] */
-    float *h, *b;              /* conv1's output and ReLU(BN2(h)) [N,OH,OW,OC] */
-    float *col1, *col2, *colp; /* im2col of conv1, conv2 and the projection (unused for identity) */
-    float *stats1, *stats2;    /* batchnorm stats [ICN_BN_STATS * C], [ICN_BN_STATS * OC] */
+    float *a;               /* ReLU(BN1(x)) [N,H,W,C] */
+    float *h, *b;           /* conv1's output and ReLU(BN2(h)) [N,OH,OW,OC] */
+    float *stats1, *stats2; /* batchnorm stats [ICN_BN_STATS * C], [ICN_BN_STATS * OC] */
+    const icn_conv_scratch *scratch; /* the convolutions' scratch, shared by all blocks */
 } icn_block_buffers;
-/* Allocate them for max_batch images (one allocation); returns the size of the largest col, which
- * the backward's dcol must hold. */
-size_t icn_block_buffers_new(icn_block_buffers *buf, const icn_block_shape *b, int max_batch);
+/* Allocate them for max_batch images (one allocation; scratch is the caller's). */
+void icn_block_buffers_new(icn_block_buffers *buf, const icn_block_shape *b, int max_batch,
+                           const icn_conv_scratch *scratch);
 void icn_block_buffers_free(icn_block_buffers *buf);
+size_t icn_block_scratch_floats(const icn_block_shape *b); /* a scratch slot big enough for its convolutions */
 
 /* p: the block's trainable parameters; state: its running statistics (updated in training). */
 void block_forward(float *out, const icn_block_buffers *buf, const float *in, const float *p, float *state,
                    const icn_block_shape *s, int n, int training);
-/* dout [N,OH,OW,OC] -> din [N,H,W,C] (required), dp += (NULL: skip). tmp [N*OH*OW*OC] and dcol
- * (the largest col) are scratch; dout is not modified. */
-void block_backward(float *din, float *dp, float *tmp, float *dcol, const float *dout, const float *in,
-                    const icn_block_buffers *buf, const float *p, const icn_block_shape *s, int n, int training);
+/* dout [N,OH,OW,OC] -> din [N,H,W,C] (required), dp += (NULL: skip). tmp [N*OH*OW*OC] is scratch;
+ * dout is not modified. */
+void block_backward(float *din, float *dp, float *tmp, const float *dout, const float *in, const icn_block_buffers *buf,
+                    const float *p, const icn_block_shape *s, int n, int training);
 
 /* linear: in [N, I] -> out [N, O]; weight [O, I], bias [O]. Flatten is a view: an NHWC
  * activation [N,H,W,C] is already the row-major matrix [N, H*W*C]. */

@@ -181,7 +181,7 @@ icn_work *icn_work_new(const icn_net *net, int max_batch) {
     w->col = xcalloc((size_t)net->n_layers, sizeof *w->col);
     w->stats = xcalloc((size_t)net->n_layers, sizeof *w->stats);
     w->block = xcalloc((size_t)net->n_layers, sizeof *w->block);
-    size_t max_act = icn_net_input_size(net), max_col = 0;
+    size_t max_act = icn_net_input_size(net), max_col = 0, max_scratch = 0;
     for (int i = 0; i < net->n_layers; i++) {
         const icn_layer *l = &net->layer[i];
         w->act[i] = xmalloc((size_t)max_batch * l->out_size * sizeof(float));
@@ -193,11 +193,13 @@ icn_work *icn_work_new(const icn_net *net, int max_batch) {
         }
         if (l->kind == ICN_LAYER_BN) w->stats[i] = xmalloc(ICN_BN_STATS * (size_t)l->conv.c * sizeof(float));
         if (l->kind == ICN_LAYER_BLOCK) {
-            size_t col = icn_block_buffers_new(&w->block[i], &l->block, max_batch);
-            if (col > max_col) max_col = col;
+            icn_block_buffers_new(&w->block[i], &l->block, max_batch, &w->conv_scratch);
+            size_t need = icn_block_scratch_floats(&l->block);
+            if (need > max_scratch) max_scratch = need;
         }
     }
     w->dcol = xmalloc(max_col * sizeof(float));
+    if (max_scratch) icn_conv_scratch_new(&w->conv_scratch, max_scratch);
     w->dact_a = xmalloc((size_t)max_batch * max_act * sizeof(float));
     w->dact_b = xmalloc((size_t)max_batch * max_act * sizeof(float));
     w->dtmp = xmalloc((size_t)max_batch * max_act * sizeof(float));
@@ -218,6 +220,7 @@ void icn_work_free(icn_work *w) {
     free(w->stats);
     free(w->block);
     free(w->dcol);
+    icn_conv_scratch_free(&w->conv_scratch);
     free(w->dact_a);
     free(w->dact_b);
     free(w->dtmp);
@@ -271,7 +274,7 @@ void icn_backward(const icn_net *net, icn_work *w, const float *dlogits, int par
             linear_backward(din_target, dw, db, dout, in, wt, n, (int)l->in_size, (int)l->out_size);
             break;
         case ICN_LAYER_BLOCK: /* never the first layer, so din_target is set */
-            block_backward(din_target, dw, w->dtmp, w->dcol, dout, in, &w->block[i], wt, &l->block, n, w->training);
+            block_backward(din_target, dw, w->dtmp, dout, in, &w->block[i], wt, &l->block, n, w->training);
             break;
         case ICN_LAYER_BN:
             batchnorm_backward(din_target, dw, w->stats[i], dout, in, wt, pixels, l->conv.c, w->training);

@@ -75,6 +75,7 @@ typedef struct {
     float **col;          /* col[i]: im2col buffer of conv layer i (kept for backward) */
     float **stats;        /* stats[i]: batchnorm layer i's statistics */
     icn_block_buffers *block; /* block[i]: what block layer i keeps for backward */
+    icn_conv_scratch conv_scratch; /* the blocks' convolutions' per-thread scratch */
     float *dcol;          /* shared scratch for conv input gradients */
     float *dact_a, *dact_b; /* ping-pong gradient buffers, sized for the largest activation */
     float *dtmp;          /* scratch of the same size, inside a block's backward */
