@@ -259,14 +259,17 @@ void avgpool_backward(float *din, const float *dout, int n, int hw, int c) {
 
 /* ---- batch normalization ---- */
 
-/* Per-thread partial sums in double, [thread][2C]; grown once, never in steady state. */
+/* Per-thread partial sums, [thread][2C]: in double, and in float for a block of rows; grown once,
+ * never in steady state. */
 static double *bn_partial;
+static float *bn_block;
 static size_t bn_partial_cap;
+#define BN_BLOCK_ROWS 64 /* rows summed in float (vectorised) before they join the double sums */
 
 typedef struct {
     float *out;
-    const float *x, *y, *shift; /* sums: y and y * (x - shift) */
-    const float *p, *q, *t;     /* apply: out = p * y + q * x + t, per channel */
+    const float *x, *y, *x0, *y0; /* sums: y - y0 and (y - y0) (x - x0) */
+    const float *p, *q, *t;       /* apply: out = p (y - y0) + q (x - x0) + t, per channel */
     long rows;
     int c;
 } bn_job;
@@ -275,27 +278,36 @@ static void bn_sums_rows(void *ctx, long lo, long hi, int thread) {
     const bn_job *j = ctx;
     const int C = j->c;
     double *s1 = bn_partial + (size_t)thread * 2 * C, *s2 = s1 + C;
-    for (long r = lo; r < hi; r++) {
-        const float *x = j->x + (size_t)r * C, *y = j->y + (size_t)r * C;
-        for (int c = 0; c < C; c++) {
-            s1[c] += y[c];
-            s2[c] += (double)y[c] * (x[c] - j->shift[c]);
+    float *restrict f1 = bn_block + (size_t)thread * 2 * C, *restrict f2 = f1 + C;
+    for (long r0 = lo; r0 < hi; r0 += BN_BLOCK_ROWS) {
+        const long r1 = r0 + BN_BLOCK_ROWS < hi ? r0 + BN_BLOCK_ROWS : hi;
+        memset(f1, 0, 2 * (size_t)C * sizeof(float));
+        for (long r = r0; r < r1; r++) {
+            const float *restrict x = j->x + (size_t)r * C, *restrict y = j->y + (size_t)r * C;
+            for (int c = 0; c < C; c++) {
+                float dy = y[c] - j->y0[c];
+                f1[c] += dy;
+                f2[c] += dy * (x[c] - j->x0[c]);
+            }
         }
+        for (int c = 0; c < C; c++) s1[c] += f1[c], s2[c] += f2[c];
     }
 }
 
-/* Per channel, over all rows: [sum y (C) | sum y (x - shift) (C)], in bn_partial, valid until the
- * next call. The forward takes y = x and shift = 0 (sum and sum of squares), the backward
- * y = dout and shift = mu_B (the sums behind dbeta and dgamma). */
-static const double *bn_sums(const float *x, const float *y, const float *shift, long rows, int c) {
+/* Per channel, over all rows: [sum (y - y0) (C) | sum (y - y0) (x - x0) (C)], in bn_partial, valid
+ * until the next call. The forward takes y = x and x0 = y0 = the first pixel: sums about a point
+ * near the mean do not cancel when |mu| >> sigma. The backward takes y = dout, y0 = 0, x0 = mu_B:
+ * the sums behind dbeta and dgamma. */
+static const double *bn_sums(const float *x, const float *y, const float *x0, const float *y0, long rows, int c) {
     const int threads = icn_threads();
     size_t need = (size_t)threads * 2 * c;
     if (need > bn_partial_cap) {
         bn_partial = xrealloc(bn_partial, need * sizeof(double));
+        bn_block = xrealloc(bn_block, need * sizeof(float));
         bn_partial_cap = need;
     }
     memset(bn_partial, 0, need * sizeof(double)); /* threads that get no rows leave theirs at 0 */
-    bn_job job = {.x = x, .y = y, .shift = shift, .rows = rows, .c = c};
+    bn_job job = {.x = x, .y = y, .x0 = x0, .y0 = y0, .rows = rows, .c = c};
     icn_parallel_for(rows, PAR_MIN_WORK / c + 1, bn_sums_rows, &job);
     for (int t = 1; t < threads; t++)
         for (int k = 0; k < 2 * c; k++) bn_partial[k] += bn_partial[(size_t)t * 2 * c + k];
@@ -309,71 +321,77 @@ static void bn_apply_rows(void *ctx, long lo, long hi, int thread) {
     for (long r = lo; r < hi; r++) {
         const float *x = j->x + (size_t)r * C, *y = j->y + (size_t)r * C;
         float *out = j->out + (size_t)r * C;
-        for (int c = 0; c < C; c++) out[c] = j->p[c] * y[c] + j->q[c] * x[c] + j->t[c];
+        for (int c = 0; c < C; c++) out[c] = j->p[c] * (y[c] - j->y0[c]) + j->q[c] * (x[c] - j->x0[c]) + j->t[c];
     }
 }
 
-/* out = p * y + q * x + t per channel, over all rows (out may equal y). */
-static void bn_apply(float *out, const float *y, const float *x, const float *p, const float *q, const float *t,
-                     long rows, int c) {
-    bn_job job = {.out = out, .x = x, .y = y, .p = p, .q = q, .t = t, .rows = rows, .c = c};
+/* out = p (y - y0) + q (x - x0) + t per channel, over all rows (out may equal y). Differences
+ * before products: x - mu is exact where x is near mu, p x - p mu would not be. */
+static void bn_apply(float *out, const float *y, const float *y0, const float *p, const float *x, const float *x0,
+                     const float *q, const float *t, long rows, int c) {
+    bn_job job = {.out = out, .x = x, .y = y, .x0 = x0, .y0 = y0, .p = p, .q = q, .t = t, .rows = rows, .c = c};
     icn_parallel_for(rows, PAR_MIN_WORK / c + 1, bn_apply_rows, &job);
+}
+
+/* stats: mean, 1/sigma, then the apply coefficients p, q, t and a row of zeros. */
+typedef struct { float *mean, *invstd, *p, *q, *t, *zero; } bn_stats;
+
+static bn_stats bn_stats_of(float *stats, int c) {
+    bn_stats b = {stats, stats + c, stats + 2 * c, stats + 3 * c, stats + 4 * c, stats + 5 * c};
+    memset(b.zero, 0, (size_t)c * sizeof(float));
+    return b;
 }
 
 void batchnorm_forward(float *out, float *stats, const float *in, const float *gb, float *running, long rows, int c,
                        int training) {
-    float *mean = stats, *invstd = stats + c, *scale = stats + 2 * c, *zero = stats + 3 * c, *shift = stats + 4 * c;
+    const bn_stats st = bn_stats_of(stats, c);
     const float *gamma = gb, *beta = gb + c;
     float *run_mean = running, *run_var = running + c;
-    memset(zero, 0, (size_t)c * sizeof(float));
     if (training) {
-        const double *sum = bn_sums(in, in, zero, rows, c), *sumsq = sum + c;
+        const double *sum = bn_sums(in, in, in, in, rows, c), *sumsq = sum + c; /* about the first pixel */
         const double unbias = rows > 1 ? (double)rows / (double)(rows - 1) : 1.0;
         for (int k = 0; k < c; k++) {
-            double mu = sum[k] / (double)rows, var = sumsq[k] / (double)rows - mu * mu;
+            double d = sum[k] / (double)rows, mu = in[k] + d, var = sumsq[k] / (double)rows - d * d;
             if (var < 0) var = 0;
-            mean[k] = (float)mu;
-            invstd[k] = (float)(1.0 / sqrt(var + ICN_BN_EPS));
+            st.mean[k] = (float)mu;
+            st.invstd[k] = (float)(1.0 / sqrt(var + ICN_BN_EPS));
             run_mean[k] = (1 - ICN_BN_MOMENTUM) * run_mean[k] + ICN_BN_MOMENTUM * (float)mu;
             run_var[k] = (1 - ICN_BN_MOMENTUM) * run_var[k] + ICN_BN_MOMENTUM * (float)(var * unbias);
         }
     } else {
         for (int k = 0; k < c; k++) {
-            mean[k] = run_mean[k];
-            invstd[k] = 1.0f / sqrtf(run_var[k] + ICN_BN_EPS);
+            st.mean[k] = run_mean[k];
+            st.invstd[k] = 1.0f / sqrtf(run_var[k] + ICN_BN_EPS);
         }
     }
-    /* y = gamma xhat + beta = scale x + shift */
-    for (int k = 0; k < c; k++) {
-        scale[k] = gamma[k] * invstd[k];
-        shift[k] = beta[k] - mean[k] * scale[k];
-    }
-    bn_apply(out, in, in, scale, zero, shift, rows, c);
+    /* y = gamma / sigma (x - mu) + beta */
+    for (int k = 0; k < c; k++) st.p[k] = gamma[k] * st.invstd[k];
+    bn_apply(out, in, st.mean, st.p, in, st.mean, st.zero, beta, rows, c);
 }
 
 void batchnorm_backward(float *din, float *dgb, float *stats, const float *dout, const float *in, const float *gb,
                         long rows, int c, int training) {
-    const float *mean = stats, *invstd = stats + c, *gamma = gb;
-    float *p = stats + 2 * c, *q = stats + 3 * c, *t = stats + 4 * c;
+    const bn_stats st = bn_stats_of(stats, c);
+    const float *gamma = gb;
     if (!dgb && !din) return;
     const double *sum = NULL, *sum_xc = NULL; /* sum dout, sum dout (x - mu) */
     if (dgb || training) {
-        sum = bn_sums(in, dout, mean, rows, c);
+        sum = bn_sums(in, dout, st.mean, st.zero, rows, c);
         sum_xc = sum + c;
     }
     if (dgb)
         for (int k = 0; k < c; k++) {
-            dgb[k] += (float)(sum_xc[k] * invstd[k]); /* dgamma = sum dout xhat */
-            dgb[c + k] += (float)sum[k];               /* dbeta = sum dout */
+            dgb[k] += (float)(sum_xc[k] * st.invstd[k]); /* dgamma = sum dout xhat */
+            dgb[c + k] += (float)sum[k];                  /* dbeta = sum dout */
         }
     if (!din) return;
-    /* din = gamma invstd (dout - sum/R - xhat sum(dout xhat)/R) = p dout + q x + t */
+    /* din = gamma/sigma (dout - sum/R - xhat sum(dout xhat)/R) = p dout + q (x - mu) + t */
     for (int k = 0; k < c; k++) {
-        p[k] = gamma[k] * invstd[k];
-        q[k] = training ? (float)(-p[k] * invstd[k] * invstd[k] * sum_xc[k] / (double)rows) : 0.0f;
-        t[k] = training ? (float)(-p[k] * sum[k] / (double)rows) - q[k] * mean[k] : 0.0f;
+        st.p[k] = gamma[k] * st.invstd[k];
+        st.q[k] = training ? (float)(-st.p[k] * st.invstd[k] * st.invstd[k] * sum_xc[k] / (double)rows) : 0.0f;
+        st.t[k] = training ? (float)(-st.p[k] * sum[k] / (double)rows) : 0.0f;
     }
-    bn_apply(din, dout, in, p, q, t, rows, c);
+    bn_apply(din, dout, st.zero, st.p, in, st.mean, st.q, st.t, rows, c);
 }
 
 /* ---- pre-activation residual block ---- */

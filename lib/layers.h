@@ -67,14 +67,14 @@ void relu_backward(float *dinout, const float *out, size_t count);
 /* Batch normalization per channel, exactly PyTorch's BatchNorm2d: in [R, C] -> out [R, C] with
  * R = N*H*W (channels last, so rows are pixels). gb = [gamma C | beta C] (trainable), running =
  * [mean C | var C] (state). stats [ICN_BN_STATS * C]: the forward's mean and 1/sqrt(var + eps),
- * then three per-channel coefficients that both passes use as scratch.
+ * then per-channel coefficients that both passes use as scratch.
  *   training:  y = gamma (x - mu_B) / sqrt(sigma2_B + eps) + beta with the batch's mean and biased
  *              variance (Ioffe & Szegedy 2015, Alg. 1); running <- (1 - momentum) running +
  *              momentum * batch, with the UNBIASED variance sigma2_B * R / (R - 1).
  *   inference: the same map with the running mean and variance; running is not touched. */
 #define ICN_BN_EPS 1e-5f
 #define ICN_BN_MOMENTUM 0.1f
-#define ICN_BN_STATS 5
+#define ICN_BN_STATS 6
 void batchnorm_forward(float *out, float *stats, const float *in, const float *gb, float *running, long rows, int c,
                        int training);
 /* dout [R, C] -> din [R, C] (may equal dout; NULL: skip), dgb [2C] += (NULL: skip); in and stats

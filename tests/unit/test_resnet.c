@@ -139,6 +139,27 @@ static void test_batchnorm_threads_agree(void **state) {
     free(in), free(dout), free(out[0]), free(out[1]), free(din[0]), free(din[1]);
 }
 
+/* A mean far from 0 against a small spread: the batch variance must not cancel away. */
+static void test_batchnorm_large_mean(void **state) {
+    (void)state;
+    enum { R = 5000 };
+    float *x = randn(R, 0.01f), *out = xmalloc(R * 4), gb[2] = {1, 0}, running[2] = {0, 1}, stats[ICN_BN_STATS];
+    double mean = 0, var = 0;
+    for (int i = 0; i < R; i++) x[i] += 1000.0f, mean += x[i];
+    mean /= R;
+    for (int i = 0; i < R; i++) var += (x[i] - mean) * (x[i] - mean);
+    var /= R;
+    batchnorm_forward(out, stats, x, gb, running, R, 1, 1);
+    double m = 0, v = 0;
+    for (int i = 0; i < R; i++) m += out[i], v += (double)out[i] * out[i];
+    m /= R, v = v / R - m * m;
+    /* mu is a float: 1000 is stored to 6e-5, which is 6e-3 after 1/sigma = 100 (PyTorch: 0.018) */
+    if (fabs(m) > 1e-2) fail_msg("mean %g", m);
+    if (fabs(v - var / (var + 1e-5)) > 2e-3) fail_msg("m %g v %g expected %g var %g", m, v, var / (var + 1e-5), var);
+    assert_float_equal(running[1], 0.9 + 0.1 * var * R / (R - 1), 1e-6);
+    free(x), free(out);
+}
+
 /* torch.nn.BatchNorm2d(2) on one 2x2 image, channel 0 = [1, 2, 3, 4], channel 1 = [0, 0, 1, -1]:
  * batch means 2.5 and 0, biased variances 1.25 and 0.5, unbiased 5/3 and 2/3. */
 static void test_batchnorm_running_stats_like_pytorch(void **state) {
@@ -466,6 +487,7 @@ int main(void) {
         cmocka_unit_test(test_batchnorm_training_grad),
         cmocka_unit_test(test_batchnorm_inference_grad),
         cmocka_unit_test(test_batchnorm_threads_agree),
+        cmocka_unit_test(test_batchnorm_large_mean),
         cmocka_unit_test(test_batchnorm_running_stats_like_pytorch),
         cmocka_unit_test(test_relu_grad),
         cmocka_unit_test(test_avgpool_grad),
