@@ -18,7 +18,7 @@ CMD_SRC := $(wildcard cmd/icn-*.c)
 BINS := $(CMD_SRC:cmd/%.c=$(BUILD)/bin/%)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
-BENCH_BINS := $(BUILD)/tests/bench_sgemm
+BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/tests/%,$(wildcard tests/bench/bench_*.c))
 MANS := $(wildcard man/*.1 man/*.5 man/*.7)
 
 .PHONY: all deps test unit e2e demo bench asan clean install uninstall data
@@ -35,7 +35,7 @@ $(BUILD)/bin/%: cmd/%.c $(BUILD)/libicn.a $(wildcard lib/*.h) | $(BUILD)/bin
 	$(CC) $(CFLAGS) $< -o $@ $(LDFLAGS) $(BUILD)/libicn.a $(LDLIBS)
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libicn.a $(wildcard lib/*.h tests/unit/*.h) | $(BUILD)/tests
 	$(CC) $(CFLAGS) $< -o $@ $(LDFLAGS) $(BUILD)/libicn.a $(LDLIBS) -lcmocka
-$(BUILD)/tests/bench_sgemm: tests/bench/bench_sgemm.c $(BUILD)/libicn.a | $(BUILD)/tests
+$(BUILD)/tests/bench_%: tests/bench/bench_%.c $(BUILD)/libicn.a $(wildcard lib/*.h) | $(BUILD)/tests
 	$(CC) $(CFLAGS) $< -o $@ $(LDFLAGS) $(BUILD)/libicn.a $(LDLIBS)
 $(BUILD)/lib $(BUILD)/bin $(BUILD)/tests:
 	mkdir -p $@
