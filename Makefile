@@ -18,7 +18,7 @@ CMD_SRC := $(wildcard cmd/icn-*.c)
 BINS := $(CMD_SRC:cmd/%.c=$(BUILD)/bin/%)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
-BENCH_BINS := $(BUILD)/tests/bench_sgemm
+BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/tests/%,$(wildcard tests/bench/bench_*.c))
 TEST_TOOLS := $(BUILD)/tests/gen_datasets
 MANS := $(wildcard man/*.1 man/*.5 man/*.7)
 
@@ -36,7 +36,7 @@ $(BUILD)/bin/%: cmd/%.c $(BUILD)/libicn.a $(wildcard lib/*.h) | $(BUILD)/bin
 	$(CC) $(CFLAGS) $< -o $@ $(LDFLAGS) $(BUILD)/libicn.a $(LDLIBS)
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libicn.a $(wildcard lib/*.h tests/unit/*.h) | $(BUILD)/tests
 	$(CC) $(CFLAGS) $< -o $@ $(LDFLAGS) $(BUILD)/libicn.a $(LDLIBS) -lcmocka
-$(BUILD)/tests/bench_sgemm: tests/bench/bench_sgemm.c $(BUILD)/libicn.a | $(BUILD)/tests
+$(BUILD)/tests/bench_%: tests/bench/bench_%.c $(BUILD)/libicn.a $(wildcard lib/*.h) | $(BUILD)/tests
 	$(CC) $(CFLAGS) $< -o $@ $(LDFLAGS) $(BUILD)/libicn.a $(LDLIBS)
 # Writes small CIFAR-10 and SVHN files for the e2e tests.
 $(BUILD)/tests/gen_datasets: tests/e2e/gen_datasets.c tests/unit/matwrite.h | $(BUILD)/tests

@@ -15,8 +15,8 @@ int icn_gemm_is_thin(int m, int n, int k) {
     return icn_threads() > 1 && (k < THIN_K || n < THIN_N) && m >= 2 * MIN_ROWS_PER_THREAD;
 }
 
-static void sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
-                  const float *b, int ldb, float beta, float *c, int ldc) {
+void icn_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+               int ldb, float beta, float *c, int ldc) {
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k,
                 alpha, a, lda, b, ldb, beta, c, ldc);
 }
@@ -33,25 +33,25 @@ static void gemm_rows(void *p, long lo, long hi, int thread) {
     (void)thread;
     const gemm_job *j = p;
     const float *a_part = j->trans_a ? j->a + lo : j->a + (size_t)lo * j->lda;
-    sgemm(j->trans_a, j->trans_b, (int)(hi - lo), j->n, j->k, j->alpha, a_part, j->lda, j->b, j->ldb, j->beta,
+    icn_sgemm(j->trans_a, j->trans_b, (int)(hi - lo), j->n, j->k, j->alpha, a_part, j->lda, j->b, j->ldb, j->beta,
           j->c + (size_t)lo * j->ldc, j->ldc);
 }
 
 /* Run single-threaded OpenBLAS calls side by side, then give OpenBLAS its threads back. */
-static void split_across_threads(long n, icn_range_fn fn, void *ctx) {
+void icn_gemm_parallel_for(long n, long min_per_thread, icn_range_fn fn, void *ctx) {
     openblas_set_num_threads(1);
-    icn_parallel_for(n, MIN_ROWS_PER_THREAD, fn, ctx);
+    icn_parallel_for(n, min_per_thread, fn, ctx);
     openblas_set_num_threads(icn_threads());
 }
 
 void icn_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
               const float *b, int ldb, float beta, float *c, int ldc) {
     if (!icn_gemm_is_thin(m, n, k)) {
-        sgemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        icn_sgemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
     gemm_job job = {trans_a, trans_b, n, k, lda, ldb, ldc, alpha, beta, a, b, c};
-    split_across_threads(m, gemm_rows, &job);
+    icn_gemm_parallel_for(m, MIN_ROWS_PER_THREAD, gemm_rows, &job);
 }
 
 /* Per-thread partial sums for split reductions; grown once, never in steady state. */
@@ -66,14 +66,14 @@ typedef struct {
 
 static void reduce_partial(void *p, long lo, long hi, int thread) {
     const reduce_job *j = p;
-    sgemm(1, 0, j->m, j->n, (int)(hi - lo), 1.0f, j->a + (size_t)lo * j->lda, j->lda, j->b + (size_t)lo * j->ldb,
+    icn_sgemm(1, 0, j->m, j->n, (int)(hi - lo), 1.0f, j->a + (size_t)lo * j->lda, j->lda, j->b + (size_t)lo * j->ldb,
           j->ldb, 0.0f, j->partial + (size_t)thread * j->m * j->n, j->n);
 }
 
 void icn_gemm_tn_acc(int m, int n, int r, const float *a, int lda, const float *b, int ldb, float *c, int ldc) {
     int nt = icn_threads();
     if (!(nt > 1 && (m < THIN_N || n < THIN_K) && r >= 2 * MIN_ROWS_PER_THREAD)) {
-        sgemm(1, 0, m, n, r, 1.0f, a, lda, b, ldb, 1.0f, c, ldc);
+        icn_sgemm(1, 0, m, n, r, 1.0f, a, lda, b, ldb, 1.0f, c, ldc);
         return;
     }
     size_t need = (size_t)nt * m * n;
@@ -84,7 +84,7 @@ void icn_gemm_tn_acc(int m, int n, int r, const float *a, int lda, const float *
     /* Threads that get no range leave their slot untouched: zero it so the sum is right. */
     memset(partial_buf, 0, need * sizeof(float));
     reduce_job job = {m, n, lda, ldb, ldc, a, b, c, partial_buf};
-    split_across_threads(r, reduce_partial, &job);
+    icn_gemm_parallel_for(r, MIN_ROWS_PER_THREAD, reduce_partial, &job);
     for (int t = 0; t < nt; t++)
         for (int i = 0; i < m; i++) {
             const float *src = partial_buf + (size_t)t * m * n + (size_t)i * n;

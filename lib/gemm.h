@@ -10,11 +10,19 @@
 #define ICN_GEMM_H
 #include <stddef.h>
 
+#include "parallel.h"
+
 void icn_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
               const float *b, int ldb, float beta, float *c, int ldc);
 
 /* C[M,N] += A^T B where A is [R, M] and B is [R, N] (row-major), R the long reduction. */
 void icn_gemm_tn_acc(int m, int n, int r, const float *a, int lda, const float *b, int ldb, float *c, int ldc);
+
+/* For work already split across threads: icn_gemm_parallel_for runs fn like icn_parallel_for
+ * (parallel.h) with OpenBLAS single-threaded inside, and fn calls icn_sgemm, one plain product. */
+void icn_gemm_parallel_for(long n, long min_per_thread, icn_range_fn fn, void *ctx);
+void icn_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+               int ldb, float beta, float *c, int ldc);
 
 /* Per-call policy, exposed for the benchmark: 1 if icn_gemm would split this shape. */
 int icn_gemm_is_thin(int m, int n, int k);

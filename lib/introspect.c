@@ -315,7 +315,7 @@ int icn_train_introspective(icn_net *net, const icn_batch *data, const icn_intro
     r.o = o;
     r.meta = (icn_model_meta){.head = o->base.head, .total_steps = base.steps, .seed = (int64_t)o->base.seed,
                               .train_images = data->n};
-    icn_optim_sgd(&r.opt, net->n_params, (float)o->base.momentum, (float)o->base.weight_decay);
+    icn_optim_sgd(&r.opt, net->n_trainable, (float)o->base.momentum, (float)o->base.weight_decay);
     const int n = o->base.batch + o->pn_batch, K = net->classes;
     r.work = icn_work_new(net, n);
     icn_sampler_init(&r.sampler, data->n, o->base.seed);

@@ -25,7 +25,7 @@ int icn_conv_out(int in, int k, int stride, int pad);
 static inline size_t icn_conv_kdim(const icn_conv_shape *s) { return (size_t)s->k * s->k * s->c; }
 
 /* conv2d: in [N,H,W,C] -> out [N,OH,OW,OC]. weight [OC, K] with K = k*k*C in (kh, kw, c)
- * order, bias [OC]. col [N*OH*OW, K] is filled by the forward pass and read by backward. */
+ * order, bias [OC] (NULL: none). col [N*OH*OW, K] is filled by the forward pass and read by backward. */
 void conv2d_forward(float *out, float *col, const float *in, const float *weight, const float *bias,
                     const icn_conv_shape *s, int n);
 /* dout [N,OH,OW,OC] -> din [N,H,W,C] (NULL: skip), dweight [OC,K] and dbias [OC] (NULL: skip).
@@ -38,6 +38,97 @@ void conv2d_backward(float *din, float *dweight, float *dbias, float *dcol, cons
  * dinout [count] is scaled in place. */
 void lrelu_forward(float *out, const float *in, size_t count);
 void lrelu_backward(float *dinout, const float *out, size_t count);
+
+/* The same convolution, without bias, computed chunk by chunk (the residual blocks' convolutions):
+ * each thread takes whole images and walks their im2col rows in chunks that stay in cache,
+ * never writing the whole col (at 32x32, batch 128, 16 channels that is 75 MB, written, then
+ * read and packed by sgemm, in each direction); backward recomputes each chunk. scratch holds a
+ * slot per thread: a chunk of col and a partial weight gradient. The plain stacks keep
+ * conv2d_forward/backward, so that their results stay what they were, bit for bit. */
+typedef struct {
+    float *buf;         /* slots * slot_floats */
+    int slots;          /* the thread count when it was made */
+    size_t slot_floats;
+} icn_conv_scratch;
+size_t icn_conv_scratch_floats(const icn_conv_shape *s); /* one slot's need for this shape */
+void icn_conv_scratch_new(icn_conv_scratch *cs, size_t slot_floats); /* icn_threads() slots */
+void icn_conv_scratch_free(icn_conv_scratch *cs);
+/* out [N,OH,OW,OC] = conv(in) + beta * out */
+void conv2d_chunked_forward(float *out, const float *in, const float *weight, const icn_conv_shape *s, int n, float beta,
+                            const icn_conv_scratch *cs);
+/* din [N,H,W,C] = (or, accumulate: +=) the input gradient (NULL: skip); dweight += (NULL: skip). */
+void conv2d_chunked_backward(float *din, int accumulate, float *dweight, const float *dout, const float *in,
+                             const float *weight, const icn_conv_shape *s, int n, const icn_conv_scratch *cs);
+
+/* ReLU (the residual network's; the MNIST net keeps LeakyReLU), in place like LeakyReLU. */
+void relu_forward(float *out, const float *in, size_t count);
+void relu_backward(float *dinout, const float *out, size_t count);
+
+/* Batch normalization per channel, exactly PyTorch's BatchNorm2d: in [R, C] -> out [R, C] with
+ * R = N*H*W (channels last, so rows are pixels). gb = [gamma C | beta C] (trainable), running =
+ * [mean C | var C] (state). stats [ICN_BN_STATS * C]: the forward's mean and 1/sqrt(var + eps),
+ * then per-channel coefficients that both passes use as scratch.
+ *   training:  y = gamma (x - mu_B) / sqrt(sigma2_B + eps) + beta with the batch's mean and biased
+ *              variance (Ioffe & Szegedy 2015, Alg. 1); running <- (1 - momentum) running +
+ *              momentum * batch, with the UNBIASED variance sigma2_B * R / (R - 1).
+ *   inference: the same map with the running mean and variance; running is not touched. */
+#define ICN_BN_EPS 1e-5f
+#define ICN_BN_MOMENTUM 0.1f
+#define ICN_BN_STATS 6
+void batchnorm_forward(float *out, float *stats, const float *in, const float *gb, float *running, long rows, int c,
+                       int training);
+/* dout [R, C] -> din [R, C] (may equal dout; NULL: skip), dgb [2C] += (NULL: skip); in and stats
+ * as the forward left them. training: the full gradient through the batch statistics,
+ * din = gamma/sigma (dout - mean(dout) - xhat mean(dout xhat)) (Ioffe & Szegedy, Sec. 3);
+ * inference: the per-channel affine map din = gamma/sigma dout. */
+void batchnorm_backward(float *din, float *dgb, float *stats, const float *dout, const float *in, const float *gb,
+                        long rows, int c, int training);
+
+/* The residual addition out = F(x) + shortcut, and its backward dx += dout (the shortcut passes
+ * the gradient through unchanged): both are acc += x over count floats. */
+void residual_add(float *acc, const float *x, size_t count);
+
+/* Global average pooling: in [N, HW, C] -> out [N, C]; dout [N, C] -> din [N, HW, C]. */
+void avgpool_forward(float *out, const float *in, int n, int hw, int c);
+void avgpool_backward(float *din, const float *dout, int n, int hw, int c);
+
+/* Pre-activation residual block (He, Zhang, Ren, Sun 2016, "Identity Mappings in Deep Residual
+ * Networks", Fig. 4(e), the paper's reference [13]), in [N,H,W,C] -> out [N,OH,OW,OC]:
+ *   a = ReLU(BN1(x));  out = conv2(ReLU(BN2(conv1(a)))) + shortcut
+ * conv1 is 3x3 with stride s, conv2 3x3 stride 1, both padding 1 and without bias (BN's beta is
+ * the bias). shortcut = x when the shape is kept; when it changes (s = 2 or C != OC), a 1x1
+ * stride-s projection convolution of the pre-activated input a (option B of He et al. 2015,
+ * applied after the shared pre-activation as in the authors' pre-activation code). */
+typedef struct {
+    int h, w, c, oh, ow, oc;
+    icn_conv_shape conv1, conv2, proj; /* proj.k == 0: identity shortcut */
+    /* Trainable parameters, one run of n_params floats, at these offsets: BN1 gamma and beta
+     * (2C), conv1 weight, BN2 gamma and beta (2 OC), conv2 weight, projection weight (OC x C).
+     * State, n_state floats: BN1 running mean and var (2C), then BN2's (2 OC). */
+    size_t gb1, w1, gb2, w2, wp, n_params, n_state;
+} icn_block_shape;
+void icn_block_shape_init(icn_block_shape *b, int h, int w, int c, int oc, int stride);
+
+/* What a block's forward keeps for its backward, for a batch of N. */
+typedef struct {
+    float *a;               /* ReLU(BN1(x)) [N,H,W,C] */
+    float *h, *b;           /* conv1's output and ReLU(BN2(h)) [N,OH,OW,OC] */
+    float *stats1, *stats2; /* batchnorm stats [ICN_BN_STATS * C], [ICN_BN_STATS * OC] */
+    const icn_conv_scratch *scratch; /* the convolutions' scratch, shared by all blocks */
+} icn_block_buffers;
+/* Allocate them for max_batch images (one allocation; scratch is the caller's). */
+void icn_block_buffers_new(icn_block_buffers *buf, const icn_block_shape *b, int max_batch,
+                           const icn_conv_scratch *scratch);
+void icn_block_buffers_free(icn_block_buffers *buf);
+size_t icn_block_scratch_floats(const icn_block_shape *b); /* a scratch slot big enough for its convolutions */
+
+/* p: the block's trainable parameters; state: its running statistics (updated in training). */
+void block_forward(float *out, const icn_block_buffers *buf, const float *in, const float *p, float *state,
+                   const icn_block_shape *s, int n, int training);
+/* dout [N,OH,OW,OC] -> din [N,H,W,C] (required), dp += (NULL: skip). tmp [N*OH*OW*OC] is scratch;
+ * dout is not modified. */
+void block_backward(float *din, float *dp, float *tmp, const float *dout, const float *in, const icn_block_buffers *buf,
+                    const float *p, const icn_block_shape *s, int n, int training);
 
 /* linear: in [N, I] -> out [N, O]; weight [O, I], bias [O]. Flatten is a view: an NHWC
  * activation [N,H,W,C] is already the row-major matrix [N, H*W*C]. */

@@ -23,6 +23,88 @@ static size_t add_params(icn_net *net, icn_layer *l, size_t n_weights, size_t n_
     return net->n_params;
 }
 
+/* A layer's shape fields from its input h x w x c and output oh x ow x oc. */
+static void set_io(icn_layer *l, int h, int w, int c, int oh, int ow, int oc) {
+    l->conv.h = h, l->conv.w = w, l->conv.c = c, l->conv.oh = oh, l->conv.ow = ow, l->conv.oc = oc;
+    l->in_size = (size_t)h * w * c;
+    l->out_size = (size_t)oh * ow * oc;
+}
+
+/* "c64-c128-...": 5x5 stride-2 convolutions with bias and LeakyReLU. */
+static int build_stack(icn_net *net, const char *arch, int *h, int *w, int *c, size_t *n_state, char *err,
+                       size_t errlen) {
+    (void)n_state; /* no state */
+    const char *p = arch_spec(arch);
+    while (*p) {
+        char *end;
+        long ch = (*p == 'c') ? strtol(p + 1, &end, 10) : 0;
+        if (*p != 'c' || end == p + 1 || ch < 1 || ch > 8192 || (*end && *end != '-'))
+            return icn_errf(err, errlen, "architecture '%s': expected 'mnist', 'resnetN' or blocks like c64-c128", arch);
+        if (net->n_layers >= ICN_MAX_CONV_BLOCKS) return icn_errf(err, errlen, "architecture '%s': too many layers", arch);
+        icn_layer *l = &net->layer[net->n_layers++];
+        l->kind = ICN_LAYER_CONV;
+        l->leaky = 1;
+        l->bias = 1;
+        icn_conv_shape *s = &l->conv;
+        s->h = *h, s->w = *w, s->c = *c, s->k = 5, s->stride = 2, s->pad = 2, s->oc = (int)ch;
+        s->oh = icn_conv_out(*h, s->k, s->stride, s->pad);
+        s->ow = icn_conv_out(*w, s->k, s->stride, s->pad);
+        if (s->oh < 1 || s->ow < 1) return icn_errf(err, errlen, "architecture '%s': input %dx%d too small", arch, net->in_h, net->in_w);
+        add_params(net, l, (size_t)s->oc * icn_conv_kdim(s), (size_t)s->oc);
+        set_io(l, *h, *w, *c, s->oh, s->ow, s->oc);
+        *h = s->oh, *w = s->ow, *c = s->oc;
+        p = *end ? end + 1 : end;
+    }
+    return 0;
+}
+
+/* Running statistics go after all trainable parameters: offsets counted from 0 here, moved
+ * past n_trainable once every layer is in. */
+static void add_state(icn_layer *l, size_t n, size_t *n_state) {
+    l->s_off = *n_state;
+    *n_state += n;
+}
+
+/* "resnetN", N = 6n + 2: the pre-activation ResNet of net.h with n blocks per stage. */
+static int build_resnet(icn_net *net, const char *arch, int *h, int *w, int *c, size_t *n_state, char *err,
+                        size_t errlen) {
+    char *end;
+    long depth = strtol(arch + 6, &end, 10);
+    if (end == arch + 6 || *end || depth < 8 || (depth - 2) % 6)
+        return icn_errf(err, errlen, "architecture '%s': resnetN needs N = 6n+2 with n >= 1 (resnet8, resnet20, resnet32, ...)",
+                        arch);
+    int blocks = (int)((depth - 2) / 6);
+    if (3 * blocks + 4 > ICN_MAX_LAYERS) return icn_errf(err, errlen, "architecture '%s': too many layers", arch);
+    icn_layer *l = &net->layer[net->n_layers++]; /* stem: 3x3 convolution to 16 channels */
+    l->kind = ICN_LAYER_CONV;
+    l->conv = (icn_conv_shape){.h = *h, .w = *w, .c = *c, .oc = 16, .k = 3, .stride = 1, .pad = 1};
+    l->conv.oh = *h, l->conv.ow = *w;
+    add_params(net, l, (size_t)16 * icn_conv_kdim(&l->conv), 0);
+    set_io(l, *h, *w, *c, *h, *w, 16);
+    *c = 16;
+    for (int stage = 0; stage < 3; stage++)
+        for (int b = 0; b < blocks; b++) {
+            l = &net->layer[net->n_layers++];
+            l->kind = ICN_LAYER_BLOCK;
+            icn_block_shape_init(&l->block, *h, *w, *c, 16 << stage, stage > 0 && b == 0 ? 2 : 1);
+            add_params(net, l, l->block.n_params, 0);
+            add_state(l, l->block.n_state, n_state);
+            set_io(l, *h, *w, *c, l->block.oh, l->block.ow, l->block.oc);
+            *h = l->block.oh, *w = l->block.ow, *c = l->block.oc;
+        }
+    l = &net->layer[net->n_layers++]; /* BN-ReLU before the pooling */
+    l->kind = ICN_LAYER_BN;
+    l->relu = 1;
+    add_params(net, l, 2 * (size_t)*c, 0);
+    add_state(l, 2 * (size_t)*c, n_state);
+    set_io(l, *h, *w, *c, *h, *w, *c);
+    l = &net->layer[net->n_layers++];
+    l->kind = ICN_LAYER_POOL;
+    set_io(l, *h, *w, *c, 1, 1, *c);
+    *h = *w = 1;
+    return 0;
+}
+
 int icn_net_build(icn_net *net, const char *arch, int h, int w, int c, int classes, char *err, size_t errlen) {
     memset(net, 0, sizeof *net);
     if (strlen(arch) >= ICN_ARCH_LEN) return icn_errf(err, errlen, "architecture name '%.20s...' is too long", arch);
@@ -31,36 +113,31 @@ int icn_net_build(icn_net *net, const char *arch, int h, int w, int c, int class
     if (classes < 1 || classes > 100000) return icn_errf(err, errlen, "class count %d is out of range", classes);
     snprintf(net->arch, sizeof net->arch, "%s", arch);
     net->in_h = h, net->in_w = w, net->in_c = c, net->classes = classes;
-
-    const char *p = arch_spec(arch);
-    while (*p) {
-        char *end;
-        long ch = (*p == 'c') ? strtol(p + 1, &end, 10) : 0;
-        if (*p != 'c' || end == p + 1 || ch < 1 || ch > 8192 || (*end && *end != '-'))
-            return icn_errf(err, errlen, "architecture '%s': expected 'mnist' or blocks like c64-c128", arch);
-        if (net->n_layers >= ICN_MAX_LAYERS - 1) return icn_errf(err, errlen, "architecture '%s': too many layers", arch);
-        icn_layer *l = &net->layer[net->n_layers++];
-        l->kind = ICN_LAYER_CONV;
-        l->leaky = 1;
-        icn_conv_shape *s = &l->conv;
-        s->h = h, s->w = w, s->c = c, s->k = 5, s->stride = 2, s->pad = 2, s->oc = (int)ch;
-        s->oh = icn_conv_out(h, s->k, s->stride, s->pad);
-        s->ow = icn_conv_out(w, s->k, s->stride, s->pad);
-        if (s->oh < 1 || s->ow < 1) return icn_errf(err, errlen, "architecture '%s': input %dx%d too small", arch, net->in_h, net->in_w);
-        add_params(net, l, (size_t)s->oc * icn_conv_kdim(s), (size_t)s->oc);
-        l->in_size = (size_t)h * w * c;
-        h = s->oh, w = s->ow, c = s->oc;
-        l->out_size = (size_t)h * w * c;
-        p = *end ? end + 1 : end;
-    }
+    size_t n_state = 0;
+    int resnet = !strncmp(arch, "resnet", 6);
+    if ((resnet ? build_resnet : build_stack)(net, arch, &h, &w, &c, &n_state, err, errlen)) return -1;
     icn_layer *l = &net->layer[net->n_layers++];
     l->kind = ICN_LAYER_LINEAR;
+    l->bias = 1;
     l->in_size = (size_t)h * w * c;
     l->out_size = (size_t)classes;
     l->conv = (icn_conv_shape){.h = 1, .w = 1, .c = (int)l->in_size, .oh = 1, .ow = 1, .oc = classes, .k = 1, .stride = 1};
     add_params(net, l, l->in_size * classes, (size_t)classes);
+    net->n_trainable = net->n_params;
+    net->n_params += n_state;
+    for (int i = 0; i < net->n_layers; i++)
+        if (net->layer[i].kind == ICN_LAYER_BLOCK || net->layer[i].kind == ICN_LAYER_BN) net->layer[i].s_off += net->n_trainable;
     net->params = xcalloc(net->n_params, sizeof(float));
     return 0;
+}
+
+static void init_uniform(float *x, size_t n, size_t fan_in, icn_rng *rng) {
+    float bound = 1.0f / sqrtf((float)fan_in);
+    for (size_t j = 0; j < n; j++) x[j] = (float)((2.0 * icn_rng_uniform(rng) - 1.0) * bound);
+}
+
+static void init_batchnorm(float *gb, float *running, int c) {
+    for (int k = 0; k < c; k++) gb[k] = 1.0f, gb[c + k] = 0.0f, running[k] = 0.0f, running[c + k] = 1.0f;
 }
 
 void icn_net_init(icn_net *net, uint64_t seed) {
@@ -68,10 +145,24 @@ void icn_net_init(icn_net *net, uint64_t seed) {
     icn_rng_seed(&rng, seed);
     for (int i = 0; i < net->n_layers; i++) {
         const icn_layer *l = &net->layer[i];
-        size_t fan_in = l->kind == ICN_LAYER_CONV ? icn_conv_kdim(&l->conv) : l->in_size;
-        float bound = 1.0f / sqrtf((float)fan_in);
-        for (size_t j = l->w_off; j < l->b_off + (size_t)l->conv.oc; j++)
-            net->params[j] = (float)((2.0 * icn_rng_uniform(&rng) - 1.0) * bound);
+        float *p = net->params + l->w_off, *state = net->params + l->s_off;
+        const icn_block_shape *b = &l->block;
+        switch (l->kind) {
+        case ICN_LAYER_CONV:
+        case ICN_LAYER_LINEAR: /* weights and bias are one run */
+            init_uniform(p, l->b_off + (l->bias ? (size_t)l->conv.oc : 0) - l->w_off,
+                         l->kind == ICN_LAYER_CONV ? icn_conv_kdim(&l->conv) : l->in_size, &rng);
+            break;
+        case ICN_LAYER_BLOCK:
+            init_batchnorm(p + b->gb1, state, b->c);
+            init_uniform(p + b->w1, b->gb2 - b->w1, icn_conv_kdim(&b->conv1), &rng);
+            init_batchnorm(p + b->gb2, state + 2 * b->c, b->oc);
+            init_uniform(p + b->w2, b->wp - b->w2, icn_conv_kdim(&b->conv2), &rng);
+            if (b->proj.k) init_uniform(p + b->wp, b->n_params - b->wp, icn_conv_kdim(&b->proj), &rng);
+            break;
+        case ICN_LAYER_BN: init_batchnorm(p, state, l->conv.c); break;
+        case ICN_LAYER_POOL: break;
+        }
     }
 }
 
@@ -88,7 +179,9 @@ icn_work *icn_work_new(const icn_net *net, int max_batch) {
     w->n_layers = net->n_layers;
     w->act = xcalloc((size_t)net->n_layers, sizeof *w->act);
     w->col = xcalloc((size_t)net->n_layers, sizeof *w->col);
-    size_t max_act = icn_net_input_size(net), max_col = 0;
+    w->stats = xcalloc((size_t)net->n_layers, sizeof *w->stats);
+    w->block = xcalloc((size_t)net->n_layers, sizeof *w->block);
+    size_t max_act = icn_net_input_size(net), max_col = 0, max_scratch = 0;
     for (int i = 0; i < net->n_layers; i++) {
         const icn_layer *l = &net->layer[i];
         w->act[i] = xmalloc((size_t)max_batch * l->out_size * sizeof(float));
@@ -98,11 +191,19 @@ icn_work *icn_work_new(const icn_net *net, int max_batch) {
             w->col[i] = xmalloc(col * sizeof(float));
             if (col > max_col) max_col = col;
         }
+        if (l->kind == ICN_LAYER_BN) w->stats[i] = xmalloc(ICN_BN_STATS * (size_t)l->conv.c * sizeof(float));
+        if (l->kind == ICN_LAYER_BLOCK) {
+            icn_block_buffers_new(&w->block[i], &l->block, max_batch, &w->conv_scratch);
+            size_t need = icn_block_scratch_floats(&l->block);
+            if (need > max_scratch) max_scratch = need;
+        }
     }
     w->dcol = xmalloc(max_col * sizeof(float));
+    if (max_scratch) icn_conv_scratch_new(&w->conv_scratch, max_scratch);
     w->dact_a = xmalloc((size_t)max_batch * max_act * sizeof(float));
     w->dact_b = xmalloc((size_t)max_batch * max_act * sizeof(float));
-    w->grad = xcalloc(net->n_params, sizeof(float));
+    w->dtmp = xmalloc((size_t)max_batch * max_act * sizeof(float));
+    w->grad = xcalloc(net->n_trainable, sizeof(float));
     return w;
 }
 
@@ -111,12 +212,18 @@ void icn_work_free(icn_work *w) {
     for (int i = 0; i < w->n_layers; i++) {
         free(w->act[i]);
         free(w->col[i]);
+        free(w->stats[i]);
+        icn_block_buffers_free(&w->block[i]);
     }
     free(w->act);
     free(w->col);
+    free(w->stats);
+    free(w->block);
     free(w->dcol);
+    icn_conv_scratch_free(&w->conv_scratch);
     free(w->dact_a);
     free(w->dact_b);
+    free(w->dtmp);
     free(w->grad);
     free(w);
 }
@@ -128,13 +235,19 @@ const float *icn_forward(const icn_net *net, icn_work *w, const float *x, int n)
     const float *in = x;
     for (int i = 0; i < net->n_layers; i++) {
         const icn_layer *l = &net->layer[i];
-        const float *wt = net->params + l->w_off, *b = net->params + l->b_off;
+        const float *wt = net->params + l->w_off, *b = l->bias ? net->params + l->b_off : NULL;
+        float *state = net->params + l->s_off; /* running statistics: updated in training mode */
         float *out = w->act[i];
-        if (l->kind == ICN_LAYER_CONV)
-            conv2d_forward(out, w->col[i], in, wt, b, &l->conv, n);
-        else
-            linear_forward(out, in, wt, b, n, (int)l->in_size, (int)l->out_size);
+        const long pixels = (long)n * l->conv.h * l->conv.w;
+        switch (l->kind) {
+        case ICN_LAYER_CONV: conv2d_forward(out, w->col[i], in, wt, b, &l->conv, n); break;
+        case ICN_LAYER_LINEAR: linear_forward(out, in, wt, b, n, (int)l->in_size, (int)l->out_size); break;
+        case ICN_LAYER_BLOCK: block_forward(out, &w->block[i], in, wt, state, &l->block, n, w->training); break;
+        case ICN_LAYER_BN: batchnorm_forward(out, w->stats[i], in, wt, state, pixels, l->conv.c, w->training); break;
+        case ICN_LAYER_POOL: avgpool_forward(out, in, n, l->conv.h * l->conv.w, l->conv.c); break;
+        }
         if (l->leaky) lrelu_forward(out, out, (size_t)n * l->out_size);
+        if (l->relu) relu_forward(out, out, (size_t)n * l->out_size);
         in = out;
     }
     return w->act[net->n_layers - 1];
@@ -142,21 +255,34 @@ const float *icn_forward(const icn_net *net, icn_work *w, const float *x, int n)
 
 void icn_backward(const icn_net *net, icn_work *w, const float *dlogits, int param_grads, float *dx) {
     const int n = w->n, last = net->n_layers - 1;
-    if (param_grads) memset(w->grad, 0, net->n_params * sizeof(float));
+    if (param_grads) memset(w->grad, 0, net->n_trainable * sizeof(float));
     float *dout = w->dact_a, *din = w->dact_b;
     memcpy(dout, dlogits, (size_t)n * net->classes * sizeof(float));
     for (int i = last; i >= 0; i--) {
         const icn_layer *l = &net->layer[i];
         const float *wt = net->params + l->w_off;
-        float *dw = param_grads ? w->grad + l->w_off : NULL, *db = param_grads ? w->grad + l->b_off : NULL;
+        float *dw = param_grads ? w->grad + l->w_off : NULL, *db = param_grads && l->bias ? w->grad + l->b_off : NULL;
         const float *in = i > 0 ? w->act[i - 1] : w->input;
         /* The first layer's input gradient is only wanted when synthesis asks for dx. */
         float *din_target = i > 0 ? din : dx;
+        const long pixels = (long)n * l->conv.h * l->conv.w;
         if (l->leaky) lrelu_backward(dout, w->act[i], (size_t)n * l->out_size);
-        if (l->kind == ICN_LAYER_CONV)
-            conv2d_backward(din_target, dw, db, w->dcol, dout, w->col[i], wt, &l->conv, n);
-        else
+        if (l->relu) relu_backward(dout, w->act[i], (size_t)n * l->out_size);
+        switch (l->kind) {
+        case ICN_LAYER_CONV: conv2d_backward(din_target, dw, db, w->dcol, dout, w->col[i], wt, &l->conv, n); break;
+        case ICN_LAYER_LINEAR:
             linear_backward(din_target, dw, db, dout, in, wt, n, (int)l->in_size, (int)l->out_size);
+            break;
+        case ICN_LAYER_BLOCK: /* never the first layer, so din_target is set */
+            block_backward(din_target, dw, w->dtmp, dout, in, &w->block[i], wt, &l->block, n, w->training);
+            break;
+        case ICN_LAYER_BN:
+            batchnorm_backward(din_target, dw, w->stats[i], dout, in, wt, pixels, l->conv.c, w->training);
+            break;
+        case ICN_LAYER_POOL:
+            if (din_target) avgpool_backward(din_target, dout, n, l->conv.h * l->conv.w, l->conv.c);
+            break;
+        }
         float *t = dout; dout = din; din = t;
     }
 }

@@ -178,8 +178,8 @@ int icn_model_decode(const uint8_t *p, size_t n, icn_net *net, icn_model_meta *m
             if (icn_map_get(info, meta_keys[i]) &&
                 icn_map_i64(info, meta_keys[i], INT64_MIN, INT64_MAX, meta_field(meta, (int)i), err, errlen))
                 goto out;
-    if (optim && optim->n != net->n_params) {
-        icn_errf(err, errlen, "model: optimizer state for %zu parameters, model has %zu", optim->n, net->n_params);
+    if (optim && optim->n != net->n_trainable) {
+        icn_errf(err, errlen, "model: optimizer state for %zu parameters, model has %zu", optim->n, net->n_trainable);
         goto out;
     }
     if (decode_optim(map, optim, has_optim, err, errlen)) goto out;

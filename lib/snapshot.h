@@ -32,7 +32,7 @@ typedef struct {
 void icn_model_pack(msgpack_sbuffer *sb, const icn_net *net, const icn_model_meta *meta, const icn_optim *optim);
 /* Decode a model frame. net is built and filled; meta filled. If optim is non-NULL and the
  * frame holds optimizer state, it is restored into optim (which must already be set up for
- * net->n_params); *has_optim says whether it was. */
+ * net->n_trainable); *has_optim says whether it was. */
 int icn_model_decode(const uint8_t *p, size_t n, icn_net *net, icn_model_meta *meta, icn_optim *optim, int *has_optim,
                      char *err, size_t errlen);
 

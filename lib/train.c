@@ -68,16 +68,19 @@ void icn_train_augment(const icn_train_opts *o, const icn_batch *data, float *x,
 icn_step_result icn_train_step(icn_net *net, icn_work *w, icn_optim *opt, const float *x, const int32_t *y,
                                const float *weight, int n, const icn_train_opts *o, float lr, float *dlogits) {
     icn_step_result r;
+    w->training = 1; /* batchnorm on the batch's statistics, running statistics updated */
     const float *logits = icn_forward(net, w, x, n);
     r.loss = icn_loss(o->head, logits, y, weight, n, net->classes, o->smoothing, dlogits);
     icn_backward(net, w, dlogits, 1, NULL);
+    w->training = 0;
+    /* gradients, clipping and the optimizer cover the trainable parameters only, never the state */
     double sq = 0;
-    for (size_t i = 0; i < net->n_params; i++) sq += (double)w->grad[i] * w->grad[i];
+    for (size_t i = 0; i < net->n_trainable; i++) sq += (double)w->grad[i] * w->grad[i];
     r.grad_norm = sqrt(sq);
     r.clipped = o->clip_grad > 0 && r.grad_norm > o->clip_grad;
     if (r.clipped) {
         float scale = (float)(o->clip_grad / r.grad_norm);
-        for (size_t i = 0; i < net->n_params; i++) w->grad[i] *= scale;
+        for (size_t i = 0; i < net->n_trainable; i++) w->grad[i] *= scale;
     }
     icn_optim_step(opt, net->params, w->grad, lr);
     return r;
@@ -170,7 +173,7 @@ int icn_train_classifier(icn_net *net, const icn_batch *data, const icn_train_op
     if (icn_check_images(net, data, "training data", err, errlen)) return -1;
     icn_model_meta meta = {.head = o->head, .total_steps = o->steps, .seed = (int64_t)o->seed, .train_images = data->n};
     icn_optim opt;
-    icn_optim_sgd(&opt, net->n_params, (float)o->momentum, (float)o->weight_decay);
+    icn_optim_sgd(&opt, net->n_trainable, (float)o->momentum, (float)o->weight_decay);
     if (icn_train_resume(o, net, &opt, &meta, err, errlen) < 0) {
         icn_optim_free(&opt);
         return -1;

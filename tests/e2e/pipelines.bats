@@ -37,7 +37,7 @@ md_tells_how() {
 }
 
 @test "--help and unknown flags, for every pipeline" {
-    for p in table1 table2 fig3 adversarial training-size icn-mnist baseline; do
+    for p in table1 table2 fig3 adversarial training-size icn-mnist baseline table3 table4 resnet-table; do
         run "$PIPELINES/$p.sh" --help
         expect_status 0
         [[ "$output" == *"pipelines/$p.sh"* ]] || die "$p --help: $output"
@@ -129,6 +129,27 @@ PY
     json_check given/results.json 'd["a_to_b"]["tested"] == 300 and d["eps"] == 0.05 and d["model_b"].endswith("adv/train/icn.model")'
     [ ! -e given/train ]
     ! grep -q '"run": "train"' given/runs.jsonl
+}
+
+@test "table3 and table4 --quick: resnet8 baseline vs ICN on CIFAR-10 and SVHN files in the real formats" {
+    "$PIPELINES/table3.sh" --quick --dir t3 >out3.txt
+    json_check t3/results.json 'd["dataset"] == "cifar10" and len(d["runs"]) == 4'
+    [ "$(errors_in_unit_interval t3/results.json)" -ge 4 ]
+    grep -q '^| CIFAR-10, ResNet | baseline | ICN |$' t3/results.md
+    for row in 'with augmentation' 'without augmentation'; do
+        grep -qE "^\| $row \| [0-9.]+% \(1 seed\) \| [0-9.]+% \(1 seed\) \|$" t3/results.md || die "row $row"
+    done
+    md_tells_how t3/results.md
+    # the networks are resnet8 on 32x32x3 images, trained with and without --augment
+    grep -q 'aug-s1.*--arch resnet8.*--augment' t3/runs.jsonl
+    ! grep -q 'plain-s1.*--augment' t3/runs.jsonl
+    run icn-eval error --json --model t3/aug-s1/icn.model --data t3/aug-s1/test.icn
+    expect_status 0
+    "$PIPELINES/table4.sh" --quick --dir t4 >out4.txt
+    json_check t4/results.json 'd["dataset"] == "svhn" and len(d["runs"]) == 2'
+    grep -qE '^\| without augmentation \| [0-9.]+% \(1 seed\) \| [0-9.]+% \(1 seed\) \|$' t4/results.md
+    # SVHN's training set is train + extra: 40 + 80 generated images
+    [ "$(icn-load --info t4/plain-s1/train.icn | sed -n 's/^images: //p')" = 120 ]
 }
 
 @test "plot: a PNG of the size asked for, from results on stdin" {

@@ -16,43 +16,7 @@
 #include "optim.h"
 #include "util.h"
 
-static icn_rng rng;
-
-static float *randn(size_t n, float scale) {
-    float *a = xmalloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) a[i] = (float)(icn_rng_gauss(&rng) * scale);
-    return a;
-}
-
-static double dot(const float *a, const float *b, size_t n) {
-    double s = 0;
-    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
-    return s;
-}
-
-/* Compare an analytic gradient with central differences of a scalar objective.
- * The bound is relative to the gradient's scale, tight enough that a wrong index fails. */
-typedef double (*objective_fn)(void *ctx);
-static void check_grad(const char *what, float *x, const float *analytic, size_t n, objective_fn f, void *ctx,
-                       float h, double tol) {
-    double worst = 0, scale = 1e-3;
-    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(analytic[i]));
-    size_t stride = n > 400 ? n / 400 : 1; /* sample big tensors, always including the ends */
-    for (size_t i = 0; i < n; i += (i + stride < n || i == n - 1) ? stride : (n - 1 - i)) {
-        float saved = x[i];
-        x[i] = saved + h;
-        double up = f(ctx);
-        x[i] = saved - h;
-        double down = f(ctx);
-        x[i] = saved;
-        double numeric = (up - down) / (2.0 * h);
-        double err = fabs(numeric - analytic[i]) / scale;
-        if (err > worst) worst = err;
-        if (err > tol) fail_msg("%s: element %zu analytic %.6g numeric %.6g (rel err %.3g)", what, i, analytic[i], numeric, err);
-        if (i == n - 1) break;
-    }
-    (void)worst;
-}
+#include "gradcheck.h"
 
 /* ---- convolution ---- */
 

@@ -1,0 +1,62 @@
+#!/usr/bin/env bats
+# resnet.bats: the residual network (--arch resnetN) end to end on real MNIST: training in
+# training mode, then evaluation, prediction, FGSM and synthesis in inference mode.
+
+load helpers
+
+# resnet8 trained once for the file: 60 steps of 32 on 400 real training images, evaluated on
+# 300 real test images (in $BATS_FILE_TMPDIR: train.icn, test.icn, r8.icn).
+setup_file() {
+    have_mnist || return 0
+    cd "$BATS_FILE_TMPDIR"
+    icn-load mnist --split train --limit 400 --seed 1 --quiet >train.icn
+    icn-load mnist --split test --limit 300 --seed 2 --quiet >test.icn
+    icn-classify train --data train.icn --arch resnet8 --steps 60 --batch 32 --lr 0.1 --seed 1 --quiet --out r8.icn
+}
+
+setup() {
+    cd "$BATS_TEST_TMPDIR"
+    need_mnist
+    D=$BATS_FILE_TMPDIR
+}
+
+@test "resnet8 trained for 60 steps on 400 images has a test error well below chance (< 50%)" {
+    run --separate-stderr icn-eval error --model "$D/r8.icn" --data "$D/test.icn"
+    expect_status 0
+    [[ "${lines[0]}" =~ ^model\ .*:\ test\ error\ ([0-9.]+)%\ \(([0-9]+)\ of\ 300\ wrong\)$ ]] ||
+        die "unexpected first line: ${lines[0]}"
+    echo "resnet8 test error ${BASH_REMATCH[1]}%" >&3
+    [ "${BASH_REMATCH[2]}" -lt 150 ]
+}
+
+@test "inference mode: a prediction does not depend on the rest of the batch; FGSM with eps 0 fools nobody" {
+    icn-classify predict --model "$D/r8.icn" --data "$D/test.icn" >once.txt
+    [ "$(wc -l <once.txt)" -eq 300 ]
+    # the stream twice: predict's batches of 256 then hold other images around each one, which
+    # would change its scores under batch statistics, and do not under the running ones
+    cat "$D/test.icn" "$D/test.icn" | icn-classify predict --model "$D/r8.icn" >twice.txt
+    [ "$(wc -l <twice.txt)" -eq 600 ]
+    # the same class and probability to 1e-5 (sgemm's rounding depends on a row's place in the batch)
+    paste once.txt <(head -n 300 twice.txt) <(tail -n 300 twice.txt) |
+        awk '$1 != $4 || $1 != $7 || $2 - $5 > 1e-5 || $5 - $2 > 1e-5 || $2 - $8 > 1e-5 || $8 - $2 > 1e-5 { bad = 1; print "line " NR ": " $0 }
+             END { exit bad }'
+    icn-eval fgsm --model-a "$D/r8.icn" --model-b "$D/r8.icn" --data "$D/test.icn" --eps 0 --json >zero.json
+    json_check zero.json "d['a_to_b']['fool_source'] == 0 and d['a_to_b']['correct'] > 150"
+}
+
+@test "icn-synthesize offline from the resnet8 model: 4 pseudo-negatives of class 3 in [-1, 1]" {
+    icn-synthesize --model "$D/r8.icn" --class 3 --count 4 --seed 1 --quiet >syn.icn
+    icn-load --info syn.icn >info.txt
+    grep -qx 'images: 4' info.txt
+    grep -qx 'shape: 28x28x1' info.txt
+    grep -qx 'pseudo-negative of class 3: 4' info.txt
+    awk '/^pixels:/ { exit !($3 >= -1 && $5 <= 1 && $3 < $5) }' info.txt
+}
+
+@test "--arch resnet10 (not 6n+2) is a usage error naming the rule" {
+    run --separate-stderr icn-classify train --data "$D/train.icn" --arch resnet10 --steps 1 --out m.icn
+    expect_status 2
+    one_line_error icn-classify
+    [[ "$stderr" == *"resnet10"*"6n+2"* ]]
+    [ ! -e m.icn ]
+}
