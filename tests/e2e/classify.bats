@@ -22,14 +22,10 @@ setup() {
 }
 
 @test "a small net trained on 1000 images has a test error well below chance (< 50%)" {
-    run --separate-stderr icn-eval error --model "$D/model.icn" --data "$D/test.icn"
-    expect_status 0
-    [[ "${lines[0]}" =~ ^model\ .*:\ test\ error\ ([0-9.]+)%\ \(([0-9]+)\ of\ 1000\ wrong\)$ ]] ||
-        die "unexpected first line: ${lines[0]}"
-    local pct=${BASH_REMATCH[1]} wrong=${BASH_REMATCH[2]}
-    echo "test error $pct% ($wrong of 1000)" >&3
-    [ "$wrong" -lt 500 ]
-    awk -v p="$pct" 'BEGIN { exit !(p < 50) }'
+    eval_error "$D/model.icn" "$D/test.icn" 1000
+    echo "test error $PCT% ($WRONG of 1000)" >&3
+    [ "$WRONG" -lt 500 ]
+    awk -v p="$PCT" 'BEGIN { exit !(p < 50) }'
     # ten per-class lines and a 10x10 confusion matrix
     [ "$(printf '%s\n' "${lines[@]}" | grep -cE '^ +[0-9] +[0-9]+ +[0-9.]+%$')" -eq 10 ]
     [ "$(printf '%s\n' "${lines[@]}" | grep -cE '^( *[0-9]+){10}$')" -eq 10 ]

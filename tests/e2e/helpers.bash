@@ -97,6 +97,16 @@ for i, line in enumerate(open(sys.argv[1]), 1):
 }
 
 # Flip one byte (XOR 0xff) at a given offset (default: the middle) of a file, in place.
+# eval_error MODEL DATA N: run `icn-eval error` (status 0, its output in $lines), check its first
+# line names N test images, and set WRONG and PCT from it.
+eval_error() {
+    run --separate-stderr icn-eval error --model "$1" --data "$2"
+    expect_status 0
+    [[ "${lines[0]}" =~ ^model\ .*:\ test\ error\ ([0-9.]+)%\ \(([0-9]+)\ of\ $3\ wrong\)$ ]] ||
+        die "unexpected first line: ${lines[0]}"
+    PCT=${BASH_REMATCH[1]} WRONG=${BASH_REMATCH[2]}
+}
+
 flip_byte() {
     local file=$1 size off byte
     size=$(stat -c %s "$file")

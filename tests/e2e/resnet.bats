@@ -21,12 +21,9 @@ setup() {
 }
 
 @test "resnet8 trained for 60 steps on 400 images has a test error well below chance (< 50%)" {
-    run --separate-stderr icn-eval error --model "$D/r8.icn" --data "$D/test.icn"
-    expect_status 0
-    [[ "${lines[0]}" =~ ^model\ .*:\ test\ error\ ([0-9.]+)%\ \(([0-9]+)\ of\ 300\ wrong\)$ ]] ||
-        die "unexpected first line: ${lines[0]}"
-    echo "resnet8 test error ${BASH_REMATCH[1]}%" >&3
-    [ "${BASH_REMATCH[2]}" -lt 150 ]
+    eval_error "$D/r8.icn" "$D/test.icn" 300
+    echo "resnet8 test error $PCT%" >&3
+    [ "$WRONG" -lt 150 ]
 }
 
 @test "inference mode: a prediction does not depend on the rest of the batch; FGSM with eps 0 fools nobody" {
