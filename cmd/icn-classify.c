@@ -76,7 +76,8 @@ enum { OPT_DATA = 256, OPT_ARCH, OPT_HEAD, OPT_CLASSES, OPT_STEPS, OPT_EPOCHS, O
        OPT_WD, OPT_DECAY_AT, OPT_DECAY_FACTOR, OPT_SMOOTH, OPT_CLIP, OPT_SEED, OPT_OUT, OPT_CKPT, OPT_CKPT_EVERY, OPT_RESUME,
        OPT_VAL, OPT_EVAL_EVERY, OPT_METRICS, OPT_THREADS, OPT_QUIET, OPT_MODEL, OPT_HELP, OPT_INTRO, OPT_INIT_STEPS,
        OPT_ROUNDS, OPT_ROUND_STEPS, OPT_PER_CLASS, OPT_ALPHA, OPT_PN_BATCH, OPT_ASYNC, OPT_PUBLISH, OPT_POOL,
-       OPT_WAIT, OPT_EVERY, OPT_COUNT, OPT_BUMP, OPT_AUGMENT };
+       OPT_WAIT, OPT_EVERY, OPT_COUNT, OPT_BUMP, OPT_AUGMENT, OPT_END };
+_Static_assert(OPT_END - OPT_DATA <= 64, "the flags must fit the 64-bit set cli.given");
 
 static const struct option options[] = {
     {"data", 1, 0, OPT_DATA}, {"arch", 1, 0, OPT_ARCH}, {"head", 1, 0, OPT_HEAD}, {"classes", 1, 0, OPT_CLASSES},
@@ -101,7 +102,17 @@ typedef struct {
     int classes, threads, bump;
     double epochs, every;
     int64_t count;
+    uint64_t given; /* bit (OPT_x - OPT_DATA) for each flag on the command line */
 } cli;
+
+#define FLAG(o) (1ULL << ((o) - OPT_DATA))
+
+/* A flag that `sub` does not use is a usage error, not silently ignored. */
+static void only_flags(const cli *c, const char *sub, uint64_t allowed) {
+    uint64_t extra = c->given & ~(allowed | FLAG(OPT_HELP));
+    for (const struct option *o = options; o->name; o++)
+        if (extra & FLAG(o->val)) icn_die(2, "%s: --%s does not apply to %s (see --help)", sub, o->name, sub);
+}
 
 static int parse_milestones(const char *s, double *out) {
     int n = 0;
@@ -122,6 +133,7 @@ static void parse(int argc, char **argv, cli *c) {
     int opt;
     while ((opt = icn_getopt(argc, argv, options, usage, NULL)) != -1) {
         icn_train_opts *t = &c->train;
+        c->given |= FLAG(opt);
         switch (opt) {
         case OPT_DATA: c->data = optarg; break;
         case OPT_ARCH: c->arch = optarg; break;
@@ -237,6 +249,7 @@ static int cmd_train(cli *c) {
 
 static int cmd_predict(cli *c) {
     char err[ICN_ERRLEN];
+    only_flags(c, "predict", FLAG(OPT_MODEL) | FLAG(OPT_DATA) | FLAG(OPT_OUT) | FLAG(OPT_THREADS) | FLAG(OPT_QUIET));
     if (!c->model) icn_die(2, "predict: --model MODEL is required");
     icn_net net;
     icn_model_meta meta;
@@ -276,6 +289,8 @@ static void on_signal(int sig) { (void)sig; stop_requested = 1; }
 
 static int cmd_publish(cli *c) {
     char err[ICN_ERRLEN];
+    only_flags(c, "publish", FLAG(OPT_MODEL) | FLAG(OPT_PUBLISH) | FLAG(OPT_EVERY) | FLAG(OPT_COUNT) | FLAG(OPT_BUMP) |
+                                 FLAG(OPT_METRICS) | FLAG(OPT_THREADS) | FLAG(OPT_QUIET));
     if (!c->model) icn_die(2, "publish: --model MODEL is required");
     icn_net net;
     icn_model_meta meta;

@@ -163,6 +163,15 @@ assert all(0 <= r["val_error"] <= 1 for r in map(json.loads, open(sys.argv[1])) 
     awk '$2 <= 0 || $2 >= 1 { bad = 1 } END { exit bad }' pred.txt
 }
 
+@test "predict and publish refuse flags that only train uses, naming them" {
+    run --separate-stderr icn-classify predict --model "$D/model.icn" --data "$D/test.icn" --steps 5
+    expect_status 2
+    [ "${#stderr_lines[@]}" -eq 1 ] && [[ "$stderr" == *"--steps does not apply to predict"* ]] || die "$stderr"
+    run --separate-stderr icn-classify publish --model "$D/model.icn" --rounds 3 --count 1
+    expect_status 2
+    [[ "$stderr" == *"--rounds does not apply to publish"* ]] || die "$stderr"
+}
+
 @test "label smoothing with the one-vs-all head is refused, not ignored" {
     run icn-classify train --data "$D/train.icn" --arch c4-c8 --head ova --label-smoothing 0.1 --steps 5 --out ls.icn
     [ "$status" -eq 2 ]
