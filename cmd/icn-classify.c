@@ -198,6 +198,8 @@ static int max_label(const icn_batch *b) {
 
 static int cmd_train(cli *c) {
     char err[ICN_ERRLEN];
+    /* round flags are accepted by a plain run, so a baseline can take its ICN run's flags as they are */
+    only_flags(c, "train", ~(FLAG(OPT_MODEL) | FLAG(OPT_EVERY) | FLAG(OPT_COUNT) | FLAG(OPT_BUMP)));
     if (!c->out) icn_die(2, "train: --out MODEL is required");
     if (c->train.smoothing > 0 && c->train.head != ICN_HEAD_SOFTMAX)
         icn_die(2, "train: --label-smoothing is for the softmax head, not --head %s", icn_head_name(c->train.head));

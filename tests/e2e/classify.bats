@@ -170,6 +170,10 @@ assert all(0 <= r["val_error"] <= 1 for r in map(json.loads, open(sys.argv[1])) 
     run --separate-stderr icn-classify publish --model "$D/model.icn" --rounds 3 --count 1
     expect_status 2
     [[ "$stderr" == *"--rounds does not apply to publish"* ]] || die "$stderr"
+    run --separate-stderr icn-classify train --data "$D/train.icn" --bump --out never.icn
+    expect_status 2
+    [[ "$stderr" == *"--bump does not apply to train"* ]] || die "$stderr"
+    [ ! -e never.icn ]
 }
 
 @test "label smoothing with the one-vs-all head is refused, not ignored" {
