@@ -27,22 +27,32 @@ static void tap_span(int o, int in, const icn_conv_shape *s, int *k0, int *k1) {
     if (*k1 < *k0) *k1 = *k0;
 }
 
+/* Where im2col row r reads: image b, output position (oh, ow), in-range taps [kh0, kh1) x
+ * [kw0, kw1), and the input column iw0 of tap kw0. */
+typedef struct { int b, oh, ow, kh0, kh1, kw0, kw1, iw0; } col_row;
+static col_row col_row_at(const icn_conv_shape *s, long r) {
+    col_row g = {.ow = (int)(r % s->ow), .oh = (int)(r / s->ow % s->oh), .b = (int)(r / ((long)s->ow * s->oh))};
+    tap_span(g.oh, s->h, s, &g.kh0, &g.kh1);
+    tap_span(g.ow, s->w, s, &g.kw0, &g.kw1);
+    g.iw0 = g.ow * s->stride - s->pad + g.kw0;
+    return g;
+}
+/* The input offset of tap row kh of g (its first in-range tap). */
+static size_t col_row_input(const icn_conv_shape *s, const col_row *g, int kh) {
+    const int ih = g->oh * s->stride - s->pad + kh;
+    return (((size_t)g->b * s->h + ih) * s->w + g->iw0) * (size_t)s->c;
+}
+
 /* Rows [r0, r1) of the im2col matrix into col (row r0 first). */
 static void im2col_range(float *col, const float *in, const icn_conv_shape *s, long r0, long r1) {
     const size_t K = icn_conv_kdim(s), C = (size_t)s->c;
     for (long r = r0; r < r1; r++) {
-        int ow = (int)(r % s->ow), oh = (int)(r / s->ow % s->oh), b = (int)(r / ((long)s->ow * s->oh));
-        int kh0, kh1, kw0, kw1;
-        tap_span(oh, s->h, s, &kh0, &kh1);
-        tap_span(ow, s->w, s, &kw0, &kw1);
+        const col_row g = col_row_at(s, r);
         float *dst = col + (size_t)(r - r0) * K;
-        if (kh0 > 0 || kh1 < s->k || kw0 > 0 || kw1 < s->k) memset(dst, 0, K * sizeof(float)); /* a border */
-        const int iw0 = ow * s->stride - s->pad + kw0; /* the first in-range tap's column */
-        for (int kh = kh0; kh < kh1; kh++) {
-            const int ih = oh * s->stride - s->pad + kh;
-            memcpy(dst + ((size_t)kh * s->k + kw0) * C, in + (((size_t)b * s->h + ih) * s->w + iw0) * C,
-                   (size_t)(kw1 - kw0) * C * sizeof(float));
-        }
+        if (g.kh0 > 0 || g.kh1 < s->k || g.kw0 > 0 || g.kw1 < s->k) memset(dst, 0, K * sizeof(float)); /* a border */
+        for (int kh = g.kh0; kh < g.kh1; kh++)
+            memcpy(dst + ((size_t)kh * s->k + g.kw0) * C, in + col_row_input(s, &g, kh),
+                   (size_t)(g.kw1 - g.kw0) * C * sizeof(float));
     }
 }
 
@@ -61,17 +71,12 @@ static void im2col(float *col, const float *in, const icn_conv_shape *s, int n) 
 static void col2im_range(float *in, const float *col, const icn_conv_shape *s, long r0, long r1) {
     const size_t K = icn_conv_kdim(s), C = (size_t)s->c;
     for (long r = r0; r < r1; r++) {
-        int ow = (int)(r % s->ow), oh = (int)(r / s->ow % s->oh), b = (int)(r / ((long)s->ow * s->oh));
-        int kh0, kh1, kw0, kw1;
-        tap_span(oh, s->h, s, &kh0, &kh1);
-        tap_span(ow, s->w, s, &kw0, &kw1);
+        const col_row g = col_row_at(s, r);
         const float *src = col + (size_t)(r - r0) * K;
-        const int iw0 = ow * s->stride - s->pad + kw0;
-        const size_t run = (size_t)(kw1 - kw0) * C;
-        for (int kh = kh0; kh < kh1; kh++) {
-            const int ih = oh * s->stride - s->pad + kh;
-            const float *from = src + ((size_t)kh * s->k + kw0) * C;
-            float *to = in + (((size_t)b * s->h + ih) * s->w + iw0) * C;
+        const size_t run = (size_t)(g.kw1 - g.kw0) * C;
+        for (int kh = g.kh0; kh < g.kh1; kh++) {
+            const float *from = src + ((size_t)kh * s->k + g.kw0) * C;
+            float *to = in + col_row_input(s, &g, kh);
             for (size_t c = 0; c < run; c++) to[c] += from[c];
         }
     }
