@@ -8,6 +8,7 @@
 #                     run CMD (output in DIR/NAME.log) unless RESULT is already there; when it
 #                     succeeds, append {"run","command","wall_s","machine",...} to DIR/runs.jsonl.
 #                     --stdout: CMD's standard output is RESULT (written whole or not at all)
+#   throttle N        wait until fewer than N background jobs run (N = 1: all finished)
 #   quoted ARGS...    the arguments as one shell-quoted command line
 #   usage             print the calling script's header comment (its --help)
 
@@ -48,6 +49,10 @@ for _ in range(200):
 else:
     raise SystemExit("no three free ports in a row on 127.0.0.1")
 PY
+}
+
+throttle() {
+    while [ "$(jobs -rp | wc -l)" -ge "$1" ]; do wait -n || true; done
 }
 
 quoted() {

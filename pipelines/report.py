@@ -100,7 +100,7 @@ def how_it_was_run(d, command):
             (command, time.strftime("%Y-%m-%d %H:%M %Z"), os.getloadavg()[0]), ""]
     if runs:
         total = sum(e["wall_s"] for e in runs.values())
-        out += ["Each run, its wall time (the last attempt's, for a run resumed after an interruption) and its exact command; %s in all:" % duration(total), "",
+        out += ["Each run, its wall time (the last attempt's, for a run resumed after an interruption) and its exact command; %s in all (summed; runs started with --jobs overlap):" % duration(total), "",
                 "| run | wall time | command |", "|---|---|---|"]
         out += ["| %s | %s | `%s` |" % (name, duration(e["wall_s"]), md_escape(e["command"])) for name, e in runs.items()]
     return out

@@ -47,6 +47,9 @@ md_tells_how() {
     done
     run --separate-stderr "$PIPELINES/table2.sh" --strategies "sgd-4"
     expect_status 2
+    run --separate-stderr "$PIPELINES/table2.sh" --jobs 0
+    expect_status 2
+    [[ "$stderr" == *"--jobs: '0' is not a positive integer"* ]] || die "$stderr"
     run --separate-stderr "$PIPELINES/adversarial.sh" --icn-model x.model
     expect_status 2
 }
@@ -73,9 +76,10 @@ md_tells_how() {
     [ "$(grep -c 'done already' <<<"$output")" -eq 5 ]
 }
 
-@test "table2 --quick: the six sampling strategies and the baseline" {
+@test "table2 --quick --jobs 3: the six sampling strategies and the baseline, three at a time" {
     need_mnist
-    "$PIPELINES/table2.sh" --quick --dir t2 >out.txt
+    "$PIPELINES/table2.sh" --quick --jobs 3 --dir t2 -- --threads 1 >out.txt
+    [ ! -e t2/failed-runs ]
     json_check t2/results.json 'len(d["runs"]) == 7 and sorted(r["strategy"] for r in d["runs"]) == sorted(["baseline", "sgd-1", "sgd-2", "sgd-3", "langevin-1", "langevin-2", "langevin-3"])'
     [ "$(errors_in_unit_interval t2/results.json)" -ge 7 ]
     json_check t2/results.json 'all(0 <= r["reached_fraction"] <= 1 and r["synthesis_wait_s"] >= 0 for r in d["runs"] if r["strategy"] != "baseline")'
