@@ -45,7 +45,11 @@ static const char usage[] =
     "  --out MODEL            where the trained model goes (written atomically)\n"
     "  --checkpoint FILE      save model and optimizer state every --checkpoint-every steps\n"
     "  --checkpoint-every N   (default 1000)\n"
-    "  --resume               continue from --checkpoint if it exists\n"
+    "  --resume               continue from --checkpoint if it exists; refused when the checkpoint\n"
+    "                         was trained with other settings (lr, momentum, batch, decay, clipping,\n"
+    "                         smoothing, augmentation, the round schedule)\n"
+    "  --new-settings         with --resume: continue under this run's settings all the same\n"
+    "                         (say a smaller --lr or --clip-grad after a divergence); printed\n"
     "  --val FILE             labelled stream to report validation error on\n"
     "  --eval-every N         validation every N steps (default: 10 times per run)\n"
     "  --metrics FILE|-       append JSON-lines metrics\n"
@@ -76,7 +80,7 @@ enum { OPT_DATA = 256, OPT_ARCH, OPT_HEAD, OPT_CLASSES, OPT_STEPS, OPT_EPOCHS, O
        OPT_WD, OPT_DECAY_AT, OPT_DECAY_FACTOR, OPT_SMOOTH, OPT_CLIP, OPT_SEED, OPT_OUT, OPT_CKPT, OPT_CKPT_EVERY, OPT_RESUME,
        OPT_VAL, OPT_EVAL_EVERY, OPT_METRICS, OPT_THREADS, OPT_QUIET, OPT_MODEL, OPT_HELP, OPT_INTRO, OPT_INIT_STEPS,
        OPT_ROUNDS, OPT_ROUND_STEPS, OPT_PER_CLASS, OPT_ALPHA, OPT_PN_BATCH, OPT_ASYNC, OPT_PUBLISH, OPT_POOL,
-       OPT_WAIT, OPT_EVERY, OPT_COUNT, OPT_BUMP, OPT_AUGMENT, OPT_END };
+       OPT_WAIT, OPT_EVERY, OPT_COUNT, OPT_BUMP, OPT_AUGMENT, OPT_NEW_SETTINGS, OPT_END };
 _Static_assert(OPT_END - OPT_DATA <= 64, "the flags must fit the 64-bit set cli.given");
 
 static const struct option options[] = {
@@ -92,7 +96,7 @@ static const struct option options[] = {
     {"per-class", 1, 0, OPT_PER_CLASS}, {"alpha", 1, 0, OPT_ALPHA}, {"pn-batch", 1, 0, OPT_PN_BATCH},
     {"async", 0, 0, OPT_ASYNC}, {"publish", 1, 0, OPT_PUBLISH}, {"pool", 1, 0, OPT_POOL},
     {"wait-timeout", 1, 0, OPT_WAIT}, {"every", 1, 0, OPT_EVERY}, {"count", 1, 0, OPT_COUNT},
-    {"bump", 0, 0, OPT_BUMP}, {"augment", 0, 0, OPT_AUGMENT}, {0, 0, 0, 0}};
+    {"bump", 0, 0, OPT_BUMP}, {"augment", 0, 0, OPT_AUGMENT}, {"new-settings", 0, 0, OPT_NEW_SETTINGS}, {0, 0, 0, 0}};
 
 typedef struct {
     icn_introspect_opts intro;
@@ -157,6 +161,7 @@ static void parse(int argc, char **argv, cli *c) {
         case OPT_CKPT: t->checkpoint = optarg; break;
         case OPT_CKPT_EVERY: t->checkpoint_every = icn_parse_long("--checkpoint-every", optarg, 1, 1L << 40); break;
         case OPT_RESUME: t->resume = 1; break;
+        case OPT_NEW_SETTINGS: t->new_settings = 1; break;
         case OPT_VAL: c->val = optarg; break;
         case OPT_EVAL_EVERY: t->eval_every = icn_parse_long("--eval-every", optarg, 1, 1L << 40); break;
         case OPT_METRICS: c->metrics = optarg; break;

@@ -304,6 +304,15 @@ static int run_rounds(run *r, icn_progress *prog, char *err, size_t errlen) {
     return 0;
 }
 
+/* The trainer's settings (icn_train_settings) and the round schedule's. */
+static void introspect_settings(const icn_introspect_opts *o, char *out, size_t outlen) {
+    icn_train_settings(&o->base, out, outlen);
+    size_t at = strlen(out);
+    snprintf(out + at, outlen - at, " initial_steps=%lld rounds=%d round_steps=%lld per_class=%d alpha=%g pn_batch=%d async=%d",
+             (long long)o->initial_steps, o->rounds, (long long)o->round_steps, o->per_class, o->alpha, o->pn_batch,
+             o->async);
+}
+
 int icn_train_introspective(icn_net *net, const icn_batch *data, const icn_introspect_opts *o, char *err,
                             size_t errlen) {
     if (icn_check_labels(data, net->classes, "training data", err, errlen) ||
@@ -315,6 +324,7 @@ int icn_train_introspective(icn_net *net, const icn_batch *data, const icn_intro
     r.o = o;
     r.meta = (icn_model_meta){.head = o->base.head, .total_steps = base.steps, .seed = (int64_t)o->base.seed,
                               .train_images = data->n};
+    introspect_settings(o, r.meta.settings, sizeof r.meta.settings);
     icn_optim_sgd(&r.opt, net->n_trainable, (float)o->base.momentum, (float)o->base.weight_decay);
     const int n = o->base.batch + o->pn_batch, K = net->classes;
     r.work = icn_work_new(net, n);

@@ -71,10 +71,11 @@ void icn_model_pack(msgpack_sbuffer *sb, const icn_net *net, const icn_model_met
     pack_str(&pk, "n_params"), msgpack_pack_uint64(&pk, net->n_params);
     pack_str(&pk, "params"), msgpack_pack_bin(&pk, bytes), msgpack_pack_bin_body(&pk, le, bytes);
     pack_str(&pk, "crc32"), msgpack_pack_uint32(&pk, model_crc(net, le));
-    pack_str(&pk, "info"), msgpack_pack_map(&pk, sizeof meta_keys / sizeof meta_keys[0]);
+    pack_str(&pk, "info"), msgpack_pack_map(&pk, sizeof meta_keys / sizeof meta_keys[0] + (meta->settings[0] != 0));
     icn_model_meta copy = *meta;
     for (size_t i = 0; i < sizeof meta_keys / sizeof meta_keys[0]; i++)
         pack_str(&pk, meta_keys[i]), msgpack_pack_int64(&pk, *meta_field(&copy, (int)i));
+    if (meta->settings[0]) pack_str(&pk, "settings"), pack_str(&pk, meta->settings);
     if (optim) {
         pack_str(&pk, "optim"), msgpack_pack_map(&pk, optim->v ? 4 : 3);
         pack_str(&pk, "kind"), pack_str(&pk, optim->kind == ICN_OPT_ADAM ? "adam" : "sgd");
@@ -173,11 +174,15 @@ int icn_model_decode(const uint8_t *p, size_t n, icn_net *net, icn_model_meta *m
     }
     if (decode_floats(map, "params", net->params, net->n_params, "model", err, errlen)) goto out;
     const msgpack_object *info = icn_map_get(map, "info");
-    if (info && info->type == MSGPACK_OBJECT_MAP)
+    if (info && info->type == MSGPACK_OBJECT_MAP) {
         for (size_t i = 0; i < sizeof meta_keys / sizeof meta_keys[0]; i++)
             if (icn_map_get(info, meta_keys[i]) &&
                 icn_map_i64(info, meta_keys[i], INT64_MIN, INT64_MAX, meta_field(meta, (int)i), err, errlen))
                 goto out;
+        if (icn_map_get(info, "settings") &&
+            icn_map_str(info, "settings", meta->settings, sizeof meta->settings, err, errlen))
+            goto out;
+    }
     if (optim && optim->n != net->n_trainable) {
         icn_errf(err, errlen, "model: optimizer state for %zu parameters, model has %zu", optim->n, net->n_trainable);
         goto out;

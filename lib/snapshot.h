@@ -16,6 +16,8 @@
 
 #define ICN_MODEL_VERSION 1
 
+#define ICN_SETTINGS_LEN 320
+
 typedef struct {
     icn_head head;
     int64_t generation;   /* snapshot generation: introspective round that produced it */
@@ -26,6 +28,9 @@ typedef struct {
     int64_t round;        /* introspective trainer: round reached */
     int64_t pool_offset;  /* introspective trainer: pool records consumed */
     int64_t pool_start;   /* introspective trainer: pool record where this run began */
+    /* the trainer's settings that shape the run ("lr=0.025 momentum=0.9 ..."), so that a
+     * resume with other settings is refused; empty when unknown (older files) */
+    char settings[ICN_SETTINGS_LEN];
 } icn_model_meta;
 
 /* Encode the model (and, if optim is non-NULL, the optimizer state) into sb. */

@@ -89,7 +89,7 @@ icn_step_result icn_train_step(icn_net *net, icn_work *w, icn_optim *opt, const 
 int icn_check_diverged(int64_t step, icn_step_result r, char *err, size_t errlen) {
     if (r.loss == r.loss && r.loss <= 1e30) return 0;
     return icn_errf(err, errlen, "step %lld: loss is %g (gradient norm %g): training diverged (try a smaller --lr "
-                    "or --clip-grad)", (long long)step, r.loss, r.grad_norm);
+                    "or --clip-grad; --resume --new-settings continues from the last checkpoint)", (long long)step, r.loss, r.grad_norm);
 }
 
 int icn_check_labels(const icn_batch *data, int classes, const char *what, char *err, size_t errlen) {
@@ -141,6 +141,37 @@ float icn_train_lr(const icn_train_opts *o, int64_t step) {
     return (float)icn_lr_at(o->lr, step, o->steps, o->milestones, o->n_milestones, o->decay_factor);
 }
 
+void icn_train_settings(const icn_train_opts *o, char *out, size_t outlen) {
+    char decay_at[ICN_MAX_MILESTONES * 12 + 1] = "none";
+    for (int i = 0, at = 0; i < o->n_milestones; i++)
+        at += snprintf(decay_at + at, sizeof decay_at - (size_t)at, "%s%g", i ? "," : "", o->milestones[i]);
+    snprintf(out, outlen,
+             "batch=%d lr=%g momentum=%g weight_decay=%g decay_at=%s decay_factor=%g label_smoothing=%g clip_grad=%g "
+             "augment=%d",
+             o->batch, o->lr, o->momentum, o->weight_decay, decay_at, o->decay_factor, o->smoothing, o->clip_grad,
+             o->augment);
+}
+
+/* The first "name=value" of `ours` that `theirs` does not hold, for naming a mismatch. */
+static void first_difference(const char *ours, const char *theirs, char *out, size_t outlen) {
+    char copy[ICN_SETTINGS_LEN];
+    snprintf(copy, sizeof copy, "%s", ours);
+    for (char *save, *tok = strtok_r(copy, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+        size_t n = strlen(tok);
+        const char *p = theirs;
+        int found = 0;
+        while (!found && (p = strstr(p, tok))) {
+            found = (p == theirs || p[-1] == ' ') && (p[n] == ' ' || p[n] == 0);
+            p += n;
+        }
+        if (!found) {
+            snprintf(out, outlen, "%s", tok);
+            return;
+        }
+    }
+    snprintf(out, outlen, "(a setting it lacks)");
+}
+
 int icn_train_resume(const icn_train_opts *o, icn_net *net, icn_optim *opt, icn_model_meta *meta, char *err,
                      size_t errlen) {
     if (!o->resume || !o->checkpoint || access(o->checkpoint, F_OK) != 0) return 0;
@@ -161,8 +192,20 @@ int icn_train_resume(const icn_train_opts *o, icn_net *net, icn_optim *opt, icn_
         icn_net_free(&loaded);
         return icn_errf(err, errlen, "%s: holds no optimizer state, so it is not a checkpoint", o->checkpoint);
     }
+    if (m.settings[0] && meta->settings[0] && strcmp(m.settings, meta->settings)) {
+        char ours[ICN_SETTINGS_LEN], theirs[ICN_SETTINGS_LEN];
+        first_difference(meta->settings, m.settings, ours, sizeof ours);
+        first_difference(m.settings, meta->settings, theirs, sizeof theirs);
+        if (!o->new_settings) {
+            icn_net_free(&loaded);
+            return icn_errf(err, errlen, "%s: checkpoint was trained with %s, this run asks for %s; resume with its "
+                            "settings, add --new-settings to change them, or remove it", o->checkpoint, theirs, ours);
+        }
+        icn_warn("%s: resuming with %s (the checkpoint had %s)", o->checkpoint, ours, theirs);
+    }
     memcpy(net->params, loaded.params, net->n_params * sizeof(float));
     icn_net_free(&loaded);
+    if (meta->settings[0]) memcpy(m.settings, meta->settings, sizeof m.settings); /* later checkpoints: ours */
     *meta = m;
     if (!o->quiet) icn_warn("resuming from %s at step %lld", o->checkpoint, (long long)m.step);
     return 1;
@@ -172,6 +215,7 @@ int icn_train_classifier(icn_net *net, const icn_batch *data, const icn_train_op
     if (icn_check_labels(data, net->classes, "training data", err, errlen)) return -1;
     if (icn_check_images(net, data, "training data", err, errlen)) return -1;
     icn_model_meta meta = {.head = o->head, .total_steps = o->steps, .seed = (int64_t)o->seed, .train_images = data->n};
+    icn_train_settings(o, meta.settings, sizeof meta.settings);
     icn_optim opt;
     icn_optim_sgd(&opt, net->n_trainable, (float)o->momentum, (float)o->weight_decay);
     if (icn_train_resume(o, net, &opt, &meta, err, errlen) < 0) {

@@ -30,6 +30,7 @@ typedef struct {
     const char *checkpoint;   /* written every checkpoint_every steps and at the end */
     int64_t checkpoint_every;
     int resume;               /* continue from checkpoint if it exists */
+    int new_settings;         /* resume even when the checkpoint was trained with other settings */
     const icn_batch *val;     /* optional: error reported every eval_every steps */
     int64_t eval_every;
     icn_metrics *metrics;
@@ -68,10 +69,15 @@ icn_step_result icn_train_step(icn_net *net, icn_work *w, icn_optim *opt, const 
 /* The one-line error for a loss that is NaN, infinite or past 1e30, else 0. */
 int icn_check_diverged(int64_t step, icn_step_result r, char *err, size_t errlen);
 
+/* o's settings that shape training, as "batch=64 lr=0.025 momentum=0.9 ..." into out (at
+ * least ICN_SETTINGS_LEN bytes); a checkpoint records them (icn_model_meta.settings). */
+void icn_train_settings(const icn_train_opts *o, char *out, size_t outlen);
+
 /* The step size at `step` under o's schedule. */
 float icn_train_lr(const icn_train_opts *o, int64_t step);
 /* If o->resume and o->checkpoint exists: load it into net (same architecture required), opt and
- * meta, after checking it belongs to this run (meta's total_steps, train_images, seed, head).
+ * meta, after checking it belongs to this run (meta's total_steps, train_images, seed, head, and
+ * settings when the checkpoint has them).
  * Returns 1 if resumed, 0 if not, -1 with err. */
 int icn_train_resume(const icn_train_opts *o, icn_net *net, icn_optim *opt, icn_model_meta *meta, char *err,
                      size_t errlen);

@@ -218,6 +218,21 @@ assert all(0 <= r["val_error"] <= 1 for r in map(json.loads, open(sys.argv[1])) 
     one_line_error icn-classify
     [[ "$stderr" == *"another run"* ]]
     [ ! -e m2.icn ]
+    # ... and so is one trained with other settings, naming the first difference each way,
+    # unless --new-settings says so
+    cp ck.icn ck-before.icn
+    run --separate-stderr icn-classify train --data "$D/train.icn" --arch c8-c16 --steps 40 --batch 32 --lr 0.01 \
+        --checkpoint ck.icn --out m2.icn --resume --quiet
+    expect_status 1
+    one_line_error icn-classify
+    [[ "$stderr" == *"checkpoint was trained with lr=0.025, this run asks for lr=0.01"* ]] || die "$stderr"
+    [ ! -e m2.icn ]
+    cmp ck.icn ck-before.icn
+    run --separate-stderr icn-classify train --data "$D/train.icn" --arch c8-c16 --steps 40 --batch 32 --lr 0.01 \
+        --checkpoint ck.icn --out m2.icn --resume --new-settings --quiet
+    expect_status 0
+    [[ "$stderr" == *"ck.icn: resuming with lr=0.01 (the checkpoint had lr=0.025)"* ]] || die "$stderr"
+    [ -s m2.icn ]
 }
 
 @test "kill -9 during training: the stored checkpoint loads, and --resume ends where an unbroken run ends" {

@@ -64,7 +64,8 @@ static icn_model_meta sample_meta(void) {
                             .seed = INT64_MAX,
                             .train_images = 55000,
                             .round = -3,
-                            .pool_offset = INT64_MIN};
+                            .pool_offset = INT64_MIN,
+                            .settings = "batch=64 lr=0.025 rounds=6"};
 }
 
 static void assert_meta_equal(const icn_model_meta *a, const icn_model_meta *b) {
@@ -76,6 +77,7 @@ static void assert_meta_equal(const icn_model_meta *a, const icn_model_meta *b) 
     assert_true(a->train_images == b->train_images);
     assert_true(a->round == b->round);
     assert_true(a->pool_offset == b->pool_offset);
+    assert_string_equal(a->settings, b->settings);
 }
 
 static void assert_net_equal(const icn_net *a, const icn_net *b) {
