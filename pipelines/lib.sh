@@ -8,7 +8,12 @@
 #                     run CMD (output in DIR/NAME.log) unless RESULT is already there; when it
 #                     succeeds, append {"run","command","wall_s","machine",...} to DIR/runs.jsonl.
 #                     --stdout: CMD's standard output is RESULT (written whole or not at all)
-#   throttle N        wait until fewer than N background jobs run (N = 1: all finished)
+#   jobs_init PROG N DIR
+#                     for --jobs N: runs started with `spawn` go N at a time, each in its own
+#                     process group (an interrupt or TERM stops them all); N = 1: one after another
+#   spawn NAME CMD... run CMD (a program or function) now or, with N > 1, in the background once
+#                     fewer than N run; when it fails, NAME goes to DIR/failed-runs and the others go on
+#   jobs_finish       wait for them all; 1 with a one-line error naming the failed runs, else 0
 #   quoted ARGS...    the arguments as one shell-quoted command line
 #   usage             print the calling script's header comment (its --help)
 
@@ -51,8 +56,33 @@ else:
 PY
 }
 
-throttle() {
-    while [ "$(jobs -rp | wc -l)" -ge "$1" ]; do wait -n || true; done
+jobs_init() {
+    jobs_prog=$1 jobs_max=$2 jobs_failed="$3/failed-runs"
+    [[ "$jobs_max" =~ ^[1-9][0-9]*$ ]] || { echo "$jobs_prog: --jobs: '$jobs_max' is not a positive integer" >&2; exit 2; }
+    rm -f "$jobs_failed"
+    if [ "$jobs_max" -gt 1 ]; then
+        set -m
+        trap 'for p in $(jobs -p); do kill -TERM -- "-$p" 2>/dev/null || true; done
+              echo "$jobs_prog: interrupted" >&2; exit 130' INT TERM
+    fi
+}
+
+spawn() {
+    local name=$1
+    shift
+    if [ "$jobs_max" = 1 ]; then
+        "$@" || echo "$name" >>"$jobs_failed"
+        return 0
+    fi
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n || true; done
+    { "$@" || echo "$name" >>"$jobs_failed"; } &
+}
+
+jobs_finish() {
+    wait
+    [ ! -s "$jobs_failed" ] && return 0
+    echo "$jobs_prog: failed: $(tr '\n' ' ' <"$jobs_failed")(see their logs in $(dirname "$jobs_failed"))" >&2
+    return 1
 }
 
 quoted() {

@@ -13,9 +13,9 @@
 # Results: DIR/results.json (every run: error, fraction of pseudo-negatives that met the stop
 # rule, the trainer's wait for synthesis) and DIR/results.md (the table, the machine, each
 # run's command and wall time). --synth-args: more icn-synthesize flags for every strategy,
-# such as "--max-steps 50". --jobs N: run up to N strategies of a seed at once (each an
-# independent trainer with its synthesizers and pool on its own ports; give each trainer its
-# share of the cores with -- --threads T). --quick: 500 training images (unless --train-images is given), a
+# such as "--max-steps 50". --jobs N: up to N runs at once (each an independent trainer with
+# its synthesizers and pool on its own ports; give each trainer its share of the cores with
+# -- --threads T); a failed run is named at the end and the others go on. --quick: 500 training images (unless --train-images is given), a
 # tiny net and a short schedule (pipelines/lib.sh): a few minutes on 2 cores. TRAINER FLAGS
 # (such as --rounds 3) override the protocol for every run.
 set -euo pipefail
@@ -40,16 +40,10 @@ for st in $strategies; do
     *) echo "table2: --strategies: '$st' is not sgd-1..3 or langevin-1..3" >&2; exit 2 ;; esac
 done
 [ -n "${strategies// /}" ] || { echo "table2: --strategies: none given" >&2; exit 2; }
-[[ "$jobs" =~ ^[1-9][0-9]*$ ]] || { echo "table2: --jobs: '$jobs' is not a positive integer" >&2; exit 2; }
 if [ ${#quick[@]} -gt 0 ]; then images=${images:-500}; fi
 images=${images:-55000}
+jobs_init table2 "$jobs" "$dir"
 mkdir -p "$dir"
-failed="$dir/failed-runs" # the runs that failed this time, one a line
-rm -f "$failed"
-if [ "$jobs" -gt 1 ]; then # each job its own process group, so an interrupt stops all of it
-    set -m
-    trap 'for p in $(jobs -p); do kill -TERM -- "-$p" 2>/dev/null || true; done; echo "table2: interrupted" >&2; exit 130' INT TERM
-fi
 read -r -a strategy_list <<<"$strategies"
 one_run() { # STRATEGY SEED TRAINER-FLAGS...
     local st=$1 s=$2
@@ -58,15 +52,12 @@ one_run() { # STRATEGY SEED TRAINER-FLAGS...
     [ "$st" = "${strategy_list[0]}" ] && extra=() result="$run/baseline-eval.json" # the baseline rides along
     run_step "$dir" "$st-s$s" "$result" "$here/icn-mnist.sh" --train-images "$images" --seed "$s" \
         --synthesizers "$synths" --dir "$run" --port-base "$(free_port_base)" "${extra[@]}" \
-        --synth-args "--method ${st%-*} --stop ${st#*-}${synth_args:+ $synth_args}" -- --quiet "${quick[@]}" "$@" ||
-        echo "$st-s$s" >>"$failed"
+        --synth-args "--method ${st%-*} --stop ${st#*-}${synth_args:+ $synth_args}" -- --quiet "${quick[@]}" "$@"
 }
 for s in $seeds; do
     for st in $strategies; do
-        if [ "$jobs" = 1 ]; then one_run "$st" "$s" "$@"; else throttle "$jobs"; one_run "$st" "$s" "$@" & fi
+        spawn "$st-s$s" one_run "$st" "$s" "$@"
     done
 done
-throttle 1
-wait
-[ ! -s "$failed" ] || { echo "table2: failed: $(tr '\n' ' ' <"$failed")(see their logs in $dir)" >&2; exit 1; }
+jobs_finish
 "$PYTHON" "$here/report.py" table2 "$dir" --strategies "$strategies" --seeds "$seeds" --images "$images" --command "$command"

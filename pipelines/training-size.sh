@@ -7,21 +7,23 @@
 #
 #   pipelines/training-size.sh [--sizes "500 2000"] [--seeds "1 2 3"] [--dir runs/training-size]
 #                              [--methods "icn noise"] [--synthesizers N] [--clip-grad NORM]
-#                              [--quick] [-- TRAINER FLAGS...]
+#                              [--jobs 1] [--quick] [-- TRAINER FLAGS...]
 # Results: DIR/results.jsonl (one line per run) and DIR/results.md (means and deviations, the
 # machine, each run's command and wall time). --methods: icn (ICN and its baseline) and/or
 # noise (ICN-noise). --clip-grad applies to every method of the runs it starts and is recorded
-# in each run's wall.json. --quick: a tiny net and a short schedule (pipelines/lib.sh);
+# in each run's wall.json. --jobs N: up to N runs at once (give each trainer its share of the
+# cores with -- --threads T); a failed run is named at the end and the others go on. --quick: a tiny net and a short schedule (pipelines/lib.sh);
 # TRAINER FLAGS (such as --rounds 3) come last and override both.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 command=$(quoted "$0" "$@")
-sizes="500 2000" seeds="1 2 3" dir=runs/training-size synths=2 quick=() clip=0 methods="icn noise"
+sizes="500 2000" seeds="1 2 3" dir=runs/training-size synths=2 quick=() clip=0 methods="icn noise" jobs=1
 while [ $# -gt 0 ]; do
     case $1 in
     --sizes) sizes=$2; shift 2 ;; --seeds) seeds=$2; shift 2 ;; --dir) dir=$2; shift 2 ;;
     --synthesizers) synths=$2; shift 2 ;; --clip-grad) clip=$2; shift 2 ;; --methods) methods=$2; shift 2 ;;
+    --jobs) jobs=$2; shift 2 ;;
     --quick) quick=("${QUICK_TRAINER[@]}"); shift ;;
     -h|--help) usage; exit 0 ;;
     --) shift; break ;;
@@ -31,19 +33,27 @@ done
 for method in $methods; do
     case $method in icn|noise) ;; *) echo "training-size: --methods: '$method' is not icn or noise" >&2; exit 2 ;; esac
 done
+jobs_init training-size "$jobs" "$dir"
 mkdir -p "$dir"
+one_run() { # IMAGES SEED METHOD TRAINER-FLAGS...
+    local n=$1 s=$2 method=$3
+    shift 3
+    local run="$dir/n$n-s$s-$method" extra=() start
+    local result="$run/baseline-eval.json"
+    [ "$method" = noise ] && extra=(--noise --no-baseline) result="$run/icn-eval.json"
+    [ -s "$result" ] && return 0
+    start=$(date +%s)
+    run_step "$dir" "n$n-s$s-$method" "$result" "$here/icn-mnist.sh" --train-images "$n" --seed "$s" \
+        --synthesizers "$synths" --dir "$run" --port-base "$(free_port_base)" "${extra[@]}" \
+        -- --quiet --clip-grad "$clip" "${quick[@]}" "$@" || return 1
+    echo "{\"images\":$n,\"seed\":$s,\"method\":\"$method\",\"clip_grad\":$clip,\"wall_s\":$(( $(date +%s) - start ))}" >"$run/wall.json"
+}
 for n in $sizes; do
     for s in $seeds; do
         for method in $methods; do
-            name="n$n-s$s-$method" run="$dir/n$n-s$s-$method"
-            extra=() result="$run/baseline-eval.json"
-            [ "$method" = noise ] && extra=(--noise --no-baseline) result="$run/icn-eval.json"
-            [ -s "$result" ] && continue
-            start=$(date +%s)
-            run_step "$dir" "$name" "$result" "$here/icn-mnist.sh" --train-images "$n" --seed "$s" --synthesizers "$synths" \
-                --dir "$run" --port-base "$(free_port_base)" "${extra[@]}" -- --quiet --clip-grad "$clip" "${quick[@]}" "$@"
-            echo "{\"images\":$n,\"seed\":$s,\"method\":\"$method\",\"clip_grad\":$clip,\"wall_s\":$(( $(date +%s) - start ))}" >"$run/wall.json"
+            spawn "n$n-s$s-$method" one_run "$n" "$s" "$method" "$@"
         done
     done
 done
+jobs_finish
 "$PYTHON" "$here/report.py" training-size "$dir" --sizes "$sizes" --seeds "$seeds" --command "$command"

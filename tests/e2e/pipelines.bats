@@ -56,7 +56,8 @@ md_tells_how() {
 
 @test "table1 --quick: four methods by two heads, errors in [0, 1]; a second run resumes" {
     need_mnist
-    "$PIPELINES/table1.sh" --quick --dir t1 >out.txt
+    "$PIPELINES/table1.sh" --quick --jobs 2 --dir t1 -- --threads 1 >out.txt
+    [ ! -e t1/failed-runs ]
     [ -s t1/results.json ] && [ -s t1/results.md ]
     # 4 runs with an error per head, less label smoothing with one-vs-all: 7
     [ "$(errors_in_unit_interval t1/results.json)" -ge 7 ]
@@ -74,6 +75,15 @@ md_tells_how() {
     expect_status 0
     cmp runs.before t1/runs.jsonl
     [ "$(grep -c 'done already' <<<"$output")" -eq 5 ]
+}
+
+@test "--jobs 2 with runs that fail: each is named at the end, exit 1, no table" {
+    need_mnist
+    run --separate-stderr "$PIPELINES/table2.sh" --quick --jobs 2 --strategies "sgd-1 langevin-3" --dir bad -- --lr -1
+    expect_status 1
+    [[ "$stderr" == *"table2: failed: "*"sgd-1-s1"*"langevin-3-s1"*"(see their logs in bad)"* ]] || die "$stderr"
+    grep -q -- "--lr" bad/sgd-1-s1.log
+    [ ! -e bad/results.json ]
 }
 
 @test "table2 --quick --jobs 3: the six sampling strategies and the baseline, three at a time" {
@@ -95,7 +105,8 @@ md_tells_how() {
 
 @test "fig3 --quick: results per size, seed and method, and a PNG that decodes" {
     need_mnist
-    "$PIPELINES/fig3.sh" --quick --dir f3 >out.txt
+    "$PIPELINES/fig3.sh" --quick --jobs 2 --dir f3 -- --threads 1 >out.txt
+    [ ! -e f3/failed-runs ]
     "$PYTHON" - f3/results.jsonl <<'PY'
 import json, sys
 runs = [json.loads(l) for l in open(sys.argv[1])]
