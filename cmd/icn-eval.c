@@ -1,5 +1,5 @@
 /* icn-eval: measure a model. `error`: test error, per-class error and confusion matrix;
- * `grid`: a picture of a tensor stream; `fgsm`: the two-way adversarial test; `plot`: test
+ * `compare`: is one model's error really lower than another's (McNemar); `grid`: a picture of a tensor stream; `fgsm`: the two-way adversarial test; `plot`: test
  * error against training-set size from the pipelines' results. */
 #include <getopt.h>
 #include <stdio.h>
@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "adversarial.h"
+#include "compare.h"
 #include "image.h"
 #include "net.h"
 #include "plot.h"
@@ -18,12 +19,18 @@
 static const char usage[] =
     "usage: icn-eval error --model MODEL [--data FILE|-] [--json] [--threads T]\n"
     "       icn-eval grid --out PNG [--data FILE|-] [--cols N] [--rows N] [--zoom Z]\n"
+    "       icn-eval compare --model-a A --model-b B [--model-a A2 --model-b B2]... [--data FILE|-]\n"
+    "                        [--json] [--threads T]\n"
     "       icn-eval fgsm --model-a A --model-b B [--data FILE|-] [--eps E] [--json]\n"
     "       icn-eval plot --out PNG [--title T] [--size WxH] [--script FILE] [RESULTS.jsonl|-]...\n"
     "\n"
     "error: classify a labelled tensor stream (default: stdin) and print the test error,\n"
     "       the error of each class and the confusion matrix (rows: true class, columns:\n"
     "       predicted). --json prints one JSON object instead.\n"
+    "compare: classify the same labelled stream with models A and B and count the images\n"
+    "       only A gets wrong and only B gets wrong; McNemar's exact two-sided p-value says\n"
+    "       how likely so lopsided a split is if A and B are equally good. Give one pair per\n"
+    "       seed (--model-a/--model-b in turn) to add the pooled count over all pairs.\n"
     "grid:  draw a tensor stream as a PNG. Pseudo-negatives (from icn-pool dump or\n"
     "       icn-synthesize) are laid out one row per generation, one column per class\n"
     "       (the paper's Figure 2); other images fill --rows x --cols (default 10 x 10)\n"
@@ -76,6 +83,24 @@ static void print_json(const icn_eval_result *r, const char *model) {
     printf("]}\n");
 }
 
+/* Load the model at path and classify all of data with it; dies with one line on failure. */
+static void evaluate_model(const char *path, const char *data_name, const icn_batch *data, icn_eval_result *r) {
+    char err[ICN_ERRLEN];
+    icn_net net;
+    icn_model_meta meta;
+    if (icn_model_load(path, &net, &meta, NULL, NULL, err, sizeof err)) icn_die(1, "%s", err);
+    icn_work *w = icn_work_new(&net, 256);
+    if (icn_evaluate(&net, w, data, r, err, sizeof err)) icn_die(1, "%s: %s", data_name, err);
+    icn_work_free(w);
+    icn_net_free(&net);
+}
+
+static void read_test_stream(const char *data, icn_batch *b) {
+    char err[ICN_ERRLEN];
+    if (icn_batch_read_all(data, b, err, sizeof err)) icn_die(1, "%s", err);
+    if (b->n == 0) icn_die(1, "%s: no images in the tensor stream", data);
+}
+
 static int cmd_error(int argc, char **argv) {
     const char *model = NULL, *data = "-";
     int json = 0, threads = 0, opt;
@@ -92,22 +117,94 @@ static int cmd_error(int argc, char **argv) {
     if (optind < argc) icn_die(2, "unexpected argument '%s' (see --help)", argv[optind]);
     if (!model) icn_die(2, "error: --model MODEL is required");
     icn_threads_init(threads);
-    char err[ICN_ERRLEN];
-    icn_net net;
-    icn_model_meta meta;
-    if (icn_model_load(model, &net, &meta, NULL, NULL, err, sizeof err)) icn_die(1, "%s", err);
     icn_batch b = {0};
-    if (icn_batch_read_all(data, &b, err, sizeof err)) icn_die(1, "%s", err);
-    if (b.n == 0) icn_die(1, "%s: no images in the tensor stream", data);
-    icn_work *w = icn_work_new(&net, 256);
+    read_test_stream(data, &b);
     icn_eval_result r;
-    if (icn_evaluate(&net, w, &b, &r, err, sizeof err)) icn_die(1, "%s: %s", data, err);
+    evaluate_model(model, data, &b, &r);
     if (json) print_json(&r, model);
     else print_text(&r, model);
     icn_eval_result_free(&r);
-    icn_work_free(w);
     icn_batch_free(&b);
-    icn_net_free(&net);
+    return 0;
+}
+
+#define MAX_PAIRS 64
+
+static void print_paired_json(const icn_paired_result *r) {
+    printf("\"n\":%lld,\"wrong_a\":%lld,\"wrong_b\":%lld,\"only_a_wrong\":%lld,\"only_b_wrong\":%lld,"
+           "\"both_wrong\":%lld,\"disagree\":%lld,\"p_value\":%.6g",
+           (long long)r->n, (long long)r->wrong_a, (long long)r->wrong_b, (long long)r->only_a_wrong,
+           (long long)r->only_b_wrong, (long long)r->both_wrong, (long long)r->disagree, r->p_value);
+}
+
+static void print_paired_text(const icn_paired_result *r) {
+    printf("  A %.2f%% (%lld wrong), B %.2f%% (%lld wrong) of %lld; only A wrong %lld, only B wrong %lld, both %lld; "
+           "McNemar exact p = %.3g\n",
+           100.0 * r->wrong_a / r->n, (long long)r->wrong_a, 100.0 * r->wrong_b / r->n, (long long)r->wrong_b,
+           (long long)r->n, (long long)r->only_a_wrong, (long long)r->only_b_wrong, (long long)r->both_wrong,
+           r->p_value);
+}
+
+static int cmd_compare(int argc, char **argv) {
+    const char *paths_a[MAX_PAIRS], *paths_b[MAX_PAIRS], *data = "-";
+    int n_a = 0, n_b = 0, json = 0, threads = 0, opt;
+    static const struct option options[] = {{"model-a", 1, 0, 'a'}, {"model-b", 1, 0, 'b'}, {"data", 1, 0, 'd'},
+                                            {"json", 0, 0, 'j'},    {"threads", 1, 0, 't'}, {"help", 0, 0, 'h'},
+                                            {0, 0, 0, 0}};
+    while ((opt = icn_getopt(argc, argv, options, usage, NULL)) != -1) {
+        switch (opt) {
+        case 'a':
+            if (n_a == MAX_PAIRS) icn_die(2, "compare: at most %d --model-a", MAX_PAIRS);
+            paths_a[n_a++] = optarg;
+            break;
+        case 'b':
+            if (n_b == MAX_PAIRS) icn_die(2, "compare: at most %d --model-b", MAX_PAIRS);
+            paths_b[n_b++] = optarg;
+            break;
+        case 'd': data = optarg; break;
+        case 'j': json = 1; break;
+        case 't': threads = (int)icn_parse_long("--threads", optarg, 1, 1024); break;
+        }
+    }
+    if (optind < argc) icn_die(2, "unexpected argument '%s' (see --help)", argv[optind]);
+    if (n_a == 0 || n_a != n_b)
+        icn_die(2, "compare: give --model-a and --model-b in pairs (got %d --model-a, %d --model-b)", n_a, n_b);
+    icn_threads_init(threads);
+    icn_batch test = {0};
+    read_test_stream(data, &test);
+    icn_paired_result pooled = {0};
+    if (json) printf("{\"pairs\":[");
+    for (int i = 0; i < n_a; i++) {
+        icn_eval_result ra, rb;
+        evaluate_model(paths_a[i], data, &test, &ra);
+        evaluate_model(paths_b[i], data, &test, &rb);
+        icn_paired_result one = {0};
+        icn_paired_add(&one, test.y, ra.pred, rb.pred, test.n);
+        icn_paired_add(&pooled, test.y, ra.pred, rb.pred, test.n);
+        if (json) {
+            printf("%s{\"model_a\":", i ? "," : "");
+            icn_fput_json_string(stdout, paths_a[i]);
+            printf(",\"model_b\":");
+            icn_fput_json_string(stdout, paths_b[i]);
+            putchar(',');
+            print_paired_json(&one);
+            putchar('}');
+        } else {
+            printf("pair %d: A %s, B %s\n", i + 1, paths_a[i], paths_b[i]);
+            print_paired_text(&one);
+        }
+        icn_eval_result_free(&ra);
+        icn_eval_result_free(&rb);
+    }
+    if (json) {
+        printf("],\"pooled\":{");
+        print_paired_json(&pooled);
+        printf("}}\n");
+    } else if (n_a > 1) {
+        printf("pooled over %d pairs:\n", n_a);
+        print_paired_text(&pooled);
+    }
+    icn_batch_free(&test);
     return 0;
 }
 
@@ -149,8 +246,7 @@ static int cmd_fgsm(int argc, char **argv) {
     if (icn_model_load(path_a, &a, &meta_a, NULL, NULL, err, sizeof err)) icn_die(1, "%s", err);
     if (icn_model_load(path_b, &b, &meta_b, NULL, NULL, err, sizeof err)) icn_die(1, "%s", err);
     icn_batch test = {0};
-    if (icn_batch_read_all(data, &test, err, sizeof err)) icn_die(1, "%s", err);
-    if (test.n == 0) icn_die(1, "%s: no images in the tensor stream", data);
+    read_test_stream(data, &test);
     icn_fgsm_result ab, ba;
     double scaled = 2 * eps; /* [0, 1] pixels to the [-1, 1] scale */
     if (icn_fgsm(&a, meta_a.head, &b, &test, scaled, -1, 1, &ab, err, sizeof err) ||
@@ -296,6 +392,7 @@ int main(int argc, char **argv) {
     if (argc < 2) { fputs(usage, stderr); return 2; }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) { fputs(usage, stdout); return 0; }
     if (!strcmp(argv[1], "error")) return cmd_error(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "compare")) return cmd_compare(argc - 1, argv + 1);
     if (!strcmp(argv[1], "grid")) return cmd_grid(argc - 1, argv + 1);
     if (!strcmp(argv[1], "fgsm")) return cmd_fgsm(argc - 1, argv + 1);
     if (!strcmp(argv[1], "plot")) return cmd_plot(argc - 1, argv + 1);

@@ -113,6 +113,7 @@ int icn_evaluate(const icn_net *net, icn_work *w, const icn_batch *data, icn_eva
     if (icn_check_images(net, data, "evaluation data", err, errlen)) return -1;
     r->classes = net->classes;
     r->confusion = xcalloc((size_t)net->classes * net->classes, sizeof(int64_t));
+    r->pred = xmalloc((size_t)data->n * sizeof *r->pred + 1);
     size_t d = icn_batch_dim(data);
     for (int64_t i = 0; i < data->n; i += w->max_batch) {
         int m = (int)(data->n - i < w->max_batch ? data->n - i : w->max_batch);
@@ -120,6 +121,7 @@ int icn_evaluate(const icn_net *net, icn_work *w, const icn_batch *data, icn_eva
         for (int j = 0; j < m; j++) {
             int pred = icn_argmax(logits + (size_t)j * net->classes, net->classes), truth = data->y[i + j];
             r->confusion[(size_t)truth * net->classes + pred]++;
+            r->pred[i + j] = pred;
             r->wrong += pred != truth;
         }
     }
@@ -129,7 +131,9 @@ int icn_evaluate(const icn_net *net, icn_work *w, const icn_batch *data, icn_eva
 
 void icn_eval_result_free(icn_eval_result *r) {
     free(r->confusion);
+    free(r->pred);
     r->confusion = NULL;
+    r->pred = NULL;
 }
 
 static int save_checkpoint(const icn_train_opts *o, const icn_net *net, const icn_model_meta *meta,

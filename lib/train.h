@@ -89,6 +89,7 @@ typedef struct {
     int64_t n, wrong;
     int classes;
     int64_t *confusion; /* [true class][predicted class] */
+    int32_t *pred;      /* [n] the predicted class of each image, in stream order */
 } icn_eval_result;
 
 /* Error of net on a labelled batch; labels must lie in [0, classes). */

@@ -2,7 +2,8 @@
 # Introspective training on one machine (MNIST by default): an icn-pool, N icn-synthesize
 # processes and the trainer (icn-classify train --introspective), talking over ZeroMQ on loopback.
 # Prints the baseline's and ICN's test error side by side (the baseline sees the same real
-# batches for the same number of steps).
+# batches for the same number of steps), the images only one of them gets wrong and McNemar's
+# exact p-value of that split (DIR/compare.json, icn-eval compare).
 #
 #   pipelines/icn-mnist.sh [--synthesizers N] [--train-images N] [--seed S] [--dir DIR]
 #                          [--noise] [--no-baseline] [--port-base P] [--synth-args "FLAGS"]
@@ -67,5 +68,13 @@ if [ "$baseline" = 1 ]; then # the same real-data schedule, same seed, no pseudo
 fi
 pct() { "$PYTHON" -c 'import json,sys; print("%.2f%%" % (100*json.loads(sys.argv[1])["error"]))' "$1"; }
 echo "images $images seed $seed synthesizers $synths${noise:+ (ICN-noise)}: ICN test error $(pct "$icn_err") (${icn_wall}s)"
-[ "$baseline" = 1 ] && echo "images $images seed $seed: baseline test error $(pct "$base_err")"
+if [ "$baseline" = 1 ]; then
+    echo "images $images seed $seed: baseline test error $(pct "$base_err")"
+    # which images each gets wrong that the other gets right, and McNemar's p of that split
+    "$bin/icn-eval" compare --model-a "$dir/baseline.model" --model-b "$dir/icn.model" --data "$dir/test.icn" \
+        --json >"$dir/compare.json"
+    "$PYTHON" -c 'import json, sys; p = json.load(open(sys.argv[1]))["pooled"]
+print("images %s seed %s: only the baseline wrong on %d, only ICN on %d, McNemar exact p = %.3g"
+      % (sys.argv[2], sys.argv[3], p["only_a_wrong"], p["only_b_wrong"], p["p_value"]))' "$dir/compare.json" "$images" "$seed"
+fi
 exit 0

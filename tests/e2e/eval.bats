@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# icn-eval fgsm and grid on real MNIST with small models.
+# icn-eval fgsm, compare and grid on real MNIST with small models.
 
 load helpers
 
@@ -37,6 +37,41 @@ setup_file() {
     cp "$d/b.model" bad.model
     flip_byte bad.model
     run --separate-stderr icn-eval fgsm --model-a "$d/a.model" --model-b bad.model --data "$d/test.icn"
+    expect_status 1
+    one_line_error icn-eval
+}
+
+@test "compare: a model against itself ties; two models' counts match their errors and pool over pairs" {
+    need_mnist
+    d=$BATS_FILE_TMPDIR
+    icn-eval compare --model-a "$d/a.model" --model-b "$d/a.model" --data "$d/test.icn" --json >self.json
+    json_check self.json "d['pooled']['only_a_wrong'] == d['pooled']['only_b_wrong'] == d['pooled']['disagree'] == 0"
+    json_check self.json "d['pooled']['p_value'] == 1 and d['pooled']['n'] == 300"
+    icn-eval error --model "$d/a.model" --data "$d/test.icn" --json >ea.json
+    icn-eval error --model "$d/b.model" --data "$d/test.icn" --json >eb.json
+    icn-eval compare --model-a "$d/a.model" --model-b "$d/b.model" --model-a "$d/b.model" --model-b "$d/a.model" \
+        --data "$d/test.icn" --json >ab.json
+    WA=$("$PYTHON" -c 'import json; print(json.load(open("ea.json"))["wrong"])') \
+    WB=$("$PYTHON" -c 'import json; print(json.load(open("eb.json"))["wrong"])') \
+        json_check ab.json "(d['pairs'][0]['wrong_a'], d['pairs'][0]['wrong_b']) == (int(os.environ['WA']), int(os.environ['WB']))"
+    json_check ab.json "d['pairs'][0]['only_a_wrong'] + d['pairs'][0]['both_wrong'] == d['pairs'][0]['wrong_a'] and d['pairs'][0]['only_b_wrong'] + d['pairs'][0]['both_wrong'] == d['pairs'][0]['wrong_b']"
+    json_check ab.json "d['pairs'][0]['only_a_wrong'] + d['pairs'][0]['only_b_wrong'] <= d['pairs'][0]['disagree'] <= 300 and 0 < d['pairs'][0]['p_value'] <= 1"
+    # the second pair is the first swapped: pooled, the discordant counts balance
+    json_check ab.json "d['pooled']['n'] == 600 and d['pooled']['only_a_wrong'] == d['pooled']['only_b_wrong'] and d['pooled']['p_value'] == 1"
+    icn-eval compare --model-a "$d/a.model" --model-b "$d/b.model" --data "$d/test.icn" >ab.txt
+    grep -q "McNemar exact p = " ab.txt
+}
+
+@test "compare: models must come in pairs; a damaged model is refused with one line" {
+    need_mnist
+    d=$BATS_FILE_TMPDIR
+    run --separate-stderr icn-eval compare --model-a "$d/a.model" --model-b "$d/b.model" --model-a "$d/a.model" \
+        --data "$d/test.icn"
+    expect_status 2
+    one_line_error icn-eval
+    cp "$d/b.model" bad.model
+    flip_byte bad.model
+    run --separate-stderr icn-eval compare --model-a "$d/a.model" --model-b bad.model --data "$d/test.icn"
     expect_status 1
     one_line_error icn-eval
 }

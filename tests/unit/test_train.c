@@ -1,4 +1,5 @@
-/* Unit tests of train.h: one training step's gradient norm, clipping and the divergence check. */
+/* Unit tests of train.h: one training step's gradient norm, clipping and the divergence check;
+ * evaluation's per-image predictions. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -85,10 +86,45 @@ static void test_divergence_check(void **state) {
     assert_int_equal(icn_check_diverged(9, (icn_step_result){INFINITY, 0, 0}, err, sizeof err), -1);
 }
 
+/* icn_evaluate's per-image predictions, over batches that do not divide the data, are the
+ * argmax of each image's logits and agree with its confusion matrix. */
+static void test_evaluate_predictions(void **state) {
+    (void)state;
+    enum { M = 21 };
+    char err[256];
+    icn_net net;
+    assert_int_equal(icn_net_build(&net, "c4-c6", H, W, C, K, err, sizeof err), 0);
+    icn_net_init(&net, 11);
+    icn_rng rng;
+    icn_rng_seed(&rng, 5);
+    icn_batch data = {0};
+    icn_batch_alloc(&data, M, H, W, C, 1);
+    for (int i = 0; i < M * H * W * C; i++) data.x[i] = (float)icn_rng_gauss(&rng);
+    for (int i = 0; i < M; i++) data.y[i] = i % K;
+    icn_work *w = icn_work_new(&net, 8), *one = icn_work_new(&net, 1);
+    icn_eval_result r;
+    assert_int_equal(icn_evaluate(&net, w, &data, &r, err, sizeof err), 0);
+    int64_t wrong = 0;
+    for (int i = 0; i < M; i++) {
+        const float *z = icn_forward(&net, one, data.x + (size_t)i * H * W * C, 1);
+        assert_int_equal(r.pred[i], icn_argmax(z, K));
+        assert_true(r.confusion[(size_t)data.y[i] * K + r.pred[i]] > 0);
+        wrong += r.pred[i] != data.y[i];
+    }
+    assert_int_equal(wrong, r.wrong);
+    icn_eval_result_free(&r);
+    assert_null(r.pred);
+    icn_work_free(w);
+    icn_work_free(one);
+    icn_batch_free(&data);
+    icn_net_free(&net);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_grad_norm_and_clipping),
         cmocka_unit_test(test_divergence_check),
+        cmocka_unit_test(test_evaluate_predictions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
