@@ -30,6 +30,16 @@ static void test_mcnemar_exact_values(void **state) {
     assert_true(icn_mcnemar_exact(0, 5000) == 0.0 || icn_mcnemar_exact(0, 5000) < 1e-300);
 }
 
+static void expect_counts(const icn_paired_result *r, int64_t n, int64_t wrong_a, int64_t wrong_b, int64_t only_a,
+                          int64_t only_b, int64_t both) {
+    assert_int_equal(r->n, n);
+    assert_int_equal(r->wrong_a, wrong_a);
+    assert_int_equal(r->wrong_b, wrong_b);
+    assert_int_equal(r->only_a_wrong, only_a);
+    assert_int_equal(r->only_b_wrong, only_b);
+    assert_int_equal(r->both_wrong, both);
+}
+
 static void test_paired_counts_and_pooling(void **state) {
     (void)state;
     const int32_t truth[8] = {0, 1, 2, 3, 0, 1, 2, 3};
@@ -37,22 +47,12 @@ static void test_paired_counts_and_pooling(void **state) {
     const int32_t b[8] = {0, 2, 2, 1, 1, 1, 0, 3};  /* wrong on 1, 3, 4, 6 */
     icn_paired_result r = {0};
     icn_paired_add(&r, truth, a, b, 8);
-    assert_int_equal(r.n, 8);
-    assert_int_equal(r.wrong_a, 2);
-    assert_int_equal(r.wrong_b, 4);
-    assert_int_equal(r.only_a_wrong, 0);
-    assert_int_equal(r.only_b_wrong, 2);
-    assert_int_equal(r.both_wrong, 2);
+    expect_counts(&r, 8, 2, 4, 0, 2, 2);
     assert_int_equal(r.disagree, 3); /* 3 is wrong in both but differently (0 vs 1) */
     assert_close(r.p_value, 0.5, 1e-12);
     /* pooling a second, mirrored pair adds the counts and tests the totals */
     icn_paired_add(&r, truth, b, a, 8);
-    assert_int_equal(r.n, 16);
-    assert_int_equal(r.wrong_a, 6);
-    assert_int_equal(r.wrong_b, 6);
-    assert_int_equal(r.only_a_wrong, 2);
-    assert_int_equal(r.only_b_wrong, 2);
-    assert_int_equal(r.both_wrong, 4);
+    expect_counts(&r, 16, 6, 6, 2, 2, 4);
     assert_close(r.p_value, 1.0, 0);
 }
 
