@@ -14,6 +14,9 @@
 #   spawn NAME CMD... run CMD (a program or function) now or, with N > 1, in the background once
 #                     fewer than N run; when it fails, NAME goes to DIR/failed-runs and the others go on
 #   jobs_finish       wait for them all; 1 with a one-line error naming the failed runs, else 0
+#   compare_pairs OUT BASELINE1 MODEL1 [BASELINE2 MODEL2]...
+#                     icn-eval compare --json of every pair whose two models exist (one per seed),
+#                     on the test.icn beside the first such baseline, into OUT; no OUT without a pair
 #   quoted ARGS...    the arguments as one shell-quoted command line
 #   usage             print the calling script's header comment (its --help)
 
@@ -83,6 +86,22 @@ jobs_finish() {
     [ ! -s "$jobs_failed" ] && return 0
     echo "$jobs_prog: failed: $(tr '\n' ' ' <"$jobs_failed")(see their logs in $(dirname "$jobs_failed"))" >&2
     return 1
+}
+
+compare_pairs() {
+    local out=$1 args=() test=""
+    shift
+    rm -f "$out"
+    while [ $# -ge 2 ]; do
+        if [ -s "$1" ] && [ -s "$2" ]; then
+            args+=(--model-a "$1" --model-b "$2")
+            [ -n "$test" ] || test="$(dirname "$1")/test.icn"
+        fi
+        shift 2
+    done
+    [ ${#args[@]} -gt 0 ] || return 0
+    "$bin/icn-eval" compare "${args[@]}" --data "$test" --json >"$out.tmp"
+    mv "$out.tmp" "$out"
 }
 
 quoted() {

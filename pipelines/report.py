@@ -9,7 +9,8 @@
 
 Each reads the run directories its pipeline made under DIR (a run not finished yet is "not
 run"), writes DIR/results.jsonl (training-size) or DIR/results.json, and DIR/results.md:
-the table, then the machine, the pipeline's command line and each run's exact command and
+the table, then (where the pipeline ran `icn-eval compare`) each method against the
+baseline image by image, then the machine, the pipeline's command line and each run's exact command and
 wall time (from DIR/runs.jsonl, which pipelines/lib.sh's run_step appends to). Prints the
 table. Called by the pipelines; nothing here trains or evaluates anything.
 """
@@ -62,6 +63,31 @@ def cell(values):
 def summary(values):
     s = mean_sd(values)
     return None if s is None else {"mean": s[0], "sd": s[1], "seeds": s[2], "errors": values}
+
+
+def against_baseline(rows):
+    """rows: (label, path of an `icn-eval compare --json` file, baseline first). Returns the
+    Markdown section (empty when no file exists) and {label: pooled counts and pairs}."""
+    found = {}
+    for label, path in rows:
+        c = load_json(path)
+        if c is None:
+            continue
+        p = c["pooled"]
+        if not (0 <= p["only_a_wrong"] <= p["wrong_a"] <= p["n"] and 0 <= p["only_b_wrong"] <= p["wrong_b"] <= p["n"]
+                and 0 <= p["p_value"] <= 1):
+            sys.exit(f"report: {path}: inconsistent counts: {p}")
+        found[label] = dict(p, pairs=len(c["pairs"]))
+    if not found:
+        return [], found
+    md = ["", "## Against the baseline, image by image", "",
+          "Test images only the baseline gets wrong and only the method gets wrong, summed over the seeds that have both "
+          "models, and McNemar's exact two-sided p-value of that split (`icn-eval compare`): a small p means the "
+          "difference is more than seed luck.", "",
+          "| method | seeds | only the baseline wrong | only the method wrong | McNemar exact p |", "|---|---|---|---|---|"]
+    md += ["| %s | %d | %d | %d | %.2g |" % (md_escape(label), c["pairs"], c["only_a_wrong"], c["only_b_wrong"], c["p_value"])
+           for label, c in found.items()]
+    return md, found
 
 
 def md_escape(s):
@@ -136,6 +162,8 @@ def training_size(a):
                 lines.append(json.dumps({"images": int(n), "seed": int(s), "method": method, "error": e, "clip_grad": c}))
         rows.append(f"| {n} | " + " | ".join(cell(table[m]) for m in ("baseline", "icn", "noise")) + " |")
     write(d, "results.jsonl", "".join(l + "\n" for l in lines))
+    compared, _ = against_baseline([("%s, %s images" % (METHOD_LABEL[m], n), os.path.join(d, f"compare-n{n}-{m}.json"))
+                                    for n in a.sizes.split() for m in ("icn", "noise")])
     table = ["| training images | baseline | ICN | ICN-noise |", "|---|---|---|---|"] + rows
     if clipped:
         table += ["", "Gradient-norm clipping (every method) in: " + ", ".join("%s images seed %s" % c for c in clipped)]
@@ -145,8 +173,8 @@ def training_size(a):
     if a.figure:
         md += ["", "![test error against training-set size](%s)" % a.figure, "",
                "Drawn with `%s`." % a.plot_command]
-    write(d, "results.md", "\n".join(md + how_it_was_run(d, a.command)) + "\n")
-    print("\n".join(table))
+    write(d, "results.md", "\n".join(md + compared + how_it_was_run(d, a.command)) + "\n")
+    print("\n".join(table + compared))
 
 
 def table1(a):
@@ -164,8 +192,11 @@ def table1(a):
                     errors.append(e)
                     runs.append({"head": h, "method": m, "seed": int(s), "error": e})
             result.setdefault(m, {})[h] = summary(errors)
+    compared, vs = against_baseline([("%s, %s" % (METHOD_LABEL[m], HEAD_LABEL.get(h, h)), os.path.join(d, f"compare-{h}-{m}.json"))
+                                     for h in heads for m in ("icn", "noise", "smooth")])
     write(d, "results.json", json.dumps({"experiment": "table1", "train_images": a.images, "seeds": [int(s) for s in seeds],
-                                         "label_smoothing": a.smoothing, "runs": runs, "summary": result}, indent=1) + "\n")
+                                         "label_smoothing": a.smoothing, "runs": runs, "summary": result,
+                                         "against_baseline": vs}, indent=1) + "\n")
     table = ["| method | " + " | ".join(HEAD_LABEL.get(h, h) for h in heads) + " |", "|---" * (len(heads) + 1) + "|"]
     for m in methods:
         label = "label smoothing (%g)" % a.smoothing if m == "smooth" else METHOD_LABEL[m]
@@ -184,8 +215,8 @@ def table1(a):
           ""] + table
     if "ova" in heads:
         md += ["", "n/a: the trainer's label smoothing applies to the softmax head only (`icn-classify --help`)."]
-    write(d, "results.md", "\n".join(md + how_it_was_run(d, a.command)) + "\n")
-    print("\n".join(table))
+    write(d, "results.md", "\n".join(md + compared + how_it_was_run(d, a.command)) + "\n")
+    print("\n".join(table + compared))
 
 
 def rounds_of(path):
@@ -230,8 +261,9 @@ def table2(a):
         rows.append("| %s | %s | %s | %s |" % (strategy_label(st), cell(errors),
                                               "%.2f" % statistics.mean(reached) if reached else "—",
                                               duration(statistics.mean(wait)) if wait else "—"))
+    compared, vs = against_baseline([(strategy_label(st), os.path.join(d, f"compare-{st}.json")) for st in strategies])
     write(d, "results.json", json.dumps({"experiment": "table2", "train_images": a.images, "seeds": [int(s) for s in seeds],
-                                         "runs": runs, "summary": result}, indent=1) + "\n")
+                                         "runs": runs, "summary": result, "against_baseline": vs}, indent=1) + "\n")
     table = ["| sampling strategy | test error | pseudo-negatives meeting the stop rule | trainer's wait for synthesis per run |",
              "|---|---|---|---|", "| baseline (no synthesis) | %s | — | — |" % cell(base)] + rows
     md = ["# Table 2: sampling strategies", "",
@@ -240,8 +272,8 @@ def table2(a):
           "2: until the logit exceeds the threshold, 3: always the step cap). The baseline has the same real-data schedule. "
           "Stop rule: the mean over rounds of the fraction of a round's pseudo-negatives that met it within the step cap." %
           (f"{a.images:,}", ", ".join(seeds)), ""] + table
-    write(d, "results.md", "\n".join(md + how_it_was_run(d, a.command)) + "\n")
-    print("\n".join(table))
+    write(d, "results.md", "\n".join(md + compared + how_it_was_run(d, a.command)) + "\n")
+    print("\n".join(table + compared))
 
 
 def adversarial(a):

@@ -9,8 +9,10 @@
 #   pipelines/table1.sh [--train-images 55000] [--seeds "1"] [--heads "ova softmax"]
 #                       [--label-smoothing 0.1] [--synthesizers 2] [--dir runs/table1]
 #                       [--jobs 1] [--quick] [-- TRAINER FLAGS...]
-# Results: DIR/results.json (every run, and mean/sd per cell) and DIR/results.md (the table,
-# the machine, each run's command and wall time). The trainer's label smoothing is for the
+# Results: DIR/results.json (every run, mean/sd per cell, and each method against its head's
+# baseline image by image with McNemar's exact p pooled over the seeds, from
+# DIR/compare-HEAD-METHOD.json of icn-eval compare) and DIR/results.md (the tables, the
+# machine, each run's command and wall time). The trainer's label smoothing is for the
 # softmax head, so that cell is n/a for one-vs-all. --quick: 500 training images (unless
 # --train-images is given), a tiny net and a short schedule (pipelines/lib.sh): a few minutes
 # on 2 cores. --jobs N: up to N runs at once (give each trainer its share of the cores with
@@ -62,5 +64,18 @@ for h in $heads; do
     done
 done
 jobs_finish
+for h in $heads; do # each method against its head's baseline, image by image, pooled over the seeds
+    for m in icn noise smooth; do
+        pairs=()
+        for s in $seeds; do
+            case $m in
+            icn) model="$dir/$h-s$s-icn/icn.model" ;; noise) model="$dir/$h-s$s-noise/icn.model" ;;
+            smooth) model="$dir/$h-s$s-icn/smooth.model" ;;
+            esac
+            pairs+=("$dir/$h-s$s-icn/baseline.model" "$model")
+        done
+        compare_pairs "$dir/compare-$h-$m.json" "${pairs[@]}"
+    done
+done
 "$PYTHON" "$here/report.py" table1 "$dir" --heads "$heads" --seeds "$seeds" --smoothing "$eps" --images "$images" \
     --command "$command"

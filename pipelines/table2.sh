@@ -11,8 +11,9 @@
 #                       [--strategies "sgd-1 sgd-2 sgd-3 langevin-1 langevin-2 langevin-3"]
 #                       [--synth-args "FLAGS"] [--dir runs/table2] [--jobs 1] [--quick] [-- TRAINER FLAGS...]
 # Results: DIR/results.json (every run: error, fraction of pseudo-negatives that met the stop
-# rule, the trainer's wait for synthesis) and DIR/results.md (the table, the machine, each
-# run's command and wall time). --synth-args: more icn-synthesize flags for every strategy,
+# rule, the trainer's wait for synthesis; each strategy against the baseline image by image
+# with McNemar's exact p pooled over the seeds, from DIR/compare-STRATEGY.json of icn-eval
+# compare) and DIR/results.md (the tables, the machine, each run's command and wall time). --synth-args: more icn-synthesize flags for every strategy,
 # such as "--max-steps 50". --jobs N: up to N runs at once (each an independent trainer with
 # its synthesizers and pool on its own ports; give each trainer its share of the cores with
 # -- --threads T); a failed run is named at the end and the others go on. --quick: 500 training images (unless --train-images is given), a
@@ -60,4 +61,9 @@ for s in $seeds; do
     done
 done
 jobs_finish
+for st in $strategies; do # each strategy against the baseline, image by image, pooled over the seeds
+    pairs=()
+    for s in $seeds; do pairs+=("$dir/${strategy_list[0]}-s$s/baseline.model" "$dir/$st-s$s/icn.model"); done
+    compare_pairs "$dir/compare-$st.json" "${pairs[@]}"
+done
 "$PYTHON" "$here/report.py" table2 "$dir" --strategies "$strategies" --seeds "$seeds" --images "$images" --command "$command"

@@ -8,8 +8,10 @@
 #   pipelines/training-size.sh [--sizes "500 2000"] [--seeds "1 2 3"] [--dir runs/training-size]
 #                              [--methods "icn noise"] [--synthesizers N] [--clip-grad NORM]
 #                              [--jobs 1] [--quick] [-- TRAINER FLAGS...]
-# Results: DIR/results.jsonl (one line per run) and DIR/results.md (means and deviations, the
-# machine, each run's command and wall time). --methods: icn (ICN and its baseline) and/or
+# Results: DIR/results.jsonl (one line per run) and DIR/results.md (means and deviations,
+# ICN and ICN-noise against the baseline image by image with McNemar's exact p pooled over the
+# seeds (DIR/compare-nN-METHOD.json, icn-eval compare), the machine, each run's command and
+# wall time). --methods: icn (ICN and its baseline) and/or
 # noise (ICN-noise). --clip-grad applies to every method of the runs it starts and is recorded
 # in each run's wall.json. --jobs N: up to N runs at once (give each trainer its share of the
 # cores with -- --threads T); a failed run is named at the end and the others go on. --quick: a tiny net and a short schedule (pipelines/lib.sh);
@@ -56,4 +58,13 @@ for n in $sizes; do
     done
 done
 jobs_finish
+for n in $sizes; do # ICN and ICN-noise against the baseline, image by image, pooled over the seeds
+    icn_pairs=() noise_pairs=()
+    for s in $seeds; do
+        icn_pairs+=("$dir/n$n-s$s-icn/baseline.model" "$dir/n$n-s$s-icn/icn.model")
+        noise_pairs+=("$dir/n$n-s$s-icn/baseline.model" "$dir/n$n-s$s-noise/icn.model")
+    done
+    compare_pairs "$dir/compare-n$n-icn.json" "${icn_pairs[@]}"
+    compare_pairs "$dir/compare-n$n-noise.json" "${noise_pairs[@]}"
+done
 "$PYTHON" "$here/report.py" training-size "$dir" --sizes "$sizes" --seeds "$seeds" --command "$command"

@@ -68,6 +68,11 @@ md_tells_how() {
         grep -qE "^\| $(sed 's/[().]/\\&/g' <<<"$row") \| [^|]+ \| [0-9.]+% \(1 seed\) \|$" t1/results.md || die "row $row"
     done
     grep -q '^| label smoothing (0.1) | n/a |' t1/results.md
+    # each method against its head's baseline, image by image (icn-eval compare), consistent with the table
+    json_check t1/results.json 'sorted(d["against_baseline"]) == sorted(["ICN, one-vs-all", "ICN-noise, one-vs-all", "ICN, softmax", "ICN-noise, softmax", "label smoothing, softmax"])'
+    json_check t1/results.json 'all(c["pairs"] == 1 and c["n"] == 10000 and 0 <= c["p_value"] <= 1 for c in d["against_baseline"].values())'
+    json_check t1/results.json 'all(round(10000 * d["summary"][m]["softmax"]["mean"]) == d["against_baseline"][k]["wrong_b"] and round(10000 * d["summary"]["baseline"]["softmax"]["mean"]) == d["against_baseline"][k]["wrong_a"] for m, k in (("icn", "ICN, softmax"), ("smooth", "label smoothing, softmax")))'
+    grep -qE '^\| ICN, one-vs-all \| 1 \| [0-9]+ \| [0-9]+ \| [0-9.e+-]+ \|$' t1/results.md
     md_tells_how t1/results.md
     # resumed: nothing is run again
     cp t1/runs.jsonl runs.before
@@ -102,6 +107,10 @@ md_tells_how() {
     done
     # the strategies reached the synthesizers
     grep -q -- "--synth-args '--method langevin --stop 3'" t2/runs.jsonl
+    # each strategy against the baseline, image by image
+    json_check t2/results.json 'len(d["against_baseline"]) == 6 and all(c["pairs"] == 1 and 0 <= c["p_value"] <= 1 for c in d["against_baseline"].values())'
+    json_check t2/results.json 'all(round(10000 * r["error"]) == d["against_baseline"]["SGD-Langevin, stop option 2"]["wrong_b"] for r in d["runs"] if r["strategy"] == "langevin-2")'
+    grep -qE '^\| SGD, stop option 3 \| 1 \| [0-9]+ \| [0-9]+ \| [0-9.e+-]+ \|$' t2/results.md
     md_tells_how t2/results.md
 }
 
@@ -122,6 +131,9 @@ PY
     grep -qE '^\| 200 \| [0-9.]+% ± [0-9.]+ \(2 seeds: ' f3/results.md
     grep -qE '^\| 500 \| [0-9.]+% ± [0-9.]+ \(2 seeds: ' f3/results.md
     grep -q '^!\[.*\](fig3.png)$' f3/results.md
+    # ICN against the baseline at each size, pooled over both seeds
+    json_check f3/compare-n500-icn.json 'len(d["pairs"]) == 2 and d["pooled"]["n"] == 20000'
+    grep -qE '^\| ICN, 200 images \| 2 \| [0-9]+ \| [0-9]+ \| [0-9.e+-]+ \|$' f3/results.md
     md_tells_how f3/results.md
 }
 
