@@ -1,6 +1,7 @@
 /* icn-eval: measure a model. `error`: test error, per-class error and confusion matrix;
- * `compare`: is one model's error really lower than another's (McNemar); `grid`: a picture of a tensor stream; `fgsm`: the two-way adversarial test; `plot`: test
- * error against training-set size from the pipelines' results. */
+ * `compare`: is one model's error really lower than another's (McNemar); `grid`: a picture
+ * of a tensor stream; `fgsm`: the two-way adversarial test; `plot`: test error against
+ * training-set size from the pipelines' results. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>

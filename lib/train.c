@@ -113,7 +113,7 @@ int icn_evaluate(const icn_net *net, icn_work *w, const icn_batch *data, icn_eva
     if (icn_check_images(net, data, "evaluation data", err, errlen)) return -1;
     r->classes = net->classes;
     r->confusion = xcalloc((size_t)net->classes * net->classes, sizeof(int64_t));
-    r->pred = xmalloc((size_t)data->n * sizeof *r->pred + 1);
+    r->pred = xmalloc((size_t)data->n * sizeof *r->pred + 1); /* + 1: no malloc(0) for an empty batch */
     size_t d = icn_batch_dim(data);
     for (int64_t i = 0; i < data->n; i += w->max_batch) {
         int m = (int)(data->n - i < w->max_batch ? data->n - i : w->max_batch);
