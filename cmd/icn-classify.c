@@ -51,7 +51,10 @@ static const char usage[] =
     "  --new-settings         with --resume: continue under this run's settings all the same\n"
     "                         (say a smaller --lr or --clip-grad after a divergence); printed\n"
     "  --val FILE             labelled stream to report validation error on\n"
-    "  --eval-every N         validation every N steps (default: 10 times per run)\n"
+    "  --eval-every N         validation every N steps and at the end (default: 10 times per run;\n"
+    "                         --introspective adds the end of each round)\n"
+    "  --keep-best FILE       with --val: write the model with the lowest validation error so far\n"
+    "                         to FILE (atomically) at each evaluation, beside the final --out\n"
     "  --metrics FILE|-       append JSON-lines metrics\n"
     "  --threads T            threads (default: ICN_THREADS or all cores)\n"
     "  --quiet                no progress on stderr\n"
@@ -80,7 +83,7 @@ enum { OPT_DATA = 256, OPT_ARCH, OPT_HEAD, OPT_CLASSES, OPT_STEPS, OPT_EPOCHS, O
        OPT_WD, OPT_DECAY_AT, OPT_DECAY_FACTOR, OPT_SMOOTH, OPT_CLIP, OPT_SEED, OPT_OUT, OPT_CKPT, OPT_CKPT_EVERY, OPT_RESUME,
        OPT_VAL, OPT_EVAL_EVERY, OPT_METRICS, OPT_THREADS, OPT_QUIET, OPT_MODEL, OPT_HELP, OPT_INTRO, OPT_INIT_STEPS,
        OPT_ROUNDS, OPT_ROUND_STEPS, OPT_PER_CLASS, OPT_ALPHA, OPT_PN_BATCH, OPT_ASYNC, OPT_PUBLISH, OPT_POOL,
-       OPT_WAIT, OPT_EVERY, OPT_COUNT, OPT_BUMP, OPT_AUGMENT, OPT_NEW_SETTINGS, OPT_END };
+       OPT_WAIT, OPT_EVERY, OPT_COUNT, OPT_BUMP, OPT_AUGMENT, OPT_NEW_SETTINGS, OPT_KEEP_BEST, OPT_END };
 _Static_assert(OPT_END - OPT_DATA <= 64, "the flags must fit the 64-bit set cli.given");
 
 static const struct option options[] = {
@@ -96,7 +99,8 @@ static const struct option options[] = {
     {"per-class", 1, 0, OPT_PER_CLASS}, {"alpha", 1, 0, OPT_ALPHA}, {"pn-batch", 1, 0, OPT_PN_BATCH},
     {"async", 0, 0, OPT_ASYNC}, {"publish", 1, 0, OPT_PUBLISH}, {"pool", 1, 0, OPT_POOL},
     {"wait-timeout", 1, 0, OPT_WAIT}, {"every", 1, 0, OPT_EVERY}, {"count", 1, 0, OPT_COUNT},
-    {"bump", 0, 0, OPT_BUMP}, {"augment", 0, 0, OPT_AUGMENT}, {"new-settings", 0, 0, OPT_NEW_SETTINGS}, {0, 0, 0, 0}};
+    {"bump", 0, 0, OPT_BUMP}, {"augment", 0, 0, OPT_AUGMENT}, {"new-settings", 0, 0, OPT_NEW_SETTINGS},
+    {"keep-best", 1, 0, OPT_KEEP_BEST}, {0, 0, 0, 0}};
 
 typedef struct {
     icn_introspect_opts intro;
@@ -163,6 +167,7 @@ static void parse(int argc, char **argv, cli *c) {
         case OPT_RESUME: t->resume = 1; break;
         case OPT_NEW_SETTINGS: t->new_settings = 1; break;
         case OPT_VAL: c->val = optarg; break;
+        case OPT_KEEP_BEST: c->train.keep_best = optarg; break;
         case OPT_EVAL_EVERY: t->eval_every = icn_parse_long("--eval-every", optarg, 1, 1L << 40); break;
         case OPT_METRICS: c->metrics = optarg; break;
         case OPT_THREADS: c->threads = (int)icn_parse_long("--threads", optarg, 1, 1024); break;
@@ -218,6 +223,8 @@ static int cmd_train(cli *c) {
                 c->data);
     icn_train_opts *t = &c->train;
     if (c->epochs > 0) t->steps = (int64_t)(c->epochs * (double)data.n / t->batch + 0.999999);
+    if (t->keep_best && !c->val) icn_die(2, "train: --keep-best needs --val (the error that picks the model)");
+    if (c->introspective) t->steps = icn_introspect_total_steps(&c->intro);
     if (c->val) {
         read_stream(c->val, &val);
         t->val = &val;
@@ -230,7 +237,6 @@ static int cmd_train(cli *c) {
     icn_net net;
     if (icn_net_build(&net, c->arch, data.h, data.w, data.c, classes, err, sizeof err)) icn_die(2, "--arch: %s", err);
     icn_net_init(&net, t->seed);
-    if (c->introspective) t->steps = icn_introspect_total_steps(&c->intro);
     if (!t->quiet)
         icn_warn("%straining %s (%zu parameters, %s head) on %d images for %lld steps of %d, %d threads", c->introspective ? "introspective " : "", net.arch,
                  net.n_params, icn_head_name(t->head), data.n, (long long)t->steps, t->batch, icn_threads());

@@ -33,6 +33,7 @@ int64_t icn_introspect_total_steps(const icn_introspect_opts *o) {
 /* Everything one run of the trainer holds. */
 typedef struct {
     const icn_introspect_opts *o;
+    const icn_train_opts *train; /* o->base with the round schedule's total steps */
     icn_net *net;
     const icn_batch *data;
     icn_model_meta meta;
@@ -46,6 +47,7 @@ typedef struct {
     float *x, *weight, *dlogits;
     double loss;
     int64_t clipped; /* steps of this process whose gradient was clipped */
+    icn_val_track val;
 } run;
 
 int icn_publish_snapshot(void *pub, const icn_net *net, const icn_model_meta *meta, icn_metrics *metrics, char *err,
@@ -197,7 +199,7 @@ static int wait_for_round(run *r, int64_t gen, intake *in, double *waited, char 
 /* Train steps [meta.step, until): real batches in the baseline's order, plus a batch of
  * pseudo-negatives drawn uniformly from all so far once there are any. */
 static int train_until(run *r, int64_t until, icn_progress *prog, char *err, size_t errlen) {
-    const icn_train_opts *b = &r->o->base;
+    const icn_train_opts *b = r->train;
     const int B = b->batch, P = r->pn.n > 0 ? r->o->pn_batch : 0, n = B + P;
     const size_t d = icn_batch_dim(r->data);
     /* loss = mean over real + alpha * mean over pseudo-negatives (weights of a mean over n) */
@@ -229,22 +231,15 @@ static int train_until(run *r, int64_t until, icn_progress *prog, char *err, siz
         if (b->checkpoint && b->checkpoint_every > 0 && r->meta.step % b->checkpoint_every == 0 &&
             icn_model_save(b->checkpoint, r->net, &r->meta, &r->opt, err, errlen))
             return -1;
+        /* validation at the usual points and at the end of each phase */
+        if ((icn_val_due(b, r->meta.step) || r->meta.step == until) &&
+            icn_val_track_point(&r->val, b, r->net, r->work, &r->meta, r->meta.round, err, errlen))
+            return -1;
         char status[64];
         snprintf(status, sizeof status, "round %lld loss %.4f", (long long)r->meta.round, r->loss);
         icn_progress_update(prog, r->meta.step * B, status);
     }
     return 0;
-}
-
-static void report_val(run *r, char *err, size_t errlen) {
-    const icn_train_opts *b = &r->o->base;
-    if (!b->val) return;
-    icn_eval_result res;
-    if (icn_evaluate(r->net, r->work, b->val, &res, err, errlen)) { icn_warn("validation: %s", err); return; }
-    icn_metrics_printf(b->metrics, "{\"event\":\"eval\",\"step\":%lld,\"round\":%lld,\"val_error\":%.6f}",
-                       (long long)r->meta.step, (long long)r->meta.round, (double)res.wrong / res.n);
-    if (!b->quiet) icn_warn("round %lld: validation error %.2f%%", (long long)r->meta.round, 100.0 * res.wrong / res.n);
-    icn_eval_result_free(&res);
 }
 
 static int pool_total(run *r, int64_t *total, char *err, size_t errlen) {
@@ -299,7 +294,6 @@ static int run_rounds(run *r, icn_progress *prog, char *err, size_t errlen) {
                      in.added ? 100.0 * in.reached / in.added : 0.0, (long long)r->pn.n, waited);
         if (train_until(r, o->initial_steps + t * o->round_steps, prog, err, errlen)) return -1;
         if (o->base.checkpoint && icn_model_save(o->base.checkpoint, r->net, &r->meta, &r->opt, err, errlen)) return -1;
-        report_val(r, err, errlen);
     }
     return 0;
 }
@@ -321,7 +315,7 @@ int icn_train_introspective(icn_net *net, const icn_batch *data, const icn_intro
     run r = {.o = o, .net = net, .data = data};
     icn_train_opts base = o->base;
     base.steps = icn_introspect_total_steps(o);
-    r.o = o;
+    r.train = &base;
     r.meta = (icn_model_meta){.head = o->base.head, .total_steps = base.steps, .seed = (int64_t)o->base.seed,
                               .train_images = data->n};
     introspect_settings(o, r.meta.settings, sizeof r.meta.settings);
@@ -335,7 +329,7 @@ int icn_train_introspective(icn_net *net, const icn_batch *data, const icn_intro
     r.weight = xmalloc((size_t)n * sizeof(float)), r.dlogits = xmalloc((size_t)n * K * sizeof(float));
     int rc = -1;
     int resumed = icn_train_resume(&base, net, &r.opt, &r.meta, err, errlen);
-    if (resumed < 0) goto out;
+    if (resumed < 0 || icn_val_track_begin(&r.val, &base, net, r.work, &r.meta, err, errlen)) goto out;
     if (!(r.pub = icn_zmq_open(ZMQ_PUB, o->publish, 1, err, errlen))) goto out;
     if (!(r.req = icn_zmq_open(ZMQ_REQ, o->pool, 0, err, errlen))) goto out;
     if (!resumed) {
@@ -358,11 +352,7 @@ int icn_train_introspective(icn_net *net, const icn_batch *data, const icn_intro
     rc = run_rounds(&r, &prog, err, errlen);
     icn_progress_end(&prog, r.meta.step * o->base.batch, NULL);
     if (rc == 0 && o->base.checkpoint && icn_model_save(o->base.checkpoint, net, &r.meta, &r.opt, err, errlen)) rc = -1;
-    /* Pool positions depend on timing; the model file holds only what the run determines,
-     * so that a seeded run with one synthesizer gives the same file every time. */
-    icn_model_meta final = r.meta;
-    final.pool_offset = final.pool_start = 0;
-    if (rc == 0 && o->base.out && icn_model_save(o->base.out, net, &final, NULL, err, errlen)) rc = -1;
+    if (rc == 0 && o->base.out && icn_train_save_model(o->base.out, net, &r.meta, err, errlen)) rc = -1;
     for (int i = 0; i < 3 && r.pub; i++) publish_control(&r, "stop"); /* synthesizers exit */
 out:
     run_free(&r);

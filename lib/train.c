@@ -215,6 +215,68 @@ int icn_train_resume(const icn_train_opts *o, icn_net *net, icn_optim *opt, icn_
     return 1;
 }
 
+int icn_val_due(const icn_train_opts *o, int64_t steps_done) {
+    return o->val && ((o->eval_every > 0 && steps_done % o->eval_every == 0) || steps_done == o->steps);
+}
+
+int icn_train_save_model(const char *path, const icn_net *net, const icn_model_meta *meta, char *err, size_t errlen) {
+    icn_model_meta m = *meta;
+    m.pool_offset = m.pool_start = 0;
+    return icn_model_save(path, net, &m, NULL, err, errlen);
+}
+
+int icn_val_track_begin(icn_val_track *t, const icn_train_opts *o, const icn_net *net, icn_work *w,
+                        const icn_model_meta *meta, char *err, size_t errlen) {
+    t->best = INFINITY;
+    t->best_step = -1;
+    if (!o->val) return 0;
+    if (icn_check_labels(o->val, net->classes, "validation data", err, errlen) ||
+        icn_check_images(net, o->val, "validation data", err, errlen))
+        return -1;
+    if (!o->keep_best || meta->step == 0 || access(o->keep_best, F_OK) != 0) return 0;
+    icn_net kept;
+    icn_model_meta m;
+    if (icn_model_load(o->keep_best, &kept, &m, NULL, NULL, err, errlen)) return -1;
+    int ours = !strcmp(kept.arch, net->arch) && kept.n_params == net->n_params && m.seed == meta->seed &&
+               m.total_steps == meta->total_steps && m.train_images == meta->train_images;
+    icn_eval_result r = {0};
+    int rc = ours ? icn_evaluate(&kept, w, o->val, &r, err, errlen)
+                  : icn_errf(err, errlen, "%s: --keep-best holds a model of another run (seed %lld, step %lld of %lld); "
+                             "remove it or name another file", o->keep_best, (long long)m.seed, (long long)m.step,
+                             (long long)m.total_steps);
+    if (rc == 0) {
+        t->best = (double)r.wrong / (double)r.n;
+        t->best_step = m.step;
+        if (!o->quiet) icn_warn("%s: best so far, validation error %.2f%% at step %lld", o->keep_best, 100 * t->best,
+                                (long long)m.step);
+    }
+    icn_eval_result_free(&r);
+    icn_net_free(&kept);
+    return rc;
+}
+
+int icn_val_track_point(icn_val_track *t, const icn_train_opts *o, const icn_net *net, icn_work *w,
+                        const icn_model_meta *meta, int64_t round, char *err, size_t errlen) {
+    icn_eval_result r;
+    if (icn_evaluate(net, w, o->val, &r, err, errlen)) return -1;
+    double error = (double)r.wrong / (double)r.n;
+    icn_eval_result_free(&r);
+    int kept = o->keep_best && error < t->best;
+    if (kept) {
+        if (icn_train_save_model(o->keep_best, net, meta, err, errlen)) return -1;
+        t->best = error;
+        t->best_step = meta->step;
+    }
+    char at_round[32] = "";
+    if (round >= 0) snprintf(at_round, sizeof at_round, ",\"round\":%lld", (long long)round);
+    icn_metrics_printf(o->metrics, "{\"event\":\"eval\",\"step\":%lld%s,\"val_error\":%.6f,\"kept\":%s}",
+                       (long long)meta->step, at_round, error, kept ? "true" : "false");
+    if (!o->quiet)
+        icn_warn("step %lld: validation error %.2f%%%s", (long long)meta->step, 100 * error,
+                 kept ? " (best so far, kept)" : "");
+    return 0;
+}
+
 int icn_train_classifier(icn_net *net, const icn_batch *data, const icn_train_opts *o, char *err, size_t errlen) {
     if (icn_check_labels(data, net->classes, "training data", err, errlen)) return -1;
     if (icn_check_images(net, data, "training data", err, errlen)) return -1;
@@ -233,6 +295,12 @@ int icn_train_classifier(icn_net *net, const icn_batch *data, const icn_train_op
     int32_t *idx = xmalloc((size_t)B * sizeof(int32_t)), *y = xmalloc((size_t)B * sizeof(int32_t));
     float *x = xmalloc((size_t)B * icn_batch_dim(data) * sizeof(float));
     float *dlogits = xmalloc((size_t)B * net->classes * sizeof(float));
+    icn_val_track track;
+    if (icn_val_track_begin(&track, o, net, w, &meta, err, errlen)) {
+        icn_work_free(w);
+        icn_optim_free(&opt);
+        return -1;
+    }
     icn_progress prog;
     icn_progress_begin(&prog, "train", "img", meta.step * B, o->steps * B, o->quiet);
     double loss_avg = 0, t0 = icn_now();
@@ -255,13 +323,9 @@ int icn_train_classifier(icn_net *net, const icn_batch *data, const icn_train_op
                                "{\"event\":\"step\",\"step\":%lld,\"loss\":%.6f,\"grad_norm\":%.4g,\"clipped\":%lld,\"lr\":%g,"
                                "\"time\":%.3f}",
                                (long long)meta.step, loss, res.grad_norm, (long long)clipped, lr, icn_now() - t0);
-        if (o->val && o->eval_every > 0 && meta.step % o->eval_every == 0) {
-            icn_eval_result r;
-            if (icn_evaluate(net, w, o->val, &r, err, errlen)) { rc = -1; break; }
-            icn_metrics_printf(o->metrics, "{\"event\":\"eval\",\"step\":%lld,\"val_error\":%.6f}", (long long)meta.step,
-                               (double)r.wrong / (double)r.n);
-            if (!o->quiet) icn_warn("step %lld: validation error %.2f%%", (long long)meta.step, 100.0 * r.wrong / r.n);
-            icn_eval_result_free(&r);
+        if (icn_val_due(o, meta.step) && icn_val_track_point(&track, o, net, w, &meta, -1, err, errlen)) {
+            rc = -1;
+            break;
         }
         if (o->checkpoint_every > 0 && meta.step % o->checkpoint_every == 0 && meta.step < o->steps &&
             save_checkpoint(o, net, &meta, &opt, err, errlen)) { rc = -1; break; }
@@ -270,7 +334,7 @@ int icn_train_classifier(icn_net *net, const icn_batch *data, const icn_train_op
     }
     icn_progress_end(&prog, meta.step * B, status);
     if (rc == 0 && save_checkpoint(o, net, &meta, &opt, err, errlen)) rc = -1;
-    if (rc == 0 && o->out && icn_model_save(o->out, net, &meta, NULL, err, errlen)) rc = -1;
+    if (rc == 0 && o->out && icn_train_save_model(o->out, net, &meta, err, errlen)) rc = -1;
     free(idx), free(y), free(x), free(dlogits);
     icn_sampler_free(&sampler);
     icn_work_free(w);

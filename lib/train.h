@@ -31,8 +31,9 @@ typedef struct {
     int64_t checkpoint_every;
     int resume;               /* continue from checkpoint if it exists */
     int new_settings;         /* resume even when the checkpoint was trained with other settings */
-    const icn_batch *val;     /* optional: error reported every eval_every steps */
+    const icn_batch *val;     /* optional: error reported every eval_every steps and at the end */
     int64_t eval_every;
+    const char *keep_best;    /* with val: where the model with the lowest validation error goes */
     icn_metrics *metrics;
     int quiet;
 } icn_train_opts;
@@ -81,6 +82,30 @@ float icn_train_lr(const icn_train_opts *o, int64_t step);
  * Returns 1 if resumed, 0 if not, -1 with err. */
 int icn_train_resume(const icn_train_opts *o, icn_net *net, icn_optim *opt, icn_model_meta *meta, char *err,
                      size_t errlen);
+
+/* Write a trained model (no optimizer state) to path. Pool positions depend on timing, so
+ * they are left out: a seeded run with one synthesizer gives the same file every time. */
+int icn_train_save_model(const char *path, const icn_net *net, const icn_model_meta *meta, char *err, size_t errlen);
+
+/* Validation during training. Each evaluation point reports the error on o->val (a metrics
+ * "eval" event and a line on stderr); with o->keep_best, a model that beats every earlier point
+ * is written there, so a run can be stopped on validation error (the paper's protocol) while
+ * it trains to the end. */
+typedef struct {
+    double best;       /* lowest validation error so far; INFINITY before the first point */
+    int64_t best_step;
+} icn_val_track;
+/* Check o->val against net (so that no evaluation fails late) and start tracking. When
+ * resuming (meta->step > 0) and o->keep_best holds a model of this run (which may be from
+ * after the checkpoint, when the run was killed between the two), its error is the best so
+ * far; a model of another run there is an error. */
+int icn_val_track_begin(icn_val_track *t, const icn_train_opts *o, const icn_net *net, icn_work *w,
+                        const icn_model_meta *meta, char *err, size_t errlen);
+/* An evaluation point at meta->step (round >= 0: the introspective trainer's round). */
+int icn_val_track_point(icn_val_track *t, const icn_train_opts *o, const icn_net *net, icn_work *w,
+                        const icn_model_meta *meta, int64_t round, char *err, size_t errlen);
+/* Whether the end of `step` (1-based count of steps done) is an evaluation point. */
+int icn_val_due(const icn_train_opts *o, int64_t steps_done);
 
 /* Train net (already built and initialised) on data. Labels must lie in [0, classes). */
 int icn_train_classifier(icn_net *net, const icn_batch *data, const icn_train_opts *o, char *err, size_t errlen);

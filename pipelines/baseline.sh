@@ -4,18 +4,20 @@
 # as the ICN trainer took (the last step in DIR/icn.jsonl), no pseudo-negatives; then its
 # test error on DIR/test.icn. Skipped when DIR/NAME-eval.json exists.
 #
-#   pipelines/baseline.sh --run DIR --seed S [--name NAME] [-- TRAINER FLAGS...]
+#   pipelines/baseline.sh --run DIR --seed S [--name NAME] [--val FILE] [-- TRAINER FLAGS...]
 # Writes DIR/NAME.model and DIR/NAME-eval.json (icn-eval error --json); NAME defaults to
-# baseline. Round flags among the trainer flags (--rounds, --per-class, ...) are accepted and
+# baseline. --val FILE: also keep the model with the lowest error on FILE at the evaluation
+# points (icn-classify train --keep-best) as DIR/NAME-best.model, with DIR/NAME-best-eval.json. Round flags among the trainer flags (--rounds, --per-class, ...) are accepted and
 # ignored by a plain run, so an ICN run's flags can be passed as they are; add, say,
 # --label-smoothing 0.1 for another baseline.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
-run="" seed="" name=baseline
+run="" seed="" name=baseline val=()
 while [ $# -gt 0 ]; do
     case $1 in
     --run) run=$2; shift 2 ;; --seed) seed=$2; shift 2 ;; --name) name=$2; shift 2 ;;
+    --val) val=(--val "$2" --keep-best "$run/$name-best.model"); shift 2 ;;
     -h|--help) usage; exit 0 ;;
     --) shift; break ;;
     *) echo "baseline: unknown flag '$1' (see --help)" >&2; exit 2 ;;
@@ -29,7 +31,7 @@ done
 steps=$("$PYTHON" -c 'import json, sys
 print(max(json.loads(l).get("step", 0) for l in open(sys.argv[1])))' "$run/icn.jsonl")
 [ "$steps" -gt 0 ] || { echo "baseline: $run/icn.jsonl: no training step recorded" >&2; exit 1; }
-[ -s "$run/$name.model" ] || "$bin/icn-classify" train --data "$run/train.icn" --seed "$seed" "$@" \
+[ -s "$run/$name.model" ] || "$bin/icn-classify" train --data "$run/train.icn" --seed "$seed" "$@" "${val[@]}" \
     --steps "$steps" --out "$run/$name.model" --quiet
-"$bin/icn-eval" error --model "$run/$name.model" --data "$run/test.icn" --json >"$run/$name-eval.json.tmp"
-mv "$run/$name-eval.json.tmp" "$run/$name-eval.json"
+[ ${#val[@]} = 0 ] || eval_json "$run/$name-best.model" "$run/test.icn" "$run/$name-best-eval.json"
+eval_json "$run/$name.model" "$run/test.icn" "$run/$name-eval.json" # last: it marks the baseline done

@@ -7,18 +7,23 @@
 #
 #   pipelines/icn-mnist.sh [--synthesizers N] [--train-images N] [--seed S] [--dir DIR]
 #                          [--noise] [--no-baseline] [--port-base P] [--synth-args "FLAGS"]
+#                          [--val FILE]
 #                          [--dataset mnist|fashion|cifar10|svhn] [--data-dir DIR] [--split SPLIT]
 #                          [-- TRAINER FLAGS...]
 # --dataset/--data-dir/--split choose the training images (icn-load DATASET --dir DIR --split
 # SPLIT, default train; --train-images then draws that many of them with the seed, or takes
 # them all with --train-images all) and the test set (icn-load DATASET --split test).
+# --val FILE: a labelled stream (say icn-load mnist --split val) evaluated during training; both
+# ICN and the baseline also keep the model of lowest error on it (the paper stops training on
+# validation error) as DIR/icn-best.model and DIR/baseline-best.model, which are then compared
+# on the test set as well (DIR/icn-best-eval.json, DIR/compare-best.json).
 # --synth-args: extra icn-synthesize flags for every synthesizer, split at white space, such
 # as "--method langevin --stop 3" (the sampling strategies of the paper's Table 2).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 synths=2 images=2000 seed=1 dir="" noise="" baseline=1 port=${ICN_PORT_BASE:-5560} synth_args=()
-dataset=mnist data_dir=() split=train
+dataset=mnist data_dir=() split=train val=""
 while [ $# -gt 0 ]; do
     case $1 in
     --synthesizers) synths=$2; shift 2 ;;
@@ -29,6 +34,7 @@ while [ $# -gt 0 ]; do
     --no-baseline) baseline=0; shift ;;
     --port-base) port=$2; shift 2 ;;
     --synth-args) read -r -a synth_args <<<"$2"; shift 2 ;;
+    --val) val=$2; shift 2 ;;
     --dataset) dataset=$2; shift 2 ;; --data-dir) data_dir=(--dir "$2"); shift 2 ;; --split) split=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     --) shift; break ;;
@@ -38,6 +44,8 @@ done
 dir=${dir:-runs/icn-$dataset-n$images-s$seed${noise:+-noise}}
 mkdir -p "$dir"
 snap=tcp://127.0.0.1:$port push=tcp://127.0.0.1:$((port + 1)) req=tcp://127.0.0.1:$((port + 2))
+keep_best=() base_val=()
+[ -z "$val" ] || keep_best=(--val "$val" --keep-best "$dir/icn-best.model") base_val=(--val "$val")
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
@@ -56,25 +64,35 @@ done
 
 start=$(date +%s)
 "$bin/icn-classify" train --introspective --data "$dir/train.icn" --publish "$snap" --pool "$req" --seed "$seed" \
-    --checkpoint "$dir/icn.ckpt" --resume --out "$dir/icn.model" --metrics "$dir/icn.jsonl" "$@"
+    --checkpoint "$dir/icn.ckpt" --resume --out "$dir/icn.model" --metrics "$dir/icn.jsonl" "${keep_best[@]}" "$@"
 icn_wall=$(( $(date +%s) - start ))
 cleanup; pids=()
 
-icn_err=$("$bin/icn-eval" error --model "$dir/icn.model" --data "$dir/test.icn" --json)
-echo "$icn_err" > "$dir/icn-eval.json"
+eval_json "$dir/icn.model" "$dir/test.icn" "$dir/icn-eval.json"
+[ -z "$val" ] || eval_json "$dir/icn-best.model" "$dir/test.icn" "$dir/icn-best-eval.json"
 if [ "$baseline" = 1 ]; then # the same real-data schedule, same seed, no pseudo-negatives
-    "$here/baseline.sh" --run "$dir" --seed "$seed" -- "$@"
-    base_err=$(cat "$dir/baseline-eval.json")
+    "$here/baseline.sh" --run "$dir" --seed "$seed" "${base_val[@]}" -- "$@"
 fi
-pct() { "$PYTHON" -c 'import json,sys; print("%.2f%%" % (100*json.loads(sys.argv[1])["error"]))' "$1"; }
-echo "images $images seed $seed synthesizers $synths${noise:+ (ICN-noise)}: ICN test error $(pct "$icn_err") (${icn_wall}s)"
-if [ "$baseline" = 1 ]; then
-    echo "images $images seed $seed: baseline test error $(pct "$base_err")"
-    # which images each gets wrong that the other gets right, and McNemar's p of that split
-    "$bin/icn-eval" compare --model-a "$dir/baseline.model" --model-b "$dir/icn.model" --data "$dir/test.icn" \
-        --json >"$dir/compare.json"
+pct() { "$PYTHON" -c 'import json,sys; print("%.2f%%" % (100*json.load(open(sys.argv[1]))["error"]))' "$1"; }
+# compare_line WHICH BASELINE ICN OUT: which images each gets wrong that the other gets right,
+# and McNemar's p of that split (icn-eval compare into OUT), as one line
+compare_line() {
+    "$bin/icn-eval" compare --model-a "$2" --model-b "$3" --data "$dir/test.icn" --json >"$4.tmp"
+    mv "$4.tmp" "$4"
     "$PYTHON" -c 'import json, sys; p = json.load(open(sys.argv[1]))["pooled"]
-print("images %s seed %s: only the baseline wrong on %d, only ICN on %d, McNemar exact p = %.3g"
-      % (sys.argv[2], sys.argv[3], p["only_a_wrong"], p["only_b_wrong"], p["p_value"]))' "$dir/compare.json" "$images" "$seed"
+print("%s: only the baseline wrong on %d, only ICN on %d, McNemar exact p = %.3g"
+      % (sys.argv[2], p["only_a_wrong"], p["only_b_wrong"], p["p_value"]))' "$4" "$1"
+}
+at="images $images seed $seed"
+echo "$at synthesizers $synths${noise:+ (ICN-noise)}: ICN test error $(pct "$dir/icn-eval.json") (${icn_wall}s)"
+[ -z "$val" ] || echo "$at: ICN test error $(pct "$dir/icn-best-eval.json") at its best validation point"
+if [ "$baseline" = 1 ]; then
+    echo "$at: baseline test error $(pct "$dir/baseline-eval.json")"
+    compare_line "$at" "$dir/baseline.model" "$dir/icn.model" "$dir/compare.json"
+    if [ -n "$val" ]; then
+        echo "$at: baseline test error $(pct "$dir/baseline-best-eval.json") at its best validation point"
+        compare_line "$at, best validation points" "$dir/baseline-best.model" "$dir/icn-best.model" \
+            "$dir/compare-best.json"
+    fi
 fi
 exit 0

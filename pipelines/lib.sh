@@ -88,6 +88,12 @@ jobs_finish() {
     return 1
 }
 
+# eval_json MODEL TEST OUT: `icn-eval error --json` of MODEL on TEST into OUT, written whole or not at all.
+eval_json() {
+    "$bin/icn-eval" error --model "$1" --data "$2" --json >"$3.tmp"
+    mv "$3.tmp" "$3"
+}
+
 compare_pairs() {
     local out=$1 args=() test=""
     shift

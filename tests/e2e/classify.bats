@@ -148,6 +148,27 @@ assert all(0 <= r["val_error"] <= 1 for r in map(json.loads, open(sys.argv[1])) 
 ' stdout.jsonl
 }
 
+@test "--keep-best keeps the model of lowest validation error; it needs --val" {
+    icn-classify train --data "$D/train.icn" --arch c4 --steps 45 --batch 16 --lr 0.05 --quiet --out m.icn \
+        --val "$D/test.icn" --eval-every 10 --keep-best best.icn --metrics m.jsonl
+    icn-eval error --json --model best.icn --data "$D/test.icn" >best.json
+    # evaluated every 10 steps and at the end; kept exactly when better than every earlier point
+    "$PYTHON" - m.jsonl best.json <<'PY'
+import json, sys
+evals = [e for e in map(json.loads, open(sys.argv[1])) if e["event"] == "eval"]
+assert [e["step"] for e in evals] == [10, 20, 30, 40, 45], evals
+best = float("inf")
+for e in evals:
+    assert e["kept"] == (e["val_error"] < best), evals
+    best = min(best, e["val_error"])
+assert abs(json.load(open(sys.argv[2]))["error"] - best) < 1e-9
+PY
+    run --separate-stderr icn-classify train --data "$D/train.icn" --steps 5 --out m2.icn --keep-best b2.icn
+    expect_status 2
+    [ "${#stderr_lines[@]}" -eq 1 ] && [[ "$stderr" == *"--keep-best needs --val"* ]]
+    [ ! -e m2.icn ] && [ ! -e b2.icn ]
+}
+
 @test "--epochs E sets the steps to E passes over the data" {
     icn-classify train --data "$D/train.icn" --arch c4 --epochs 1 --batch 32 --quiet --out m.icn --metrics met.jsonl
     [ "$(tail -n 1 met.jsonl)" != "" ]

@@ -105,19 +105,33 @@ PY
     cmp icn-a.model icn-b.model
 }
 
-@test "a killed trainer resumes from its checkpoint and finishes" {
+@test "a killed trainer resumes from its checkpoint and finishes, keeping the best validation model" {
     start_pool
     start_synth 1
-    trainer_bg --rounds 4 --checkpoint ck --checkpoint-every 5 --out icn.model --metrics m.jsonl
+    local val=(--val "$BATS_FILE_TMPDIR/test.icn" --eval-every 10 --keep-best best.model)
+    trainer_bg --rounds 4 --checkpoint ck --checkpoint-every 5 --out icn.model --metrics m.jsonl "${val[@]}"
     trainer_pid=$TRAINER_PID
     for _ in $(seq 1 300); do [ "$(grep -c '"event":"round"' m.jsonl 2>/dev/null)" -ge 2 ] && break; sleep 0.1; done
     kill -9 "$trainer_pid"
     wait "$trainer_pid" || true
     [ -s ck ]
-    run trainer --rounds 4 --checkpoint ck --checkpoint-every 5 --resume --out icn.model --metrics m2.jsonl
+    run trainer --rounds 4 --checkpoint ck --checkpoint-every 5 --resume --out icn.model --metrics m2.jsonl "${val[@]}"
     expect_status 0
     [ -s icn.model ]
     grep -q '"event":"round","round":4' m2.jsonl
+    # validation every 10 steps and at the end of each phase (20 + 4 x 15 steps); the kept model
+    # is the best of both runs: the resumed run started from its error, not from scratch
+    icn-eval error --model best.model --data "$BATS_FILE_TMPDIR/test.icn" --json >best.json
+    "$PYTHON" - m.jsonl m2.jsonl best.json <<'PY'
+import json, sys
+ev = [json.loads(l) for f in sys.argv[1:3] for l in open(f)]
+evals = [e for e in ev if e["event"] == "eval"]
+steps = sorted({e["step"] for e in evals})
+assert steps == [10, 20, 30, 35, 40, 50, 60, 65, 70, 80], steps
+assert all("round" in e for e in evals), evals
+best = json.load(open(sys.argv[3]))["error"]
+assert abs(best - min(e["val_error"] for e in evals)) < 1e-9, (best, evals)
+PY
 }
 
 @test "the trainer says clearly when no pool answers" {

@@ -137,6 +137,30 @@ PY
     md_tells_how f3/results.md
 }
 
+@test "icn-mnist --val: both models keep their best validation point, compared on the test set too" {
+    need_mnist
+    icn-load mnist --split val --limit 200 --out val.icn --quiet
+    "$PIPELINES/icn-mnist.sh" --train-images 300 --seed 1 --dir run --val val.icn --port-base "$(. "$PIPELINES/lib.sh" && free_port_base)" \
+        -- --arch c8-c16 --batch 32 --pn-batch 16 --initial-steps 30 --rounds 2 --round-steps 15 --per-class 2 \
+        --eval-every 10 --quiet >out.txt
+    for m in icn baseline; do
+        [ -s "run/$m-best.model" ]
+        json_check "run/$m-best-eval.json" 'd["n"] == 10000 and 0 <= d["error"] <= 1'
+    done
+    # the kept ICN model is the best of its validation points: its error on val.icn is their minimum
+    icn-eval error --model run/icn-best.model --data val.icn --json >icn-best-val.json
+    "$PYTHON" - run/icn.jsonl icn-best-val.json <<'PY'
+import json, sys
+evals = [e for e in map(json.loads, open(sys.argv[1])) if e["event"] == "eval"]
+assert [e["step"] for e in evals] == [10, 20, 30, 40, 45, 50, 60], evals
+assert abs(json.load(open(sys.argv[2]))["error"] - min(e["val_error"] for e in evals)) < 1e-9
+PY
+    json_check run/compare-best.json 'd["pairs"][0]["model_a"].endswith("baseline-best.model") and d["pairs"][0]["model_b"].endswith("icn-best.model")'
+    # the printed lines agree with the files
+    grep -qE '^images 300 seed 1: ICN test error [0-9.]+% at its best validation point$' out.txt
+    grep -qE '^images 300 seed 1, best validation points: only the baseline wrong on [0-9]+, only ICN on [0-9]+, McNemar exact p = ' out.txt
+}
+
 @test "adversarial --quick: the two-way FGSM counts are consistent; given models are used as they are" {
     need_mnist
     "$PIPELINES/adversarial.sh" --quick --dir adv >out.txt

@@ -1,5 +1,5 @@
 /* Unit tests of train.h: one training step's gradient norm, clipping and the divergence check;
- * evaluation's per-image predictions. */
+ * evaluation's per-image predictions; keeping the model of lowest validation error. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fixtures.h"
+#include "snapshot.h"
 #include "train.h"
 #include "util.h"
 
@@ -120,11 +122,90 @@ static void test_evaluate_predictions(void **state) {
     icn_net_free(&net);
 }
 
+/* A net of the test's shape, initialised with seed, and random images labelled with its own
+ * predictions: it makes no error on them. */
+static void net_and_its_data(icn_net *net, uint64_t seed, icn_batch *data) {
+    char err[256];
+    assert_int_equal(icn_net_build(net, "c4-c6", H, W, C, K, err, sizeof err), 0);
+    icn_net_init(net, seed);
+    icn_rng rng;
+    icn_rng_seed(&rng, 9);
+    icn_batch_alloc(data, 40, H, W, C, 1);
+    for (int i = 0; i < 40 * H * W * C; i++) data->x[i] = (float)icn_rng_gauss(&rng);
+    for (int i = 0; i < 40; i++) data->y[i] = 0;
+    icn_work *w = icn_work_new(net, 8);
+    icn_eval_result r;
+    assert_int_equal(icn_evaluate(net, w, data, &r, err, sizeof err), 0);
+    memcpy(data->y, r.pred, 40 * sizeof *data->y);
+    icn_eval_result_free(&r);
+    icn_work_free(w);
+}
+
+/* --keep-best: a point is kept only when strictly better than every earlier one; a resumed
+ * run takes the kept model's error as the best so far; a kept model of another run, or
+ * validation data the net cannot take, is an error before any training. */
+static void test_val_track_keeps_best(void **state) {
+    (void)state;
+    char err[256];
+    icn_net good, other;
+    icn_batch val = {0}, unused = {0};
+    net_and_its_data(&good, 3, &val);
+    net_and_its_data(&other, 4, &unused);
+    icn_work *w = icn_work_new(&good, 8);
+    icn_eval_result r;
+    assert_int_equal(icn_evaluate(&other, w, &val, &r, err, sizeof err), 0);
+    assert_true(r.wrong > 0); /* another net disagrees somewhere */
+    icn_eval_result_free(&r);
+
+    icn_train_opts o;
+    icn_train_opts_default(&o);
+    o.val = &val, o.keep_best = tmp_path("best.model"), o.quiet = 1;
+    icn_model_meta meta = {.total_steps = 100, .seed = 7, .train_images = 50};
+    icn_val_track t;
+    assert_int_equal(icn_val_track_begin(&t, &o, &good, w, &meta, err, sizeof err), 0);
+    assert_true(isinf(t.best));
+    meta.step = 10;
+    assert_int_equal(icn_val_track_point(&t, &o, &other, w, &meta, -1, err, sizeof err), 0);
+    double first = t.best;
+    assert_true(first > 0 && t.best_step == 10);
+    meta.step = 20;
+    assert_int_equal(icn_val_track_point(&t, &o, &good, w, &meta, -1, err, sizeof err), 0);
+    assert_true(t.best == 0 && t.best_step == 20);
+    meta.step = 30; /* equal and worse points keep the step-20 model */
+    assert_int_equal(icn_val_track_point(&t, &o, &good, w, &meta, -1, err, sizeof err), 0);
+    assert_int_equal(icn_val_track_point(&t, &o, &other, w, &meta, -1, err, sizeof err), 0);
+    assert_true(t.best == 0 && t.best_step == 20);
+    icn_net kept;
+    icn_model_meta km;
+    assert_int_equal(icn_model_load(o.keep_best, &kept, &km, NULL, NULL, err, sizeof err), 0);
+    assert_int_equal(km.step, 20);
+    assert_memory_equal(kept.params, good.params, good.n_params * sizeof(float));
+    icn_net_free(&kept);
+
+    meta.step = 40; /* resuming: the kept model's error is the best so far */
+    icn_val_track again;
+    assert_int_equal(icn_val_track_begin(&again, &o, &other, w, &meta, err, sizeof err), 0);
+    assert_true(again.best == 0 && again.best_step == 20);
+    meta.seed = 8;
+    assert_int_equal(icn_val_track_begin(&again, &o, &other, w, &meta, err, sizeof err), -1);
+    assert_non_null(strstr(err, "another run"));
+    val.y[5] = K; /* not a class of the net */
+    assert_int_equal(icn_val_track_begin(&again, &o, &other, w, &meta, err, sizeof err), -1);
+    assert_non_null(strstr(err, "validation data"));
+
+    icn_work_free(w);
+    icn_batch_free(&val);
+    icn_batch_free(&unused);
+    icn_net_free(&good);
+    icn_net_free(&other);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_grad_norm_and_clipping),
         cmocka_unit_test(test_divergence_check),
         cmocka_unit_test(test_evaluate_predictions),
+        cmocka_unit_test(test_val_track_keeps_best),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }
