@@ -257,6 +257,7 @@ int icn_val_track_begin(icn_val_track *t, const icn_train_opts *o, const icn_net
 
 int icn_val_track_point(icn_val_track *t, const icn_train_opts *o, const icn_net *net, icn_work *w,
                         const icn_model_meta *meta, int64_t round, char *err, size_t errlen) {
+    if (!o->val) return 0;
     icn_eval_result r;
     if (icn_evaluate(net, w, o->val, &r, err, errlen)) return -1;
     double error = (double)r.wrong / (double)r.n;

@@ -101,7 +101,8 @@ typedef struct {
  * far; a model of another run there is an error. */
 int icn_val_track_begin(icn_val_track *t, const icn_train_opts *o, const icn_net *net, icn_work *w,
                         const icn_model_meta *meta, char *err, size_t errlen);
-/* An evaluation point at meta->step (round >= 0: the introspective trainer's round). */
+/* An evaluation point at meta->step (round >= 0: the introspective trainer's round); nothing
+ * without o->val. */
 int icn_val_track_point(icn_val_track *t, const icn_train_opts *o, const icn_net *net, icn_work *w,
                         const icn_model_meta *meta, int64_t round, char *err, size_t errlen);
 /* Whether the end of `step` (1-based count of steps done) is an evaluation point. */

@@ -162,6 +162,11 @@ static void test_val_track_keeps_best(void **state) {
     o.val = &val, o.keep_best = tmp_path("best.model"), o.quiet = 1;
     icn_model_meta meta = {.total_steps = 100, .seed = 7, .train_images = 50};
     icn_val_track t;
+    o.val = NULL; /* no validation data: every point is nothing */
+    assert_int_equal(icn_val_track_begin(&t, &o, &good, w, &meta, err, sizeof err), 0);
+    assert_int_equal(icn_val_track_point(&t, &o, &good, w, &meta, 0, err, sizeof err), 0);
+    assert_int_equal(access(o.keep_best, F_OK), -1);
+    o.val = &val;
     assert_int_equal(icn_val_track_begin(&t, &o, &good, w, &meta, err, sizeof err), 0);
     assert_true(isinf(t.best));
     meta.step = 10;
