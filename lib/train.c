@@ -291,17 +291,17 @@ int icn_train_classifier(icn_net *net, const icn_batch *data, const icn_train_op
     }
     const int B = o->batch;
     icn_work *w = icn_work_new(net, B);
-    icn_sampler sampler;
-    icn_sampler_init(&sampler, data->n, o->seed);
-    int32_t *idx = xmalloc((size_t)B * sizeof(int32_t)), *y = xmalloc((size_t)B * sizeof(int32_t));
-    float *x = xmalloc((size_t)B * icn_batch_dim(data) * sizeof(float));
-    float *dlogits = xmalloc((size_t)B * net->classes * sizeof(float));
     icn_val_track track;
     if (icn_val_track_begin(&track, o, net, w, &meta, err, errlen)) {
         icn_work_free(w);
         icn_optim_free(&opt);
         return -1;
     }
+    icn_sampler sampler;
+    icn_sampler_init(&sampler, data->n, o->seed);
+    int32_t *idx = xmalloc((size_t)B * sizeof(int32_t)), *y = xmalloc((size_t)B * sizeof(int32_t));
+    float *x = xmalloc((size_t)B * icn_batch_dim(data) * sizeof(float));
+    float *dlogits = xmalloc((size_t)B * net->classes * sizeof(float));
     icn_progress prog;
     icn_progress_begin(&prog, "train", "img", meta.step * B, o->steps * B, o->quiet);
     double loss_avg = 0, t0 = icn_now();

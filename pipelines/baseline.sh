@@ -7,8 +7,9 @@
 #   pipelines/baseline.sh --run DIR --seed S [--name NAME] [--val FILE] [-- TRAINER FLAGS...]
 # Writes DIR/NAME.model and DIR/NAME-eval.json (icn-eval error --json); NAME defaults to
 # baseline. --val FILE: also keep the model with the lowest error on FILE at the evaluation
-# points (icn-classify train --keep-best) as DIR/NAME-best.model, with DIR/NAME-best-eval.json. Round flags among the trainer flags (--rounds, --per-class, ...) are accepted and
-# ignored by a plain run, so an ICN run's flags can be passed as they are; add, say,
+# points (icn-classify train --keep-best) as DIR/NAME-best.model, with DIR/NAME-best-eval.json.
+# Round flags among the trainer flags (--rounds, --per-class, ...) are accepted and ignored
+# by a plain run, so an ICN run's flags can be passed as they are; add, say,
 # --label-smoothing 0.1 for another baseline.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -17,7 +18,7 @@ run="" seed="" name=baseline val=()
 while [ $# -gt 0 ]; do
     case $1 in
     --run) run=$2; shift 2 ;; --seed) seed=$2; shift 2 ;; --name) name=$2; shift 2 ;;
-    --val) val=(--val "$2" --keep-best "$run/$name-best.model"); shift 2 ;;
+    --val) val=(--val "$2"); shift 2 ;;
     -h|--help) usage; exit 0 ;;
     --) shift; break ;;
     *) echo "baseline: unknown flag '$1' (see --help)" >&2; exit 2 ;;
@@ -25,6 +26,7 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$run" ] && [ -n "$seed" ] || { echo "baseline: --run DIR and --seed S are required (see --help)" >&2; exit 2; }
 [ -s "$run/$name-eval.json" ] && exit 0
+[ ${#val[@]} = 0 ] || val+=(--keep-best "$run/$name-best.model")
 for f in train.icn test.icn icn.jsonl; do
     [ -s "$run/$f" ] || { echo "baseline: $run/$f: missing (run pipelines/icn-mnist.sh --dir $run first)" >&2; exit 1; }
 done
