@@ -228,12 +228,13 @@ static int train_until(run *r, int64_t until, icn_progress *prog, char *err, siz
                                (long long)r->meta.step, (long long)r->meta.round, loss, res.grad_norm,
                                (long long)r->clipped, lr, P,
                                (long long)r->pn.n);
-        if (b->checkpoint && b->checkpoint_every > 0 && r->meta.step % b->checkpoint_every == 0 &&
-            icn_model_save(b->checkpoint, r->net, &r->meta, &r->opt, err, errlen))
-            return -1;
-        /* validation at the usual points and at the end of each phase */
+        /* validation at the usual points and at the end of each phase; before the checkpoint,
+         * so that a run killed between the two evaluates this step again when resumed */
         if ((icn_val_due(b, r->meta.step) || r->meta.step == until) &&
             icn_val_track_point(&r->val, b, r->net, r->work, &r->meta, r->meta.round, err, errlen))
+            return -1;
+        if (b->checkpoint && b->checkpoint_every > 0 && r->meta.step % b->checkpoint_every == 0 &&
+            icn_model_save(b->checkpoint, r->net, &r->meta, &r->opt, err, errlen))
             return -1;
         char status[64];
         snprintf(status, sizeof status, "round %lld loss %.4f", (long long)r->meta.round, r->loss);
