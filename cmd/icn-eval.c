@@ -64,9 +64,10 @@ static void print_text(const icn_eval_result *r, const char *model) {
     }
 }
 
-static void print_json(const icn_eval_result *r, const char *model) {
+static void print_json(const icn_eval_result *r, const char *model, const icn_model_meta *meta) {
     printf("{\"model\":");
     icn_fput_json_string(stdout, model);
+    printf(",\"step\":%lld,\"round\":%lld", (long long)meta->step, (long long)meta->round);
     printf(",\"n\":%lld,\"wrong\":%lld,\"error\":%.6f,\"per_class_error\":[", (long long)r->n,
            (long long)r->wrong, (double)r->wrong / r->n);
     for (int k = 0; k < r->classes; k++) {
@@ -84,12 +85,15 @@ static void print_json(const icn_eval_result *r, const char *model) {
     printf("]}\n");
 }
 
-/* Load the model at path and classify all of data with it; dies with one line on failure. */
-static void evaluate_model(const char *path, const char *data_name, const icn_batch *data, icn_eval_result *r) {
+/* Load the model at path (its metadata into meta, if given) and classify all of data with it;
+ * dies with one line on failure. */
+static void evaluate_model(const char *path, const char *data_name, const icn_batch *data, icn_eval_result *r,
+                           icn_model_meta *meta) {
     char err[ICN_ERRLEN];
     icn_net net;
-    icn_model_meta meta;
-    if (icn_model_load(path, &net, &meta, NULL, NULL, err, sizeof err)) icn_die(1, "%s", err);
+    icn_model_meta own;
+    if (!meta) meta = &own;
+    if (icn_model_load(path, &net, meta, NULL, NULL, err, sizeof err)) icn_die(1, "%s", err);
     icn_work *w = icn_work_new(&net, 256);
     if (icn_evaluate(&net, w, data, r, err, sizeof err)) icn_die(1, "%s: %s", data_name, err);
     icn_work_free(w);
@@ -121,8 +125,9 @@ static int cmd_error(int argc, char **argv) {
     icn_batch b = {0};
     read_test_stream(data, &b);
     icn_eval_result r;
-    evaluate_model(model, data, &b, &r);
-    if (json) print_json(&r, model);
+    icn_model_meta meta;
+    evaluate_model(model, data, &b, &r, &meta);
+    if (json) print_json(&r, model, &meta);
     else print_text(&r, model);
     icn_eval_result_free(&r);
     icn_batch_free(&b);
@@ -177,8 +182,8 @@ static int cmd_compare(int argc, char **argv) {
     if (json) printf("{\"pairs\":[");
     for (int i = 0; i < n_a; i++) {
         icn_eval_result ra, rb;
-        evaluate_model(paths_a[i], data, &test, &ra);
-        evaluate_model(paths_b[i], data, &test, &rb);
+        evaluate_model(paths_a[i], data, &test, &ra, NULL);
+        evaluate_model(paths_b[i], data, &test, &rb, NULL);
         icn_paired_result one = {0};
         icn_paired_add(&one, test.y, ra.pred, rb.pred, test.n);
         icn_paired_add(&pooled, test.y, ra.pred, rb.pred, test.n);

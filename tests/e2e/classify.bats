@@ -157,11 +157,13 @@ assert all(0 <= r["val_error"] <= 1 for r in map(json.loads, open(sys.argv[1])) 
 import json, sys
 evals = [e for e in map(json.loads, open(sys.argv[1])) if e["event"] == "eval"]
 assert [e["step"] for e in evals] == [10, 20, 30, 40, 45], evals
-best = float("inf")
+best, best_step = float("inf"), None
 for e in evals:
     assert e["kept"] == (e["val_error"] < best), evals
-    best = min(best, e["val_error"])
-assert abs(json.load(open(sys.argv[2]))["error"] - best) < 1e-9
+    if e["kept"]:
+        best, best_step = e["val_error"], e["step"]
+kept = json.load(open(sys.argv[2]))
+assert abs(kept["error"] - best) < 1e-9 and kept["step"] == best_step, (kept["step"], evals)
 PY
     run --separate-stderr icn-classify train --data "$D/train.icn" --steps 5 --out m2.icn --keep-best b2.icn
     expect_status 2

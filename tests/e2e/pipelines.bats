@@ -155,6 +155,13 @@ evals = [e for e in map(json.loads, open(sys.argv[1])) if e["event"] == "eval"]
 assert [e["step"] for e in evals] == [10, 20, 30, 40, 45, 50, 60], evals
 assert abs(json.load(open(sys.argv[2]))["error"] - min(e["val_error"] for e in evals)) < 1e-9
 PY
+    # the baseline's kept model is where its validation error was lowest (the first such point)
+    "$PYTHON" - run/baseline.jsonl run/baseline-best-eval.json <<'PY'
+import json, sys
+evals = [e for e in map(json.loads, open(sys.argv[1])) if e["event"] == "eval"]
+best = min(evals, key=lambda e: (e["val_error"], e["step"]))
+assert json.load(open(sys.argv[2]))["step"] == best["step"], evals
+PY
     json_check run/compare-best.json 'd["pairs"][0]["model_a"].endswith("baseline-best.model") and d["pairs"][0]["model_b"].endswith("icn-best.model")'
     # the printed lines agree with the files
     grep -qE '^images 300 seed 1: ICN test error [0-9.]+% at its best validation point$' out.txt
