@@ -105,7 +105,8 @@ int icn_val_track_begin(icn_val_track *t, const icn_train_opts *o, const icn_net
  * without o->val. */
 int icn_val_track_point(icn_val_track *t, const icn_train_opts *o, const icn_net *net, icn_work *w,
                         const icn_model_meta *meta, int64_t round, char *err, size_t errlen);
-/* Whether the end of `step` (1-based count of steps done) is an evaluation point. */
+/* Whether the point after steps_done steps is an evaluation point: every o->eval_every steps
+ * and after the last (o->steps), with o->val. */
 int icn_val_due(const icn_train_opts *o, int64_t steps_done);
 
 /* Train net (already built and initialised) on data. Labels must lie in [0, classes). */
