@@ -75,10 +75,9 @@ if [ "$baseline" = 1 ]; then # the same real-data schedule, same seed, no pseudo
 fi
 pct() { "$PYTHON" -c 'import json,sys; print("%.2f%%" % (100*json.load(open(sys.argv[1]))["error"]))' "$1"; }
 # compare_line WHICH BASELINE ICN OUT: which images each gets wrong that the other gets right,
-# and McNemar's p of that split (icn-eval compare into OUT), as one line
+# and McNemar's p of that split (icn-eval compare on DIR/test.icn into OUT), as one line
 compare_line() {
-    "$bin/icn-eval" compare --model-a "$2" --model-b "$3" --data "$dir/test.icn" --json >"$4.tmp"
-    mv "$4.tmp" "$4"
+    compare_pairs "$4" "$2" "$3"
     "$PYTHON" -c 'import json, sys; p = json.load(open(sys.argv[1]))["pooled"]
 print("%s: only the baseline wrong on %d, only ICN on %d, McNemar exact p = %.3g"
       % (sys.argv[2], p["only_a_wrong"], p["only_b_wrong"], p["p_value"]))' "$4" "$1"

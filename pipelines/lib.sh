@@ -14,6 +14,8 @@
 #   spawn NAME CMD... run CMD (a program or function) now or, with N > 1, in the background once
 #                     fewer than N run; when it fails, NAME goes to DIR/failed-runs and the others go on
 #   jobs_finish       wait for them all; 1 with a one-line error naming the failed runs, else 0
+#   eval_json MODEL TEST OUT
+#                     icn-eval error --json of MODEL on TEST into OUT, written whole or not at all
 #   compare_pairs OUT BASELINE1 MODEL1 [BASELINE2 MODEL2]...
 #                     icn-eval compare --json of every pair whose two models exist (one per seed),
 #                     on the test.icn beside the first such baseline, into OUT; no OUT without a pair
@@ -88,7 +90,6 @@ jobs_finish() {
     return 1
 }
 
-# eval_json MODEL TEST OUT: `icn-eval error --json` of MODEL on TEST into OUT, written whole or not at all.
 eval_json() {
     "$bin/icn-eval" error --model "$1" --data "$2" --json >"$3.tmp"
     mv "$3.tmp" "$3"
