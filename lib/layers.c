@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fastconv.h"
 #include "gemm.h"
 #include "parallel.h"
 #include "util.h"
@@ -433,6 +434,20 @@ void icn_block_buffers_new(icn_block_buffers *buf, const icn_block_shape *b, int
     buf->stats1 = p, p += ICN_BN_STATS * (size_t)b->c;
     buf->stats2 = p;
     buf->scratch = scratch;
+    const icn_conv_shape *convs[3] = {&b->conv1, &b->conv2, &b->proj};
+    for (int i = 0; i < 3; i++) buf->fast[i] = convs[i]->k ? icn_fastconv_new(convs[i], 0, max_batch) : NULL;
+}
+
+/* A block's convolution `which` (0 conv1, 1 conv2, 2 projection): oneDNN where it applies. */
+static void block_conv_forward(const icn_block_buffers *buf, int which, float *out, const float *in, const float *w,
+                               const icn_conv_shape *s, int n, float beta) {
+    if (buf->fast[which]) icn_fastconv_forward(buf->fast[which], out, in, w, NULL, n, beta);
+    else conv2d_chunked_forward(out, in, w, s, n, beta, buf->scratch);
+}
+static void block_conv_backward(const icn_block_buffers *buf, int which, float *din, int accumulate, float *dw,
+                                const float *dout, const float *in, const float *w, const icn_conv_shape *s, int n) {
+    if (buf->fast[which]) icn_fastconv_backward(buf->fast[which], din, accumulate, dw, NULL, dout, in, w, n);
+    else conv2d_chunked_backward(din, accumulate, dw, dout, in, w, s, n, buf->scratch);
 }
 
 size_t icn_block_scratch_floats(const icn_block_shape *b) {
@@ -444,6 +459,7 @@ size_t icn_block_scratch_floats(const icn_block_shape *b) {
 
 void icn_block_buffers_free(icn_block_buffers *buf) {
     free(buf->a);
+    for (int i = 0; i < 3; i++) icn_fastconv_free(buf->fast[i]);
     memset(buf, 0, sizeof *buf);
 }
 
@@ -452,12 +468,12 @@ void block_forward(float *out, const icn_block_buffers *buf, const float *in, co
     const long rows_in = (long)n * s->h * s->w, rows_out = (long)n * s->oh * s->ow;
     batchnorm_forward(buf->a, buf->stats1, in, p + s->gb1, state, rows_in, s->c, training);
     relu_forward(buf->a, buf->a, (size_t)rows_in * s->c);
-    conv2d_chunked_forward(buf->h, buf->a, p + s->w1, &s->conv1, n, 0.0f, buf->scratch);
+    block_conv_forward(buf, 0, buf->h, buf->a, p + s->w1, &s->conv1, n, 0.0f);
     batchnorm_forward(buf->b, buf->stats2, buf->h, p + s->gb2, state + 2 * s->c, rows_out, s->oc, training);
     relu_forward(buf->b, buf->b, (size_t)rows_out * s->oc);
-    conv2d_chunked_forward(out, buf->b, p + s->w2, &s->conv2, n, 0.0f, buf->scratch);
+    block_conv_forward(buf, 1, out, buf->b, p + s->w2, &s->conv2, n, 0.0f);
     if (s->proj.k) /* out += W_s a (He et al. Eq. 2) */
-        conv2d_chunked_forward(out, buf->a, p + s->wp, &s->proj, n, 1.0f, buf->scratch);
+        block_conv_forward(buf, 2, out, buf->a, p + s->wp, &s->proj, n, 1.0f);
     else
         residual_add(out, in, (size_t)rows_out * s->oc); /* out += x */
 }
@@ -467,12 +483,12 @@ void block_backward(float *din, float *dp, float *tmp, const float *dout, const 
     const long rows_in = (long)n * s->h * s->w, rows_out = (long)n * s->oh * s->ow;
 #define DP(off) (dp ? dp + (off) : NULL)
     /* the residual branch, from its end: tmp = d b, then d h */
-    conv2d_chunked_backward(tmp, 0, DP(s->w2), dout, buf->b, p + s->w2, &s->conv2, n, buf->scratch);
+    block_conv_backward(buf, 1, tmp, 0, DP(s->w2), dout, buf->b, p + s->w2, &s->conv2, n);
     relu_backward(tmp, buf->b, (size_t)rows_out * s->oc);
     batchnorm_backward(tmp, DP(s->gb2), buf->stats2, tmp, buf->h, p + s->gb2, rows_out, s->oc, training);
     /* din = d a: conv1's, plus the projection's when the shortcut starts from a */
-    conv2d_chunked_backward(din, 0, DP(s->w1), tmp, buf->a, p + s->w1, &s->conv1, n, buf->scratch);
-    if (s->proj.k) conv2d_chunked_backward(din, 1, DP(s->wp), dout, buf->a, p + s->wp, &s->proj, n, buf->scratch);
+    block_conv_backward(buf, 0, din, 0, DP(s->w1), tmp, buf->a, p + s->w1, &s->conv1, n);
+    if (s->proj.k) block_conv_backward(buf, 2, din, 1, DP(s->wp), dout, buf->a, p + s->wp, &s->proj, n);
     relu_backward(din, buf->a, (size_t)rows_in * s->c);
     batchnorm_backward(din, DP(s->gb1), buf->stats1, din, in, p + s->gb1, rows_in, s->c, training);
     if (!s->proj.k) residual_add(din, dout, (size_t)rows_in * s->c); /* the identity shortcut's gradient */

@@ -115,6 +115,7 @@ typedef struct {
     float *h, *b;           /* conv1's output and ReLU(BN2(h)) [N,OH,OW,OC] */
     float *stats1, *stats2; /* batchnorm stats [ICN_BN_STATS * C], [ICN_BN_STATS * OC] */
     const icn_conv_scratch *scratch; /* the convolutions' scratch, shared by all blocks */
+    struct icn_fastconv *fast[3];    /* conv1, conv2, projection on oneDNN (fastconv.h); NULL: chunked */
 } icn_block_buffers;
 /* Allocate them for max_batch images (one allocation; scratch is the caller's). */
 void icn_block_buffers_new(icn_block_buffers *buf, const icn_block_shape *b, int max_batch,
