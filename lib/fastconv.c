@@ -34,12 +34,15 @@ typedef struct {
     float *dw_blk, *db_chunk;   /* a chunk's weight gradient in oneDNN's layout, its bias gradient */
     float *dw_sum, *db_sum;     /* threads > 0: their sums, added to the caller's after the join */
     float *din_chunk;           /* backward-data that accumulates: a chunk's gradient before the add */
+    float *dcol;                /* matrix-product kind: this thread's rows of the input gradient's col */
     long call;                  /* the call these sums belong to */
 } thread_state;
 
 struct icn_fastconv {
     icn_conv_shape s;
     int bias, max_class, ref_bwd_d;
+    int gemm;   /* the matrix-product kind: im2col + oneDNN's sgemm */
+    float *col; /* its im2col of the last forward's input [max_batch * OH * OW, K] */
     size_t in_size, out_size, n_weights;
     pthread_mutex_t lock; /* primitives made on first use, by any thread */
     dnnl_primitive_t prim[N_DIRS][CLASSES];
@@ -193,7 +196,7 @@ static dnnl_primitive_t make_reorder(const dnnl_memory_desc_t *from, const dnnl_
 }
 
 icn_fastconv *icn_fastconv_new(const icn_conv_shape *s, int bias, int max_batch) {
-    if (icn_fastconv_reference_only() || max_batch < 1 || s->oh * s->ow < ICN_FASTCONV_MIN_PIXELS) return NULL;
+    if (icn_fastconv_reference_only() || max_batch < 1) return NULL;
     pthread_once(&engine_once, engine_init);
     omp_set_num_threads(1);
     icn_fastconv *f = xcalloc(1, sizeof *f);
@@ -201,6 +204,12 @@ icn_fastconv *icn_fastconv_new(const icn_conv_shape *s, int bias, int max_batch)
     f->in_size = (size_t)s->h * s->w * s->c, f->out_size = (size_t)s->oh * s->ow * s->oc;
     f->n_weights = (size_t)s->oc * icn_conv_kdim(s);
     pthread_mutex_init(&f->lock, NULL);
+    if (s->oh * s->ow < ICN_FASTCONV_MIN_PIXELS) {
+        f->gemm = 1;
+        f->col = xmalloc((size_t)max_batch * s->oh * s->ow * icn_conv_kdim(s) * sizeof(float));
+        snprintf(f->describe, sizeof f->describe, "im2col + oneDNN sgemm (%d output pixels)", s->oh * s->ow);
+        return f;
+    }
     /* the largest chunk: a thread's share of a full batch, at most 128 images */
     int threads = icn_threads(), share = (max_batch + threads - 1) / threads;
     while (f->max_class + 1 < CLASSES && (1 << (f->max_class + 1)) <= share) f->max_class++;
@@ -239,6 +248,7 @@ static void thread_state_free(thread_state *t) {
     if (t->r_src) dnnl_memory_destroy(t->r_src);
     if (t->r_dst) dnnl_memory_destroy(t->r_dst);
     if (t->stream) dnnl_stream_destroy(t->stream);
+    free(t->dcol);
     free(t->scratch), free(t->dw_blk), free(t->db_chunk), free(t->dw_sum), free(t->db_sum), free(t->din_chunk);
     free(t);
 }
@@ -257,7 +267,7 @@ void icn_fastconv_free(icn_fastconv *f) {
     if (f->w_plain) dnnl_memory_destroy(f->w_plain);
     if (f->stream) dnnl_stream_destroy(f->stream);
     pthread_mutex_destroy(&f->lock);
-    free(f->dcol), free(f->dref);
+    free(f->dcol), free(f->dref), free(f->col);
     free(f);
 }
 
@@ -348,9 +358,94 @@ static void forward_range(void *ctx, long lo, long hi, int thread) {
     }
 }
 
+/* Where a thread's weight and bias gradients go: thread 0 adds into the caller's, the others into
+ * their own sums (zeroed here), which the caller adds after the join. */
+static void gradient_targets(icn_fastconv *f, thread_state *t, int thread, float **dw, float **db) {
+    if (thread == 0) return;
+    if (!t->dw_sum) t->dw_sum = xmalloc(f->n_weights * sizeof(float)), t->db_sum = xmalloc((size_t)f->s.oc * sizeof(float));
+    memset(t->dw_sum, 0, f->n_weights * sizeof(float));
+    memset(t->db_sum, 0, (size_t)f->s.oc * sizeof(float));
+    *dw = t->dw_sum, *db = t->db_sum;
+    t->call = f->call;
+}
+
+/* ---- the matrix-product kind: a thread's images are rows [r0, r1) of im2col ---- */
+
+#define SGEMM(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) \
+    DN(dnnl_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))
+
+enum { GEMM_PIECE_ROWS = 128 }; /* rows of the input gradient's col made at once, per thread */
+
+typedef struct {
+    icn_fastconv *f;
+    float *out, *din, *dweight, *dbias;
+    const float *in, *dout, *weight, *bias;
+    float beta;
+    int accumulate;
+} gemm_job;
+
+/* A thread's images [lo, hi) as im2col rows [r0, r0 + rows) of K columns. */
+typedef struct { long P, r0, rows, K; } gemm_rows;
+static gemm_rows rows_of(const icn_conv_shape *s, long lo, long hi) {
+    const long P = (long)s->oh * s->ow;
+    return (gemm_rows){P, lo * P, (hi - lo) * P, (long)icn_conv_kdim(s)};
+}
+
+static void gemm_forward_range(void *ctx, long lo, long hi, int thread) {
+    gemm_job *j = ctx;
+    icn_fastconv *f = j->f;
+    thread_get(f, thread);
+    const icn_conv_shape *s = &f->s;
+    const gemm_rows g = rows_of(s, lo, hi);
+    const long r0 = g.r0, rows = g.rows, K = g.K;
+    float *col = f->col + r0 * K, *out = j->out + r0 * s->oc;
+    icn_im2col_range(col, j->in, s, r0, r0 + rows);
+    float beta = j->beta;
+    if (j->bias) { /* out = bias (+ out), then += col W^T */
+        for (long r = 0; r < rows; r++)
+            for (int o = 0; o < s->oc; o++) out[r * s->oc + o] = j->bias[o] + (beta != 0.0f ? out[r * s->oc + o] : 0.0f);
+        beta = 1.0f;
+    }
+    SGEMM('N', 'T', rows, s->oc, K, 1.0f, col, K, j->weight, K, beta, out, s->oc);
+}
+
+/* Both gradients of a thread's images: dW += dout^T col (from the forward's col), then
+ * din = (or +=) col2im(dout W), a piece of rows at a time. */
+static void gemm_backward_range(void *ctx, long lo, long hi, int thread) {
+    gemm_job *j = ctx;
+    icn_fastconv *f = j->f;
+    thread_state *t = thread_get(f, thread);
+    const icn_conv_shape *s = &f->s;
+    const gemm_rows g = rows_of(s, lo, hi);
+    const long P = g.P, r0 = g.r0, rows = g.rows, K = g.K;
+    if (j->dweight) {
+        float *dw = j->dweight, *db = j->dbias;
+        gradient_targets(f, t, thread, &dw, &db);
+        const float *dout = j->dout + r0 * s->oc;
+        SGEMM('T', 'N', s->oc, K, rows, 1.0f, dout, s->oc, f->col + r0 * K, K, 1.0f, dw, K);
+        if (db)
+            for (long r = 0; r < rows; r++)
+                for (int o = 0; o < s->oc; o++) db[o] += dout[r * s->oc + o];
+    }
+    if (!j->din) return;
+    const long piece = GEMM_PIECE_ROWS > P ? GEMM_PIECE_ROWS / P * P : P; /* whole images at a time */
+    if (!t->dcol) t->dcol = xmalloc((size_t)piece * K * sizeof(float));
+    if (!j->accumulate) memset(j->din + lo * f->in_size, 0, (size_t)(hi - lo) * f->in_size * sizeof(float));
+    for (long r = r0; r < r0 + rows; r += piece) {
+        long m = r0 + rows - r < piece ? r0 + rows - r : piece;
+        SGEMM('N', 'N', m, K, s->oc, 1.0f, j->dout + r * s->oc, s->oc, j->weight, K, 0.0f, t->dcol, K);
+        icn_col2im_range(j->din, t->dcol, s, r, r + m);
+    }
+}
+
 void icn_fastconv_forward(icn_fastconv *f, float *out, const float *in, const float *weight, const float *bias, int n,
                           float beta) {
     if (n > f->max_batch) icn_die(3, "internal: batch of %d exceeds the convolution's %d", n, f->max_batch);
+    if (f->gemm) {
+        gemm_job j = {.f = f, .out = out, .in = in, .weight = weight, .bias = bias, .beta = beta};
+        icn_parallel_for(n, 1, gemm_forward_range, &j);
+        return;
+    }
     reorder_weights(f, FWD, weight);
     job j = {.f = f, .out = out, .in = in, .bias = bias, .dir = beta != 0.0f ? FWD_SUM : FWD};
     icn_parallel_for(n, 1, forward_range, &j);
@@ -384,15 +479,8 @@ static void backward_weights_range(void *ctx, long lo, long hi, int thread) {
         DN(dnnl_memory_create(&t->r_src, &f->wmd[BWD_W], engine, t->dw_blk));
         DN(dnnl_memory_create(&t->r_dst, &plain, engine, DNNL_MEMORY_NONE));
     }
-    /* thread 0 adds into the caller's gradients; the others into their own sums */
     float *dw = j->dweight, *db = j->dbias;
-    if (thread > 0) {
-        if (!t->dw_sum) t->dw_sum = xmalloc(f->n_weights * sizeof(float)), t->db_sum = xmalloc((size_t)oc * sizeof(float));
-        memset(t->dw_sum, 0, f->n_weights * sizeof(float));
-        memset(t->db_sum, 0, (size_t)oc * sizeof(float));
-        dw = t->dw_sum, db = t->db_sum;
-        t->call = f->call;
-    }
+    gradient_targets(f, t, thread, &dw, &db);
     for (long i = lo; i < hi;) {
         int c = chunk_class(f, hi - i);
         run_chunk(f, t, BWD_W, c, (void *)(j->in + i * f->in_size), t->dw_blk, (void *)(j->dout + i * f->out_size),
@@ -413,13 +501,19 @@ void icn_fastconv_backward(icn_fastconv *f, float *din, int accumulate, float *d
         float *dw = dweight;
         if (!dw) { /* a bias gradient alone: the weights' goes to a thread's scratch sum */
             thread_state *t = thread_get(f, 0);
-            if (!t->dw_sum) t->dw_sum = xmalloc(f->n_weights * sizeof(float)), t->db_sum = xmalloc((size_t)f->s.oc * sizeof(float));
-            memset(t->dw_sum, 0, f->n_weights * sizeof(float));
-            dw = t->dw_sum;
+            float *db;
+            gradient_targets(f, t, 1, &dw, &db); /* zeroed scratch, as another thread's */
         }
-        job j = {.f = f, .dweight = dw, .dbias = dbias, .in = in, .dout = dout};
         f->call++;
-        icn_parallel_for(n, 1, backward_weights_range, &j);
+        if (f->gemm) {
+            gemm_job j = {.f = f, .dweight = dw, .dbias = dbias, .din = din, .accumulate = accumulate, .dout = dout,
+                          .weight = weight};
+            icn_parallel_for(n, 1, gemm_backward_range, &j);
+            din = NULL; /* done in the same pass */
+        } else {
+            job j = {.f = f, .dweight = dw, .dbias = dbias, .in = in, .dout = dout};
+            icn_parallel_for(n, 1, backward_weights_range, &j);
+        }
         for (int i = 1; i < MAX_THREADS && f->ts[i]; i++) {
             thread_state *t = f->ts[i];
             if (t->call != f->call) continue;
@@ -429,6 +523,11 @@ void icn_fastconv_backward(icn_fastconv *f, float *din, int accumulate, float *d
         }
     }
     if (!din) return;
+    if (f->gemm) {
+        gemm_job j = {.f = f, .din = din, .dout = dout, .weight = weight, .accumulate = accumulate};
+        icn_parallel_for(n, 1, gemm_backward_range, &j);
+        return;
+    }
     if (f->ref_bwd_d) {
         if (!f->dcol) f->dcol = xmalloc((size_t)f->max_batch * f->s.oh * f->s.ow * icn_conv_kdim(&f->s) * sizeof(float));
         float *target = din;

@@ -23,8 +23,9 @@
  *     backward-weights (not its "ref:" fallback): a JIT (jit: or brgconv:) direct convolution;
  *   - a convolution with fewer than ICN_FASTCONV_MIN_PIXELS output pixels per image is a matrix
  *     product in disguise (the MNIST net's last: 4x4x256 -> 2x2x512, K = 6400), and oneDNN's
- *     direct kernels run it at half the reference's speed (forward) or a third (weights): the
- *     reference;
+ *     direct kernels run it at half the reference's speed (forward) or a third (weights): there
+ *     the fast path is the reference's im2col with oneDNN's AVX-512 sgemm (dnnl_sgemm, 1.4-2x
+ *     OpenBLAS's AVX2 kernels per core here) in place of OpenBLAS, each thread on its images;
  *   - backward-data stays on the reference when the input has fewer than 8 channels (the first
  *     layer: MNIST's 1 channel, CIFAR's 3): oneDNN's kernel reaches 5-8 GFLOP/s there, the
  *     reference several times that; only synthesis asks for that gradient;
@@ -48,7 +49,8 @@ void icn_fastconv_free(icn_fastconv *f);
 void icn_fastconv_forward(icn_fastconv *f, float *out, const float *in, const float *weight, const float *bias, int n,
                           float beta);
 /* dout [N,OH,OW,OC] -> din [N,H,W,C] = (accumulate: +=) the input gradient (NULL: skip),
- * dweight [OC, K] += and dbias [OC] += (NULL: skip). in is the forward's input. */
+ * dweight [OC, K] += and dbias [OC] += (NULL: skip). in is the input of the forward just run
+ * (the matrix-product kind keeps that forward's im2col for the weight gradient). */
 void icn_fastconv_backward(icn_fastconv *f, float *din, int accumulate, float *dweight, float *dbias,
                            const float *dout, const float *in, const float *weight, int n);
 

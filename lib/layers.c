@@ -44,8 +44,7 @@ static size_t col_row_input(const icn_conv_shape *s, const col_row *g, int kh) {
     return (((size_t)g->b * s->h + ih) * s->w + g->iw0) * (size_t)s->c;
 }
 
-/* Rows [r0, r1) of the im2col matrix into col (row r0 first). */
-static void im2col_range(float *col, const float *in, const icn_conv_shape *s, long r0, long r1) {
+void icn_im2col_range(float *col, const float *in, const icn_conv_shape *s, long r0, long r1) {
     const size_t K = icn_conv_kdim(s), C = (size_t)s->c;
     for (long r = r0; r < r1; r++) {
         const col_row g = col_row_at(s, r);
@@ -60,7 +59,7 @@ static void im2col_range(float *col, const float *in, const icn_conv_shape *s, l
 static void im2col_rows(void *p, long lo, long hi, int thread) {
     (void)thread;
     const conv_job *j = p;
-    im2col_range(j->col + (size_t)lo * icn_conv_kdim(j->s), j->in, j->s, lo, hi);
+    icn_im2col_range(j->col + (size_t)lo * icn_conv_kdim(j->s), j->in, j->s, lo, hi);
 }
 
 static void im2col(float *col, const float *in, const icn_conv_shape *s, int n) {
@@ -68,8 +67,7 @@ static void im2col(float *col, const float *in, const icn_conv_shape *s, int n) 
     icn_parallel_for((long)n * s->oh * s->ow, PAR_MIN_WORK / (long)icn_conv_kdim(s) + 1, im2col_rows, &job);
 }
 
-/* The adjoint of im2col_range: add rows [r0, r1) of col (row r0 first) onto in. */
-static void col2im_range(float *in, const float *col, const icn_conv_shape *s, long r0, long r1) {
+void icn_col2im_range(float *in, const float *col, const icn_conv_shape *s, long r0, long r1) {
     const size_t K = icn_conv_kdim(s), C = (size_t)s->c;
     for (long r = r0; r < r1; r++) {
         const col_row g = col_row_at(s, r);
@@ -91,7 +89,7 @@ static void col2im_images(void *p, long lo, long hi, int thread) {
     const size_t img = (size_t)s->h * s->w * s->c, rows = (size_t)s->oh * s->ow;
     float *in = (float *)j->in;
     memset(in + lo * img, 0, (size_t)(hi - lo) * img * sizeof(float));
-    col2im_range(in, j->col + lo * rows * icn_conv_kdim(s), s, lo * (long)rows, hi * (long)rows);
+    icn_col2im_range(in, j->col + lo * rows * icn_conv_kdim(s), s, lo * (long)rows, hi * (long)rows);
 }
 
 static void col2im(float *in, const float *col, const icn_conv_shape *s, int n) {
@@ -182,17 +180,17 @@ static void chunk_slots(void *p, long lo, long hi, int thread) {
         for (long r = b0 * per_image; r < b1 * per_image; r += rows) {
             const int m = (int)(b1 * per_image - r < rows ? b1 * per_image - r : rows);
             if (j->out) { /* out = col W^T + beta out */
-                im2col_range(col, j->in, s, r, r + m);
+                icn_im2col_range(col, j->in, s, r, r + m);
                 icn_sgemm(0, 1, m, OC, K, 1.0f, col, K, j->weight, K, j->beta, j->out + (size_t)r * OC, OC);
                 continue;
             }
             if (j->dweight) { /* dW += dout^T col */
-                im2col_range(col, j->in, s, r, r + m);
+                icn_im2col_range(col, j->in, s, r, r + m);
                 icn_sgemm(1, 0, OC, K, m, 1.0f, j->dout + (size_t)r * OC, OC, col, K, 1.0f, dw, K);
             }
             if (j->din) { /* din += col2im(dout W) */
                 icn_sgemm(0, 0, m, K, OC, 1.0f, j->dout + (size_t)r * OC, OC, j->weight, K, 0.0f, col, K);
-                col2im_range(j->din, col, s, r, r + m);
+                icn_col2im_range(j->din, col, s, r, r + m);
             }
         }
     }

@@ -33,6 +33,11 @@ void conv2d_forward(float *out, float *col, const float *in, const float *weight
 void conv2d_backward(float *din, float *dweight, float *dbias, float *dcol, const float *dout,
                      const float *col, const float *weight, const icn_conv_shape *s, int n);
 
+/* Rows [r0, r1) of the im2col matrix [N*OH*OW, K] of in into col (row r0 first), and its adjoint,
+ * which ADDS rows [r0, r1) of col onto in (the fast path's matrix-product convolutions use them). */
+void icn_im2col_range(float *col, const float *in, const icn_conv_shape *s, long r0, long r1);
+void icn_col2im_range(float *in, const float *col, const icn_conv_shape *s, long r0, long r1);
+
 /* LeakyReLU with slope ICN_LRELU_SLOPE, in place is fine: out may equal in.
  * Backward uses the output (its sign is the input's), so it works after an in-place forward:
  * dinout [count] is scaled in place. */
