@@ -118,7 +118,8 @@ static void parse(int argc, char **argv, cli *c) {
 }
 
 /* Samples per call of icn_synthesize, in batches: finished samples are replaced by fresh ones
- * within a call, so only its last batch-worth runs on a batch that is not full. */
+ * within a call, so only its last batch-worth runs on a batch that is not full. Online, a call
+ * is also what one push carries; a snapshot that arrives meanwhile interrupts it. */
 enum { CHUNK_BATCHES = 4 };
 
 /* n pseudo-negatives of class k, labelled -(k+1), with provenance: samples index .. index+n-1
@@ -164,9 +165,11 @@ static int run_offline(cli *c) {
     return 0;
 }
 
-/* Take the newest frame on the snapshot socket, if any. 1: new model in *net; 2: stop;
- * 3: hold (the trainer has what it needs from this generation). */
-static int poll_snapshot(void *sub, int timeout_ms, icn_net *net, icn_model_meta *meta, int have, icn_metrics *metrics) {
+/* Take the newest frame on the snapshot socket, if any. 1: a new model, in *fresh and *fresh_meta
+ * (a re-sent snapshot of the current generation is dropped); 2: stop; 3: hold (the trainer has
+ * what it needs from this generation). current: the model in use, NULL before the first. */
+static int poll_snapshot(void *sub, int timeout_ms, const icn_net *current, const icn_model_meta *meta, icn_net *fresh,
+                         icn_model_meta *fresh_meta, icn_metrics *metrics) {
     char err[ICN_ERRLEN];
     zmq_msg_t msg;
     int got = icn_zmq_recv(sub, &msg, timeout_ms, err, sizeof err);
@@ -184,25 +187,38 @@ static int poll_snapshot(void *sub, int timeout_ms, icn_net *net, icn_model_meta
         rc = 2;
     } else if (icn_map_kind_is(&up.data, "hold")) {
         int64_t gen;
-        rc = have && !icn_map_i64(&up.data, "generation", 0, INT64_MAX, &gen, err, sizeof err) && gen == meta->generation
+        rc = current && !icn_map_i64(&up.data, "generation", 0, INT64_MAX, &gen, err, sizeof err) && gen == meta->generation
                  ? 3 : 0;
+    } else if (icn_model_decode(p, n, fresh, fresh_meta, NULL, NULL, err, sizeof err)) {
+        icn_warn("rejected snapshot frame: %s", err);
+    } else if (current && fresh_meta->generation == meta->generation && fresh->n_params == current->n_params) {
+        icn_net_free(fresh); /* the trainer re-sends its snapshot for late joiners */
     } else {
-        icn_net fresh;
-        icn_model_meta m;
-        if (icn_model_decode(p, n, &fresh, &m, NULL, NULL, err, sizeof err)) {
-            icn_warn("rejected snapshot frame: %s", err);
-        } else if (have && m.generation == meta->generation && fresh.n_params == net->n_params) {
-            icn_net_free(&fresh); /* the trainer re-sends its snapshot for late joiners */
-        } else {
-            if (have) icn_net_free(net);
-            *net = fresh, *meta = m, rc = 1;
-            icn_metrics_printf(metrics, "{\"event\":\"snapshot\",\"generation\":%lld,\"time\":%.6f,\"bytes\":%zu}",
-                               (long long)m.generation, received, n);
-        }
+        rc = 1;
+        icn_metrics_printf(metrics, "{\"event\":\"snapshot\",\"generation\":%lld,\"time\":%.6f,\"bytes\":%zu}",
+                           (long long)fresh_meta->generation, received, n);
     }
     msgpack_unpacked_destroy(&up);
     zmq_msg_close(&msg);
     return rc;
+}
+
+/* Synthesis checks the snapshot socket after every pass, so a new generation (or hold, or stop)
+ * is taken at once, not after the call in flight: what it found waits in `pending`. */
+typedef struct {
+    void *sub;
+    const icn_net *net;
+    const icn_model_meta *meta;
+    icn_metrics *metrics;
+    int pending;
+    icn_net fresh;
+    icn_model_meta fresh_meta;
+} snapshot_watch;
+
+static int snapshot_arrived(void *ctx) {
+    snapshot_watch *w = ctx;
+    if (!w->pending) w->pending = poll_snapshot(w->sub, 0, w->net, w->meta, &w->fresh, &w->fresh_meta, w->metrics);
+    return w->pending != 0;
 }
 
 static int run_online(cli *c) {
@@ -223,15 +239,28 @@ static int run_online(cli *c) {
     icn_metrics metrics;
     if (icn_metrics_open(&metrics, c->metrics, err, sizeof err)) icn_die(1, "%s", err);
     if (!c->quiet) icn_warn("producer %u: waiting for snapshots on %s, pushing to %s", c->id, c->snapshots, c->pool);
+    snapshot_watch watch = {.sub = sub, .net = &net, .meta = &meta, .metrics = &metrics};
     while (!stop_requested) {
-        int r = poll_snapshot(sub, have && !held ? 0 : 1000, &net, &meta, have, &metrics);
+        int r = watch.pending;
+        if (!r) r = poll_snapshot(sub, have && !held ? 0 : 1000, have ? &net : NULL, &meta, &watch.fresh, &watch.fresh_meta,
+                                  &metrics);
+        watch.pending = 0;
         if (r == 2) break;
         if (r == 3 && !held && !c->quiet) icn_warn("producer %u: holding until the next snapshot", c->id);
         if (r == 3) held = 1;
         if (r == 1) {
             held = 0;
-            icn_synth_free(s);
-            s = icn_synth_new(&net, c->batch);
+            /* the same architecture keeps its workspace (and its convolutions' primitives) */
+            int same = have && !strcmp(net.arch, watch.fresh.arch) && net.n_params == watch.fresh.n_params &&
+                       net.in_h == watch.fresh.in_h && net.in_w == watch.fresh.in_w && net.in_c == watch.fresh.in_c &&
+                       net.classes == watch.fresh.classes;
+            if (have) icn_net_free(&net);
+            net = watch.fresh, meta = watch.fresh_meta;
+            if (!same) {
+                icn_synth_free(s);
+                s = icn_synth_new(&net, c->batch);
+                s->interrupt = snapshot_arrived, s->interrupt_ctx = &watch;
+            }
             c->synth.head = meta.head;
             have = 1;
             memset(made_per_class, 0, sizeof made_per_class);
@@ -254,6 +283,10 @@ static int run_online(cli *c) {
         if (c->max_per_gen && made_per_class[k] + n > c->max_per_gen) n = (int)(c->max_per_gen - made_per_class[k]);
         icn_batch b = {0};
         int reached = make_batch(s, &net, c, k, n, made_per_class[k], (int32_t)meta.generation, &b);
+        if (reached < 0) { /* a snapshot (or hold, or stop) came: its samples are of the old generation */
+            icn_batch_free(&b);
+            continue;
+        }
         reached_total += reached;
         msgpack_sbuffer sb;
         msgpack_sbuffer_init(&sb);
