@@ -26,6 +26,7 @@ static const char usage_main[] =
     "       icn-pool dump --store FILE [OPTIONS]\n"
     "       icn-pool stats (--store FILE | --connect ENDPOINT) [--json]\n"
     "       icn-pool push [--connect ENDPOINT] [--file FILE|-] [OPTIONS]\n"
+    "       icn-pool keygen NAME\n"
     "A durable pool of pseudo-negatives: synthesizers PUSH them in, the trainer fetches them by\n"
     "offset (icn-pool(1), icn-wire(5) POOL PROTOCOL). 'icn-pool COMMAND --help' for each command.\n";
 
@@ -39,6 +40,7 @@ static const char usage_serve[] =
     "                     none (leave it to the kernel)\n"
     "  --log FILE         messages to FILE (appended, time-stamped) instead of stderr\n"
     "  --quiet            no start, stop and 10-second status lines (rejections still shown)\n"
+    ICN_SECURITY_USAGE
     "  --help             this text\n"
     "SIGINT/SIGTERM: finish the current write, fsync, close, exit 0.\n";
 
@@ -63,6 +65,7 @@ static const char usage_stats[] =
     "                     how many frames it rejected)\n"
     "  --timeout MS       how long to wait for the answer (default 5000)\n"
     "  --json             one JSON object instead of text lines\n"
+    "  --secret-key FILE, --server-key FILE: CURVE keys for --connect (see icn-pool serve --help)\n"
     "  --help             this text\n";
 
 static const char usage_push[] =
@@ -78,8 +81,16 @@ static const char usage_push[] =
     "  --generation G     provenance generation for --as-negatives (default 0)\n"
     "  --producer P       provenance producer id for --as-negatives (default 0)\n"
     "  --timeout MS       give up when no pool takes a frame within MS (default 5000)\n"
+    "  --secret-key FILE, --server-key FILE: CURVE keys (see icn-pool serve --help)\n"
     "  --quiet            no summary line on stderr\n"
     "  --help             this text\n";
+
+static const char usage_keygen[] =
+    "usage: icn-pool keygen NAME\n"
+    "Make a CURVE key pair: NAME.key (the secret half, mode 0600: give it to --secret-key of\n"
+    "the process it identifies, and to nobody else) and NAME.pub (the public half: copy it\n"
+    "into the head's --allow directory, or give it to workers as --server-key). Neither file\n"
+    "may exist already. Prints the public key.\n";
 
 static const char *g_cmd = "";
 
@@ -108,11 +119,14 @@ static int cmd_serve(int argc, char **argv) {
     static const struct option longs[] = {{"store", required_argument, 0, O_STORE}, {"pull", required_argument, 0, O_PULL},
                                           {"rep", required_argument, 0, O_REP},     {"fsync", required_argument, 0, O_FSYNC_POLICY},
                                           {"log", required_argument, 0, O_LOG},     {"quiet", no_argument, 0, O_QUIET},
-                                          {"help", no_argument, 0, O_HELP},         {0, 0, 0, 0}};
+                                          {"help", no_argument, 0, O_HELP},         ICN_SECURITY_OPTIONS,
+                                          {0, 0, 0, 0}};
+    icn_security sec = {0};
     icn_pool_server_opts o = {.pull = ICN_EP_POOL_PUSH, .rep = ICN_EP_POOL_REQ, .fsync = ICN_FSYNC_BATCH};
     const char *log_path = NULL;
     int c;
     while ((c = next_opt(argc, argv, longs, usage_serve)) != -1) {
+        if (icn_security_option(c, optarg, &sec)) continue;
         switch (c) {
         case O_STORE: o.store = optarg; break;
         case O_PULL: o.pull = optarg; break;
@@ -127,8 +141,11 @@ static int cmd_serve(int argc, char **argv) {
     }
     no_operands(argc, argv);
     if (!o.store) usage_error("--store FILE is required");
+    if (sec.server_key) usage_error("--server-key is for clients: the pool admits --allow's keys");
+    if (sec.secret_key && !sec.allow_dir) usage_error("--secret-key needs --allow DIR (the peers' public keys)");
     if (log_path && !(o.log = fopen(log_path, "a"))) icn_die(1, "--log %s: %s", log_path, strerror(errno));
 
+    icn_security_apply(&sec);
     int rc = icn_pool_serve(&o);
     if (o.log) fclose(o.log);
     return rc;
@@ -257,10 +274,13 @@ static int cmd_stats(int argc, char **argv) {
                                           {"timeout", required_argument, 0, O_TIMEOUT},
                                           {"json", no_argument, 0, O_JSON},
                                           {"help", no_argument, 0, O_HELP},
+                                          ICN_SECURITY_OPTIONS,
                                           {0, 0, 0, 0}};
+    icn_security sec = {0};
     const char *store = NULL, *ep = NULL;
     int json = 0, timeout = 5000, c;
     while ((c = next_opt(argc, argv, longs, usage_stats)) != -1) {
+        if (icn_security_option(c, optarg, &sec)) continue;
         switch (c) {
         case O_STORE: store = optarg; break;
         case O_CONNECT: ep = optarg; break;
@@ -271,6 +291,9 @@ static int cmd_stats(int argc, char **argv) {
     }
     no_operands(argc, argv);
     if (!store == !ep) usage_error("give one of --store FILE or --connect ENDPOINT");
+    if (sec.allow_dir) usage_error("--allow is for servers");
+    if (store && (sec.secret_key || sec.insecure)) usage_error("keys go with --connect");
+    icn_security_apply(&sec);
     char err[2 * ICN_ERRLEN];
     icn_pool_counts cn;
     int64_t rejected = -1; /* unknown for a file */
@@ -393,12 +416,15 @@ static int cmd_push(int argc, char **argv) {
         {"raw", no_argument, 0, O_RAW},               {"as-negatives", required_argument, 0, O_NEG},
         {"generation", required_argument, 0, O_GEN},  {"producer", required_argument, 0, O_PROD},
         {"timeout", required_argument, 0, O_TIMEOUT}, {"quiet", no_argument, 0, O_QUIET},
-        {"help", no_argument, 0, O_HELP},             {0, 0, 0, 0}};
+        {"help", no_argument, 0, O_HELP},             ICN_SECURITY_OPTIONS,
+        {0, 0, 0, 0}};
+    icn_security sec = {0};
     pusher ps = {.ep = ICN_EP_POOL_PUSH, .timeout = 5000};
     const char *file = "-";
     int raw = 0, quiet = 0, c, gen_set = 0, prod_set = 0;
     int64_t neg = -1, gen = 0, prod = 0;
     while ((c = next_opt(argc, argv, longs, usage_push)) != -1) {
+        if (icn_security_option(c, optarg, &sec)) continue;
         switch (c) {
         case O_CONNECT: ps.ep = optarg; break;
         case O_FILE: file = optarg; break;
@@ -414,6 +440,8 @@ static int cmd_push(int argc, char **argv) {
     no_operands(argc, argv);
     if (raw && neg >= 0) usage_error("--raw sends bytes unchanged: it cannot go with --as-negatives");
     if ((gen_set || prod_set) && neg < 0) usage_error("--generation and --producer go with --as-negatives");
+    if (sec.allow_dir) usage_error("--allow is for servers");
+    icn_security_apply(&sec);
 
     char err[ICN_ERRLEN];
     ps.sock = icn_zmq_socket(ZMQ_PUSH, err, sizeof err);
@@ -456,6 +484,24 @@ static int cmd_push(int argc, char **argv) {
     return 0;
 }
 
+/* ---------------------------------------------------------------- keygen */
+
+static int cmd_keygen(int argc, char **argv) {
+    enum { O_HELP = 256 };
+    static const struct option longs[] = {{"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
+    int c;
+    while ((c = next_opt(argc, argv, longs, usage_keygen)) != -1)
+        if (c == O_HELP) fputs(usage_keygen, stdout), exit(0);
+    if (optind != argc - 1) usage_error("give one NAME (writes NAME.key and NAME.pub)");
+    const char *name = argv[optind];
+    if (!name[0]) usage_error("NAME is empty");
+    char pub[ICN_KEY_Z85_LEN + 1], err[2 * ICN_ERRLEN];
+    if (icn_keygen(name, pub, err, sizeof err)) icn_die(1, "keygen: %s", err);
+    printf("%s\n", pub);
+    if (fflush(stdout) != 0) icn_die(1, "stdout: write error");
+    return 0;
+}
+
 int main(int argc, char **argv) {
     icn_set_progname(argv[0]);
     if (argc < 2) {
@@ -470,7 +516,7 @@ int main(int argc, char **argv) {
     static const struct {
         const char *name;
         int (*run)(int, char **);
-    } cmds[] = {{"serve", cmd_serve}, {"dump", cmd_dump}, {"stats", cmd_stats}, {"push", cmd_push}};
+    } cmds[] = {{"serve", cmd_serve}, {"dump", cmd_dump}, {"stats", cmd_stats}, {"push", cmd_push}, {"keygen", cmd_keygen}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         if (strcmp(cmd, cmds[i].name) != 0) continue;
         g_cmd = cmds[i].name;
@@ -478,5 +524,5 @@ int main(int argc, char **argv) {
         optind = 1;
         return cmds[i].run(argc - 1, argv + 1);
     }
-    icn_die(2, "unknown command '%s' (expected serve, dump, stats or push; see icn-pool --help)", cmd);
+    icn_die(2, "unknown command '%s' (expected serve, dump, stats, push or keygen; see icn-pool --help)", cmd);
 }

@@ -43,7 +43,10 @@ static const char usage[] =
     "  --threads T         (default 1: one per synthesizer when several share a machine)\n"
     "  --metrics FILE|-    append JSON lines: snapshots received (wall-clock time, for\n"
     "                      delivery times) and batches pushed\n"
-    "  --quiet             no progress on stderr\n";
+    "  --quiet             no progress on stderr\n"
+    "Online, security (icn-wire(5) SECURITY): with keys, both links are CURVE-encrypted and\n"
+    "accept only the head's key (--server-key), so no other publisher can feed or stop us.\n"
+    ICN_SECURITY_USAGE;
 
 static volatile sig_atomic_t stop_requested;
 static void on_signal(int sig) { (void)sig; stop_requested = 1; }
@@ -55,6 +58,7 @@ typedef struct {
     int64_t count;
     uint32_t classes_mask, id;
     uint64_t seed;
+    icn_security sec;
 } cli;
 
 static uint32_t parse_classes(const char *s) {
@@ -78,10 +82,11 @@ static void parse(int argc, char **argv, cli *c) {
         {"max-per-gen", 1, 0, MAXGEN}, {"id", 1, 0, ID}, {"sigma", 1, 0, SIGMA}, {"lr", 1, 0, LR},
         {"max-steps", 1, 0, STEPS}, {"stop", 1, 0, STOP}, {"threshold", 1, 0, THRESH}, {"method", 1, 0, METHOD},
         {"step-rule", 1, 0, RULE}, {"noise", 0, 0, NOISE}, {"seed", 1, 0, SEED}, {"threads", 1, 0, THREADS},
-        {"quiet", 0, 0, QUIET}, {"help", 0, 0, HELP}, {"metrics", 1, 0, METRICS}, {0, 0, 0, 0}};
+        {"quiet", 0, 0, QUIET}, {"help", 0, 0, HELP}, {"metrics", 1, 0, METRICS}, ICN_SECURITY_OPTIONS, {0, 0, 0, 0}};
     int opt;
     while ((opt = icn_getopt(argc, argv, options, usage, NULL)) != -1) {
         icn_synth_opts *s = &c->synth;
+        if (icn_security_option(opt, optarg, &c->sec)) continue;
         switch (opt) {
         case MODEL: c->model = optarg; break;
         case CLASS: c->klass = (int)icn_parse_long("--class", optarg, 0, 100000); break;
@@ -114,6 +119,8 @@ static void parse(int argc, char **argv, cli *c) {
         }
     }
     if (optind < argc) icn_die(2, "unexpected argument '%s' (see --help)", argv[optind]);
+    if (c->sec.allow_dir) icn_die(2, "--allow is for the head: a synthesizer binds nothing (give --server-key)");
+    if (c->model && (c->sec.secret_key || c->sec.insecure)) icn_die(2, "offline synthesis (--model) opens no sockets: no keys");
 }
 
 /* One batch of pseudo-negatives of class k, labelled -(k+1), with provenance. */
@@ -202,6 +209,7 @@ static int poll_snapshot(void *sub, int timeout_ms, icn_net *net, icn_model_meta
 
 static int run_online(cli *c) {
     char err[ICN_ERRLEN];
+    icn_security_apply(&c->sec);
     void *sub = icn_zmq_open_latest(c->snapshots, err, sizeof err);
     if (!sub) icn_die(1, "%s", err);
     void *push = icn_zmq_open(ZMQ_PUSH, c->pool, 0, err, sizeof err);
