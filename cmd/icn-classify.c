@@ -13,6 +13,7 @@
 #include "net.h"
 #include "snapshot.h"
 #include "train.h"
+#include "protocol.h"
 #include "transport.h"
 #include "util.h"
 #include "wire.h"
@@ -325,7 +326,7 @@ static int cmd_publish(cli *c) {
     icn_metrics metrics;
     if (icn_metrics_open(&metrics, c->metrics, err, sizeof err)) icn_die(1, "%s", err);
     icn_security_apply(&c->sec);
-    void *pub = icn_zmq_open(ZMQ_PUB, c->intro.publish, 1, err, sizeof err);
+    void *pub = icn_open_publisher(c->intro.publish, err, sizeof err);
     if (!pub) icn_die(1, "%s", err);
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, NULL);

@@ -1,5 +1,5 @@
-/* transport.c: ZeroMQ sockets for icn's processes and the trainer <-> pool request protocol
- * (lib/transport.h, man icn-wire(5) "POOL PROTOCOL").
+/* transport.c: ZeroMQ sockets for icn's processes, CURVE keys and the ZAP handler
+ * (lib/transport.h, man icn-wire(5) "SECURITY"). The only file that calls zmq_* directly.
  *
  * Every socket gets a bounded LINGER (so a process can always exit) and ZMQ_MAXMSGSIZE =
  * icn_max_frame() (so a peer cannot make us buffer more than one frame's worth). Every
@@ -181,6 +181,13 @@ int icn_zmq_send(void *sock, const void *data, size_t len, char *err, size_t err
     else if (e == EINTR) icn_errf(err, errlen, "send interrupted by a signal");
     else icn_errf(err, errlen, "send of %zu bytes failed: %s", len, zmq_strerror(e));
     errno = e;
+    return -1;
+}
+
+int icn_zmq_try_send(void *sock, const void *data, size_t len, char *err, size_t errlen) {
+    if (zmq_send(sock, data, len, ZMQ_DONTWAIT) >= 0) return 1;
+    if (errno == EAGAIN || errno == EINTR) return 0;
+    keep_errno(icn_errf(err, errlen, "send of %zu bytes failed: %s", len, zmq_strerror(errno)));
     return -1;
 }
 
@@ -696,112 +703,4 @@ int icn_security_option(int opt, const char *arg, icn_security *s) {
 void icn_security_apply(const icn_security *s) {
     char err[2 * ICN_ERRLEN];
     if (icn_zmq_secure(s, err, sizeof err)) icn_die(2, "%s", err);
-}
-
-/* ---------------------------------------------------------------- pool protocol */
-
-static void pack_cstr(msgpack_packer *pk, const char *s) { msgpack_pack_str_with_body(pk, s, strlen(s)); }
-
-void icn_pack_fetch(msgpack_sbuffer *sb, int64_t offset, int64_t max) {
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 3);
-    pack_cstr(&pk, "kind"), pack_cstr(&pk, "fetch");
-    pack_cstr(&pk, "offset"), msgpack_pack_int64(&pk, offset);
-    pack_cstr(&pk, "max"), msgpack_pack_int64(&pk, max);
-}
-
-void icn_pack_stats_request(msgpack_sbuffer *sb) {
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 1);
-    pack_cstr(&pk, "kind"), pack_cstr(&pk, "stats");
-}
-
-void icn_pack_records(msgpack_sbuffer *sb, int64_t offset, int64_t total, const icn_batch *records) {
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    int with_batch = records && records->n > 0; /* a batch cannot say n = 0: no key then */
-    msgpack_pack_map(&pk, 3 + with_batch);
-    pack_cstr(&pk, "kind"), pack_cstr(&pk, "records");
-    pack_cstr(&pk, "offset"), msgpack_pack_int64(&pk, offset);
-    pack_cstr(&pk, "total"), msgpack_pack_int64(&pk, total);
-    if (with_batch) pack_cstr(&pk, "batch"), icn_batch_pack(&pk, records);
-}
-
-int icn_decode_records(const msgpack_object *map, int64_t *offset, int64_t *total, icn_batch *records, char *err,
-                       size_t errlen) {
-    char e[ICN_ERRLEN];
-    memset(records, 0, sizeof *records);
-    if (!icn_map_kind_is(map, "records")) {
-        char kind[64];
-        if (icn_map_str(map, "kind", kind, sizeof kind, e, sizeof e)) snprintf(kind, sizeof kind, "(none)");
-        return icn_errf(err, errlen, "records: reply is of kind '%s', not 'records'", kind);
-    }
-    if (icn_map_i64(map, "offset", 0, INT64_MAX, offset, e, sizeof e) ||
-        icn_map_i64(map, "total", 0, INT64_MAX, total, e, sizeof e))
-        return icn_errf(err, errlen, "records: %s", e);
-    const msgpack_object *b = icn_map_get(map, "batch");
-    if (!b || b->type == MSGPACK_OBJECT_NIL) return 0; /* none at this offset (asking past the end is how
-                                                         * a client learns the total) */
-    if (icn_batch_decode(b, records, e, sizeof e)) return icn_errf(err, errlen, "records: %s", e);
-    const char *bad = !records->y      ? "have no labels"
-                      : !records->prov ? "have no provenance"
-                      : *offset > *total - records->n ? "run past the total"
-                                                      : NULL;
-    for (int32_t i = 0; !bad && i < records->n; i++)
-        if (records->y[i] >= 0) bad = "include a label >= 0 (not a pseudo-negative)";
-    if (bad) {
-        icn_errf(err, errlen, "records: the %d records at offset %" PRId64 " (of %" PRId64 ") %s", records->n, *offset,
-                 *total, bad);
-        icn_batch_free(records);
-        return -1;
-    }
-    return 0;
-}
-
-void icn_pack_error(msgpack_sbuffer *sb, const char *message) {
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 2);
-    pack_cstr(&pk, "kind"), pack_cstr(&pk, "error");
-    pack_cstr(&pk, "message"), pack_cstr(&pk, message);
-}
-
-/* ---------------------------------------------------------------- client */
-
-static void reopen(void **sock, const char *endpoint) {
-    char e[ICN_ERRLEN];
-    icn_zmq_close(*sock);
-    *sock = icn_zmq_open(ZMQ_REQ, endpoint, 0, e, sizeof e); /* NULL: the next request tries again */
-}
-
-int icn_request(void **sock, const char *endpoint, const msgpack_sbuffer *request, int timeout_ms,
-                msgpack_unpacked *reply, char *err, size_t errlen) {
-    char e[ICN_ERRLEN];
-    if (!*sock && !(*sock = icn_zmq_open(ZMQ_REQ, endpoint, 0, err, errlen))) return -1;
-    if (icn_zmq_send_sbuffer(*sock, request, e, sizeof e) != 0) {
-        /* EFSM: an earlier request was left unanswered (interrupted): start over on a new socket. */
-        reopen(sock, endpoint);
-        if (!*sock || icn_zmq_send_sbuffer(*sock, request, e, sizeof e) != 0)
-            return icn_errf(err, errlen, "pool at %s: request not sent: %s", endpoint, e);
-    }
-    int r = icn_zmq_recv_map(*sock, timeout_ms, reply, e, sizeof e);
-    if (r <= 0) {
-        int why = errno, interrupted = r == 0 && why == EINTR;
-        if (r < 0 && why == EPROTO) /* the socket is fine: it got an answer, just a bad one */
-            return icn_errf(err, errlen, "pool at %s: bad reply: %s", endpoint, e);
-        reopen(sock, endpoint); /* a REQ socket waiting for a reply accepts nothing else */
-        if (r < 0) return icn_errf(err, errlen, "pool at %s: %s", endpoint, e);
-        if (interrupted) icn_errf(err, errlen, "interrupted while waiting for the pool at %s", endpoint);
-        else icn_errf(err, errlen, "pool at %s did not answer within %d ms", endpoint, timeout_ms);
-        errno = interrupted ? EINTR : EAGAIN;
-        return 0;
-    }
-    if (icn_map_kind_is(&reply->data, "error")) {
-        char m[ICN_ERRLEN];
-        if (icn_map_str(&reply->data, "message", m, sizeof m, e, sizeof e)) snprintf(m, sizeof m, "(no message)");
-        return icn_errf(err, errlen, "pool at %s: %s", endpoint, m);
-    }
-    return 1;
 }

@@ -1,16 +1,17 @@
-/* transport.h: ZeroMQ sockets for icn's processes, and the small request protocol
- * between the trainer and the pool (man icn-wire(5), "POOL PROTOCOL").
+/* transport.h: ZeroMQ sockets for icn's processes, and their security (CURVE keys, the
+ * ZAP handler). The messages they carry are lib/protocol.h's (man icn-wire(5)).
  *
- * Every receiving socket gets ZMQ_MAXMSGSIZE = icn_max_frame(), and every received frame
- * is untrusted: icn_zmq_recv_map() checks it (icn_frame_unpack) before unpacking.
+ * Every socket has a bounded LINGER and a ZMQ_MAXMSGSIZE (icn_zmq_opts: what its channel
+ * carries; icn_max_frame() when not given), and every received frame is untrusted.
  *
  * Sockets and their default endpoints on one machine:
- *   trainer  PUB  bind    tcp://127.0.0.1:5560  snapshots (kind "model", one frame each)
- *   synth    SUB  connect                         ZMQ_CONFLATE: only the newest snapshot
- *   pool     PULL bind    tcp://127.0.0.1:5561  pseudo-negatives (kind "batch" with prov)
- *   synth    PUSH connect
- *   pool     REP  bind    tcp://127.0.0.1:5562  requests: "fetch", "stats"
- *   trainer  REQ  connect                         (re-created after a timeout)
+ *   trainer  PUB    bind    tcp://127.0.0.1:5560  snapshots; SNDHWM 2: a stopped subscriber
+ *                                                  costs at most two snapshots
+ *   synth    SUB    connect                         CONFLATE: only the newest snapshot
+ *   pool     ROUTER bind    tcp://127.0.0.1:5561  pseudo-negatives ("batch" + producer, seq),
+ *   synth    DEALER connect                         answered "ack" or "refused"
+ *   pool     REP    bind    tcp://127.0.0.1:5562  requests: "fetch", "stats"
+ *   trainer  REQ    connect                         (re-created after a timeout)
  */
 #ifndef ICN_TRANSPORT_H
 #define ICN_TRANSPORT_H
@@ -42,6 +43,9 @@ void icn_zmq_term(void);
 void *icn_zmq_open_latest(const char *endpoint, char *err, size_t errlen);
 int icn_zmq_send(void *sock, const void *data, size_t len, char *err, size_t errlen);
 int icn_zmq_send_sbuffer(void *sock, const msgpack_sbuffer *sb, char *err, size_t errlen);
+/* Send without blocking: 1 sent, 0 it would block (no connected peer, or its queue is
+ * full), -1 error. */
+int icn_zmq_try_send(void *sock, const void *data, size_t len, char *err, size_t errlen);
 
 /* Receive one frame into msg (initialised by this call in every case; caller closes it with
  * zmq_msg_close). Returns 1 on a frame, 0 on timeout (timeout_ms >= 0; errno EAGAIN) or
@@ -85,30 +89,6 @@ int icn_zmq_recv_buf(void *sock, icn_zmq_peer *from, int timeout_ms, uint8_t **d
                      size_t errlen);
 /* Send one message to a ROUTER peer (dropped if the peer is gone or its queue is full). */
 int icn_zmq_send_to(void *router, const icn_zmq_peer *to, const void *data, size_t len, char *err, size_t errlen);
-
-/* Pool protocol: a request map and its reply. The pack functions append one message to sb,
- * which the caller initialised (msgpack_sbuffer_init). */
-void icn_pack_fetch(msgpack_sbuffer *sb, int64_t offset, int64_t max);
-void icn_pack_stats_request(msgpack_sbuffer *sb);
-/* Reply to a fetch: {"kind":"records","offset":o,"total":t,"batch":<batch map>}. A batch
- * map cannot hold n = 0, so an empty reply (offset >= total) has no "batch" key; a fetch
- * past the end is fine and is how a client learns the total.
- * Decoding: records is always set (n = 0 when empty); a present batch must carry labels, all
- * < 0, and provenance, and offset + n <= total. */
-void icn_pack_records(msgpack_sbuffer *sb, int64_t offset, int64_t total, const icn_batch *records);
-int icn_decode_records(const msgpack_object *map, int64_t *offset, int64_t *total, icn_batch *records, char *err,
-                       size_t errlen);
-void icn_pack_error(msgpack_sbuffer *sb, const char *message);
-
-/* Client side: send a request and wait for the reply (unpacked into `reply`, which the caller
- * initialised with msgpack_unpacked_init). On timeout the REQ socket is closed and reopened
- * (*sock changes), so a pool restart is survived. A reply of kind "error" becomes -1 with
- * its message in err. *sock may be NULL: it is opened on first use.
- * Returns 1 with the reply; 0 on timeout ("pool at ENDPOINT did not answer within N ms") or
- * interruption (errno EINTR), the socket then recreated; -1 on error (reply not a valid map,
- * kind "error", socket failure). */
-int icn_request(void **sock, const char *endpoint, const msgpack_sbuffer *request, int timeout_ms,
-                msgpack_unpacked *reply, char *err, size_t errlen);
 
 /* ---------------------------------------------------------------- CURVE and ZAP
  * Keys are CURVE key pairs written as Z85 text (40 characters). A key file holds exactly
