@@ -3,7 +3,7 @@
 # otherwise it prints the exact command and stops. (gnuplot-nox: the engine of icn-eval plot,
 # with its pngcairo terminal.)
 set -e
-PKGS="build-essential pkg-config libopenblas-dev libzmq3-dev libmsgpack-dev libpng-dev zlib1g-dev libcmocka-dev bats ca-certificates python3 iproute2 procps gnuplot-nox"
+PKGS="build-essential pkg-config libopenblas-dev libzmq3-dev libmsgpack-dev libpng-dev zlib1g-dev libcmocka-dev bats ca-certificates python3 iproute2 procps gnuplot-nox slurm-wlm munge"
 [ -n "$ICN_EXTRA_PKGS" ] && PKGS="$PKGS $ICN_EXTRA_PKGS"
 missing=""
 for p in $PKGS; do
