@@ -93,8 +93,8 @@ netns_down() {
     NS_ALL=()
 }
 
-# in_ns NAMESPACE COMMAND...: run a command inside a namespace (ip netns exec execs it: in the
-# background, $! is the program's own PID).
+# in_ns NAMESPACE COMMAND...: run a command inside a namespace. (For a background process, call
+# `ip netns exec NS PROG &` directly: it execs PROG, so $! is the program itself.)
 in_ns() {
     local ns=$1; shift
     ip netns exec "$ns" "$@"

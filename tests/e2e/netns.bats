@@ -36,7 +36,7 @@ teardown_file() { # a test that died between netns_up and its teardown
 # start_pool [STORE [FLAGS...]]
 start_pool() {
     local store=${1:-pool.store}; shift || true
-    in_ns "$NS_HEAD" icn-pool serve --store "$store" --pull "$PUSH" --rep "$REQ" "$@" 2>>pool.log &
+    ip netns exec "$NS_HEAD" icn-pool serve --store "$store" --pull "$PUSH" --rep "$REQ" "$@" 2>>pool.log &
     POOL_PID=$!
     PIDS+=($!)
 }
@@ -44,14 +44,14 @@ start_pool() {
 # start_synth WORKER(1|2) ID [FLAGS...]
 start_synth() {
     local ns=NS_W$1 id=$2; shift 2
-    in_ns "${!ns}" icn-synthesize --snapshots "$SNAP" --pool "$PUSH" --id "$id" --seed "$id" --batch 2 \
+    ip netns exec "${!ns}" icn-synthesize --snapshots "$SNAP" --pool "$PUSH" --id "$id" --seed "$id" --batch 2 \
         --max-steps 20 --metrics "synth-$id.jsonl" "$@" 2>>"synth-$id.log" &
     PIDS+=($!)
     LAST_SYNTH=$!
 }
 
 trainer_args() {
-    TRAINER=(in_ns "$NS_HEAD" icn-classify train --introspective --data "$BATS_FILE_TMPDIR/train.icn" --arch c8-c16
+    TRAINER=(ip netns exec "$NS_HEAD" icn-classify train --introspective --data "$BATS_FILE_TMPDIR/train.icn" --arch c8-c16
         --batch 32 --pn-batch 16 --initial-steps 20 --round-steps 15 --per-class 2 --seed 1 --publish "$SNAP"
         --pool "$REQ" --wait-timeout 120 --quiet "$@")
 }
@@ -95,3 +95,4 @@ PY
         [ "$rx" -gt 100000 ] || die "w$i received only $rx bytes"
     done
 }
+
