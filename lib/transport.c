@@ -152,24 +152,6 @@ int icn_zmq_poll(void *const *socks, int n, int timeout_ms, int *ready, char *er
     return r;
 }
 
-void *icn_zmq_open_latest(const char *endpoint, char *err, size_t errlen) {
-    void *s = icn_zmq_socket(ZMQ_SUB, err, errlen);
-    if (!s) return NULL;
-    int one = 1;
-    if (zmq_setsockopt(s, ZMQ_CONFLATE, &one, sizeof one) != 0) {
-        int e = errno;
-        zmq_close(s);
-        errno = e;
-        keep_errno(icn_errf(err, errlen, "%s: cannot set ZMQ_CONFLATE: %s", endpoint, zmq_strerror(e)));
-        return NULL;
-    }
-    if (icn_zmq_attach(s, endpoint, 0, err, errlen) != 0) {
-        keep_errno(zmq_close(s));
-        return NULL;
-    }
-    return s;
-}
-
 void icn_zmq_close(void *sock) {
     if (sock) zmq_close(sock);
 }
@@ -241,32 +223,6 @@ int icn_zmq_recv(void *sock, void *zmq_msg, int timeout_ms, char *err, size_t er
     icn_errf(err, errlen, "multipart message of %ld parts (%zu bytes): icn frames are single-part", parts, bytes);
     errno = EPROTO;
     return -1;
-}
-
-static void free_buf(void *p) { free(p); }
-
-int icn_zmq_recv_map(void *sock, int timeout_ms, msgpack_unpacked *out, char *err, size_t errlen) {
-    zmq_msg_t msg;
-    int r = icn_zmq_recv(sock, &msg, timeout_ms, err, errlen);
-    if (r <= 0) {
-        keep_errno(zmq_msg_close(&msg));
-        return r;
-    }
-    /* The unpacked objects point into the bytes: give `out` its own copy, freed with it. */
-    size_t n = zmq_msg_size(&msg);
-    uint8_t *buf = xmalloc(n ? n : 1);
-    memcpy(buf, zmq_msg_data(&msg), n);
-    zmq_msg_close(&msg);
-    if (icn_frame_unpack(buf, n, out, err, errlen) != 0) {
-        msgpack_unpacked_destroy(out);
-        free(buf);
-        errno = EPROTO;
-        return -1;
-    }
-    if (!out->zone) out->zone = msgpack_zone_new(MSGPACK_ZONE_CHUNK_SIZE);
-    if (!out->zone || !msgpack_zone_push_finalizer(out->zone, free_buf, buf))
-        icn_die(3, "out of memory keeping a %zu-byte frame", n);
-    return 1;
 }
 
 /* Take the rest of a multipart message off the socket; count its parts and bytes. */

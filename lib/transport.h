@@ -38,9 +38,6 @@ void *icn_zmq_socket(int type, char *err, size_t errlen);
 int icn_zmq_attach(void *sock, const char *endpoint, int bind, char *err, size_t errlen);
 /* Terminate the context at exit, after every socket is closed (LINGER bounds the wait). */
 void icn_zmq_term(void);
-/* A SUB socket subscribed to everything with ZMQ_CONFLATE set before connecting, so the
- * newest snapshot replaces any unread one: synthesizers always sample the latest model. */
-void *icn_zmq_open_latest(const char *endpoint, char *err, size_t errlen);
 int icn_zmq_send(void *sock, const void *data, size_t len, char *err, size_t errlen);
 int icn_zmq_send_sbuffer(void *sock, const msgpack_sbuffer *sb, char *err, size_t errlen);
 /* Send without blocking: 1 sent, 0 it would block (no connected peer, or its queue is
@@ -53,12 +50,6 @@ int icn_zmq_try_send(void *sock, const void *data, size_t len, char *err, size_t
  * waits without limit. A multipart message is taken off the socket whole and refused: -1 with
  * errno EPROTO, and the socket stays usable (a REP socket must still answer it). */
 int icn_zmq_recv(void *sock, void *zmq_msg, int timeout_ms, char *err, size_t errlen);
-/* icn_zmq_recv, then icn_frame_unpack (untrusted bytes: checked before unpacking) into `out`
- * (msgpack_unpacked_init'ed by the caller), which then owns a copy of the bytes: the objects
- * stay valid until msgpack_unpacked_destroy. Same returns; a frame that is not a well-formed
- * map is -1 with errno EPROTO and err from icn_frame_unpack. */
-int icn_zmq_recv_map(void *sock, int timeout_ms, msgpack_unpacked *out, char *err, size_t errlen);
-
 /* Sockets with options that match their channel (issue 13: bounds that match messages). */
 typedef struct {
     int64_t max_msg;    /* ZMQ_MAXMSGSIZE in bytes; 0: icn_max_frame() */
