@@ -236,7 +236,7 @@ void icn_pack_error(msgpack_sbuffer *sb, const char *message) {
 /* ---------------------------------------------------------------- channel sockets */
 
 void *icn_open_publisher(const char *endpoint, char *err, size_t errlen) {
-    icn_zmq_opts o = {.max_msg = 256, .sndhwm = ICN_PUBLISH_HWM};
+    icn_zmq_opts o = {.max_msg = ICN_SMALL_MSG, .sndhwm = ICN_PUBLISH_HWM};
     return icn_zmq_open_with(ZMQ_PUB, endpoint, 1, &o, err, errlen);
 }
 
@@ -251,12 +251,12 @@ void *icn_open_intake(const char *endpoint, int64_t max_batch, char *err, size_t
 }
 
 void *icn_open_sender(const char *endpoint, char *err, size_t errlen) {
-    icn_zmq_opts o = {.max_msg = 1024, .immediate = 1};
+    icn_zmq_opts o = {.max_msg = ICN_SMALL_MSG, .immediate = 1};
     return icn_zmq_open_with(ZMQ_DEALER, endpoint, 0, &o, err, errlen);
 }
 
 void *icn_open_requests(const char *endpoint, char *err, size_t errlen) {
-    icn_zmq_opts o = {.max_msg = 256, .rcvhwm = ICN_INTAKE_HWM};
+    icn_zmq_opts o = {.max_msg = ICN_SMALL_MSG, .rcvhwm = ICN_INTAKE_HWM};
     return icn_zmq_open_with(ZMQ_REP, endpoint, 1, &o, err, errlen);
 }
 

@@ -79,12 +79,16 @@ void icn_pack_error(msgpack_sbuffer *sb, const char *message);
 /* Sockets of each channel, with the bounds that match what it carries (icn-wire(5) LIMITS):
  *   publisher   PUB bound: SNDHWM 2, so a subscriber that stops reading holds at most the
  *               two newest messages in our memory (newer ones are dropped for it alone);
- *               it receives only subscriptions (MAXMSGSIZE 256).
+ *               it receives only subscriptions (MAXMSGSIZE ICN_SMALL_MSG).
  *   subscriber  SUB connected, CONFLATE (only the newest), MAXMSGSIZE max_model (0: the frame
  *               limit, until the first snapshot tells the model's size).
  *   intake      ROUTER bound: MAXMSGSIZE max_batch, RCVHWM ICN_INTAKE_HWM per peer.
- *   sender      DEALER connected: MAXMSGSIZE 1024 (acknowledgements), IMMEDIATE.
- *   requests    REP bound: MAXMSGSIZE 256 (a fetch or stats request), RCVHWM ICN_INTAKE_HWM. */
+ *   sender      DEALER connected: MAXMSGSIZE ICN_SMALL_MSG (acknowledgements), IMMEDIATE.
+ *   requests    REP bound: MAXMSGSIZE ICN_SMALL_MSG (a fetch or stats request), RCVHWM
+ *               ICN_INTAKE_HWM.
+ * ICN_SMALL_MSG also bounds the handshake's commands (ZMTP 3 applies MAXMSGSIZE to them; a
+ * CURVE INITIATE with its metadata is about 300 bytes). */
+#define ICN_SMALL_MSG 4096
 #define ICN_INTAKE_HWM 64
 #define ICN_PUBLISH_HWM 2
 void *icn_open_publisher(const char *endpoint, char *err, size_t errlen);
