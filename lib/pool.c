@@ -30,10 +30,6 @@ typedef struct {
 } tally_set;
 
 typedef struct {
-    uint64_t producer, seq;
-} last_seq;
-
-typedef struct {
     char **v;
     size_t n, cap;
 } name_set;
@@ -60,8 +56,7 @@ struct icn_pool {
     tally_set cls, gen, prod;
     tally_set usage;   /* key (peer id << 32 | generation): records stored */
     tally_set rejects; /* key (peer id << 12 | reason id): records refused */
-    last_seq *seqs;    /* sorted by producer */
-    size_t n_seqs, cap_seqs;
+    tally_set seqs;    /* key producer, count the highest committed seq (both as their bits) */
     name_set peers, reasons;
     pending *pend;
     size_t npend, cap_pend;
@@ -120,13 +115,19 @@ static size_t record_limit(void) {
     return m < UINT32_MAX - 64 ? m : UINT32_MAX - 64;
 }
 
-static void tally_add(tally_set *t, int64_t key, int64_t by) {
+/* Where key is, or would go, in t. */
+static size_t tally_find(const tally_set *t, int64_t key) {
     size_t lo = 0, hi = t->n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
         if (t->v[mid].key < key) lo = mid + 1;
         else hi = mid;
     }
+    return lo;
+}
+
+static void tally_add(tally_set *t, int64_t key, int64_t by) {
+    size_t lo = tally_find(t, key);
     if (lo < t->n && t->v[lo].key == key) {
         t->v[lo].count += by;
         return;
@@ -141,12 +142,7 @@ static void tally_add(tally_set *t, int64_t key, int64_t by) {
 }
 
 static int64_t tally_get(const tally_set *t, int64_t key) {
-    size_t lo = 0, hi = t->n;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (t->v[mid].key < key) lo = mid + 1;
-        else hi = mid;
-    }
+    size_t lo = tally_find(t, key);
     return lo < t->n && t->v[lo].key == key ? t->v[lo].count : 0;
 }
 
@@ -168,34 +164,14 @@ static void names_free(name_set *s) {
     free(s->v);
 }
 
-static size_t seq_find(const icn_pool *p, uint64_t producer) {
-    size_t lo = 0, hi = p->n_seqs;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (p->seqs[mid].producer < producer) lo = mid + 1;
-        else hi = mid;
-    }
-    return lo;
-}
-
+/* The highest committed seq per producer: a tally keyed by the producer's bits, counting the seq's. */
 uint64_t icn_pool_last_seq(const icn_pool *p, uint64_t producer) {
-    size_t i = seq_find(p, producer);
-    return i < p->n_seqs && p->seqs[i].producer == producer ? p->seqs[i].seq : 0;
+    return (uint64_t)tally_get(&p->seqs, (int64_t)producer);
 }
 
 static void seq_note(icn_pool *p, uint64_t producer, uint64_t seq) {
-    size_t i = seq_find(p, producer);
-    if (i < p->n_seqs && p->seqs[i].producer == producer) {
-        if (seq > p->seqs[i].seq) p->seqs[i].seq = seq;
-        return;
-    }
-    if (p->n_seqs == p->cap_seqs) {
-        p->cap_seqs = p->cap_seqs ? 2 * p->cap_seqs : 16;
-        p->seqs = xrealloc(p->seqs, p->cap_seqs * sizeof *p->seqs);
-    }
-    memmove(p->seqs + i + 1, p->seqs + i, (p->n_seqs - i) * sizeof *p->seqs);
-    p->seqs[i] = (last_seq){producer, seq};
-    p->n_seqs++;
+    uint64_t last = icn_pool_last_seq(p, producer);
+    if (seq > last) tally_add(&p->seqs, (int64_t)producer, (int64_t)(seq - last));
 }
 
 static void pend_push(icn_pool *p, pending e) {
@@ -776,7 +752,7 @@ static void pool_free(icn_pool *p) {
     free(p->prod.v);
     free(p->usage.v);
     free(p->rejects.v);
-    free(p->seqs);
+    free(p->seqs.v);
     names_free(&p->peers);
     names_free(&p->reasons);
     free(p->pend);
