@@ -50,27 +50,6 @@ typedef struct {
     int64_t frames, rejected, duplicates, fetches;
 } server;
 
-/* TEMPORARY shim until lib/pool.c's icn_pool_append_batch lands (issue 13, `pool`): dedup in
- * memory only, for this process's lifetime. */
-typedef struct {
-    const char *peer;
-    uint64_t producer, seq;
-} icn_pool_origin;
-static struct {
-    uint64_t (*v)[2];
-    size_t n, cap;
-} g_seen;
-static int icn_pool_append_batch(icn_pool *p, const icn_batch *b, const icn_pool_origin *o, char *err, size_t errlen) {
-    for (size_t i = 0; i < g_seen.n; i++)
-        if (g_seen.v[i][0] == o->producer && g_seen.v[i][1] == o->seq) return 1;
-    int rc = icn_pool_append(p, b, err, errlen);
-    if (rc == 0) {
-        if (g_seen.n == g_seen.cap) g_seen.v = xrealloc(g_seen.v, (g_seen.cap = g_seen.cap ? 2 * g_seen.cap : 256) * sizeof *g_seen.v);
-        g_seen.v[g_seen.n][0] = o->producer, g_seen.v[g_seen.n][1] = o->seq, g_seen.n++;
-    }
-    return rc;
-}
-
 static void reply(void *intake, const icn_zmq_peer *to, msgpack_sbuffer *sb) {
     char e[ICN_ERRLEN];
     if (icn_zmq_send_to(intake, to, sb->data, sb->size, e, sizeof e)) say("intake: %s", e);
@@ -93,6 +72,7 @@ static int take_frame(server *s, void *intake, char *err, size_t errlen) {
     icn_msg m = {0};
     int rc = got < 0 ? -1 : icn_msg_decode(data, len, ICN_MSG_BATCH, 1, &m, e, sizeof e);
     free(data);
+    if (rc < 0) icn_pool_count_refusal(s->pool, peer.user, "frame", 1); /* the store counts its own refusals */
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     if (rc == 0) {
@@ -197,7 +177,7 @@ int icn_pool_serve(const icn_pool_server_opts *o, char *err, size_t errlen) {
     server s = {.store = o->store, .intake_ep = o->intake, .rep_ep = o->rep};
     const int quiet = o->quiet;
     char e[2 * ICN_ERRLEN];
-    if (icn_pool_open(s.store, ICN_POOL_CREATE, &s.pool, err, errlen)) return -1;
+    if (icn_pool_open(s.store, ICN_POOL_CREATE, o->contract, &s.pool, err, errlen)) return -1;
     if (icn_pool_note(s.pool)[0]) say("warning: %s", icn_pool_note(s.pool));
     icn_pool_set_fsync(s.pool, o->fsync);
     void *intake = icn_open_intake(s.intake_ep, intake_max(s.pool), e, sizeof e), *rep = NULL;

@@ -251,7 +251,10 @@ void *icn_open_intake(const char *endpoint, int64_t max_batch, char *err, size_t
 }
 
 void *icn_open_sender(const char *endpoint, char *err, size_t errlen) {
-    icn_zmq_opts o = {.max_msg = ICN_SMALL_MSG, .immediate = 1};
+    /* one connection per socket, its unsent batches dropped at close: the sender reconnects
+     * itself and resends in seq order (lib/sender.h), so batch k+1 never reaches a pool
+     * before k on a connection that ZeroMQ re-established behind its back */
+    icn_zmq_opts o = {.max_msg = ICN_SMALL_MSG, .immediate = 1, .no_reconnect = 1, .no_linger = 1};
     return icn_zmq_open_with(ZMQ_DEALER, endpoint, 0, &o, err, errlen);
 }
 

@@ -83,7 +83,8 @@ void icn_pack_error(msgpack_sbuffer *sb, const char *message);
  *   subscriber  SUB connected, CONFLATE (only the newest), MAXMSGSIZE max_model (0: the frame
  *               limit, until the first snapshot tells the model's size).
  *   intake      ROUTER bound: MAXMSGSIZE max_batch, RCVHWM ICN_INTAKE_HWM per peer.
- *   sender      DEALER connected: MAXMSGSIZE ICN_SMALL_MSG (acknowledgements), IMMEDIATE.
+ *   sender      DEALER connected: MAXMSGSIZE ICN_SMALL_MSG (acknowledgements), IMMEDIATE,
+ *               no automatic reconnection and no linger (the sender reconnects, in order).
  *   requests    REP bound: MAXMSGSIZE ICN_SMALL_MSG (a fetch or stats request), RCVHWM
  *               ICN_INTAKE_HWM.
  * ICN_SMALL_MSG also bounds the handshake's commands (ZMTP 3 applies MAXMSGSIZE to them; a

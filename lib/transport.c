@@ -77,7 +77,7 @@ static void *socket_with(int type, const icn_zmq_opts *o, char *err, size_t errl
         keep_errno(icn_errf(err, errlen, "cannot create a ZeroMQ %s socket: %s", type_name(type), zmq_strerror(errno)));
         return NULL;
     }
-    int linger = ICN_ZMQ_LINGER_MS;
+    int linger = o && o->no_linger ? 0 : ICN_ZMQ_LINGER_MS, never = -1;
     int64_t maxmsg = o && o->max_msg > 0 ? o->max_msg : (int64_t)icn_max_frame();
     int one = 1;
     if (zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
@@ -87,6 +87,7 @@ static void *socket_with(int type, const icn_zmq_opts *o, char *err, size_t errl
         (o && o->conflate && zmq_setsockopt(s, ZMQ_CONFLATE, &one, sizeof one) != 0) ||
         (o && o->immediate && zmq_setsockopt(s, ZMQ_IMMEDIATE, &one, sizeof one) != 0) ||
         (o && o->sndtimeo_ms > 0 && zmq_setsockopt(s, ZMQ_SNDTIMEO, &o->sndtimeo_ms, sizeof o->sndtimeo_ms) != 0) ||
+        (o && o->no_reconnect && zmq_setsockopt(s, ZMQ_RECONNECT_IVL, &never, sizeof never) != 0) ||
         (type == ZMQ_SUB && zmq_setsockopt(s, ZMQ_SUBSCRIBE, "", 0) != 0)) {
         int e = errno;
         zmq_close(s);

@@ -57,6 +57,8 @@ typedef struct {
     int conflate;       /* keep only the newest message (SUB) */
     int immediate;      /* queue only on completed connections */
     int sndtimeo_ms;    /* 0: block */
+    int no_reconnect;   /* one connection per socket: the caller reconnects (a new socket) */
+    int no_linger;      /* drop unsent messages at close (the caller sends them again) */
 } icn_zmq_opts;
 void *icn_zmq_open_with(int type, const char *endpoint, int bind, const icn_zmq_opts *o, char *err, size_t errlen);
 /* The endpoint a socket actually bound (port 0 / '*' resolved), into out. */

@@ -51,8 +51,8 @@ head)
         echo "distributed: head key $keys/head.pub; workers' public keys go in $keys/allow/" >&2
     fi
     "$bin/icn-load" mnist --split train --limit "$images" --seed "$seed" --out "$dir/train.icn" --quiet
-    "$bin/icn-pool" serve --store "$dir/pool.store" --intake "tcp://*:$((port + 1))" --rep "tcp://*:$((port + 2))" \
-        "${sec[@]}" 2>>"$dir/pool.log" &
+    "$bin/icn-pool" serve --store "$dir/pool.store" --shape 28x28x1 --classes 10 --intake "tcp://*:$((port + 1))" \
+        --rep "tcp://*:$((port + 2))" "${sec[@]}" 2>>"$dir/pool.log" &
     pool=$!
     trap 'kill $pool 2>/dev/null || true' EXIT
     "$bin/icn-classify" train --introspective --data "$dir/train.icn" --seed "$seed" \

@@ -42,7 +42,8 @@ teardown_file() { # a test that died between netns_up and its teardown
 # start_pool [STORE [FLAGS...]]
 start_pool() {
     local store=${1:-pool.store}; shift || true
-    ip netns exec "$NS_HEAD" icn-pool serve --store "$store" --intake "$PUSH" --rep "$REQ" "${HEAD_KEYS[@]}" "$@" 2>>pool.log &
+    ip netns exec "$NS_HEAD" icn-pool serve --store "$store" --shape 28x28x1 --classes 10 --intake "$PUSH" --rep "$REQ" \
+        "${HEAD_KEYS[@]}" "$@" 2>>pool.log &
     POOL_PID=$!
     PIDS+=($!)
 }

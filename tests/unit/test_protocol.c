@@ -226,6 +226,7 @@ static void test_fetch_records_stats_error(void **state) {
     icn_pool_counts c = {0};
     icn_pool_tally cls[2] = {{0, 4}, {3, 6}};
     c.total = 10, c.per_class = cls, c.n_class = 2;
+    snprintf(c.uuid, sizeof c.uuid, "0123abcd-0123-4abc-8abc-0123456789ab");
     msgpack_sbuffer_init(&sb);
     icn_pack_pool_stats(&sb, &c, 5);
     assert_int_equal(decode(&sb, ICN_MSG_STATS, 0, &m, err), 0);
