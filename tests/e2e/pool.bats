@@ -302,15 +302,20 @@ info() {
     expect_status 2
     [[ "$stderr" == *"--shape and --classes go together"* ]]
     start_pool pool.icnpool --quota 60
-    # a 2x2x1 frame first locks nothing; 28x28x1 after it is stored
-    "$PYTHON" -c 'import sys; sys.stdout.buffer.write(bytes([0x83,0xa4])+b"kind"+bytes([0xa5])+b"batch"+bytes([0xa5])+b"shape"+bytes([0x94,1,2,2,1,0xa1])+b"x"+bytes([0xc4,16])+bytes(16))' >tiny.bin
-    icn-pool push --raw --connect "$PULL" --file tiny.bin --quiet
-    printf '\xc1' | icn-pool push --raw --connect "$PULL" --quiet # no msgpack at all
+    # a 2x2x1 frame (with its origin, producer 1 seq 1) first locks nothing; 28x28x1 after it is stored
+    "$PYTHON" -c 'import sys; sys.stdout.buffer.write(bytes([0x85,0xa4])+b"kind"+bytes([0xa5])+b"batch"+bytes([0xa5])+b"shape"+bytes([0x94,1,2,2,1,0xa1])+b"x"+bytes([0xc4,16])+bytes(16)+bytes([0xa8])+b"producer"+bytes([1,0xa3])+b"seq"+bytes([1]))' >tiny.bin
+    run --separate-stderr icn-pool push --raw --connect "$PULL" --file tiny.bin --quiet
+    expect_status 1
+    [[ "$stderr" == *"refused by $PULL: refused (shape)"* ]] || die "$stderr"
+    run --separate-stderr icn-pool push --raw --connect "$PULL" --quiet < <(printf '\xc1') # no msgpack at all
+    expect_status 1
     icn-pool push --connect "$PULL" --file "$A50" --as-negatives 1 --quiet
-    icn-pool push --connect "$PULL" --file "$A50" --as-negatives 12 --quiet # class 12 of 10
-    icn-pool push --connect "$PULL" --file "$B20" --as-negatives 1 --quiet  # 70 > quota 60
+    run --separate-stderr icn-pool push --connect "$PULL" --file "$A50" --as-negatives 12 --quiet # class 12 of 10
+    expect_status 1
+    run --separate-stderr icn-pool push --connect "$PULL" --file "$B20" --as-negatives 1 --quiet  # 70 > quota 60
+    expect_status 1
     icn-pool push --connect "$PULL" --file "$B20" --as-negatives 1 --generation 1 --quiet
-    wait_total 70
+    [ "$(pool_total)" = 70 ]
     icn-pool stats --connect "$REP" >stats.txt
     grep -qx 'refused class from "local": 50' stats.txt || die "$(cat stats.txt)"
     grep -qx 'refused quota from "local": 20' stats.txt || die "$(cat stats.txt)"

@@ -42,7 +42,7 @@ teardown() {
 # start_pool STORE [ARGS...]: serve in the background, wait until it answers (with the head's
 # key when ARGS hold one). POOL_PID is its pid.
 start_pool() {
-    icn-pool serve --store "$1" --intake "$INTAKE" --rep "$REP" "${@:2}" >/dev/null 2>>serve.err 3>&- &
+    icn-pool serve --store "$1" --shape 28x28x1 --classes 10 --intake "$INTAKE" --rep "$REP" "${@:2}" >/dev/null 2>>serve.err 3>&- &
     POOL_PID=$!
     echo "$POOL_PID" >>pids
     local i keys=()
@@ -97,11 +97,11 @@ distinct_images() {
 
 @test "keys: without keys only loopback may be bound, unless --insecure" {
     local port=${INTAKE##*:}
-    run --separate-stderr icn-pool serve --store p --intake "tcp://*:$port" --rep "$REP"
+    run --separate-stderr icn-pool serve --store p --shape 28x28x1 --classes 10 --intake "tcp://*:$port" --rep "$REP"
     expect_status 1
     one_line_error icn-pool
     [[ "$stderr" == *"refusing to bind tcp://*:$port in the clear"* ]] || die "$stderr"
-    icn-pool serve --store p --intake "tcp://*:$port" --rep "$REP" --insecure 2>serve.err &
+    icn-pool serve --store p --shape 28x28x1 --classes 10 --intake "tcp://*:$port" --rep "$REP" --insecure 2>serve.err &
     echo $! >>pids
     local i
     for i in $(seq 50); do icn-pool stats --connect "$REP" --timeout 300 >/dev/null 2>&1 && break; sleep 0.1; done
@@ -132,9 +132,9 @@ distinct_images() {
     icn-pool stats --connect "$REP" --secret-key head.key >stats.txt
     grep -qx "total: 20" stats.txt
     grep -qx "class 2: 20" stats.txt
-    grep -q "refused CURVE key $(cat rogue.pub) from 127.0.0.1: not in allow" serve.err || die "$(cat serve.err)"
+    grep -qF "refused CURVE key $(cat rogue.pub) from 127.0.0.1: not in allow" serve.err || die "$(cat serve.err)"
     # one line per key per 10 s, although the rogue knocked many times
-    [ "$(grep -c "refused CURVE key $(cat rogue.pub)" serve.err)" -le 2 ] || die "$(cat serve.err)"
+    [ "$(grep -cF "refused CURVE key $(cat rogue.pub)" serve.err)" -le 2 ] || die "$(cat serve.err)"
     kill -TERM "$POOL_PID"
     wait "$POOL_PID"
     icn-pool stats --store pool.icnpool | grep -qx "total: 20"
