@@ -22,7 +22,7 @@ BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/tests/%,$(wildcard tests/bench
 TEST_TOOLS := $(BUILD)/tests/gen_datasets
 MANS := $(wildcard man/*.1 man/*.5 man/*.7)
 
-.PHONY: all deps test unit e2e demo bench asan clean install uninstall data
+.PHONY: all deps test unit e2e demo bench asan fuzz fuzz-corpus clean install uninstall data
 all: $(BUILD)/libicn.a $(BINS) $(UNIT_BINS) $(BENCH_BINS) $(TEST_TOOLS)
 
 deps:
@@ -72,6 +72,29 @@ asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 	    LDFLAGS="-fsanitize=address,undefined" test
 
+# libFuzzer harnesses (tests/fuzz/fuzz_*.c): Debian's clang with ASan and UBSan, against a
+# libicn.a compiled the same way in its own build directory. tests/run.sh fuzz runs them.
+FUZZ_BUILD ?= build-fuzz
+FUZZ_CC ?= clang
+FUZZ_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS := $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Ilib $(PKG_CFLAGS)
+FUZZ_LIB_OBJ := $(LIB_SRC:lib/%.c=$(FUZZ_BUILD)/lib/%.o)
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(wildcard tests/fuzz/fuzz_*.c))
+fuzz: $(FUZZ_BINS)
+$(FUZZ_BUILD)/lib/%.o: lib/%.c $(wildcard lib/*.h) | $(FUZZ_BUILD)/lib
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+$(FUZZ_BUILD)/libicn.a: $(FUZZ_LIB_OBJ)
+	ar rcs $@ $^
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_BUILD)/libicn.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< -o $@ $(FUZZ_BUILD)/libicn.a $(LDLIBS)
+# Writes the seed corpora (tests/fuzz/corpus/<harness>/) with the library itself.
+$(BUILD)/tests/gen_corpus: tests/fuzz/gen_corpus.c $(BUILD)/libicn.a tests/unit/matwrite.h | $(BUILD)/tests
+	$(CC) $(CFLAGS) $< -o $@ $(LDFLAGS) $(BUILD)/libicn.a $(LDLIBS)
+fuzz-corpus: $(BUILD)/tests/gen_corpus
+	$(BUILD)/tests/gen_corpus tests/fuzz/corpus
+$(FUZZ_BUILD)/lib:
+	mkdir -p $@
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/icn \
 	    $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/icn/pipelines $(DESTDIR)$(PREFIX)/share/icn/scripts
@@ -91,4 +114,4 @@ uninstall:
 	for m in $(MANS); do s=$${m##*.}; rm -f $(DESTDIR)$(PREFIX)/share/man/man$$s/$$(basename $$m); done
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
