@@ -78,6 +78,9 @@ install: all
 	install -m 644 lib/*.h $(DESTDIR)$(PREFIX)/include/icn/
 	for m in $(MANS); do s=$${m##*.}; install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s/; done
 	install -m 755 pipelines/*.sh pipelines/*.py $(DESTDIR)$(PREFIX)/share/icn/pipelines/
+	install -d $(DESTDIR)$(PREFIX)/share/icn/pipelines/slurm
+	install -m 644 pipelines/slurm/README $(DESTDIR)$(PREFIX)/share/icn/pipelines/slurm/
+	install -m 755 pipelines/slurm/*.sbatch $(DESTDIR)$(PREFIX)/share/icn/pipelines/slurm/
 	install -m 755 scripts/fetch-mnist.sh $(DESTDIR)$(PREFIX)/share/icn/scripts/
 
 uninstall:
