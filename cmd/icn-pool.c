@@ -4,6 +4,7 @@
 #include "pool.h"
 #include "pool_server.h"
 #include "transport.h"
+#include "fileio.h"
 #include "util.h"
 #include "wire.h"
 
@@ -195,10 +196,8 @@ typedef struct {
     int64_t written;
 } dumper;
 
-static char *g_tmp; /* dump's temporary output: removed if we die before renaming it */
-static void remove_tmp(void) {
-    if (g_tmp) unlink(g_tmp);
-}
+static icn_out g_out = {.fd = -1}; /* dump's output: its temporary file is removed if we die before committing */
+static void abort_out(void) { icn_out_abort(&g_out); }
 
 static void flush_frames(dumper *d, int all, const char *out) {
     char e[ICN_ERRLEN];
@@ -248,17 +247,9 @@ static int cmd_dump(int argc, char **argv) {
     int64_t total = icn_pool_count(p), end = count < 0 || count > total - from ? total : from + count;
     if (end < from) end = from; /* --from past the end: nothing */
 
-    char *tmp = NULL;
-    dumper d = {.fd = 1};
-    if (strcmp(out, "-") != 0) {
-        size_t tl = strlen(out) + 32;
-        tmp = xmalloc(tl);
-        snprintf(tmp, tl, "%s.tmp.%ld", out, (long)getpid());
-        d.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (d.fd < 0) icn_die(1, "--out %s: cannot create %s: %s", out, tmp, strerror(errno));
-        g_tmp = tmp;
-        atexit(remove_tmp);
-    }
+    if (icn_out_open(&g_out, out, err, sizeof err)) icn_die(1, "--out %s", err);
+    atexit(abort_out);
+    dumper d = {.fd = g_out.fd};
     for (int64_t i = from; i < end; i += 1000) {
         icn_batch b;
         if (icn_pool_read(p, i, end - i < 1000 ? end - i : 1000, &b, err, sizeof err)) icn_die(1, "%s", err);
@@ -279,12 +270,7 @@ static int cmd_dump(int argc, char **argv) {
     }
     flush_frames(&d, 1, out);
     icn_batch_free(&d.pending);
-    if (tmp) {
-        if (fsync(d.fd) != 0 || close(d.fd) != 0) icn_die(1, "--out %s: %s", tmp, strerror(errno));
-        if (rename(tmp, out) != 0) icn_die(1, "--out %s: cannot rename into place: %s", out, strerror(errno));
-        g_tmp = NULL;
-        free(tmp);
-    }
+    if (icn_out_commit(&g_out, err, sizeof err)) icn_die(1, "--out %s", err);
     icn_pool_close(p, err, sizeof err);
     if (!quiet)
         icn_warn("dumped %" PRId64 " records (offsets %" PRId64 "..%" PRId64 " of %" PRId64 "%s) to %s", d.written, from,

@@ -23,6 +23,7 @@
 
 #include "pool.h"
 #include "transport.h"
+#include "fileio.h"
 #include "util.h"
 #include "wire.h"
 
