@@ -38,6 +38,8 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libicn.a $(wildcard lib/*.h tests/unit
 	$(CC) $(CFLAGS) $< -o $@ $(LDFLAGS) $(BUILD)/libicn.a $(LDLIBS) -lcmocka
 $(BUILD)/tests/bench_%: tests/bench/bench_%.c $(BUILD)/libicn.a $(wildcard lib/*.h) | $(BUILD)/tests
 	$(CC) $(CFLAGS) $< -o $@ $(LDFLAGS) $(BUILD)/libicn.a $(LDLIBS)
+# The crash test's fault injector: libicn.a's writes, fsyncs and renames go through it.
+$(BUILD)/tests/test_crash: LDLIBS += -Wl,--wrap=write,--wrap=pwrite,--wrap=fsync,--wrap=fdatasync,--wrap=rename,--wrap=ftruncate,--wrap=link
 # Writes small CIFAR-10 and SVHN files for the e2e tests.
 $(BUILD)/tests/gen_datasets: tests/e2e/gen_datasets.c tests/unit/matwrite.h | $(BUILD)/tests
 	$(CC) $(CFLAGS) $< -o $@ $(LDFLAGS) -lz

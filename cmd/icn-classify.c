@@ -342,11 +342,18 @@ static int cmd_publish(cli *c) {
     sigaction(SIGTERM, &sa, NULL);
     double every = c->every > 0 ? c->every : 1.0;
     if (!c->train.quiet) icn_warn("publishing %s on %s every %g s", c->model, c->intro.publish, every);
-    for (int64_t i = 0; !stop_requested && (!c->count || i < c->count); i++) {
+    /* A steady period: publication i is due at start + i*every on the monotonic clock, however
+     * long serializing and sending took (a relative sleep after each send would drift by that). */
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (int64_t i = 0; !stop_requested && (!c->count || i <= c->count); i++) {
+        double due = (double)i * every; /* i == count: the end of the last period, then exit */
+        struct timespec at = {start.tv_sec + (time_t)due, start.tv_nsec + (long)((due - (double)(time_t)due) * 1e9)};
+        if (at.tv_nsec >= 1000000000L) at.tv_sec++, at.tv_nsec -= 1000000000L;
+        while (!stop_requested && clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, NULL) != 0) {}
+        if (stop_requested || (c->count && i == c->count)) break;
         if (icn_publish_snapshot(pub, &net, &meta, &metrics, err, sizeof err)) icn_die(1, "%s", err);
         if (c->bump) meta.generation++;
-        struct timespec ts = {(time_t)every, (long)((every - (time_t)every) * 1e9)};
-        while (nanosleep(&ts, &ts) != 0 && !stop_requested) {}
     }
     icn_metrics_close(&metrics);
     icn_zmq_close(pub);
