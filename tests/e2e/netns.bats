@@ -52,7 +52,7 @@ start_pool() {
 start_synth() {
     local ns=NS_W$1 id=$2; shift 2
     ip netns exec "${!ns}" icn-synthesize --snapshots "$SNAP" --pool "$PUSH" --id "$id" --seed "$id" --batch 2 \
-        --secret-key "allow/w$1.key" --server-key head.pub \
+        --secret-key "allow/w${ns#NS_W}.key" --server-key head.pub \
         --max-steps 20 --metrics "synth-$id.jsonl" "$@" 2>>"synth-$id.log" &
     PIDS+=($!)
     LAST_SYNTH=$!
