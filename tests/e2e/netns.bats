@@ -96,3 +96,70 @@ PY
     done
 }
 
+
+# store_records STORE: the stored pseudo-negatives as .npy files (rec-images.npy, rec-prov.npy),
+# and a check that no image is stored twice; prints "PRODUCER COUNT" lines.
+store_records() {
+    rm -f rec-*.npy
+    icn-pool dump --store "$1" --out rec.icn --quiet
+    icn-load stream rec.icn --npy-out rec --quiet
+    "$PYTHON" - <<'PY'
+import collections, numpy as np, sys
+img = np.load("rec-images.npy")
+prov = np.load("rec-prov.npy")
+assert len(img) == len(prov), (len(img), len(prov))
+seen = collections.Counter(x.tobytes() for x in img)
+dup = sum(c - 1 for c in seen.values() if c > 1)
+if dup:
+    sys.exit("%d of %d stored images are stored more than once" % (dup, len(img)))
+for p, n in sorted(collections.Counter(prov["producer"].tolist()).items()):
+    print(p, n)
+PY
+}
+
+# pushed ID: samples synthesizer ID says it pushed (its --metrics "batch" events).
+pushed() {
+    "$PYTHON" -c '
+import json, sys
+print(sum(json.loads(l)["n"] for l in open(sys.argv[1]) if json.loads(l)["event"] == "batch"))' "synth-$1.jsonl"
+}
+
+# wait_exit SECONDS PID: wait for a process to end by itself
+wait_exit() {
+    timeout "$1" tail --pid="$2" -f /dev/null
+}
+
+@test "netns: a worker's link down for 10 s and back: its batches arrive, once each" {
+    start_pool
+    # 100 steps for every sample: a few dozen samples a second, so worker 1 goes on pushing
+    # into its queue while its link is down
+    start_synth 1 1 --stop 3 --max-steps 100
+    s1=$LAST_SYNTH
+    start_synth 2 2 --stop 3 --max-steps 100
+    s2=$LAST_SYNTH
+    trainer_bg --rounds 6 --out icn.model --metrics m.jsonl
+    for _ in $(seq 1 300); do grep -qs '"event":"batch"' synth-1.jsonl && break; sleep 0.1; done
+    grep -q '"event":"batch"' synth-1.jsonl
+    before=$(pushed 1)
+    ip -n "$NS_W1" link set eth0 down
+    sleep 10
+    during=$(pushed 1)
+    ip -n "$NS_W1" link set eth0 up
+    netns_wait_link 1
+    wait "$TRAINER_PID"
+    # the workers end on the trainer's "stop"; one that missed it while its link was down is
+    # told to end (SIGTERM: it finishes what it has queued) once its link has carried its queue
+    wait_exit 5 "$s1" || kill "$s1"
+    wait_exit 20 "$s1" || { tail -3 synth-1.log; die "worker 1 did not end"; }
+    wait_exit 10 "$s2" || kill "$s2"
+    wait_exit 10 "$s2"
+    kill "$POOL_PID"
+    wait_exit 10 "$POOL_PID"
+    store_records pool.store >stored.txt
+    p1=$(pushed 1) p2=$(pushed 2)
+    echo "# worker 1 pushed $before samples before its link went down, $((during - before)) while it was down," \
+        "$p1 in all; worker 2 $p2; stored (producer count): $(tr '\n' ' ' <stored.txt)" >&3
+    [ "$during" -gt "$before" ] || die "worker 1 pushed nothing while its link was down"
+    grep -qx "1 $p1" stored.txt || die "worker 1 pushed $p1, stored: $(cat stored.txt)"
+    grep -qx "2 $p2" stored.txt || die "worker 2 pushed $p2, stored: $(cat stored.txt)"
+}
