@@ -130,10 +130,13 @@ import collections, numpy as np, sys
 img = np.load("rec-images.npy")
 prov = np.load("rec-prov.npy")
 assert len(img) == len(prov), (len(img), len(prov))
-seen = collections.Counter(x.tobytes() for x in img)
-dup = sum(c - 1 for c in seen.values() if c > 1)
+seen, dup = set(), collections.Counter()
+for x, p in zip(img, prov["producer"].tolist()):
+    if x.tobytes() in seen:
+        dup[p] += 1
+    seen.add(x.tobytes())
 if dup:
-    sys.exit("%d of %d stored images are stored more than once" % (dup, len(img)))
+    sys.exit("of %d stored images, these are stored again (producer: count): %s" % (len(img), dict(dup)))
 for p, n in sorted(collections.Counter(prov["producer"].tolist()).items()):
     print(p, n)
 PY
@@ -186,19 +189,20 @@ wait_exit() {
     grep -qx "2 $p2" stored.txt || die "worker 2 pushed $p2, stored: $(cat stored.txt)"
 }
 
-# watch_rss SECONDS PID...: sample each process's VmRSS every second; RSS_BASE[i] is the first
-# sample, RSS_MAX[i] the largest. Stops early (returns 1) once one has grown by 100 MB.
+# watch_rss SECONDS PID...: sample each process's VmRSS every second for SECONDS; RSS_MAX[i] is
+# the largest. With RSS_BASE set (one per PID, kB), stops early (returns 1) once a process is
+# 100 MB above its base.
 watch_rss() {
     local secs=$1 i p r t; shift
-    RSS_BASE=() RSS_MAX=()
-    for p in "$@"; do RSS_BASE+=("$(rss_kb "$p")"); RSS_MAX+=("$(rss_kb "$p")"); done
+    RSS_MAX=()
+    for p in "$@"; do RSS_MAX+=("$(rss_kb "$p")"); done
     for t in $(seq 1 "$secs"); do
         sleep 1
         i=0
         for p in "$@"; do
             r=$(rss_kb "$p") || { die "process $p is gone after $t s"; return 1; }
             [ "$r" -gt "${RSS_MAX[$i]}" ] && RSS_MAX[$i]=$r
-            [ $((r - RSS_BASE[i])) -lt 102400 ] ||
+            [ -z "${RSS_BASE[$i]:-}" ] || [ $((r - RSS_BASE[i])) -lt 102400 ] ||
                 { die "$(cat /proc/$p/comm) (pid $p) grew from ${RSS_BASE[$i]} kB to $r kB after $t s"; return 1; }
             i=$((i + 1))
         done
@@ -234,13 +238,19 @@ watch_rss() {
     done
     grep -q '"event":"snapshot"' synth-1.jsonl
     grep -q '"event":"snapshot"' synth-3.jsonl
+    # where they were: the most each took over 5 s with everyone running (a snapshot being
+    # packed comes and goes)
+    RSS_BASE=()
+    watch_rss 5 "$TRAINER_PID" "$publisher"
+    RSS_BASE=("${RSS_MAX[@]}")
     kill -STOP "$stopped_a" "$stopped_b"
     r0=$(grep -c '"event":"round"' m.jsonl)
     watch_rss 30 "$TRAINER_PID" "$publisher" || { kill -CONT "$stopped_a" "$stopped_b"; return 1; }
     kill -CONT "$stopped_a" "$stopped_b"
     r1=$(grep -c '"event":"round"' m.jsonl)
-    echo "# trainer VmRSS ${RSS_BASE[0]} -> max ${RSS_MAX[0]} kB over $((r1 - r0)) snapshots;" \
-        "publisher ${RSS_BASE[1]} -> max ${RSS_MAX[1]} kB" >&3
+    echo "# VmRSS before (max over 5 s) -> max while 2 synthesizers were stopped for 30 s: trainer" \
+        "${RSS_BASE[0]} -> ${RSS_MAX[0]} kB over $((r1 - r0)) snapshots of 17 MB; publisher ${RSS_BASE[1]} ->" \
+        "${RSS_MAX[1]} kB" >&3
     # the trainer really published while they were stopped (17 MB each)
     [ $((r1 - r0)) -ge 10 ] || die "only $((r1 - r0)) rounds in 30 s"
 }
@@ -251,7 +261,7 @@ watch_rss() {
 push_frames() {
     local ns=NS_W$1 producer=$2 n=$3
     shift 3
-    worker_sec "${ns#NS_W}"
+    worker_sec "${ns#NS_W}" "${KEY:-}"
     [ -s "frames-$n.icn" ] || icn-load mnist --split test --limit "$n" --seed 2 --chunk 1 --out "frames-$n.icn" --quiet
     ip netns exec "${!ns}" icn-pool push --connect "$PUSH" --file "frames-$n.icn" --as-negatives 3 \
         --producer "$producer" "${WORKER_SEC[@]}" "$@" 2>"push-$producer.log" &
@@ -272,8 +282,9 @@ stored_total() {
     trainer --rounds 2 --out icn.model --metrics m.jsonl
     # the rogue also tries the acknowledged intake directly
     KEY=rogue push_frames 1 8 20 --timeout 3000
-    run wait "$PUSHER"
-    [ "$status" -ne 0 ] || die "a push with an unknown key succeeded: $(cat push-8.log)"
+    rc=0
+    wait "$PUSHER" || rc=$?
+    [ "$rc" -eq 1 ] || die "a push with an unknown key exited $rc: $(cat push-8.log)"
     pool_stats >stats.json
     cat stats.json
     json_check stats.json 'list(d["per_producer"]) == ["2"]'
@@ -301,9 +312,7 @@ stored_total() {
     wait "$POOL_PID" || true
     sleep 1
     start_pool
-    run wait "$PUSHER"
-    cat push-11.log
-    expect_status 0
+    wait "$PUSHER" || die "the push exited $?: $(cat push-11.log)"
     grep -q 'pushed 2000 frames (2000 pseudo-negatives of class 3) .*: all acknowledged' push-11.log
     wait "$TRAINER_PID"
     [ "$(grep -c '"event":"round"' m.jsonl)" -eq 6 ]
@@ -321,9 +330,9 @@ stored_total() {
     MOUNTS+=("$PWD/disk")
     start_pool disk/pool.store --quiet
     push_frames 1 11 2000
-    run wait "$PUSHER"
-    cat push-11.log
-    [ "$status" -ne 0 ] || die "every push was acknowledged on a 1 MB disk"
+    rc=0
+    wait "$PUSHER" || rc=$?
+    [ "$rc" -eq 1 ] || die "the push exited $rc on a 1 MB disk: $(cat push-11.log)"
     [[ "$(cat push-11.log)" =~ \(([0-9]+)\ acknowledged:\ ([0-9]+)\ images ]] || die "no count in: $(cat push-11.log)"
     acked=${BASH_REMATCH[2]}
     run wait_exit 10 "$POOL_PID"
