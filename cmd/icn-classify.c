@@ -1,4 +1,5 @@
 /* icn-classify: train a classifier on a tensor stream, or predict with one. */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <time.h>
@@ -14,6 +15,7 @@
 #include "snapshot.h"
 #include "train.h"
 #include "transport.h"
+#include "fileio.h"
 #include "util.h"
 #include "wire.h"
 
@@ -270,8 +272,11 @@ static int cmd_predict(cli *c) {
     icn_batch data = {0};
     read_stream(c->data, &data);
     if (icn_check_images(&net, &data, c->data, err, sizeof err)) icn_die(1, "%s", err);
-    FILE *out = !c->out || !strcmp(c->out, "-") ? stdout : fopen(c->out, "w");
-    if (!out) icn_die(1, "--out %s: cannot open for writing", c->out);
+    icn_out dst; /* fileio.h: atomic for a file, in place for stdout, a device or a FIFO */
+    if (icn_out_open(&dst, c->out ? c->out : "-", err, sizeof err)) icn_die(1, "--out %s", err);
+    int ofd = dst.fd == 1 ? 1 : dup(dst.fd);
+    FILE *out = ofd == 1 ? stdout : ofd >= 0 ? fdopen(ofd, "w") : NULL;
+    if (!out) icn_die(1, "--out %s: cannot open for writing: %s", dst.target, strerror(errno));
     icn_work *w = icn_work_new(&net, 256);
     float *logits = xmalloc((size_t)data.n * net.classes * sizeof(float));
     icn_predict(&net, w, data.x, data.n, logits);
@@ -289,7 +294,11 @@ static int cmd_predict(cli *c) {
         if (data.y) fprintf(out, "%d %.6f %d\n", k, score, data.y[i]);
         else fprintf(out, "%d %.6f -\n", k, score);
     }
-    if (out != stdout && fclose(out) != 0) icn_die(1, "--out %s: write failed", c->out);
+    if (out == stdout ? fflush(out) != 0 : fclose(out) != 0) {
+        icn_out_abort(&dst);
+        icn_die(1, "--out %s: write failed", c->out ? c->out : "stdout");
+    }
+    if (icn_out_commit(&dst, err, sizeof err)) icn_die(1, "--out %s", err);
     free(logits), free(dz);
     icn_work_free(w);
     icn_net_free(&net);
@@ -317,11 +326,18 @@ static int cmd_publish(cli *c) {
     sigaction(SIGTERM, &sa, NULL);
     double every = c->every > 0 ? c->every : 1.0;
     if (!c->train.quiet) icn_warn("publishing %s on %s every %g s", c->model, c->intro.publish, every);
-    for (int64_t i = 0; !stop_requested && (!c->count || i < c->count); i++) {
+    /* A steady period: publication i is due at start + i*every on the monotonic clock, however
+     * long serializing and sending took (a relative sleep after each send would drift by that). */
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (int64_t i = 0; !stop_requested && (!c->count || i <= c->count); i++) {
+        double due = (double)i * every; /* i == count: the end of the last period, then exit */
+        struct timespec at = {start.tv_sec + (time_t)due, start.tv_nsec + (long)((due - (double)(time_t)due) * 1e9)};
+        if (at.tv_nsec >= 1000000000L) at.tv_sec++, at.tv_nsec -= 1000000000L;
+        while (!stop_requested && clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, NULL) != 0) {}
+        if (stop_requested || (c->count && i == c->count)) break;
         if (icn_publish_snapshot(pub, &net, &meta, &metrics, err, sizeof err)) icn_die(1, "%s", err);
         if (c->bump) meta.generation++;
-        struct timespec ts = {(time_t)every, (long)((every - (time_t)every) * 1e9)};
-        while (nanosleep(&ts, &ts) != 0 && !stop_requested) {}
     }
     icn_metrics_close(&metrics);
     icn_zmq_close(pub);

@@ -5,6 +5,7 @@
  * the header claims (a 16-byte file may declare 10 million images). */
 #include "data.h"
 
+#include "fileio.h"
 #include "util.h"
 
 #include <errno.h>
@@ -55,9 +56,14 @@ static uint32_t be32(const uint8_t *p) {
 static int idx_open(idx_file *x, const char *path, uint32_t magic, char *err, size_t errlen) {
     memset(x, 0, sizeof *x);
     x->path = path;
+    int fd = icn_open_regular(path, err, errlen); /* a FIFO or device is refused before reading */
+    if (fd < 0) return -1;
     errno = 0;
-    x->f = gzopen(path, "rb");
-    if (!x->f) return icn_errf(err, errlen, "%s: %s", path, errno ? strerror(errno) : "cannot open");
+    x->f = gzdopen(fd, "rb");
+    if (!x->f) {
+        close(fd);
+        return icn_errf(err, errlen, "%s: %s", path, errno ? strerror(errno) : "cannot open");
+    }
     uint8_t h[16];
     size_t hlen = magic == IDX_IMAGES ? 16 : 8;
     int64_t got = gz_read_full(x->f, path, h, hlen, err, errlen);

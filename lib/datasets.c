@@ -7,6 +7,7 @@
 #include "datasets.h"
 
 #include "matfile.h"
+#include "fileio.h"
 #include "util.h"
 
 #include <errno.h>
@@ -44,8 +45,8 @@ static int too_many(const char *path, const icn_batch *b, ull more, char *err, s
 /* ---------------------------------------------------------------- CIFAR-10 */
 
 static int cifar_file(const char *path, icn_batch *b, size_t *cap, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return icn_errf(err, errlen, "%s: %s", path, strerror(errno));
+    FILE *f = icn_fopen_regular(path, err, errlen); /* a FIFO or device is refused before reading */
+    if (!f) return -1;
     struct stat st;
     int rc = 0;
     if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) rc = icn_errf(err, errlen, "%s: not a regular file", path);

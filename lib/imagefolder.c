@@ -2,6 +2,7 @@
 #include "imagefolder.h"
 
 #include "data.h"
+#include "fileio.h"
 #include "util.h"
 
 #include <dirent.h>

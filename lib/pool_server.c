@@ -69,6 +69,7 @@ static void take_frame(server *s, int got, msgpack_unpacked *u, const char *recv
     } else {
         icn_batch b;
         if (icn_batch_decode(&u->data, &b, e, sizeof e)) {
+            icn_pool_count_refusal(s->pool, "local", "frame", 1);
             bad = 1;
         } else {
             int rc = icn_pool_append(s->pool, &b, e, sizeof e);
@@ -78,6 +79,7 @@ static void take_frame(server *s, int got, msgpack_unpacked *u, const char *recv
         }
     }
     if (bad) {
+        if (got < 0 || !icn_map_kind_is(&u->data, "batch")) icn_pool_count_refusal(s->pool, "local", "frame", 1);
         s->rejected++;
         say("rejected frame %" PRId64 " from PULL: %s", n, e);
     }
@@ -170,7 +172,7 @@ int icn_pool_serve(const icn_pool_server_opts *o) {
     server s = {.store = o->store, .pull_ep = o->pull, .rep_ep = o->rep};
     const int quiet = o->quiet;
     char err[2 * ICN_ERRLEN];
-    if (icn_pool_open(s.store, ICN_POOL_CREATE, &s.pool, err, sizeof err)) icn_die(1, "%s", err);
+    if (icn_pool_open(s.store, ICN_POOL_CREATE, o->contract, &s.pool, err, sizeof err)) icn_die(1, "%s", err);
     if (icn_pool_note(s.pool)[0]) say("warning: %s", icn_pool_note(s.pool));
     icn_pool_set_fsync(s.pool, o->fsync);
     void *pull = icn_zmq_open(ZMQ_PULL, s.pull_ep, 1, err, sizeof err);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "fileio.h"
 #include "util.h"
 #include "wire.h"
 

@@ -98,8 +98,8 @@ void icn_le_load_f32(float *dst, const uint8_t *src, size_t n);
 size_t icn_max_frame(void);
 /* Stream offset of the frame returned by the last icn_reader_next (for messages). */
 uint64_t icn_reader_offset(const icn_reader *r);
-/* icn_batch_write to a path: "-" is stdout; otherwise written to a temporary file in the
- * same directory, fsync'd and renamed, so a reader never sees half a stream. */
+/* icn_batch_write to a path through icn_out_open (fileio.h): "-" is stdout, a device or FIFO
+ * is written in place, anything else atomically (a reader never sees half a stream). */
 int icn_batch_write_file(const char *path, const icn_batch *b, int32_t chunk, char *err, size_t errlen);
 
 #endif

@@ -30,7 +30,7 @@ head)
     done
     mkdir -p "$dir"
     "$bin/icn-load" mnist --split train --limit "$images" --seed "$seed" --out "$dir/train.icn" --quiet
-    "$bin/icn-pool" serve --store "$dir/pool.store" --pull "tcp://*:$((port + 1))" --rep "tcp://*:$((port + 2))" \
+    "$bin/icn-pool" serve --store "$dir/pool.store" --shape 28x28x1 --classes 10 --pull "tcp://*:$((port + 1))" --rep "tcp://*:$((port + 2))" \
         2>>"$dir/pool.log" &
     pool=$!
     trap 'kill $pool 2>/dev/null || true' EXIT
