@@ -154,39 +154,48 @@ wait_exit() {
     timeout "$1" tail --pid="$2" -f /dev/null
 }
 
+# stored_by STORE PRODUCER: records of one producer in a store (read-only, while it is served)
+stored_by() {
+    icn-pool stats --store "$1" --json 2>/dev/null |
+        "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["per_producer"].get(sys.argv[1], 0))' "$2"
+}
+
 @test "netns: a worker's link down for 10 s and back: its batches arrive, once each" {
+    # a fixed model as the snapshot (no trainer: nothing tells the workers to hold, so worker 1
+    # has batches to send all along); 100 steps for every sample: a few dozen a second
+    in_ns "$NS_HEAD" icn-classify train --data "$BATS_FILE_TMPDIR/train.icn" --arch c8-c16 --steps 5 --out small.model --quiet
     start_pool
-    # 100 steps for every sample: a few dozen samples a second, so worker 1 goes on pushing
-    # into its queue while its link is down
+    ip netns exec "$NS_HEAD" icn-classify publish --model small.model --publish "$SNAP" --every 1 "${HEAD_SEC[@]}" \
+        2>>publish.log &
+    PIDS+=($!)
     start_synth 1 1 --stop 3 --max-steps 100
     s1=$LAST_SYNTH
     start_synth 2 2 --stop 3 --max-steps 100
     s2=$LAST_SYNTH
-    trainer_bg --rounds 6 --out icn.model --metrics m.jsonl
     for _ in $(seq 1 300); do grep -qs '"event":"batch"' synth-1.jsonl && break; sleep 0.1; done
     grep -q '"event":"batch"' synth-1.jsonl
     before=$(pushed 1)
     ip -n "$NS_W1" link set eth0 down
     sleep 10
-    during=$(pushed 1)
+    # what worker 1 had sent and the pool had not stored when the link came back: in flight
+    sent_down=$(pushed 1) stored_down=$(stored_by pool.store 1)
     ip -n "$NS_W1" link set eth0 up
     netns_wait_link 1
-    wait "$TRAINER_PID"
-    # the workers end on the trainer's "stop"; one that missed it while its link was down is
-    # told to end (SIGTERM: it finishes what it has queued) once its link has carried its queue
-    wait_exit 5 "$s1" || kill "$s1"
-    wait_exit 20 "$s1" || { tail -3 synth-1.log; die "worker 1 did not end"; }
-    wait_exit 10 "$s2" || kill "$s2"
-    wait_exit 10 "$s2"
+    sleep 5
+    # SIGTERM: each worker stops making samples and waits for its last acknowledgements
+    kill "$s1" "$s2"
+    wait_exit 20 "$s1" && wait_exit 20 "$s2" || die "a worker did not end"
     kill "$POOL_PID"
     wait_exit 10 "$POOL_PID"
     store_records pool.store >stored.txt
     p1=$(pushed 1) p2=$(pushed 2)
-    echo "# worker 1 pushed $before samples before its link went down, $((during - before)) while it was down," \
-        "$p1 in all; worker 2 $p2; stored (producer count): $(tr '\n' ' ' <stored.txt)" >&3
-    [ "$during" -gt "$before" ] || die "worker 1 pushed nothing while its link was down"
-    grep -qx "1 $p1" stored.txt || die "worker 1 pushed $p1, stored: $(cat stored.txt)"
-    grep -qx "2 $p2" stored.txt || die "worker 2 pushed $p2, stored: $(cat stored.txt)"
+    echo "# worker 1 had sent $before samples when its link went down, $sent_down when it came back" \
+        "(pool had $stored_down of them: $((sent_down - stored_down)) in flight), $p1 in all; worker 2 $p2;" \
+        "stored (producer count): $(tr '\n' ' ' <stored.txt); $(tail -1 synth-1.log)" >&3
+    [ $((sent_down - stored_down)) -gt 0 ] || die "nothing of worker 1 was in flight while its link was down"
+    grep -qx "1 $p1" stored.txt || die "worker 1 sent $p1, stored: $(cat stored.txt)"
+    grep -qx "2 $p2" stored.txt || die "worker 2 sent $p2, stored: $(cat stored.txt)"
+    grep -q "stopping after $p1 samples: $p1 acknowledged, 0 batches refused, 0 unanswered" synth-1.log
 }
 
 # watch_rss SECONDS PID...: sample each process's VmRSS every second for SECONDS; RSS_MAX[i] is
@@ -302,7 +311,9 @@ stored_total() {
 @test "netns: the pool killed with SIGKILL mid-run and restarted: every acknowledged pseudo-negative is stored, once" {
     start_pool
     start_synth 1 1
+    s1=$LAST_SYNTH
     start_synth 2 2
+    s2=$LAST_SYNTH
     trainer_bg --rounds 6 --out icn.model --metrics m.jsonl
     push_frames 2 11 2000
     # kill -9 once the pool has stored a part of what is coming
@@ -316,12 +327,20 @@ stored_total() {
     grep -q 'pushed 2000 frames (2000 pseudo-negatives of class 3) .*: all acknowledged' push-11.log
     wait "$TRAINER_PID"
     [ "$(grep -c '"event":"round"' m.jsonl)" -eq 6 ]
+    # the synthesizers end on the trainer's "stop", after their last acknowledgements
+    wait_exit 30 "$s1" && wait_exit 30 "$s2" || die "a synthesizer did not end"
     kill "$POOL_PID"
     wait_exit 10 "$POOL_PID"
     store_records pool.store >stored.txt
     echo "# killed at $at_kill stored records; the pusher's 2000 acknowledged; stored (producer count):" \
-        "$(tr '\n' ' ' <stored.txt)" >&3
+        "$(tr '\n' ' ' <stored.txt); $(tail -qn1 synth-1.log synth-2.log | tr '\n' ' ')" >&3
     grep -qx "11 2000" stored.txt
+    for i in 1 2; do # each synthesizer: all it made acknowledged, and stored once
+        [[ "$(tail -1 "synth-$i.log")" =~ stopping\ after\ ([0-9]+)\ samples:\ ([0-9]+)\ acknowledged,\ 0\ batches\ refused,\ 0\ unanswered ]] ||
+            die "synthesizer $i: $(tail -1 "synth-$i.log")"
+        [ "${BASH_REMATCH[1]}" = "${BASH_REMATCH[2]}" ] && grep -qx "$i ${BASH_REMATCH[2]}" stored.txt ||
+            die "synthesizer $i: $(tail -1 "synth-$i.log"); stored: $(cat stored.txt)"
+    done
 }
 
 @test "netns: the pool's disk fills up: the pool stops with one clear line, and nothing acknowledged is lost" {
