@@ -46,6 +46,10 @@ setup() {
     cat stats.json
     json_check stats.json 'd["per_producer"] == {"101": 30, "201": 30}'
     json_check stats.json 'd["per_generation"] == {"1": 20, "2": 20, "3": 20}'
+    # CURVE on: the head's key and one per task, shared through the run directory
+    [ -f run/keys/head.key ] && [ -f run/keys/head.pub ]
+    [ "$(ls run/keys/allow/*.pub | wc -l)" -eq 2 ] || die "allowed keys: $(ls run/keys/allow)"
+    ! grep -q 'refused' run/pool.log
     [ "$(grep -c '"event":"round"' run/m.jsonl)" -eq 3 ]
     [ -s run/icn.model ]
     icn-load mnist --split test --limit 200 --seed 1 --out test.icn --quiet
