@@ -27,7 +27,9 @@ setup() {
 }
 
 @test "slurm: an introspective job, the head in the batch script and a synthesizer in each of 2 srun tasks" {
-    export ICN_HOME=$BATS_TEST_DIRNAME/../.. ICN_SYNTH_FLAGS="--batch 2 --max-steps 20 --max-per-gen 1"
+    # the workers reach the head on loopback (the host's name may resolve to another address)
+    export ICN_HOME=$BATS_TEST_DIRNAME/../.. ICN_HEAD_HOST=127.0.0.1
+    export ICN_SYNTH_FLAGS="--batch 2 --max-steps 20 --max-per-gen 1"
     # each task's synthesizer gives at most 1 of the 2 pseudo-negatives a class needs per round
     run sbatch --wait --ntasks=2 --output="$PWD/job.out" --chdir="$PWD" "$ICN_HOME/pipelines/slurm/introspective.sbatch" \
         --train-images 300 --dir "$PWD/run" -- --arch c8-c16 --batch 32 --pn-batch 16 --initial-steps 20 \
