@@ -12,6 +12,9 @@
 #   tests/bench/net.sh bigframe               pool peak RSS after a 50 MB frame of 50 million
 #                                             small integers
 #   tests/bench/net.sh diskfull               the pool on a 2 MB tmpfs: one line, acked <= stored
+#   tests/bench/net.sh attacks                issue 13's hostile peers against a keyed head:
+#                                             poison pixels, no key, an unknown key, a rogue
+#                                             publisher, a keyless subscriber and fetcher
 #
 # Programs from $ICN_BIN (default build/bin); MNIST from the data directory. Prints one line
 # per measurement. Never sends traffic anywhere but 127.0.0.1.
@@ -30,7 +33,7 @@ cleanup() {
 trap cleanup EXIT
 cd "$work"
 port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-hwm() { sed -n 's/^VmHWM: *\([0-9]*\) kB/\1/p' "/proc/$1/status" 2>/dev/null || echo 0; }
+hwm() { awk '/^VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 keys() {
     [ -f head.key ] && return
     icn-pool keygen head >/dev/null
@@ -175,8 +178,53 @@ diskfull)
     echo "diskfull: push exit $rc: $(cat push.err)"
     echo "diskfull: stored $stored"
     ;;
+attacks)
+    keys
+    icn-pool keygen rogue >/dev/null
+    icn-load mnist --split test --limit 20 --seed 2 --quiet --out b20.icn
+    # a batch frame of 10 images whose pixels are all 3e38, labels -2, provenance, origin (1, 1)
+    /usr/bin/python3 -c '
+import struct, sys
+def s(t): b = t.encode(); return bytes([0xa0 | len(b)]) + b
+def bn(b): return bytes([0xc6]) + struct.pack(">I", len(b)) + b
+n = 10
+prov = bytes([0x85]) + s("generation") + bn(struct.pack("<10i", *[1] * n)) + s("steps") + bn(struct.pack("<10i", *[0] * n)) \
+    + s("logit") + bn(struct.pack("<10f", *[0.0] * n)) + s("reached") + bn(bytes(n)) + s("producer") + bn(struct.pack("<10I", *[9] * n))
+m = bytes([0x87]) + s("kind") + s("batch") + s("shape") + bytes([0x94, n, 28, 28, 1]) \
+    + s("x") + bn(struct.pack("<f", 3e38) * (n * 784)) + s("y") + bn(struct.pack("<10i", *[-2] * n)) \
+    + s("prov") + prov + s("producer") + bytes([1]) + s("seq") + bytes([1])
+sys.stdout.buffer.write(m)' >poison.bin
+    intake=tcp://127.0.0.1:$(port) rep=tcp://127.0.0.1:$(port) snap=tcp://127.0.0.1:$(port) rsnap=tcp://127.0.0.1:$(port)
+    icn-pool serve --store pool.icnpool --shape 28x28x1 --classes 10 --intake "$intake" --rep "$rep" --secret-key head.key --allow allow 2>serve.err &
+    pids+=($!)
+    wait_pool "$rep" --secret-key head.key
+    W=(--secret-key allow/w.key --server-key head.pub) R=(--secret-key rogue.key --server-key head.pub)
+    r() { local rc=0; "$@" >out.txt 2>err.txt || rc=$?; echo "exit $rc: $(tail -1 err.txt)"; }
+    echo "attacks: poison (3e38 pixels) from an allowed worker: $(r icn-pool push --raw --connect "$intake" --file poison.bin "${W[@]}" --timeout 3000)"
+    echo "attacks: poison from a peer without a key: $(r icn-pool push --raw --connect "$intake" --file poison.bin --timeout 3000)"
+    echo "attacks: batches from an unknown key: $(r icn-pool push --connect "$intake" --file b20.icn --as-negatives 1 "${R[@]}" --timeout 3000)"
+    echo "attacks: stats/fetch (the REP socket) without a key: $(r icn-pool stats --connect "$rep" --timeout 3000)"
+    echo "attacks: stats/fetch with an unknown key: $(r icn-pool stats --connect "$rep" "${R[@]}" --timeout 3000)"
+    echo "attacks: the pool holds $(icn-pool stats --connect "$rep" --secret-key head.key | sed -n 's/^total: //p') records; its log: $(grep -c 'refused CURVE key' serve.err) refused-key lines, $(grep -c 'rejected frame' serve.err) rejected frames: $(grep 'rejected frame' serve.err | head -1)"
+    icn-load mnist --split train --limit 300 --seed 1 --quiet --out train.icn
+    icn-classify train --data train.icn --arch c8-c16 --steps 1 --out m.model --quiet --threads 1
+    icn-classify publish --model m.model --publish "$snap" --every 0.2 --secret-key head.key --allow allow --quiet &
+    pids+=($!)
+    # the rogue publishes with its own key where a worker is told the head is
+    icn-classify publish --model m.model --publish "$rsnap" --every 0.2 --secret-key rogue.key --allow allow --quiet &
+    pids+=($!)
+    for who in keyless rogue-publisher allowed; do
+        case $who in
+        keyless) args=(--snapshots "$snap") ;;
+        rogue-publisher) args=(--snapshots "$rsnap" "${W[@]}") ;;
+        allowed) args=(--snapshots "$snap" "${W[@]}") ;;
+        esac
+        timeout 5 icn-synthesize "${args[@]}" --pool "$intake" --threads 1 --max-steps 1 --metrics "m-$who.jsonl" --quiet 2>/dev/null || true
+        echo "attacks: a $who subscriber received $(cat "m-$who.jsonl" 2>/dev/null | grep -c '"event":"snapshot"' || true) snapshots in 5 s"
+    done
+    ;;
 *)
-    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac
