@@ -16,6 +16,7 @@
 #include "optim.h"
 #include "pool.h"
 #include "snapshot.h"
+#include "protocol.h"
 #include "transport.h"
 #include "util.h"
 #include "wire.h"
@@ -75,6 +76,12 @@ static void batches(void) {
     put_sb("fuzz_pool_msgs", "records-none", &sb);
     icn_pack_error(&sb, "no such record");
     put_sb("fuzz_pool_msgs", "error", &sb);
+    icn_pack_batch_from(&sb, &neg, 12345, 7);
+    put_sb("fuzz_pool_msgs", "intake-batch", &sb);
+    icn_pack_ack(&sb, 12345, 7);
+    put_sb("fuzz_pool_msgs", "ack", &sb);
+    icn_pack_refused(&sb, 12345, 8, "refused (range): pixel 3 of image 0 is 3e+38, outside [-1, 1]");
+    put_sb("fuzz_pool_msgs", "refused", &sb);
     icn_pool_tally cls[2] = {{0, 3}, {4, 1}}, gen[1] = {{2, 4}}, prod[2] = {{7, 2}, {8, 2}};
     icn_pool_counts c = {.total = 4, .per_class = cls, .per_generation = gen, .per_producer = prod, .n_class = 2,
                          .n_generation = 1, .n_producer = 2, .uuid = "0f2c8a4e-1b3d-4c5e-8f70-9a1b2c3d4e5f"};
