@@ -14,6 +14,7 @@
 #include "snapshot.h"
 #include "train.h"
 #include "transport.h"
+#include "parallel.h"
 #include "util.h"
 #include "wire.h"
 

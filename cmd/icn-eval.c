@@ -14,6 +14,7 @@
 #include "plot.h"
 #include "snapshot.h"
 #include "train.h"
+#include "parallel.h"
 #include "util.h"
 #include "wire.h"
 

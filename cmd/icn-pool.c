@@ -163,6 +163,17 @@ static void flush_frames(dumper *d, int all, const char *out) {
     b->n -= k;
 }
 
+/* dump's filter: a generation and/or a class (by_gen, by_cls say which). */
+typedef struct {
+    int by_gen, by_cls;
+    int64_t gen, cls;
+} dump_filter;
+
+static int dump_keeps(const icn_batch *b, int32_t j, void *ctx) {
+    const dump_filter *f = ctx;
+    return !(f->by_gen && b->prov[j].generation != f->gen) && !(f->by_cls && b->y[j] != -(int32_t)f->cls - 1);
+}
+
 static int cmd_dump(int argc, char **argv) {
     enum { O_STORE = 256, O_FROM, O_COUNT, O_GEN, O_CLASS, O_OUT, O_QUIET, O_HELP };
     static const struct option longs[] = {
@@ -209,17 +220,8 @@ static int cmd_dump(int argc, char **argv) {
     for (int64_t i = from; i < end; i += 1000) {
         icn_batch b;
         if (icn_pool_read(p, i, end - i < 1000 ? end - i : 1000, &b, err, sizeof err)) icn_die(1, "%s", err);
-        int32_t keep = 0;
-        size_t dim = icn_batch_dim(&b);
-        for (int32_t j = 0; j < b.n; j++) { /* filter in place */
-            if ((by_gen && b.prov[j].generation != gen) || (by_cls && b.y[j] != -(int32_t)cls - 1)) continue;
-            if (keep != j) {
-                memcpy(b.x + (size_t)keep * dim, b.x + (size_t)j * dim, dim * sizeof(float));
-                b.y[keep] = b.y[j], b.prov[keep] = b.prov[j];
-            }
-            keep++;
-        }
-        b.n = keep;
+        dump_filter want = {by_gen, by_cls, gen, cls};
+        if (by_gen || by_cls) icn_batch_filter(&b, dump_keeps, &want);
         if (icn_batch_append(&d.pending, &b, err, sizeof err)) icn_die(1, "%s: %s", store, err);
         icn_batch_free(&b);
         flush_frames(&d, 0, out);

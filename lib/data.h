@@ -4,7 +4,7 @@
  * lives in that space. */
 #ifndef ICN_DATA_H
 #define ICN_DATA_H
-#include "wire.h"
+#include "batch.h"
 
 /* Load an IDX image file (idx3, uint8) and its label file (idx1, uint8) into a batch
  * [n, rows, cols, 1]. Declared sizes are checked against the bytes actually present. */

@@ -240,14 +240,14 @@ const float *icn_forward(const icn_net *net, icn_work *w, const float *x, int n)
         float *out = w->act[i];
         const long pixels = (long)n * l->conv.h * l->conv.w;
         switch (l->kind) {
-        case ICN_LAYER_CONV: conv2d_forward(out, w->col[i], in, wt, b, &l->conv, n); break;
-        case ICN_LAYER_LINEAR: linear_forward(out, in, wt, b, n, (int)l->in_size, (int)l->out_size); break;
-        case ICN_LAYER_BLOCK: block_forward(out, &w->block[i], in, wt, state, &l->block, n, w->training); break;
-        case ICN_LAYER_BN: batchnorm_forward(out, w->stats[i], in, wt, state, pixels, l->conv.c, w->training); break;
-        case ICN_LAYER_POOL: avgpool_forward(out, in, n, l->conv.h * l->conv.w, l->conv.c); break;
+        case ICN_LAYER_CONV: icn_conv2d_forward(out, w->col[i], in, wt, b, &l->conv, n); break;
+        case ICN_LAYER_LINEAR: icn_linear_forward(out, in, wt, b, n, (int)l->in_size, (int)l->out_size); break;
+        case ICN_LAYER_BLOCK: icn_block_forward(out, &w->block[i], in, wt, state, &l->block, n, w->training); break;
+        case ICN_LAYER_BN: icn_batchnorm_forward(out, w->stats[i], in, wt, state, pixels, l->conv.c, w->training); break;
+        case ICN_LAYER_POOL: icn_avgpool_forward(out, in, n, l->conv.h * l->conv.w, l->conv.c); break;
         }
-        if (l->leaky) lrelu_forward(out, out, (size_t)n * l->out_size);
-        if (l->relu) relu_forward(out, out, (size_t)n * l->out_size);
+        if (l->leaky) icn_lrelu_forward(out, out, (size_t)n * l->out_size);
+        if (l->relu) icn_relu_forward(out, out, (size_t)n * l->out_size);
         in = out;
     }
     return w->act[net->n_layers - 1];
@@ -266,21 +266,21 @@ void icn_backward(const icn_net *net, icn_work *w, const float *dlogits, int par
         /* The first layer's input gradient is only wanted when synthesis asks for dx. */
         float *din_target = i > 0 ? din : dx;
         const long pixels = (long)n * l->conv.h * l->conv.w;
-        if (l->leaky) lrelu_backward(dout, w->act[i], (size_t)n * l->out_size);
-        if (l->relu) relu_backward(dout, w->act[i], (size_t)n * l->out_size);
+        if (l->leaky) icn_lrelu_backward(dout, w->act[i], (size_t)n * l->out_size);
+        if (l->relu) icn_relu_backward(dout, w->act[i], (size_t)n * l->out_size);
         switch (l->kind) {
-        case ICN_LAYER_CONV: conv2d_backward(din_target, dw, db, w->dcol, dout, w->col[i], wt, &l->conv, n); break;
+        case ICN_LAYER_CONV: icn_conv2d_backward(din_target, dw, db, w->dcol, dout, w->col[i], wt, &l->conv, n); break;
         case ICN_LAYER_LINEAR:
-            linear_backward(din_target, dw, db, dout, in, wt, n, (int)l->in_size, (int)l->out_size);
+            icn_linear_backward(din_target, dw, db, dout, in, wt, n, (int)l->in_size, (int)l->out_size);
             break;
         case ICN_LAYER_BLOCK: /* never the first layer, so din_target is set */
-            block_backward(din_target, dw, w->dtmp, dout, in, &w->block[i], wt, &l->block, n, w->training);
+            icn_block_backward(din_target, dw, w->dtmp, dout, in, &w->block[i], wt, &l->block, n, w->training);
             break;
         case ICN_LAYER_BN:
-            batchnorm_backward(din_target, dw, w->stats[i], dout, in, wt, pixels, l->conv.c, w->training);
+            icn_batchnorm_backward(din_target, dw, w->stats[i], dout, in, wt, pixels, l->conv.c, w->training);
             break;
         case ICN_LAYER_POOL:
-            if (din_target) avgpool_backward(din_target, dout, n, l->conv.h * l->conv.w, l->conv.c);
+            if (din_target) icn_avgpool_backward(din_target, dout, n, l->conv.h * l->conv.w, l->conv.c);
             break;
         }
         float *t = dout; dout = din; din = t;

@@ -11,7 +11,7 @@
 #include "net.h"
 #include "optim.h"
 #include "util.h"
-#include "wire.h"
+#include "batch.h"
 
 typedef enum {
     ICN_STOP_POSITIVE = 1,  /* option 1: stop once classified as the target class */

@@ -1,7 +1,5 @@
 #include "util.h"
 
-#include <cblas.h>
-#include "parallel.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -140,24 +138,6 @@ void icn_rng_shuffle(icn_rng *r, int32_t *a, size_t n) {
     }
 }
 
-static int g_threads = 1;
-
-void icn_threads_init(int requested) {
-    int n = requested;
-    if (n <= 0) {
-        const char *env = getenv("ICN_THREADS");
-        if (env && *env) n = (int)icn_parse_long("ICN_THREADS", env, 1, 1024);
-    }
-    if (n <= 0) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        n = cores > 0 ? (int)cores : 1;
-    }
-    g_threads = n;
-    openblas_set_num_threads(n);
-    icn_pool_resize(n);
-}
-
-int icn_threads(void) { return g_threads; }
 
 int icn_getopt(int argc, char **argv, const struct option *longs, const char *usage, const char *context) {
     opterr = 0; /* our own one-line messages */

@@ -1,4 +1,4 @@
-/* util.h: checked allocation, fatal errors, time, RNG, and the thread budget.
+/* util.h: checked allocation, fatal errors, time, RNG, flag parsing and whole-file I/O.
  * Every other file in lib/ uses these; nothing here knows about networks. */
 #ifndef ICN_UTIL_H
 #define ICN_UTIL_H
@@ -39,11 +39,6 @@ double icn_rng_uniform(icn_rng *r);          /* [0, 1) */
 uint32_t icn_rng_below(icn_rng *r, uint32_t n); /* [0, n), unbiased */
 double icn_rng_gauss(icn_rng *r);            /* N(0, 1) */
 void icn_rng_shuffle(icn_rng *r, int32_t *a, size_t n);
-
-/* Threads. OpenBLAS threads are set once, deliberately: ICN_THREADS, else the number of
- * online cores. A synthesizer that shares a machine with others passes --threads 1. */
-void icn_threads_init(int requested); /* 0 = ICN_THREADS or all cores */
-int icn_threads(void);
 
 /* getopt_long with icn's conventions: -h/--help (an option returning 'h') prints usage to
  * stdout and exits 0; an unknown option or a missing value is one line on stderr naming it

@@ -14,32 +14,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "batch.h"
+
 #define ICN_MAX_FRAME_DEFAULT ((size_t)1 << 30) /* 1 GiB; override with ICN_MAX_FRAME */
 #define ICN_MAX_DEPTH 32
-
-/* Where a pseudo-negative came from (issue 3). */
-typedef struct {
-    int32_t generation; /* snapshot generation it was synthesized from */
-    int32_t steps;      /* synthesis steps used */
-    float logit;        /* final logit of the target class */
-    uint8_t reached;    /* 1 if it met the stop rule */
-    uint32_t producer;  /* synthesizer id */
-} icn_provenance;
-
-/* A batch of images. y: class labels (>= 0) or pseudo-negatives of class k encoded as -(k+1).
- * y and prov may be NULL. The batch owns its arrays (free with icn_batch_free). */
-typedef struct {
-    int32_t n, h, w, c;
-    float *x;             /* n*h*w*c */
-    int32_t *y;           /* n or NULL */
-    icn_provenance *prov; /* n or NULL */
-} icn_batch;
-
-size_t icn_batch_dim(const icn_batch *b); /* h*w*c */
-void icn_batch_alloc(icn_batch *b, int32_t n, int32_t h, int32_t w, int32_t c, int with_labels);
-void icn_batch_free(icn_batch *b);
-/* Append src to dst (shapes must agree; dst may be empty). */
-int icn_batch_append(icn_batch *dst, const icn_batch *src, char *err, size_t errlen);
 
 /* Returns 0 and sets *span when a complete, well-formed msgpack object starts at p;
  * 1 when the bytes so far are a valid prefix but incomplete; -1 (with err) when invalid,

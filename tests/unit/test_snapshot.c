@@ -23,6 +23,7 @@
 #include "progress.h"
 #include "snapshot.h"
 #include "train.h"
+#include "parallel.h"
 #include "util.h"
 #include "wire.h"
 
