@@ -18,7 +18,6 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
 typedef unsigned long long ull;
 
@@ -54,24 +53,6 @@ int icn_fsync_parse(const char *s, icn_fsync_policy *out) {
 
 const char *icn_fsync_name(icn_fsync_policy f) {
     return f == ICN_FSYNC_ALWAYS ? "always" : f == ICN_FSYNC_NONE ? "none" : "batch";
-}
-
-static void store_u32(uint8_t *d, uint32_t v) {
-    d[0] = (uint8_t)v, d[1] = (uint8_t)(v >> 8), d[2] = (uint8_t)(v >> 16), d[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t load_u32(const uint8_t *s) {
-    return (uint32_t)s[0] | (uint32_t)s[1] << 8 | (uint32_t)s[2] << 16 | (uint32_t)s[3] << 24;
-}
-
-static uint32_t crc_of(const uint8_t *p, size_t n) {
-    uLong crc = crc32(0L, Z_NULL, 0);
-    while (n) { /* crc32 takes a uInt length */
-        uInt m = n > (1u << 30) ? (1u << 30) : (uInt)n;
-        crc = crc32(crc, p, m);
-        p += m, n -= m;
-    }
-    return (uint32_t)crc;
 }
 
 static size_t record_limit(void) {
@@ -301,7 +282,7 @@ static int scan(icn_pool *p, uint64_t size, char *err, size_t errlen) {
             rc = icn_errf(err, errlen, "%s: %s", p->path, e);
             break;
         }
-        uint32_t magic = load_u32(hd), len = load_u32(hd + 4), crc = load_u32(hd + 8);
+        uint32_t magic = icn_le_load_u32(hd), len = icn_le_load_u32(hd + 4), crc = icn_le_load_u32(hd + 8);
         if (magic != ICN_POOL_RECORD_MAGIC) {
             if (all_zero_from(p, at, size)) {
                 rc = torn_tail(p, at, size, "zero-filled tail", err, errlen);
@@ -327,7 +308,7 @@ static int scan(icn_pool *p, uint64_t size, char *err, size_t errlen) {
             break;
         }
         uint64_t end = at + sizeof hd + len;
-        uint32_t got = crc_of(pl, len);
+        uint32_t got = icn_crc32(0, pl, len);
         if (got != crc) {
             snprintf(why, sizeof why, "CRC-32 of the payload is 0x%08x, the record says 0x%08x", got, crc);
             rc = end == size ? torn_tail(p, at, size, why, err, errlen) : damaged(p, at, why, err, errlen);
@@ -425,28 +406,6 @@ int icn_pool_shape(const icn_pool *p, int32_t *h, int32_t *w, int32_t *c) {
 
 /* ---------------------------------------------------------------- appending */
 
-/* A growable buffer for msgpack_packer whose growth dies loudly on OOM. */
-typedef struct {
-    uint8_t *p;
-    size_t n, cap;
-} outbuf;
-
-static void outbuf_reserve(outbuf *o, size_t more) {
-    if (o->n + more <= o->cap) return;
-    size_t cap = o->cap ? o->cap : 65536;
-    while (cap < o->n + more) cap *= 2;
-    o->p = xrealloc(o->p, cap);
-    o->cap = cap;
-}
-
-static int outbuf_write(void *data, const char *buf, size_t len) {
-    outbuf *o = data;
-    outbuf_reserve(o, len);
-    memcpy(o->p + o->n, buf, len);
-    o->n += len;
-    return 0;
-}
-
 int icn_pool_append(icn_pool *p, const icn_batch *b, char *err, size_t errlen) {
     char e[ICN_ERRLEN];
     if (!p->writable) return icn_errf(err, errlen, "%s: opened read-only", p->path);
@@ -458,13 +417,13 @@ int icn_pool_append(icn_pool *p, const icn_batch *b, char *err, size_t errlen) {
     /* Every record, header and payload, into one buffer: one write for the whole batch. */
     size_t d = icn_batch_dim(b), limit = record_limit();
     size_t *ends = xmalloc((size_t)b->n * sizeof *ends);
-    outbuf o = {0};
+    icn_outbuf o = {0};
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &o, outbuf_write);
+    msgpack_packer_init(&pk, &o, icn_outbuf_write);
     int rc = 0;
     for (int32_t i = 0; i < b->n && rc == 0; i++) {
         size_t start = o.n;
-        outbuf_reserve(&o, ICN_POOL_RECORD_HEADER);
+        icn_outbuf_reserve(&o, ICN_POOL_RECORD_HEADER);
         o.n += ICN_POOL_RECORD_HEADER;
         icn_batch one = {1, b->h, b->w, b->c, b->x + (size_t)i * d, b->y + i, b->prov + i};
         icn_batch_pack(&pk, &one);
@@ -474,9 +433,9 @@ int icn_pool_append(icn_pool *p, const icn_batch *b, char *err, size_t errlen) {
             break;
         }
         uint8_t *hd = o.p + start;
-        store_u32(hd, ICN_POOL_RECORD_MAGIC);
-        store_u32(hd + 4, (uint32_t)len);
-        store_u32(hd + 8, crc_of(hd + ICN_POOL_RECORD_HEADER, len));
+        icn_le_store_u32(hd, ICN_POOL_RECORD_MAGIC);
+        icn_le_store_u32(hd + 4, (uint32_t)len);
+        icn_le_store_u32(hd + 8, icn_crc32(0, hd + ICN_POOL_RECORD_HEADER, len));
         ends[i] = o.n;
     }
     uint64_t base = p->off[p->count];
@@ -550,9 +509,9 @@ int icn_pool_read(icn_pool *p, int64_t offset, int64_t max, icn_batch *out, char
             const uint8_t *pl = hd + ICN_POOL_RECORD_HEADER;
             icn_batch one;
             why[0] = 0;
-            if (load_u32(hd) != ICN_POOL_RECORD_MAGIC || load_u32(hd + 4) != len)
+            if (icn_le_load_u32(hd) != ICN_POOL_RECORD_MAGIC || icn_le_load_u32(hd + 4) != len)
                 snprintf(why, sizeof why, "record header changed since the pool was opened");
-            else if (crc_of(pl, len) != load_u32(hd + 8))
+            else if (icn_crc32(0, pl, len) != icn_le_load_u32(hd + 8))
                 snprintf(why, sizeof why, "CRC-32 mismatch (changed on disk since the pool was opened)");
             else if (decode_payload(p, pl, len, &u, &one, why, sizeof why) == 0) {
                 size_t at = (size_t)(k - offset);
@@ -611,10 +570,8 @@ int icn_pool_close(icn_pool *p, char *err, size_t errlen) {
 
 /* ---------------------------------------------------------------- the stats message */
 
-static void pack_cstr(msgpack_packer *pk, const char *s) { msgpack_pack_str_with_body(pk, s, strlen(s)); }
-
 static void pack_tallies(msgpack_packer *pk, const char *key, const icn_pool_tally *v, size_t n) {
-    pack_cstr(pk, key);
+    icn_pack_str(pk, key);
     msgpack_pack_map(pk, n);
     for (size_t i = 0; i < n; i++) msgpack_pack_int64(pk, v[i].key), msgpack_pack_int64(pk, v[i].count);
 }
@@ -623,9 +580,9 @@ void icn_pack_pool_stats(msgpack_sbuffer *sb, const icn_pool_counts *c, int64_t 
     msgpack_packer pk;
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
     msgpack_pack_map(&pk, 6);
-    pack_cstr(&pk, "kind"), pack_cstr(&pk, "stats");
-    pack_cstr(&pk, "total"), msgpack_pack_int64(&pk, c->total);
-    pack_cstr(&pk, "rejected"), msgpack_pack_int64(&pk, rejected);
+    icn_pack_str(&pk, "kind"), icn_pack_str(&pk, "stats");
+    icn_pack_str(&pk, "total"), msgpack_pack_int64(&pk, c->total);
+    icn_pack_str(&pk, "rejected"), msgpack_pack_int64(&pk, rejected);
     pack_tallies(&pk, "per_class", c->per_class, c->n_class);
     pack_tallies(&pk, "per_generation", c->per_generation, c->n_generation);
     pack_tallies(&pk, "per_producer", c->per_producer, c->n_producer);

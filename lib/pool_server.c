@@ -48,10 +48,6 @@ typedef struct {
     int64_t frames, rejected, fetches;
 } server;
 
-static void kind_of(const msgpack_object *map, char *kind, size_t len) {
-    char e[ICN_ERRLEN];
-    if (icn_map_str(map, "kind", kind, len, e, sizeof e)) snprintf(kind, len, "(none)");
-}
 
 /* One frame from PULL: untrusted. Refusals are one line each and serving goes on; a failure to
  * store a good batch (the disk) stops the server, so that nothing is silently dropped. */
@@ -64,7 +60,7 @@ static void take_frame(server *s, int got, msgpack_unpacked *u, const char *recv
         snprintf(e, sizeof e, "%s", icn_frame_error_detail(recv_err));
     } else if (!icn_map_kind_is(&u->data, "batch")) {
         bad = 1;
-        kind_of(&u->data, kind, sizeof kind);
+        icn_frame_kind(&u->data, kind, sizeof kind);
         snprintf(e, sizeof e, "kind '%s', not 'batch'", kind);
     } else {
         icn_batch b;
@@ -120,7 +116,7 @@ static void answer(server *s, int got, msgpack_unpacked *u, const char *recv_err
         icn_pack_pool_stats(sb, &c, s->rejected);
         icn_pool_counts_free(&c);
     } else {
-        kind_of(&u->data, kind, sizeof kind);
+        icn_frame_kind(&u->data, kind, sizeof kind);
         snprintf(msg, sizeof msg, "unknown request kind '%s' (expected 'fetch' or 'stats')", kind);
         icn_pack_error(sb, msg);
     }

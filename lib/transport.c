@@ -213,22 +213,20 @@ int icn_zmq_recv_map(void *sock, int timeout_ms, msgpack_unpacked *out, char *er
 
 /* ---------------------------------------------------------------- pool protocol */
 
-static void pack_cstr(msgpack_packer *pk, const char *s) { msgpack_pack_str_with_body(pk, s, strlen(s)); }
-
 void icn_pack_fetch(msgpack_sbuffer *sb, int64_t offset, int64_t max) {
     msgpack_packer pk;
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
     msgpack_pack_map(&pk, 3);
-    pack_cstr(&pk, "kind"), pack_cstr(&pk, "fetch");
-    pack_cstr(&pk, "offset"), msgpack_pack_int64(&pk, offset);
-    pack_cstr(&pk, "max"), msgpack_pack_int64(&pk, max);
+    icn_pack_str(&pk, "kind"), icn_pack_str(&pk, "fetch");
+    icn_pack_str(&pk, "offset"), msgpack_pack_int64(&pk, offset);
+    icn_pack_str(&pk, "max"), msgpack_pack_int64(&pk, max);
 }
 
 void icn_pack_stats_request(msgpack_sbuffer *sb) {
     msgpack_packer pk;
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
     msgpack_pack_map(&pk, 1);
-    pack_cstr(&pk, "kind"), pack_cstr(&pk, "stats");
+    icn_pack_str(&pk, "kind"), icn_pack_str(&pk, "stats");
 }
 
 void icn_pack_records(msgpack_sbuffer *sb, int64_t offset, int64_t total, const icn_batch *records) {
@@ -236,10 +234,10 @@ void icn_pack_records(msgpack_sbuffer *sb, int64_t offset, int64_t total, const 
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
     int with_batch = records && records->n > 0; /* a batch cannot say n = 0: no key then */
     msgpack_pack_map(&pk, 3 + with_batch);
-    pack_cstr(&pk, "kind"), pack_cstr(&pk, "records");
-    pack_cstr(&pk, "offset"), msgpack_pack_int64(&pk, offset);
-    pack_cstr(&pk, "total"), msgpack_pack_int64(&pk, total);
-    if (with_batch) pack_cstr(&pk, "batch"), icn_batch_pack(&pk, records);
+    icn_pack_str(&pk, "kind"), icn_pack_str(&pk, "records");
+    icn_pack_str(&pk, "offset"), msgpack_pack_int64(&pk, offset);
+    icn_pack_str(&pk, "total"), msgpack_pack_int64(&pk, total);
+    if (with_batch) icn_pack_str(&pk, "batch"), icn_batch_pack(&pk, records);
 }
 
 int icn_decode_records(const msgpack_object *map, int64_t *offset, int64_t *total, icn_batch *records, char *err,
@@ -248,7 +246,7 @@ int icn_decode_records(const msgpack_object *map, int64_t *offset, int64_t *tota
     memset(records, 0, sizeof *records);
     if (!icn_map_kind_is(map, "records")) {
         char kind[64];
-        if (icn_map_str(map, "kind", kind, sizeof kind, e, sizeof e)) snprintf(kind, sizeof kind, "(none)");
+        icn_frame_kind(map, kind, sizeof kind);
         return icn_errf(err, errlen, "records: reply is of kind '%s', not 'records'", kind);
     }
     if (icn_map_i64(map, "offset", 0, INT64_MAX, offset, e, sizeof e) ||
@@ -277,8 +275,8 @@ void icn_pack_error(msgpack_sbuffer *sb, const char *message) {
     msgpack_packer pk;
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
     msgpack_pack_map(&pk, 2);
-    pack_cstr(&pk, "kind"), pack_cstr(&pk, "error");
-    pack_cstr(&pk, "message"), pack_cstr(&pk, message);
+    icn_pack_str(&pk, "kind"), icn_pack_str(&pk, "error");
+    icn_pack_str(&pk, "message"), icn_pack_str(&pk, message);
 }
 
 /* ---------------------------------------------------------------- client */
