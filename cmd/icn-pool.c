@@ -103,6 +103,12 @@ static void no_operands(int argc, char **argv) {
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
 }
 
+static volatile sig_atomic_t g_stop;
+static void on_signal(int sig) {
+    (void)sig;
+    g_stop = 1;
+}
+
 static int cmd_serve(int argc, char **argv) {
     enum { O_STORE = 256, O_PULL, O_REP, O_FSYNC_POLICY, O_LOG, O_QUIET, O_HELP };
     static const struct option longs[] = {{"store", required_argument, 0, O_STORE}, {"pull", required_argument, 0, O_PULL},
@@ -129,9 +135,16 @@ static int cmd_serve(int argc, char **argv) {
     if (!o.store) usage_error("--store FILE is required");
     if (log_path && !(o.log = fopen(log_path, "a"))) icn_die(1, "--log %s: %s", log_path, strerror(errno));
 
-    int rc = icn_pool_serve(&o);
+    struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART: blocking calls return EINTR */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    char err[2 * ICN_ERRLEN];
+    int rc = icn_pool_serve(&o, &g_stop, err, sizeof err);
     if (o.log) fclose(o.log);
-    return rc;
+    if (rc) icn_die(1, "%s", err);
+    return 0;
 }
 
 /* ---------------------------------------------------------------- dump */

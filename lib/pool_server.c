@@ -17,18 +17,18 @@
 #define FETCH_MAX ICN_POOL_FETCH_MAX
 #define STATUS_EVERY 10.0 /* seconds between status lines */
 
-static volatile sig_atomic_t g_stop;
-static void on_signal(int sig) {
-    (void)sig;
-    g_stop = 1;
-}
+typedef struct {
+    icn_pool *pool;
+    const char *store, *pull_ep, *rep_ep;
+    FILE *log; /* NULL: stderr */
+    volatile sig_atomic_t *stop;
+    int64_t frames, rejected, fetches;
+} server;
 
-static FILE *g_log; /* NULL: stderr */
-
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...) {
-    FILE *f = g_log ? g_log : stderr;
-    if (g_log) {
+static void say(const server *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(const server *s, const char *fmt, ...) {
+    FILE *f = s->log ? s->log : stderr;
+    if (s->log) {
         char ts[32];
         time_t t = time(NULL);
         struct tm tm;
@@ -42,16 +42,10 @@ static void say(const char *fmt, ...) {
     fflush(f);
 }
 
-typedef struct {
-    icn_pool *pool;
-    const char *store, *pull_ep, *rep_ep;
-    int64_t frames, rejected, fetches;
-} server;
-
 
 /* One frame from PULL: untrusted. Refusals are one line each and serving goes on; a failure to
- * store a good batch (the disk) stops the server, so that nothing is silently dropped. */
-static void take_frame(server *s, int got, msgpack_unpacked *u, const char *recv_err) {
+ * store a good batch (the disk) stops the server (-1 with err), so that nothing is silently dropped. */
+static int take_frame(server *s, int got, msgpack_unpacked *u, const char *recv_err, char *err, size_t errlen) {
     int64_t n = s->frames++;
     char e[ICN_ERRLEN], kind[64];
     int bad = 0;
@@ -68,15 +62,16 @@ static void take_frame(server *s, int got, msgpack_unpacked *u, const char *recv
             bad = 1;
         } else {
             int rc = icn_pool_append(s->pool, &b, e, sizeof e);
-            if (rc == -2) icn_die(1, "cannot store frame %" PRId64 " from PULL: %s; stopping", n, e);
-            bad = rc != 0;
             icn_batch_free(&b);
+            if (rc == -2) return icn_errf(err, errlen, "cannot store frame %" PRId64 " from PULL: %s; stopping", n, e);
+            bad = rc != 0;
         }
     }
     if (bad) {
         s->rejected++;
-        say("rejected frame %" PRId64 " from PULL: %s", n, e);
+        say(s, "rejected frame %" PRId64 " from PULL: %s", n, e);
     }
+    return 0;
 }
 
 /* The images a fetch reply may carry without passing the frame limit. */
@@ -103,7 +98,7 @@ static void answer(server *s, int got, msgpack_unpacked *u, const char *recv_err
             icn_pack_error(sb, msg);
         } else if (icn_pool_read(s->pool, offset, max < fetch_cap(s->pool) ? max : fetch_cap(s->pool), &b, e,
                                  sizeof e)) {
-            say("fetch at offset %" PRId64 ": %s", offset, e);
+            say(s, "fetch at offset %" PRId64 ": %s", offset, e);
             icn_pack_error(sb, e);
         } else {
             s->fetches++;
@@ -122,75 +117,75 @@ static void answer(server *s, int got, msgpack_unpacked *u, const char *recv_err
     }
 }
 
-/* REP must answer every request, even garbage, or the REQ/REP lockstep breaks. */
-static void serve_request(server *s, void *rep) {
+/* REP must answer every request, even garbage, or the REQ/REP lockstep breaks. -1 with err when
+ * the socket itself fails. */
+static int serve_request(server *s, void *rep, char *err, size_t errlen) {
     char e[ICN_ERRLEN];
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
     int got = icn_zmq_recv_map(rep, 0, &u, e, sizeof e);
-    if (got < 0 && errno != EPROTO) icn_die(1, "REP %s: %s", s->rep_ep, e);
+    if (got < 0 && errno != EPROTO) {
+        msgpack_unpacked_destroy(&u);
+        return icn_errf(err, errlen, "REP %s: %s", s->rep_ep, e);
+    }
     if (got != 0) {
         msgpack_sbuffer sb;
         msgpack_sbuffer_init(&sb);
         answer(s, got, &u, e, &sb);
         int rc;
-        while ((rc = icn_zmq_send_sbuffer(rep, &sb, e, sizeof e)) != 0 && errno == EINTR && !g_stop) {
+        while ((rc = icn_zmq_send_sbuffer(rep, &sb, e, sizeof e)) != 0 && errno == EINTR && !*s->stop) {
         }
-        if (rc != 0) say("REP %s: reply not sent: %s", s->rep_ep, e);
+        if (rc != 0) say(s, "REP %s: reply not sent: %s", s->rep_ep, e);
         msgpack_sbuffer_destroy(&sb);
     }
     msgpack_unpacked_destroy(&u);
+    return 0;
 }
 
-static void pull_frames(server *s, void *pull) {
+static int pull_frames(server *s, void *pull, char *err, size_t errlen) {
     char e[ICN_ERRLEN];
-    for (int i = 0; i < 64 && !g_stop; i++) { /* then let requests in */
+    int rc = 0;
+    for (int i = 0; i < 64 && !*s->stop && rc == 0; i++) { /* then let requests in */
         msgpack_unpacked u;
         msgpack_unpacked_init(&u);
         int got = icn_zmq_recv_map(pull, 0, &u, e, sizeof e);
-        if (got < 0 && errno != EPROTO) icn_die(1, "PULL %s: %s", s->pull_ep, e);
-        if (got != 0) take_frame(s, got, &u, e);
+        if (got < 0 && errno != EPROTO) rc = icn_errf(err, errlen, "PULL %s: %s", s->pull_ep, e);
+        else if (got != 0) rc = take_frame(s, got, &u, e, err, errlen);
         msgpack_unpacked_destroy(&u);
         if (got == 0) break;
     }
+    return rc;
 }
 
-int icn_pool_serve(const icn_pool_server_opts *o) {
-    g_log = o->log;
-    struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART: blocking calls return EINTR */
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
-    server s = {.store = o->store, .pull_ep = o->pull, .rep_ep = o->rep};
+int icn_pool_serve(const icn_pool_server_opts *o, volatile sig_atomic_t *stop, char *err, size_t errlen) {
+    server s = {.store = o->store, .pull_ep = o->pull, .rep_ep = o->rep, .log = o->log, .stop = stop};
     const int quiet = o->quiet;
-    char err[2 * ICN_ERRLEN];
-    if (icn_pool_open(s.store, ICN_POOL_CREATE, &s.pool, err, sizeof err)) icn_die(1, "%s", err);
-    if (icn_pool_note(s.pool)[0]) say("warning: %s", icn_pool_note(s.pool));
+    if (icn_pool_open(s.store, ICN_POOL_CREATE, &s.pool, err, errlen)) return -1;
+    if (icn_pool_note(s.pool)[0]) say(&s, "warning: %s", icn_pool_note(s.pool));
     icn_pool_set_fsync(s.pool, o->fsync);
-    void *pull = icn_zmq_open(ZMQ_PULL, s.pull_ep, 1, err, sizeof err);
-    if (!pull) icn_die(1, "--pull: %s", err);
-    void *rep = icn_zmq_open(ZMQ_REP, s.rep_ep, 1, err, sizeof err);
-    if (!rep) icn_die(1, "--rep: %s", err);
-    if (!quiet)
-        say("serving %s (%" PRId64 " records, fsync %s): batches on PULL %s, requests on REP %s", s.store,
+    char e[2 * ICN_ERRLEN];
+    void *pull = NULL, *rep = NULL;
+    int rc = 0;
+    if (!(pull = icn_zmq_open(ZMQ_PULL, s.pull_ep, 1, e, sizeof e))) rc = icn_errf(err, errlen, "--pull: %s", e);
+    else if (!(rep = icn_zmq_open(ZMQ_REP, s.rep_ep, 1, e, sizeof e))) rc = icn_errf(err, errlen, "--rep: %s", e);
+    if (rc == 0 && !quiet)
+        say(&s, "serving %s (%" PRId64 " records, fsync %s): batches on PULL %s, requests on REP %s", s.store,
             icn_pool_count(s.pool), icn_fsync_name(o->fsync), s.pull_ep, s.rep_ep);
 
     double last = icn_now();
     int64_t last_count = icn_pool_count(s.pool);
-    while (!g_stop) {
+    while (rc == 0 && !*stop) {
         zmq_pollitem_t items[2] = {{pull, 0, ZMQ_POLLIN, 0}, {rep, 0, ZMQ_POLLIN, 0}};
         int r = zmq_poll(items, 2, 1000);
         if (r < 0 && errno == EINTR) continue;
-        if (r < 0) icn_die(1, "poll: %s", zmq_strerror(errno));
-        if (items[1].revents & ZMQ_POLLIN) serve_request(&s, rep);
-        if (items[0].revents & ZMQ_POLLIN) pull_frames(&s, pull);
+        if (r < 0) rc = icn_errf(err, errlen, "poll: %s", zmq_strerror(errno));
+        if (rc == 0 && (items[1].revents & ZMQ_POLLIN)) rc = serve_request(&s, rep, err, errlen);
+        if (rc == 0 && (items[0].revents & ZMQ_POLLIN)) rc = pull_frames(&s, pull, err, errlen);
         double now = icn_now();
-        if (now - last >= STATUS_EVERY) {
+        if (rc == 0 && now - last >= STATUS_EVERY) {
             int64_t n = icn_pool_count(s.pool);
             if (!quiet)
-                say("%s: %" PRId64 " records (+%" PRId64 " in %.0f s, %.1f/s), %" PRId64 " rejected, %" PRId64
+                say(&s, "%s: %" PRId64 " records (+%" PRId64 " in %.0f s, %.1f/s), %" PRId64 " rejected, %" PRId64
                     " fetches served",
                     s.store, n, n - last_count, now - last, (double)(n - last_count) / (now - last), s.rejected,
                     s.fetches);
@@ -200,10 +195,11 @@ int icn_pool_serve(const icn_pool_server_opts *o) {
     int64_t n = icn_pool_count(s.pool);
     icn_zmq_close(pull);
     icn_zmq_close(rep);
-    int rc = icn_pool_close(s.pool, err, sizeof err);
+    /* the store is closed (and synced) on every path: what was acknowledged stays */
+    int rc_close = icn_pool_close(s.pool, e, sizeof e);
     icn_zmq_term();
-    if (rc) icn_die(1, "%s", err);
-    if (!quiet) say("stopped: %s holds %" PRId64 " records; %" PRId64 " frames rejected", s.store, n, s.rejected);
+    if (rc) return -1;
+    if (rc_close) return icn_errf(err, errlen, "%s", e);
+    if (!quiet) say(&s, "stopped: %s holds %" PRId64 " records; %" PRId64 " frames rejected", s.store, n, s.rejected);
     return 0;
 }
-

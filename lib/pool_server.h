@@ -2,11 +2,14 @@
  *
  * Opens (or creates) the store, binds PULL (batches of pseudo-negatives from synthesizers:
  * each frame untrusted, a bad one is logged and refused while serving goes on) and REP
- * (the trainer's "fetch" by offset and "stats" requests, icn-wire(5)), and serves until
- * SIGINT or SIGTERM. A frame that cannot be stored because of the disk stops the server
- * with a one-line error: nothing is dropped silently. */
+ * (the trainer's "fetch" by offset and "stats" requests, icn-wire(5)), and serves until *stop
+ * becomes non-zero (the program's signal handler sets it; blocking calls must then return EINTR,
+ * so install it without SA_RESTART). A frame that cannot be stored because of the disk stops the
+ * server with a one-line error: nothing is dropped silently. Installing handlers and deciding how
+ * to exit are the program's business. */
 #ifndef ICN_POOL_SERVER_H
 #define ICN_POOL_SERVER_H
+#include <signal.h>
 #include <stdio.h>
 
 #include "pool.h"
@@ -20,7 +23,8 @@ typedef struct {
     int quiet;                      /* only refusals and errors */
 } icn_pool_server_opts;
 
-/* Serve until a signal; 0 after a clean stop (the store closed), or exits with a one-line error. */
-int icn_pool_serve(const icn_pool_server_opts *o);
+/* Serve until *stop; 0 after a clean stop (the store closed), -1 with a one-line error (a socket,
+ * the disk, the store) after closing the store. */
+int icn_pool_serve(const icn_pool_server_opts *o, volatile sig_atomic_t *stop, char *err, size_t errlen);
 
 #endif

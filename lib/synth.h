@@ -33,7 +33,7 @@ typedef struct {
 } icn_synth_opts;
 
 void icn_synth_opts_default(icn_synth_opts *o);
-/* Parse "sgd|langevin" and a stop option; -1 on unknown names. */
+/* Parse the update method, "sgd" or "langevin", into o->langevin; -1 on any other name. */
 int icn_synth_parse_method(const char *s, icn_synth_opts *o);
 
 typedef struct {

@@ -6,7 +6,8 @@
  * length and count against the bytes actually present, BEFORE msgpack-c's unpacker is
  * allowed to allocate anything (its generic unpacker trusts declared array sizes).
  *
- * Images are float32, little-endian, channels last: shape [n, h, w, c]. */
+ * Images are float32, little-endian, channels last: shape [n, h, w, c]; the batch itself
+ * (batch.h) knows nothing of msgpack. */
 #ifndef ICN_WIRE_H
 #define ICN_WIRE_H
 #include <msgpack.h>
@@ -18,6 +19,10 @@
 
 #define ICN_MAX_FRAME_DEFAULT ((size_t)1 << 30) /* 1 GiB; override with ICN_MAX_FRAME */
 #define ICN_MAX_DEPTH 32
+
+/* The frame limit in bytes: $ICN_MAX_FRAME if set (exits with status 2 when it is not a
+ * number in [64, 2^40]), else ICN_MAX_FRAME_DEFAULT. */
+size_t icn_max_frame(void);
 
 /* Returns 0 and sets *span when a complete, well-formed msgpack object starts at p;
  * 1 when the bytes so far are a valid prefix but incomplete; -1 (with err) when invalid,
@@ -38,6 +43,8 @@ icn_reader *icn_reader_fdopen(int fd, const char *name); /* does not take owners
 /* 1: a frame (valid until the next call), 0: clean end of stream, -1: error (truncated, malformed). */
 int icn_reader_next(icn_reader *r, const uint8_t **frame, size_t *len, char *err, size_t errlen);
 const char *icn_reader_name(const icn_reader *r);
+/* Stream offset of the frame returned by the last icn_reader_next (for messages). */
+uint64_t icn_reader_offset(const icn_reader *r);
 void icn_reader_close(icn_reader *r);
 
 /* Write bytes completely (handles short writes); -1 with err on failure. */
@@ -64,6 +71,9 @@ int icn_batch_read_all(const char *path, icn_batch *out, char *err, size_t errle
 /* Write b as frames of at most `chunk` images each to fd (chunk <= 0: as few frames as the
  * frame limit allows). An empty batch writes nothing. */
 int icn_batch_write(int fd, const icn_batch *b, int32_t chunk, char *err, size_t errlen);
+/* icn_batch_write to a path: "-" is stdout; otherwise written to a temporary file in the
+ * same directory, fsync'd and renamed, so a reader never sees half a stream. */
+int icn_batch_write_file(const char *path, const icn_batch *b, int32_t chunk, char *err, size_t errlen);
 
 /* Byte helpers of every icn format (frames, the pool store, model files): little-endian
  * float32/uint32 (the wire is little-endian on every host) and CRC-32 (zlib's, the ISO-HDLC/PNG
@@ -87,16 +97,5 @@ int icn_outbuf_write(void *data, const char *buf, size_t len);
 
 /* The kind of a decoded frame, for messages: map["kind"], or "(none)" when absent or not a string. */
 void icn_frame_kind(const msgpack_object *map, char *kind, size_t len);
-
-/* Additions beyond the first contract. */
-
-/* The frame limit in bytes: $ICN_MAX_FRAME if set (exits with status 2 when it is not a
- * number in [64, 2^40]), else ICN_MAX_FRAME_DEFAULT. */
-size_t icn_max_frame(void);
-/* Stream offset of the frame returned by the last icn_reader_next (for messages). */
-uint64_t icn_reader_offset(const icn_reader *r);
-/* icn_batch_write to a path: "-" is stdout; otherwise written to a temporary file in the
- * same directory, fsync'd and renamed, so a reader never sees half a stream. */
-int icn_batch_write_file(const char *path, const icn_batch *b, int32_t chunk, char *err, size_t errlen);
 
 #endif
