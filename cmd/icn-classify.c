@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "data.h"
 #include "introspect.h"
 #include "net.h"
 #include "snapshot.h"

@@ -14,7 +14,6 @@
 #include "util.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <math.h>
 #include <pwd.h>
 #include <stdlib.h>

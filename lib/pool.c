@@ -7,6 +7,7 @@
 #include "pool.h"
 
 #include "util.h"
+#include "wire.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -33,7 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "wire.h"
+#include "batch.h"
 
 #define ICN_POOL_HEADER "ICNPOOL1"
 #define ICN_POOL_HEADER_LEN 8

@@ -7,6 +7,7 @@
 #include "transport.h"
 
 #include "util.h"
+#include "wire.h"
 
 #include <errno.h>
 #include <inttypes.h>

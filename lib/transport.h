@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "wire.h"
+#include "batch.h"
 
 #define ICN_EP_SNAPSHOTS "tcp://127.0.0.1:5560"
 #define ICN_EP_POOL_PUSH "tcp://127.0.0.1:5561"

@@ -13,7 +13,6 @@
 #include <msgpack.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 
 #include "batch.h"
 
