@@ -311,7 +311,7 @@ static void perturb_batchnorm(icn_net *net) {
         if (l->kind == ICN_LAYER_BLOCK)
             for (int k = 0; k < 2 * l->block.c; k++) p[l->block.gb1 + k] += 0.2f * (float)icn_rng_gauss(&rng);
         if (l->kind == ICN_LAYER_BN)
-            for (int k = 0; k < 2 * l->conv.c; k++) p[k] += 0.2f * (float)icn_rng_gauss(&rng);
+            for (int k = 0; k < 2 * l->io.c; k++) p[k] += 0.2f * (float)icn_rng_gauss(&rng);
     }
 }
 
@@ -377,7 +377,7 @@ static void test_resnet_architecture(void **state) {
     /* any input: MNIST is 28 -> 14 -> 7 */
     assert_int_equal(icn_net_build(&net, "resnet8", 28, 28, 1, 10, err, sizeof err), 0);
     assert_int_equal(net.n_layers, 1 + 3 + 3);
-    assert_int_equal(net.layer[3].conv.oh, 7);
+    assert_int_equal(net.layer[3].io.oh, 7);
     icn_net_free(&net);
     const char *bad[] = {"resnet", "resnet10", "resnet2", "resnet8x", "resnet-4", "resnet1202"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
