@@ -110,11 +110,11 @@ static void on_signal(int sig) {
 }
 
 static int cmd_serve(int argc, char **argv) {
-    enum { O_STORE = 256, O_PULL, O_REP, O_FSYNC_POLICY, O_LOG, O_QUIET, O_HELP };
+    enum { O_STORE = 256, O_PULL, O_REP, O_FSYNC_POLICY, O_LOG, O_QUIET };
     static const struct option longs[] = {{"store", required_argument, 0, O_STORE}, {"pull", required_argument, 0, O_PULL},
                                           {"rep", required_argument, 0, O_REP},     {"fsync", required_argument, 0, O_FSYNC_POLICY},
                                           {"log", required_argument, 0, O_LOG},     {"quiet", no_argument, 0, O_QUIET},
-                                          {"help", no_argument, 0, O_HELP},         {0, 0, 0, 0}};
+                                          {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     icn_pool_server_opts o = {.pull = ICN_EP_POOL_PUSH, .rep = ICN_EP_POOL_REQ, .fsync = ICN_FSYNC_BATCH};
     const char *log_path = NULL;
     int c;
@@ -128,7 +128,6 @@ static int cmd_serve(int argc, char **argv) {
             break;
         case O_LOG: log_path = optarg; break;
         case O_QUIET: o.quiet = 1; break;
-        case O_HELP: fputs(usage_serve, stdout); exit(0);
         }
     }
     no_operands(argc, argv);
@@ -188,12 +187,12 @@ static int dump_keeps(const icn_batch *b, int32_t j, void *ctx) {
 }
 
 static int cmd_dump(int argc, char **argv) {
-    enum { O_STORE = 256, O_FROM, O_COUNT, O_GEN, O_CLASS, O_OUT, O_QUIET, O_HELP };
+    enum { O_STORE = 256, O_FROM, O_COUNT, O_GEN, O_CLASS, O_OUT, O_QUIET };
     static const struct option longs[] = {
         {"store", required_argument, 0, O_STORE}, {"from", required_argument, 0, O_FROM},
         {"count", required_argument, 0, O_COUNT}, {"generation", required_argument, 0, O_GEN},
         {"class", required_argument, 0, O_CLASS}, {"out", required_argument, 0, O_OUT},
-        {"quiet", no_argument, 0, O_QUIET},       {"help", no_argument, 0, O_HELP},
+        {"quiet", no_argument, 0, O_QUIET},       {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     const char *store = NULL, *out = "-";
     int64_t from = 0, count = -1, gen = 0, cls = 0;
@@ -207,7 +206,6 @@ static int cmd_dump(int argc, char **argv) {
         case O_CLASS: cls = icn_parse_long("--class", optarg, 0, INT32_MAX - 1), by_cls = 1; break;
         case O_OUT: out = optarg; break;
         case O_QUIET: quiet = 1; break;
-        case O_HELP: fputs(usage_dump, stdout); exit(0);
         }
     }
     no_operands(argc, argv);
@@ -266,12 +264,12 @@ static void print_tallies(const char *what, const icn_pool_tally *v, size_t n, i
 }
 
 static int cmd_stats(int argc, char **argv) {
-    enum { O_STORE = 256, O_CONNECT, O_TIMEOUT, O_JSON, O_HELP };
+    enum { O_STORE = 256, O_CONNECT, O_TIMEOUT, O_JSON };
     static const struct option longs[] = {{"store", required_argument, 0, O_STORE},
                                           {"connect", required_argument, 0, O_CONNECT},
                                           {"timeout", required_argument, 0, O_TIMEOUT},
                                           {"json", no_argument, 0, O_JSON},
-                                          {"help", no_argument, 0, O_HELP},
+                                          {"help", no_argument, 0, 'h'},
                                           {0, 0, 0, 0}};
     const char *store = NULL, *ep = NULL;
     int json = 0, timeout = 5000, c;
@@ -281,7 +279,6 @@ static int cmd_stats(int argc, char **argv) {
         case O_CONNECT: ep = optarg; break;
         case O_TIMEOUT: timeout = (int)icn_parse_long("--timeout", optarg, 1, 3600000); break;
         case O_JSON: json = 1; break;
-        case O_HELP: fputs(usage_stats, stdout); exit(0);
         }
     }
     no_operands(argc, argv);
@@ -402,13 +399,13 @@ static void push_as_negatives(pusher *ps, const icn_reader *r, const uint8_t *p,
 }
 
 static int cmd_push(int argc, char **argv) {
-    enum { O_CONNECT = 256, O_FILE, O_RAW, O_NEG, O_GEN, O_PROD, O_TIMEOUT, O_QUIET, O_HELP };
+    enum { O_CONNECT = 256, O_FILE, O_RAW, O_NEG, O_GEN, O_PROD, O_TIMEOUT, O_QUIET };
     static const struct option longs[] = {
         {"connect", required_argument, 0, O_CONNECT}, {"file", required_argument, 0, O_FILE},
         {"raw", no_argument, 0, O_RAW},               {"as-negatives", required_argument, 0, O_NEG},
         {"generation", required_argument, 0, O_GEN},  {"producer", required_argument, 0, O_PROD},
         {"timeout", required_argument, 0, O_TIMEOUT}, {"quiet", no_argument, 0, O_QUIET},
-        {"help", no_argument, 0, O_HELP},             {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
     pusher ps = {.ep = ICN_EP_POOL_PUSH, .timeout = 5000};
     const char *file = "-";
     int raw = 0, quiet = 0, c, gen_set = 0, prod_set = 0;
@@ -423,7 +420,6 @@ static int cmd_push(int argc, char **argv) {
         case O_PROD: prod = icn_parse_long("--producer", optarg, 0, UINT32_MAX), prod_set = 1; break;
         case O_TIMEOUT: ps.timeout = (int)icn_parse_long("--timeout", optarg, 1, 3600000); break;
         case O_QUIET: quiet = 1; break;
-        case O_HELP: fputs(usage_push, stdout); exit(0);
         }
     }
     no_operands(argc, argv);

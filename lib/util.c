@@ -152,6 +152,11 @@ int icn_getopt(int argc, char **argv, const struct option *longs, const char *us
     return c;
 }
 
+void icn_no_operands(int argc, char **argv, const char *context) {
+    if (optind < argc)
+        icn_die(2, "%s%sunexpected argument '%s' (see --help)", context ? context : "", context ? ": " : "", argv[optind]);
+}
+
 long icn_parse_long(const char *flag, const char *s, long lo, long hi) {
     char *end;
     errno = 0;

@@ -47,6 +47,10 @@ void icn_rng_shuffle(icn_rng *r, int32_t *a, size_t n);
 struct option;
 int icn_getopt(int argc, char **argv, const struct option *longs, const char *usage, const char *context);
 
+/* After icn_getopt's loop: an operand left over is a usage error, one line on stderr
+ * ("prog: [context: ]unexpected argument 'x' (see --help)") and exit 2. */
+void icn_no_operands(int argc, char **argv, const char *context);
+
 /* Parse helpers for flags: exit with a message naming the flag on bad input. */
 long icn_parse_long(const char *flag, const char *s, long lo, long hi);
 double icn_parse_double(const char *flag, const char *s, double lo, double hi);
