@@ -111,8 +111,10 @@ static int cmd_error(int argc, char **argv) {
     const char *model = NULL, *data = "-";
     int json = 0, threads = 0, opt;
     enum { O_MODEL = 256, O_DATA, O_JSON, O_THREADS };
-    static const struct option longs[] = {{"model", required_argument, 0, O_MODEL}, {"data", required_argument, 0, O_DATA}, {"json", no_argument, 0, O_JSON},
-                                            {"threads", required_argument, 0, O_THREADS}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    static const struct option longs[] = {
+        {"model", required_argument, 0, O_MODEL}, {"data", required_argument, 0, O_DATA},
+        {"json", no_argument, 0, O_JSON}, {"threads", required_argument, 0, O_THREADS}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     while ((opt = icn_getopt(argc, argv, longs, usage, NULL)) != -1) {
         switch (opt) {
         case O_MODEL: model = optarg; break;
@@ -157,9 +159,10 @@ static int cmd_compare(int argc, char **argv) {
     const char *paths_a[MAX_PAIRS], *paths_b[MAX_PAIRS], *data = "-";
     int n_a = 0, n_b = 0, json = 0, threads = 0, opt;
     enum { O_MODEL_A = 256, O_MODEL_B, O_DATA, O_JSON, O_THREADS };
-    static const struct option longs[] = {{"model-a", required_argument, 0, O_MODEL_A}, {"model-b", required_argument, 0, O_MODEL_B}, {"data", required_argument, 0, O_DATA},
-                                            {"json", no_argument, 0, O_JSON},    {"threads", required_argument, 0, O_THREADS}, {"help", no_argument, 0, 'h'},
-                                            {0, 0, 0, 0}};
+    static const struct option longs[] = {
+        {"model-a", required_argument, 0, O_MODEL_A}, {"model-b", required_argument, 0, O_MODEL_B},
+        {"data", required_argument, 0, O_DATA}, {"json", no_argument, 0, O_JSON},
+        {"threads", required_argument, 0, O_THREADS}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     while ((opt = icn_getopt(argc, argv, longs, usage, NULL)) != -1) {
         switch (opt) {
         case O_MODEL_A:
@@ -234,9 +237,11 @@ static int cmd_fgsm(int argc, char **argv) {
     double eps = 0.125;
     int json = 0, threads = 0, opt;
     enum { O_MODEL_A = 256, O_MODEL_B, O_DATA, O_EPS, O_JSON, O_THREADS };
-    static const struct option longs[] = {{"model-a", required_argument, 0, O_MODEL_A}, {"model-b", required_argument, 0, O_MODEL_B}, {"data", required_argument, 0, O_DATA},
-                                            {"eps", required_argument, 0, O_EPS},     {"json", no_argument, 0, O_JSON},    {"threads", required_argument, 0, O_THREADS},
-                                            {"help", no_argument, 0, 'h'},    {0, 0, 0, 0}};
+    static const struct option longs[] = {
+        {"model-a", required_argument, 0, O_MODEL_A}, {"model-b", required_argument, 0, O_MODEL_B},
+        {"data", required_argument, 0, O_DATA}, {"eps", required_argument, 0, O_EPS},
+        {"json", no_argument, 0, O_JSON}, {"threads", required_argument, 0, O_THREADS}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     while ((opt = icn_getopt(argc, argv, longs, usage, NULL)) != -1) {
         switch (opt) {
         case O_MODEL_A: path_a = optarg; break;
@@ -323,9 +328,10 @@ static int cmd_grid(int argc, char **argv) {
     const char *data = "-", *out = NULL;
     int rows = 10, cols = 10, zoom = 2, opt;
     enum { O_DATA = 256, O_OUT, O_ROWS, O_COLS, O_ZOOM };
-    static const struct option longs[] = {{"data", required_argument, 0, O_DATA}, {"out", required_argument, 0, O_OUT}, {"rows", required_argument, 0, O_ROWS},
-                                            {"cols", required_argument, 0, O_COLS}, {"zoom", required_argument, 0, O_ZOOM}, {"help", no_argument, 0, 'h'},
-                                            {0, 0, 0, 0}};
+    static const struct option longs[] = {
+        {"data", required_argument, 0, O_DATA}, {"out", required_argument, 0, O_OUT},
+        {"rows", required_argument, 0, O_ROWS}, {"cols", required_argument, 0, O_COLS},
+        {"zoom", required_argument, 0, O_ZOOM}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     while ((opt = icn_getopt(argc, argv, longs, usage, NULL)) != -1) {
         switch (opt) {
         case O_DATA: data = optarg; break;
@@ -355,8 +361,10 @@ static int cmd_plot(int argc, char **argv) {
     icn_plot_opts o = {NULL, 800, 600};
     int opt;
     enum { O_OUT = 256, O_TITLE, O_SIZE, O_SCRIPT };
-    static const struct option longs[] = {{"out", required_argument, 0, O_OUT},    {"title", required_argument, 0, O_TITLE}, {"size", required_argument, 0, O_SIZE},
-                                            {"script", required_argument, 0, O_SCRIPT}, {"help", no_argument, 0, 'h'},  {0, 0, 0, 0}};
+    static const struct option longs[] = {
+        {"out", required_argument, 0, O_OUT}, {"title", required_argument, 0, O_TITLE},
+        {"size", required_argument, 0, O_SIZE}, {"script", required_argument, 0, O_SCRIPT},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     while ((opt = icn_getopt(argc, argv, longs, usage, NULL)) != -1) {
         switch (opt) {
         case O_OUT: out = optarg; break;

@@ -76,16 +76,16 @@ static void parse_split(opts *o, const char *s) {
 }
 
 static void parse_args(int argc, char **argv, opts *o) {
-    enum { O_SPLIT = 256, O_LIMIT, O_SEED, O_CLASSES, O_CHUNK, O_OUT, O_IMAGES, O_LABELS, O_FETCH, O_INFO, O_QUIET, O_RELABEL, O_DIR };
+    enum { O_SPLIT = 256, O_LIMIT, O_SEED, O_CLASSES, O_CHUNK, O_OUT, O_IMAGES, O_LABELS, O_FETCH, O_INFO, O_QUIET,
+           O_RELABEL, O_DIR };
     static const struct option longs[] = {
-        {"split", required_argument, 0, O_SPLIT},   {"limit", required_argument, 0, O_LIMIT},
-        {"seed", required_argument, 0, O_SEED},     {"classes", required_argument, 0, O_CLASSES},
-        {"chunk", required_argument, 0, O_CHUNK},   {"out", required_argument, 0, O_OUT},
+        {"split", required_argument, 0, O_SPLIT}, {"limit", required_argument, 0, O_LIMIT},
+        {"seed", required_argument, 0, O_SEED}, {"classes", required_argument, 0, O_CLASSES},
+        {"chunk", required_argument, 0, O_CHUNK}, {"out", required_argument, 0, O_OUT},
         {"images", required_argument, 0, O_IMAGES}, {"labels", required_argument, 0, O_LABELS},
-        {"fetch", required_argument, 0, O_FETCH},   {"info", required_argument, 0, O_INFO},
-        {"quiet", no_argument, 0, O_QUIET},         {"help", no_argument, 0, 'h'},
-        {"relabel", no_argument, 0, O_RELABEL},     {"dir", required_argument, 0, O_DIR},
-        {0, 0, 0, 0}};
+        {"fetch", required_argument, 0, O_FETCH}, {"info", required_argument, 0, O_INFO},
+        {"quiet", no_argument, 0, O_QUIET}, {"help", no_argument, 0, 'h'}, {"relabel", no_argument, 0, O_RELABEL},
+        {"dir", required_argument, 0, O_DIR}, {0, 0, 0, 0}};
     *o = (opts){.out = "-", .seed = 1, .chunk = 1000};
     int c;
     while ((c = icn_getopt(argc, argv, longs, usage_text, NULL)) != -1) {

@@ -111,10 +111,11 @@ static void on_signal(int sig) {
 
 static int cmd_serve(int argc, char **argv) {
     enum { O_STORE = 256, O_PULL, O_REP, O_FSYNC_POLICY, O_LOG, O_QUIET };
-    static const struct option longs[] = {{"store", required_argument, 0, O_STORE}, {"pull", required_argument, 0, O_PULL},
-                                          {"rep", required_argument, 0, O_REP},     {"fsync", required_argument, 0, O_FSYNC_POLICY},
-                                          {"log", required_argument, 0, O_LOG},     {"quiet", no_argument, 0, O_QUIET},
-                                          {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+    static const struct option longs[] = {
+        {"store", required_argument, 0, O_STORE}, {"pull", required_argument, 0, O_PULL},
+        {"rep", required_argument, 0, O_REP}, {"fsync", required_argument, 0, O_FSYNC_POLICY},
+        {"log", required_argument, 0, O_LOG}, {"quiet", no_argument, 0, O_QUIET}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     icn_pool_server_opts o = {.pull = ICN_EP_POOL_PUSH, .rep = ICN_EP_POOL_REQ, .fsync = ICN_FSYNC_BATCH};
     const char *log_path = NULL;
     int c;
@@ -192,8 +193,7 @@ static int cmd_dump(int argc, char **argv) {
         {"store", required_argument, 0, O_STORE}, {"from", required_argument, 0, O_FROM},
         {"count", required_argument, 0, O_COUNT}, {"generation", required_argument, 0, O_GEN},
         {"class", required_argument, 0, O_CLASS}, {"out", required_argument, 0, O_OUT},
-        {"quiet", no_argument, 0, O_QUIET},       {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+        {"quiet", no_argument, 0, O_QUIET}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *store = NULL, *out = "-";
     int64_t from = 0, count = -1, gen = 0, cls = 0;
     int by_gen = 0, by_cls = 0, quiet = 0, c;
@@ -265,12 +265,10 @@ static void print_tallies(const char *what, const icn_pool_tally *v, size_t n, i
 
 static int cmd_stats(int argc, char **argv) {
     enum { O_STORE = 256, O_CONNECT, O_TIMEOUT, O_JSON };
-    static const struct option longs[] = {{"store", required_argument, 0, O_STORE},
-                                          {"connect", required_argument, 0, O_CONNECT},
-                                          {"timeout", required_argument, 0, O_TIMEOUT},
-                                          {"json", no_argument, 0, O_JSON},
-                                          {"help", no_argument, 0, 'h'},
-                                          {0, 0, 0, 0}};
+    static const struct option longs[] = {
+        {"store", required_argument, 0, O_STORE}, {"connect", required_argument, 0, O_CONNECT},
+        {"timeout", required_argument, 0, O_TIMEOUT}, {"json", no_argument, 0, O_JSON}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     const char *store = NULL, *ep = NULL;
     int json = 0, timeout = 5000, c;
     while ((c = next_opt(argc, argv, longs, usage_stats)) != -1) {
@@ -402,10 +400,10 @@ static int cmd_push(int argc, char **argv) {
     enum { O_CONNECT = 256, O_FILE, O_RAW, O_NEG, O_GEN, O_PROD, O_TIMEOUT, O_QUIET };
     static const struct option longs[] = {
         {"connect", required_argument, 0, O_CONNECT}, {"file", required_argument, 0, O_FILE},
-        {"raw", no_argument, 0, O_RAW},               {"as-negatives", required_argument, 0, O_NEG},
-        {"generation", required_argument, 0, O_GEN},  {"producer", required_argument, 0, O_PROD},
+        {"raw", no_argument, 0, O_RAW}, {"as-negatives", required_argument, 0, O_NEG},
+        {"generation", required_argument, 0, O_GEN}, {"producer", required_argument, 0, O_PROD},
         {"timeout", required_argument, 0, O_TIMEOUT}, {"quiet", no_argument, 0, O_QUIET},
-        {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     pusher ps = {.ep = ICN_EP_POOL_PUSH, .timeout = 5000};
     const char *file = "-";
     int raw = 0, quiet = 0, c, gen_set = 0, prod_set = 0;

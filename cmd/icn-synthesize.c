@@ -71,15 +71,21 @@ static void parse(int argc, char **argv, cli *c) {
     icn_synth_opts_default(&c->synth);
     c->klass = -1, c->batch = 10, c->threads = 1, c->seed = 1, c->id = (uint32_t)getpid();
     c->snapshots = ICN_EP_SNAPSHOTS, c->pool = ICN_EP_POOL_PUSH;
-    enum { O_MODEL = 256, O_CLASS, O_COUNT, O_OUT, O_SNAP, O_POOL, O_CLASSES, O_BATCH, O_MAXGEN, O_ID, O_SIGMA, O_LR, O_STEPS, O_STOP, O_THRESH,
-           O_METHOD, O_RULE, O_NOISE, O_SEED, O_THREADS, O_QUIET, O_METRICS };
+    enum { O_MODEL = 256, O_CLASS, O_COUNT, O_OUT, O_SNAP, O_POOL, O_CLASSES, O_BATCH, O_MAXGEN, O_ID, O_SIGMA, O_LR,
+           O_STEPS, O_STOP, O_THRESH, O_METHOD, O_RULE, O_NOISE, O_SEED, O_THREADS, O_QUIET, O_METRICS };
     static const struct option longs[] = {
-        {"model", required_argument, 0, O_MODEL}, {"class", required_argument, 0, O_CLASS}, {"count", required_argument, 0, O_COUNT}, {"out", required_argument, 0, O_OUT},
-        {"snapshots", required_argument, 0, O_SNAP}, {"pool", required_argument, 0, O_POOL}, {"classes", required_argument, 0, O_CLASSES}, {"batch", required_argument, 0, O_BATCH},
-        {"max-per-gen", required_argument, 0, O_MAXGEN}, {"id", required_argument, 0, O_ID}, {"sigma", required_argument, 0, O_SIGMA}, {"lr", required_argument, 0, O_LR},
-        {"max-steps", required_argument, 0, O_STEPS}, {"stop", required_argument, 0, O_STOP}, {"threshold", required_argument, 0, O_THRESH}, {"method", required_argument, 0, O_METHOD},
-        {"step-rule", required_argument, 0, O_RULE}, {"noise", no_argument, 0, O_NOISE}, {"seed", required_argument, 0, O_SEED}, {"threads", required_argument, 0, O_THREADS},
-        {"quiet", no_argument, 0, O_QUIET}, {"help", no_argument, 0, 'h'}, {"metrics", required_argument, 0, O_METRICS}, {0, 0, 0, 0}};
+        {"model", required_argument, 0, O_MODEL}, {"class", required_argument, 0, O_CLASS},
+        {"count", required_argument, 0, O_COUNT}, {"out", required_argument, 0, O_OUT},
+        {"snapshots", required_argument, 0, O_SNAP}, {"pool", required_argument, 0, O_POOL},
+        {"classes", required_argument, 0, O_CLASSES}, {"batch", required_argument, 0, O_BATCH},
+        {"max-per-gen", required_argument, 0, O_MAXGEN}, {"id", required_argument, 0, O_ID},
+        {"sigma", required_argument, 0, O_SIGMA}, {"lr", required_argument, 0, O_LR},
+        {"max-steps", required_argument, 0, O_STEPS}, {"stop", required_argument, 0, O_STOP},
+        {"threshold", required_argument, 0, O_THRESH}, {"method", required_argument, 0, O_METHOD},
+        {"step-rule", required_argument, 0, O_RULE}, {"noise", no_argument, 0, O_NOISE},
+        {"seed", required_argument, 0, O_SEED}, {"threads", required_argument, 0, O_THREADS},
+        {"quiet", no_argument, 0, O_QUIET}, {"help", no_argument, 0, 'h'},
+        {"metrics", required_argument, 0, O_METRICS}, {0, 0, 0, 0}};
     int opt;
     while ((opt = icn_getopt(argc, argv, longs, usage, NULL)) != -1) {
         icn_synth_opts *s = &c->synth;
