@@ -28,7 +28,8 @@ static const char usage[] =
     "says stop, always sampling from the newest snapshot.\n"
     "\n"
     "  --classes LIST      online: classes to synthesize, e.g. 0,1,2 (default: all)\n"
-    "  --batch B           samples synthesized together (default 10)\n"
+    "  --batch B           samples in each forward/backward pass; a finished sample's place\n"
+    "                      goes to a fresh one at once (default 10)\n"
     "  --max-per-gen N     online: at most N samples per class per snapshot (default: no limit)\n"
     "  --id N              producer id recorded in provenance (default: the process id)\n"
     "  --sigma S           reference distribution N(0, S^2) (default 0.3)\n"
@@ -122,15 +123,18 @@ static void parse(int argc, char **argv, cli *c) {
     icn_no_operands(argc, argv, NULL);
 }
 
-/* One batch of pseudo-negatives of class k, labelled -(k+1), with provenance. */
+/* Samples per call of icn_synthesize, in batches: finished samples are replaced by fresh ones
+ * within a call, so only its last batch-worth runs on a batch that is not full. */
+enum { CHUNK_BATCHES = 4 };
+
+/* n pseudo-negatives of class k, labelled -(k+1), with provenance: samples index .. index+n-1
+ * of this (seed, generation, class, producer). */
 static int make_batch(icn_synth *s, const icn_net *net, const cli *c, int k, int n, int64_t index, int32_t gen,
                       icn_batch *b) {
     icn_batch_alloc(b, n, net->in_h, net->in_w, net->in_c, 1);
     b->prov = xmalloc((size_t)n * sizeof *b->prov);
-    icn_rng rng;
-    icn_rng_seed(&rng, icn_synth_seed(c->seed, gen, k, index, c->id));
     for (int i = 0; i < n; i++) b->y[i] = -(k + 1);
-    return icn_synthesize(s, net, k, n, &c->synth, &rng, b->x, b->prov, gen, c->id);
+    return icn_synthesize(s, net, k, n, &c->synth, c->seed, index, b->x, b->prov, gen, c->id);
 }
 
 static int run_offline(cli *c) {
@@ -146,10 +150,11 @@ static int run_offline(cli *c) {
     int64_t reached = 0;
     icn_progress prog;
     icn_progress_begin(&prog, "synthesize", "samples", 0, c->count, c->quiet);
-    for (int64_t done = 0, index = 0; done < c->count; index++) {
-        int n = (int)(c->count - done < c->batch ? c->count - done : c->batch);
+    for (int64_t done = 0; done < c->count;) {
+        int64_t chunk = (int64_t)c->batch * CHUNK_BATCHES;
+        int n = (int)(c->count - done < chunk ? c->count - done : chunk);
         icn_batch b = {0};
-        reached += make_batch(s, &net, c, c->klass, n, index, (int32_t)meta.generation, &b);
+        reached += make_batch(s, &net, c, c->klass, n, done, (int32_t)meta.generation, &b);
         if (icn_batch_append(&all, &b, err, sizeof err)) icn_die(1, "%s", err);
         icn_batch_free(&b);
         done += n;
@@ -251,11 +256,10 @@ static int run_online(cli *c) {
             held = 1;
             continue;
         }
-        int n = c->batch;
+        int n = c->batch * CHUNK_BATCHES;
         if (c->max_per_gen && made_per_class[k] + n > c->max_per_gen) n = (int)(c->max_per_gen - made_per_class[k]);
         icn_batch b = {0};
-        int64_t index = made_per_class[k] / c->batch;
-        int reached = make_batch(s, &net, c, k, n, index, (int32_t)meta.generation, &b);
+        int reached = make_batch(s, &net, c, k, n, made_per_class[k], (int32_t)meta.generation, &b);
         reached_total += reached;
         msgpack_sbuffer sb;
         msgpack_sbuffer_init(&sb);

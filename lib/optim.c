@@ -40,8 +40,7 @@ void icn_optim_free(icn_optim *o) {
     o->m = o->v = NULL;
 }
 
-/* Update elements [lo, hi) of x. */
-static void step_span(icn_optim *o, float *x, const float *grad, float lr, size_t lo, size_t hi) {
+void icn_optim_step_span(icn_optim *o, float *x, const float *grad, float lr, size_t lo, size_t hi, int64_t t) {
     if (o->kind == ICN_OPT_SGD) { /* PyTorch's form: v = mu v + (g + wd x); x -= lr v */
         const float mu = o->momentum, wd = o->weight_decay;
         float *v = o->m;
@@ -53,7 +52,7 @@ static void step_span(icn_optim *o, float *x, const float *grad, float lr, size_
         return;
     }
     const float b1 = o->beta1, b2 = o->beta2, eps = o->eps;
-    const float c1 = 1.0f - powf(b1, (float)o->t), c2 = 1.0f - powf(b2, (float)o->t);
+    const float c1 = 1.0f - powf(b1, (float)t), c2 = 1.0f - powf(b2, (float)t);
     const float step = lr / c1, root_c2 = sqrtf(c2);
     float *m = o->m, *v = o->v;
     for (size_t i = lo; i < hi; i++) {
@@ -65,13 +64,7 @@ static void step_span(icn_optim *o, float *x, const float *grad, float lr, size_
 
 void icn_optim_step(icn_optim *o, float *x, const float *grad, float lr) {
     o->t++;
-    step_span(o, x, grad, lr, 0, o->n);
-}
-
-void icn_optim_step_masked(icn_optim *o, float *x, const float *grad, float lr, const uint8_t *active, size_t block) {
-    o->t++;
-    for (size_t b = 0; b * block < o->n; b++)
-        if (active[b]) step_span(o, x, grad, lr, b * block, (b + 1) * block);
+    icn_optim_step_span(o, x, grad, lr, 0, o->n, o->t);
 }
 
 double icn_lr_at(double lr, int64_t step, int64_t total, const double *milestones, int n_milestones, double factor) {

@@ -22,9 +22,9 @@ void icn_optim_reset(icn_optim *o); /* zero the state, keep the settings */
 void icn_optim_free(icn_optim *o);
 /* Descend: x -= lr * update(grad). For ascent, pass the negated gradient. */
 void icn_optim_step(icn_optim *o, float *x, const float *grad, float lr);
-/* The same, for x made of blocks of `block` floats (one image each): blocks whose active[b]
- * is 0 are left alone, moments included. Synthesis freezes samples that met the stop rule. */
-void icn_optim_step_masked(icn_optim *o, float *x, const float *grad, float lr, const uint8_t *active, size_t block);
+/* The same on elements [lo, hi) only, as step number t (Adam's bias correction; o->t is not
+ * touched): synthesis runs one span per sample, each at its own age. */
+void icn_optim_step_span(icn_optim *o, float *x, const float *grad, float lr, size_t lo, size_t hi, int64_t t);
 
 /* Step decay: lr * factor^(number of milestones <= step), milestones as fractions of total. */
 double icn_lr_at(double lr, int64_t step, int64_t total, const double *milestones, int n_milestones, double factor);

@@ -6,6 +6,7 @@
  * for the torn tail a crash may leave, which the next open for writing removes. */
 #include "pool.h"
 
+#include "bytes.h"
 #include "util.h"
 #include "wire.h"
 

@@ -32,7 +32,7 @@ icn_synth *icn_synth_new(const icn_net *net, int batch) {
     s->x = xmalloc((size_t)batch * d * sizeof(float));
     s->dx = xmalloc((size_t)batch * d * sizeof(float));
     s->dlogits = xmalloc((size_t)batch * net->classes * sizeof(float));
-    s->active = xmalloc((size_t)batch);
+    s->slot = xmalloc((size_t)batch * sizeof *s->slot);
     return s;
 }
 
@@ -40,7 +40,7 @@ void icn_synth_free(icn_synth *s) {
     if (!s) return;
     icn_work_free(s->work);
     icn_optim_free(&s->adam);
-    free(s->x), free(s->dx), free(s->dlogits), free(s->active);
+    free(s->x), free(s->dx), free(s->dlogits), free(s->slot);
     free(s);
 }
 
@@ -69,54 +69,86 @@ static double step_size(const icn_synth_opts *o, int step) {
     return o->lr * (1.0 - 0.9 * step / (o->max_steps - 1.0));
 }
 
-int icn_synthesize(icn_synth *s, const icn_net *net, int k, int n, const icn_synth_opts *o, icn_rng *rng,
-                   float *x_out, icn_provenance *prov, int32_t generation, uint32_t producer) {
+/* Put sample j into slot i: its reference noise, fresh moments, step 0. */
+static void start_sample(icn_synth *s, int i, size_t d, int64_t j, const icn_synth_opts *o, uint64_t seed,
+                         int64_t first_index, int k, int32_t generation, uint32_t producer) {
+    icn_synth_slot *sl = &s->slot[i];
+    sl->sample = j, sl->steps = 0;
+    icn_rng_seed(&sl->rng, icn_synth_seed(seed, generation, k, first_index + j, producer));
+    float *xi = s->x + (size_t)i * d;
+    for (size_t t = 0; t < d; t++) xi[t] = (float)(o->sigma * icn_rng_gauss(&sl->rng));
+    clamp(xi, d, o->lo, o->hi);
+    memset(s->adam.m + (size_t)i * d, 0, d * sizeof(float));
+    memset(s->adam.v + (size_t)i * d, 0, d * sizeof(float));
+}
+
+/* Move slot `from` into slot `to` (keeps the slots in use contiguous). */
+static void move_slot(icn_synth *s, int to, int from, size_t d) {
+    s->slot[to] = s->slot[from];
+    memcpy(s->x + (size_t)to * d, s->x + (size_t)from * d, d * sizeof(float));
+    memcpy(s->adam.m + (size_t)to * d, s->adam.m + (size_t)from * d, d * sizeof(float));
+    memcpy(s->adam.v + (size_t)to * d, s->adam.v + (size_t)from * d, d * sizeof(float));
+}
+
+int icn_synthesize(icn_synth *s, const icn_net *net, int k, int64_t n, const icn_synth_opts *o, uint64_t seed,
+                   int64_t first_index, float *x_out, icn_provenance *prov, int32_t generation, uint32_t producer) {
     const size_t d = icn_net_input_size(net);
     const int K = net->classes;
-    for (size_t i = 0; i < (size_t)n * d; i++) s->x[i] = (float)(o->sigma * icn_rng_gauss(rng));
-    clamp(s->x, (size_t)n * d, o->lo, o->hi);
-    memset(s->active, 1, (size_t)n);
-    s->adam.n = (size_t)s->batch * d;
-    icn_optim_reset(&s->adam);
-    s->adam.n = (size_t)n * d; /* the optimizer sees only the n images in use */
-    for (int i = 0; i < n; i++)
-        prov[i] = (icn_provenance){.generation = generation, .producer = producer, .steps = 0};
-    int reached = 0, still_active = n;
-    for (int step = 0;; step++) {
-        const float *z = icn_forward(net, s->work, s->x, n);
-        for (int i = 0; i < n; i++) {
-            if (!s->active[i]) continue;
+    int reached = 0, active = 0;
+    int64_t next = 0; /* the next sample to start */
+    while (active < s->batch && next < n) start_sample(s, active++, d, next++, o, seed, first_index, k, generation, producer);
+    while (active > 0) {
+        const float *z = icn_forward(net, s->work, s->x, active);
+        s->passes++, s->rows += active;
+        /* finished samples leave; the rest get the gradient of -z_k (ascend z_k) */
+        memset(s->dlogits, 0, (size_t)active * K * sizeof(float));
+        int moving = 0;
+        for (int i = 0; i < active; i++) {
+            icn_synth_slot *sl = &s->slot[i];
             const float *zi = z + (size_t)i * K;
-            prov[i].logit = zi[k];
-            prov[i].steps = step;
-            if (met_stop_rule(zi, K, k, o)) {
-                prov[i].reached = 1, s->active[i] = 0, reached++, still_active--;
-            } else if (o->stop == ICN_STOP_FIXED && step == o->max_steps) {
-                /* option 3 counts a sample that ends classified positive */
-                prov[i].reached = o->head == ICN_HEAD_OVA ? zi[k] > 0 : icn_argmax(zi, K) == k;
-                reached += prov[i].reached;
+            icn_provenance *p = &prov[sl->sample];
+            *p = (icn_provenance){.generation = generation, .producer = producer, .steps = sl->steps, .logit = zi[k]};
+            int finished = 1;
+            if (met_stop_rule(zi, K, k, o)) p->reached = 1;
+            else if (sl->steps == o->max_steps) /* option 3 counts a sample that ends classified positive */
+                p->reached = o->stop == ICN_STOP_FIXED && (o->head == ICN_HEAD_OVA ? zi[k] > 0 : icn_argmax(zi, K) == k);
+            else if (!o->noise_only) finished = 0;
+            if (finished) {
+                reached += p->reached;
+                memcpy(x_out + (size_t)sl->sample * d, s->x + (size_t)i * d, d * sizeof(float));
+                sl->sample = -1;
+            } else {
+                s->dlogits[(size_t)i * K + k] = -1.0f, moving++;
             }
         }
-        if (o->noise_only || still_active == 0 || step == o->max_steps) break;
-        /* ascend z_k: descend -z_k, only for the samples still moving */
-        memset(s->dlogits, 0, (size_t)n * K * sizeof(float));
-        for (int i = 0; i < n; i++)
-            if (s->active[i]) s->dlogits[(size_t)i * K + k] = -1.0f;
-        icn_backward(net, s->work, s->dlogits, 0, s->dx);
-        double lr = step_size(o, step);
-        if (o->adam) icn_optim_step_masked(&s->adam, s->x, s->dx, (float)lr, s->active, d);
-        else
-            for (int i = 0; i < n; i++)
-                if (s->active[i])
-                    for (size_t j = i * d; j < (i + 1) * d; j++) s->x[j] += (float)lr * -s->dx[j];
-        for (int i = 0; i < n; i++) {
-            if (!s->active[i]) continue;
-            float *xi = s->x + (size_t)i * d;
-            if (o->langevin) /* Langevin: noise with variance equal to the annealed step size */
-                for (size_t j = 0; j < d; j++) xi[j] += (float)(sqrt(lr) * icn_rng_gauss(rng));
-            clamp(xi, d, o->lo, o->hi);
+        if (moving) {
+            icn_backward(net, s->work, s->dlogits, 0, s->dx);
+            for (int i = 0; i < active; i++) {
+                icn_synth_slot *sl = &s->slot[i];
+                if (sl->sample < 0) continue;
+                float *xi = s->x + (size_t)i * d;
+                const float *gi = s->dx + (size_t)i * d;
+                double lr = step_size(o, sl->steps);
+                sl->steps++;
+                if (o->adam) icn_optim_step_span(&s->adam, s->x, s->dx, (float)lr, (size_t)i * d, (size_t)(i + 1) * d, sl->steps);
+                else
+                    for (size_t j = 0; j < d; j++) xi[j] += (float)lr * -gi[j];
+                if (o->langevin) /* Langevin: noise with variance equal to the annealed step size */
+                    for (size_t j = 0; j < d; j++) xi[j] += (float)(sqrt(lr) * icn_rng_gauss(&sl->rng));
+                clamp(xi, d, o->lo, o->hi);
+            }
+        }
+        /* refill: fresh samples take the finished ones' slots; once none is left, the last
+         * slots in use move down, so the next pass runs on `active` images that all move */
+        for (int i = 0; i < active; i++) {
+            if (s->slot[i].sample >= 0) continue;
+            if (next < n) start_sample(s, i, d, next++, o, seed, first_index, k, generation, producer);
+            else {
+                while (active > i + 1 && s->slot[active - 1].sample < 0) active--;
+                if (active > i + 1) move_slot(s, i, --active, d);
+                else active = i;
+            }
         }
     }
-    memcpy(x_out, s->x, (size_t)n * d * sizeof(float));
     return reached;
 }

@@ -36,25 +36,39 @@ void icn_synth_opts_default(icn_synth_opts *o);
 /* Parse the update method, "sgd" or "langevin", into o->langevin; -1 on any other name. */
 int icn_synth_parse_method(const char *s, icn_synth_opts *o);
 
+/* One slot of the batch: the sample it holds and that sample's own state. */
+typedef struct {
+    int64_t sample; /* index into the call's outputs */
+    int steps;      /* ascent steps taken (its Adam step count) */
+    icn_rng rng;    /* its noise: the start and Langevin's, from its own seed */
+} icn_synth_slot;
+
 typedef struct {
     int batch;
     icn_work *work;
-    icn_optim adam;
+    icn_optim adam;       /* moments for batch images: slot i owns [i d, (i+1) d) */
     float *x, *dx, *dlogits;
-    uint8_t *active;
+    icn_synth_slot *slot; /* [batch]; slots [0, active) are in use */
+    int64_t passes, rows; /* forward passes run and images in them, since icn_synth_new */
 } icn_synth;
 
 icn_synth *icn_synth_new(const icn_net *net, int batch);
 void icn_synth_free(icn_synth *s);
 
-/* Synthesize n <= batch pseudo-negatives of class k. Writes images to x_out [n, h, w, c]
- * and provenance (steps used, final logit, whether the stop rule was met; generation and
- * producer as given). Returns the number that met the stop rule. */
-int icn_synthesize(icn_synth *s, const icn_net *net, int k, int n, const icn_synth_opts *o, icn_rng *rng,
-                   float *x_out, icn_provenance *prov, int32_t generation, uint32_t producer);
+/* Synthesize n pseudo-negatives of class k (n may exceed the batch). Every forward pass works
+ * on up to `batch` samples that are still moving: a sample that met the stop rule (or used its
+ * max_steps) is written out at once and its slot takes the next fresh sample, so the batch
+ * stays full until the last batch-worth drains. Sample j (0 <= j < n) is the number
+ * first_index + j of (seed, generation, k, producer): its noise comes from its own seed
+ * icn_synth_seed(seed, generation, k, first_index + j, producer) and its Adam state is its
+ * own, so it does not depend on which samples share its passes, nor on the batch size.
+ * Writes images to x_out [n, h, w, c] and provenance (steps used, final logit, whether the
+ * stop rule was met, generation and producer). Returns the number that met the stop rule. */
+int icn_synthesize(icn_synth *s, const icn_net *net, int k, int64_t n, const icn_synth_opts *o, uint64_t seed,
+                   int64_t first_index, float *x_out, icn_provenance *prov, int32_t generation, uint32_t producer);
 
-/* A seed for one batch that depends only on what identifies it, so runs are reproducible
- * whatever the order in which batches are made. */
+/* The seed of one sample: a hash of what identifies it, so runs are reproducible whatever the
+ * order and grouping in which samples are made. */
 uint64_t icn_synth_seed(uint64_t seed, int64_t generation, int k, int64_t index, uint32_t producer);
 
 #endif

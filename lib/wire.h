@@ -74,15 +74,6 @@ int icn_batch_write(int fd, const icn_batch *b, int32_t chunk, char *err, size_t
  * same directory, fsync'd and renamed, so a reader never sees half a stream. */
 int icn_batch_write_file(const char *path, const icn_batch *b, int32_t chunk, char *err, size_t errlen);
 
-/* Byte helpers of every icn format (frames, the pool store, model files): little-endian
- * float32/uint32 (the wire is little-endian on every host) and CRC-32 (zlib's, the ISO-HDLC/PNG
- * polynomial; start with crc = 0, chain by passing the last result, any length). */
-void icn_le_store_f32(uint8_t *dst, const float *src, size_t n);
-void icn_le_load_f32(float *dst, const uint8_t *src, size_t n);
-void icn_le_store_u32(uint8_t *dst, uint32_t v);
-uint32_t icn_le_load_u32(const uint8_t *src);
-uint32_t icn_crc32(uint32_t crc, const void *p, size_t n);
-
 /* Packing: a C string as a msgpack str; a growable buffer for msgpack_packer whose growth dies
  * loudly on OOM (msgpack_sbuffer would drop bytes silently behind a void packing function):
  * msgpack_packer_init(&pk, &o, icn_outbuf_write), o = {0}, free(o.p) when done. */

@@ -24,6 +24,7 @@
 #include "snapshot.h"
 #include "train.h"
 #include "parallel.h"
+#include "bytes.h"
 #include "util.h"
 #include "wire.h"
 

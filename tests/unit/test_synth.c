@@ -40,9 +40,7 @@ static double mean_logit(icn_synth *s, const float *x, int n, int k) {
 
 static void run(icn_synth_opts *o, int k, uint64_t seed, float *x, icn_provenance *prov, int *reached) {
     icn_synth *s = icn_synth_new(&net, N);
-    icn_rng rng;
-    icn_rng_seed(&rng, seed);
-    *reached = icn_synthesize(s, &net, k, N, o, &rng, x, prov, 7, 42);
+    *reached = icn_synthesize(s, &net, k, N, o, seed, 0, x, prov, 7, 42);
     icn_synth_free(s);
 }
 
@@ -154,9 +152,101 @@ static void test_positive_stop_rule(void **state) {
     assert_true(reached > 0);
 }
 
+/* Each sample depends only on (seed, generation, class, index, producer): the same samples come
+ * out whatever the batch size (to the last bits of sgemm, whose blocking follows the batch),
+ * and a run that starts at index 3 makes samples 3..; the same batch size repeats bit for bit. */
+static void test_samples_independent_of_batch(void **state) {
+    (void)state;
+    enum { M = 9 };
+    icn_synth_opts o;
+    icn_synth_opts_default(&o);
+    o.langevin = 1;
+    o.threshold = 0.3;
+    o.max_steps = 40;
+    o.lr = 0.05;
+    static float x[4][M * H * W];
+    icn_provenance p[4][M];
+    const int batches[3] = {M, 4, 1};
+    for (int b = 0; b < 3; b++) {
+        icn_synth *s = icn_synth_new(&net, batches[b]);
+        icn_synthesize(s, &net, 1, M, &o, 17, 0, x[b], p[b], 7, 42);
+        icn_synth_free(s);
+    }
+    icn_synth *s = icn_synth_new(&net, 2);
+    icn_synthesize(s, &net, 1, M - 3, &o, 17, 3, x[3], p[3], 7, 42);
+    icn_synth_free(s);
+    int steps_differ = 0;
+    for (int i = 0; i < M; i++) steps_differ |= p[0][i].steps != p[0][0].steps;
+    assert_true(steps_differ); /* the samples stop at different steps: the refill is exercised */
+    double worst = 0;
+    for (int b = 1; b < 4; b++) {
+        int first = b == 3 ? 3 : 0;
+        for (int i = first; i < M; i++) {
+            assert_int_equal(p[0][i].steps, p[b][i - first].steps);
+            assert_int_equal(p[0][i].reached, p[b][i - first].reached);
+            assert_float_equal(p[0][i].logit, p[b][i - first].logit, 1e-4);
+        }
+        for (int j = first * H * W; j < M * H * W; j++) {
+            double e = fabs(x[0][j] - x[b][j - first * H * W]);
+            worst = e > worst ? e : worst;
+        }
+    }
+    print_message("largest difference across batch sizes %.2g\n", worst);
+    assert_true(worst < 1e-4);
+    icn_synth *r = icn_synth_new(&net, 4);
+    icn_synthesize(r, &net, 1, M, &o, 17, 0, x[2], p[2], 7, 42);
+    icn_synth_free(r);
+    assert_memory_equal(x[1], x[2], sizeof x[1]); /* batch 4 again: bit for bit */
+    icn_synthesize(s = icn_synth_new(&net, M), &net, 1, M, &o, 18, 0, x[1], p[1], 7, 42);
+    icn_synth_free(s);
+    assert_memory_not_equal(x[0], x[1], sizeof x[0]); /* another seed, other samples */
+}
+
+/* A finished sample leaves the batch at once and a fresh one takes its slot: every image of
+ * every pass is a sample still moving (rows = sum of steps + 1), and passes only run short
+ * once no fresh sample is left (at most the last samples' steps + 1 such passes). */
+static void test_refill_keeps_batch_full(void **state) {
+    (void)state;
+    enum { M = 30, B = 5 };
+    icn_synth_opts o;
+    icn_synth_opts_default(&o);
+    o.threshold = 0.5;
+    o.max_steps = 20;
+    o.lr = 0.05;
+    static float x[M * H * W];
+    icn_provenance p[M];
+    icn_synth *s = icn_synth_new(&net, B);
+    int reached = icn_synthesize(s, &net, 2, M, &o, 5, 0, x, p, 7, 42);
+    int64_t rows = 0, max_steps = 0, counted = 0;
+    for (int i = 0; i < M; i++) {
+        rows += p[i].steps + 1;
+        if (p[i].steps > max_steps) max_steps = p[i].steps;
+        counted += p[i].reached;
+        if (p[i].reached) assert_true(p[i].logit > 0.5f);
+        else assert_int_equal(p[i].steps, 20);
+    }
+    print_message("%lld passes, %lld rows, sum of steps + 1 = %lld, reached %d/%d\n", (long long)s->passes,
+                  (long long)s->rows, (long long)rows, reached, M);
+    assert_int_equal(counted, reached);
+    assert_true(reached > 0 && reached < M);
+    assert_int_equal(s->rows, rows);
+    assert_true(s->passes <= (rows + B - 1) / B + max_steps + 1);
+    /* without refill, each batch of B would run for its slowest sample's steps */
+    int64_t unrefilled = 0;
+    for (int b = 0; b < M; b += B) {
+        int worst = 0;
+        for (int i = b; i < b + B; i++) worst = p[i].steps > worst ? p[i].steps : worst;
+        unrefilled += worst + 1;
+    }
+    assert_true(s->passes < unrefilled);
+    icn_synth_free(s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ascends_logit_and_stays_in_range),
+        cmocka_unit_test(test_samples_independent_of_batch),
+        cmocka_unit_test(test_refill_keeps_batch_full),
         cmocka_unit_test(test_threshold_stop_rule),
         cmocka_unit_test(test_noise_only_is_reference_distribution),
         cmocka_unit_test(test_reproducible_and_seed_dependent),
