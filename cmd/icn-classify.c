@@ -1,4 +1,5 @@
 /* icn-classify: train a classifier on a tensor stream, or predict with one. */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <time.h>
@@ -13,6 +14,7 @@
 #include "snapshot.h"
 #include "train.h"
 #include "transport.h"
+#include "fileio.h"
 #include "parallel.h"
 #include "util.h"
 #include "wire.h"
@@ -277,8 +279,11 @@ static int cmd_predict(cli *c) {
     icn_batch data = {0};
     read_stream(c->data, &data);
     if (icn_check_images(&net, &data, c->data, err, sizeof err)) icn_die(1, "%s", err);
-    FILE *out = !c->out || !strcmp(c->out, "-") ? stdout : fopen(c->out, "w");
-    if (!out) icn_die(1, "--out %s: cannot open for writing", c->out);
+    icn_out dst; /* fileio.h: atomic for a file, in place for stdout, a device or a FIFO */
+    if (icn_out_open(&dst, c->out ? c->out : "-", err, sizeof err)) icn_die(1, "--out %s", err);
+    int ofd = dst.fd == 1 ? 1 : dup(dst.fd);
+    FILE *out = ofd == 1 ? stdout : ofd >= 0 ? fdopen(ofd, "w") : NULL;
+    if (!out) icn_die(1, "--out %s: cannot open for writing: %s", dst.target, strerror(errno));
     icn_work *w = icn_work_new(&net, 256);
     float *logits = xmalloc((size_t)data.n * net.classes * sizeof(float));
     icn_predict(&net, w, data.x, data.n, logits);
@@ -296,7 +301,11 @@ static int cmd_predict(cli *c) {
         if (data.y) fprintf(out, "%d %.6f %d\n", k, score, data.y[i]);
         else fprintf(out, "%d %.6f -\n", k, score);
     }
-    if (out != stdout && fclose(out) != 0) icn_die(1, "--out %s: write failed", c->out);
+    if (out == stdout ? fflush(out) != 0 : fclose(out) != 0) {
+        icn_out_abort(&dst);
+        icn_die(1, "--out %s: write failed", c->out ? c->out : "stdout");
+    }
+    if (icn_out_commit(&dst, err, sizeof err)) icn_die(1, "--out %s", err);
     free(logits), free(dz);
     icn_work_free(w);
     icn_net_free(&net);

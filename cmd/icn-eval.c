@@ -9,6 +9,7 @@
 
 #include "adversarial.h"
 #include "compare.h"
+#include "fileio.h"
 #include "image.h"
 #include "net.h"
 #include "plot.h"

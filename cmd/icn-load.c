@@ -6,6 +6,7 @@
 #include "datasets.h"
 #include "imagefolder.h"
 #include "npy.h"
+#include "fileio.h"
 #include "util.h"
 #include "wire.h"
 

@@ -4,6 +4,7 @@
 #include "pool.h"
 #include "pool_server.h"
 #include "transport.h"
+#include "fileio.h"
 #include "util.h"
 #include "wire.h"
 
@@ -26,6 +27,8 @@ static const char usage_main[] =
     "       icn-pool dump --store FILE [OPTIONS]\n"
     "       icn-pool stats (--store FILE | --connect ENDPOINT) [--json]\n"
     "       icn-pool push [--connect ENDPOINT] [--file FILE|-] [OPTIONS]\n"
+    "       icn-pool check --store FILE [--quiet]\n"
+    "       icn-pool repair --store FILE --out NEW [--quiet]\n"
     "A durable pool of pseudo-negatives: synthesizers PUSH them in, the trainer fetches them by\n"
     "offset (icn-pool(1), icn-wire(5) POOL PROTOCOL). 'icn-pool COMMAND --help' for each command.\n";
 
@@ -33,6 +36,12 @@ static const char usage_serve[] =
     "usage: icn-pool serve --store FILE [OPTIONS]\n"
     "Store pseudo-negatives PUSHed to the PULL endpoint; answer \"fetch\" and \"stats\" on REP.\n"
     "  --store FILE       the pool file (created if missing; a torn tail is cut off)\n"
+    "  --shape HxWxC      the image shape every record must have (required for a new store;\n"
+    "                     for an existing one it must be the store's)\n"
+    "  --classes K        pseudo-negatives of classes 0 .. K-1 only (with --shape)\n"
+    "  --range LO,HI      every pixel in [LO, HI] (with --shape; default -1,1: the data's range)\n"
+    "  --quota N          at most N records per peer and snapshot generation (with --shape;\n"
+    "                     default 0: none)\n"
     "  --pull ENDPOINT    where batches arrive (default " ICN_EP_POOL_PUSH ")\n"
     "  --rep ENDPOINT     where requests arrive (default " ICN_EP_POOL_REQ ")\n"
     "  --fsync POLICY     batch (default: after each batch), always (after each record),\n"
@@ -81,6 +90,26 @@ static const char usage_push[] =
     "  --quiet            no summary line on stderr\n"
     "  --help             this text\n";
 
+static const char usage_check[] =
+    "usage: icn-pool check --store FILE [--quiet]\n"
+    "Read the whole store and report every damaged span by byte offset, and a torn tail (an\n"
+    "append that never finished). Exit 0 when nothing is damaged (a torn tail is not damage),\n"
+    "1 when something is, or the store cannot be read. Read-only.\n"
+    "  --store FILE       the pool file\n"
+    "  --quiet            only the damage, no summary\n"
+    "  --help             this text\n";
+
+static const char usage_repair[] =
+    "usage: icn-pool repair --store FILE --out NEW [--quiet]\n"
+    "Copy every intact committed record of a (damaged) store, in order, into the NEW store (which\n"
+    "must not exist), with the same contract and a fresh UUID. The old store is never written; the\n"
+    "records of a torn tail were never acknowledged and are not copied. A trainer checkpoint\n"
+    "names its store's UUID: resume against the new store with a fresh run.\n"
+    "  --store FILE       the damaged pool file\n"
+    "  --out NEW          the new pool file\n"
+    "  --quiet            no lines for the damage and no summary\n"
+    "  --help             this text\n";
+
 static const char *g_cmd = "";
 
 static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -109,18 +138,40 @@ static void on_signal(int sig) {
     g_stop = 1;
 }
 
+/* "28x28x1" */
+static void parse_shape(const char *s, icn_pool_contract *k) {
+    char tail;
+    if (sscanf(s, "%dx%dx%d%c", &k->h, &k->w, &k->c, &tail) != 3 || k->h < 1 || k->w < 1 || k->c < 1)
+        usage_error("--shape: '%s' is not HxWxC with each >= 1 (e.g. 28x28x1)", s);
+}
+
+static void parse_range(const char *s, icn_pool_contract *k) {
+    char *end;
+    k->lo = strtof(s, &end);
+    if (*end != ',') usage_error("--range: '%s' is not LO,HI (e.g. -1,1)", s);
+    k->hi = strtof(end + 1, &end);
+    if (*end || !(k->lo < k->hi)) usage_error("--range: '%s' is not LO,HI with LO < HI (e.g. -1,1)", s);
+}
+
 static int cmd_serve(int argc, char **argv) {
-    enum { O_STORE = 256, O_PULL, O_REP, O_FSYNC_POLICY, O_LOG, O_QUIET };
+    enum { O_STORE = 256, O_PULL, O_REP, O_FSYNC_POLICY, O_LOG, O_QUIET, O_SHAPE, O_CLASSES, O_RANGE, O_QUOTA };
     static const struct option longs[] = {
         {"store", required_argument, 0, O_STORE}, {"pull", required_argument, 0, O_PULL},
         {"rep", required_argument, 0, O_REP}, {"fsync", required_argument, 0, O_FSYNC_POLICY},
-        {"log", required_argument, 0, O_LOG}, {"quiet", no_argument, 0, O_QUIET}, {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+        {"log", required_argument, 0, O_LOG}, {"quiet", no_argument, 0, O_QUIET},
+        {"shape", required_argument, 0, O_SHAPE}, {"classes", required_argument, 0, O_CLASSES},
+        {"range", required_argument, 0, O_RANGE}, {"quota", required_argument, 0, O_QUOTA},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     icn_pool_server_opts o = {.pull = ICN_EP_POOL_PUSH, .rep = ICN_EP_POOL_REQ, .fsync = ICN_FSYNC_BATCH};
+    icn_pool_contract k = icn_pool_contract_make(0, 0, 0, 0);
     const char *log_path = NULL;
-    int c;
+    int c, shape = 0, extra = 0;
     while ((c = next_opt(argc, argv, longs, usage_serve)) != -1) {
         switch (c) {
+        case O_SHAPE: parse_shape(optarg, &k), shape = 1; break;
+        case O_CLASSES: k.classes = (int32_t)icn_parse_long("--classes", optarg, 1, ICN_POOL_CLASSES_MAX); break;
+        case O_RANGE: parse_range(optarg, &k), extra = 1; break;
+        case O_QUOTA: k.quota_per_generation = icn_parse_long("--quota", optarg, 0, LONG_MAX), extra = 1; break;
         case O_STORE: o.store = optarg; break;
         case O_PULL: o.pull = optarg; break;
         case O_REP: o.rep = optarg; break;
@@ -133,6 +184,9 @@ static int cmd_serve(int argc, char **argv) {
     }
     no_operands(argc, argv);
     if (!o.store) usage_error("--store FILE is required");
+    if (shape != (k.classes > 0)) usage_error("--shape and --classes go together");
+    if (extra && !shape) usage_error("--range and --quota go with --shape and --classes");
+    if (shape) o.contract = &k;
     if (log_path && !(o.log = fopen(log_path, "a"))) icn_die(1, "--log %s: %s", log_path, strerror(errno));
 
     struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART: blocking calls return EINTR */
@@ -155,10 +209,8 @@ typedef struct {
     int64_t written;
 } dumper;
 
-static char *g_tmp; /* dump's temporary output: removed if we die before renaming it */
-static void remove_tmp(void) {
-    if (g_tmp) unlink(g_tmp);
-}
+static icn_out g_out = {.fd = -1}; /* dump's output: its temporary file is removed if we die before committing */
+static void abort_out(void) { icn_out_abort(&g_out); }
 
 static void flush_frames(dumper *d, int all, const char *out) {
     char e[ICN_ERRLEN];
@@ -212,22 +264,14 @@ static int cmd_dump(int argc, char **argv) {
     if (!store) usage_error("--store FILE is required");
     char err[2 * ICN_ERRLEN];
     icn_pool *p;
-    if (icn_pool_open(store, ICN_POOL_READ, &p, err, sizeof err)) icn_die(1, "%s", err);
+    if (icn_pool_open(store, ICN_POOL_READ, NULL, &p, err, sizeof err)) icn_die(1, "%s", err);
     if (icn_pool_note(p)[0]) icn_warn("warning: %s", icn_pool_note(p));
     int64_t total = icn_pool_count(p), end = count < 0 || count > total - from ? total : from + count;
     if (end < from) end = from; /* --from past the end: nothing */
 
-    char *tmp = NULL;
-    dumper d = {.fd = 1};
-    if (strcmp(out, "-") != 0) {
-        size_t tl = strlen(out) + 32;
-        tmp = xmalloc(tl);
-        snprintf(tmp, tl, "%s.tmp.%ld", out, (long)getpid());
-        d.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (d.fd < 0) icn_die(1, "--out %s: cannot create %s: %s", out, tmp, strerror(errno));
-        g_tmp = tmp;
-        atexit(remove_tmp);
-    }
+    if (icn_out_open(&g_out, out, err, sizeof err)) icn_die(1, "--out %s", err);
+    atexit(abort_out);
+    dumper d = {.fd = g_out.fd};
     for (int64_t i = from; i < end; i += 1000) {
         icn_batch b;
         if (icn_pool_read(p, i, end - i < 1000 ? end - i : 1000, &b, err, sizeof err)) icn_die(1, "%s", err);
@@ -239,12 +283,7 @@ static int cmd_dump(int argc, char **argv) {
     }
     flush_frames(&d, 1, out);
     icn_batch_free(&d.pending);
-    if (tmp) {
-        if (fsync(d.fd) != 0 || close(d.fd) != 0) icn_die(1, "--out %s: %s", tmp, strerror(errno));
-        if (rename(tmp, out) != 0) icn_die(1, "--out %s: cannot rename into place: %s", out, strerror(errno));
-        g_tmp = NULL;
-        free(tmp);
-    }
+    if (icn_out_commit(&g_out, err, sizeof err)) icn_die(1, "--out %s", err);
     icn_pool_close(p, err, sizeof err);
     if (!quiet)
         icn_warn("dumped %" PRId64 " records (offsets %" PRId64 "..%" PRId64 " of %" PRId64 "%s) to %s", d.written, from,
@@ -286,7 +325,7 @@ static int cmd_stats(int argc, char **argv) {
     int64_t rejected = -1; /* unknown for a file */
     if (store) {
         icn_pool *p;
-        if (icn_pool_open(store, ICN_POOL_READ, &p, err, sizeof err)) icn_die(1, "%s", err);
+        if (icn_pool_open(store, ICN_POOL_READ, NULL, &p, err, sizeof err)) icn_die(1, "%s", err);
         if (icn_pool_note(p)[0]) icn_warn("warning: %s", icn_pool_note(p));
         icn_pool_stats(p, &cn);
         icn_pool_close(p, err, sizeof err);
@@ -307,16 +346,32 @@ static int cmd_stats(int argc, char **argv) {
         icn_zmq_term();
     }
     if (json) {
-        printf("{\"total\":%" PRId64, cn.total);
+        printf("{\"uuid\":\"%s\",\"total\":%" PRId64, cn.uuid, cn.total);
         if (rejected >= 0) printf(",\"rejected\":%" PRId64, rejected);
     } else {
+        if (cn.uuid[0]) printf("uuid: %s\n", cn.uuid);
         printf("total: %" PRId64 "\n", cn.total);
         if (rejected >= 0) printf("rejected: %" PRId64 "\n", rejected);
     }
     print_tallies("class", cn.per_class, cn.n_class, json);
     print_tallies("generation", cn.per_generation, cn.n_generation, json);
     print_tallies("producer", cn.per_producer, cn.n_producer, json);
-    if (json) printf("}\n");
+    if (json) printf(",\"rejects\":[");
+    for (size_t i = 0; i < cn.n_rejects; i++) { /* peer names come from the network: quoted */
+        const icn_pool_reject *r = &cn.rejects[i];
+        if (json) {
+            printf("%s{\"peer\":", i ? "," : "");
+            icn_fput_json_string(stdout, r->peer);
+            printf(",\"reason\":");
+            icn_fput_json_string(stdout, r->reason);
+            printf(",\"count\":%" PRId64 "}", r->count);
+        } else {
+            printf("refused %s from ", r->reason);
+            icn_fput_json_string(stdout, r->peer);
+            printf(": %" PRId64 "\n", r->count);
+        }
+    }
+    if (json) printf("]}\n");
     icn_pool_counts_free(&cn);
     if (fflush(stdout) != 0) icn_die(1, "stdout: write error");
     return 0;
@@ -465,6 +520,88 @@ static int cmd_push(int argc, char **argv) {
     return 0;
 }
 
+/* ---------------------------------------------------------------- check and repair */
+
+typedef struct {
+    const char *store;
+    int quiet;
+} surveyor;
+
+static void print_problem(void *ctx, uint64_t offset, uint64_t bytes, int torn, const char *what) {
+    const surveyor *s = ctx;
+    (void)offset, (void)bytes;
+    if (s->quiet && torn) return;
+    printf("%s: %s%s\n", s->store, torn ? "" : "DAMAGE: ", what);
+}
+
+static void print_report(const char *store, const icn_pool_report *r, const char *verb) {
+    char k[ICN_ERRLEN];
+    icn_pool_contract_format(&r->contract, k, sizeof k);
+    printf("%s: uuid %s, %s\n", store, r->uuid, k);
+    printf("%s: %" PRId64 " intact records%s in %" PRId64 " commits; %" PRId64 " damaged spans (%llu bytes); ", store,
+           r->records, verb, r->batches, r->damaged, (unsigned long long)r->damaged_bytes);
+    if (r->torn_bytes)
+        printf("torn tail of %llu bytes at byte %llu (%" PRId64 " uncommitted records)\n", (unsigned long long)r->torn_bytes,
+               (unsigned long long)r->torn_at, r->torn_records);
+    else printf("no torn tail\n");
+}
+
+static int cmd_check(int argc, char **argv) {
+    enum { O_STORE = 256, O_QUIET };
+    static const struct option longs[] = {
+        {"store", required_argument, 0, O_STORE}, {"quiet", no_argument, 0, O_QUIET}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    surveyor s = {0};
+    int c;
+    while ((c = next_opt(argc, argv, longs, usage_check)) != -1) {
+        switch (c) {
+        case O_STORE: s.store = optarg; break;
+        case O_QUIET: s.quiet = 1; break;
+        }
+    }
+    no_operands(argc, argv);
+    if (!s.store) usage_error("--store FILE is required");
+    char err[2 * ICN_ERRLEN];
+    icn_pool_report r;
+    if (icn_pool_check(s.store, print_problem, &s, &r, err, sizeof err)) icn_die(1, "%s", err);
+    if (!s.quiet) print_report(s.store, &r, "");
+    if (fflush(stdout) != 0) icn_die(1, "stdout: write error");
+    return r.damaged ? 1 : 0;
+}
+
+static int cmd_repair(int argc, char **argv) {
+    enum { O_STORE = 256, O_OUT, O_QUIET };
+    static const struct option longs[] = {
+        {"store", required_argument, 0, O_STORE}, {"out", required_argument, 0, O_OUT},
+        {"quiet", no_argument, 0, O_QUIET}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    surveyor s = {0};
+    const char *out = NULL;
+    int c;
+    while ((c = next_opt(argc, argv, longs, usage_repair)) != -1) {
+        switch (c) {
+        case O_STORE: s.store = optarg; break;
+        case O_OUT: out = optarg; break;
+        case O_QUIET: s.quiet = 1; break;
+        }
+    }
+    no_operands(argc, argv);
+    if (!s.store || !out) usage_error("--store FILE and --out NEW are required");
+    char err[2 * ICN_ERRLEN];
+    icn_pool_report r;
+    if (icn_pool_repair(s.store, out, s.quiet ? NULL : print_problem, &s, &r, err, sizeof err)) icn_die(1, "%s", err);
+    if (!s.quiet) print_report(s.store, &r, " copied");
+    if (!s.quiet) {
+        icn_pool *p;
+        if (icn_pool_open(out, ICN_POOL_READ, NULL, &p, err, sizeof err)) icn_die(1, "%s", err);
+        char id[ICN_UUID_STRLEN];
+        icn_uuid_format(icn_pool_uuid(p), id);
+        printf("%s: new store, uuid %s, %" PRId64 " records\n", out, id, icn_pool_count(p));
+        icn_pool_close(p, err, sizeof err);
+    }
+    if (fflush(stdout) != 0) icn_die(1, "stdout: write error");
+    return 0;
+}
+
 int main(int argc, char **argv) {
     icn_set_progname(argv[0]);
     if (argc < 2) {
@@ -479,7 +616,8 @@ int main(int argc, char **argv) {
     static const struct {
         const char *name;
         int (*run)(int, char **);
-    } cmds[] = {{"serve", cmd_serve}, {"dump", cmd_dump}, {"stats", cmd_stats}, {"push", cmd_push}};
+    } cmds[] = {{"serve", cmd_serve}, {"dump", cmd_dump},     {"stats", cmd_stats},
+                 {"push", cmd_push},   {"check", cmd_check},   {"repair", cmd_repair}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         if (strcmp(cmd, cmds[i].name) != 0) continue;
         g_cmd = cmds[i].name;
@@ -487,5 +625,5 @@ int main(int argc, char **argv) {
         optind = 1;
         return cmds[i].run(argc - 1, argv + 1);
     }
-    icn_die(2, "unknown command '%s' (expected serve, dump, stats or push; see icn-pool --help)", cmd);
+    icn_die(2, "unknown command '%s' (expected serve, dump, stats, push, check or repair; see icn-pool --help)", cmd);
 }

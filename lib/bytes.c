@@ -12,6 +12,13 @@ uint32_t icn_le_load_u32(const uint8_t *s) {
     return (uint32_t)s[0] | (uint32_t)s[1] << 8 | (uint32_t)s[2] << 16 | (uint32_t)s[3] << 24;
 }
 
+void icn_le_store_u64(uint8_t *d, uint64_t v) {
+    icn_le_store_u32(d, (uint32_t)v);
+    icn_le_store_u32(d + 4, (uint32_t)(v >> 32));
+}
+
+uint64_t icn_le_load_u64(const uint8_t *s) { return (uint64_t)icn_le_load_u32(s) | (uint64_t)icn_le_load_u32(s + 4) << 32; }
+
 uint32_t icn_crc32(uint32_t crc, const void *p, size_t n) {
     uLong c = crc;
     const Bytef *b = p;

@@ -11,6 +11,7 @@
 #include "datasets.h"
 
 #include "matfile.h"
+#include "fileio.h"
 #include "util.h"
 
 #include <errno.h>
@@ -63,9 +64,14 @@ static uint32_t be32(const uint8_t *p) {
 static int idx_open(idx_file *x, const char *path, uint32_t magic, char *err, size_t errlen) {
     memset(x, 0, sizeof *x);
     x->path = path;
+    int fd = icn_open_regular(path, err, errlen); /* a FIFO or device is refused before reading */
+    if (fd < 0) return -1;
     errno = 0;
-    x->f = gzopen(path, "rb");
-    if (!x->f) return icn_errf(err, errlen, "%s: %s", path, errno ? strerror(errno) : "cannot open");
+    x->f = gzdopen(fd, "rb");
+    if (!x->f) {
+        close(fd);
+        return icn_errf(err, errlen, "%s: %s", path, errno ? strerror(errno) : "cannot open");
+    }
     uint8_t h[16];
     size_t hlen = magic == IDX_IMAGES ? 16 : 8;
     int64_t got = gz_read_full(x->f, path, h, hlen, err, errlen);
@@ -265,8 +271,8 @@ static int too_many(const char *path, const icn_batch *b, ull more, char *err, s
 /* ---------------------------------------------------------------- CIFAR-10 */
 
 static int cifar_file(const char *path, icn_batch *b, size_t *cap, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return icn_errf(err, errlen, "%s: %s", path, strerror(errno));
+    FILE *f = icn_fopen_regular(path, err, errlen); /* a FIFO or device is refused before reading */
+    if (!f) return -1;
     struct stat st;
     int rc = 0;
     if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) rc = icn_errf(err, errlen, "%s: not a regular file", path);

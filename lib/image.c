@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "util.h"
 
 static unsigned char to_byte(float v) {
@@ -32,10 +33,14 @@ int icn_png_grid(const char *path, const float *const *cells, int rows, int cols
                     for (int k = 0; k < 3; k++) dst[k] = to_byte(px[c == 3 ? k : 0]);
                 }
         }
-    size_t plen = strlen(path) + 16;
-    char *tmp = xmalloc(plen);
-    snprintf(tmp, plen, "%s.tmp.%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "wb");
+    icn_out o;
+    if (icn_out_open(&o, path, err, errlen)) {
+        free(pix);
+        return -1;
+    }
+    int fd = dup(o.fd); /* the stream owns a copy; o keeps its own for commit */
+    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    if (!f && fd >= 0) close(fd);
     png_structp png = f ? png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL) : NULL;
     png_infop info = png ? png_create_info_struct(png) : NULL;
     int rc = -1;
@@ -54,9 +59,8 @@ int icn_png_grid(const char *path, const float *const *cells, int rows, int cols
     }
     if (png) png_destroy_write_struct(&png, info ? &info : NULL);
     if (f && fclose(f) != 0 && rc == 0) rc = icn_errf(err, errlen, "%s: write failed", path);
-    if (rc == 0 && rename(tmp, path) != 0) rc = icn_errf(err, errlen, "%s: cannot rename into place", path);
-    if (rc != 0) unlink(tmp);
-    free(tmp);
+    if (rc == 0) rc = icn_out_commit(&o, err, errlen);
+    else icn_out_abort(&o);
     free(pix);
     return rc;
 }

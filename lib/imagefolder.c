@@ -3,6 +3,7 @@
 
 #include "data.h"
 #include "datasets.h"
+#include "fileio.h"
 #include "util.h"
 
 #include <dirent.h>

@@ -7,6 +7,7 @@
  * has been compared with something real. */
 #include "matfile.h"
 
+#include "fileio.h"
 #include "util.h"
 
 #include <errno.h>
@@ -380,11 +381,8 @@ int icn_mat_read_f64(icn_mat *m, double *dst, size_t count, char *err, size_t er
 /* ---------------------------------------------------------------- the file */
 
 icn_mat *icn_mat_open(const char *path, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        icn_errf(err, errlen, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
+    FILE *f = icn_fopen_regular(path, err, errlen); /* a FIFO or device is refused before reading */
+    if (!f) return NULL;
     struct stat st;
     if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
         fclose(f);

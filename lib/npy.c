@@ -11,6 +11,7 @@
 
 #include "data.h"
 #include "bytes.h"
+#include "fileio.h"
 #include "util.h"
 
 #include <errno.h>

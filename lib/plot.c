@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <math.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -11,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "json.h"
 #include "util.h"
 
@@ -88,8 +88,8 @@ out:
 
 int icn_results_read(icn_results *r, const char *path, char *err, size_t errlen) {
     int is_stdin = strcmp(path, "-") == 0;
-    FILE *f = is_stdin ? stdin : fopen(path, "r");
-    if (!f) return icn_errf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    FILE *f = is_stdin ? stdin : icn_fopen_regular(path, err, errlen); /* a FIFO or device: refused */
+    if (!f) return -1;
     r->files = xrealloc(r->files, (size_t)(r->n_files + 1) * sizeof *r->files);
     r->files[r->n_files] = strdup(is_stdin ? "(stdin)" : path);
     if (!r->files[r->n_files]) icn_die(1, "out of memory");
@@ -319,13 +319,21 @@ static void last_line(const char *out, size_t len, char *line, size_t size) {
 }
 
 int icn_plot_png(const icn_curve_point *p, size_t n, const icn_plot_opts *o, const char *out, char *err, size_t errlen) {
-    size_t plen = strlen(out) + 32;
-    char *tmp = xmalloc(plen), *script = NULL, gp[64] = "";
-    snprintf(tmp, plen, "%s.tmp.%ld", out, (long)getpid());
+    /* gnuplot draws into a private file; its bytes then go to `out` through icn_out (fileio.h),
+     * so a device or FIFO given as `out` is written in place and a file is replaced atomically. */
+    char *script = NULL, gp[64] = "", tmp[64] = "";
+    uint8_t *png = NULL;
+    size_t png_len = 0;
+    icn_out dst = {.fd = -1};
     int rc = -1, sfd = -1, pipefd[2] = {-1, -1};
-    if (icn_plot_script(&script, p, n, o, tmp, err, errlen)) goto done;
     const char *tmpdir = getenv("TMPDIR");
-    snprintf(gp, sizeof gp, "%.40s/icn-plot-XXXXXX", tmpdir && *tmpdir && strlen(tmpdir) <= 40 ? tmpdir : "/tmp");
+    tmpdir = tmpdir && *tmpdir && strlen(tmpdir) <= 40 ? tmpdir : "/tmp";
+    snprintf(tmp, sizeof tmp, "%s/icn-plot-XXXXXX.png", tmpdir);
+    int pfd = mkstemps(tmp, 4);
+    if (pfd < 0) { icn_errf(err, errlen, "%s: cannot create: %s", tmp, strerror(errno)); tmp[0] = 0; goto done; }
+    close(pfd);
+    if (icn_plot_script(&script, p, n, o, tmp, err, errlen)) goto done;
+    snprintf(gp, sizeof gp, "%s/icn-plot-XXXXXX", tmpdir);
     sfd = mkstemp(gp);
     if (sfd < 0) { icn_errf(err, errlen, "%s: cannot create the gnuplot script: %s", gp, strerror(errno)); goto done; }
     size_t slen = strlen(script);
@@ -335,9 +343,7 @@ int icn_plot_png(const icn_curve_point *p, size_t n, const icn_plot_opts *o, con
         goto done;
     }
     sfd = -1;
-    int ofd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644); /* a clear error for an unwritable place */
-    if (ofd < 0) { icn_errf(err, errlen, "%s: cannot create: %s", out, strerror(errno)); goto done; }
-    close(ofd);
+    if (icn_out_open(&dst, out, err, errlen)) goto done; /* a clear error for an unwritable place, before gnuplot */
     if (pipe(pipefd) != 0) { icn_errf(err, errlen, "pipe: %s", strerror(errno)); goto done; }
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
@@ -382,28 +388,21 @@ int icn_plot_png(const icn_curve_point *p, size_t n, const icn_plot_opts *o, con
                  WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), line);
         goto done;
     }
-    unsigned char sig[8];
-    int fd = open(tmp, O_RDONLY);
-    if (fd < 0 || read(fd, sig, 8) != 8 || memcmp(sig, "\x89PNG\r\n\x1a\n", 8) != 0 || fsync(fd) != 0) {
-        if (fd >= 0) close(fd);
+    char e2[ICN_ERRLEN];
+    if (icn_read_file(tmp, (size_t)1 << 30, &png, &png_len, e2, sizeof e2) || png_len < 8 ||
+        memcmp(png, "\x89PNG\r\n\x1a\n", 8) != 0) {
         icn_errf(err, errlen, "%s: gnuplot wrote no PNG: %s", out, got ? line : "(no output)");
         goto done;
     }
-    close(fd);
-    if (rename(tmp, out) != 0) { icn_errf(err, errlen, "%s: cannot rename into place: %s", out, strerror(errno)); goto done; }
-    char *dcopy = strdup(out);
-    if (dcopy) {
-        int dfd = open(dirname(dcopy), O_RDONLY | O_DIRECTORY);
-        if (dfd >= 0) { fsync(dfd); close(dfd); }
-        free(dcopy);
-    }
+    if (icn_out_write(&dst, png, png_len, err, errlen) || icn_out_commit(&dst, err, errlen)) goto done;
     rc = 0;
 done:
     if (pipefd[0] >= 0) close(pipefd[0]);
     if (pipefd[1] >= 0) close(pipefd[1]);
     if (script && gp[0]) unlink(gp);
-    if (rc) unlink(tmp);
+    if (tmp[0]) unlink(tmp);
+    icn_out_abort(&dst);
+    free(png);
     free(script);
-    free(tmp);
     return rc;
 }

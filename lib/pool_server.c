@@ -59,6 +59,7 @@ static int take_frame(server *s, int got, msgpack_unpacked *u, const char *recv_
     } else {
         icn_batch b;
         if (icn_batch_decode(&u->data, &b, e, sizeof e)) {
+            icn_pool_count_refusal(s->pool, "local", "frame", 1);
             bad = 1;
         } else {
             int rc = icn_pool_append(s->pool, &b, e, sizeof e);
@@ -68,6 +69,7 @@ static int take_frame(server *s, int got, msgpack_unpacked *u, const char *recv_
         }
     }
     if (bad) {
+        if (got < 0 || !icn_map_kind_is(&u->data, "batch")) icn_pool_count_refusal(s->pool, "local", "frame", 1);
         s->rejected++;
         say(s, "rejected frame %" PRId64 " from PULL: %s", n, e);
     }
@@ -160,7 +162,7 @@ static int pull_frames(server *s, void *pull, char *err, size_t errlen) {
 int icn_pool_serve(const icn_pool_server_opts *o, volatile sig_atomic_t *stop, char *err, size_t errlen) {
     server s = {.store = o->store, .pull_ep = o->pull, .rep_ep = o->rep, .log = o->log, .stop = stop};
     const int quiet = o->quiet;
-    if (icn_pool_open(s.store, ICN_POOL_CREATE, &s.pool, err, errlen)) return -1;
+    if (icn_pool_open(s.store, ICN_POOL_CREATE, o->contract, &s.pool, err, errlen)) return -1;
     if (icn_pool_note(s.pool)[0]) say(&s, "warning: %s", icn_pool_note(s.pool));
     icn_pool_set_fsync(s.pool, o->fsync);
     char e[2 * ICN_ERRLEN];

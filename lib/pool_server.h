@@ -18,6 +18,7 @@
 
 typedef struct {
     const char *store, *pull, *rep; /* store file and the two endpoints */
+    const icn_pool_contract *contract; /* required for a new store; NULL: the store's header */
     icn_fsync_policy fsync;
     FILE *log;                      /* NULL: stderr, no timestamps */
     int quiet;                      /* only refusals and errors */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "bytes.h"
+#include "fileio.h"
 #include "util.h"
 #include "wire.h"
 

@@ -1,16 +1,12 @@
 #include "util.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
-#include <libgen.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 const char *icn_progname = "icn";
 
@@ -183,73 +179,4 @@ void icn_fput_json_string(FILE *f, const char *s) {
         else fputc(*p, f);
     }
     fputc('"', f);
-}
-
-int icn_write_file_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen) {
-    size_t plen = strlen(path);
-    char *tmp = xmalloc(plen + 32);
-    snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) {
-        icn_errf(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
-        free(tmp);
-        return -1;
-    }
-    const uint8_t *p = data;
-    size_t left = len;
-    while (left) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            icn_errf(err, errlen, "%s: write failed: %s", tmp, strerror(errno));
-            close(fd); unlink(tmp); free(tmp);
-            return -1;
-        }
-        p += w; left -= (size_t)w;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        icn_errf(err, errlen, "%s: fsync failed: %s", tmp, strerror(errno));
-        unlink(tmp); free(tmp);
-        return -1;
-    }
-    if (rename(tmp, path) != 0) {
-        icn_errf(err, errlen, "%s: cannot rename into place: %s", path, strerror(errno));
-        unlink(tmp); free(tmp);
-        return -1;
-    }
-    free(tmp);
-    char *dcopy = strdup(path);
-    if (dcopy) {
-        int dfd = open(dirname(dcopy), O_RDONLY | O_DIRECTORY);
-        if (dfd >= 0) { fsync(dfd); close(dfd); }
-        free(dcopy);
-    }
-    return 0;
-}
-
-int icn_read_file(const char *path, size_t max_bytes, uint8_t **data, size_t *len, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return icn_errf(err, errlen, "%s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return icn_errf(err, errlen, "%s: not a regular file", path);
-    }
-    if ((uint64_t)st.st_size > max_bytes) {
-        fclose(f);
-        return icn_errf(err, errlen, "%s: %lld bytes is larger than the limit of %zu", path,
-                        (long long)st.st_size, max_bytes);
-    }
-    size_t n = (size_t)st.st_size;
-    uint8_t *buf = xmalloc(n);
-    size_t got = fread(buf, 1, n, f);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad || got != n) {
-        free(buf);
-        return icn_errf(err, errlen, "%s: short read (%zu of %zu bytes)", path, got, n);
-    }
-    *data = buf;
-    *len = n;
-    return 0;
 }

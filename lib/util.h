@@ -58,10 +58,6 @@ double icn_parse_double(const char *flag, const char *s, double lo, double hi);
 /* Write s as a JSON string literal (quotes and escapes included). */
 void icn_fput_json_string(FILE *f, const char *s);
 
-/* Write a whole file atomically: tmp in the same directory, fsync, rename, fsync dir.
- * Nothing already stored under `path` is lost if this fails. */
-int icn_write_file_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen);
-/* Read a whole regular file (bounded by max_bytes). */
-int icn_read_file(const char *path, size_t max_bytes, uint8_t **data, size_t *len, char *err, size_t errlen);
+/* Writing files atomically and reading untrusted ones: fileio.h. */
 
 #endif

@@ -7,6 +7,7 @@
 #include "wire.h"
 
 #include "bytes.h"
+#include "fileio.h"
 #include "util.h"
 
 #include <errno.h>
@@ -677,28 +678,14 @@ int icn_batch_write(int fd, const icn_batch *b, int32_t chunk, char *err, size_t
 
 int icn_batch_write_file(const char *path, const icn_batch *b, int32_t chunk, char *err, size_t errlen) {
     char e[ICN_ERRLEN];
-    if (strcmp(path, "-") == 0) {
-        if (icn_batch_write(1, b, chunk, e, sizeof e)) return icn_errf(err, errlen, "stdout: %s", e);
-        return 0;
+    icn_out o;
+    if (icn_out_open(&o, path, err, errlen)) return -1;
+    if (icn_batch_write(o.fd, b, chunk, e, sizeof e)) {
+        icn_errf(err, errlen, "%s: %s", o.target, e);
+        icn_out_abort(&o);
+        return -1;
     }
-    size_t tl = strlen(path) + 32;
-    char *tmp = xmalloc(tl);
-    snprintf(tmp, tl, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    int rc = 0;
-    if (fd < 0) {
-        rc = icn_errf(err, errlen, "%s: cannot create %s: %s", path, tmp, strerror(errno));
-    } else if (icn_batch_write(fd, b, chunk, e, sizeof e)) {
-        rc = icn_errf(err, errlen, "%s: %s", tmp, e);
-    } else if (fsync(fd) != 0) {
-        rc = icn_errf(err, errlen, "%s: fsync: %s", tmp, strerror(errno));
-    }
-    if (fd >= 0 && close(fd) != 0 && rc == 0) rc = icn_errf(err, errlen, "%s: close: %s", tmp, strerror(errno));
-    /* Only a complete file ever appears under `path`. */
-    if (rc == 0 && rename(tmp, path) != 0) rc = icn_errf(err, errlen, "%s: cannot rename into place: %s", path, strerror(errno));
-    if (rc != 0 && fd >= 0) unlink(tmp);
-    free(tmp);
-    return rc;
+    return icn_out_commit(&o, err, errlen);
 }
 
 const char *icn_frame_error_detail(const char *err) { return strncmp(err, "frame: ", 7) == 0 ? err + 7 : err; }

@@ -70,8 +70,8 @@ int icn_batch_read_all(const char *path, icn_batch *out, char *err, size_t errle
 /* Write b as frames of at most `chunk` images each to fd (chunk <= 0: as few frames as the
  * frame limit allows). An empty batch writes nothing. */
 int icn_batch_write(int fd, const icn_batch *b, int32_t chunk, char *err, size_t errlen);
-/* icn_batch_write to a path: "-" is stdout; otherwise written to a temporary file in the
- * same directory, fsync'd and renamed, so a reader never sees half a stream. */
+/* icn_batch_write to a path through icn_out_open (fileio.h): "-" is stdout, a device or FIFO
+ * is written in place, anything else atomically (a reader never sees half a stream). */
 int icn_batch_write_file(const char *path, const icn_batch *b, int32_t chunk, char *err, size_t errlen);
 
 /* Packing: a C string as a msgpack str; a growable buffer for msgpack_packer whose growth dies

@@ -4,7 +4,8 @@
 #   On the head node (trainer + pool, listening on all interfaces):
 #     pipelines/distributed.sh head [--train-images N] [--seed S] [--dir DIR] [-- TRAINER FLAGS]
 #   On each worker machine (as many synthesizers as it has cores, one thread each):
-#     pipelines/distributed.sh worker HEAD_HOST [--synthesizers N]
+#     pipelines/distributed.sh worker HEAD_HOST [--synthesizers N] [--id-base B] [-- SYNTH FLAGS]
+#   (producer ids B+1..B+N; B defaults to a number derived from the host name)
 #   or from the head node over ssh, for a list of workers:
 #     for h in w1 w2 w3; do ssh -f $h 'cd icn && pipelines/distributed.sh worker head'; done
 #
@@ -29,7 +30,7 @@ head)
     done
     mkdir -p "$dir"
     "$bin/icn-load" mnist --split train --limit "$images" --seed "$seed" --out "$dir/train.icn" --quiet
-    "$bin/icn-pool" serve --store "$dir/pool.store" --pull "tcp://*:$((port + 1))" --rep "tcp://*:$((port + 2))" \
+    "$bin/icn-pool" serve --store "$dir/pool.store" --shape 28x28x1 --classes 10 --pull "tcp://*:$((port + 1))" --rep "tcp://*:$((port + 2))" \
         2>>"$dir/pool.log" &
     pool=$!
     trap 'kill $pool 2>/dev/null || true' EXIT
@@ -38,13 +39,19 @@ head)
         --checkpoint "$dir/icn.ckpt" --resume --out "$dir/icn.model" --metrics "$dir/icn.jsonl" "$@"
     ;;
 worker)
-    head_host=${1:?usage: distributed.sh worker HEAD_HOST [--synthesizers N]}; shift
-    n=$(nproc)
-    [ "${1:-}" = --synthesizers ] && n=$2
+    head_host=${1:?usage: distributed.sh worker HEAD_HOST [--synthesizers N] [--id-base B] [-- SYNTHESIZER FLAGS]}
+    shift
+    n=$(nproc) id_base=$(( $(hostname | cksum | cut -d' ' -f1) % 100000 * 100 ))
+    while [ $# -gt 0 ]; do
+        case $1 in
+        --synthesizers) n=$2; shift 2 ;; --id-base) id_base=$2; shift 2 ;;
+        --) shift; break ;; *) echo "distributed: unknown flag '$1'" >&2; exit 2 ;;
+        esac
+    done
     pids=()
     for i in $(seq 1 "$n"); do
         "$bin/icn-synthesize" --snapshots "tcp://$head_host:$port" --pool "tcp://$head_host:$((port + 1))" \
-            --threads 1 --id "$(( $(hostname | cksum | cut -d' ' -f1) % 100000 * 100 + i ))" &
+            --threads 1 --id "$((id_base + i))" "$@" &
         pids+=($!)
     done
     trap 'kill "${pids[@]}" 2>/dev/null || true' INT TERM

@@ -54,7 +54,9 @@ limit=(--limit "$images"); [ "$images" = all ] && limit=()
 "$bin/icn-load" "$dataset" "${data_dir[@]}" --split "$split" "${limit[@]}" --seed "$seed" --out "$dir/train.icn" --quiet
 [ -s "$dir/test.icn" ] || "$bin/icn-load" "$dataset" "${data_dir[@]}" --split test --out "$dir/test.icn" --quiet
 
-"$bin/icn-pool" serve --store "$dir/pool.store" --pull "$push" --rep "$req" --quiet 2>>"$dir/pool.log" &
+shape=$("$bin/icn-load" --info "$dir/train.icn" | sed -n 's/^shape: //p') # the pool's contract: the data's
+"$bin/icn-pool" serve --store "$dir/pool.store" --shape "$shape" --classes 10 --pull "$push" --rep "$req" --quiet \
+    2>>"$dir/pool.log" &
 pids+=($!)
 for i in $(seq 1 "$synths"); do
     "$bin/icn-synthesize" --snapshots "$snap" --pool "$push" --id "$i" --seed "$seed" --threads 1 $noise \

@@ -1,9 +1,10 @@
 #!/bin/sh
 # Install the Debian packages icn needs, if any is missing. As root this runs apt-get;
 # otherwise it prints the exact command and stops. (gnuplot-nox: the engine of icn-eval plot,
-# with its pngcairo terminal. python3-numpy: the reading side of the .npy tests.)
+# with its pngcairo terminal. python3-numpy: the reading side of the .npy tests.
+# slurm-wlm, munge: the single-node Slurm that tests/e2e/slurm.bats starts.)
 set -e
-PKGS="build-essential pkg-config libopenblas-dev libzmq3-dev libmsgpack-dev libpng-dev zlib1g-dev libcmocka-dev bats ca-certificates python3 iproute2 procps gnuplot-nox python3-numpy"
+PKGS="build-essential pkg-config libopenblas-dev libzmq3-dev libmsgpack-dev libpng-dev zlib1g-dev libcmocka-dev bats ca-certificates python3 iproute2 procps gnuplot-nox python3-numpy slurm-wlm munge"
 [ -n "$ICN_EXTRA_PKGS" ] && PKGS="$PKGS $ICN_EXTRA_PKGS"
 missing=""
 for p in $PKGS; do

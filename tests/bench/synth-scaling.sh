@@ -21,7 +21,7 @@ printf 'machine: %s, %s cores; model %s\n' "$( (lscpu 2>/dev/null || true) | sed
 for n in $counts; do
     snap=tcp://127.0.0.1:$(port) push=tcp://127.0.0.1:$(port) req=tcp://127.0.0.1:$(port)
     d=$tmp/n$n; mkdir -p "$d"
-    "$bin/icn-pool" serve --store "$d/pool" --pull "$push" --rep "$req" --fsync none --quiet 2>"$d/pool.log" &
+    "$bin/icn-pool" serve --store "$d/pool" --shape 28x28x1 --classes 10 --pull "$push" --rep "$req" --fsync none --quiet 2>"$d/pool.log" &
     pids+=($!)
     "$bin/icn-classify" publish --model "$model" --publish "$snap" --every 1 --bump --metrics "$d/pub.jsonl" --quiet &
     pids+=($!)

@@ -23,7 +23,7 @@ teardown() { # politely (they exit 0 on SIGTERM), then for sure
 }
 
 start_pool() {
-    icn-pool serve --store "${1:-pool.store}" --pull "$PUSH" --rep "$REQ" 2>>pool.log &
+    icn-pool serve --store "${1:-pool.store}" --shape 28x28x1 --classes 10 --pull "$PUSH" --rep "$REQ" 2>>pool.log &
     PIDS+=($!)
 }
 

@@ -40,7 +40,7 @@ teardown() {
 # start_pool STORE [ARGS...]: serve in the background (stderr appended to serve.err), wait
 # until it answers. POOL_PID is its pid.
 start_pool() {
-    icn-pool serve --store "$1" --pull "$PULL" --rep "$REP" "${@:2}" >/dev/null 2>>serve.err 3>&- &
+    icn-pool serve --store "$1" --shape 28x28x1 --classes 10 --pull "$PULL" --rep "$REP" "${@:2}" >/dev/null 2>>serve.err 3>&- &
     POOL_PID=$!
     echo "$POOL_PID" >>pids
     local i
@@ -168,7 +168,7 @@ info() {
     grep -q "^icn-pool: rejected frame 0 from PULL: " serve.err
     grep -q "^icn-pool: rejected frame 1 from PULL: array of 4294967295 elements" serve.err
     grep -q "^icn-pool: rejected frame 2 from PULL: bin length 4294967295 exceeds frame limit" serve.err
-    grep -q "^icn-pool: rejected frame 3 from PULL: image 0 has label .*pseudo-negatives" serve.err
+    grep -q "^icn-pool: rejected frame 3 from PULL: refused (label): image 0 has label .*pseudo-negatives" serve.err
     [ "$(grep -c 'rejected frame' serve.err)" -eq 4 ]
     kill -0 "$POOL_PID"
 }
@@ -199,44 +199,122 @@ info() {
     start_pool pool.icnpool
     icn-pool push --connect "$PULL" --file "$A50" --as-negatives 4 --quiet
     wait_total 50
+    icn-pool push --connect "$PULL" --file "$B20" --as-negatives 5 --quiet
+    wait_total 70
     kill -9 "$POOL_PID"
     wait "$POOL_PID" 2>/dev/null || true
     local size
     size=$(stat -c %s pool.icnpool)
-    truncate -s -3 pool.icnpool
-    # read-only tools report the torn record and leave the file alone
+    truncate -s -3 pool.icnpool # into the commit marker of the second batch: all 20 of it goes
+    # read-only tools report the torn tail and leave the file alone
     icn-pool stats --store pool.icnpool 2>ro.err >ro.txt
-    grep -qx "total: 49" ro.txt
-    grep -q "torn record 49 at byte .*ignored" ro.err
+    grep -qx "total: 50" ro.txt
+    grep -q "torn tail at byte [0-9]* (an uncommitted batch: 20 complete records, then short frame: .*ignored" ro.err
     [ "$(stat -c %s pool.icnpool)" -eq $((size - 3)) ]
+    run icn-pool check --store pool.icnpool # a torn tail is not damage
+    expect_status 0
+    [[ "$output" == *"torn tail at byte"* ]]
     start_pool pool.icnpool
-    grep -q "^icn-pool: warning: pool.icnpool: torn record 49 at byte [0-9]* (short payload: .*): cut off .* bytes; the 49 complete records before it are intact" serve.err
-    [ "$(pool_total)" = 49 ]
+    grep -q "^icn-pool: warning: pool.icnpool: torn tail at byte [0-9]* (an uncommitted batch: 20 complete records, then short frame: .*): cut off .* bytes; the 50 committed records before it are intact" serve.err
+    [ "$(pool_total)" = 50 ]
     icn-pool push --connect "$PULL" --file "$B20" --as-negatives 4 --quiet
-    wait_total 69
+    wait_total 70
     kill -TERM "$POOL_PID"
     wait "$POOL_PID"
-    [ "$(icn-pool dump --store pool.icnpool --quiet | icn-load --info - | sed -n 's/^images: //p')" = 69 ]
+    [ "$(icn-pool dump --store pool.icnpool --quiet | icn-load --info - | sed -n 's/^images: //p')" = 70 ]
+    run icn-pool check --store pool.icnpool
+    expect_status 0
+    [[ "$output" == *"70 intact records in 2 commits; 0 damaged spans"*"no torn tail"* ]] || die "$output"
 }
 
-@test "icn-pool: a damaged record in the middle is refused, naming it" {
+@test "icn-pool: damage is refused naming it; check lists every damaged record, repair salvages the rest" {
     need_mnist
     start_pool pool.icnpool
     icn-pool push --connect "$PULL" --file "$A50" --as-negatives 2 --quiet
     wait_total 50
+    icn-pool push --connect "$PULL" --file "$B20" --as-negatives 3 --quiet
+    wait_total 70
     kill -TERM "$POOL_PID"
     wait "$POOL_PID"
-    flip_byte pool.icnpool
+    local size uuid
+    size=$(stat -c %s pool.icnpool)
+    uuid=$(icn-pool stats --store pool.icnpool | sed -n 's/^uuid: //p')
+    cp pool.icnpool clean.icnpool
+    flip_byte pool.icnpool $((size / 4))     # inside the first batch
+    flip_byte pool.icnpool $((size - 80))    # inside the LAST record: damage, not a torn tail
     run --separate-stderr icn-pool serve --store pool.icnpool --pull "$PULL" --rep "$REP"
     expect_status 1
     one_line_error icn-pool
-    [[ "$stderr" == *"pool.icnpool: record 24 at byte "*" is damaged (CRC-32"* ]] || die "$stderr"
+    [[ "$stderr" == *"pool.icnpool: record "*" at byte "*" is damaged (CRC-32"*"icn-pool repair --out NEW"* ]] || die "$stderr"
+    [ "$(stat -c %s pool.icnpool)" -eq "$size" ] # nothing was cut
     run --separate-stderr icn-pool dump --store pool.icnpool
     expect_status 1
     one_line_error icn-pool
     run --separate-stderr icn-pool stats --store pool.icnpool
     expect_status 1
-    [[ "$stderr" == *"record 24"* ]]
+
+    run icn-pool check --store pool.icnpool
+    expect_status 1
+    [ "$(grep -c 'DAMAGE: record at byte [0-9]* is damaged' <<<"$output")" -eq 2 ] || die "$output"
+    [[ "$output" == *"68 intact records in 2 commits; 2 damaged spans"*"no torn tail"* ]] || die "$output"
+    run icn-pool check --store clean.icnpool
+    expect_status 0
+
+    run icn-pool repair --store pool.icnpool --out new.icnpool
+    expect_status 0
+    [[ "$output" == *"68 intact records copied"* ]] || die "$output"
+    [ "$(stat -c %s pool.icnpool)" -eq "$size" ] # the damaged store is never written
+    run icn-pool check --store new.icnpool
+    expect_status 0
+    [ "$(icn-pool dump --store new.icnpool --quiet | icn-load --info - | sed -n 's/^images: //p')" = 68 ]
+    icn-pool dump --store new.icnpool --class 3 --quiet | icn-load --info - | grep -qx "images: 19"
+    # the salvaged records are byte for byte the clean store's, without the two damaged ones
+    local k
+    k=$(icn-pool dump --store pool.icnpool 2>&1 | sed -n 's/.*: record \([0-9]*\) at byte.*/\1/p')
+    [ "$k" -gt 0 ] && [ "$k" -lt 49 ] || die "first damaged record: '$k'"
+    cmp <(icn-pool dump --store new.icnpool --count "$k" --quiet) <(icn-pool dump --store clean.icnpool --count "$k" --quiet)
+    cmp <(icn-pool dump --store new.icnpool --from "$k" --quiet) \
+        <(icn-pool dump --store clean.icnpool --from $((k + 1)) --count $((68 - k)) --quiet)
+    [ "$(icn-pool stats --store new.icnpool | sed -n 's/^uuid: //p')" != "$uuid" ] # a new identity
+    run --separate-stderr icn-pool repair --store pool.icnpool --out new.icnpool
+    expect_status 1
+    [[ "$stderr" == *"exists"* ]]
+}
+
+@test "icn-pool: the contract comes from serve's flags or the store, never from the first record" {
+    need_mnist
+    run --separate-stderr icn-pool serve --store new.icnpool --pull "$PULL" --rep "$REP"
+    expect_status 1
+    one_line_error icn-pool
+    [[ "$stderr" == *"a new pool needs its contract (icn-pool serve --shape HxWxC --classes K)"* ]]
+    run --separate-stderr icn-pool serve --store new.icnpool --shape 28x28 --classes 10
+    expect_status 2
+    run --separate-stderr icn-pool serve --store new.icnpool --shape 28x28x1
+    expect_status 2
+    [[ "$stderr" == *"--shape and --classes go together"* ]]
+    start_pool pool.icnpool --quota 60
+    # a 2x2x1 frame first locks nothing; 28x28x1 after it is stored
+    "$PYTHON" -c 'import sys; sys.stdout.buffer.write(bytes([0x83,0xa4])+b"kind"+bytes([0xa5])+b"batch"+bytes([0xa5])+b"shape"+bytes([0x94,1,2,2,1,0xa1])+b"x"+bytes([0xc4,16])+bytes(16))' >tiny.bin
+    icn-pool push --raw --connect "$PULL" --file tiny.bin --quiet
+    printf '\xc1' | icn-pool push --raw --connect "$PULL" --quiet # no msgpack at all
+    icn-pool push --connect "$PULL" --file "$A50" --as-negatives 1 --quiet
+    icn-pool push --connect "$PULL" --file "$A50" --as-negatives 12 --quiet # class 12 of 10
+    icn-pool push --connect "$PULL" --file "$B20" --as-negatives 1 --quiet  # 70 > quota 60
+    icn-pool push --connect "$PULL" --file "$B20" --as-negatives 1 --generation 1 --quiet
+    wait_total 70
+    icn-pool stats --connect "$REP" >stats.txt
+    grep -qx 'refused class from "local": 50' stats.txt || die "$(cat stats.txt)"
+    grep -qx 'refused quota from "local": 20' stats.txt || die "$(cat stats.txt)"
+    grep -qx 'refused shape from "local": 1' stats.txt || die "$(cat stats.txt)"
+    grep -qx 'refused frame from "local": 1' stats.txt || die "$(cat stats.txt)"
+    icn-pool stats --connect "$REP" --json >stats.json
+    json_check stats.json 'len(d["uuid"]) == 36 and {"peer": "local", "reason": "class", "count": 50} in d["rejects"]'
+    kill -TERM "$POOL_PID"
+    wait "$POOL_PID"
+    # serving the store again: its own contract, or the same flags; other flags are refused
+    run --separate-stderr icn-pool serve --store pool.icnpool --shape 32x32x3 --classes 10 --pull "$PULL" --rep "$REP"
+    expect_status 1
+    [[ "$stderr" == *"the store's contract is 28x28x1, 10 classes, pixels in [-1, 1], quota 60 per peer and generation; asked for 32x32x3"* ]] || die "$stderr"
 }
 
 @test "icn-pool: no pool answering is an error within the timeout, not a hang" {

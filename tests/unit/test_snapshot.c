@@ -25,6 +25,7 @@
 #include "train.h"
 #include "parallel.h"
 #include "bytes.h"
+#include "fileio.h"
 #include "util.h"
 #include "wire.h"
 

@@ -1,0 +1,18 @@
+/* fuzz_jsonl: a JSON-lines results file (icn_results_read: one JSON object per line, through
+ * json.c's strict parser), then the curve summary drawn from it (icn_results_summarize). */
+#include "fuzz.h"
+#include "plot.h"
+#include "util.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    static fuzz_file f;
+    char err[ICN_ERRLEN];
+    icn_results r = {0};
+    if (icn_results_read(&r, fuzz_file_put(&f, data, size), err, sizeof err) == 0) {
+        icn_curve_point *pts;
+        size_t n;
+        if (icn_results_summarize(&r, &pts, &n, err, sizeof err) == 0) free(pts);
+    }
+    icn_results_free(&r);
+    return 0;
+}
