@@ -4,7 +4,7 @@
 # with its pngcairo terminal. python3-numpy: the reading side of the .npy tests.
 # slurm-wlm, munge: the single-node Slurm that tests/e2e/slurm.bats starts.)
 set -e
-PKGS="build-essential pkg-config libopenblas-dev libzmq3-dev libmsgpack-dev libpng-dev zlib1g-dev libcmocka-dev bats ca-certificates python3 iproute2 procps gnuplot-nox python3-numpy slurm-wlm munge"
+PKGS="build-essential pkg-config libopenblas-dev libzmq3-dev libmsgpack-dev libpng-dev zlib1g-dev libcmocka-dev libdnnl-dev bats ca-certificates python3 iproute2 procps gnuplot-nox python3-numpy slurm-wlm munge"
 [ -n "$ICN_EXTRA_PKGS" ] && PKGS="$PKGS $ICN_EXTRA_PKGS"
 missing=""
 for p in $PKGS; do

@@ -20,6 +20,12 @@ setup() {
     [ -s "$BATS_FILE_TMPDIR/train.icn" ] ||
         icn-load mnist --split train --limit 300 --seed 1 --out "$BATS_FILE_TMPDIR/train.icn" --quiet
     netns_up
+    # CURVE on every link: the head's key pair, one per worker, the workers' public keys allowed
+    icn-pool keygen head >/dev/null
+    mkdir allow
+    icn-pool keygen allow/w1 >/dev/null
+    icn-pool keygen allow/w2 >/dev/null
+    HEAD_KEYS=(--secret-key head.key --allow allow)
 }
 
 teardown() { # politely (they exit 0 on SIGTERM), then for sure; then the namespaces go
@@ -36,7 +42,8 @@ teardown_file() { # a test that died between netns_up and its teardown
 # start_pool [STORE [FLAGS...]]
 start_pool() {
     local store=${1:-pool.store}; shift || true
-    ip netns exec "$NS_HEAD" icn-pool serve --store "$store" --shape 28x28x1 --classes 10 --pull "$PUSH" --rep "$REQ" "$@" 2>>pool.log &
+    ip netns exec "$NS_HEAD" icn-pool serve --store "$store" --shape 28x28x1 --classes 10 --intake "$PUSH" --rep "$REQ" \
+        "${HEAD_KEYS[@]}" "$@" 2>>pool.log &
     POOL_PID=$!
     PIDS+=($!)
 }
@@ -45,6 +52,7 @@ start_pool() {
 start_synth() {
     local ns=NS_W$1 id=$2; shift 2
     ip netns exec "${!ns}" icn-synthesize --snapshots "$SNAP" --pool "$PUSH" --id "$id" --seed "$id" --batch 2 \
+        --secret-key "allow/w${ns#NS_W}.key" --server-key head.pub \
         --max-steps 20 --metrics "synth-$id.jsonl" "$@" 2>>"synth-$id.log" &
     PIDS+=($!)
     LAST_SYNTH=$!
@@ -53,7 +61,7 @@ start_synth() {
 trainer_args() {
     TRAINER=(ip netns exec "$NS_HEAD" icn-classify train --introspective --data "$BATS_FILE_TMPDIR/train.icn" --arch c8-c16
         --batch 32 --pn-batch 16 --initial-steps 20 --round-steps 15 --per-class 2 --seed 1 --publish "$SNAP"
-        --pool "$REQ" --wait-timeout 120 --quiet "$@")
+        --pool "$REQ" --wait-timeout 120 --quiet "${HEAD_KEYS[@]}" "$@")
 }
 
 trainer() {
@@ -69,7 +77,7 @@ trainer_bg() {
 }
 
 pool_stats() { # the running pool's stats as JSON, asked from inside the head namespace
-    in_ns "$NS_HEAD" icn-pool stats --connect "$REQ" --json
+    in_ns "$NS_HEAD" icn-pool stats --connect "$REQ" --json --secret-key head.key
 }
 
 @test "netns: a run of three generations with pseudo-negatives from both workers" {
