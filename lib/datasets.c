@@ -56,7 +56,7 @@ static int cifar_file(const char *path, icn_batch *b, size_t *cap, char *err, si
         rc = icn_errf(err, errlen, "%s: truncated: record %llu has %llu of its %d bytes (a record is 1 label byte and "
                       "3,072 pixel bytes)", path, n + 1, part, CIFAR_RECORD);
     if (rc == 0) rc = too_many(path, b, n, err, errlen);
-    uint8_t *rec = rc ? NULL : xmalloc((size_t)CIFAR_BLOCK * CIFAR_RECORD);
+    uint8_t *rec = rc ? NULL : xmalloc((size_t)(n < CIFAR_BLOCK ? n : CIFAR_BLOCK) * CIFAR_RECORD);
     if (rc == 0) reserve(b, cap, (size_t)(b->n + n), (size_t)(b->n + n));
     for (ull i = 0; rc == 0 && i < n; i += CIFAR_BLOCK) {
         size_t k = n - i < CIFAR_BLOCK ? (size_t)(n - i) : CIFAR_BLOCK;
