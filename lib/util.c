@@ -1,6 +1,7 @@
 #include "util.h"
 
 #include <cblas.h>
+#include "memlimit.h"
 #include "parallel.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -152,6 +153,7 @@ void icn_threads_init(int requested) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         n = cores > 0 ? (int)cores : 1;
     }
+    n = icn_memlimit_threads(n); /* plain products under ulimit -v: OpenBLAS spins when it cannot map */
     g_threads = n;
     openblas_set_num_threads(n);
     icn_pool_resize(n);

@@ -228,8 +228,8 @@ static int key_cmp(const msgpack_object *a, const msgpack_object *b) {
     case MSGPACK_OBJECT_FLOAT64: return memcmp(&a->via.f64, &b->via.f64, sizeof(double));
     case MSGPACK_OBJECT_STR:
     case MSGPACK_OBJECT_BIN: {
-        uint32_t la = a->via.str.size, lb = b->via.str.size; /* str and bin share the layout */
-        int c = memcmp(a->via.str.ptr, b->via.str.ptr, la < lb ? la : lb);
+        uint32_t la = a->via.str.size, lb = b->via.str.size, l = la < lb ? la : lb; /* str, bin: one layout */
+        int c = l ? memcmp(a->via.str.ptr, b->via.str.ptr, l) : 0; /* an empty one's ptr may be NULL */
         return c ? c : (la > lb) - (la < lb);
     }
     default: return -2;

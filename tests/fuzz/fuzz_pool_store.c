@@ -8,7 +8,7 @@
 static void read_all(const char *path, int mode) {
     char err[2 * ICN_ERRLEN];
     icn_pool *p;
-    if (icn_pool_open(path, mode, &p, err, sizeof err)) return;
+    if (icn_pool_open(path, mode, NULL, &p, err, sizeof err)) return;
     int64_t total = icn_pool_count(p);
     for (int64_t i = 0; i < total; i += 7) {
         icn_batch b;

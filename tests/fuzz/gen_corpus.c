@@ -75,7 +75,7 @@ static void batches(void) {
     icn_pack_error(&sb, "no such record");
     put_sb("fuzz_pool_msgs", "error", &sb);
     icn_pool_tally cls[2] = {{0, 3}, {4, 1}}, gen[1] = {{2, 4}}, prod[2] = {{7, 2}, {8, 2}};
-    icn_pool_counts c = {4, cls, gen, prod, 2, 1, 2};
+    icn_pool_counts c = {.total = 4, .per_class = cls, .per_generation = gen, .per_producer = prod, .n_class = 2, .n_generation = 1, .n_producer = 2};
     icn_pack_pool_stats(&sb, &c, 1);
     put_sb("fuzz_pool_msgs", "stats", &sb);
 
@@ -85,7 +85,8 @@ static void batches(void) {
     char path[256], err[2 * ICN_ERRLEN];
     snprintf(path, sizeof path, "%s/pool", tmpl);
     icn_pool *p;
-    if (icn_pool_open(path, ICN_POOL_CREATE, &p, err, sizeof err) || icn_pool_append(p, &neg, err, sizeof err) ||
+    icn_pool_contract k = icn_pool_contract_make(2, 2, 1, 10);
+    if (icn_pool_open(path, ICN_POOL_CREATE, &k, &p, err, sizeof err) || icn_pool_append(p, &neg, err, sizeof err) ||
         icn_pool_close(p, err, sizeof err))
         icn_die(1, "%s", err);
     uint8_t *data;
