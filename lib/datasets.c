@@ -26,10 +26,10 @@ typedef unsigned long long ull;
 #define CIFAR_RECORD (1 + IMG)
 #define CIFAR_BLOCK 1024 /* records read at a time */
 
-/* Room for `need` images in b (x and y), doubling from 16, never past `upper`. */
+/* Room for `need` images in b (x and y), doubling, never past `upper`. */
 static void reserve(icn_batch *b, size_t *cap, size_t need, size_t upper) {
     if (need <= *cap) return;
-    size_t c = *cap * 2 > 16 ? *cap * 2 : 16;
+    size_t c = *cap * 2;
     if (c < need) c = need;
     if (c > upper) c = upper;
     b->x = xrealloc(b->x, c * IMG * sizeof(float));
