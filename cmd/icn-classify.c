@@ -14,6 +14,7 @@
 #include "net.h"
 #include "snapshot.h"
 #include "train.h"
+#include "protocol.h"
 #include "transport.h"
 #include "fileio.h"
 #include "util.h"
@@ -74,6 +75,11 @@ static const char usage[] =
     "  --pool ENDPOINT        the pool's request endpoint (default " ICN_EP_POOL_REQ ")\n"
     "  --wait-timeout S       give up when a round's pseudo-negatives take longer (default 600)\n"
     "\n"
+    "train --introspective and publish, security (icn-wire(5) SECURITY): the PUB socket is a\n"
+    "CURVE server admitting only --allow's keys; the fetch from the pool is a CURVE client.\n"
+    "Without keys only loopback endpoints may be bound, unless --insecure.\n"
+    ICN_SECURITY_USAGE
+    "\n"
     "predict: print one line per image: predicted class, its probability, true label (or -).\n"
     "  --model MODEL --data FILE|- --out FILE|-\n"
     "\n"
@@ -102,7 +108,7 @@ static const struct option options[] = {
     {"async", 0, 0, OPT_ASYNC}, {"publish", 1, 0, OPT_PUBLISH}, {"pool", 1, 0, OPT_POOL},
     {"wait-timeout", 1, 0, OPT_WAIT}, {"every", 1, 0, OPT_EVERY}, {"count", 1, 0, OPT_COUNT},
     {"bump", 0, 0, OPT_BUMP}, {"augment", 0, 0, OPT_AUGMENT}, {"new-settings", 0, 0, OPT_NEW_SETTINGS},
-    {"keep-best", 1, 0, OPT_KEEP_BEST}, {0, 0, 0, 0}};
+    {"keep-best", 1, 0, OPT_KEEP_BEST}, ICN_SECURITY_OPTIONS, {0, 0, 0, 0}};
 
 typedef struct {
     icn_introspect_opts intro;
@@ -113,6 +119,8 @@ typedef struct {
     double epochs, every;
     int64_t count;
     uint64_t given; /* bit (OPT_x - OPT_DATA) for each flag on the command line */
+    icn_security sec; /* --secret-key, --allow, --server-key, --insecure (train, publish) */
+    int sec_given;
 } cli;
 
 #define FLAG(o) (1ULL << ((o) - OPT_DATA))
@@ -120,7 +128,8 @@ typedef struct {
 /* A flag that `sub` does not use is a usage error, not silently ignored. */
 static void only_flags(const cli *c, const char *sub, uint64_t allowed) {
     uint64_t extra = c->given & ~(allowed | FLAG(OPT_HELP));
-    for (const struct option *o = options; o->name; o++)
+    if (c->sec_given && !strcmp(sub, "predict")) icn_die(2, "predict: it opens no sockets: no keys (see --help)");
+    for (const struct option *o = options; o->name && o->val < OPT_END; o++)
         if (extra & FLAG(o->val)) icn_die(2, "%s: --%s does not apply to %s (see --help)", sub, o->name, sub);
 }
 
@@ -143,6 +152,10 @@ static void parse(int argc, char **argv, cli *c) {
     int opt;
     while ((opt = icn_getopt(argc, argv, options, usage, NULL)) != -1) {
         icn_train_opts *t = &c->train;
+        if (icn_security_option(opt, optarg, &c->sec)) {
+            c->sec_given = 1;
+            continue;
+        }
         c->given |= FLAG(opt);
         switch (opt) {
         case OPT_DATA: c->data = optarg; break;
@@ -213,6 +226,8 @@ static int cmd_train(cli *c) {
     /* round flags are accepted by a plain run, so a baseline can take its ICN run's flags as they are */
     only_flags(c, "train", ~(FLAG(OPT_MODEL) | FLAG(OPT_EVERY) | FLAG(OPT_COUNT) | FLAG(OPT_BUMP)));
     if (!c->out) icn_die(2, "train: --out MODEL is required");
+    if (c->sec_given && !c->introspective) icn_die(2, "train: keys are for --introspective (the only training with sockets)");
+    icn_security_apply(&c->sec); /* key files are checked before the data is read */
     if (c->train.smoothing > 0 && c->train.head != ICN_HEAD_SOFTMAX)
         icn_die(2, "train: --label-smoothing is for the softmax head, not --head %s", icn_head_name(c->train.head));
     icn_batch data = {0}, val = {0};
@@ -319,18 +334,26 @@ static int cmd_publish(cli *c) {
     if (icn_model_load(c->model, &net, &meta, NULL, NULL, err, sizeof err)) icn_die(1, "%s", err);
     icn_metrics metrics;
     if (icn_metrics_open(&metrics, c->metrics, err, sizeof err)) icn_die(1, "%s", err);
-    void *pub = icn_zmq_open(ZMQ_PUB, c->intro.publish, 1, err, sizeof err);
+    icn_security_apply(&c->sec);
+    void *pub = icn_open_publisher(c->intro.publish, err, sizeof err);
     if (!pub) icn_die(1, "%s", err);
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     double every = c->every > 0 ? c->every : 1.0;
     if (!c->train.quiet) icn_warn("publishing %s on %s every %g s", c->model, c->intro.publish, every);
-    for (int64_t i = 0; !stop_requested && (!c->count || i < c->count); i++) {
+    /* A steady period: publication i is due at start + i*every on the monotonic clock, however
+     * long serializing and sending took (a relative sleep after each send would drift by that). */
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (int64_t i = 0; !stop_requested && (!c->count || i <= c->count); i++) {
+        double due = (double)i * every; /* i == count: the end of the last period, then exit */
+        struct timespec at = {start.tv_sec + (time_t)due, start.tv_nsec + (long)((due - (double)(time_t)due) * 1e9)};
+        if (at.tv_nsec >= 1000000000L) at.tv_sec++, at.tv_nsec -= 1000000000L;
+        while (!stop_requested && clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, NULL) != 0) {}
+        if (stop_requested || (c->count && i == c->count)) break;
         if (icn_publish_snapshot(pub, &net, &meta, &metrics, err, sizeof err)) icn_die(1, "%s", err);
         if (c->bump) meta.generation++;
-        struct timespec ts = {(time_t)every, (long)((every - (time_t)every) * 1e9)};
-        while (nanosleep(&ts, &ts) != 0 && !stop_requested) {}
     }
     icn_metrics_close(&metrics);
     icn_zmq_close(pub);

@@ -1,6 +1,6 @@
 /* icn-synthesize: turn reference noise into pseudo-negatives by ascending a class logit.
- * Offline from a model file to a tensor stream, or online: subscribe to the trainer's
- * snapshots and push to the pool until told to stop. */
+ * Offline from a model file to a tensor stream, or online (lib/online.c): subscribe to the
+ * trainer's snapshots and deliver to the pool, acknowledged, until told to stop. */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <zmq.h>
 
+#include "online.h"
 #include "progress.h"
 #include "snapshot.h"
 #include "synth.h"
@@ -23,7 +23,8 @@ static const char usage[] =
     "\n"
     "Offline (--model): write N pseudo-negatives of class K as a tensor stream.\n"
     "Online (default): subscribe to the trainer's snapshots (default " ICN_EP_SNAPSHOTS ")\n"
-    "and push pseudo-negatives to the pool (default " ICN_EP_POOL_PUSH ") until the trainer\n"
+    "and deliver pseudo-negatives to the pool's intake (default " ICN_EP_POOL_PUSH "), each batch\n"
+    "kept until the pool acknowledges it (icn-wire(5) DELIVERY), until the trainer\n"
     "says stop, always sampling from the newest snapshot.\n"
     "\n"
     "  --classes LIST      online: classes to synthesize, e.g. 0,1,2 (default: all)\n"
@@ -44,7 +45,10 @@ static const char usage[] =
     "  --threads T         (default 1: one per synthesizer when several share a machine)\n"
     "  --metrics FILE|-    append JSON lines: snapshots received (wall-clock time, for\n"
     "                      delivery times) and batches pushed\n"
-    "  --quiet             no progress on stderr\n";
+    "  --quiet             no progress on stderr\n"
+    "Online, security (icn-wire(5) SECURITY): with keys, both links are CURVE-encrypted and\n"
+    "accept only the head's key (--server-key), so no other publisher can feed or stop us.\n"
+    ICN_SECURITY_USAGE;
 
 static volatile sig_atomic_t stop_requested;
 static void on_signal(int sig) { (void)sig; stop_requested = 1; }
@@ -56,6 +60,7 @@ typedef struct {
     int64_t count;
     uint32_t classes_mask, id;
     uint64_t seed;
+    icn_security sec;
 } cli;
 
 static uint32_t parse_classes(const char *s) {
@@ -79,10 +84,11 @@ static void parse(int argc, char **argv, cli *c) {
         {"max-per-gen", 1, 0, MAXGEN}, {"id", 1, 0, ID}, {"sigma", 1, 0, SIGMA}, {"lr", 1, 0, LR},
         {"max-steps", 1, 0, STEPS}, {"stop", 1, 0, STOP}, {"threshold", 1, 0, THRESH}, {"method", 1, 0, METHOD},
         {"step-rule", 1, 0, RULE}, {"noise", 0, 0, NOISE}, {"seed", 1, 0, SEED}, {"threads", 1, 0, THREADS},
-        {"quiet", 0, 0, QUIET}, {"help", 0, 0, HELP}, {"metrics", 1, 0, METRICS}, {0, 0, 0, 0}};
+        {"quiet", 0, 0, QUIET}, {"help", 0, 0, HELP}, {"metrics", 1, 0, METRICS}, ICN_SECURITY_OPTIONS, {0, 0, 0, 0}};
     int opt;
     while ((opt = icn_getopt(argc, argv, options, usage, NULL)) != -1) {
         icn_synth_opts *s = &c->synth;
+        if (icn_security_option(opt, optarg, &c->sec)) continue;
         switch (opt) {
         case MODEL: c->model = optarg; break;
         case CLASS: c->klass = (int)icn_parse_long("--class", optarg, 0, 100000); break;
@@ -115,21 +121,13 @@ static void parse(int argc, char **argv, cli *c) {
         }
     }
     if (optind < argc) icn_die(2, "unexpected argument '%s' (see --help)", argv[optind]);
+    if (c->sec.allow_dir) icn_die(2, "--allow is for the head: a synthesizer binds nothing (give --server-key)");
+    if (c->model && (c->sec.secret_key || c->sec.insecure)) icn_die(2, "offline synthesis (--model) opens no sockets: no keys");
 }
 
 /* Samples per call of icn_synthesize, in batches: finished samples are replaced by fresh ones
  * within a call, so only its last batch-worth runs on a batch that is not full. */
 enum { CHUNK_BATCHES = 4 };
-
-/* n pseudo-negatives of class k, labelled -(k+1), with provenance: samples index .. index+n-1
- * of this (seed, generation, class, producer). */
-static int make_batch(icn_synth *s, const icn_net *net, const cli *c, int k, int n, int64_t index, int32_t gen,
-                      icn_batch *b) {
-    icn_batch_alloc(b, n, net->in_h, net->in_w, net->in_c, 1);
-    b->prov = xmalloc((size_t)n * sizeof *b->prov);
-    for (int i = 0; i < n; i++) b->y[i] = -(k + 1);
-    return icn_synthesize(s, net, k, n, &c->synth, c->seed, index, b->x, b->prov, gen, c->id);
-}
 
 static int run_offline(cli *c) {
     char err[ICN_ERRLEN];
@@ -148,7 +146,7 @@ static int run_offline(cli *c) {
         int64_t chunk = (int64_t)c->batch * CHUNK_BATCHES;
         int n = (int)(c->count - done < chunk ? c->count - done : chunk);
         icn_batch b = {0};
-        reached += make_batch(s, &net, c, c->klass, n, done, (int32_t)meta.generation, &b);
+        reached += icn_synth_batch(s, &net, &c->synth, c->seed, c->id, c->klass, n, done, (int32_t)meta.generation, &b);
         if (icn_batch_append(&all, &b, err, sizeof err)) icn_die(1, "%s", err);
         icn_batch_free(&b);
         done += n;
@@ -164,127 +162,29 @@ static int run_offline(cli *c) {
     return 0;
 }
 
-/* Take the newest frame on the snapshot socket, if any. 1: new model in *net; 2: stop;
- * 3: hold (the trainer has what it needs from this generation). */
-static int poll_snapshot(void *sub, int timeout_ms, icn_net *net, icn_model_meta *meta, int have, icn_metrics *metrics) {
-    char err[ICN_ERRLEN];
-    zmq_msg_t msg;
-    int got = icn_zmq_recv(sub, &msg, timeout_ms, err, sizeof err);
-    if (got < 0) icn_warn("snapshot socket: %s", err);
-    if (got <= 0) return 0;
-    const uint8_t *p = zmq_msg_data(&msg);
-    size_t n = zmq_msg_size(&msg);
-    double received = icn_wallclock();
-    int rc = 0;
-    msgpack_unpacked up;
-    msgpack_unpacked_init(&up);
-    if (icn_frame_unpack(p, n, &up, err, sizeof err)) {
-        icn_warn("rejected snapshot frame: %s", err);
-    } else if (icn_map_kind_is(&up.data, "stop")) {
-        rc = 2;
-    } else if (icn_map_kind_is(&up.data, "hold")) {
-        int64_t gen;
-        rc = have && !icn_map_i64(&up.data, "generation", 0, INT64_MAX, &gen, err, sizeof err) && gen == meta->generation
-                 ? 3 : 0;
-    } else {
-        icn_net fresh;
-        icn_model_meta m;
-        if (icn_model_decode(p, n, &fresh, &m, NULL, NULL, err, sizeof err)) {
-            icn_warn("rejected snapshot frame: %s", err);
-        } else if (have && m.generation == meta->generation && fresh.n_params == net->n_params) {
-            icn_net_free(&fresh); /* the trainer re-sends its snapshot for late joiners */
-        } else {
-            if (have) icn_net_free(net);
-            *net = fresh, *meta = m, rc = 1;
-            icn_metrics_printf(metrics, "{\"event\":\"snapshot\",\"generation\":%lld,\"time\":%.6f,\"bytes\":%zu}",
-                               (long long)m.generation, received, n);
-        }
-    }
-    msgpack_unpacked_destroy(&up);
-    zmq_msg_close(&msg);
-    return rc;
-}
-
+/* The loop itself is lib/online.c's, where a unit test drives it. */
 static int run_online(cli *c) {
-    char err[ICN_ERRLEN];
-    void *sub = icn_zmq_open_latest(c->snapshots, err, sizeof err);
-    if (!sub) icn_die(1, "%s", err);
-    void *push = icn_zmq_open(ZMQ_PUSH, c->pool, 0, err, sizeof err);
-    if (!push) icn_die(1, "%s", err);
-    int send_timeout = 1000;
-    zmq_setsockopt(push, ZMQ_SNDTIMEO, &send_timeout, sizeof send_timeout);
-    icn_net net;
-    icn_model_meta meta = {0};
-    int have = 0, k_next = 0, held = 0;
-    icn_synth *s = NULL;
-    int64_t made_per_class[32] = {0}, total = 0, reached_total = 0;
-    double t_start = icn_now(), last_log = t_start;
-    uint32_t classes = c->classes_mask;
+    char err[2 * ICN_ERRLEN];
+    icn_security_apply(&c->sec);
+    icn_online_opts o;
+    icn_online_opts_default(&o);
+    o.snapshots = c->snapshots, o.pool = c->pool, o.synth = c->synth;
+    o.batch = c->batch, o.chunk_batches = CHUNK_BATCHES, o.max_per_gen = c->max_per_gen;
+    o.classes_mask = c->classes_mask, o.id = c->id, o.seed = c->seed, o.quiet = c->quiet;
+    o.stop = &stop_requested;
     icn_metrics metrics;
     if (icn_metrics_open(&metrics, c->metrics, err, sizeof err)) icn_die(1, "%s", err);
-    if (!c->quiet) icn_warn("producer %u: waiting for snapshots on %s, pushing to %s", c->id, c->snapshots, c->pool);
-    while (!stop_requested) {
-        int r = poll_snapshot(sub, have && !held ? 0 : 1000, &net, &meta, have, &metrics);
-        if (r == 2) break;
-        if (r == 3 && !held && !c->quiet) icn_warn("producer %u: holding until the next snapshot", c->id);
-        if (r == 3) held = 1;
-        if (r == 1) {
-            held = 0;
-            icn_synth_free(s);
-            s = icn_synth_new(&net, c->batch);
-            c->synth.head = meta.head;
-            have = 1;
-            memset(made_per_class, 0, sizeof made_per_class);
-            k_next = 0; /* each generation in the same class order: one synthesizer is reproducible */
-            if (!classes) classes = net.classes >= 32 ? 0xffffffffu : (1u << net.classes) - 1;
-            if (!c->quiet) icn_warn("producer %u: sampling from snapshot generation %lld", c->id, (long long)meta.generation);
-        }
-        if (!have || held) continue;
-        /* next class in round-robin order that still wants samples in this generation */
-        int k = -1;
-        for (int tries = 0; tries < 32 && k < 0; tries++, k_next = (k_next + 1) % 32)
-            if ((classes >> k_next & 1) && k_next < net.classes &&
-                (!c->max_per_gen || made_per_class[k_next] < c->max_per_gen))
-                k = k_next;
-        if (k < 0) { /* quota met: wait for the next snapshot */
-            held = 1;
-            continue;
-        }
-        int n = c->batch * CHUNK_BATCHES;
-        if (c->max_per_gen && made_per_class[k] + n > c->max_per_gen) n = (int)(c->max_per_gen - made_per_class[k]);
-        icn_batch b = {0};
-        int reached = make_batch(s, &net, c, k, n, made_per_class[k], (int32_t)meta.generation, &b);
-        reached_total += reached;
-        msgpack_sbuffer sb;
-        msgpack_sbuffer_init(&sb);
-        msgpack_packer pk;
-        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        icn_batch_pack(&pk, &b);
-        /* the pool may be down or slow: keep trying, but stay responsive to signals */
-        int sent;
-        while ((sent = icn_zmq_send_sbuffer(push, &sb, err, sizeof err)) < 0 && !stop_requested)
-            if (zmq_errno() != EAGAIN) { icn_warn("push to %s: %s", c->pool, err); break; }
-        msgpack_sbuffer_destroy(&sb);
-        icn_metrics_printf(&metrics,
-                           "{\"event\":\"batch\",\"generation\":%lld,\"class\":%d,\"n\":%d,\"reached\":%d,\"time\":%.6f}",
-                           (long long)meta.generation, k, n, reached, icn_wallclock());
-        icn_batch_free(&b);
-        made_per_class[k] += n;
-        total += n;
-        if (!c->quiet && icn_now() - last_log >= 10) {
-            icn_warn("producer %u: %lld samples, %.1f/s, %.1f%% reached the stop rule, generation %lld", c->id,
-                     (long long)total, total / (icn_now() - t_start), 100.0 * reached_total / total,
-                     (long long)meta.generation);
-            last_log = icn_now();
-        }
-    }
-    if (!c->quiet) icn_warn("producer %u: stopping after %lld samples", c->id, (long long)total);
+    o.metrics = &metrics;
+    icn_online_result res;
+    int rc = icn_synthesize_online(&o, &res, err, sizeof err);
+    icn_metrics_printf(&metrics,
+                       "{\"event\":\"done\",\"samples\":%lld,\"acked\":%lld,\"refused_batches\":%lld,"
+                       "\"unacked_batches\":%lld,\"time\":%.6f}",
+                       (long long)res.samples, (long long)res.acked, (long long)res.refused,
+                       (long long)res.unacked_batches, icn_wallclock());
     icn_metrics_close(&metrics);
-    icn_synth_free(s);
-    if (have) icn_net_free(&net);
-    icn_zmq_close(sub);
-    icn_zmq_close(push);
-    icn_zmq_term(); /* the last batches reach the pool before we exit */
+    icn_zmq_term();
+    if (rc) icn_die(1, "%s", err);
     return 0;
 }
 

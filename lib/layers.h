@@ -33,6 +33,11 @@ void conv2d_forward(float *out, float *col, const float *in, const float *weight
 void conv2d_backward(float *din, float *dweight, float *dbias, float *dcol, const float *dout,
                      const float *col, const float *weight, const icn_conv_shape *s, int n);
 
+/* Rows [r0, r1) of the im2col matrix [N*OH*OW, K] of in into col (row r0 first), and its adjoint,
+ * which ADDS rows [r0, r1) of col onto in (the fast path's matrix-product convolutions use them). */
+void icn_im2col_range(float *col, const float *in, const icn_conv_shape *s, long r0, long r1);
+void icn_col2im_range(float *in, const float *col, const icn_conv_shape *s, long r0, long r1);
+
 /* LeakyReLU with slope ICN_LRELU_SLOPE, in place is fine: out may equal in.
  * Backward uses the output (its sign is the input's), so it works after an in-place forward:
  * dinout [count] is scaled in place. */
@@ -115,6 +120,7 @@ typedef struct {
     float *h, *b;           /* conv1's output and ReLU(BN2(h)) [N,OH,OW,OC] */
     float *stats1, *stats2; /* batchnorm stats [ICN_BN_STATS * C], [ICN_BN_STATS * OC] */
     const icn_conv_scratch *scratch; /* the convolutions' scratch, shared by all blocks */
+    struct icn_fastconv *fast[3];    /* conv1, conv2, projection on oneDNN (fastconv.h); NULL: chunked */
 } icn_block_buffers;
 /* Allocate them for max_batch images (one allocation; scratch is the caller's). */
 void icn_block_buffers_new(icn_block_buffers *buf, const icn_block_shape *b, int max_batch,

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fastconv.h"
 #include "util.h"
 
 static const struct { const char *name, *spec; } named_archs[] = {
@@ -184,6 +185,7 @@ icn_work *icn_work_new(const icn_net *net, int max_batch) {
     w->n_layers = net->n_layers;
     w->act = xcalloc((size_t)net->n_layers, sizeof *w->act);
     w->col = xcalloc((size_t)net->n_layers, sizeof *w->col);
+    w->fast = xcalloc((size_t)net->n_layers, sizeof *w->fast);
     w->stats = xcalloc((size_t)net->n_layers, sizeof *w->stats);
     w->block = xcalloc((size_t)net->n_layers, sizeof *w->block);
     size_t max_act = icn_net_input_size(net), max_col = 0, max_scratch = 0;
@@ -191,7 +193,7 @@ icn_work *icn_work_new(const icn_net *net, int max_batch) {
         const icn_layer *l = &net->layer[i];
         w->act[i] = xmalloc((size_t)max_batch * l->out_size * sizeof(float));
         if (l->out_size > max_act) max_act = l->out_size;
-        if (l->kind == ICN_LAYER_CONV) {
+        if (l->kind == ICN_LAYER_CONV && !(w->fast[i] = icn_fastconv_new(&l->conv, l->bias, max_batch))) {
             size_t col = (size_t)max_batch * l->conv.oh * l->conv.ow * icn_conv_kdim(&l->conv);
             w->col[i] = xmalloc(col * sizeof(float));
             if (col > max_col) max_col = col;
@@ -217,11 +219,13 @@ void icn_work_free(icn_work *w) {
     for (int i = 0; i < w->n_layers; i++) {
         free(w->act[i]);
         free(w->col[i]);
+        icn_fastconv_free(w->fast[i]);
         free(w->stats[i]);
         icn_block_buffers_free(&w->block[i]);
     }
     free(w->act);
     free(w->col);
+    free(w->fast);
     free(w->stats);
     free(w->block);
     free(w->dcol);
@@ -245,7 +249,10 @@ const float *icn_forward(const icn_net *net, icn_work *w, const float *x, int n)
         float *out = w->act[i];
         const long pixels = (long)n * l->conv.h * l->conv.w;
         switch (l->kind) {
-        case ICN_LAYER_CONV: conv2d_forward(out, w->col[i], in, wt, b, &l->conv, n); break;
+        case ICN_LAYER_CONV:
+            if (w->fast[i]) icn_fastconv_forward(w->fast[i], out, in, wt, b, n, 0.0f);
+            else conv2d_forward(out, w->col[i], in, wt, b, &l->conv, n);
+            break;
         case ICN_LAYER_LINEAR: linear_forward(out, in, wt, b, n, (int)l->in_size, (int)l->out_size); break;
         case ICN_LAYER_BLOCK: block_forward(out, &w->block[i], in, wt, state, &l->block, n, w->training); break;
         case ICN_LAYER_BN: batchnorm_forward(out, w->stats[i], in, wt, state, pixels, l->conv.c, w->training); break;
@@ -274,7 +281,10 @@ void icn_backward(const icn_net *net, icn_work *w, const float *dlogits, int par
         if (l->leaky) lrelu_backward(dout, w->act[i], (size_t)n * l->out_size);
         if (l->relu) relu_backward(dout, w->act[i], (size_t)n * l->out_size);
         switch (l->kind) {
-        case ICN_LAYER_CONV: conv2d_backward(din_target, dw, db, w->dcol, dout, w->col[i], wt, &l->conv, n); break;
+        case ICN_LAYER_CONV:
+            if (w->fast[i]) icn_fastconv_backward(w->fast[i], din_target, 0, dw, db, dout, in, wt, n);
+            else conv2d_backward(din_target, dw, db, w->dcol, dout, w->col[i], wt, &l->conv, n);
+            break;
         case ICN_LAYER_LINEAR:
             linear_backward(din_target, dw, db, dout, in, wt, n, (int)l->in_size, (int)l->out_size);
             break;

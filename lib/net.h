@@ -76,7 +76,8 @@ typedef struct {
     int training;
     const float *input;   /* the x of the last forward */
     float **act;          /* act[i]: output of layer i (after its LeakyReLU), [n, out_size] */
-    float **col;          /* col[i]: im2col buffer of conv layer i (kept for backward) */
+    float **col;          /* col[i]: im2col buffer of conv layer i (kept for backward), reference path only */
+    struct icn_fastconv **fast; /* fast[i]: conv layer i's oneDNN engine (fastconv.h); NULL: the reference */
     float **stats;        /* stats[i]: batchnorm layer i's statistics */
     icn_block_buffers *block; /* block[i]: what block layer i keeps for backward */
     icn_conv_scratch conv_scratch; /* the blocks' convolutions' per-thread scratch */

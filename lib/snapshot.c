@@ -137,9 +137,16 @@ int icn_model_decode(const uint8_t *p, size_t n, icn_net *net, icn_model_meta *m
     msgpack_unpacked_init(&up);
     memset(net, 0, sizeof *net);
     memset(meta, 0, sizeof *meta);
+    int rc = icn_frame_unpack(p, n, &up, err, errlen) ? -1 : icn_model_decode_map(&up.data, net, meta, optim, has_optim, err, errlen);
+    msgpack_unpacked_destroy(&up);
+    return rc;
+}
+
+int icn_model_decode_map(const msgpack_object *map, icn_net *net, icn_model_meta *meta, icn_optim *optim,
+                         int *has_optim, char *err, size_t errlen) {
+    memset(net, 0, sizeof *net);
+    memset(meta, 0, sizeof *meta);
     int rc = -1;
-    if (icn_frame_unpack(p, n, &up, err, errlen)) goto out;
-    const msgpack_object *map = &up.data;
     char kind[16], arch[ICN_ARCH_LEN], head[16];
     int64_t version, classes, n_params, crc, dims[3];
     if (icn_map_str(map, "kind", kind, sizeof kind, err, errlen)) goto out;
@@ -195,7 +202,6 @@ int icn_model_decode(const uint8_t *p, size_t n, icn_net *net, icn_model_meta *m
     rc = 0;
 out:
     if (rc) icn_net_free(net);
-    msgpack_unpacked_destroy(&up);
     return rc;
 }
 
