@@ -3,8 +3,8 @@
  * MAT-files.
  *
  * IDX files are untrusted like everything else: the header's counts are checked against the bytes
- * that are really there, and memory grows with the bytes read, not with what the header claims
- * (a 16-byte file may declare 10 million images).
+ * that are really there (inflated, for gzip, no further than the header declares) before anything
+ * is allocated for them (a 16-byte file may declare 10 million images).
  * Both readers append to one batch whose memory grows with the images actually read, never
  * past what the file can hold: a CIFAR file's record count comes from its size, and SVHN's X
  * is read an image at a time from a stream whose size matfile.c has bounded. */
@@ -55,6 +55,7 @@ typedef struct {
     const char *path;
     gzFile f;
     uint32_t magic, n, rows, cols; /* rows = cols = 1 for labels */
+    size_t hlen;                   /* header bytes: 16 (images) or 8 (labels) */
 } idx_file;
 
 static uint32_t be32(const uint8_t *p) {
@@ -81,6 +82,7 @@ static int idx_open(idx_file *x, const char *path, uint32_t magic, char *err, si
                         magic == IDX_IMAGES ? "image" : "label", (size_t)got >= 4 ? be32(h) : 0u, magic);
     if ((size_t)got < hlen) return icn_errf(err, errlen, "%s: truncated: header of %lld of %zu bytes", path, (long long)got, hlen);
     x->magic = magic;
+    x->hlen = hlen;
     x->n = be32(h + 4);
     x->rows = hlen == 16 ? be32(h + 8) : 1;
     x->cols = hlen == 16 ? be32(h + 12) : 1;
@@ -97,21 +99,6 @@ static void idx_close(idx_file *x) {
     x->f = NULL;
 }
 
-/* Bytes left after the declared data are an error: the file is not what its header says. */
-static int idx_no_trailing(idx_file *x, char *err, size_t errlen) {
-    uint8_t buf[65536];
-    ull extra = 0;
-    for (;;) {
-        int64_t k = gz_read_full(x->f, x->path, buf, sizeof buf, err, errlen);
-        if (k < 0) return -1;
-        if (k == 0) break;
-        extra += (ull)k;
-    }
-    if (extra)
-        return icn_errf(err, errlen, "%s: %llu trailing bytes after the %u items its header declares", x->path, extra, x->n);
-    return 0;
-}
-
 static int idx_short(const idx_file *x, ull present, char *err, size_t errlen) {
     ull want = (ull)x->n * x->rows * x->cols;
     if (x->magic == IDX_LABELS)
@@ -120,38 +107,66 @@ static int idx_short(const idx_file *x, ull present, char *err, size_t errlen) {
                     x->path, x->n, x->rows, x->cols, want, present);
 }
 
-/* Pixels as floats in [-1, 1]. The array grows as images arrive, in blocks of ~1 MiB. */
+#define IDX_MAX_TRAILING_COUNT ((ull)1 << 26)
+
+/* The data after the header, counted by reading (for gzip: inflating) at most what the header
+ * declares plus one byte with a fixed buffer, then back to where the data starts. So what a
+ * header declares is held against what the file really holds before anything is allocated for
+ * it, and inflation never runs far past the declared size: a gzip bomb costs 64 KiB, not GBs. */
+static int idx_check_size(idx_file *x, char *err, size_t errlen) {
+    ull want = (ull)x->n * x->rows * x->cols, have = 0, extra = 0;
+    uint8_t buf[65536];
+    for (;;) {
+        ull left = want + 1 - have;
+        size_t k = left < sizeof buf ? (size_t)left : sizeof buf;
+        int64_t got = gz_read_full(x->f, x->path, buf, k, err, errlen);
+        if (got < 0) return -1;
+        have += (ull)got;
+        if ((size_t)got < k || have > want) break;
+    }
+    if (have < want) return idx_short(x, have, err, errlen);
+    if (have > want) { /* say how many extra bytes, counting a bounded number of them */
+        extra = 1;
+        for (int64_t got = 1; got > 0 && extra <= IDX_MAX_TRAILING_COUNT; extra += (ull)got)
+            if ((got = gz_read_full(x->f, x->path, buf, sizeof buf, err, errlen)) < 0) return -1;
+        if (extra > IDX_MAX_TRAILING_COUNT)
+            return icn_errf(err, errlen, "%s: more than %llu trailing bytes after the %u items its header declares",
+                            x->path, IDX_MAX_TRAILING_COUNT, x->n);
+        return icn_errf(err, errlen, "%s: %llu trailing bytes after the %u items its header declares", x->path, extra,
+                        x->n);
+    }
+    if (gzseek(x->f, (z_off_t)x->hlen, SEEK_SET) != (z_off_t)x->hlen)
+        return icn_errf(err, errlen, "%s: cannot go back to the start of its data", x->path);
+    return 0;
+}
+
+/* Pixels as floats in [-1, 1], into one array of the size checked by idx_check_size. */
 static int idx_read_images(idx_file *x, float **out, char *err, size_t errlen) {
     size_t img = (size_t)x->rows * x->cols, block = img < (1u << 20) ? (1u << 20) / img : 1;
+    if (block > x->n) block = x->n;
     uint8_t *raw = xmalloc(block * img);
-    float *px = NULL;
-    size_t done = 0, cap = 0;
+    float *px = xmalloc((size_t)x->n * img * sizeof(float));
+    size_t done = 0;
     int rc = 0;
     while (rc == 0 && done < x->n) {
         size_t want = x->n - done < block ? x->n - done : block;
         int64_t got = gz_read_full(x->f, x->path, raw, want * img, err, errlen);
         if (got < 0) { rc = -1; break; }
         if ((size_t)got < want * img) { rc = idx_short(x, (ull)done * img + (ull)got, err, errlen); break; }
-        if (done + want > cap) {
-            cap = cap * 2 > done + want ? cap * 2 : done + want;
-            if (cap > x->n) cap = x->n;
-            px = xrealloc(px, cap * img * sizeof(float));
-        }
         for (size_t i = 0; i < want; i++)
             icn_pixels_from_u8(px + (done + i) * img, raw + i * img, (int)x->rows, (int)x->cols, 1, img, x->cols, 1);
         done += want;
     }
     free(raw);
-    if (rc == 0) rc = idx_no_trailing(x, err, errlen);
     if (rc) free(px);
     else *out = px;
     return rc;
 }
 
 static int idx_read_labels(idx_file *x, int32_t **out, char *err, size_t errlen) {
-    uint8_t *raw = xmalloc(x->n); /* at most IDX_MAX_N bytes */
+    uint8_t *raw = xmalloc(x->n); /* the size was checked by idx_check_size */
     int64_t got = gz_read_full(x->f, x->path, raw, x->n, err, errlen);
-    int rc = got < 0 ? -1 : (size_t)got < x->n ? idx_short(x, (ull)got, err, errlen) : idx_no_trailing(x, err, errlen);
+    int rc = got < 0 ? -1 : (size_t)got < x->n ? idx_short(x, (ull)got, err, errlen) : 0;
     if (rc == 0) {
         *out = xmalloc((size_t)x->n * sizeof(int32_t));
         for (uint32_t i = 0; i < x->n; i++) (*out)[i] = raw[i];
@@ -170,6 +185,8 @@ int icn_idx_load(const char *images_path, const char *labels_path, icn_batch *ou
         rc = icn_errf(err, errlen, "%s: %u images but %s has %u labels", images_path, im.n, labels_path, lb.n);
     float *x = NULL;
     int32_t *y = NULL;
+    if (rc == 0) rc = idx_check_size(&lb, err, errlen); /* both before allocating for either */
+    if (rc == 0) rc = idx_check_size(&im, err, errlen);
     if (rc == 0) rc = idx_read_labels(&lb, &y, err, errlen);
     if (rc == 0) rc = idx_read_images(&im, &x, err, errlen);
     idx_close(&im);
@@ -252,10 +269,10 @@ int icn_dataset_files(const char *name, icn_split s, char **images, char **label
 #define CIFAR_RECORD (1 + IMG)
 #define CIFAR_BLOCK 1024 /* records read at a time */
 
-/* Room for `need` images in b (x and y), doubling from 256, never past `upper`. */
+/* Room for `need` images in b (x and y), doubling, never past `upper`. */
 static void reserve(icn_batch *b, size_t *cap, size_t need, size_t upper) {
     if (need <= *cap) return;
-    size_t c = *cap * 2 > 256 ? *cap * 2 : 256;
+    size_t c = *cap * 2;
     if (c < need) c = need;
     if (c > upper) c = upper;
     b->x = xrealloc(b->x, c * IMG * sizeof(float));
@@ -282,7 +299,7 @@ static int cifar_file(const char *path, icn_batch *b, size_t *cap, char *err, si
         rc = icn_errf(err, errlen, "%s: truncated: record %llu has %llu of its %d bytes (a record is 1 label byte and "
                       "3,072 pixel bytes)", path, n + 1, part, CIFAR_RECORD);
     if (rc == 0) rc = too_many(path, b, n, err, errlen);
-    uint8_t *rec = rc ? NULL : xmalloc((size_t)CIFAR_BLOCK * CIFAR_RECORD);
+    uint8_t *rec = rc ? NULL : xmalloc((size_t)(n < CIFAR_BLOCK ? n : CIFAR_BLOCK) * CIFAR_RECORD);
     if (rc == 0) reserve(b, cap, (size_t)(b->n + n), (size_t)(b->n + n));
     for (ull i = 0; rc == 0 && i < n; i += CIFAR_BLOCK) {
         size_t k = n - i < CIFAR_BLOCK ? (size_t)(n - i) : CIFAR_BLOCK;

@@ -106,7 +106,7 @@ static int build_resnet(icn_net *net, const char *arch, int *h, int *w, int *c, 
     return 0;
 }
 
-int icn_net_build(icn_net *net, const char *arch, int h, int w, int c, int classes, char *err, size_t errlen) {
+int icn_net_plan(icn_net *net, const char *arch, int h, int w, int c, int classes, char *err, size_t errlen) {
     memset(net, 0, sizeof *net);
     if (strlen(arch) >= ICN_ARCH_LEN) return icn_errf(err, errlen, "architecture name '%.20s...' is too long", arch);
     if (h < 1 || w < 1 || c < 1 || h > 4096 || w > 4096 || c > 4096)
@@ -127,6 +127,11 @@ int icn_net_build(icn_net *net, const char *arch, int h, int w, int c, int class
     net->n_params += n_state;
     for (int i = 0; i < net->n_layers; i++)
         if (net->layer[i].kind == ICN_LAYER_BLOCK || net->layer[i].kind == ICN_LAYER_BN) net->layer[i].s_off += net->n_trainable;
+    return 0;
+}
+
+int icn_net_build(icn_net *net, const char *arch, int h, int w, int c, int classes, char *err, size_t errlen) {
+    if (icn_net_plan(net, arch, h, w, c, classes, err, errlen)) return -1;
     net->params = xcalloc(net->n_params, sizeof(float));
     return 0;
 }

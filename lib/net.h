@@ -64,6 +64,10 @@ typedef struct {
 /* Build the layer list for `arch` on inputs h x w x c with `classes` outputs, and allocate
  * (zeroed) parameters. -1 with err on an unknown or impossible architecture. */
 int icn_net_build(icn_net *net, const char *arch, int h, int w, int c, int classes, char *err, size_t errlen);
+/* icn_net_build without allocating params (left NULL): the layout and n_params only, so that a
+ * parameter count declared by an untrusted file is checked against its bytes before any
+ * allocation. icn_net_build is icn_net_plan plus the allocation. */
+int icn_net_plan(icn_net *net, const char *arch, int h, int w, int c, int classes, char *err, size_t errlen);
 /* PyTorch's default initialisation: weights and biases ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in));
  * batchnorm gamma 1, beta 0, running mean 0, running variance 1. */
 void icn_net_init(icn_net *net, uint64_t seed);

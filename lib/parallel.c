@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <stdlib.h>
 
+#include "memlimit.h"
 #include "util.h"
 
 static struct {
@@ -88,6 +89,7 @@ void icn_threads_init(int requested) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         n = cores > 0 ? (int)cores : 1;
     }
+    n = icn_memlimit_threads(n); /* plain products under ulimit -v: OpenBLAS spins when it cannot map */
     g_threads = n;
     openblas_set_num_threads(n);
     workers_resize(n);

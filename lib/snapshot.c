@@ -150,10 +150,12 @@ int icn_model_decode_map(const msgpack_object *map, icn_net *net, icn_model_meta
         goto out;
     if (icn_head_parse(head, &meta->head)) { icn_errf(err, errlen, "model: unknown head '%s'", head); goto out; }
     char build_err[ICN_ERRLEN];
-    if (icn_net_build(net, arch, (int)dims[0], (int)dims[1], (int)dims[2], (int)classes, build_err, sizeof build_err)) {
+    if (icn_net_plan(net, arch, (int)dims[0], (int)dims[1], (int)dims[2], (int)classes, build_err, sizeof build_err)) {
         icn_errf(err, errlen, "model: %s", build_err);
         goto out;
     }
+    /* What the header implies is held against the bytes present before anything is allocated:
+     * a 110-byte file must not make us allocate gigabytes. */
     if ((size_t)n_params != net->n_params) {
         icn_errf(err, errlen, "model: declares %lld parameters but architecture '%s' has %zu", (long long)n_params, arch,
                  net->n_params);
@@ -161,6 +163,7 @@ int icn_model_decode_map(const msgpack_object *map, icn_net *net, icn_model_meta
     }
     const uint8_t *bin;
     if (icn_map_bin(map, "params", net->n_params * sizeof(float), &bin, err, errlen)) goto out;
+    net->params = xcalloc(net->n_params, sizeof(float));
     if (model_crc(net, bin) != (uint32_t)crc) {
         icn_errf(err, errlen, "model: checksum mismatch (stored %08llx, computed %08x): the file is corrupt",
                  (long long)crc, model_crc(net, bin));

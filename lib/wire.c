@@ -81,6 +81,7 @@ typedef struct {
     uint64_t todo[ICN_MAX_DEPTH + 1];
     int depth;        /* open containers */
     uint64_t need;    /* when incomplete: a lower bound on the whole object's size */
+    uint64_t objects; /* items started so far (ICN_MAX_OBJECTS) */
     char note[160];   /* when incomplete: the first declaration that outran the bytes */
     char *err;
     size_t errlen;
@@ -143,6 +144,9 @@ static int walk_item(walker *w) {
         note_short(w, "message ends at offset %llu before its next item", (ull)w->pos);
         return 1;
     }
+    if (++w->objects > ICN_MAX_OBJECTS) /* msgpack-c would spend ~24 bytes on each */
+        return icn_errf(w->err, w->errlen, "more than %d msgpack objects (at offset %llu): no message needs so many",
+                        ICN_MAX_OBJECTS, (ull)w->pos);
     head_t h = classify(w->p[w->pos]);
     if (h.kind == K_NEVER)
         return icn_errf(w->err, w->errlen, "byte 0xc1 (never used in msgpack) at offset %llu", (ull)w->pos);
@@ -212,6 +216,77 @@ static const char *type_name(msgpack_object_type t) {
     return "of unknown type";
 }
 
+/* Map keys in a total order, to find duplicates by sorting. -2: a key type we refuse. */
+static int key_cmp(const msgpack_object *a, const msgpack_object *b) {
+    if (a->type != b->type) return a->type < b->type ? -1 : 1;
+    switch (a->type) {
+    case MSGPACK_OBJECT_NIL: return 0;
+    case MSGPACK_OBJECT_BOOLEAN: return (a->via.boolean > b->via.boolean) - (a->via.boolean < b->via.boolean);
+    case MSGPACK_OBJECT_POSITIVE_INTEGER: return (a->via.u64 > b->via.u64) - (a->via.u64 < b->via.u64);
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER: return (a->via.i64 > b->via.i64) - (a->via.i64 < b->via.i64);
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64: return memcmp(&a->via.f64, &b->via.f64, sizeof(double));
+    case MSGPACK_OBJECT_STR:
+    case MSGPACK_OBJECT_BIN: {
+        uint32_t la = a->via.str.size, lb = b->via.str.size, l = la < lb ? la : lb; /* str, bin: one layout */
+        int c = l ? memcmp(a->via.str.ptr, b->via.str.ptr, l) : 0; /* an empty one's ptr may be NULL */
+        return c ? c : (la > lb) - (la < lb);
+    }
+    default: return -2;
+    }
+}
+
+static int key_qsort_cmp(const void *x, const void *y) {
+    int c = key_cmp(*(const msgpack_object *const *)x, *(const msgpack_object *const *)y);
+    return c == -2 ? 0 : c;
+}
+
+static void key_name(const msgpack_object *k, char *s, size_t len) {
+    if (k->type == MSGPACK_OBJECT_STR) {
+        size_t n = 0;
+        for (uint32_t i = 0; i < k->via.str.size && n + 1 < len && i < 40; i++) {
+            unsigned char ch = (unsigned char)k->via.str.ptr[i];
+            s[n++] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+        }
+        s[n] = 0;
+    } else if (k->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        snprintf(s, len, "%llu", (ull)k->via.u64);
+    } else if (k->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+        snprintf(s, len, "%lld", (long long)k->via.i64);
+    } else {
+        snprintf(s, len, "(%s)", type_name(k->type));
+    }
+}
+
+/* Every map in o: no key twice, no container or ext as a key. Depth is bounded by the walker. */
+static int check_keys(const msgpack_object *o, char *err, size_t errlen) {
+    if (o->type == MSGPACK_OBJECT_ARRAY) {
+        for (uint32_t i = 0; i < o->via.array.size; i++)
+            if (check_keys(&o->via.array.ptr[i], err, errlen)) return -1;
+        return 0;
+    }
+    if (o->type != MSGPACK_OBJECT_MAP) return 0;
+    uint32_t n = o->via.map.size;
+    const msgpack_object *small[16], **keys = n <= 16 ? small : xmalloc(n * sizeof *keys);
+    int rc = 0;
+    for (uint32_t i = 0; i < n && rc == 0; i++) {
+        keys[i] = &o->via.map.ptr[i].key;
+        if (key_cmp(keys[i], keys[i]) == -2)
+            rc = icn_errf(err, errlen, "frame: a map key is %s; keys are strings or numbers", type_name(keys[i]->type));
+    }
+    if (rc == 0) qsort(keys, n, sizeof *keys, key_qsort_cmp);
+    for (uint32_t i = 1; i < n && rc == 0; i++)
+        if (key_cmp(keys[i - 1], keys[i]) == 0) {
+            char name[48];
+            key_name(keys[i], name, sizeof name);
+            rc = icn_errf(err, errlen, "frame: duplicate key '%s' in a map", name);
+        }
+    if (keys != small) free(keys);
+    for (uint32_t i = 0; i < n && rc == 0; i++)
+        if (check_keys(&o->via.map.ptr[i].val, err, errlen)) rc = -1;
+    return rc;
+}
+
 int icn_frame_unpack(const uint8_t *p, size_t n, msgpack_unpacked *out, char *err, size_t errlen) {
     size_t span = 0;
     /* A frame handed over whole (a ZeroMQ message, a file) gets no more bytes: incomplete is invalid. */
@@ -224,7 +299,7 @@ int icn_frame_unpack(const uint8_t *p, size_t n, msgpack_unpacked *out, char *er
         return icn_errf(err, errlen, "frame: msgpack-c could not unpack the %zu-byte message (code %d)", n, (int)ur);
     if (out->data.type != MSGPACK_OBJECT_MAP)
         return icn_errf(err, errlen, "frame: message is %s, not a map", type_name(out->data.type));
-    return 0;
+    return check_keys(&out->data, err, errlen);
 }
 
 /* ---------------------------------------------------------------- reading streams */
@@ -347,7 +422,7 @@ int icn_write_all(int fd, const void *p, size_t n, char *err, size_t errlen) {
 const msgpack_object *icn_map_get(const msgpack_object *map, const char *key) {
     if (!map || map->type != MSGPACK_OBJECT_MAP) return NULL;
     size_t kl = strlen(key);
-    for (uint32_t i = 0; i < map->via.map.size; i++) { /* the first of duplicate keys wins */
+    for (uint32_t i = 0; i < map->via.map.size; i++) { /* unique: icn_frame_unpack refuses duplicates */
         const msgpack_object *k = &map->via.map.ptr[i].key;
         if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == kl && memcmp(k->via.str.ptr, key, kl) == 0)
             return &map->via.map.ptr[i].val;

@@ -18,6 +18,11 @@
 
 #define ICN_MAX_FRAME_DEFAULT ((size_t)1 << 30) /* 1 GiB; override with ICN_MAX_FRAME */
 #define ICN_MAX_DEPTH 32
+/* Objects (every scalar, string, bin, array and map counts one) in one frame. Every message's
+ * shape needs a few dozen beyond its bin payloads (a stats reply: three per counted key), and
+ * msgpack-c spends about 24 bytes on each, so 2^16 keeps a frame's unpacked tree under ~2 MB:
+ * 50 MB of small integers is refused by the walker, before msgpack-c allocates anything. */
+#define ICN_MAX_OBJECTS 65536
 
 /* The frame limit in bytes: $ICN_MAX_FRAME if set (exits with status 2 when it is not a
  * number in [64, 2^40]), else ICN_MAX_FRAME_DEFAULT. */
@@ -25,12 +30,15 @@ size_t icn_max_frame(void);
 
 /* Returns 0 and sets *span when a complete, well-formed msgpack object starts at p;
  * 1 when the bytes so far are a valid prefix but incomplete; -1 (with err) when invalid,
- * deeper than ICN_MAX_DEPTH, or when a declared length exceeds max_frame. On 1, err also
+ * deeper than ICN_MAX_DEPTH, holding more than ICN_MAX_OBJECTS objects, or when a declared
+ * length exceeds max_frame. On 1, err also
  * says what is missing, for callers that know no more bytes will come. */
 int icn_msgpack_check(const uint8_t *p, size_t n, size_t max_frame, size_t *span, char *err, size_t errlen);
 
 /* Unpack one complete, checked frame into `out` (init'd by the caller with msgpack_unpacked_init).
- * The frame must be a map and must span exactly n bytes. */
+ * The frame must be a map and must span exactly n bytes. A map anywhere in it with the same
+ * key twice is refused ("duplicate key 'x'"): readers differ on which one wins. Map keys are
+ * strings, integers, booleans, nil or floats (never arrays, maps or ext). */
 int icn_frame_unpack(const uint8_t *p, size_t n, msgpack_unpacked *out, char *err, size_t errlen);
 /* An error of icn_frame_unpack without its "frame: " prefix, for messages that name the frame already. */
 const char *icn_frame_error_detail(const char *err);
