@@ -131,6 +131,21 @@ static void note_producer(intake *in, uint32_t id) {
     in->producers++;
 }
 
+/* Which of the records fetched take_from_pool keeps: the first n that accept_record accepts. */
+typedef struct {
+    run *r;
+    int64_t n, round;
+    intake *in;
+} take_ctx;
+
+static int take_record(const icn_batch *records, int32_t i, void *ctx) {
+    take_ctx *t = ctx;
+    if (i >= t->n || !accept_record(t->r, records, i, t->round)) return 0;
+    t->in->reached += records->prov[i].reached;
+    note_producer(t->in, records->prov[i].producer);
+    return 1;
+}
+
 /* Take records from the pool into the training set, up to `until` (or everything available
  * when until < 0). Advances meta.pool_offset past every record looked at. */
 static int take_from_pool(run *r, int64_t round, int64_t until, intake *in, char *err, size_t errlen) {
@@ -142,24 +157,10 @@ static int take_from_pool(run *r, int64_t round, int64_t until, intake *in, char
         if (rc <= 0) { icn_batch_free(&records); return rc < 0 ? -1 : 1; }
         int64_t n = records.n;
         if (until >= 0 && r->meta.pool_offset + n > until) n = until - r->meta.pool_offset;
-        /* move the accepted records to the front, then add them in one append */
-        int64_t kept = 0;
-        const size_t d = icn_batch_dim(&records);
-        for (int64_t i = 0; i < n; i++) {
-            if (!accept_record(r, &records, i, round)) continue;
-            in->reached += records.prov[i].reached;
-            note_producer(in, records.prov[i].producer);
-            if (kept != i) {
-                memcpy(records.x + (size_t)kept * d, records.x + (size_t)i * d, d * sizeof(float));
-                records.y[kept] = records.y[i];
-                records.prov[kept] = records.prov[i];
-            }
-            kept++;
-        }
-        int32_t fetched = records.n;
-        records.n = (int32_t)kept;
+        /* keep the accepted records, then add them in one append */
+        take_ctx t = {r, n, round, in};
+        int32_t kept = icn_batch_filter(&records, take_record, &t);
         int rc_append = icn_batch_append(&r->pn, &records, err, errlen);
-        records.n = fetched;
         if (rc_append) { icn_batch_free(&records); return -1; }
         in->added += kept;
         r->meta.pool_offset += n;

@@ -38,6 +38,10 @@ typedef struct {
     icn_model_meta meta;
     int have, held;
     int64_t refused_images;
+    /* during synthesis (defer): what poll_snapshot found waits here, the net in use untouched */
+    int defer, pending;
+    icn_net next;
+    icn_model_meta next_meta;
 } loop;
 
 static void on_refused(uint64_t seq, const char *reason, void *ctx) {
@@ -70,6 +74,11 @@ static int poll_snapshot(loop *l, int timeout_ms, char *err, size_t errlen) {
     else if (m.kind == ICN_MSG_HOLD) rc = l->have && m.generation == l->meta.generation ? 3 : 0;
     else if (l->have && m.meta.generation == l->meta.generation && m.net.n_params == l->net.n_params) {
         rc = 0; /* the trainer re-sends its snapshot for late joiners */
+    } else if (l->defer) {
+        l->next = m.net, l->next_meta = m.meta, rc = 1;
+        m.kind = ICN_MSG_HOLD; /* the net is ours now: icn_msg_free leaves it */
+        icn_metrics_printf(l->o->metrics, "{\"event\":\"snapshot\",\"generation\":%lld,\"time\":%.6f,\"bytes\":%zu}",
+                           (long long)l->next_meta.generation, received, n);
     } else {
         if (l->have) icn_net_free(&l->net);
         l->net = m.net, l->meta = m.meta, l->have = 1, rc = 1;
@@ -86,6 +95,27 @@ static int poll_snapshot(loop *l, int timeout_ms, char *err, size_t errlen) {
     return rc;
 }
 
+/* Synthesis looks at the snapshot socket after every pass (icn_synth's interrupt): a new
+ * generation, hold or stop ends the call in flight at once, its samples being of the old
+ * generation; a re-sent snapshot of the current one does not. */
+static int snapshot_waiting(void *ctx) {
+    loop *l = ctx;
+    char e[ICN_ERRLEN];
+    if (!l->pending) {
+        l->defer = 1;
+        int r = poll_snapshot(l, 0, e, sizeof e); /* a socket error is seen again by the loop's own poll */
+        l->defer = 0;
+        if (r > 0) l->pending = r;
+    }
+    return l->pending != 0;
+}
+
+/* The workspace of s fits `net` (its primitives depend only on the architecture). */
+static int same_shape(const icn_net *a, const icn_net *b) {
+    return !strcmp(a->arch, b->arch) && a->n_params == b->n_params && a->in_h == b->in_h && a->in_w == b->in_w &&
+           a->in_c == b->in_c && a->classes == b->classes;
+}
+
 int icn_synthesize_online(const icn_online_opts *o, icn_online_result *res, char *err, size_t errlen) {
     memset(res, 0, sizeof *res);
     loop l = {.o = o};
@@ -97,6 +127,7 @@ int icn_synthesize_online(const icn_online_opts *o, icn_online_result *res, char
     }
     res->producer = icn_sender_producer(l.out);
     icn_synth *s = NULL;
+    icn_net made_for = {0}; /* the architecture s was made for (its params are not used) */
     icn_synth_opts so = o->synth;
     int64_t made[32] = {0};
     int k_next = 0;
@@ -107,7 +138,13 @@ int icn_synthesize_online(const icn_online_opts *o, icn_online_result *res, char
     for (;;) {
         if (o->stop && *o->stop) break;
         int busy = l.have && !l.held && icn_sender_room(l.out) > 0;
-        int r = poll_snapshot(&l, 0, err, errlen);
+        int r = l.pending;
+        l.pending = 0;
+        if (r == 1) { /* found during synthesis: take it now */
+            icn_net_free(&l.net);
+            l.net = l.next, l.meta = l.next_meta;
+        }
+        if (!r) r = poll_snapshot(&l, 0, err, errlen);
         if (r < 0) goto out;
         if (r == 2) break;
         if (r == 3 && !l.held && !o->quiet) icn_warn("producer %u: holding until the next snapshot", o->id);
@@ -115,8 +152,12 @@ int icn_synthesize_online(const icn_online_opts *o, icn_online_result *res, char
         if (r == 1) {
             l.held = 0;
             res->snapshots++;
-            icn_synth_free(s);
-            s = icn_synth_new(&l.net, o->batch);
+            if (!s || !same_shape(&made_for, &l.net)) {
+                icn_synth_free(s);
+                s = icn_synth_new(&l.net, o->batch);
+                s->interrupt = snapshot_waiting, s->interrupt_ctx = &l;
+                made_for = l.net;
+            }
             so.head = l.meta.head;
             memset(made, 0, sizeof made);
             k_next = 0; /* each generation in the same class order: one synthesizer is reproducible */
@@ -140,6 +181,10 @@ int icn_synthesize_online(const icn_online_opts *o, icn_online_result *res, char
         if (o->max_per_gen && made[k] + n > o->max_per_gen) n = o->max_per_gen - made[k];
         icn_batch b = {0};
         int reached = icn_synth_batch(s, &l.net, &so, o->seed, o->id, k, (int)n, made[k], (int32_t)l.meta.generation, &b);
+        if (reached < 0) { /* interrupted: a snapshot, hold or stop came */
+            icn_batch_free(&b);
+            continue;
+        }
         res->reached += reached;
         int sent = icn_sender_send(l.out, &b, err, errlen);
         icn_batch_free(&b);
@@ -169,6 +214,7 @@ out:;
                  (long long)res->unacked_batches);
     icn_synth_free(s);
     if (l.have) icn_net_free(&l.net);
+    if (l.pending == 1) icn_net_free(&l.next);
     icn_sender_close(l.out);
     icn_zmq_close(l.sub);
     return rc;

@@ -16,7 +16,7 @@
 
 #include "progress.h"
 #include "synth.h"
-#include "wire.h"
+#include "batch.h"
 
 typedef struct {
     const char *snapshots, *pool; /* endpoints: the trainer's PUB, the pool's intake */
@@ -46,7 +46,8 @@ void icn_online_opts_default(icn_online_opts *o);
 int icn_synthesize_online(const icn_online_opts *o, icn_online_result *res, char *err, size_t errlen);
 
 /* n pseudo-negatives of class k, labelled -(k+1), with provenance: samples index ..
- * index + n - 1 of (seed, generation, class, id). Returns how many met the stop rule. Offline
+ * index + n - 1 of (seed, generation, class, id). Returns how many met the stop rule, or -1
+ * when s->interrupt stopped it (online: a snapshot came; b is then incomplete). Offline
  * synthesis uses it too. */
 int icn_synth_batch(icn_synth *s, const icn_net *net, const icn_synth_opts *o, uint64_t seed, uint32_t id, int k, int n,
                     int64_t index, int32_t generation, icn_batch *b);
