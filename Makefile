@@ -8,7 +8,7 @@ PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 OPT ?= -O3 -march=native
 CFLAGS ?= $(OPT) -g
 CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Ilib $(PKG_CFLAGS)
-LDLIBS += $(PKG_LIBS) -lm -lpthread
+LDLIBS += $(PKG_LIBS) -ldnnl -lgomp -lm -lpthread
 BUILD ?= build
 
 LIB_SRC := $(wildcard lib/*.c)
@@ -58,8 +58,10 @@ test: deps
 unit: all
 	@BUILD=$(BUILD) tests/run.sh unit
 
+# The build uses every core (make demo is timed from a fresh clone: docs/RESULTS.md).
 demo: deps
-	@$(MAKE) --no-print-directory all data
+	@$(MAKE) --no-print-directory -j$$(nproc) all
+	@$(MAKE) --no-print-directory data
 	@BUILD=$(BUILD) pipelines/demo.sh
 
 bench:

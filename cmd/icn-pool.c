@@ -3,6 +3,8 @@
  * protocol in lib/transport.c, the serving loop in lib/pool_server.c. */
 #include "pool.h"
 #include "pool_server.h"
+#include "protocol.h"
+#include "sender.h"
 #include "transport.h"
 #include "fileio.h"
 #include "util.h"
@@ -19,7 +21,6 @@
 #include <time.h>
 #include <fcntl.h>
 #include <unistd.h>
-#include <zmq.h>
 
 
 static const char usage_main[] =
@@ -29,12 +30,15 @@ static const char usage_main[] =
     "       icn-pool push [--connect ENDPOINT] [--file FILE|-] [OPTIONS]\n"
     "       icn-pool check --store FILE [--quiet]\n"
     "       icn-pool repair --store FILE --out NEW [--quiet]\n"
-    "A durable pool of pseudo-negatives: synthesizers PUSH them in, the trainer fetches them by\n"
+    "       icn-pool keygen NAME\n"
+    "A durable pool of pseudo-negatives: synthesizers send them in (each batch acknowledged once\n"
+    "stored), the trainer fetches them by\n"
     "offset (icn-pool(1), icn-wire(5) POOL PROTOCOL). 'icn-pool COMMAND --help' for each command.\n";
 
 static const char usage_serve[] =
     "usage: icn-pool serve --store FILE [OPTIONS]\n"
-    "Store pseudo-negatives PUSHed to the PULL endpoint; answer \"fetch\" and \"stats\" on REP.\n"
+    "Store the pseudo-negatives that arrive on the intake, acknowledging each batch once it is\n"
+    "stored (icn-wire(5) DELIVERY); answer \"fetch\" and \"stats\" on REP.\n"
     "  --store FILE       the pool file (created if missing; a torn tail is cut off)\n"
     "  --shape HxWxC      the image shape every record must have (required for a new store;\n"
     "                     for an existing one it must be the store's)\n"
@@ -42,12 +46,14 @@ static const char usage_serve[] =
     "  --range LO,HI      every pixel in [LO, HI] (with --shape; default -1,1: the data's range)\n"
     "  --quota N          at most N records per peer and snapshot generation (with --shape;\n"
     "                     default 0: none)\n"
-    "  --pull ENDPOINT    where batches arrive (default " ICN_EP_POOL_PUSH ")\n"
+    "  --intake ENDPOINT  where batches arrive, each acknowledged once stored (default\n"
+    "                     " ICN_EP_POOL_PUSH "; --pull is its old name)\n"
     "  --rep ENDPOINT     where requests arrive (default " ICN_EP_POOL_REQ ")\n"
     "  --fsync POLICY     batch (default: after each batch), always (after each record),\n"
     "                     none (leave it to the kernel)\n"
     "  --log FILE         messages to FILE (appended, time-stamped) instead of stderr\n"
     "  --quiet            no start, stop and 10-second status lines (rejections still shown)\n"
+    ICN_SECURITY_USAGE
     "  --help             this text\n"
     "SIGINT/SIGTERM: finish the current write, fsync, close, exit 0.\n";
 
@@ -72,23 +78,37 @@ static const char usage_stats[] =
     "                     how many frames it rejected)\n"
     "  --timeout MS       how long to wait for the answer (default 5000)\n"
     "  --json             one JSON object instead of text lines\n"
+    "  --secret-key FILE, --server-key FILE: CURVE keys for --connect (see icn-pool serve --help)\n"
     "  --help             this text\n";
 
 static const char usage_push[] =
     "usage: icn-pool push [--connect ENDPOINT] [--file FILE|-] [OPTIONS]\n"
-    "PUSH the frames of a tensor stream to a pool, byte for byte (to seed a pool, and to test one).\n"
-    "  --connect ENDPOINT the pool's PULL endpoint (default " ICN_EP_POOL_PUSH ")\n"
+    "Send the batches of a tensor stream to a pool's intake (to seed a pool, and to test one),\n"
+    "each with this process's producer number and a sequence number; the pool acknowledges\n"
+    "each once it is stored. Up to --window batches are in flight; after a second without an\n"
+    "answer they are sent again on a new connection (the pool stores each once). Exits 0 only\n"
+    "when every batch was acknowledged; otherwise 1 with one line saying how many were not.\n"
+    "  --connect ENDPOINT the pool's intake endpoint (default " ICN_EP_POOL_PUSH ")\n"
     "  --file FILE|-      input (default -: stdin)\n"
-    "  --raw              send the whole input unchecked as ONE frame, e.g. garbage, to see the\n"
-    "                     pool refuse it\n"
-    "  --as-negatives K   decode each batch and relabel every image as a pseudo-negative of\n"
-    "                     class K (label -(K+1)) with provenance --generation, --producer,\n"
-    "                     steps 0, logit 0, reached 0: seeds a pool with real negatives\n"
+    "  --raw              send the whole input unchecked as ONE frame, e.g. garbage, and print\n"
+    "                     the pool's answer (exit 0 only when it was acknowledged)\n"
+    "  --as-negatives K   relabel every image as a pseudo-negative of class K (label -(K+1))\n"
+    "                     with provenance --generation, --producer, steps 0, logit 0,\n"
+    "                     reached 0: seeds a pool with real negatives\n"
     "  --generation G     provenance generation for --as-negatives (default 0)\n"
     "  --producer P       provenance producer id for --as-negatives (default 0)\n"
-    "  --timeout MS       give up when no pool takes a frame within MS (default 5000)\n"
+    "  --window N         batches in flight, unacknowledged, at most (default 64)\n"
+    "  --timeout MS       give up when no answer has come for MS (default 5000)\n"
+    "  --secret-key FILE, --server-key FILE: CURVE keys (see icn-pool serve --help)\n"
     "  --quiet            no summary line on stderr\n"
     "  --help             this text\n";
+
+static const char usage_keygen[] =
+    "usage: icn-pool keygen NAME\n"
+    "Make a CURVE key pair: NAME.key (the secret half, mode 0600: give it to --secret-key of\n"
+    "the process it identifies, and to nobody else) and NAME.pub (the public half: copy it\n"
+    "into the head's --allow directory, or give it to workers as --server-key). Neither file\n"
+    "may exist already. Prints the public key.\n";
 
 static const char usage_check[] =
     "usage: icn-pool check --store FILE [--quiet]\n"
@@ -147,33 +167,49 @@ static void parse_range(const char *s, icn_pool_contract *k) {
     if (*end || !(k->lo < k->hi)) usage_error("--range: '%s' is not LO,HI with LO < HI (e.g. -1,1)", s);
 }
 
+/* SIGINT and SIGTERM set g_interrupted: serve stops cleanly, push stops sending and drains. */
+static volatile sig_atomic_t g_interrupted;
+static void on_interrupt(int sig) {
+    (void)sig;
+    g_interrupted = 1;
+}
+
+static void on_interrupt_install(void) {
+    struct sigaction sa = {.sa_handler = on_interrupt}; /* no SA_RESTART: blocking calls return EINTR */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
 static int cmd_serve(int argc, char **argv) {
-    enum { O_STORE = 256, O_PULL, O_REP, O_FSYNC_POLICY, O_LOG, O_QUIET, O_SHAPE, O_CLASSES, O_RANGE, O_QUOTA, O_HELP };
-    static const struct option longs[] = {{"store", required_argument, 0, O_STORE}, {"pull", required_argument, 0, O_PULL},
-                                          {"rep", required_argument, 0, O_REP},     {"fsync", required_argument, 0, O_FSYNC_POLICY},
-                                          {"log", required_argument, 0, O_LOG},     {"quiet", no_argument, 0, O_QUIET},
-                                          {"shape", required_argument, 0, O_SHAPE}, {"classes", required_argument, 0, O_CLASSES},
-                                          {"range", required_argument, 0, O_RANGE}, {"quota", required_argument, 0, O_QUOTA},
-                                          {"help", no_argument, 0, O_HELP},         {0, 0, 0, 0}};
-    icn_pool_server_opts o = {.pull = ICN_EP_POOL_PUSH, .rep = ICN_EP_POOL_REQ, .fsync = ICN_FSYNC_BATCH};
+    enum { O_STORE = 256, O_PULL, O_REP, O_FSYNC_POLICY, O_LOG, O_QUIET, O_SHAPE, O_CLASSES, O_RANGE, O_QUOTA };
+    static const struct option longs[] = {
+        {"store", required_argument, 0, O_STORE}, {"pull", required_argument, 0, O_PULL},
+        {"intake", required_argument, 0, O_PULL}, {"rep", required_argument, 0, O_REP},
+        {"fsync", required_argument, 0, O_FSYNC_POLICY}, {"log", required_argument, 0, O_LOG},
+        {"quiet", no_argument, 0, O_QUIET}, {"shape", required_argument, 0, O_SHAPE},
+        {"classes", required_argument, 0, O_CLASSES}, {"range", required_argument, 0, O_RANGE},
+        {"quota", required_argument, 0, O_QUOTA}, {"help", no_argument, 0, 'h'}, ICN_SECURITY_OPTIONS, {0, 0, 0, 0}};
+    icn_security sec = {0};
+    icn_pool_server_opts o = {.intake = ICN_EP_POOL_PUSH, .rep = ICN_EP_POOL_REQ, .fsync = ICN_FSYNC_BATCH};
     icn_pool_contract k = icn_pool_contract_make(0, 0, 0, 0);
     const char *log_path = NULL;
     int c, shape = 0, extra = 0;
     while ((c = next_opt(argc, argv, longs, usage_serve)) != -1) {
+        if (icn_security_option(c, optarg, &sec)) continue;
         switch (c) {
         case O_SHAPE: parse_shape(optarg, &k), shape = 1; break;
         case O_CLASSES: k.classes = (int32_t)icn_parse_long("--classes", optarg, 1, ICN_POOL_CLASSES_MAX); break;
         case O_RANGE: parse_range(optarg, &k), extra = 1; break;
         case O_QUOTA: k.quota_per_generation = icn_parse_long("--quota", optarg, 0, LONG_MAX), extra = 1; break;
         case O_STORE: o.store = optarg; break;
-        case O_PULL: o.pull = optarg; break;
+        case O_PULL: o.intake = optarg; break;
         case O_REP: o.rep = optarg; break;
         case O_FSYNC_POLICY:
             if (icn_fsync_parse(optarg, &o.fsync)) usage_error("--fsync: '%s' is not batch, always or none", optarg);
             break;
         case O_LOG: log_path = optarg; break;
         case O_QUIET: o.quiet = 1; break;
-        case O_HELP: fputs(usage_serve, stdout); exit(0);
         }
     }
     no_operands(argc, argv);
@@ -181,11 +217,21 @@ static int cmd_serve(int argc, char **argv) {
     if (shape != (k.classes > 0)) usage_error("--shape and --classes go together");
     if (extra && !shape) usage_error("--range and --quota go with --shape and --classes");
     if (shape) o.contract = &k;
+    if (sec.server_key) usage_error("--server-key is for clients: the pool admits --allow's keys");
+    if (sec.secret_key && !sec.allow_dir) usage_error("--secret-key needs --allow DIR (the peers' public keys)");
     if (log_path && !(o.log = fopen(log_path, "a"))) icn_die(1, "--log %s: %s", log_path, strerror(errno));
 
-    int rc = icn_pool_serve(&o);
+    icn_security_apply(&sec);
+    on_interrupt_install();
+    signal(SIGPIPE, SIG_IGN);
+    char err[2 * ICN_ERRLEN];
+    int rc = icn_pool_serve(&o, &g_interrupted, err, sizeof err);
+    if (rc) {
+        if (o.log) fprintf(o.log, "%s: %s\n", icn_progname, err), fflush(o.log);
+        icn_die(1, "%s", err);
+    }
     if (o.log) fclose(o.log);
-    return rc;
+    return 0;
 }
 
 /* ---------------------------------------------------------------- dump */
@@ -215,14 +261,24 @@ static void flush_frames(dumper *d, int all, const char *out) {
     b->n -= k;
 }
 
+/* dump's filter: a generation and/or a class (by_gen, by_cls say which). */
+typedef struct {
+    int by_gen, by_cls;
+    int64_t gen, cls;
+} dump_filter;
+
+static int dump_keeps(const icn_batch *b, int32_t j, void *ctx) {
+    const dump_filter *f = ctx;
+    return !(f->by_gen && b->prov[j].generation != f->gen) && !(f->by_cls && b->y[j] != -(int32_t)f->cls - 1);
+}
+
 static int cmd_dump(int argc, char **argv) {
-    enum { O_STORE = 256, O_FROM, O_COUNT, O_GEN, O_CLASS, O_OUT, O_QUIET, O_HELP };
+    enum { O_STORE = 256, O_FROM, O_COUNT, O_GEN, O_CLASS, O_OUT, O_QUIET };
     static const struct option longs[] = {
         {"store", required_argument, 0, O_STORE}, {"from", required_argument, 0, O_FROM},
         {"count", required_argument, 0, O_COUNT}, {"generation", required_argument, 0, O_GEN},
         {"class", required_argument, 0, O_CLASS}, {"out", required_argument, 0, O_OUT},
-        {"quiet", no_argument, 0, O_QUIET},       {"help", no_argument, 0, O_HELP},
-        {0, 0, 0, 0}};
+        {"quiet", no_argument, 0, O_QUIET}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *store = NULL, *out = "-";
     int64_t from = 0, count = -1, gen = 0, cls = 0;
     int by_gen = 0, by_cls = 0, quiet = 0, c;
@@ -235,7 +291,6 @@ static int cmd_dump(int argc, char **argv) {
         case O_CLASS: cls = icn_parse_long("--class", optarg, 0, INT32_MAX - 1), by_cls = 1; break;
         case O_OUT: out = optarg; break;
         case O_QUIET: quiet = 1; break;
-        case O_HELP: fputs(usage_dump, stdout); exit(0);
         }
     }
     no_operands(argc, argv);
@@ -253,17 +308,8 @@ static int cmd_dump(int argc, char **argv) {
     for (int64_t i = from; i < end; i += 1000) {
         icn_batch b;
         if (icn_pool_read(p, i, end - i < 1000 ? end - i : 1000, &b, err, sizeof err)) icn_die(1, "%s", err);
-        int32_t keep = 0;
-        size_t dim = icn_batch_dim(&b);
-        for (int32_t j = 0; j < b.n; j++) { /* filter in place */
-            if ((by_gen && b.prov[j].generation != gen) || (by_cls && b.y[j] != -(int32_t)cls - 1)) continue;
-            if (keep != j) {
-                memcpy(b.x + (size_t)keep * dim, b.x + (size_t)j * dim, dim * sizeof(float));
-                b.y[keep] = b.y[j], b.prov[keep] = b.prov[j];
-            }
-            keep++;
-        }
-        b.n = keep;
+        dump_filter want = {by_gen, by_cls, gen, cls};
+        if (by_gen || by_cls) icn_batch_filter(&b, dump_keeps, &want);
         if (icn_batch_append(&d.pending, &b, err, sizeof err)) icn_die(1, "%s: %s", store, err);
         icn_batch_free(&b);
         flush_frames(&d, 0, out);
@@ -290,26 +336,28 @@ static void print_tallies(const char *what, const icn_pool_tally *v, size_t n, i
 }
 
 static int cmd_stats(int argc, char **argv) {
-    enum { O_STORE = 256, O_CONNECT, O_TIMEOUT, O_JSON, O_HELP };
-    static const struct option longs[] = {{"store", required_argument, 0, O_STORE},
-                                          {"connect", required_argument, 0, O_CONNECT},
-                                          {"timeout", required_argument, 0, O_TIMEOUT},
-                                          {"json", no_argument, 0, O_JSON},
-                                          {"help", no_argument, 0, O_HELP},
-                                          {0, 0, 0, 0}};
+    enum { O_STORE = 256, O_CONNECT, O_TIMEOUT, O_JSON };
+    static const struct option longs[] = {
+        {"store", required_argument, 0, O_STORE}, {"connect", required_argument, 0, O_CONNECT},
+        {"timeout", required_argument, 0, O_TIMEOUT}, {"json", no_argument, 0, O_JSON}, {"help", no_argument, 0, 'h'},
+        ICN_SECURITY_OPTIONS, {0, 0, 0, 0}};
+    icn_security sec = {0};
     const char *store = NULL, *ep = NULL;
     int json = 0, timeout = 5000, c;
     while ((c = next_opt(argc, argv, longs, usage_stats)) != -1) {
+        if (icn_security_option(c, optarg, &sec)) continue;
         switch (c) {
         case O_STORE: store = optarg; break;
         case O_CONNECT: ep = optarg; break;
         case O_TIMEOUT: timeout = (int)icn_parse_long("--timeout", optarg, 1, 3600000); break;
         case O_JSON: json = 1; break;
-        case O_HELP: fputs(usage_stats, stdout); exit(0);
         }
     }
     no_operands(argc, argv);
     if (!store == !ep) usage_error("give one of --store FILE or --connect ENDPOINT");
+    if (sec.allow_dir) usage_error("--allow is for servers");
+    if (store && (sec.secret_key || sec.insecure)) usage_error("keys go with --connect");
+    icn_security_apply(&sec);
     char err[2 * ICN_ERRLEN];
     icn_pool_counts cn;
     int64_t rejected = -1; /* unknown for a file */
@@ -324,13 +372,10 @@ static int cmd_stats(int argc, char **argv) {
         msgpack_sbuffer sb;
         msgpack_sbuffer_init(&sb);
         icn_pack_stats_request(&sb);
-        msgpack_unpacked u;
-        msgpack_unpacked_init(&u);
-        int r = icn_request(&req, ep, &sb, timeout, &u, err, sizeof err);
+        icn_msg m;
+        int r = icn_request(&req, ep, &sb, timeout, 16 << 20, ICN_MSG_STATS, &m, err, sizeof err);
         if (r <= 0) icn_die(1, "%s", err);
-        char e[ICN_ERRLEN];
-        if (icn_decode_pool_stats(&u.data, &cn, &rejected, e, sizeof e)) icn_die(1, "pool at %s: %s", ep, e);
-        msgpack_unpacked_destroy(&u);
+        cn = m.counts, rejected = m.rejected; /* cn owns the counts now */
         msgpack_sbuffer_destroy(&sb);
         icn_zmq_close(req);
         icn_zmq_term();
@@ -369,24 +414,6 @@ static int cmd_stats(int argc, char **argv) {
 
 /* ---------------------------------------------------------------- push */
 
-typedef struct {
-    void *sock;
-    const char *ep;
-    int timeout;
-    int64_t frames, images;
-} pusher;
-
-static void push_bytes(pusher *ps, const void *p, size_t n) {
-    char e[ICN_ERRLEN];
-    if (icn_zmq_send(ps->sock, p, n, e, sizeof e) == 0) {
-        ps->frames++;
-        return;
-    }
-    if (errno == EAGAIN)
-        icn_die(1, "no pool at %s took frame %" PRId64 " within %d ms", ps->ep, ps->frames, ps->timeout);
-    icn_die(1, "%s: frame %" PRId64 ": %s", ps->ep, ps->frames, e);
-}
-
 /* Whole input, unchecked, bounded by the frame limit. */
 static void read_raw(const char *path, uint8_t **data, size_t *len) {
     char e[ICN_ERRLEN];
@@ -412,101 +439,146 @@ static void read_raw(const char *path, uint8_t **data, size_t *len) {
     *data = b, *len = n;
 }
 
-/* Decode a batch frame and re-encode it as pseudo-negatives of class k with the given provenance. */
-static void push_as_negatives(pusher *ps, const icn_reader *r, const uint8_t *p, size_t n, int64_t frame, int32_t k,
-                              int32_t gen, uint32_t producer) {
+/* --raw: one frame of whatever bytes, and the pool's one answer. */
+static int push_raw(const char *ep, const char *file, int timeout, int quiet) {
+    char err[2 * ICN_ERRLEN];
+    uint8_t *data, *ans;
+    size_t len, alen;
+    read_raw(file, &data, &len);
+    void *sock = icn_open_sender(ep, err, sizeof err);
+    if (!sock) icn_die(1, "--connect: %s", err);
+    double t0 = icn_now();
+    int r;
+    while ((r = icn_zmq_try_send(sock, data, len, err, sizeof err)) == 0 && (icn_now() - t0) * 1000 < timeout &&
+           !g_interrupted)
+        usleep(10000);
+    if (r < 0) icn_die(1, "%s: %s", ep, err);
+    if (r == 0) icn_die(1, "no pool at %s took the frame within %d ms", ep, timeout);
+    free(data);
+    int got = icn_zmq_recv_buf(sock, NULL, timeout, &ans, &alen, err, sizeof err);
+    if (got <= 0) icn_die(1, "the frame was not acknowledged: no answer from %s within %d ms", ep, timeout);
+    icn_msg m;
+    if (icn_msg_decode(ans, alen, ICN_INTAKE_REPLY_KINDS, 0, &m, err, sizeof err)) icn_die(1, "%s: bad answer: %s", ep, err);
+    free(ans);
+    int acked = m.kind == ICN_MSG_ACK;
+    if (!acked) icn_warn("refused by %s: %s", ep, m.text);
+    else if (!quiet) icn_warn("acknowledged by %s", ep);
+    icn_msg_free(&m);
+    icn_zmq_close(sock);
+    icn_zmq_term();
+    return acked ? 0 : 1;
+}
+
+typedef struct {
+    int64_t refused_shown;
+} refusals;
+
+static void on_refused(uint64_t seq, const char *reason, void *ctx) {
+    refusals *r = ctx;
+    if (r->refused_shown++ < 10) icn_warn("batch %" PRIu64 " refused: %s", seq, reason);
+}
+
+/* Decode a batch frame; with neg >= 0, relabel every image as a pseudo-negative of class neg
+ * with the given provenance. */
+static void frame_batch(const icn_reader *r, const uint8_t *p, size_t n, int64_t frame, int64_t neg, int32_t gen,
+                        uint32_t producer, icn_batch *b) {
     char e[ICN_ERRLEN];
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
-    icn_batch b;
-    if (icn_frame_unpack(p, n, &u, e, sizeof e) || icn_batch_decode(&u.data, &b, e, sizeof e))
+    if (icn_frame_unpack(p, n, &u, e, sizeof e) || icn_batch_decode(&u.data, b, e, sizeof e))
         icn_die(1, "%s: frame %" PRId64 " at byte %llu: %s", icn_reader_name(r), frame,
                 (unsigned long long)icn_reader_offset(r), icn_frame_error_detail(e));
     msgpack_unpacked_destroy(&u);
-    if (!b.y) b.y = xmalloc((size_t)b.n * sizeof *b.y);
-    free(b.prov);
-    b.prov = xcalloc((size_t)b.n, sizeof *b.prov);
-    for (int32_t i = 0; i < b.n; i++) {
-        b.y[i] = -k - 1;
-        b.prov[i] = (icn_provenance){.generation = gen, .producer = producer};
+    if (neg < 0) return;
+    if (!b->y) b->y = xmalloc((size_t)b->n * sizeof *b->y);
+    free(b->prov);
+    b->prov = xcalloc((size_t)b->n, sizeof *b->prov);
+    for (int32_t i = 0; i < b->n; i++) {
+        b->y[i] = (int32_t)(-neg - 1);
+        b->prov[i] = (icn_provenance){.generation = gen, .producer = producer};
     }
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    icn_batch_pack(&pk, &b);
-    push_bytes(ps, sb.data, sb.size);
-    ps->images += b.n;
-    msgpack_sbuffer_destroy(&sb);
-    icn_batch_free(&b);
 }
 
 static int cmd_push(int argc, char **argv) {
-    enum { O_CONNECT = 256, O_FILE, O_RAW, O_NEG, O_GEN, O_PROD, O_TIMEOUT, O_QUIET, O_HELP };
+    enum { O_CONNECT = 256, O_FILE, O_RAW, O_NEG, O_GEN, O_PROD, O_TIMEOUT, O_WINDOW, O_QUIET };
     static const struct option longs[] = {
         {"connect", required_argument, 0, O_CONNECT}, {"file", required_argument, 0, O_FILE},
-        {"raw", no_argument, 0, O_RAW},               {"as-negatives", required_argument, 0, O_NEG},
-        {"generation", required_argument, 0, O_GEN},  {"producer", required_argument, 0, O_PROD},
-        {"timeout", required_argument, 0, O_TIMEOUT}, {"quiet", no_argument, 0, O_QUIET},
-        {"help", no_argument, 0, O_HELP},             {0, 0, 0, 0}};
-    pusher ps = {.ep = ICN_EP_POOL_PUSH, .timeout = 5000};
-    const char *file = "-";
-    int raw = 0, quiet = 0, c, gen_set = 0, prod_set = 0;
+        {"raw", no_argument, 0, O_RAW}, {"as-negatives", required_argument, 0, O_NEG},
+        {"generation", required_argument, 0, O_GEN}, {"producer", required_argument, 0, O_PROD},
+        {"timeout", required_argument, 0, O_TIMEOUT}, {"window", required_argument, 0, O_WINDOW},
+        {"quiet", no_argument, 0, O_QUIET}, {"help", no_argument, 0, 'h'}, ICN_SECURITY_OPTIONS, {0, 0, 0, 0}};
+    icn_security sec = {0};
+    const char *ep = ICN_EP_POOL_PUSH, *file = "-";
+    int raw = 0, quiet = 0, c, gen_set = 0, prod_set = 0, timeout = 5000, window = 64;
     int64_t neg = -1, gen = 0, prod = 0;
     while ((c = next_opt(argc, argv, longs, usage_push)) != -1) {
+        if (icn_security_option(c, optarg, &sec)) continue;
         switch (c) {
-        case O_CONNECT: ps.ep = optarg; break;
+        case O_CONNECT: ep = optarg; break;
         case O_FILE: file = optarg; break;
         case O_RAW: raw = 1; break;
         case O_NEG: neg = icn_parse_long("--as-negatives", optarg, 0, INT32_MAX - 1); break;
         case O_GEN: gen = icn_parse_long("--generation", optarg, INT32_MIN, INT32_MAX), gen_set = 1; break;
         case O_PROD: prod = icn_parse_long("--producer", optarg, 0, UINT32_MAX), prod_set = 1; break;
-        case O_TIMEOUT: ps.timeout = (int)icn_parse_long("--timeout", optarg, 1, 3600000); break;
+        case O_TIMEOUT: timeout = (int)icn_parse_long("--timeout", optarg, 1, 3600000); break;
+        case O_WINDOW: window = (int)icn_parse_long("--window", optarg, 1, 4096); break;
         case O_QUIET: quiet = 1; break;
-        case O_HELP: fputs(usage_push, stdout); exit(0);
         }
     }
     no_operands(argc, argv);
     if (raw && neg >= 0) usage_error("--raw sends bytes unchanged: it cannot go with --as-negatives");
     if ((gen_set || prod_set) && neg < 0) usage_error("--generation and --producer go with --as-negatives");
+    if (sec.allow_dir) usage_error("--allow is for servers");
+    icn_security_apply(&sec);
+    on_interrupt_install();
+    if (raw) return push_raw(ep, file, timeout, quiet);
 
-    char err[ICN_ERRLEN];
-    ps.sock = icn_zmq_socket(ZMQ_PUSH, err, sizeof err);
-    if (!ps.sock) icn_die(1, "%s", err);
-    int one = 1;
-    /* Queue frames only on a live connection, so "no pool" is a timeout rather than frames
-     * silently queued and dropped at exit; linger long enough to deliver what was queued. */
-    zmq_setsockopt(ps.sock, ZMQ_IMMEDIATE, &one, sizeof one);
-    zmq_setsockopt(ps.sock, ZMQ_SNDTIMEO, &ps.timeout, sizeof ps.timeout);
-    zmq_setsockopt(ps.sock, ZMQ_LINGER, &ps.timeout, sizeof ps.timeout);
-    if (icn_zmq_attach(ps.sock, ps.ep, 0, err, sizeof err)) icn_die(1, "--connect: %s", err);
-
-    if (raw) {
-        uint8_t *data;
-        size_t len;
-        read_raw(file, &data, &len);
-        push_bytes(&ps, data, len);
-        free(data);
-    } else {
-        icn_reader *r = icn_reader_open(file, err, sizeof err);
-        if (!r) icn_die(1, "%s", err);
-        const uint8_t *p;
-        size_t n;
-        int k;
-        for (int64_t frame = 0; (k = icn_reader_next(r, &p, &n, err, sizeof err)) == 1; frame++) {
-            if (neg >= 0) push_as_negatives(&ps, r, p, n, frame, (int32_t)neg, (int32_t)gen, (uint32_t)prod);
-            else push_bytes(&ps, p, n);
+    char err[2 * ICN_ERRLEN];
+    refusals ref = {0};
+    icn_sender *s = icn_sender_open(ep, window, timeout < 1000 ? timeout : 1000, on_refused, &ref, err, sizeof err);
+    if (!s) icn_die(1, "--connect: %s", err);
+    icn_reader *r = icn_reader_open(file, err, sizeof err);
+    if (!r) icn_die(1, "%s", err);
+    const uint8_t *p;
+    size_t n;
+    int k = 0, stalled = 0;
+    int64_t frames = 0;
+    for (; !stalled && !g_interrupted && (k = icn_reader_next(r, &p, &n, err, sizeof err)) == 1; frames++) {
+        icn_batch b;
+        frame_batch(r, p, n, frames, neg, (int32_t)gen, (uint32_t)prod, &b);
+        /* back-pressure: wait for answers while the window is full, as long as they come */
+        double last = icn_now();
+        int64_t settled = icn_sender_counts_of(s)->acked + icn_sender_counts_of(s)->refused;
+        while (icn_sender_room(s) == 0 && !g_interrupted) {
+            if (icn_sender_pump(s, 100, err, sizeof err)) icn_die(1, "%s", err);
+            int64_t now_settled = icn_sender_counts_of(s)->acked + icn_sender_counts_of(s)->refused;
+            if (now_settled != settled) settled = now_settled, last = icn_now();
+            if ((icn_now() - last) * 1000 >= timeout) {
+                stalled = 1;
+                break;
+            }
         }
-        if (k < 0) icn_die(1, "%s (%" PRId64 " frames pushed before it)", err, ps.frames);
-        icn_reader_close(r);
+        if (!stalled && !g_interrupted && icn_sender_send(s, &b, err, sizeof err)) icn_die(1, "%s", err);
+        if (stalled || g_interrupted) frames--; /* this one was not sent */
+        icn_batch_free(&b);
+        if (icn_sender_pump(s, 0, err, sizeof err)) icn_die(1, "%s", err);
     }
-    icn_zmq_close(ps.sock);
-    icn_zmq_term(); /* waits (at most --timeout) until the queued frames are out */
+    if (k < 0) icn_warn("%s (%" PRId64 " frames read before it)", err, frames);
+    icn_reader_close(r);
+    int64_t left = icn_sender_drain(s, timeout, &g_interrupted, err, sizeof err);
+    icn_sender_counts cn = *icn_sender_counts_of(s);
+    icn_sender_close(s);
+    icn_zmq_term();
+    const char *why = g_interrupted ? " (interrupted)" : stalled || left ? ", no answer for --timeout" : "";
+    if (left || cn.refused || k < 0 || stalled || g_interrupted)
+        icn_die(1, "%" PRId64 " of %" PRId64 " batches sent to %s were not acknowledged (%" PRId64 " acknowledged: %" PRId64
+                   " images; %" PRId64 " refused; %" PRId64 " unanswered%s)",
+                cn.sent - cn.acked, cn.sent, ep, cn.acked, cn.images_acked, cn.refused, left, why);
     if (!quiet) {
         if (neg >= 0)
-            icn_warn("pushed %" PRId64 " frames (%" PRId64 " pseudo-negatives of class %" PRId64 ") to %s", ps.frames,
-                     ps.images, neg, ps.ep);
-        else icn_warn("pushed %" PRId64 " frames to %s", ps.frames, ps.ep);
+            icn_warn("pushed %" PRId64 " frames (%" PRId64 " pseudo-negatives of class %" PRId64 ") to %s: all acknowledged",
+                     cn.sent, cn.images_acked, neg, ep);
+        else icn_warn("pushed %" PRId64 " frames (%" PRId64 " images) to %s: all acknowledged", cn.sent, cn.images_acked, ep);
     }
     return 0;
 }
@@ -538,18 +610,16 @@ static void print_report(const char *store, const icn_pool_report *r, const char
 }
 
 static int cmd_check(int argc, char **argv) {
-    enum { O_STORE = 256, O_QUIET, O_HELP };
-    static const struct option longs[] = {{"store", required_argument, 0, O_STORE},
-                                          {"quiet", no_argument, 0, O_QUIET},
-                                          {"help", no_argument, 0, O_HELP},
-                                          {0, 0, 0, 0}};
+    enum { O_STORE = 256, O_QUIET };
+    static const struct option longs[] = {
+        {"store", required_argument, 0, O_STORE}, {"quiet", no_argument, 0, O_QUIET}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     surveyor s = {0};
     int c;
     while ((c = next_opt(argc, argv, longs, usage_check)) != -1) {
         switch (c) {
         case O_STORE: s.store = optarg; break;
         case O_QUIET: s.quiet = 1; break;
-        case O_HELP: fputs(usage_check, stdout); exit(0);
         }
     }
     no_operands(argc, argv);
@@ -563,12 +633,10 @@ static int cmd_check(int argc, char **argv) {
 }
 
 static int cmd_repair(int argc, char **argv) {
-    enum { O_STORE = 256, O_OUT, O_QUIET, O_HELP };
-    static const struct option longs[] = {{"store", required_argument, 0, O_STORE},
-                                          {"out", required_argument, 0, O_OUT},
-                                          {"quiet", no_argument, 0, O_QUIET},
-                                          {"help", no_argument, 0, O_HELP},
-                                          {0, 0, 0, 0}};
+    enum { O_STORE = 256, O_OUT, O_QUIET };
+    static const struct option longs[] = {
+        {"store", required_argument, 0, O_STORE}, {"out", required_argument, 0, O_OUT},
+        {"quiet", no_argument, 0, O_QUIET}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     surveyor s = {0};
     const char *out = NULL;
     int c;
@@ -577,7 +645,6 @@ static int cmd_repair(int argc, char **argv) {
         case O_STORE: s.store = optarg; break;
         case O_OUT: out = optarg; break;
         case O_QUIET: s.quiet = 1; break;
-        case O_HELP: fputs(usage_repair, stdout); exit(0);
         }
     }
     no_operands(argc, argv);
@@ -598,6 +665,23 @@ static int cmd_repair(int argc, char **argv) {
     return 0;
 }
 
+/* ---------------------------------------------------------------- keygen */
+
+static int cmd_keygen(int argc, char **argv) {
+    static const struct option longs[] = {
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    while (next_opt(argc, argv, longs, usage_keygen) != -1) {
+    }
+    if (optind != argc - 1) usage_error("give one NAME (writes NAME.key and NAME.pub)");
+    const char *name = argv[optind];
+    if (!name[0]) usage_error("NAME is empty");
+    char pub[ICN_KEY_Z85_LEN + 1], err[2 * ICN_ERRLEN];
+    if (icn_keygen(name, pub, err, sizeof err)) icn_die(1, "keygen: %s", err);
+    printf("%s\n", pub);
+    if (fflush(stdout) != 0) icn_die(1, "stdout: write error");
+    return 0;
+}
+
 int main(int argc, char **argv) {
     icn_set_progname(argv[0]);
     if (argc < 2) {
@@ -612,8 +696,8 @@ int main(int argc, char **argv) {
     static const struct {
         const char *name;
         int (*run)(int, char **);
-    } cmds[] = {{"serve", cmd_serve}, {"dump", cmd_dump},     {"stats", cmd_stats},
-                 {"push", cmd_push},   {"check", cmd_check},   {"repair", cmd_repair}};
+    } cmds[] = {{"serve", cmd_serve}, {"dump", cmd_dump},   {"stats", cmd_stats},   {"push", cmd_push},
+                 {"check", cmd_check}, {"repair", cmd_repair}, {"keygen", cmd_keygen}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         if (strcmp(cmd, cmds[i].name) != 0) continue;
         g_cmd = cmds[i].name;
@@ -621,5 +705,6 @@ int main(int argc, char **argv) {
         optind = 1;
         return cmds[i].run(argc - 1, argv + 1);
     }
-    icn_die(2, "unknown command '%s' (expected serve, dump, stats, push, check or repair; see icn-pool --help)", cmd);
+    icn_die(2, "unknown command '%s' (expected serve, dump, stats, push, check, repair or keygen; see icn-pool --help)",
+            cmd);
 }

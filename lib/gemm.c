@@ -15,8 +15,44 @@ int icn_gemm_is_thin(int m, int n, int k) {
     return icn_threads() > 1 && (k < THIN_K || n < THIN_N) && m >= 2 * MIN_ROWS_PER_THREAD;
 }
 
+static int plain_gemm;
+
+void icn_gemm_set_plain(int on) { plain_gemm = on; }
+
+/* C = alpha op(A) op(B) + beta C, row-major, in loops: no buffer, no thread of OpenBLAS's. */
+static void sgemm_plain(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                        const float *b, int ldb, float beta, float *c, int ldc) {
+    for (int i = 0; i < m; i++) {
+        float *ci = c + (size_t)i * ldc;
+        if (trans_b) { /* C[i][j] = alpha * dot(row i of op(A), row j of B) + beta C[i][j] */
+            for (int j = 0; j < n; j++) {
+                const float *bj = b + (size_t)j * ldb;
+                float s = 0.0f;
+                if (!trans_a)
+                    for (int p = 0; p < k; p++) s += a[(size_t)i * lda + p] * bj[p];
+                else
+                    for (int p = 0; p < k; p++) s += a[(size_t)p * lda + i] * bj[p];
+                ci[j] = alpha * s + (beta == 0.0f ? 0.0f : beta * ci[j]);
+            }
+            continue;
+        }
+        if (beta == 0.0f) memset(ci, 0, (size_t)n * sizeof(float));
+        else if (beta != 1.0f)
+            for (int j = 0; j < n; j++) ci[j] *= beta;
+        for (int p = 0; p < k; p++) { /* C[i][:] += alpha op(A)[i][p] B[p][:] */
+            float aip = alpha * (trans_a ? a[(size_t)p * lda + i] : a[(size_t)i * lda + p]);
+            const float *bp = b + (size_t)p * ldb;
+            for (int j = 0; j < n; j++) ci[j] += aip * bp[j];
+        }
+    }
+}
+
 void icn_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
                int ldb, float beta, float *c, int ldc) {
+    if (plain_gemm) {
+        sgemm_plain(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k,
                 alpha, a, lda, b, ldb, beta, c, ldc);
 }

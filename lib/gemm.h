@@ -8,7 +8,6 @@
  * reduction with per-thread partial sums (icn_gemm_tn). */
 #ifndef ICN_GEMM_H
 #define ICN_GEMM_H
-#include <stddef.h>
 
 #include "parallel.h"
 
@@ -26,5 +25,8 @@ void icn_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const
 
 /* Per-call policy, exposed for the benchmark: 1 if icn_gemm would split this shape. */
 int icn_gemm_is_thin(int m, int n, int k);
+/* 1: icn_sgemm computes with plain loops and never calls OpenBLAS (set under an address-space
+ * limit, memlimit.h: OpenBLAS spins forever when it cannot map its work buffer). 0: OpenBLAS. */
+void icn_gemm_set_plain(int on);
 
 #endif

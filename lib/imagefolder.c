@@ -2,6 +2,7 @@
 #include "imagefolder.h"
 
 #include "data.h"
+#include "datasets.h"
 #include "fileio.h"
 #include "util.h"
 
@@ -39,10 +40,7 @@ typedef struct {
 } folder;
 
 static int add_png(folder *f, const char *path, int32_t label, char *err, size_t errlen) {
-    struct stat st;
-    if (stat(path, &st) != 0) return icn_errf(err, errlen, "%s: %s", path, strerror(errno));
-    if (!S_ISREG(st.st_mode)) return icn_errf(err, errlen, "%s: not a regular file", path);
-    uint8_t *data;
+    uint8_t *data; /* icn_read_file refuses anything but a regular file, unread */
     size_t len;
     if (icn_read_file(path, ICN_IMAGEFOLDER_MAX_FILE, &data, &len, err, errlen)) return -1;
     if (len < 8 || png_sig_cmp(data, 0, 8) != 0) {

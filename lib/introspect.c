@@ -6,6 +6,7 @@
 #include <zmq.h>
 
 #include "pool.h"
+#include "protocol.h"
 #include "snapshot.h"
 #include "transport.h"
 #include "util.h"
@@ -70,19 +71,18 @@ static int publish_snapshot(run *r, char *err, size_t errlen) {
 
 /* Control frames on the snapshot channel: "hold" (generation t has all it needs: pause
  * until the next snapshot, so synthesizers leave the cores to the trainer) and "stop". */
-static void publish_control(run *r, const char *kind) {
+static void publish_control(run *r, icn_msg_kind kind) {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 2);
-    msgpack_pack_str(&pk, 4), msgpack_pack_str_body(&pk, "kind", 4);
-    msgpack_pack_str(&pk, strlen(kind)), msgpack_pack_str_body(&pk, kind, strlen(kind));
-    msgpack_pack_str(&pk, 10), msgpack_pack_str_body(&pk, "generation", 10);
-    msgpack_pack_int64(&pk, r->meta.generation);
+    icn_pack_control(&sb, kind, r->meta.generation);
     char err[ICN_ERRLEN];
     icn_zmq_send_sbuffer(r->pub, &sb, err, sizeof err);
     msgpack_sbuffer_destroy(&sb);
+}
+
+/* The largest reply to a fetch of FETCH_MAX records of our images (labels, provenance, keys). */
+static int64_t max_reply(const run *r) {
+    return FETCH_MAX * (int64_t)(icn_batch_dim(r->data) * sizeof(float) + sizeof(int32_t) + 17) + 4096;
 }
 
 /* Ask the pool for records [offset, offset + FETCH_MAX). 1: got a reply; 0: timeout. */
@@ -90,12 +90,14 @@ static int fetch(run *r, int64_t offset, icn_batch *records, int64_t *total, cha
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     icn_pack_fetch(&sb, offset, FETCH_MAX);
-    msgpack_unpacked reply;
-    msgpack_unpacked_init(&reply);
-    int rc = icn_request(&r->req, r->o->pool, &sb, REQUEST_TIMEOUT_MS, &reply, err, errlen);
-    int64_t got_offset;
-    if (rc == 1 && icn_decode_records(&reply.data, &got_offset, total, records, err, errlen)) rc = -1;
-    msgpack_unpacked_destroy(&reply);
+    icn_msg reply;
+    int rc = icn_request(&r->req, r->o->pool, &sb, REQUEST_TIMEOUT_MS, max_reply(r), ICN_MSG_RECORDS, &reply, err,
+                         errlen);
+    if (rc == 1) {
+        *total = reply.total, *records = reply.batch; /* records now owns the batch */
+        reply.batch = (icn_batch){0};
+        icn_msg_free(&reply);
+    }
     msgpack_sbuffer_destroy(&sb);
     return rc;
 }
@@ -130,6 +132,21 @@ static void note_producer(intake *in, uint32_t id) {
     in->producers++;
 }
 
+/* Which of the records fetched take_from_pool keeps: the first n that accept_record accepts. */
+typedef struct {
+    run *r;
+    int64_t n, round;
+    intake *in;
+} take_ctx;
+
+static int take_record(const icn_batch *records, int32_t i, void *ctx) {
+    take_ctx *t = ctx;
+    if (i >= t->n || !accept_record(t->r, records, i, t->round)) return 0;
+    t->in->reached += records->prov[i].reached;
+    note_producer(t->in, records->prov[i].producer);
+    return 1;
+}
+
 /* Take records from the pool into the training set, up to `until` (or everything available
  * when until < 0). Advances meta.pool_offset past every record looked at. */
 static int take_from_pool(run *r, int64_t round, int64_t until, intake *in, char *err, size_t errlen) {
@@ -141,24 +158,10 @@ static int take_from_pool(run *r, int64_t round, int64_t until, intake *in, char
         if (rc <= 0) { icn_batch_free(&records); return rc < 0 ? -1 : 1; }
         int64_t n = records.n;
         if (until >= 0 && r->meta.pool_offset + n > until) n = until - r->meta.pool_offset;
-        /* move the accepted records to the front, then add them in one append */
-        int64_t kept = 0;
-        const size_t d = icn_batch_dim(&records);
-        for (int64_t i = 0; i < n; i++) {
-            if (!accept_record(r, &records, i, round)) continue;
-            in->reached += records.prov[i].reached;
-            note_producer(in, records.prov[i].producer);
-            if (kept != i) {
-                memcpy(records.x + (size_t)kept * d, records.x + (size_t)i * d, d * sizeof(float));
-                records.y[kept] = records.y[i];
-                records.prov[kept] = records.prov[i];
-            }
-            kept++;
-        }
-        int32_t fetched = records.n;
-        records.n = (int32_t)kept;
+        /* keep the accepted records, then add them in one append */
+        take_ctx t = {r, n, round, in};
+        int32_t kept = icn_batch_filter(&records, take_record, &t);
         int rc_append = icn_batch_append(&r->pn, &records, err, errlen);
-        records.n = fetched;
         if (rc_append) { icn_batch_free(&records); return -1; }
         in->added += kept;
         r->meta.pool_offset += n;
@@ -245,19 +248,15 @@ static int train_until(run *r, int64_t until, icn_progress *prog, char *err, siz
 }
 
 static int pool_total(run *r, int64_t *total, char *err, size_t errlen) {
-    icn_batch none = {0};
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     icn_pack_fetch(&sb, INT32_MAX, 1); /* an offset past the end: the reply says the total */
-    msgpack_unpacked reply;
-    msgpack_unpacked_init(&reply);
-    int rc = icn_request(&r->req, r->o->pool, &sb, REQUEST_TIMEOUT_MS, &reply, err, errlen);
-    int64_t off;
-    if (rc == 1 && icn_decode_records(&reply.data, &off, total, &none, err, errlen)) rc = -1;
+    icn_msg reply;
+    int rc = icn_request(&r->req, r->o->pool, &sb, REQUEST_TIMEOUT_MS, max_reply(r), ICN_MSG_RECORDS, &reply, err,
+                         errlen);
+    if (rc == 1) *total = reply.total, icn_msg_free(&reply);
     if (rc == 0) icn_errf(err, errlen, "no pool answers at %s (start one with: icn-pool serve --rep %s)", r->o->pool, r->o->pool);
-    msgpack_unpacked_destroy(&reply);
     msgpack_sbuffer_destroy(&sb);
-    icn_batch_free(&none);
     return rc == 1 ? 0 : -1;
 }
 
@@ -266,17 +265,10 @@ static int pool_identity(run *r, char uuid[ICN_UUID_STRLEN], char *err, size_t e
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     icn_pack_stats_request(&sb);
-    msgpack_unpacked reply;
-    msgpack_unpacked_init(&reply);
-    int rc = icn_request(&r->req, r->o->pool, &sb, REQUEST_TIMEOUT_MS, &reply, err, errlen);
-    icn_pool_counts c;
-    int64_t rejected;
-    if (rc == 1 && icn_decode_pool_stats(&reply.data, &c, &rejected, err, errlen) == 0) {
-        snprintf(uuid, ICN_UUID_STRLEN, "%s", c.uuid);
-        icn_pool_counts_free(&c);
-    } else if (rc == 1) rc = -1;
+    icn_msg reply;
+    int rc = icn_request(&r->req, r->o->pool, &sb, REQUEST_TIMEOUT_MS, max_reply(r), ICN_MSG_STATS, &reply, err, errlen);
+    if (rc == 1) snprintf(uuid, ICN_UUID_STRLEN, "%s", reply.counts.uuid), icn_msg_free(&reply);
     if (rc == 0) icn_errf(err, errlen, "no pool answers at %s (start one with: icn-pool serve --rep %s)", r->o->pool, r->o->pool);
-    msgpack_unpacked_destroy(&reply);
     msgpack_sbuffer_destroy(&sb);
     return rc == 1 ? 0 : -1;
 }
@@ -315,7 +307,7 @@ static int run_rounds(run *r, icn_progress *prog, char *err, size_t errlen) {
         intake in = {0};
         double waited = 0;
         if (wait_for_round(r, t, &in, &waited, err, errlen)) return -1;
-        if (!o->async) publish_control(r, "hold");
+        if (!o->async) publish_control(r, ICN_MSG_HOLD);
         r->meta.round = t;
         icn_metrics_printf(metrics,
                            "{\"event\":\"round\",\"round\":%lld,\"generation\":%lld,\"pn_new\":%lld,\"pn_total\":%lld,"
@@ -366,8 +358,9 @@ int icn_train_introspective(icn_net *net, const icn_batch *data, const icn_intro
     int rc = -1;
     int resumed = icn_train_resume(&base, net, &r.opt, &r.meta, err, errlen);
     if (resumed < 0 || icn_val_track_begin(&r.val, &base, net, r.work, &r.meta, err, errlen)) goto out;
-    if (!(r.pub = icn_zmq_open(ZMQ_PUB, o->publish, 1, err, errlen))) goto out;
-    if (!(r.req = icn_zmq_open(ZMQ_REQ, o->pool, 0, err, errlen))) goto out;
+    if (!(r.pub = icn_open_publisher(o->publish, err, errlen))) goto out;
+    if (!(r.req = icn_zmq_open_with(ZMQ_REQ, o->pool, 0, &(icn_zmq_opts){.max_msg = max_reply(&r)}, err, errlen)))
+        goto out;
     if (check_pool_identity(&r, resumed, err, errlen)) goto out;
     if (!resumed) {
         int64_t total;
@@ -390,7 +383,7 @@ int icn_train_introspective(icn_net *net, const icn_batch *data, const icn_intro
     icn_progress_end(&prog, r.meta.step * o->base.batch, NULL);
     if (rc == 0 && o->base.checkpoint && icn_model_save(o->base.checkpoint, net, &r.meta, &r.opt, err, errlen)) rc = -1;
     if (rc == 0 && o->base.out && icn_train_save_model(o->base.out, net, &r.meta, err, errlen)) rc = -1;
-    for (int i = 0; i < 3 && r.pub; i++) publish_control(&r, "stop"); /* synthesizers exit */
+    for (int i = 0; i < 3 && r.pub; i++) publish_control(&r, ICN_MSG_STOP); /* synthesizers exit */
 out:
     run_free(&r);
     return rc;

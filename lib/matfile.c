@@ -42,7 +42,7 @@ struct icn_mat {
     ull data_left;         /* elements */
     uint8_t small[4];      /* a real part in the small-element form */
     size_t small_n, small_at;
-    uint8_t zin[1 << 16], buf[1 << 16];
+    uint8_t zin[1 << 15], buf[1 << 15]; /* the struct stays under 128 KiB: no mmap per open */
 };
 
 static int host_little(void) {

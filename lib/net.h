@@ -31,10 +31,17 @@
 
 typedef enum { ICN_LAYER_CONV, ICN_LAYER_LINEAR, ICN_LAYER_BLOCK, ICN_LAYER_BN, ICN_LAYER_POOL } icn_layer_kind;
 
+/* Every layer's shape per image: input h x w x c, output oh x ow x oc. A linear layer is
+ * 1 x 1 x (in features) -> 1 x 1 x (out features). */
+typedef struct {
+    int h, w, c;
+    int oh, ow, oc;
+} icn_layer_shape;
+
 typedef struct {
     icn_layer_kind kind;
-    icn_conv_shape conv;   /* conv: full shape; linear: h = w = 1 and c = in features, oc = out;
-                              block, batchnorm, pooling: input h, w, c and output oh, ow, oc */
+    icn_layer_shape io;    /* every layer */
+    icn_conv_shape conv;   /* conv only: kernel, stride and padding as well */
     icn_block_shape block; /* block: its shape and parameter layout */
     int leaky;             /* LeakyReLU after this layer */
     int relu;              /* ReLU after this layer */
@@ -57,6 +64,10 @@ typedef struct {
 /* Build the layer list for `arch` on inputs h x w x c with `classes` outputs, and allocate
  * (zeroed) parameters. -1 with err on an unknown or impossible architecture. */
 int icn_net_build(icn_net *net, const char *arch, int h, int w, int c, int classes, char *err, size_t errlen);
+/* icn_net_build without allocating params (left NULL): the layout and n_params only, so that a
+ * parameter count declared by an untrusted file is checked against its bytes before any
+ * allocation. icn_net_build is icn_net_plan plus the allocation. */
+int icn_net_plan(icn_net *net, const char *arch, int h, int w, int c, int classes, char *err, size_t errlen);
 /* PyTorch's default initialisation: weights and biases ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in));
  * batchnorm gamma 1, beta 0, running mean 0, running variance 1. */
 void icn_net_init(icn_net *net, uint64_t seed);
@@ -72,7 +83,8 @@ typedef struct {
     int training;
     const float *input;   /* the x of the last forward */
     float **act;          /* act[i]: output of layer i (after its LeakyReLU), [n, out_size] */
-    float **col;          /* col[i]: im2col buffer of conv layer i (kept for backward) */
+    float **col;          /* col[i]: im2col buffer of conv layer i (kept for backward), reference path only */
+    struct icn_fastconv **fast; /* fast[i]: conv layer i's oneDNN engine (fastconv.h); NULL: the reference */
     float **stats;        /* stats[i]: batchnorm layer i's statistics */
     icn_block_buffers *block; /* block[i]: what block layer i keeps for backward */
     icn_conv_scratch conv_scratch; /* the blocks' convolutions' per-thread scratch */

@@ -10,11 +10,11 @@
 #include "npy.h"
 
 #include "data.h"
+#include "bytes.h"
 #include "fileio.h"
 #include "util.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -207,12 +207,12 @@ int icn_npy_parse_header(const uint8_t *p, size_t n, uint64_t file_size, icn_npy
  * h->count * h->itemsize bytes, allocated only after the header matched the file's size. */
 static int npy_read(const char *path, icn_npy_header *h, uint8_t **data, char *err, size_t errlen) {
     *data = NULL;
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC); /* O_NONBLOCK: a FIFO must not hang the open */
-    if (fd < 0) return icn_errf(err, errlen, "%s: %s", path, strerror(errno));
+    int fd = icn_open_regular(path, err, errlen); /* a FIFO, device or directory is refused unread */
+    if (fd < 0) return -1;
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st) != 0) {
         close(fd);
-        return icn_errf(err, errlen, "%s: not a regular file", path);
+        return icn_errf(err, errlen, "%s: %s", path, strerror(errno));
     }
     uint64_t size = (uint64_t)st.st_size;
     uint8_t head[12 + ICN_NPY_MAX_HEADER];

@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <math.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -95,7 +94,8 @@ int icn_results_read(icn_results *r, const char *path, char *err, size_t errlen)
     r->files[r->n_files] = strdup(is_stdin ? "(stdin)" : path);
     if (!r->files[r->n_files]) icn_die(1, "out of memory");
     const char *name = r->files[r->n_files++];
-    char *line = xmalloc(MAX_LINE + 1);
+    size_t cap = 4096; /* grows with the longest line, up to MAX_LINE */
+    char *line = xmalloc(cap + 1);
     char where[ICN_ERRLEN];
     int64_t lineno = 0;
     int rc = 0, c = 0;
@@ -103,7 +103,8 @@ int icn_results_read(icn_results *r, const char *path, char *err, size_t errlen)
         size_t len = 0;
         int too_long = 0;
         while ((c = getc(f)) != EOF && c != '\n') {
-            if (len < MAX_LINE) line[len++] = (char)c;
+            if (len == cap && cap < MAX_LINE) line = xrealloc(line, (cap = cap * 2 < MAX_LINE ? cap * 2 : MAX_LINE) + 1);
+            if (len < cap) line[len++] = (char)c;
             else too_long = 1;
         }
         if (c == EOF && len == 0 && !too_long) break;

@@ -1,4 +1,5 @@
-/* pool_server.c: the serving loop of icn-pool(1): PULL frames in, REP answers out. */
+/* pool_server.c: the serving loop of icn-pool(1): batches in on the intake ROUTER, each
+ * answered "ack" once stored durably (or "refused", final); requests answered on REP. */
 #include "pool_server.h"
 
 #include <errno.h>
@@ -6,22 +7,16 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <zmq.h>
 
+#include "protocol.h"
 #include "transport.h"
 #include "util.h"
 #include "wire.h"
 
-#define FETCH_MAX ICN_POOL_FETCH_MAX
 #define STATUS_EVERY 10.0 /* seconds between status lines */
-
-static volatile sig_atomic_t g_stop;
-static void on_signal(int sig) {
-    (void)sig;
-    g_stop = 1;
-}
 
 static FILE *g_log; /* NULL: stderr */
 
@@ -41,175 +36,190 @@ static void say(const char *fmt, ...) {
     va_end(ap);
     fflush(f);
 }
+static void say_line(const char *line) { say("%s", line); } /* the ZAP handler's refusals */
 
 typedef struct {
     icn_pool *pool;
-    const char *store, *pull_ep, *rep_ep;
-    int64_t frames, rejected, fetches;
+    const char *store, *intake_ep, *rep_ep;
+    volatile sig_atomic_t *stop; /* set by the program's signal handler */
+    int64_t frames, rejected, duplicates, fetches;
 } server;
 
-static void kind_of(const msgpack_object *map, char *kind, size_t len) {
+static void reply(void *intake, const icn_zmq_peer *to, msgpack_sbuffer *sb) {
     char e[ICN_ERRLEN];
-    if (icn_map_str(map, "kind", kind, len, e, sizeof e)) snprintf(kind, len, "(none)");
+    if (icn_zmq_send_to(intake, to, sb->data, sb->size, e, sizeof e)) say("intake: %s", e);
+    msgpack_sbuffer_destroy(sb);
 }
 
-/* One frame from PULL: untrusted. Refusals are one line each and serving goes on; a failure to
- * store a good batch (the disk) stops the server, so that nothing is silently dropped. */
-static void take_frame(server *s, int got, msgpack_unpacked *u, const char *recv_err) {
+/* One frame from the intake: untrusted. A stored (or already stored) batch is acknowledged;
+ * anything else is refused with one line, to the peer and in the log, and serving goes on.
+ * A failure to store a good batch (the disk) stops the server without acknowledging it:
+ * returns -1 with err. */
+static int take_frame(server *s, void *intake, char *err, size_t errlen) {
+    icn_zmq_peer peer;
+    uint8_t *data;
+    size_t len;
+    char e[ICN_ERRLEN];
+    int got = icn_zmq_recv_buf(intake, &peer, 0, &data, &len, e, sizeof e);
+    if (got == 0) return 0;
+    if (got < 0 && errno != EPROTO) return icn_errf(err, errlen, "intake %s: %s", s->intake_ep, e);
     int64_t n = s->frames++;
-    char e[ICN_ERRLEN], kind[64];
-    int bad = 0;
-    if (got < 0) {
-        bad = 1;
-        snprintf(e, sizeof e, "%s", icn_frame_error_detail(recv_err));
-    } else if (!icn_map_kind_is(&u->data, "batch")) {
-        bad = 1;
-        kind_of(&u->data, kind, sizeof kind);
-        snprintf(e, sizeof e, "kind '%s', not 'batch'", kind);
-    } else {
-        icn_batch b;
-        if (icn_batch_decode(&u->data, &b, e, sizeof e)) {
-            icn_pool_count_refusal(s->pool, "local", "frame", 1);
-            bad = 1;
-        } else {
-            int rc = icn_pool_append(s->pool, &b, e, sizeof e);
-            if (rc == -2) icn_die(1, "cannot store frame %" PRId64 " from PULL: %s; stopping", n, e);
-            bad = rc != 0;
-            icn_batch_free(&b);
+    icn_msg m = {0};
+    int rc = got < 0 ? -1 : icn_msg_decode(data, len, ICN_MSG_BATCH, 1, &m, e, sizeof e);
+    free(data);
+    if (rc < 0) icn_pool_count_refusal(s->pool, peer.user, "frame", 1); /* the store counts its own refusals */
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    if (rc == 0) {
+        icn_pool_origin o = {peer.user, m.producer, m.seq};
+        rc = icn_pool_append_batch(s->pool, &m.batch, &o, e, sizeof e);
+        if (rc == -2) {
+            icn_msg_free(&m);
+            msgpack_sbuffer_destroy(&sb);
+            return icn_errf(err, errlen, "cannot store batch %" PRIu64 " of producer %" PRIu64 " from %s: %s; stopping "
+                            "(nothing of it was acknowledged)", o.seq, o.producer, peer.user, e);
         }
+        if (rc == 1) s->duplicates++;
+        if (rc >= 0) icn_pack_ack(&sb, m.producer, m.seq);
     }
-    if (bad) {
-        if (got < 0 || !icn_map_kind_is(&u->data, "batch")) icn_pool_count_refusal(s->pool, "local", "frame", 1);
+    if (rc < 0) {
         s->rejected++;
-        say("rejected frame %" PRId64 " from PULL: %s", n, e);
+        say("rejected frame %" PRId64 " from %s: %s", n, peer.user, e);
+        icn_pack_refused(&sb, m.producer, m.seq, e); /* 0, 0 when the origin could not be read */
     }
+    reply(intake, &peer, &sb);
+    icn_msg_free(&m);
+    return 0;
 }
 
 /* The images a fetch reply may carry without passing the frame limit. */
 static int64_t fetch_cap(const icn_pool *p) {
     int32_t h, w, c;
-    if (!icn_pool_shape(p, &h, &w, &c)) return FETCH_MAX;
+    if (!icn_pool_shape(p, &h, &w, &c)) return ICN_FETCH_MAX;
     size_t per = (size_t)h * w * c * 4 + 128, max = icn_max_frame();
     size_t room = max > 8192 ? max - 4096 : max / 2;
     int64_t k = (int64_t)(room / per);
-    return k < 1 ? 1 : k > FETCH_MAX ? FETCH_MAX : k;
+    return k < 1 ? 1 : k > ICN_FETCH_MAX ? ICN_FETCH_MAX : k;
 }
 
-static void answer(server *s, int got, msgpack_unpacked *u, const char *recv_err, msgpack_sbuffer *sb) {
-    char e[ICN_ERRLEN], msg[2 * ICN_ERRLEN], kind[64];
-    if (got < 0) {
-        snprintf(msg, sizeof msg, "bad request: %s", icn_frame_error_detail(recv_err));
-        icn_pack_error(sb, msg);
-    } else if (icn_map_kind_is(&u->data, "fetch")) {
-        int64_t offset, max;
+static void answer(server *s, const icn_msg *m, msgpack_sbuffer *sb) {
+    char e[ICN_ERRLEN];
+    if (m->kind == ICN_MSG_FETCH) {
         icn_batch b;
-        if (icn_map_i64(&u->data, "offset", 0, INT64_MAX, &offset, e, sizeof e) ||
-            icn_map_i64(&u->data, "max", 1, FETCH_MAX, &max, e, sizeof e)) {
-            snprintf(msg, sizeof msg, "bad fetch: %s", e);
-            icn_pack_error(sb, msg);
-        } else if (icn_pool_read(s->pool, offset, max < fetch_cap(s->pool) ? max : fetch_cap(s->pool), &b, e,
-                                 sizeof e)) {
-            say("fetch at offset %" PRId64 ": %s", offset, e);
+        int64_t cap = fetch_cap(s->pool);
+        if (icn_pool_read(s->pool, m->offset, m->max < cap ? m->max : cap, &b, e, sizeof e)) {
+            say("fetch at offset %" PRId64 ": %s", m->offset, e);
             icn_pack_error(sb, e);
         } else {
             s->fetches++;
-            icn_pack_records(sb, offset, icn_pool_count(s->pool), &b);
+            icn_pack_records(sb, m->offset, icn_pool_count(s->pool), &b);
             icn_batch_free(&b);
         }
-    } else if (icn_map_kind_is(&u->data, "stats")) {
+    } else {
         icn_pool_counts c;
         icn_pool_stats(s->pool, &c);
         icn_pack_pool_stats(sb, &c, s->rejected);
         icn_pool_counts_free(&c);
-    } else {
-        kind_of(&u->data, kind, sizeof kind);
-        snprintf(msg, sizeof msg, "unknown request kind '%s' (expected 'fetch' or 'stats')", kind);
-        icn_pack_error(sb, msg);
     }
 }
 
 /* REP must answer every request, even garbage, or the REQ/REP lockstep breaks. */
-static void serve_request(server *s, void *rep) {
-    char e[ICN_ERRLEN];
-    msgpack_unpacked u;
-    msgpack_unpacked_init(&u);
-    int got = icn_zmq_recv_map(rep, 0, &u, e, sizeof e);
-    if (got < 0 && errno != EPROTO) icn_die(1, "REP %s: %s", s->rep_ep, e);
-    if (got != 0) {
-        msgpack_sbuffer sb;
-        msgpack_sbuffer_init(&sb);
-        answer(s, got, &u, e, &sb);
-        int rc;
-        while ((rc = icn_zmq_send_sbuffer(rep, &sb, e, sizeof e)) != 0 && errno == EINTR && !g_stop) {
-        }
-        if (rc != 0) say("REP %s: reply not sent: %s", s->rep_ep, e);
-        msgpack_sbuffer_destroy(&sb);
+static int serve_request(server *s, void *rep, char *err, size_t errlen) {
+    char e[ICN_ERRLEN], msg[2 * ICN_ERRLEN];
+    uint8_t *data;
+    size_t len;
+    int got = icn_zmq_recv_buf(rep, NULL, 0, &data, &len, e, sizeof e);
+    if (got == 0) return 0;
+    if (got < 0 && errno != EPROTO) return icn_errf(err, errlen, "REP %s: %s", s->rep_ep, e);
+    icn_msg m = {0};
+    int bad = got < 0 || icn_msg_decode(data, len, ICN_REQUEST_KINDS, 0, &m, e, sizeof e);
+    free(data);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    if (bad) {
+        snprintf(msg, sizeof msg, "bad request: %s", e);
+        icn_pack_error(&sb, msg);
+    } else {
+        answer(s, &m, &sb);
     }
-    msgpack_unpacked_destroy(&u);
+    icn_msg_free(&m);
+    int rc;
+    while ((rc = icn_zmq_send_sbuffer(rep, &sb, e, sizeof e)) != 0 && errno == EINTR && !*s->stop) {
+    }
+    if (rc != 0) say("REP %s: reply not sent: %s", s->rep_ep, e);
+    msgpack_sbuffer_destroy(&sb);
+    return 0;
 }
 
-static void pull_frames(server *s, void *pull) {
-    char e[ICN_ERRLEN];
-    for (int i = 0; i < 64 && !g_stop; i++) { /* then let requests in */
-        msgpack_unpacked u;
-        msgpack_unpacked_init(&u);
-        int got = icn_zmq_recv_map(pull, 0, &u, e, sizeof e);
-        if (got < 0 && errno != EPROTO) icn_die(1, "PULL %s: %s", s->pull_ep, e);
-        if (got != 0) take_frame(s, got, &u, e);
-        msgpack_unpacked_destroy(&u);
-        if (got == 0) break;
-    }
+/* The largest intake frame: a full batch of the pool's shape, or the frame limit (at most
+ * 64 MiB) while the pool has no shape yet. */
+static int64_t intake_max(const icn_pool *p) {
+    int32_t h, w, c;
+    if (icn_pool_shape(p, &h, &w, &c)) return icn_intake_max_bytes(h, w, c);
+    int64_t max = (int64_t)icn_max_frame();
+    return max < (64 << 20) ? max : (64 << 20);
 }
 
-int icn_pool_serve(const icn_pool_server_opts *o) {
+int icn_pool_serve(const icn_pool_server_opts *o, volatile sig_atomic_t *stop, char *err, size_t errlen) {
     g_log = o->log;
-    struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART: blocking calls return EINTR */
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
-    server s = {.store = o->store, .pull_ep = o->pull, .rep_ep = o->rep};
+    icn_zmq_set_log(say_line);
+    server s = {.store = o->store, .intake_ep = o->intake, .rep_ep = o->rep, .stop = stop};
     const int quiet = o->quiet;
-    char err[2 * ICN_ERRLEN];
-    if (icn_pool_open(s.store, ICN_POOL_CREATE, o->contract, &s.pool, err, sizeof err)) icn_die(1, "%s", err);
+    char e[2 * ICN_ERRLEN];
+    if (icn_pool_open(s.store, ICN_POOL_CREATE, o->contract, &s.pool, err, errlen)) return -1;
     if (icn_pool_note(s.pool)[0]) say("warning: %s", icn_pool_note(s.pool));
     icn_pool_set_fsync(s.pool, o->fsync);
-    void *pull = icn_zmq_open(ZMQ_PULL, s.pull_ep, 1, err, sizeof err);
-    if (!pull) icn_die(1, "--pull: %s", err);
-    void *rep = icn_zmq_open(ZMQ_REP, s.rep_ep, 1, err, sizeof err);
-    if (!rep) icn_die(1, "--rep: %s", err);
+    void *intake = icn_open_intake(s.intake_ep, intake_max(s.pool), e, sizeof e), *rep = NULL;
+    int rc = -1;
+    if (!intake) {
+        icn_errf(err, errlen, "--intake: %s", e);
+        goto out;
+    }
+    if (!(rep = icn_open_requests(s.rep_ep, e, sizeof e))) {
+        icn_errf(err, errlen, "--rep: %s", e);
+        goto out;
+    }
     if (!quiet)
-        say("serving %s (%" PRId64 " records, fsync %s): batches on PULL %s, requests on REP %s", s.store,
-            icn_pool_count(s.pool), icn_fsync_name(o->fsync), s.pull_ep, s.rep_ep);
+        say("serving %s (%" PRId64 " records, fsync %s): batches on %s, requests on %s", s.store,
+            icn_pool_count(s.pool), icn_fsync_name(o->fsync), s.intake_ep, s.rep_ep);
 
     double last = icn_now();
     int64_t last_count = icn_pool_count(s.pool);
-    while (!g_stop) {
-        zmq_pollitem_t items[2] = {{pull, 0, ZMQ_POLLIN, 0}, {rep, 0, ZMQ_POLLIN, 0}};
-        int r = zmq_poll(items, 2, 1000);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) icn_die(1, "poll: %s", zmq_strerror(errno));
-        if (items[1].revents & ZMQ_POLLIN) serve_request(&s, rep);
-        if (items[0].revents & ZMQ_POLLIN) pull_frames(&s, pull);
+    rc = 0;
+    while (!*stop && rc == 0) {
+        void *socks[2] = {intake, rep};
+        int ready[2];
+        int r = icn_zmq_poll(socks, 2, 1000, ready, e, sizeof e);
+        if (r < 0) {
+            rc = icn_errf(err, errlen, "%s", e);
+            break;
+        }
+        if (ready[1]) rc = serve_request(&s, rep, err, errlen);
+        for (int i = 0; ready[0] && rc == 0 && i < 64 && !*stop; i++) { /* then let requests in */
+            int64_t before = s.frames;
+            rc = take_frame(&s, intake, err, errlen);
+            if (s.frames == before) break;
+        }
         double now = icn_now();
         if (now - last >= STATUS_EVERY) {
             int64_t n = icn_pool_count(s.pool);
             if (!quiet)
                 say("%s: %" PRId64 " records (+%" PRId64 " in %.0f s, %.1f/s), %" PRId64 " rejected, %" PRId64
-                    " fetches served",
+                    " duplicates, %" PRId64 " fetches served",
                     s.store, n, n - last_count, now - last, (double)(n - last_count) / (now - last), s.rejected,
-                    s.fetches);
+                    s.duplicates, s.fetches);
             last = now, last_count = n;
         }
     }
+out:;
     int64_t n = icn_pool_count(s.pool);
-    icn_zmq_close(pull);
+    icn_zmq_close(intake);
     icn_zmq_close(rep);
-    int rc = icn_pool_close(s.pool, err, sizeof err);
+    int closed = icn_pool_close(s.pool, e, sizeof e);
     icn_zmq_term();
-    if (rc) icn_die(1, "%s", err);
-    if (!quiet) say("stopped: %s holds %" PRId64 " records; %" PRId64 " frames rejected", s.store, n, s.rejected);
-    return 0;
+    if (closed && rc == 0) rc = icn_errf(err, errlen, "%s", e);
+    if (rc == 0 && !quiet)
+        say("stopped: %s holds %" PRId64 " records; %" PRId64 " frames rejected, %" PRId64 " duplicates acknowledged",
+            s.store, n, s.rejected, s.duplicates);
+    return rc;
 }
-

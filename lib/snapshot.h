@@ -44,6 +44,10 @@ void icn_model_pack(msgpack_sbuffer *sb, const icn_net *net, const icn_model_met
 int icn_model_decode(const uint8_t *p, size_t n, icn_net *net, icn_model_meta *meta, icn_optim *optim, int *has_optim,
                      char *err, size_t errlen);
 
+/* The same, from a frame already checked and unpacked (icn_frame_unpack): the map itself. */
+int icn_model_decode_map(const msgpack_object *map, icn_net *net, icn_model_meta *meta, icn_optim *optim,
+                         int *has_optim, char *err, size_t errlen);
+
 int icn_model_save(const char *path, const icn_net *net, const icn_model_meta *meta, const icn_optim *optim, char *err,
                    size_t errlen);
 int icn_model_load(const char *path, icn_net *net, icn_model_meta *meta, icn_optim *optim, int *has_optim, char *err,

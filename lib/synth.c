@@ -138,6 +138,7 @@ int icn_synthesize(icn_synth *s, const icn_net *net, int k, int64_t n, const icn
                 clamp(xi, d, o->lo, o->hi);
             }
         }
+        if (s->interrupt && s->interrupt(s->interrupt_ctx)) return -1;
         /* refill: fresh samples take the finished ones' slots; once none is left, the last
          * slots in use move down, so the next pass runs on `active` images that all move */
         for (int i = 0; i < active; i++) {

@@ -11,7 +11,7 @@
 #include "net.h"
 #include "optim.h"
 #include "util.h"
-#include "wire.h"
+#include "batch.h"
 
 typedef enum {
     ICN_STOP_POSITIVE = 1,  /* option 1: stop once classified as the target class */
@@ -33,7 +33,7 @@ typedef struct {
 } icn_synth_opts;
 
 void icn_synth_opts_default(icn_synth_opts *o);
-/* Parse "sgd|langevin" and a stop option; -1 on unknown names. */
+/* Parse the update method, "sgd" or "langevin", into o->langevin; -1 on any other name. */
 int icn_synth_parse_method(const char *s, icn_synth_opts *o);
 
 /* One slot of the batch: the sample it holds and that sample's own state. */
@@ -50,6 +50,10 @@ typedef struct {
     float *x, *dx, *dlogits;
     icn_synth_slot *slot; /* [batch]; slots [0, active) are in use */
     int64_t passes, rows; /* forward passes run and images in them, since icn_synth_new */
+    /* Checked after every pass when set: nonzero abandons the call (online synthesis: a new
+     * snapshot has arrived, so the samples in flight are of an old generation). */
+    int (*interrupt)(void *ctx);
+    void *interrupt_ctx;
 } icn_synth;
 
 icn_synth *icn_synth_new(const icn_net *net, int batch);
@@ -63,7 +67,8 @@ void icn_synth_free(icn_synth *s);
  * icn_synth_seed(seed, generation, k, first_index + j, producer) and its Adam state is its
  * own, so it does not depend on which samples share its passes, nor on the batch size.
  * Writes images to x_out [n, h, w, c] and provenance (steps used, final logit, whether the
- * stop rule was met, generation and producer). Returns the number that met the stop rule. */
+ * stop rule was met, generation and producer). Returns the number that met the stop rule, or
+ * -1 when s->interrupt stopped it (x_out and prov are then incomplete). */
 int icn_synthesize(icn_synth *s, const icn_net *net, int k, int64_t n, const icn_synth_opts *o, uint64_t seed,
                    int64_t first_index, float *x_out, icn_provenance *prov, int32_t generation, uint32_t producer);
 

@@ -53,14 +53,6 @@ void icn_sampler_free(icn_sampler *s) {
     s->perm = NULL;
 }
 
-void icn_gather(const icn_batch *data, const int32_t *idx, int n, float *x, int32_t *y) {
-    size_t d = icn_batch_dim(data);
-    for (int i = 0; i < n; i++) {
-        memcpy(x + (size_t)i * d, data->x + (size_t)idx[i] * d, d * sizeof(float));
-        if (y) y[i] = data->y[idx[i]];
-    }
-}
-
 void icn_train_augment(const icn_train_opts *o, const icn_batch *data, float *x, int n, int64_t step) {
     icn_augment_batch(x, n, data->h, data->w, data->c, o->augment ? ICN_AUGMENT_PAD : 0, o->augment, o->seed, step);
 }

@@ -1,16 +1,17 @@
-/* transport.h: ZeroMQ sockets for icn's processes, and the small request protocol
- * between the trainer and the pool (man icn-wire(5), "POOL PROTOCOL").
+/* transport.h: ZeroMQ sockets for icn's processes, and their security (CURVE keys, the
+ * ZAP handler). The messages they carry are lib/protocol.h's (man icn-wire(5)).
  *
- * Every receiving socket gets ZMQ_MAXMSGSIZE = icn_max_frame(), and every received frame
- * is untrusted: icn_zmq_recv_map() checks it (icn_frame_unpack) before unpacking.
+ * Every socket has a bounded LINGER and a ZMQ_MAXMSGSIZE (icn_zmq_opts: what its channel
+ * carries; icn_max_frame() when not given), and every received frame is untrusted.
  *
  * Sockets and their default endpoints on one machine:
- *   trainer  PUB  bind    tcp://127.0.0.1:5560  snapshots (kind "model", one frame each)
- *   synth    SUB  connect                         ZMQ_CONFLATE: only the newest snapshot
- *   pool     PULL bind    tcp://127.0.0.1:5561  pseudo-negatives (kind "batch" with prov)
- *   synth    PUSH connect
- *   pool     REP  bind    tcp://127.0.0.1:5562  requests: "fetch", "stats"
- *   trainer  REQ  connect                         (re-created after a timeout)
+ *   trainer  PUB    bind    tcp://127.0.0.1:5560  snapshots; SNDHWM 2: a stopped subscriber
+ *                                                  costs at most two snapshots
+ *   synth    SUB    connect                         CONFLATE: only the newest snapshot
+ *   pool     ROUTER bind    tcp://127.0.0.1:5561  pseudo-negatives ("batch" + producer, seq),
+ *   synth    DEALER connect                         answered "ack" or "refused"
+ *   pool     REP    bind    tcp://127.0.0.1:5562  requests: "fetch", "stats"
+ *   trainer  REQ    connect                         (re-created after a timeout)
  */
 #ifndef ICN_TRANSPORT_H
 #define ICN_TRANSPORT_H
@@ -18,7 +19,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "wire.h"
 
 #define ICN_EP_SNAPSHOTS "tcp://127.0.0.1:5560"
 #define ICN_EP_POOL_PUSH "tcp://127.0.0.1:5561"
@@ -37,11 +37,11 @@ void *icn_zmq_socket(int type, char *err, size_t errlen);
 int icn_zmq_attach(void *sock, const char *endpoint, int bind, char *err, size_t errlen);
 /* Terminate the context at exit, after every socket is closed (LINGER bounds the wait). */
 void icn_zmq_term(void);
-/* A SUB socket subscribed to everything with ZMQ_CONFLATE set before connecting, so the
- * newest snapshot replaces any unread one: synthesizers always sample the latest model. */
-void *icn_zmq_open_latest(const char *endpoint, char *err, size_t errlen);
 int icn_zmq_send(void *sock, const void *data, size_t len, char *err, size_t errlen);
 int icn_zmq_send_sbuffer(void *sock, const msgpack_sbuffer *sb, char *err, size_t errlen);
+/* Send without blocking: 1 sent, 0 it would block (no connected peer, or its queue is
+ * full), -1 error. */
+int icn_zmq_try_send(void *sock, const void *data, size_t len, char *err, size_t errlen);
 
 /* Receive one frame into msg (initialised by this call in every case; caller closes it with
  * zmq_msg_close). Returns 1 on a frame, 0 on timeout (timeout_ms >= 0; errno EAGAIN) or
@@ -49,34 +49,100 @@ int icn_zmq_send_sbuffer(void *sock, const msgpack_sbuffer *sb, char *err, size_
  * waits without limit. A multipart message is taken off the socket whole and refused: -1 with
  * errno EPROTO, and the socket stays usable (a REP socket must still answer it). */
 int icn_zmq_recv(void *sock, void *zmq_msg, int timeout_ms, char *err, size_t errlen);
-/* icn_zmq_recv, then icn_frame_unpack (untrusted bytes: checked before unpacking) into `out`
- * (msgpack_unpacked_init'ed by the caller), which then owns a copy of the bytes: the objects
- * stay valid until msgpack_unpacked_destroy. Same returns; a frame that is not a well-formed
- * map is -1 with errno EPROTO and err from icn_frame_unpack. */
-int icn_zmq_recv_map(void *sock, int timeout_ms, msgpack_unpacked *out, char *err, size_t errlen);
+/* Sockets with options that match their channel (issue 13: bounds that match messages). */
+typedef struct {
+    int64_t max_msg;    /* ZMQ_MAXMSGSIZE in bytes; 0: icn_max_frame() */
+    int sndhwm, rcvhwm; /* high-water marks in messages; 0: ZeroMQ's default (1000) */
+    int conflate;       /* keep only the newest message (SUB) */
+    int immediate;      /* queue only on completed connections */
+    int sndtimeo_ms;    /* 0: block */
+    int no_reconnect;   /* one connection per socket: the caller reconnects (a new socket) */
+    int no_linger;      /* drop unsent messages at close (the caller sends them again) */
+} icn_zmq_opts;
+void *icn_zmq_open_with(int type, const char *endpoint, int bind, const icn_zmq_opts *o, char *err, size_t errlen);
+/* The endpoint a socket actually bound (port 0 / '*' resolved), into out. */
+int icn_zmq_last_endpoint(void *sock, char *out, size_t outlen);
 
-/* Pool protocol: a request map and its reply. The pack functions append one message to sb,
- * which the caller initialised (msgpack_sbuffer_init). */
-void icn_pack_fetch(msgpack_sbuffer *sb, int64_t offset, int64_t max);
-void icn_pack_stats_request(msgpack_sbuffer *sb);
-/* Reply to a fetch: {"kind":"records","offset":o,"total":t,"batch":<batch map>}. A batch
- * map cannot hold n = 0, so an empty reply (offset >= total) has no "batch" key; a fetch
- * past the end is fine and is how a client learns the total.
- * Decoding: records is always set (n = 0 when empty); a present batch must carry labels, all
- * < 0, and provenance, and offset + n <= total. */
-void icn_pack_records(msgpack_sbuffer *sb, int64_t offset, int64_t total, const icn_batch *records);
-int icn_decode_records(const msgpack_object *map, int64_t *offset, int64_t *total, icn_batch *records, char *err,
-                       size_t errlen);
-void icn_pack_error(msgpack_sbuffer *sb, const char *message);
+/* Wait until one of n sockets is readable. ready[i] is set to 1 for each readable one.
+ * Returns the number ready, 0 on timeout or a signal (errno EINTR), -1 on error. */
+int icn_zmq_poll(void *const *socks, int n, int timeout_ms, int *ready, char *err, size_t errlen);
 
-/* Client side: send a request and wait for the reply (unpacked into `reply`, which the caller
- * initialised with msgpack_unpacked_init). On timeout the REQ socket is closed and reopened
- * (*sock changes), so a pool restart is survived. A reply of kind "error" becomes -1 with
- * its message in err. *sock may be NULL: it is opened on first use.
- * Returns 1 with the reply; 0 on timeout ("pool at ENDPOINT did not answer within N ms") or
- * interruption (errno EINTR), the socket then recreated; -1 on error (reply not a valid map,
- * kind "error", socket failure). */
-int icn_request(void **sock, const char *endpoint, const msgpack_sbuffer *request, int timeout_ms,
-                msgpack_unpacked *reply, char *err, size_t errlen);
+/* A peer of a ROUTER socket: its routing id, and who it is (the Z85 CURVE key that ZAP
+ * admitted, "local" without CURVE). */
+typedef struct {
+    uint8_t id[256];
+    size_t id_len;
+    char user[64];
+} icn_zmq_peer;
+/* Receive one single-part message into a malloc'd buffer (*data, *len; the caller frees).
+ * On a ROUTER socket pass `from` (the routing id and identity are taken off); otherwise
+ * NULL. Returns as icn_zmq_recv. */
+int icn_zmq_recv_buf(void *sock, icn_zmq_peer *from, int timeout_ms, uint8_t **data, size_t *len, char *err,
+                     size_t errlen);
+/* Send one message to a ROUTER peer (dropped if the peer is gone or its queue is full). */
+int icn_zmq_send_to(void *router, const icn_zmq_peer *to, const void *data, size_t len, char *err, size_t errlen);
+
+/* ---------------------------------------------------------------- CURVE and ZAP
+ * Keys are CURVE key pairs written as Z85 text (40 characters). A key file holds exactly
+ * the 40 characters and one newline; NAME.key (the secret half) must be a regular file
+ * that nobody but its owner can read (mode 0600), NAME.pub (the public half) a regular
+ * file. Key files are untrusted input: anything else is refused with one line naming it.
+ *
+ * Security is set once per process (icn_zmq_secure), before the first socket is attached,
+ * and applies to every bind and connect from then on:
+ *   a bound socket is a CURVE server with our secret key; a ZAP handler (a thread serving
+ *     inproc://zeromq.zap.01) admits only the public keys found in the allowed directory
+ *     (*.pub, re-read at most once a second when an unknown key knocks) and our own, and
+ *     logs every refused key (Z85, once per key per ICN_ZAP_LOG_EVERY seconds, with a count
+ *     of the attempts in between); a refused peer never completes its handshake, so
+ *     nothing it sends is ever received;
+ *   a connecting socket is a CURVE client with our key pair and the server's public key
+ *     (--server-key; without it, our own public key: the processes of the head share one
+ *     key pair);
+ *   the authenticated client key is the peer identity of every message it sends
+ *     (icn_zmq_peer.user, Z85), "local" without CURVE.
+ * Without keys, binding anything but loopback (tcp on 127.0.0.0/8, ::1 or localhost;
+ * ipc://; inproc://) is refused unless `insecure`. */
+#define ICN_KEY_Z85_LEN 40
+#define ICN_ZAP_LOG_EVERY 10.0
+
+/* Write NAME.key (secret; created with O_EXCL and mode 0600) and NAME.pub; neither may
+ * exist already. public_z85 (41 bytes) receives the public key. */
+int icn_keygen(const char *name, char *public_z85, char *err, size_t errlen);
+/* Read one key file strictly; secret = 1 also checks the mode. key_z85: 41 bytes. */
+int icn_key_read(const char *path, int secret, char *key_z85, char *err, size_t errlen);
+/* The public half of a Z85 secret key (41 bytes out). */
+int icn_key_public(const char *secret_z85, char *public_z85, char *err, size_t errlen);
+/* 1 when endpoint binds only on this machine (loopback tcp, ipc, inproc). */
+int icn_endpoint_is_local(const char *endpoint);
+
+/* The process's security. secret_key: a NAME.key file, or NULL for no CURVE; allow_dir: the
+ * directory of allowed *.pub, required when this process binds with a key (it starts the ZAP
+ * handler); server_key: the head's NAME.pub for connecting (NULL: our own public key).
+ * Exactly one of `secret_key` and `insecure` may be set (neither: loopback only). */
+typedef struct {
+    const char *secret_key, *server_key, *allow_dir;
+    int insecure;
+} icn_security;
+int icn_zmq_secure(const icn_security *s, char *err, size_t errlen);
+/* Where the ZAP handler's lines go (default: icn_warn). */
+void icn_zmq_set_log(void (*log)(const char *line));
+
+/* Command-line flags shared by every program with sockets: add ICN_SECURITY_OPTIONS to the
+ * getopt table, ICN_SECURITY_USAGE to the usage text, and hand every option to
+ * icn_security_option (1 when it was one of these). */
+enum { ICN_OPT_SECRET_KEY = 0x5ec0, ICN_OPT_SERVER_KEY, ICN_OPT_ALLOW, ICN_OPT_INSECURE };
+#define ICN_SECURITY_OPTIONS                                                                      \
+    {"secret-key", required_argument, 0, ICN_OPT_SECRET_KEY},                                   \
+        {"server-key", required_argument, 0, ICN_OPT_SERVER_KEY},                               \
+        {"allow", required_argument, 0, ICN_OPT_ALLOW}, {"insecure", no_argument, 0, ICN_OPT_INSECURE}
+#define ICN_SECURITY_USAGE                                                                        \
+    "  --secret-key FILE   CURVE: this process's secret key (NAME.key of 'icn-pool keygen')\n"   \
+    "  --allow DIR         CURVE, bound sockets: admit only peers whose NAME.pub is in DIR\n"  \
+    "  --server-key FILE   CURVE, connecting: the head's public key (default: our own)\n"      \
+    "  --insecure          no keys: allow binding a non-loopback address in the clear\n"
+int icn_security_option(int opt, const char *arg, icn_security *s);
+/* icn_zmq_secure, or exit 2 with one line. */
+void icn_security_apply(const icn_security *s);
 
 #endif

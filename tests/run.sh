@@ -1,6 +1,9 @@
 #!/bin/bash
-# Run the C unit tests (cmocka) and the Bats end-to-end tests; end with "N passed, N failed".
-# Usage: tests/run.sh [unit|e2e]   (default: both)
+# Run the C unit tests (cmocka), the Bats end-to-end tests and the libFuzzer harnesses; end with
+# "N passed, N failed".
+# Usage: tests/run.sh [unit|e2e|fuzz]   (default: all three)
+# fuzz: `make fuzz` (clang, ASan+UBSan, build-fuzz/), then each harness re-runs its checked-in
+# corpus and fuzzes for ICN_FUZZ_SECONDS (default 12); each harness is one pass or fail.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -31,6 +34,21 @@ if [ "$what" = all ] || [ "$what" = e2e ]; then
     cat "$log"
     ok=$(grep -c '^ok ' "$log")
     bad=$(grep -c '^not ok ' "$log")
+    passed=$((passed + ok)); failed=$((failed + bad))
+fi
+
+if [ "$what" = all ] || [ "$what" = fuzz ]; then
+    echo "== fuzz tests/fuzz"
+    if make --no-print-directory fuzz >"$log" 2>&1; then
+        tests/fuzz/run.sh ci "${ICN_FUZZ_SECONDS:-12}" >"$log" 2>&1
+        cat "$log"
+        ok=$(grep -c '^ok fuzz ' "$log")
+        bad=$(grep -c '^not ok fuzz ' "$log")
+    else
+        tail -20 "$log"
+        echo "not ok fuzz: make fuzz failed"
+        ok=0 bad=1
+    fi
     passed=$((passed + ok)); failed=$((failed + bad))
 fi
 

@@ -1,8 +1,12 @@
-"""icn's networks in PyTorch, trained like icn-classify (SGD, momentum 0.9, random data): the
-reference for `make bench`. Prints images per second.
+"""icn's networks in PyTorch, the reference for `make bench`, which times this whole process as it
+times icn's (start to exit, /usr/bin/time, interpreter and import included).
 
-usage: torch_bench.py ARCH STEPS THREADS BATCH H W C   (ARCH: mnist or resnetN)"""
-import os
+usage: torch_bench.py train ARCH STEPS THREADS BATCH H W C   (ARCH: mnist or resnetN)
+         trained like icn-classify: SGD, momentum 0.9, random data
+       torch_bench.py synth ARCH STEPS THREADS BATCH H W C
+         synthesis like icn-synthesize --stop 3 --max-steps STEPS: a batch of N(0, 0.3^2) inputs
+         ascends one class's logit by Adam (lr 0.02, beta1 0.5) on the input, clamped to [-1, 1],
+         the net in inference mode and its parameters frozen"""
 import sys
 import time
 
@@ -53,26 +57,42 @@ def build(arch, c, h, w, classes):
     return mnist_net(c, h, w, classes) if arch == "mnist" else resnet(int(arch[6:]), c, classes)
 
 
-def main():
-    arch = sys.argv[1]
-    steps, threads, batch, h, w, c = (int(a) for a in sys.argv[2:8])
-    torch.set_num_threads(threads)
-    torch.manual_seed(1)
-    net = build(arch, c, h, w, 10)
+def train(net, steps, batch, h, w, c):
     opt = torch.optim.SGD(net.parameters(), lr=0.025, momentum=0.9)
     n = max(2000, batch)
     x = torch.rand(n, c, h, w) * 2 - 1
     y = torch.randint(0, 10, (n,))
-    warm = 5
-    for i in range(steps + warm):
-        if i == warm:
-            t0 = time.time()
+    for _ in range(steps):
         idx = torch.randint(0, n, (batch,))
         opt.zero_grad()
         loss = torch.nn.functional.cross_entropy(net(x[idx]), y[idx])
         loss.backward()
         opt.step()
-    print("%.1f" % (steps * batch / (time.time() - t0)))
+
+
+def synth(net, steps, batch, h, w, c, k=3):
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    x = (torch.randn(batch, c, h, w) * 0.3).clamp_(-1, 1).requires_grad_(True)
+    opt = torch.optim.Adam([x], lr=0.02, betas=(0.5, 0.999), eps=1e-8)
+    for _ in range(steps):
+        opt.zero_grad()
+        (-net(x)[:, k].sum()).backward()
+        opt.step()
+        with torch.no_grad():
+            x.clamp_(-1, 1)
+
+
+def main():
+    mode, arch = sys.argv[1], sys.argv[2]
+    steps, threads, batch, h, w, c = (int(a) for a in sys.argv[3:9])
+    torch.set_num_threads(threads)
+    torch.manual_seed(1)
+    net = build(arch, c, h, w, 10)
+    t0 = time.time()
+    (train if mode == "train" else synth)(net, steps, batch, h, w, c)
+    print("torch %s %s: %.2f s in the loop" % (mode, arch, time.time() - t0), file=sys.stderr)
 
 
 if __name__ == "__main__":

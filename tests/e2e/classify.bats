@@ -294,3 +294,19 @@ PY
     cmp ck.icn ref-ck.icn
     [ "$(jsonl_events met.jsonl | tail -n 1)" = done ]
 }
+
+@test "ICN_CONV=reference trains on the im2col + OpenBLAS path, close to the oneDNN path; an unknown value is refused" {
+    ICN_CONV=reference icn-classify train --data "$D/train.icn" --arch c8-c16 --steps 60 --batch 32 --quiet --out ref.icn
+    eval_error ref.icn "$D/test.icn" 1000
+    ref=$WRONG
+    eval_error "$D/model.icn" "$D/test.icn" 1000
+    echo "test errors: reference path $ref, oneDNN path $WRONG of 1000" >&3
+    # the same seed and data; the two paths round differently, so the models differ a little
+    [ $((ref - WRONG)) -le 20 ] && [ $((WRONG - ref)) -le 20 ]
+    run icn-classify train --data "$D/train.icn" --arch c8-c16 --steps 1 --out x.icn --quiet
+    [ "$status" -eq 0 ]
+    ICN_CONV=bogus run icn-classify train --data "$D/train.icn" --arch c8-c16 --steps 1 --out x.icn --quiet
+    [ "$status" -eq 2 ]
+    [ "${#lines[@]}" -eq 1 ]
+    [[ "$output" == *"ICN_CONV='bogus': expected 'reference' or 'fast'"* ]]
+}

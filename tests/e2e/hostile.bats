@@ -66,3 +66,18 @@ what_is() {
         [ "$(printf '%s\n' "$stderr" | grep -c .)" -eq 1 ] || die "$cmd: more than one line: $stderr"
     done
 }
+
+@test "under an address-space limit (ulimit -v 600000) a program answers or fails with one line, not spin (finding 8)" {
+    need_mnist
+    icn-load mnist --split test --limit 100 --quiet --out small.icn
+    icn-classify train --data small.icn --steps 2 --batch 16 --quiet --out model.icn
+    for limit in 600000 300000 120000; do
+        run --separate-stderr bash -c "ulimit -v $limit && exec timeout 90 icn-eval error --model model.icn --data small.icn --json"
+        [ "$status" -ne 124 ] || die "ulimit -v $limit: no answer in 90 s (spinning)"
+        if [ "$status" -eq 0 ]; then
+            [[ "$output" == *'"error":'* ]] || die "ulimit -v $limit: no test error in: $output"
+        else
+            one_line_error icn-eval || die "ulimit -v $limit: exit $status, stderr: $stderr"
+        fi
+    done
+}

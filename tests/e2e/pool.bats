@@ -74,7 +74,7 @@ info() {
 }
 
 @test "icn-pool: --help everywhere, usage errors exit 2 with one line" {
-    for c in serve dump stats push; do
+    for c in serve dump stats push keygen; do
         run icn-pool "$c" --help
         expect_status 0
         [[ "${lines[0]}" == "usage: icn-pool $c"* ]] || die "$c --help: ${lines[0]}"
@@ -156,19 +156,28 @@ info() {
     need_mnist
     start_pool pool.icnpool
     head -c 300 /dev/urandom >random.bin
-    icn-pool push --raw --connect "$PULL" --file random.bin --quiet
-    printf '\xdd\xff\xff\xff\xff' | icn-pool push --raw --connect "$PULL" --quiet
-    printf '\xc6\xff\xff\xff\xff' | icn-pool push --raw --connect "$PULL" --quiet
-    icn-pool push --connect "$PULL" --file "$A50" --quiet # real labels: not pseudo-negatives
+    # each is refused, to the sender too (push exits 1 and says why)
+    run --separate-stderr icn-pool push --raw --connect "$PULL" --file random.bin --quiet
+    expect_status 1
+    [[ "$stderr" == *"refused by $PULL: "* ]] || die "$stderr"
+    run --separate-stderr icn-pool push --raw --connect "$PULL" --quiet < <(printf '\xdd\xff\xff\xff\xff')
+    expect_status 1
+    [[ "$stderr" == *"4294967295 elements"* ]] || die "$stderr"
+    run --separate-stderr icn-pool push --raw --connect "$PULL" --quiet < <(printf '\xc6\xff\xff\xff\xff')
+    expect_status 1
+    run --separate-stderr icn-pool push --connect "$PULL" --file "$A50" --quiet # real labels: not pseudo-negatives
+    expect_status 1
+    [[ "$stderr" == *"1 of 1 batches sent to $PULL were not acknowledged (0 acknowledged: 0 images; 1 refused"* ]] ||
+        die "$stderr"
     icn-pool push --connect "$PULL" --file "$B20" --as-negatives 1 --quiet
-    wait_total 20
+    [ "$(pool_total)" = 20 ] # acknowledged means stored: no waiting
     icn-pool stats --connect "$REP" >stats.txt
     grep -qx "rejected: 4" stats.txt
     grep -qx "class 1: 20" stats.txt
-    grep -q "^icn-pool: rejected frame 0 from PULL: " serve.err
-    grep -q "^icn-pool: rejected frame 1 from PULL: array of 4294967295 elements" serve.err
-    grep -q "^icn-pool: rejected frame 2 from PULL: bin length 4294967295 exceeds frame limit" serve.err
-    grep -q "^icn-pool: rejected frame 3 from PULL: refused (label): image 0 has label .*pseudo-negatives" serve.err
+    grep -q "^icn-pool: rejected frame 0 from local: " serve.err
+    grep -q "^icn-pool: rejected frame 1 from local: array of 4294967295 elements" serve.err
+    grep -q "^icn-pool: rejected frame 2 from local: bin length 4294967295 exceeds frame limit" serve.err
+    grep -q "^icn-pool: rejected frame 3 from local: refused (label): image 0 has label .*pseudo-negatives" serve.err
     [ "$(grep -c 'rejected frame' serve.err)" -eq 4 ]
     kill -0 "$POOL_PID"
 }
@@ -293,15 +302,20 @@ info() {
     expect_status 2
     [[ "$stderr" == *"--shape and --classes go together"* ]]
     start_pool pool.icnpool --quota 60
-    # a 2x2x1 frame first locks nothing; 28x28x1 after it is stored
-    "$PYTHON" -c 'import sys; sys.stdout.buffer.write(bytes([0x83,0xa4])+b"kind"+bytes([0xa5])+b"batch"+bytes([0xa5])+b"shape"+bytes([0x94,1,2,2,1,0xa1])+b"x"+bytes([0xc4,16])+bytes(16))' >tiny.bin
-    icn-pool push --raw --connect "$PULL" --file tiny.bin --quiet
-    printf '\xc1' | icn-pool push --raw --connect "$PULL" --quiet # no msgpack at all
+    # a 2x2x1 frame (with its origin, producer 1 seq 1) first locks nothing; 28x28x1 after it is stored
+    "$PYTHON" -c 'import sys; sys.stdout.buffer.write(bytes([0x85,0xa4])+b"kind"+bytes([0xa5])+b"batch"+bytes([0xa5])+b"shape"+bytes([0x94,1,2,2,1,0xa1])+b"x"+bytes([0xc4,16])+bytes(16)+bytes([0xa8])+b"producer"+bytes([1,0xa3])+b"seq"+bytes([1]))' >tiny.bin
+    run --separate-stderr icn-pool push --raw --connect "$PULL" --file tiny.bin --quiet
+    expect_status 1
+    [[ "$stderr" == *"refused by $PULL: refused (shape)"* ]] || die "$stderr"
+    run --separate-stderr icn-pool push --raw --connect "$PULL" --quiet < <(printf '\xc1') # no msgpack at all
+    expect_status 1
     icn-pool push --connect "$PULL" --file "$A50" --as-negatives 1 --quiet
-    icn-pool push --connect "$PULL" --file "$A50" --as-negatives 12 --quiet # class 12 of 10
-    icn-pool push --connect "$PULL" --file "$B20" --as-negatives 1 --quiet  # 70 > quota 60
+    run --separate-stderr icn-pool push --connect "$PULL" --file "$A50" --as-negatives 12 --quiet # class 12 of 10
+    expect_status 1
+    run --separate-stderr icn-pool push --connect "$PULL" --file "$B20" --as-negatives 1 --quiet  # 70 > quota 60
+    expect_status 1
     icn-pool push --connect "$PULL" --file "$B20" --as-negatives 1 --generation 1 --quiet
-    wait_total 70
+    [ "$(pool_total)" = 70 ]
     icn-pool stats --connect "$REP" >stats.txt
     grep -qx 'refused class from "local": 50' stats.txt || die "$(cat stats.txt)"
     grep -qx 'refused quota from "local": 20' stats.txt || die "$(cat stats.txt)"
@@ -326,7 +340,14 @@ info() {
     run --separate-stderr timeout 20 icn-pool push --raw --connect "$PULL" --file x.bin --timeout 300
     expect_status 1
     one_line_error icn-pool
-    [[ "$stderr" == *"no pool at $PULL took frame 0 within 300 ms"* ]]
+    [[ "$stderr" == *"no pool at $PULL took the frame within 300 ms"* ]]
+    if have_mnist; then # batches: one line saying none was acknowledged
+        run --separate-stderr timeout 20 icn-pool push --connect "$PULL" --file "$B20" --as-negatives 1 --timeout 300
+        expect_status 1
+        one_line_error icn-pool
+        [[ "$stderr" == *"1 of 1 batches sent to $PULL were not acknowledged (0 acknowledged: 0 images; 0 refused; 1 unanswered"* ]] ||
+            die "$stderr"
+    fi
     run --separate-stderr icn-pool stats --store missing.icnpool
     expect_status 1
     [[ "$stderr" == *"missing.icnpool: No such file"* ]]

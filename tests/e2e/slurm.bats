@@ -27,7 +27,9 @@ setup() {
 }
 
 @test "slurm: an introspective job, the head in the batch script and a synthesizer in each of 2 srun tasks" {
-    export ICN_HOME=$BATS_TEST_DIRNAME/../.. ICN_SYNTH_FLAGS="--batch 2 --max-steps 20 --max-per-gen 1"
+    # the workers reach the head on loopback (the host's name may resolve to another address)
+    export ICN_HOME=$BATS_TEST_DIRNAME/../.. ICN_HEAD_HOST=127.0.0.1
+    export ICN_SYNTH_FLAGS="--batch 2 --max-steps 20 --max-per-gen 1"
     # each task's synthesizer gives at most 1 of the 2 pseudo-negatives a class needs per round
     run sbatch --wait --ntasks=2 --output="$PWD/job.out" --chdir="$PWD" "$ICN_HOME/pipelines/slurm/introspective.sbatch" \
         --train-images 300 --dir "$PWD/run" -- --arch c8-c16 --batch 32 --pn-batch 16 --initial-steps 20 \
@@ -46,6 +48,10 @@ setup() {
     cat stats.json
     json_check stats.json 'd["per_producer"] == {"101": 30, "201": 30}'
     json_check stats.json 'd["per_generation"] == {"1": 20, "2": 20, "3": 20}'
+    # CURVE on: the head's key and one per task, shared through the run directory
+    [ -f run/keys/head.key ] && [ -f run/keys/head.pub ]
+    [ "$(ls run/keys/allow/*.pub | wc -l)" -eq 2 ] || die "allowed keys: $(ls run/keys/allow)"
+    ! grep -q 'refused' run/pool.log
     [ "$(grep -c '"event":"round"' run/m.jsonl)" -eq 3 ]
     [ -s run/icn.model ]
     icn-load mnist --split test --limit 200 --seed 1 --out test.icn --quiet

@@ -11,7 +11,7 @@
 
 static uint8_t *gzip(const uint8_t *p, size_t n, size_t *out_n) {
     z_stream z = {0};
-    if (deflateInit2(&z, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) abort();
+    if (deflateInit2(&z, 1, Z_DEFLATED, 9 + 16, 1, Z_DEFAULT_STRATEGY) /* small state: no mmap per call */ != Z_OK) abort();
     size_t cap = deflateBound(&z, (uLong)n) + 32;
     uint8_t *o = malloc(cap);
     if (!o) abort();

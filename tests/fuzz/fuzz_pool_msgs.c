@@ -1,34 +1,27 @@
-/* fuzz_pool_msgs: the pool protocol (icn-wire(5)): the requests icn-pool serve reads
- * ("fetch" with offset and max, "stats") and the replies a trainer or icn-pool stats reads
- * ("records" with a batch of pseudo-negatives, "stats" with its count maps, "error"). */
+/* fuzz_pool_msgs: the pool's channels (icn-wire(5)) as lib/protocol.c decodes them: the
+ * requests icn-pool serve reads ("fetch", "stats"), the batches its intake reads (with
+ * producer and seq), the answers a sender reads ("ack", "refused"), and the replies a trainer
+ * or icn-pool stats reads ("records" with a batch of pseudo-negatives, "stats", "error"). */
 #include "fuzz.h"
-#include "pool.h"
-#include "transport.h"
+#include "protocol.h"
 #include "util.h"
 #include "wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fuzz_env();
-    char err[ICN_ERRLEN], msg[ICN_ERRLEN];
-    msgpack_unpacked u;
-    msgpack_unpacked_init(&u);
-    if (icn_frame_unpack(data, size, &u, err, sizeof err) == 0) {
-        const msgpack_object *m = &u.data;
-        int64_t a, b;
-        if (icn_map_kind_is(m, "fetch")) {
-            (void)(icn_map_i64(m, "offset", 0, INT64_MAX, &a, err, sizeof err) ||
-                   icn_map_i64(m, "max", 1, 1000000, &b, err, sizeof err));
-        } else if (icn_map_kind_is(m, "error")) {
-            (void)icn_map_str(m, "message", msg, sizeof msg, err, sizeof err);
-        } else if (icn_map_kind_is(m, "stats")) {
-            icn_pool_counts c;
-            int64_t rejected;
-            if (icn_decode_pool_stats(m, &c, &rejected, err, sizeof err) == 0) icn_pool_counts_free(&c);
-        } else {
-            icn_batch r;
-            if (icn_decode_records(m, &a, &b, &r, err, sizeof err) == 0) icn_batch_free(&r);
-        }
+    char err[ICN_ERRLEN];
+    static const struct {
+        unsigned accept;
+        int need_origin;
+    } channels[] = {{ICN_REQUEST_KINDS, 0},
+                    {ICN_MSG_BATCH, 1},
+                    {ICN_INTAKE_REPLY_KINDS, 0},
+                    {ICN_MSG_RECORDS | ICN_MSG_ERROR, 0},
+                    {ICN_MSG_STATS | ICN_MSG_ERROR, 0}};
+    for (size_t i = 0; i < sizeof channels / sizeof channels[0]; i++) {
+        icn_msg m;
+        if (icn_msg_decode(data, size, channels[i].accept, channels[i].need_origin, &m, err, sizeof err) == 0)
+            icn_msg_free(&m);
     }
-    msgpack_unpacked_destroy(&u);
     return 0;
 }

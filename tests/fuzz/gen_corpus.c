@@ -12,9 +12,11 @@
 
 #include "../unit/matwrite.h"
 #include "net.h"
+#include "npy.h"
 #include "optim.h"
 #include "pool.h"
 #include "snapshot.h"
+#include "protocol.h"
 #include "transport.h"
 #include "util.h"
 #include "wire.h"
@@ -74,6 +76,12 @@ static void batches(void) {
     put_sb("fuzz_pool_msgs", "records-none", &sb);
     icn_pack_error(&sb, "no such record");
     put_sb("fuzz_pool_msgs", "error", &sb);
+    icn_pack_batch_from(&sb, &neg, 12345, 7);
+    put_sb("fuzz_pool_msgs", "intake-batch", &sb);
+    icn_pack_ack(&sb, 12345, 7);
+    put_sb("fuzz_pool_msgs", "ack", &sb);
+    icn_pack_refused(&sb, 12345, 8, "refused (range): pixel 3 of image 0 is 3e+38, outside [-1, 1]");
+    put_sb("fuzz_pool_msgs", "refused", &sb);
     icn_pool_tally cls[2] = {{0, 3}, {4, 1}}, gen[1] = {{2, 4}}, prod[2] = {{7, 2}, {8, 2}};
     icn_pool_counts c = {.total = 4, .per_class = cls, .per_generation = gen, .per_producer = prod, .n_class = 2,
                          .n_generation = 1, .n_producer = 2, .uuid = "0f2c8a4e-1b3d-4c5e-8f70-9a1b2c3d4e5f"};
@@ -214,6 +222,35 @@ static void jsonl(void) {
     put("fuzz_jsonl", "nan", c, strlen(c));
 }
 
+/* fuzz_npy input: a flag byte (bit 0: images channels first), then a .npy file. */
+static void npy_seed(const char *name, int flags, const char *descr, const char *shape, const void *data, size_t n) {
+    uint8_t *f;
+    size_t len;
+    char err[ICN_ERRLEN];
+    if (icn_npy_encode(descr, shape, data, n, &f, &len, err, sizeof err)) icn_die(1, "%s", err);
+    uint8_t *buf = xmalloc(len + 1);
+    buf[0] = (uint8_t)flags;
+    memcpy(buf + 1, f, len);
+    put("fuzz_npy", name, buf, len + 1);
+    free(buf);
+    free(f);
+}
+
+static void npy(void) {
+    uint8_t px[4 * 3 * 3 * 2], fx[4 * 3 * 3 * 4], y[4 * 8] = {0};
+    for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)(i * 7);
+    for (int i = 0; i < 4 * 3 * 3; i++) {
+        float v = (float)(i % 9) / 4.0f - 1.0f;
+        icn_le_store_f32(fx + 4 * i, &v, 1);
+    }
+    for (int i = 0; i < 4; i++) y[8 * i] = (uint8_t)i;
+    npy_seed("u8-nhwc", 0, "'|u1'", "(4, 3, 3, 2)", px, sizeof px);
+    npy_seed("u8-nchw", 1, "'|u1'", "(4, 2, 3, 3)", px, sizeof px);
+    npy_seed("f32-nhw", 0, "'<f4'", "(4, 3, 3)", fx, sizeof fx);
+    npy_seed("i64-labels", 0, "'<i8'", "(4,)", y, sizeof y);
+    npy_seed("u8-labels", 0, "'|u1'", "(4,)", px, 4);
+}
+
 int main(int argc, char **argv) {
     icn_set_progname(argv[0]);
     if (argc != 2) icn_die(2, "usage: gen_corpus DIR");
@@ -224,5 +261,6 @@ int main(int argc, char **argv) {
     idx();
     cifar_svhn();
     jsonl();
+    npy();
     return 0;
 }

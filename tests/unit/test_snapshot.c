@@ -23,6 +23,8 @@
 #include "progress.h"
 #include "snapshot.h"
 #include "train.h"
+#include "parallel.h"
+#include "bytes.h"
 #include "fileio.h"
 #include "util.h"
 #include "wire.h"

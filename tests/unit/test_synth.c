@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "parallel.h"
 #include "synth.h"
 
 enum { H = 12, W = 12, K = 3, N = 6 };
@@ -241,11 +242,35 @@ static void test_refill_keeps_batch_full(void **state) {
     icn_synth_free(s);
 }
 
+static int third_pass(void *ctx) { return ++*(int *)ctx >= 3; }
+
+/* The interrupt is asked after every pass; when it says so, the call ends at once with -1. */
+static void test_interrupt_ends_call(void **state) {
+    (void)state;
+    icn_synth_opts o;
+    icn_synth_opts_default(&o);
+    o.stop = ICN_STOP_FIXED;
+    o.max_steps = 20;
+    static float x[N * H * W];
+    icn_provenance p[N];
+    int asked = 0;
+    icn_synth *s = icn_synth_new(&net, N);
+    s->interrupt = third_pass, s->interrupt_ctx = &asked;
+    assert_int_equal(icn_synthesize(s, &net, 1, N, &o, 3, 0, x, p, 7, 42), -1);
+    assert_int_equal(asked, 3);
+    assert_int_equal(s->passes, 3);
+    s->interrupt = NULL; /* without it, the same call runs to the end */
+    assert_true(icn_synthesize(s, &net, 1, N, &o, 3, 0, x, p, 7, 42) >= 0);
+    assert_int_equal(s->passes, 3 + 21);
+    icn_synth_free(s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ascends_logit_and_stays_in_range),
         cmocka_unit_test(test_samples_independent_of_batch),
         cmocka_unit_test(test_refill_keeps_batch_full),
+        cmocka_unit_test(test_interrupt_ends_call),
         cmocka_unit_test(test_threshold_stop_rule),
         cmocka_unit_test(test_noise_only_is_reference_distribution),
         cmocka_unit_test(test_reproducible_and_seed_dependent),

@@ -1,0 +1,221 @@
+/* online.c: the online synthesizer's loop (lib/online.h). */
+#include "online.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "protocol.h"
+#include "sender.h"
+#include "snapshot.h"
+#include "transport.h"
+#include "util.h"
+
+#define MODEL_MARGIN 65536 /* bytes a snapshot may grow by over the first one (metadata) */
+
+void icn_online_opts_default(icn_online_opts *o) {
+    memset(o, 0, sizeof *o);
+    icn_synth_opts_default(&o->synth);
+    o->batch = 10, o->chunk_batches = 4, o->seed = 1;
+    o->window = 16, o->resend_ms = 1000, o->drain_ms = 5000;
+}
+
+int icn_synth_batch(icn_synth *s, const icn_net *net, const icn_synth_opts *o, uint64_t seed, uint32_t id, int k, int n,
+                    int64_t index, int32_t generation, icn_batch *b) {
+    icn_batch_alloc(b, n, net->in_h, net->in_w, net->in_c, 1);
+    b->prov = xmalloc((size_t)n * sizeof *b->prov);
+    for (int i = 0; i < n; i++) b->y[i] = -(k + 1);
+    return icn_synthesize(s, net, k, n, o, seed, index, b->x, b->prov, generation, id);
+}
+
+typedef struct {
+    const icn_online_opts *o;
+    void *sub;
+    int64_t sub_max;     /* the subscription's MAXMSGSIZE (0: the frame limit) */
+    icn_sender *out;
+    icn_net net;
+    icn_model_meta meta;
+    int have, held;
+    int64_t refused_images;
+    /* during synthesis (defer): what poll_snapshot found waits here, the net in use untouched */
+    int defer, pending;
+    icn_net next;
+    icn_model_meta next_meta;
+} loop;
+
+static void on_refused(uint64_t seq, const char *reason, void *ctx) {
+    loop *l = ctx;
+    if (!l->o->quiet) icn_warn("producer %u: batch %" PRIu64 " refused by the pool: %s", l->o->id, seq, reason);
+}
+
+/* Take the newest frame on the snapshot socket, if any. 1: new model; 2: stop; 3: hold for
+ * the current generation; 0: nothing new; -1: socket error. */
+static int poll_snapshot(loop *l, int timeout_ms, char *err, size_t errlen) {
+    uint8_t *data;
+    size_t n;
+    char e[ICN_ERRLEN];
+    int got = icn_zmq_recv_buf(l->sub, NULL, timeout_ms, &data, &n, e, sizeof e);
+    if (got == 0) return 0;
+    if (got < 0) {
+        if (errno == EPROTO) return icn_warn("rejected snapshot frame: %s", e), 0;
+        return icn_errf(err, errlen, "snapshots %s: %s", l->o->snapshots, e);
+    }
+    double received = icn_wallclock();
+    icn_msg m;
+    int rc = 0;
+    if (icn_msg_decode(data, n, ICN_SNAPSHOT_KINDS, 0, &m, e, sizeof e)) {
+        icn_warn("rejected snapshot frame: %s", e);
+        free(data);
+        return 0;
+    }
+    free(data);
+    if (m.kind == ICN_MSG_STOP) rc = 2;
+    else if (m.kind == ICN_MSG_HOLD) rc = l->have && m.generation == l->meta.generation ? 3 : 0;
+    else if (l->have && m.meta.generation == l->meta.generation && m.net.n_params == l->net.n_params) {
+        rc = 0; /* the trainer re-sends its snapshot for late joiners */
+    } else if (l->defer) {
+        l->next = m.net, l->next_meta = m.meta, rc = 1;
+        m.kind = ICN_MSG_HOLD; /* the net is ours now: icn_msg_free leaves it */
+        icn_metrics_printf(l->o->metrics, "{\"event\":\"snapshot\",\"generation\":%lld,\"time\":%.6f,\"bytes\":%zu}",
+                           (long long)l->next_meta.generation, received, n);
+    } else {
+        if (l->have) icn_net_free(&l->net);
+        l->net = m.net, l->meta = m.meta, l->have = 1, rc = 1;
+        m.kind = ICN_MSG_HOLD; /* the net is ours now: icn_msg_free leaves it */
+        icn_metrics_printf(l->o->metrics, "{\"event\":\"snapshot\",\"generation\":%lld,\"time\":%.6f,\"bytes\":%zu}",
+                           (long long)l->meta.generation, received, n);
+        if (!l->sub_max) { /* now the model's size is known: no frame may be larger */
+            icn_zmq_close(l->sub);
+            l->sub_max = (int64_t)n + MODEL_MARGIN;
+            if (!(l->sub = icn_open_subscriber(l->o->snapshots, l->sub_max, err, errlen))) rc = -1;
+        }
+    }
+    icn_msg_free(&m);
+    return rc;
+}
+
+/* Synthesis looks at the snapshot socket after every pass (icn_synth's interrupt): a new
+ * generation, hold or stop ends the call in flight at once, its samples being of the old
+ * generation; a re-sent snapshot of the current one does not. */
+static int snapshot_waiting(void *ctx) {
+    loop *l = ctx;
+    char e[ICN_ERRLEN];
+    if (!l->pending) {
+        l->defer = 1;
+        int r = poll_snapshot(l, 0, e, sizeof e); /* a socket error is seen again by the loop's own poll */
+        l->defer = 0;
+        if (r > 0) l->pending = r;
+    }
+    return l->pending != 0;
+}
+
+/* The workspace of s fits `net` (its primitives depend only on the architecture). */
+static int same_shape(const icn_net *a, const icn_net *b) {
+    return !strcmp(a->arch, b->arch) && a->n_params == b->n_params && a->in_h == b->in_h && a->in_w == b->in_w &&
+           a->in_c == b->in_c && a->classes == b->classes;
+}
+
+int icn_synthesize_online(const icn_online_opts *o, icn_online_result *res, char *err, size_t errlen) {
+    memset(res, 0, sizeof *res);
+    loop l = {.o = o};
+    int rc = -1;
+    if (!(l.sub = icn_open_subscriber(o->snapshots, 0, err, errlen))) return -1;
+    if (!(l.out = icn_sender_open(o->pool, o->window, o->resend_ms, on_refused, &l, err, errlen))) {
+        icn_zmq_close(l.sub);
+        return -1;
+    }
+    res->producer = icn_sender_producer(l.out);
+    icn_synth *s = NULL;
+    icn_net made_for = {0}; /* the architecture s was made for (its params are not used) */
+    icn_synth_opts so = o->synth;
+    int64_t made[32] = {0};
+    int k_next = 0;
+    double t_start = icn_now(), last_log = t_start;
+    uint32_t classes = o->classes_mask;
+    if (!o->quiet)
+        icn_warn("producer %u: waiting for snapshots on %s, delivering to %s", o->id, o->snapshots, o->pool);
+    for (;;) {
+        if (o->stop && *o->stop) break;
+        int busy = l.have && !l.held && icn_sender_room(l.out) > 0;
+        int r = l.pending;
+        l.pending = 0;
+        if (r == 1) { /* found during synthesis: take it now */
+            icn_net_free(&l.net);
+            l.net = l.next, l.meta = l.next_meta;
+        }
+        if (!r) r = poll_snapshot(&l, 0, err, errlen);
+        if (r < 0) goto out;
+        if (r == 2) break;
+        if (r == 3 && !l.held && !o->quiet) icn_warn("producer %u: holding until the next snapshot", o->id);
+        if (r == 3) l.held = 1;
+        if (r == 1) {
+            l.held = 0;
+            res->snapshots++;
+            if (!s || !same_shape(&made_for, &l.net)) {
+                icn_synth_free(s);
+                s = icn_synth_new(&l.net, o->batch);
+                s->interrupt = snapshot_waiting, s->interrupt_ctx = &l;
+                made_for = l.net;
+            }
+            so.head = l.meta.head;
+            memset(made, 0, sizeof made);
+            k_next = 0; /* each generation in the same class order: one synthesizer is reproducible */
+            if (!classes) classes = l.net.classes >= 32 ? 0xffffffffu : (1u << l.net.classes) - 1;
+            if (!o->quiet) icn_warn("producer %u: sampling from snapshot generation %lld", o->id, (long long)l.meta.generation);
+            busy = icn_sender_room(l.out) > 0;
+        }
+        /* answers from the pool; when there is nothing to synthesize, this is where we wait */
+        if (icn_sender_pump(l.out, busy ? 0 : 50, err, errlen)) goto out;
+        if (!busy) continue;
+        int k = -1; /* the next class in round-robin order that still wants samples */
+        for (int tries = 0; tries < 32 && k < 0; tries++, k_next = (k_next + 1) % 32)
+            if ((classes >> k_next & 1) && k_next < l.net.classes && (!o->max_per_gen || made[k_next] < o->max_per_gen))
+                k = k_next;
+        if (k < 0) { /* quota met: wait for the next snapshot */
+            l.held = 1;
+            continue;
+        }
+        int64_t n = (int64_t)o->batch * (o->chunk_batches > 0 ? o->chunk_batches : 1);
+        if (n > ICN_BATCH_MAX_IMAGES) n = ICN_BATCH_MAX_IMAGES;
+        if (o->max_per_gen && made[k] + n > o->max_per_gen) n = o->max_per_gen - made[k];
+        icn_batch b = {0};
+        int reached = icn_synth_batch(s, &l.net, &so, o->seed, o->id, k, (int)n, made[k], (int32_t)l.meta.generation, &b);
+        if (reached < 0) { /* interrupted: a snapshot, hold or stop came */
+            icn_batch_free(&b);
+            continue;
+        }
+        res->reached += reached;
+        int sent = icn_sender_send(l.out, &b, err, errlen);
+        icn_batch_free(&b);
+        if (sent) goto out;
+        icn_metrics_printf(o->metrics,
+                           "{\"event\":\"batch\",\"generation\":%lld,\"class\":%d,\"n\":%d,\"reached\":%d,\"time\":%.6f}",
+                           (long long)l.meta.generation, k, (int)n, reached, icn_wallclock());
+        made[k] += n;
+        res->samples += n;
+        if (!o->quiet && icn_now() - last_log >= 10) {
+            const icn_sender_counts *c = icn_sender_counts_of(l.out);
+            icn_warn("producer %u: %lld samples, %.1f/s, %.1f%% reached the stop rule, %lld acknowledged, generation %lld",
+                     o->id, (long long)res->samples, res->samples / (icn_now() - t_start),
+                     100.0 * res->reached / res->samples, (long long)c->images_acked, (long long)l.meta.generation);
+            last_log = icn_now();
+        }
+    }
+    res->unacked_batches = icn_sender_drain(l.out, o->drain_ms, NULL, err, errlen);
+    rc = 0;
+out:;
+    const icn_sender_counts *c = icn_sender_counts_of(l.out);
+    res->acked = c->images_acked;
+    res->refused = c->refused;
+    if (rc == 0 && !o->quiet)
+        icn_warn("producer %u: stopping after %lld samples: %lld acknowledged, %lld batches refused, %lld unanswered",
+                 o->id, (long long)res->samples, (long long)res->acked, (long long)res->refused,
+                 (long long)res->unacked_batches);
+    icn_synth_free(s);
+    if (l.have) icn_net_free(&l.net);
+    if (l.pending == 1) icn_net_free(&l.next);
+    icn_sender_close(l.out);
+    icn_zmq_close(l.sub);
+    return rc;
+}
