@@ -3,13 +3,11 @@
 #include <getopt.h>
 #include <signal.h>
 #include <time.h>
-#include <zmq.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "data.h"
 #include "introspect.h"
 #include "net.h"
 #include "snapshot.h"
@@ -17,6 +15,7 @@
 #include "protocol.h"
 #include "transport.h"
 #include "fileio.h"
+#include "parallel.h"
 #include "util.h"
 #include "wire.h"
 
@@ -87,28 +86,36 @@ static const char usage[] =
     "seconds (default 1) until killed or --count publications; --bump makes each one a new\n"
     "generation (for measuring snapshot delivery; see --metrics).\n";
 
-enum { OPT_DATA = 256, OPT_ARCH, OPT_HEAD, OPT_CLASSES, OPT_STEPS, OPT_EPOCHS, OPT_BATCH, OPT_LR, OPT_MOMENTUM,
-       OPT_WD, OPT_DECAY_AT, OPT_DECAY_FACTOR, OPT_SMOOTH, OPT_CLIP, OPT_SEED, OPT_OUT, OPT_CKPT, OPT_CKPT_EVERY, OPT_RESUME,
-       OPT_VAL, OPT_EVAL_EVERY, OPT_METRICS, OPT_THREADS, OPT_QUIET, OPT_MODEL, OPT_HELP, OPT_INTRO, OPT_INIT_STEPS,
-       OPT_ROUNDS, OPT_ROUND_STEPS, OPT_PER_CLASS, OPT_ALPHA, OPT_PN_BATCH, OPT_ASYNC, OPT_PUBLISH, OPT_POOL,
-       OPT_WAIT, OPT_EVERY, OPT_COUNT, OPT_BUMP, OPT_AUGMENT, OPT_NEW_SETTINGS, OPT_KEEP_BEST, OPT_END };
-_Static_assert(OPT_END - OPT_DATA <= 64, "the flags must fit the 64-bit set cli.given");
+enum { O_DATA = 256, O_ARCH, O_HEAD, O_CLASSES, O_STEPS, O_EPOCHS, O_BATCH, O_LR, O_MOMENTUM,
+       O_WD, O_DECAY_AT, O_DECAY_FACTOR, O_SMOOTH, O_CLIP, O_SEED, O_OUT, O_CKPT, O_CKPT_EVERY, O_RESUME,
+       O_VAL, O_EVAL_EVERY, O_METRICS, O_THREADS, O_QUIET, O_MODEL, O_INTRO, O_INIT_STEPS,
+       O_ROUNDS, O_ROUND_STEPS, O_PER_CLASS, O_ALPHA, O_PN_BATCH, O_ASYNC_ROUNDS, O_PUBLISH, O_POOL,
+       O_WAIT, O_EVERY, O_COUNT, O_BUMP, O_AUGMENT, O_NEW_SETTINGS, O_KEEP_BEST, O_END };
+_Static_assert(O_END - O_DATA <= 64, "the flags must fit the 64-bit set cli.given");
 
-static const struct option options[] = {
-    {"data", 1, 0, OPT_DATA}, {"arch", 1, 0, OPT_ARCH}, {"head", 1, 0, OPT_HEAD}, {"classes", 1, 0, OPT_CLASSES},
-    {"steps", 1, 0, OPT_STEPS}, {"epochs", 1, 0, OPT_EPOCHS}, {"batch", 1, 0, OPT_BATCH}, {"lr", 1, 0, OPT_LR},
-    {"momentum", 1, 0, OPT_MOMENTUM}, {"weight-decay", 1, 0, OPT_WD}, {"decay-at", 1, 0, OPT_DECAY_AT},
-    {"decay-factor", 1, 0, OPT_DECAY_FACTOR}, {"label-smoothing", 1, 0, OPT_SMOOTH}, {"clip-grad", 1, 0, OPT_CLIP}, {"seed", 1, 0, OPT_SEED},
-    {"out", 1, 0, OPT_OUT}, {"checkpoint", 1, 0, OPT_CKPT}, {"checkpoint-every", 1, 0, OPT_CKPT_EVERY},
-    {"resume", 0, 0, OPT_RESUME}, {"val", 1, 0, OPT_VAL}, {"eval-every", 1, 0, OPT_EVAL_EVERY},
-    {"metrics", 1, 0, OPT_METRICS}, {"threads", 1, 0, OPT_THREADS}, {"quiet", 0, 0, OPT_QUIET},
-    {"model", 1, 0, OPT_MODEL}, {"help", 0, 0, OPT_HELP}, {"introspective", 0, 0, OPT_INTRO},
-    {"initial-steps", 1, 0, OPT_INIT_STEPS}, {"rounds", 1, 0, OPT_ROUNDS}, {"round-steps", 1, 0, OPT_ROUND_STEPS},
-    {"per-class", 1, 0, OPT_PER_CLASS}, {"alpha", 1, 0, OPT_ALPHA}, {"pn-batch", 1, 0, OPT_PN_BATCH},
-    {"async", 0, 0, OPT_ASYNC}, {"publish", 1, 0, OPT_PUBLISH}, {"pool", 1, 0, OPT_POOL},
-    {"wait-timeout", 1, 0, OPT_WAIT}, {"every", 1, 0, OPT_EVERY}, {"count", 1, 0, OPT_COUNT},
-    {"bump", 0, 0, OPT_BUMP}, {"augment", 0, 0, OPT_AUGMENT}, {"new-settings", 0, 0, OPT_NEW_SETTINGS},
-    {"keep-best", 1, 0, OPT_KEEP_BEST}, ICN_SECURITY_OPTIONS, {0, 0, 0, 0}};
+static const struct option longs[] = {
+    {"data", required_argument, 0, O_DATA}, {"arch", required_argument, 0, O_ARCH},
+    {"head", required_argument, 0, O_HEAD}, {"classes", required_argument, 0, O_CLASSES},
+    {"steps", required_argument, 0, O_STEPS}, {"epochs", required_argument, 0, O_EPOCHS},
+    {"batch", required_argument, 0, O_BATCH}, {"lr", required_argument, 0, O_LR},
+    {"momentum", required_argument, 0, O_MOMENTUM}, {"weight-decay", required_argument, 0, O_WD},
+    {"decay-at", required_argument, 0, O_DECAY_AT}, {"decay-factor", required_argument, 0, O_DECAY_FACTOR},
+    {"label-smoothing", required_argument, 0, O_SMOOTH}, {"clip-grad", required_argument, 0, O_CLIP},
+    {"seed", required_argument, 0, O_SEED}, {"out", required_argument, 0, O_OUT},
+    {"checkpoint", required_argument, 0, O_CKPT}, {"checkpoint-every", required_argument, 0, O_CKPT_EVERY},
+    {"resume", no_argument, 0, O_RESUME}, {"val", required_argument, 0, O_VAL},
+    {"eval-every", required_argument, 0, O_EVAL_EVERY}, {"metrics", required_argument, 0, O_METRICS},
+    {"threads", required_argument, 0, O_THREADS}, {"quiet", no_argument, 0, O_QUIET},
+    {"model", required_argument, 0, O_MODEL}, {"help", no_argument, 0, 'h'},
+    {"introspective", no_argument, 0, O_INTRO}, {"initial-steps", required_argument, 0, O_INIT_STEPS},
+    {"rounds", required_argument, 0, O_ROUNDS}, {"round-steps", required_argument, 0, O_ROUND_STEPS},
+    {"per-class", required_argument, 0, O_PER_CLASS}, {"alpha", required_argument, 0, O_ALPHA},
+    {"pn-batch", required_argument, 0, O_PN_BATCH}, {"async", no_argument, 0, O_ASYNC_ROUNDS},
+    {"publish", required_argument, 0, O_PUBLISH}, {"pool", required_argument, 0, O_POOL},
+    {"wait-timeout", required_argument, 0, O_WAIT}, {"every", required_argument, 0, O_EVERY},
+    {"count", required_argument, 0, O_COUNT}, {"bump", no_argument, 0, O_BUMP},
+    {"augment", no_argument, 0, O_AUGMENT}, {"new-settings", no_argument, 0, O_NEW_SETTINGS},
+    {"keep-best", required_argument, 0, O_KEEP_BEST}, ICN_SECURITY_OPTIONS, {0, 0, 0, 0}};
 
 typedef struct {
     icn_introspect_opts intro;
@@ -118,18 +125,18 @@ typedef struct {
     int classes, threads, bump;
     double epochs, every;
     int64_t count;
-    uint64_t given; /* bit (OPT_x - OPT_DATA) for each flag on the command line */
+    uint64_t given; /* bit (O_x - O_DATA) for each flag on the command line */
     icn_security sec; /* --secret-key, --allow, --server-key, --insecure (train, publish) */
     int sec_given;
 } cli;
 
-#define FLAG(o) (1ULL << ((o) - OPT_DATA))
+#define FLAG(o) (1ULL << ((o) - O_DATA))
 
 /* A flag that `sub` does not use is a usage error, not silently ignored. */
 static void only_flags(const cli *c, const char *sub, uint64_t allowed) {
-    uint64_t extra = c->given & ~(allowed | FLAG(OPT_HELP));
+    uint64_t extra = c->given & ~allowed;
     if (c->sec_given && !strcmp(sub, "predict")) icn_die(2, "predict: it opens no sockets: no keys (see --help)");
-    for (const struct option *o = options; o->name && o->val < OPT_END; o++)
+    for (const struct option *o = longs; o->name && o->val < O_END; o++)
         if (extra & FLAG(o->val)) icn_die(2, "%s: --%s does not apply to %s (see --help)", sub, o->name, sub);
 }
 
@@ -150,7 +157,7 @@ static void parse(int argc, char **argv, cli *c) {
     c->data = "-";
     c->arch = "mnist";
     int opt;
-    while ((opt = icn_getopt(argc, argv, options, usage, NULL)) != -1) {
+    while ((opt = icn_getopt(argc, argv, longs, usage, NULL)) != -1) {
         icn_train_opts *t = &c->train;
         if (icn_security_option(opt, optarg, &c->sec)) {
             c->sec_given = 1;
@@ -158,54 +165,53 @@ static void parse(int argc, char **argv, cli *c) {
         }
         c->given |= FLAG(opt);
         switch (opt) {
-        case OPT_DATA: c->data = optarg; break;
-        case OPT_ARCH: c->arch = optarg; break;
-        case OPT_HEAD:
+        case O_DATA: c->data = optarg; break;
+        case O_ARCH: c->arch = optarg; break;
+        case O_HEAD:
             if (icn_head_parse(optarg, &t->head)) icn_die(2, "--head: '%s' is not softmax or ova", optarg);
             break;
-        case OPT_CLASSES: c->classes = (int)icn_parse_long("--classes", optarg, 1, 100000); break;
-        case OPT_STEPS: t->steps = icn_parse_long("--steps", optarg, 1, 1L << 40); break;
-        case OPT_EPOCHS: c->epochs = icn_parse_double("--epochs", optarg, 1e-6, 1e6); break;
-        case OPT_BATCH: t->batch = (int)icn_parse_long("--batch", optarg, 1, 65536); break;
-        case OPT_LR: t->lr = icn_parse_double("--lr", optarg, 0, 100); break;
-        case OPT_MOMENTUM: t->momentum = icn_parse_double("--momentum", optarg, 0, 0.9999); break;
-        case OPT_WD: t->weight_decay = icn_parse_double("--weight-decay", optarg, 0, 1); break;
-        case OPT_DECAY_AT: t->n_milestones = parse_milestones(optarg, t->milestones); break;
-        case OPT_DECAY_FACTOR: t->decay_factor = icn_parse_double("--decay-factor", optarg, 0, 1); break;
-        case OPT_SMOOTH: t->smoothing = icn_parse_double("--label-smoothing", optarg, 0, 1); break;
-        case OPT_CLIP: t->clip_grad = icn_parse_double("--clip-grad", optarg, 0, 1e30); break;
-        case OPT_SEED: t->seed = (uint64_t)icn_parse_long("--seed", optarg, 0, INT64_MAX); break;
-        case OPT_AUGMENT: t->augment = 1; break;
-        case OPT_OUT: c->out = optarg; break;
-        case OPT_CKPT: t->checkpoint = optarg; break;
-        case OPT_CKPT_EVERY: t->checkpoint_every = icn_parse_long("--checkpoint-every", optarg, 1, 1L << 40); break;
-        case OPT_RESUME: t->resume = 1; break;
-        case OPT_NEW_SETTINGS: t->new_settings = 1; break;
-        case OPT_VAL: c->val = optarg; break;
-        case OPT_KEEP_BEST: c->train.keep_best = optarg; break;
-        case OPT_EVAL_EVERY: t->eval_every = icn_parse_long("--eval-every", optarg, 1, 1L << 40); break;
-        case OPT_METRICS: c->metrics = optarg; break;
-        case OPT_THREADS: c->threads = (int)icn_parse_long("--threads", optarg, 1, 1024); break;
-        case OPT_QUIET: t->quiet = 1; break;
-        case OPT_MODEL: c->model = optarg; break;
-        case OPT_INTRO: c->introspective = 1; break;
-        case OPT_EVERY: c->every = icn_parse_double("--every", optarg, 0.001, 1e6); break;
-        case OPT_COUNT: c->count = icn_parse_long("--count", optarg, 1, 1L << 40); break;
-        case OPT_BUMP: c->bump = 1; break;
-        case OPT_INIT_STEPS: c->intro.initial_steps = icn_parse_long("--initial-steps", optarg, 0, 1L << 40); break;
-        case OPT_ROUNDS: c->intro.rounds = (int)icn_parse_long("--rounds", optarg, 0, 100000); break;
-        case OPT_ROUND_STEPS: c->intro.round_steps = icn_parse_long("--round-steps", optarg, 1, 1L << 40); break;
-        case OPT_PER_CLASS: c->intro.per_class = (int)icn_parse_long("--per-class", optarg, 1, 1L << 24); break;
-        case OPT_ALPHA: c->intro.alpha = icn_parse_double("--alpha", optarg, 0, 1000); break;
-        case OPT_PN_BATCH: c->intro.pn_batch = (int)icn_parse_long("--pn-batch", optarg, 1, 65536); break;
-        case OPT_ASYNC: c->intro.async = 1; break;
-        case OPT_PUBLISH: c->intro.publish = optarg; break;
-        case OPT_POOL: c->intro.pool = optarg; break;
-        case OPT_WAIT: c->intro.wait_timeout = icn_parse_double("--wait-timeout", optarg, 0.1, 1e9); break;
-        case OPT_HELP: fputs(usage, stdout); exit(0);
+        case O_CLASSES: c->classes = (int)icn_parse_long("--classes", optarg, 1, 100000); break;
+        case O_STEPS: t->steps = icn_parse_long("--steps", optarg, 1, 1L << 40); break;
+        case O_EPOCHS: c->epochs = icn_parse_double("--epochs", optarg, 1e-6, 1e6); break;
+        case O_BATCH: t->batch = (int)icn_parse_long("--batch", optarg, 1, 65536); break;
+        case O_LR: t->lr = icn_parse_double("--lr", optarg, 0, 100); break;
+        case O_MOMENTUM: t->momentum = icn_parse_double("--momentum", optarg, 0, 0.9999); break;
+        case O_WD: t->weight_decay = icn_parse_double("--weight-decay", optarg, 0, 1); break;
+        case O_DECAY_AT: t->n_milestones = parse_milestones(optarg, t->milestones); break;
+        case O_DECAY_FACTOR: t->decay_factor = icn_parse_double("--decay-factor", optarg, 0, 1); break;
+        case O_SMOOTH: t->smoothing = icn_parse_double("--label-smoothing", optarg, 0, 1); break;
+        case O_CLIP: t->clip_grad = icn_parse_double("--clip-grad", optarg, 0, 1e30); break;
+        case O_SEED: t->seed = (uint64_t)icn_parse_long("--seed", optarg, 0, INT64_MAX); break;
+        case O_AUGMENT: t->augment = 1; break;
+        case O_OUT: c->out = optarg; break;
+        case O_CKPT: t->checkpoint = optarg; break;
+        case O_CKPT_EVERY: t->checkpoint_every = icn_parse_long("--checkpoint-every", optarg, 1, 1L << 40); break;
+        case O_RESUME: t->resume = 1; break;
+        case O_NEW_SETTINGS: t->new_settings = 1; break;
+        case O_VAL: c->val = optarg; break;
+        case O_KEEP_BEST: c->train.keep_best = optarg; break;
+        case O_EVAL_EVERY: t->eval_every = icn_parse_long("--eval-every", optarg, 1, 1L << 40); break;
+        case O_METRICS: c->metrics = optarg; break;
+        case O_THREADS: c->threads = (int)icn_parse_long("--threads", optarg, 1, 1024); break;
+        case O_QUIET: t->quiet = 1; break;
+        case O_MODEL: c->model = optarg; break;
+        case O_INTRO: c->introspective = 1; break;
+        case O_EVERY: c->every = icn_parse_double("--every", optarg, 0.001, 1e6); break;
+        case O_COUNT: c->count = icn_parse_long("--count", optarg, 1, 1L << 40); break;
+        case O_BUMP: c->bump = 1; break;
+        case O_INIT_STEPS: c->intro.initial_steps = icn_parse_long("--initial-steps", optarg, 0, 1L << 40); break;
+        case O_ROUNDS: c->intro.rounds = (int)icn_parse_long("--rounds", optarg, 0, 100000); break;
+        case O_ROUND_STEPS: c->intro.round_steps = icn_parse_long("--round-steps", optarg, 1, 1L << 40); break;
+        case O_PER_CLASS: c->intro.per_class = (int)icn_parse_long("--per-class", optarg, 1, 1L << 24); break;
+        case O_ALPHA: c->intro.alpha = icn_parse_double("--alpha", optarg, 0, 1000); break;
+        case O_PN_BATCH: c->intro.pn_batch = (int)icn_parse_long("--pn-batch", optarg, 1, 65536); break;
+        case O_ASYNC_ROUNDS: c->intro.async = 1; break;
+        case O_PUBLISH: c->intro.publish = optarg; break;
+        case O_POOL: c->intro.pool = optarg; break;
+        case O_WAIT: c->intro.wait_timeout = icn_parse_double("--wait-timeout", optarg, 0.1, 1e9); break;
         }
     }
-    if (optind < argc) icn_die(2, "unexpected argument '%s' (see --help)", argv[optind]);
+    icn_no_operands(argc, argv, NULL);
 }
 
 static void read_stream(const char *path, icn_batch *b) {
@@ -224,7 +230,7 @@ static int max_label(const icn_batch *b) {
 static int cmd_train(cli *c) {
     char err[ICN_ERRLEN];
     /* round flags are accepted by a plain run, so a baseline can take its ICN run's flags as they are */
-    only_flags(c, "train", ~(FLAG(OPT_MODEL) | FLAG(OPT_EVERY) | FLAG(OPT_COUNT) | FLAG(OPT_BUMP)));
+    only_flags(c, "train", ~(FLAG(O_MODEL) | FLAG(O_EVERY) | FLAG(O_COUNT) | FLAG(O_BUMP)));
     if (!c->out) icn_die(2, "train: --out MODEL is required");
     if (c->sec_given && !c->introspective) icn_die(2, "train: keys are for --introspective (the only training with sockets)");
     icn_security_apply(&c->sec); /* key files are checked before the data is read */
@@ -279,7 +285,7 @@ static int cmd_train(cli *c) {
 
 static int cmd_predict(cli *c) {
     char err[ICN_ERRLEN];
-    only_flags(c, "predict", FLAG(OPT_MODEL) | FLAG(OPT_DATA) | FLAG(OPT_OUT) | FLAG(OPT_THREADS) | FLAG(OPT_QUIET));
+    only_flags(c, "predict", FLAG(O_MODEL) | FLAG(O_DATA) | FLAG(O_OUT) | FLAG(O_THREADS) | FLAG(O_QUIET));
     if (!c->model) icn_die(2, "predict: --model MODEL is required");
     icn_net net;
     icn_model_meta meta;
@@ -326,8 +332,8 @@ static void on_signal(int sig) { (void)sig; stop_requested = 1; }
 
 static int cmd_publish(cli *c) {
     char err[ICN_ERRLEN];
-    only_flags(c, "publish", FLAG(OPT_MODEL) | FLAG(OPT_PUBLISH) | FLAG(OPT_EVERY) | FLAG(OPT_COUNT) | FLAG(OPT_BUMP) |
-                                 FLAG(OPT_METRICS) | FLAG(OPT_THREADS) | FLAG(OPT_QUIET));
+    only_flags(c, "publish", FLAG(O_MODEL) | FLAG(O_PUBLISH) | FLAG(O_EVERY) | FLAG(O_COUNT) | FLAG(O_BUMP) |
+                                 FLAG(O_METRICS) | FLAG(O_THREADS) | FLAG(O_QUIET));
     if (!c->model) icn_die(2, "publish: --model MODEL is required");
     icn_net net;
     icn_model_meta meta;

@@ -15,6 +15,7 @@
 #include "plot.h"
 #include "snapshot.h"
 #include "train.h"
+#include "parallel.h"
 #include "util.h"
 #include "wire.h"
 
@@ -110,17 +111,20 @@ static void read_test_stream(const char *data, icn_batch *b) {
 static int cmd_error(int argc, char **argv) {
     const char *model = NULL, *data = "-";
     int json = 0, threads = 0, opt;
-    static const struct option options[] = {{"model", 1, 0, 'm'}, {"data", 1, 0, 'd'}, {"json", 0, 0, 'j'},
-                                            {"threads", 1, 0, 't'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
-    while ((opt = icn_getopt(argc, argv, options, usage, NULL)) != -1) {
+    enum { O_MODEL = 256, O_DATA, O_JSON, O_THREADS };
+    static const struct option longs[] = {
+        {"model", required_argument, 0, O_MODEL}, {"data", required_argument, 0, O_DATA},
+        {"json", no_argument, 0, O_JSON}, {"threads", required_argument, 0, O_THREADS}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    while ((opt = icn_getopt(argc, argv, longs, usage, NULL)) != -1) {
         switch (opt) {
-        case 'm': model = optarg; break;
-        case 'd': data = optarg; break;
-        case 'j': json = 1; break;
-        case 't': threads = (int)icn_parse_long("--threads", optarg, 1, 1024); break;
+        case O_MODEL: model = optarg; break;
+        case O_DATA: data = optarg; break;
+        case O_JSON: json = 1; break;
+        case O_THREADS: threads = (int)icn_parse_long("--threads", optarg, 1, 1024); break;
         }
     }
-    if (optind < argc) icn_die(2, "unexpected argument '%s' (see --help)", argv[optind]);
+    icn_no_operands(argc, argv, NULL);
     if (!model) icn_die(2, "error: --model MODEL is required");
     icn_threads_init(threads);
     icn_batch b = {0};
@@ -155,25 +159,27 @@ static void print_paired_text(const icn_paired_result *r) {
 static int cmd_compare(int argc, char **argv) {
     const char *paths_a[MAX_PAIRS], *paths_b[MAX_PAIRS], *data = "-";
     int n_a = 0, n_b = 0, json = 0, threads = 0, opt;
-    static const struct option options[] = {{"model-a", 1, 0, 'a'}, {"model-b", 1, 0, 'b'}, {"data", 1, 0, 'd'},
-                                            {"json", 0, 0, 'j'},    {"threads", 1, 0, 't'}, {"help", 0, 0, 'h'},
-                                            {0, 0, 0, 0}};
-    while ((opt = icn_getopt(argc, argv, options, usage, NULL)) != -1) {
+    enum { O_MODEL_A = 256, O_MODEL_B, O_DATA, O_JSON, O_THREADS };
+    static const struct option longs[] = {
+        {"model-a", required_argument, 0, O_MODEL_A}, {"model-b", required_argument, 0, O_MODEL_B},
+        {"data", required_argument, 0, O_DATA}, {"json", no_argument, 0, O_JSON},
+        {"threads", required_argument, 0, O_THREADS}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    while ((opt = icn_getopt(argc, argv, longs, usage, NULL)) != -1) {
         switch (opt) {
-        case 'a':
+        case O_MODEL_A:
             if (n_a == MAX_PAIRS) icn_die(2, "compare: at most %d --model-a", MAX_PAIRS);
             paths_a[n_a++] = optarg;
             break;
-        case 'b':
+        case O_MODEL_B:
             if (n_b == MAX_PAIRS) icn_die(2, "compare: at most %d --model-b", MAX_PAIRS);
             paths_b[n_b++] = optarg;
             break;
-        case 'd': data = optarg; break;
-        case 'j': json = 1; break;
-        case 't': threads = (int)icn_parse_long("--threads", optarg, 1, 1024); break;
+        case O_DATA: data = optarg; break;
+        case O_JSON: json = 1; break;
+        case O_THREADS: threads = (int)icn_parse_long("--threads", optarg, 1, 1024); break;
         }
     }
-    if (optind < argc) icn_die(2, "unexpected argument '%s' (see --help)", argv[optind]);
+    icn_no_operands(argc, argv, NULL);
     if (n_a == 0 || n_a != n_b)
         icn_die(2, "compare: give --model-a and --model-b in pairs (got %d --model-a, %d --model-b)", n_a, n_b);
     icn_threads_init(threads);
@@ -231,20 +237,23 @@ static int cmd_fgsm(int argc, char **argv) {
     const char *path_a = NULL, *path_b = NULL, *data = "-";
     double eps = 0.125;
     int json = 0, threads = 0, opt;
-    static const struct option options[] = {{"model-a", 1, 0, 'a'}, {"model-b", 1, 0, 'b'}, {"data", 1, 0, 'd'},
-                                            {"eps", 1, 0, 'e'},     {"json", 0, 0, 'j'},    {"threads", 1, 0, 't'},
-                                            {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
-    while ((opt = icn_getopt(argc, argv, options, usage, NULL)) != -1) {
+    enum { O_MODEL_A = 256, O_MODEL_B, O_DATA, O_EPS, O_JSON, O_THREADS };
+    static const struct option longs[] = {
+        {"model-a", required_argument, 0, O_MODEL_A}, {"model-b", required_argument, 0, O_MODEL_B},
+        {"data", required_argument, 0, O_DATA}, {"eps", required_argument, 0, O_EPS},
+        {"json", no_argument, 0, O_JSON}, {"threads", required_argument, 0, O_THREADS}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    while ((opt = icn_getopt(argc, argv, longs, usage, NULL)) != -1) {
         switch (opt) {
-        case 'a': path_a = optarg; break;
-        case 'b': path_b = optarg; break;
-        case 'd': data = optarg; break;
-        case 'e': eps = icn_parse_double("--eps", optarg, 0, 1); break;
-        case 'j': json = 1; break;
-        case 't': threads = (int)icn_parse_long("--threads", optarg, 1, 1024); break;
+        case O_MODEL_A: path_a = optarg; break;
+        case O_MODEL_B: path_b = optarg; break;
+        case O_DATA: data = optarg; break;
+        case O_EPS: eps = icn_parse_double("--eps", optarg, 0, 1); break;
+        case O_JSON: json = 1; break;
+        case O_THREADS: threads = (int)icn_parse_long("--threads", optarg, 1, 1024); break;
         }
     }
-    if (optind < argc) icn_die(2, "unexpected argument '%s' (see --help)", argv[optind]);
+    icn_no_operands(argc, argv, NULL);
     if (!path_a || !path_b) icn_die(2, "fgsm: --model-a A and --model-b B are required");
     icn_threads_init(threads);
     char err[ICN_ERRLEN];
@@ -319,19 +328,21 @@ static int grid_cells(const icn_batch *b, int rows_max, int cols_max, const floa
 static int cmd_grid(int argc, char **argv) {
     const char *data = "-", *out = NULL;
     int rows = 10, cols = 10, zoom = 2, opt;
-    static const struct option options[] = {{"data", 1, 0, 'd'}, {"out", 1, 0, 'o'}, {"rows", 1, 0, 'r'},
-                                            {"cols", 1, 0, 'c'}, {"zoom", 1, 0, 'z'}, {"help", 0, 0, 'h'},
-                                            {0, 0, 0, 0}};
-    while ((opt = icn_getopt(argc, argv, options, usage, NULL)) != -1) {
+    enum { O_DATA = 256, O_OUT, O_ROWS, O_COLS, O_ZOOM };
+    static const struct option longs[] = {
+        {"data", required_argument, 0, O_DATA}, {"out", required_argument, 0, O_OUT},
+        {"rows", required_argument, 0, O_ROWS}, {"cols", required_argument, 0, O_COLS},
+        {"zoom", required_argument, 0, O_ZOOM}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    while ((opt = icn_getopt(argc, argv, longs, usage, NULL)) != -1) {
         switch (opt) {
-        case 'd': data = optarg; break;
-        case 'o': out = optarg; break;
-        case 'r': rows = (int)icn_parse_long("--rows", optarg, 1, 1000); break;
-        case 'c': cols = (int)icn_parse_long("--cols", optarg, 1, 1000); break;
-        case 'z': zoom = (int)icn_parse_long("--zoom", optarg, 1, 16); break;
+        case O_DATA: data = optarg; break;
+        case O_OUT: out = optarg; break;
+        case O_ROWS: rows = (int)icn_parse_long("--rows", optarg, 1, 1000); break;
+        case O_COLS: cols = (int)icn_parse_long("--cols", optarg, 1, 1000); break;
+        case O_ZOOM: zoom = (int)icn_parse_long("--zoom", optarg, 1, 16); break;
         }
     }
-    if (optind < argc) icn_die(2, "unexpected argument '%s' (see --help)", argv[optind]);
+    icn_no_operands(argc, argv, NULL);
     if (!out) icn_die(2, "grid: --out PNG is required");
     char err[ICN_ERRLEN];
     icn_batch b = {0};
@@ -350,14 +361,17 @@ static int cmd_plot(int argc, char **argv) {
     const char *out = NULL, *script_path = NULL;
     icn_plot_opts o = {NULL, 800, 600};
     int opt;
-    static const struct option options[] = {{"out", 1, 0, 'o'},    {"title", 1, 0, 'T'}, {"size", 1, 0, 's'},
-                                            {"script", 1, 0, 'S'}, {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
-    while ((opt = icn_getopt(argc, argv, options, usage, NULL)) != -1) {
+    enum { O_OUT = 256, O_TITLE, O_SIZE, O_SCRIPT };
+    static const struct option longs[] = {
+        {"out", required_argument, 0, O_OUT}, {"title", required_argument, 0, O_TITLE},
+        {"size", required_argument, 0, O_SIZE}, {"script", required_argument, 0, O_SCRIPT},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    while ((opt = icn_getopt(argc, argv, longs, usage, NULL)) != -1) {
         switch (opt) {
-        case 'o': out = optarg; break;
-        case 'T': o.title = optarg; break;
-        case 'S': script_path = optarg; break;
-        case 's': {
+        case O_OUT: out = optarg; break;
+        case O_TITLE: o.title = optarg; break;
+        case O_SCRIPT: script_path = optarg; break;
+        case O_SIZE: {
             char *x = strchr(optarg, 'x');
             if (!x || x == optarg) icn_die(2, "--size: '%s' is not WIDTHxHEIGHT, such as 800x600", optarg);
             *x = 0;

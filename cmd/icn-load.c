@@ -91,18 +91,17 @@ static void parse_split(opts *o, const char *s) {
 }
 
 static void parse_args(int argc, char **argv, opts *o) {
-    enum { O_SPLIT = 256, O_LIMIT, O_SEED, O_CLASSES, O_CHUNK, O_OUT, O_IMAGES, O_LABELS, O_FETCH, O_INFO, O_QUIET, O_HELP, O_RELABEL, O_DIR,
-           O_NCHW, O_NPY_OUT, O_CLASSES_OUT };
+    enum { O_SPLIT = 256, O_LIMIT, O_SEED, O_CLASSES, O_CHUNK, O_OUT, O_IMAGES, O_LABELS, O_FETCH, O_INFO, O_QUIET,
+           O_RELABEL, O_DIR, O_NCHW, O_NPY_OUT, O_CLASSES_OUT };
     static const struct option longs[] = {
-        {"split", required_argument, 0, O_SPLIT},   {"limit", required_argument, 0, O_LIMIT},
-        {"seed", required_argument, 0, O_SEED},     {"classes", required_argument, 0, O_CLASSES},
-        {"chunk", required_argument, 0, O_CHUNK},   {"out", required_argument, 0, O_OUT},
+        {"split", required_argument, 0, O_SPLIT}, {"limit", required_argument, 0, O_LIMIT},
+        {"seed", required_argument, 0, O_SEED}, {"classes", required_argument, 0, O_CLASSES},
+        {"chunk", required_argument, 0, O_CHUNK}, {"out", required_argument, 0, O_OUT},
         {"images", required_argument, 0, O_IMAGES}, {"labels", required_argument, 0, O_LABELS},
-        {"fetch", required_argument, 0, O_FETCH},   {"info", required_argument, 0, O_INFO},
-        {"quiet", no_argument, 0, O_QUIET},         {"help", no_argument, 0, O_HELP},
-        {"relabel", no_argument, 0, O_RELABEL},     {"dir", required_argument, 0, O_DIR},
-        {"nchw", no_argument, 0, O_NCHW},           {"npy-out", required_argument, 0, O_NPY_OUT},
-        {"classes-out", required_argument, 0, O_CLASSES_OUT},
+        {"fetch", required_argument, 0, O_FETCH}, {"info", required_argument, 0, O_INFO},
+        {"quiet", no_argument, 0, O_QUIET}, {"help", no_argument, 0, 'h'}, {"relabel", no_argument, 0, O_RELABEL},
+        {"dir", required_argument, 0, O_DIR}, {"nchw", no_argument, 0, O_NCHW},
+        {"npy-out", required_argument, 0, O_NPY_OUT}, {"classes-out", required_argument, 0, O_CLASSES_OUT},
         {0, 0, 0, 0}};
     *o = (opts){.out = "-", .seed = 1, .chunk = 1000};
     int c;
@@ -124,7 +123,6 @@ static void parse_args(int argc, char **argv, opts *o) {
         case O_QUIET: o->quiet = 1; break;
         case O_RELABEL: o->relabel = 1; break;
         case O_DIR: o->dir = optarg; break;
-        case O_HELP: fputs(usage_text, stdout); exit(0);
         }
     }
     if (optind < argc) o->dataset = argv[optind++];
@@ -132,7 +130,7 @@ static void parse_args(int argc, char **argv, opts *o) {
     int own = o->dataset && (strcmp(o->dataset, "images") == 0 || strcmp(o->dataset, "stream") == 0);
     if (own && optind < argc) o->source = argv[optind++];
     else if (own) icn_die(2, "%s: give the %s (see --help)", o->dataset, strcmp(o->dataset, "images") ? "stream FILE or -" : "folder DIR");
-    if (optind < argc) icn_die(2, "unexpected argument '%s' (see --help)", argv[optind]);
+    icn_no_operands(argc, argv, NULL);
     if (!o->images != !o->labels) icn_die(2, "--images and --labels go together");
     if (npy && !o->images) icn_die(2, "npy: give --images X.npy and --labels Y.npy");
     if (o->nchw && !npy) icn_die(2, "--nchw goes with npy");

@@ -21,7 +21,6 @@
 #include <time.h>
 #include <fcntl.h>
 #include <unistd.h>
-#include <zmq.h>
 
 
 static const char usage_main[] =
@@ -168,16 +167,29 @@ static void parse_range(const char *s, icn_pool_contract *k) {
     if (*end || !(k->lo < k->hi)) usage_error("--range: '%s' is not LO,HI with LO < HI (e.g. -1,1)", s);
 }
 
+/* SIGINT and SIGTERM set g_interrupted: serve stops cleanly, push stops sending and drains. */
+static volatile sig_atomic_t g_interrupted;
+static void on_interrupt(int sig) {
+    (void)sig;
+    g_interrupted = 1;
+}
+
+static void on_interrupt_install(void) {
+    struct sigaction sa = {.sa_handler = on_interrupt}; /* no SA_RESTART: blocking calls return EINTR */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
 static int cmd_serve(int argc, char **argv) {
-    enum { O_STORE = 256, O_PULL, O_REP, O_FSYNC_POLICY, O_LOG, O_QUIET, O_SHAPE, O_CLASSES, O_RANGE, O_QUOTA, O_HELP };
-    static const struct option longs[] = {{"store", required_argument, 0, O_STORE}, {"pull", required_argument, 0, O_PULL},
-                                          {"intake", required_argument, 0, O_PULL},
-                                          {"rep", required_argument, 0, O_REP},     {"fsync", required_argument, 0, O_FSYNC_POLICY},
-                                          {"log", required_argument, 0, O_LOG},     {"quiet", no_argument, 0, O_QUIET},
-                                          {"shape", required_argument, 0, O_SHAPE}, {"classes", required_argument, 0, O_CLASSES},
-                                          {"range", required_argument, 0, O_RANGE}, {"quota", required_argument, 0, O_QUOTA},
-                                          {"help", no_argument, 0, O_HELP},         ICN_SECURITY_OPTIONS,
-                                          {0, 0, 0, 0}};
+    enum { O_STORE = 256, O_PULL, O_REP, O_FSYNC_POLICY, O_LOG, O_QUIET, O_SHAPE, O_CLASSES, O_RANGE, O_QUOTA };
+    static const struct option longs[] = {
+        {"store", required_argument, 0, O_STORE}, {"pull", required_argument, 0, O_PULL},
+        {"intake", required_argument, 0, O_PULL}, {"rep", required_argument, 0, O_REP},
+        {"fsync", required_argument, 0, O_FSYNC_POLICY}, {"log", required_argument, 0, O_LOG},
+        {"quiet", no_argument, 0, O_QUIET}, {"shape", required_argument, 0, O_SHAPE},
+        {"classes", required_argument, 0, O_CLASSES}, {"range", required_argument, 0, O_RANGE},
+        {"quota", required_argument, 0, O_QUOTA}, {"help", no_argument, 0, 'h'}, ICN_SECURITY_OPTIONS, {0, 0, 0, 0}};
     icn_security sec = {0};
     icn_pool_server_opts o = {.intake = ICN_EP_POOL_PUSH, .rep = ICN_EP_POOL_REQ, .fsync = ICN_FSYNC_BATCH};
     icn_pool_contract k = icn_pool_contract_make(0, 0, 0, 0);
@@ -198,7 +210,6 @@ static int cmd_serve(int argc, char **argv) {
             break;
         case O_LOG: log_path = optarg; break;
         case O_QUIET: o.quiet = 1; break;
-        case O_HELP: fputs(usage_serve, stdout); exit(0);
         }
     }
     no_operands(argc, argv);
@@ -211,8 +222,10 @@ static int cmd_serve(int argc, char **argv) {
     if (log_path && !(o.log = fopen(log_path, "a"))) icn_die(1, "--log %s: %s", log_path, strerror(errno));
 
     icn_security_apply(&sec);
+    on_interrupt_install();
+    signal(SIGPIPE, SIG_IGN);
     char err[2 * ICN_ERRLEN];
-    int rc = icn_pool_serve(&o, err, sizeof err);
+    int rc = icn_pool_serve(&o, &g_interrupted, err, sizeof err);
     if (rc) {
         if (o.log) fprintf(o.log, "%s: %s\n", icn_progname, err), fflush(o.log);
         icn_die(1, "%s", err);
@@ -248,14 +261,24 @@ static void flush_frames(dumper *d, int all, const char *out) {
     b->n -= k;
 }
 
+/* dump's filter: a generation and/or a class (by_gen, by_cls say which). */
+typedef struct {
+    int by_gen, by_cls;
+    int64_t gen, cls;
+} dump_filter;
+
+static int dump_keeps(const icn_batch *b, int32_t j, void *ctx) {
+    const dump_filter *f = ctx;
+    return !(f->by_gen && b->prov[j].generation != f->gen) && !(f->by_cls && b->y[j] != -(int32_t)f->cls - 1);
+}
+
 static int cmd_dump(int argc, char **argv) {
-    enum { O_STORE = 256, O_FROM, O_COUNT, O_GEN, O_CLASS, O_OUT, O_QUIET, O_HELP };
+    enum { O_STORE = 256, O_FROM, O_COUNT, O_GEN, O_CLASS, O_OUT, O_QUIET };
     static const struct option longs[] = {
         {"store", required_argument, 0, O_STORE}, {"from", required_argument, 0, O_FROM},
         {"count", required_argument, 0, O_COUNT}, {"generation", required_argument, 0, O_GEN},
         {"class", required_argument, 0, O_CLASS}, {"out", required_argument, 0, O_OUT},
-        {"quiet", no_argument, 0, O_QUIET},       {"help", no_argument, 0, O_HELP},
-        {0, 0, 0, 0}};
+        {"quiet", no_argument, 0, O_QUIET}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *store = NULL, *out = "-";
     int64_t from = 0, count = -1, gen = 0, cls = 0;
     int by_gen = 0, by_cls = 0, quiet = 0, c;
@@ -268,7 +291,6 @@ static int cmd_dump(int argc, char **argv) {
         case O_CLASS: cls = icn_parse_long("--class", optarg, 0, INT32_MAX - 1), by_cls = 1; break;
         case O_OUT: out = optarg; break;
         case O_QUIET: quiet = 1; break;
-        case O_HELP: fputs(usage_dump, stdout); exit(0);
         }
     }
     no_operands(argc, argv);
@@ -286,17 +308,8 @@ static int cmd_dump(int argc, char **argv) {
     for (int64_t i = from; i < end; i += 1000) {
         icn_batch b;
         if (icn_pool_read(p, i, end - i < 1000 ? end - i : 1000, &b, err, sizeof err)) icn_die(1, "%s", err);
-        int32_t keep = 0;
-        size_t dim = icn_batch_dim(&b);
-        for (int32_t j = 0; j < b.n; j++) { /* filter in place */
-            if ((by_gen && b.prov[j].generation != gen) || (by_cls && b.y[j] != -(int32_t)cls - 1)) continue;
-            if (keep != j) {
-                memcpy(b.x + (size_t)keep * dim, b.x + (size_t)j * dim, dim * sizeof(float));
-                b.y[keep] = b.y[j], b.prov[keep] = b.prov[j];
-            }
-            keep++;
-        }
-        b.n = keep;
+        dump_filter want = {by_gen, by_cls, gen, cls};
+        if (by_gen || by_cls) icn_batch_filter(&b, dump_keeps, &want);
         if (icn_batch_append(&d.pending, &b, err, sizeof err)) icn_die(1, "%s: %s", store, err);
         icn_batch_free(&b);
         flush_frames(&d, 0, out);
@@ -323,14 +336,11 @@ static void print_tallies(const char *what, const icn_pool_tally *v, size_t n, i
 }
 
 static int cmd_stats(int argc, char **argv) {
-    enum { O_STORE = 256, O_CONNECT, O_TIMEOUT, O_JSON, O_HELP };
-    static const struct option longs[] = {{"store", required_argument, 0, O_STORE},
-                                          {"connect", required_argument, 0, O_CONNECT},
-                                          {"timeout", required_argument, 0, O_TIMEOUT},
-                                          {"json", no_argument, 0, O_JSON},
-                                          {"help", no_argument, 0, O_HELP},
-                                          ICN_SECURITY_OPTIONS,
-                                          {0, 0, 0, 0}};
+    enum { O_STORE = 256, O_CONNECT, O_TIMEOUT, O_JSON };
+    static const struct option longs[] = {
+        {"store", required_argument, 0, O_STORE}, {"connect", required_argument, 0, O_CONNECT},
+        {"timeout", required_argument, 0, O_TIMEOUT}, {"json", no_argument, 0, O_JSON}, {"help", no_argument, 0, 'h'},
+        ICN_SECURITY_OPTIONS, {0, 0, 0, 0}};
     icn_security sec = {0};
     const char *store = NULL, *ep = NULL;
     int json = 0, timeout = 5000, c;
@@ -341,7 +351,6 @@ static int cmd_stats(int argc, char **argv) {
         case O_CONNECT: ep = optarg; break;
         case O_TIMEOUT: timeout = (int)icn_parse_long("--timeout", optarg, 1, 3600000); break;
         case O_JSON: json = 1; break;
-        case O_HELP: fputs(usage_stats, stdout); exit(0);
         }
     }
     no_operands(argc, argv);
@@ -404,12 +413,6 @@ static int cmd_stats(int argc, char **argv) {
 }
 
 /* ---------------------------------------------------------------- push */
-
-static volatile sig_atomic_t g_interrupted;
-static void on_interrupt(int sig) {
-    (void)sig;
-    g_interrupted = 1;
-}
 
 /* Whole input, unchecked, bounded by the frame limit. */
 static void read_raw(const char *path, uint8_t **data, size_t *len) {
@@ -497,14 +500,13 @@ static void frame_batch(const icn_reader *r, const uint8_t *p, size_t n, int64_t
 }
 
 static int cmd_push(int argc, char **argv) {
-    enum { O_CONNECT = 256, O_FILE, O_RAW, O_NEG, O_GEN, O_PROD, O_TIMEOUT, O_WINDOW, O_QUIET, O_HELP };
+    enum { O_CONNECT = 256, O_FILE, O_RAW, O_NEG, O_GEN, O_PROD, O_TIMEOUT, O_WINDOW, O_QUIET };
     static const struct option longs[] = {
         {"connect", required_argument, 0, O_CONNECT}, {"file", required_argument, 0, O_FILE},
-        {"raw", no_argument, 0, O_RAW},               {"as-negatives", required_argument, 0, O_NEG},
-        {"generation", required_argument, 0, O_GEN},  {"producer", required_argument, 0, O_PROD},
+        {"raw", no_argument, 0, O_RAW}, {"as-negatives", required_argument, 0, O_NEG},
+        {"generation", required_argument, 0, O_GEN}, {"producer", required_argument, 0, O_PROD},
         {"timeout", required_argument, 0, O_TIMEOUT}, {"window", required_argument, 0, O_WINDOW},
-        {"quiet", no_argument, 0, O_QUIET},           {"help", no_argument, 0, O_HELP},
-        ICN_SECURITY_OPTIONS,                         {0, 0, 0, 0}};
+        {"quiet", no_argument, 0, O_QUIET}, {"help", no_argument, 0, 'h'}, ICN_SECURITY_OPTIONS, {0, 0, 0, 0}};
     icn_security sec = {0};
     const char *ep = ICN_EP_POOL_PUSH, *file = "-";
     int raw = 0, quiet = 0, c, gen_set = 0, prod_set = 0, timeout = 5000, window = 64;
@@ -521,7 +523,6 @@ static int cmd_push(int argc, char **argv) {
         case O_TIMEOUT: timeout = (int)icn_parse_long("--timeout", optarg, 1, 3600000); break;
         case O_WINDOW: window = (int)icn_parse_long("--window", optarg, 1, 4096); break;
         case O_QUIET: quiet = 1; break;
-        case O_HELP: fputs(usage_push, stdout); exit(0);
         }
     }
     no_operands(argc, argv);
@@ -529,9 +530,7 @@ static int cmd_push(int argc, char **argv) {
     if ((gen_set || prod_set) && neg < 0) usage_error("--generation and --producer go with --as-negatives");
     if (sec.allow_dir) usage_error("--allow is for servers");
     icn_security_apply(&sec);
-    struct sigaction sa = {.sa_handler = on_interrupt};
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    on_interrupt_install();
     if (raw) return push_raw(ep, file, timeout, quiet);
 
     char err[2 * ICN_ERRLEN];
@@ -611,18 +610,16 @@ static void print_report(const char *store, const icn_pool_report *r, const char
 }
 
 static int cmd_check(int argc, char **argv) {
-    enum { O_STORE = 256, O_QUIET, O_HELP };
-    static const struct option longs[] = {{"store", required_argument, 0, O_STORE},
-                                          {"quiet", no_argument, 0, O_QUIET},
-                                          {"help", no_argument, 0, O_HELP},
-                                          {0, 0, 0, 0}};
+    enum { O_STORE = 256, O_QUIET };
+    static const struct option longs[] = {
+        {"store", required_argument, 0, O_STORE}, {"quiet", no_argument, 0, O_QUIET}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     surveyor s = {0};
     int c;
     while ((c = next_opt(argc, argv, longs, usage_check)) != -1) {
         switch (c) {
         case O_STORE: s.store = optarg; break;
         case O_QUIET: s.quiet = 1; break;
-        case O_HELP: fputs(usage_check, stdout); exit(0);
         }
     }
     no_operands(argc, argv);
@@ -636,12 +633,10 @@ static int cmd_check(int argc, char **argv) {
 }
 
 static int cmd_repair(int argc, char **argv) {
-    enum { O_STORE = 256, O_OUT, O_QUIET, O_HELP };
-    static const struct option longs[] = {{"store", required_argument, 0, O_STORE},
-                                          {"out", required_argument, 0, O_OUT},
-                                          {"quiet", no_argument, 0, O_QUIET},
-                                          {"help", no_argument, 0, O_HELP},
-                                          {0, 0, 0, 0}};
+    enum { O_STORE = 256, O_OUT, O_QUIET };
+    static const struct option longs[] = {
+        {"store", required_argument, 0, O_STORE}, {"out", required_argument, 0, O_OUT},
+        {"quiet", no_argument, 0, O_QUIET}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     surveyor s = {0};
     const char *out = NULL;
     int c;
@@ -650,7 +645,6 @@ static int cmd_repair(int argc, char **argv) {
         case O_STORE: s.store = optarg; break;
         case O_OUT: out = optarg; break;
         case O_QUIET: s.quiet = 1; break;
-        case O_HELP: fputs(usage_repair, stdout); exit(0);
         }
     }
     no_operands(argc, argv);
@@ -674,11 +668,10 @@ static int cmd_repair(int argc, char **argv) {
 /* ---------------------------------------------------------------- keygen */
 
 static int cmd_keygen(int argc, char **argv) {
-    enum { O_HELP = 256 };
-    static const struct option longs[] = {{"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
-    int c;
-    while ((c = next_opt(argc, argv, longs, usage_keygen)) != -1)
-        if (c == O_HELP) fputs(usage_keygen, stdout), exit(0);
+    static const struct option longs[] = {
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    while (next_opt(argc, argv, longs, usage_keygen) != -1) {
+    }
     if (optind != argc - 1) usage_error("give one NAME (writes NAME.key and NAME.pub)");
     const char *name = argv[optind];
     if (!name[0]) usage_error("NAME is empty");

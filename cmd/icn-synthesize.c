@@ -14,6 +14,7 @@
 #include "snapshot.h"
 #include "synth.h"
 #include "transport.h"
+#include "parallel.h"
 #include "util.h"
 #include "wire.h"
 
@@ -76,51 +77,56 @@ static void parse(int argc, char **argv, cli *c) {
     icn_synth_opts_default(&c->synth);
     c->klass = -1, c->batch = 10, c->threads = 1, c->seed = 1, c->id = (uint32_t)getpid();
     c->snapshots = ICN_EP_SNAPSHOTS, c->pool = ICN_EP_POOL_PUSH;
-    enum { MODEL = 256, CLASS, COUNT, OUT, SNAP, POOL, CLASSES, BATCH, MAXGEN, ID, SIGMA, LR, STEPS, STOP, THRESH,
-           METHOD, RULE, NOISE, SEED, THREADS, QUIET, HELP, METRICS };
-    static const struct option options[] = {
-        {"model", 1, 0, MODEL}, {"class", 1, 0, CLASS}, {"count", 1, 0, COUNT}, {"out", 1, 0, OUT},
-        {"snapshots", 1, 0, SNAP}, {"pool", 1, 0, POOL}, {"classes", 1, 0, CLASSES}, {"batch", 1, 0, BATCH},
-        {"max-per-gen", 1, 0, MAXGEN}, {"id", 1, 0, ID}, {"sigma", 1, 0, SIGMA}, {"lr", 1, 0, LR},
-        {"max-steps", 1, 0, STEPS}, {"stop", 1, 0, STOP}, {"threshold", 1, 0, THRESH}, {"method", 1, 0, METHOD},
-        {"step-rule", 1, 0, RULE}, {"noise", 0, 0, NOISE}, {"seed", 1, 0, SEED}, {"threads", 1, 0, THREADS},
-        {"quiet", 0, 0, QUIET}, {"help", 0, 0, HELP}, {"metrics", 1, 0, METRICS}, ICN_SECURITY_OPTIONS, {0, 0, 0, 0}};
+    enum { O_MODEL = 256, O_CLASS, O_COUNT, O_OUT, O_SNAP, O_POOL, O_CLASSES, O_BATCH, O_MAXGEN, O_ID, O_SIGMA, O_LR,
+           O_STEPS, O_STOP, O_THRESH, O_METHOD, O_RULE, O_NOISE, O_SEED, O_THREADS, O_QUIET, O_METRICS };
+    static const struct option longs[] = {
+        {"model", required_argument, 0, O_MODEL}, {"class", required_argument, 0, O_CLASS},
+        {"count", required_argument, 0, O_COUNT}, {"out", required_argument, 0, O_OUT},
+        {"snapshots", required_argument, 0, O_SNAP}, {"pool", required_argument, 0, O_POOL},
+        {"classes", required_argument, 0, O_CLASSES}, {"batch", required_argument, 0, O_BATCH},
+        {"max-per-gen", required_argument, 0, O_MAXGEN}, {"id", required_argument, 0, O_ID},
+        {"sigma", required_argument, 0, O_SIGMA}, {"lr", required_argument, 0, O_LR},
+        {"max-steps", required_argument, 0, O_STEPS}, {"stop", required_argument, 0, O_STOP},
+        {"threshold", required_argument, 0, O_THRESH}, {"method", required_argument, 0, O_METHOD},
+        {"step-rule", required_argument, 0, O_RULE}, {"noise", no_argument, 0, O_NOISE},
+        {"seed", required_argument, 0, O_SEED}, {"threads", required_argument, 0, O_THREADS},
+        {"quiet", no_argument, 0, O_QUIET}, {"help", no_argument, 0, 'h'},
+        {"metrics", required_argument, 0, O_METRICS}, ICN_SECURITY_OPTIONS, {0, 0, 0, 0}};
     int opt;
-    while ((opt = icn_getopt(argc, argv, options, usage, NULL)) != -1) {
+    while ((opt = icn_getopt(argc, argv, longs, usage, NULL)) != -1) {
         icn_synth_opts *s = &c->synth;
         if (icn_security_option(opt, optarg, &c->sec)) continue;
         switch (opt) {
-        case MODEL: c->model = optarg; break;
-        case CLASS: c->klass = (int)icn_parse_long("--class", optarg, 0, 100000); break;
-        case COUNT: c->count = icn_parse_long("--count", optarg, 1, 1L << 31); break;
-        case OUT: c->out = optarg; break;
-        case SNAP: c->snapshots = optarg; break;
-        case POOL: c->pool = optarg; break;
-        case CLASSES: c->classes_mask = parse_classes(optarg); break;
-        case BATCH: c->batch = (int)icn_parse_long("--batch", optarg, 1, 4096); break;
-        case MAXGEN: c->max_per_gen = (int)icn_parse_long("--max-per-gen", optarg, 1, 1L << 30); break;
-        case ID: c->id = (uint32_t)icn_parse_long("--id", optarg, 0, UINT32_MAX); break;
-        case SIGMA: s->sigma = icn_parse_double("--sigma", optarg, 0, 10); break;
-        case LR: s->lr = icn_parse_double("--lr", optarg, 0, 100); break;
-        case STEPS: s->max_steps = (int)icn_parse_long("--max-steps", optarg, 0, 1000000); break;
-        case STOP: s->stop = (icn_stop_rule)icn_parse_long("--stop", optarg, 1, 3); break;
-        case THRESH: s->threshold = icn_parse_double("--threshold", optarg, -1e6, 1e6); break;
-        case METHOD:
+        case O_MODEL: c->model = optarg; break;
+        case O_CLASS: c->klass = (int)icn_parse_long("--class", optarg, 0, 100000); break;
+        case O_COUNT: c->count = icn_parse_long("--count", optarg, 1, 1L << 31); break;
+        case O_OUT: c->out = optarg; break;
+        case O_SNAP: c->snapshots = optarg; break;
+        case O_POOL: c->pool = optarg; break;
+        case O_CLASSES: c->classes_mask = parse_classes(optarg); break;
+        case O_BATCH: c->batch = (int)icn_parse_long("--batch", optarg, 1, 4096); break;
+        case O_MAXGEN: c->max_per_gen = (int)icn_parse_long("--max-per-gen", optarg, 1, 1L << 30); break;
+        case O_ID: c->id = (uint32_t)icn_parse_long("--id", optarg, 0, UINT32_MAX); break;
+        case O_SIGMA: s->sigma = icn_parse_double("--sigma", optarg, 0, 10); break;
+        case O_LR: s->lr = icn_parse_double("--lr", optarg, 0, 100); break;
+        case O_STEPS: s->max_steps = (int)icn_parse_long("--max-steps", optarg, 0, 1000000); break;
+        case O_STOP: s->stop = (icn_stop_rule)icn_parse_long("--stop", optarg, 1, 3); break;
+        case O_THRESH: s->threshold = icn_parse_double("--threshold", optarg, -1e6, 1e6); break;
+        case O_METHOD:
             if (icn_synth_parse_method(optarg, s)) icn_die(2, "--method: '%s' is not sgd or langevin", optarg);
             break;
-        case RULE:
+        case O_RULE:
             if (strcmp(optarg, "adam") && strcmp(optarg, "sgd")) icn_die(2, "--step-rule: '%s' is not adam or sgd", optarg);
             s->adam = !strcmp(optarg, "adam");
             break;
-        case NOISE: s->noise_only = 1; break;
-        case SEED: c->seed = (uint64_t)icn_parse_long("--seed", optarg, 0, INT64_MAX); break;
-        case THREADS: c->threads = (int)icn_parse_long("--threads", optarg, 1, 1024); break;
-        case QUIET: c->quiet = 1; break;
-        case METRICS: c->metrics = optarg; break;
-        case HELP: fputs(usage, stdout); exit(0);
+        case O_NOISE: s->noise_only = 1; break;
+        case O_SEED: c->seed = (uint64_t)icn_parse_long("--seed", optarg, 0, INT64_MAX); break;
+        case O_THREADS: c->threads = (int)icn_parse_long("--threads", optarg, 1, 1024); break;
+        case O_QUIET: c->quiet = 1; break;
+        case O_METRICS: c->metrics = optarg; break;
         }
     }
-    if (optind < argc) icn_die(2, "unexpected argument '%s' (see --help)", argv[optind]);
+    icn_no_operands(argc, argv, NULL);
     if (c->sec.allow_dir) icn_die(2, "--allow is for the head: a synthesizer binds nothing (give --server-key)");
     if (c->model && (c->sec.secret_key || c->sec.insecure)) icn_die(2, "offline synthesis (--model) opens no sockets: no keys");
 }

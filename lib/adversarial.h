@@ -4,7 +4,7 @@
 #define ICN_ADVERSARIAL_H
 #include "losses.h"
 #include "net.h"
-#include "wire.h"
+#include "batch.h"
 
 typedef struct {
     int64_t tested;       /* test images */

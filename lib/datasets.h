@@ -1,9 +1,22 @@
-/* datasets.h: the named data sets and their files: mnist and fashion (IDX, data.h), cifar10 (the
+/* datasets.h: the named data sets and their files: mnist and fashion (IDX), cifar10 (the
  * binary version of CIFAR-10) and svhn (the cropped digits, level-5 MAT-files, matfile.h). Every
  * one gives images channels last with pixels in [-1, 1] (icn_pixels_from_u8) and labels 0..9. */
 #ifndef ICN_DATASETS_H
 #define ICN_DATASETS_H
 #include "data.h"
+
+/* Data directory: $ICN_DATA, else $XDG_CACHE_HOME/icn, else $HOME/.cache/icn. Caller frees. */
+char *icn_data_dir(void);
+/* "dir/name". Caller frees. */
+char *icn_path_join(const char *dir, const char *name);
+
+/* Load an IDX image file (idx3, uint8) and its label file (idx1, uint8) into a batch
+ * [n, rows, cols, 1]. Declared sizes are checked against the bytes actually present. */
+int icn_idx_load(const char *images_path, const char *labels_path, icn_batch *out, char *err, size_t errlen);
+/* The IDX files of a named data set ("mnist" or "fashion") under icn_data_dir(): the t10k
+ * files for ICN_SPLIT_TEST, the training files otherwise; NAME or NAME.gz. When absent the
+ * error says to run `icn-load --fetch NAME`. Caller frees both paths. */
+int icn_dataset_files(const char *name, icn_split s, char **images, char **labels, char *err, size_t errlen);
 
 #define ICN_CIFAR10_URL "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 #define ICN_SVHN_URL "http://ufldl.stanford.edu/housenumbers/"

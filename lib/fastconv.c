@@ -460,7 +460,7 @@ static void backward_data_range(void *ctx, long lo, long hi, int thread) {
         int c = chunk_class(f, hi - i);
         float *din = j->din + i * f->in_size, *target = j->accumulate ? t->din_chunk : din;
         run_chunk(f, t, BWD_D, c, target, f->w_blk[BWD_D], (void *)(j->dout + i * f->out_size), NULL);
-        if (j->accumulate) residual_add(din, target, ((size_t)1 << c) * f->in_size);
+        if (j->accumulate) icn_residual_add(din, target, ((size_t)1 << c) * f->in_size);
         i += 1L << c;
     }
 }
@@ -489,7 +489,7 @@ static void backward_weights_range(void *ctx, long lo, long hi, int thread) {
         dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, t->r_src}, {DNNL_ARG_TO, t->r_dst}};
         DN(dnnl_primitive_execute(f->dw_reorder, t->stream, 2, args)); /* dw += dw_blk, in ohwi */
         DN(dnnl_stream_wait(t->stream));
-        if (db && f->bias) residual_add(db, t->db_chunk, (size_t)oc);
+        if (db && f->bias) icn_residual_add(db, t->db_chunk, (size_t)oc);
         i += 1L << c;
     }
 }
@@ -517,8 +517,8 @@ void icn_fastconv_backward(icn_fastconv *f, float *din, int accumulate, float *d
         for (int i = 1; i < MAX_THREADS && f->ts[i]; i++) {
             thread_state *t = f->ts[i];
             if (t->call != f->call) continue;
-            residual_add(dw, t->dw_sum, f->n_weights);
-            if (dbias) residual_add(dbias, t->db_sum, (size_t)f->s.oc);
+            icn_residual_add(dw, t->dw_sum, f->n_weights);
+            if (dbias) icn_residual_add(dbias, t->db_sum, (size_t)f->s.oc);
             t->call = 0;
         }
     }
@@ -535,8 +535,8 @@ void icn_fastconv_backward(icn_fastconv *f, float *din, int accumulate, float *d
             if (!f->dref) f->dref = xmalloc((size_t)f->max_batch * f->in_size * sizeof(float));
             target = f->dref;
         }
-        conv2d_backward(target, NULL, NULL, f->dcol, dout, NULL, weight, &f->s, n);
-        if (accumulate) residual_add(din, target, (size_t)n * f->in_size);
+        icn_conv2d_backward(target, NULL, NULL, f->dcol, dout, NULL, weight, &f->s, n);
+        if (accumulate) icn_residual_add(din, target, (size_t)n * f->in_size);
         return;
     }
     reorder_weights(f, BWD_D, weight);

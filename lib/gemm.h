@@ -8,7 +8,6 @@
  * reduction with per-thread partial sums (icn_gemm_tn). */
 #ifndef ICN_GEMM_H
 #define ICN_GEMM_H
-#include <stddef.h>
 
 #include "parallel.h"
 

@@ -2,6 +2,7 @@
 #include "imagefolder.h"
 
 #include "data.h"
+#include "datasets.h"
 #include "fileio.h"
 #include "util.h"
 

@@ -9,7 +9,7 @@
  * (composited on black); palette images become grey or RGB. Pixels become x/127.5 - 1. */
 #ifndef ICN_IMAGEFOLDER_H
 #define ICN_IMAGEFOLDER_H
-#include "wire.h"
+#include "batch.h"
 
 #define ICN_IMAGEFOLDER_MAX_CLASSES 65536
 #define ICN_IMAGEFOLDER_MAX_FILE ((size_t)64 << 20) /* bytes of one PNG file */

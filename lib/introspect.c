@@ -5,6 +5,7 @@
 #include <time.h>
 #include <zmq.h>
 
+#include "pool.h"
 #include "protocol.h"
 #include "snapshot.h"
 #include "transport.h"
@@ -131,6 +132,21 @@ static void note_producer(intake *in, uint32_t id) {
     in->producers++;
 }
 
+/* Which of the records fetched take_from_pool keeps: the first n that accept_record accepts. */
+typedef struct {
+    run *r;
+    int64_t n, round;
+    intake *in;
+} take_ctx;
+
+static int take_record(const icn_batch *records, int32_t i, void *ctx) {
+    take_ctx *t = ctx;
+    if (i >= t->n || !accept_record(t->r, records, i, t->round)) return 0;
+    t->in->reached += records->prov[i].reached;
+    note_producer(t->in, records->prov[i].producer);
+    return 1;
+}
+
 /* Take records from the pool into the training set, up to `until` (or everything available
  * when until < 0). Advances meta.pool_offset past every record looked at. */
 static int take_from_pool(run *r, int64_t round, int64_t until, intake *in, char *err, size_t errlen) {
@@ -142,24 +158,10 @@ static int take_from_pool(run *r, int64_t round, int64_t until, intake *in, char
         if (rc <= 0) { icn_batch_free(&records); return rc < 0 ? -1 : 1; }
         int64_t n = records.n;
         if (until >= 0 && r->meta.pool_offset + n > until) n = until - r->meta.pool_offset;
-        /* move the accepted records to the front, then add them in one append */
-        int64_t kept = 0;
-        const size_t d = icn_batch_dim(&records);
-        for (int64_t i = 0; i < n; i++) {
-            if (!accept_record(r, &records, i, round)) continue;
-            in->reached += records.prov[i].reached;
-            note_producer(in, records.prov[i].producer);
-            if (kept != i) {
-                memcpy(records.x + (size_t)kept * d, records.x + (size_t)i * d, d * sizeof(float));
-                records.y[kept] = records.y[i];
-                records.prov[kept] = records.prov[i];
-            }
-            kept++;
-        }
-        int32_t fetched = records.n;
-        records.n = (int32_t)kept;
+        /* keep the accepted records, then add them in one append */
+        take_ctx t = {r, n, round, in};
+        int32_t kept = icn_batch_filter(&records, take_record, &t);
         int rc_append = icn_batch_append(&r->pn, &records, err, errlen);
-        records.n = fetched;
         if (rc_append) { icn_batch_free(&records); return -1; }
         in->added += kept;
         r->meta.pool_offset += n;
@@ -258,6 +260,33 @@ static int pool_total(run *r, int64_t *total, char *err, size_t errlen) {
     return rc == 1 ? 0 : -1;
 }
 
+/* The identity of the store behind the pool (its "stats" reply): "" from a pool that has none. */
+static int pool_identity(run *r, char uuid[ICN_UUID_STRLEN], char *err, size_t errlen) {
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    icn_pack_stats_request(&sb);
+    icn_msg reply;
+    int rc = icn_request(&r->req, r->o->pool, &sb, REQUEST_TIMEOUT_MS, max_reply(r), ICN_MSG_STATS, &reply, err, errlen);
+    if (rc == 1) snprintf(uuid, ICN_UUID_STRLEN, "%s", reply.counts.uuid), icn_msg_free(&reply);
+    if (rc == 0) icn_errf(err, errlen, "no pool answers at %s (start one with: icn-pool serve --rep %s)", r->o->pool, r->o->pool);
+    msgpack_sbuffer_destroy(&sb);
+    return rc == 1 ? 0 : -1;
+}
+
+/* A checkpoint names the store it consumed: resuming against another one would take other
+ * records at the same offsets (issue 16, finding 10). */
+static int check_pool_identity(run *r, int resumed, char *err, size_t errlen) {
+    char uuid[ICN_UUID_STRLEN] = "";
+    if (pool_identity(r, uuid, err, errlen)) return -1;
+    if (resumed && r->meta.pool_uuid[0] && uuid[0] && strcmp(uuid, r->meta.pool_uuid) != 0)
+        return icn_errf(err, errlen,
+                        "checkpoint %s was trained on pool store %s, but the pool at %s serves store %s: refusing to "
+                        "resume against another store (serve the one it used, or start a fresh run)",
+                        r->o->base.checkpoint, r->meta.pool_uuid, r->o->pool, uuid);
+    if (uuid[0]) snprintf(r->meta.pool_uuid, sizeof r->meta.pool_uuid, "%s", uuid);
+    return 0;
+}
+
 static void run_free(run *r) {
     icn_optim_free(&r->opt);
     icn_work_free(r->work);
@@ -332,6 +361,7 @@ int icn_train_introspective(icn_net *net, const icn_batch *data, const icn_intro
     if (!(r.pub = icn_open_publisher(o->publish, err, errlen))) goto out;
     if (!(r.req = icn_zmq_open_with(ZMQ_REQ, o->pool, 0, &(icn_zmq_opts){.max_msg = max_reply(&r)}, err, errlen)))
         goto out;
+    if (check_pool_identity(&r, resumed, err, errlen)) goto out;
     if (!resumed) {
         int64_t total;
         if (pool_total(&r, &total, err, errlen)) goto out;

@@ -110,7 +110,7 @@ static void sum_rows_into(float *acc, const float *x, long rows, int cols) {
     }
 }
 
-void conv2d_forward(float *out, float *col, const float *in, const float *weight, const float *bias,
+void icn_conv2d_forward(float *out, float *col, const float *in, const float *weight, const float *bias,
                     const icn_conv_shape *s, int n) {
     const int K = (int)icn_conv_kdim(s), M = n * s->oh * s->ow;
     im2col(col, in, s, n);
@@ -119,7 +119,7 @@ void conv2d_forward(float *out, float *col, const float *in, const float *weight
     icn_gemm(0, 1, M, s->oc, K, 1.0f, col, K, weight, K, bias ? 1.0f : 0.0f, out, s->oc);
 }
 
-void conv2d_backward(float *din, float *dweight, float *dbias, float *dcol, const float *dout,
+void icn_conv2d_backward(float *din, float *dweight, float *dbias, float *dcol, const float *dout,
                      const float *col, const float *weight, const icn_conv_shape *s, int n) {
     const int K = (int)icn_conv_kdim(s), M = n * s->oh * s->ow;
     if (dweight) icn_gemm_tn_acc(s->oc, K, M, dout, s->oc, col, K, dweight, K); /* dW += dout^T col */
@@ -196,13 +196,13 @@ static void chunk_slots(void *p, long lo, long hi, int thread) {
     }
 }
 
-void conv2d_chunked_forward(float *out, const float *in, const float *weight, const icn_conv_shape *s, int n, float beta,
+void icn_conv2d_chunked_forward(float *out, const float *in, const float *weight, const icn_conv_shape *s, int n, float beta,
                             const icn_conv_scratch *cs) {
     chunk_job job = {.s = s, .cs = cs, .n = n, .beta = beta, .out = out, .in = in, .weight = weight};
     icn_gemm_parallel_for(cs->slots, 1, chunk_slots, &job);
 }
 
-void conv2d_chunked_backward(float *din, int accumulate, float *dweight, const float *dout, const float *in,
+void icn_conv2d_chunked_backward(float *din, int accumulate, float *dweight, const float *dout, const float *in,
                              const float *weight, const icn_conv_shape *s, int n, const icn_conv_scratch *cs) {
     chunk_job job = {.s = s, .cs = cs, .n = n, .accumulate = accumulate, .din = din, .dweight = dweight, .in = in,
                      .weight = weight, .dout = dout};
@@ -214,47 +214,47 @@ void conv2d_chunked_backward(float *din, int accumulate, float *dweight, const f
 }
 
 /* Elementwise work is memory-bound and cheap: one pass, no threads. */
-void lrelu_forward(float *out, const float *in, size_t count) {
+void icn_lrelu_forward(float *out, const float *in, size_t count) {
     for (size_t i = 0; i < count; i++) out[i] = in[i] > 0 ? in[i] : ICN_LRELU_SLOPE * in[i];
 }
 
-void lrelu_backward(float *dinout, const float *out, size_t count) {
+void icn_lrelu_backward(float *dinout, const float *out, size_t count) {
     for (size_t i = 0; i < count; i++) dinout[i] = out[i] > 0 ? dinout[i] : ICN_LRELU_SLOPE * dinout[i];
 }
 
-void linear_forward(float *out, const float *in, const float *weight, const float *bias, int n, int in_dim,
+void icn_linear_forward(float *out, const float *in, const float *weight, const float *bias, int n, int in_dim,
                     int out_dim) {
     fill_rows_with_bias(out, bias, n, out_dim);
     icn_gemm(0, 1, n, out_dim, in_dim, 1.0f, in, in_dim, weight, in_dim, 1.0f, out, out_dim);
 }
 
-void linear_backward(float *din, float *dweight, float *dbias, const float *dout, const float *in,
+void icn_linear_backward(float *din, float *dweight, float *dbias, const float *dout, const float *in,
                      const float *weight, int n, int in_dim, int out_dim) {
     if (dweight) icn_gemm_tn_acc(out_dim, in_dim, n, dout, out_dim, in, in_dim, dweight, in_dim);
     if (dbias) sum_rows_into(dbias, dout, n, out_dim);
     if (din) icn_gemm(0, 0, n, in_dim, out_dim, 1.0f, dout, out_dim, weight, in_dim, 0.0f, din, in_dim);
 }
 
-void relu_forward(float *out, const float *in, size_t count) {
+void icn_relu_forward(float *out, const float *in, size_t count) {
     for (size_t i = 0; i < count; i++) out[i] = in[i] > 0 ? in[i] : 0.0f;
 }
 
-void relu_backward(float *dinout, const float *out, size_t count) {
+void icn_relu_backward(float *dinout, const float *out, size_t count) {
     for (size_t i = 0; i < count; i++) dinout[i] = out[i] > 0 ? dinout[i] : 0.0f;
 }
 
-void residual_add(float *acc, const float *x, size_t count) {
+void icn_residual_add(float *acc, const float *x, size_t count) {
     for (size_t i = 0; i < count; i++) acc[i] += x[i];
 }
 
-void avgpool_forward(float *out, const float *in, int n, int hw, int c) {
+void icn_avgpool_forward(float *out, const float *in, int n, int hw, int c) {
     memset(out, 0, (size_t)n * c * sizeof(float));
     for (int b = 0; b < n; b++) sum_rows_into(out + (size_t)b * c, in + (size_t)b * hw * c, hw, c);
     const float scale = 1.0f / (float)hw;
     for (size_t i = 0; i < (size_t)n * c; i++) out[i] *= scale;
 }
 
-void avgpool_backward(float *din, const float *dout, int n, int hw, int c) {
+void icn_avgpool_backward(float *din, const float *dout, int n, int hw, int c) {
     const float scale = 1.0f / (float)hw;
     for (int b = 0; b < n; b++)
         for (int p = 0; p < hw; p++)
@@ -346,7 +346,7 @@ static bn_stats bn_stats_of(float *stats, int c) {
     return b;
 }
 
-void batchnorm_forward(float *out, float *stats, const float *in, const float *gb, float *running, long rows, int c,
+void icn_batchnorm_forward(float *out, float *stats, const float *in, const float *gb, float *running, long rows, int c,
                        int training) {
     const bn_stats st = bn_stats_of(stats, c);
     const float *gamma = gb, *beta = gb + c;
@@ -373,7 +373,7 @@ void batchnorm_forward(float *out, float *stats, const float *in, const float *g
     bn_apply(out, in, st.mean, st.p, in, st.mean, st.zero, beta, rows, c);
 }
 
-void batchnorm_backward(float *din, float *dgb, float *stats, const float *dout, const float *in, const float *gb,
+void icn_batchnorm_backward(float *din, float *dgb, float *stats, const float *dout, const float *in, const float *gb,
                         long rows, int c, int training) {
     const bn_stats st = bn_stats_of(stats, c);
     const float *gamma = gb;
@@ -440,12 +440,12 @@ void icn_block_buffers_new(icn_block_buffers *buf, const icn_block_shape *b, int
 static void block_conv_forward(const icn_block_buffers *buf, int which, float *out, const float *in, const float *w,
                                const icn_conv_shape *s, int n, float beta) {
     if (buf->fast[which]) icn_fastconv_forward(buf->fast[which], out, in, w, NULL, n, beta);
-    else conv2d_chunked_forward(out, in, w, s, n, beta, buf->scratch);
+    else icn_conv2d_chunked_forward(out, in, w, s, n, beta, buf->scratch);
 }
 static void block_conv_backward(const icn_block_buffers *buf, int which, float *din, int accumulate, float *dw,
                                 const float *dout, const float *in, const float *w, const icn_conv_shape *s, int n) {
     if (buf->fast[which]) icn_fastconv_backward(buf->fast[which], din, accumulate, dw, NULL, dout, in, w, n);
-    else conv2d_chunked_backward(din, accumulate, dw, dout, in, w, s, n, buf->scratch);
+    else icn_conv2d_chunked_backward(din, accumulate, dw, dout, in, w, s, n, buf->scratch);
 }
 
 size_t icn_block_scratch_floats(const icn_block_shape *b) {
@@ -461,34 +461,34 @@ void icn_block_buffers_free(icn_block_buffers *buf) {
     memset(buf, 0, sizeof *buf);
 }
 
-void block_forward(float *out, const icn_block_buffers *buf, const float *in, const float *p, float *state,
+void icn_block_forward(float *out, const icn_block_buffers *buf, const float *in, const float *p, float *state,
                    const icn_block_shape *s, int n, int training) {
     const long rows_in = (long)n * s->h * s->w, rows_out = (long)n * s->oh * s->ow;
-    batchnorm_forward(buf->a, buf->stats1, in, p + s->gb1, state, rows_in, s->c, training);
-    relu_forward(buf->a, buf->a, (size_t)rows_in * s->c);
+    icn_batchnorm_forward(buf->a, buf->stats1, in, p + s->gb1, state, rows_in, s->c, training);
+    icn_relu_forward(buf->a, buf->a, (size_t)rows_in * s->c);
     block_conv_forward(buf, 0, buf->h, buf->a, p + s->w1, &s->conv1, n, 0.0f);
-    batchnorm_forward(buf->b, buf->stats2, buf->h, p + s->gb2, state + 2 * s->c, rows_out, s->oc, training);
-    relu_forward(buf->b, buf->b, (size_t)rows_out * s->oc);
+    icn_batchnorm_forward(buf->b, buf->stats2, buf->h, p + s->gb2, state + 2 * s->c, rows_out, s->oc, training);
+    icn_relu_forward(buf->b, buf->b, (size_t)rows_out * s->oc);
     block_conv_forward(buf, 1, out, buf->b, p + s->w2, &s->conv2, n, 0.0f);
     if (s->proj.k) /* out += W_s a (He et al. Eq. 2) */
         block_conv_forward(buf, 2, out, buf->a, p + s->wp, &s->proj, n, 1.0f);
     else
-        residual_add(out, in, (size_t)rows_out * s->oc); /* out += x */
+        icn_residual_add(out, in, (size_t)rows_out * s->oc); /* out += x */
 }
 
-void block_backward(float *din, float *dp, float *tmp, const float *dout, const float *in, const icn_block_buffers *buf,
+void icn_block_backward(float *din, float *dp, float *tmp, const float *dout, const float *in, const icn_block_buffers *buf,
                     const float *p, const icn_block_shape *s, int n, int training) {
     const long rows_in = (long)n * s->h * s->w, rows_out = (long)n * s->oh * s->ow;
 #define DP(off) (dp ? dp + (off) : NULL)
     /* the residual branch, from its end: tmp = d b, then d h */
     block_conv_backward(buf, 1, tmp, 0, DP(s->w2), dout, buf->b, p + s->w2, &s->conv2, n);
-    relu_backward(tmp, buf->b, (size_t)rows_out * s->oc);
-    batchnorm_backward(tmp, DP(s->gb2), buf->stats2, tmp, buf->h, p + s->gb2, rows_out, s->oc, training);
+    icn_relu_backward(tmp, buf->b, (size_t)rows_out * s->oc);
+    icn_batchnorm_backward(tmp, DP(s->gb2), buf->stats2, tmp, buf->h, p + s->gb2, rows_out, s->oc, training);
     /* din = d a: conv1's, plus the projection's when the shortcut starts from a */
     block_conv_backward(buf, 0, din, 0, DP(s->w1), tmp, buf->a, p + s->w1, &s->conv1, n);
     if (s->proj.k) block_conv_backward(buf, 2, din, 1, DP(s->wp), dout, buf->a, p + s->wp, &s->proj, n);
-    relu_backward(din, buf->a, (size_t)rows_in * s->c);
-    batchnorm_backward(din, DP(s->gb1), buf->stats1, din, in, p + s->gb1, rows_in, s->c, training);
-    if (!s->proj.k) residual_add(din, dout, (size_t)rows_in * s->c); /* the identity shortcut's gradient */
+    icn_relu_backward(din, buf->a, (size_t)rows_in * s->c);
+    icn_batchnorm_backward(din, DP(s->gb1), buf->stats1, din, in, p + s->gb1, rows_in, s->c, training);
+    if (!s->proj.k) icn_residual_add(din, dout, (size_t)rows_in * s->c); /* the identity shortcut's gradient */
 #undef DP
 }

@@ -26,11 +26,11 @@ static inline size_t icn_conv_kdim(const icn_conv_shape *s) { return (size_t)s->
 
 /* conv2d: in [N,H,W,C] -> out [N,OH,OW,OC]. weight [OC, K] with K = k*k*C in (kh, kw, c)
  * order, bias [OC] (NULL: none). col [N*OH*OW, K] is filled by the forward pass and read by backward. */
-void conv2d_forward(float *out, float *col, const float *in, const float *weight, const float *bias,
+void icn_conv2d_forward(float *out, float *col, const float *in, const float *weight, const float *bias,
                     const icn_conv_shape *s, int n);
 /* dout [N,OH,OW,OC] -> din [N,H,W,C] (NULL: skip), dweight [OC,K] and dbias [OC] (NULL: skip).
  * dcol [N*OH*OW, K] is scratch. dout is not modified. */
-void conv2d_backward(float *din, float *dweight, float *dbias, float *dcol, const float *dout,
+void icn_conv2d_backward(float *din, float *dweight, float *dbias, float *dcol, const float *dout,
                      const float *col, const float *weight, const icn_conv_shape *s, int n);
 
 /* Rows [r0, r1) of the im2col matrix [N*OH*OW, K] of in into col (row r0 first), and its adjoint,
@@ -41,15 +41,15 @@ void icn_col2im_range(float *in, const float *col, const icn_conv_shape *s, long
 /* LeakyReLU with slope ICN_LRELU_SLOPE, in place is fine: out may equal in.
  * Backward uses the output (its sign is the input's), so it works after an in-place forward:
  * dinout [count] is scaled in place. */
-void lrelu_forward(float *out, const float *in, size_t count);
-void lrelu_backward(float *dinout, const float *out, size_t count);
+void icn_lrelu_forward(float *out, const float *in, size_t count);
+void icn_lrelu_backward(float *dinout, const float *out, size_t count);
 
 /* The same convolution, without bias, computed chunk by chunk (the residual blocks' convolutions):
  * each thread takes whole images and walks their im2col rows in chunks that stay in cache,
  * never writing the whole col (at 32x32, batch 128, 16 channels that is 75 MB, written, then
  * read and packed by sgemm, in each direction); backward recomputes each chunk. scratch holds a
  * slot per thread: a chunk of col and a partial weight gradient. The plain stacks keep
- * conv2d_forward/backward, so that their results stay what they were, bit for bit. */
+ * icn_conv2d_forward/backward, so that their results stay what they were, bit for bit. */
 typedef struct {
     float *buf;         /* slots * slot_floats */
     int slots;          /* the thread count when it was made */
@@ -59,15 +59,15 @@ size_t icn_conv_scratch_floats(const icn_conv_shape *s); /* one slot's need for 
 void icn_conv_scratch_new(icn_conv_scratch *cs, size_t slot_floats); /* icn_threads() slots */
 void icn_conv_scratch_free(icn_conv_scratch *cs);
 /* out [N,OH,OW,OC] = conv(in) + beta * out */
-void conv2d_chunked_forward(float *out, const float *in, const float *weight, const icn_conv_shape *s, int n, float beta,
+void icn_conv2d_chunked_forward(float *out, const float *in, const float *weight, const icn_conv_shape *s, int n, float beta,
                             const icn_conv_scratch *cs);
 /* din [N,H,W,C] = (or, accumulate: +=) the input gradient (NULL: skip); dweight += (NULL: skip). */
-void conv2d_chunked_backward(float *din, int accumulate, float *dweight, const float *dout, const float *in,
+void icn_conv2d_chunked_backward(float *din, int accumulate, float *dweight, const float *dout, const float *in,
                              const float *weight, const icn_conv_shape *s, int n, const icn_conv_scratch *cs);
 
 /* ReLU (the residual network's; the MNIST net keeps LeakyReLU), in place like LeakyReLU. */
-void relu_forward(float *out, const float *in, size_t count);
-void relu_backward(float *dinout, const float *out, size_t count);
+void icn_relu_forward(float *out, const float *in, size_t count);
+void icn_relu_backward(float *dinout, const float *out, size_t count);
 
 /* Batch normalization per channel, exactly PyTorch's BatchNorm2d: in [R, C] -> out [R, C] with
  * R = N*H*W (channels last, so rows are pixels). gb = [gamma C | beta C] (trainable), running =
@@ -80,22 +80,22 @@ void relu_backward(float *dinout, const float *out, size_t count);
 #define ICN_BN_EPS 1e-5f
 #define ICN_BN_MOMENTUM 0.1f
 #define ICN_BN_STATS 6
-void batchnorm_forward(float *out, float *stats, const float *in, const float *gb, float *running, long rows, int c,
+void icn_batchnorm_forward(float *out, float *stats, const float *in, const float *gb, float *running, long rows, int c,
                        int training);
 /* dout [R, C] -> din [R, C] (may equal dout; NULL: skip), dgb [2C] += (NULL: skip); in and stats
  * as the forward left them. training: the full gradient through the batch statistics,
  * din = gamma/sigma (dout - mean(dout) - xhat mean(dout xhat)) (Ioffe & Szegedy, Sec. 3);
  * inference: the per-channel affine map din = gamma/sigma dout. */
-void batchnorm_backward(float *din, float *dgb, float *stats, const float *dout, const float *in, const float *gb,
+void icn_batchnorm_backward(float *din, float *dgb, float *stats, const float *dout, const float *in, const float *gb,
                         long rows, int c, int training);
 
 /* The residual addition out = F(x) + shortcut, and its backward dx += dout (the shortcut passes
  * the gradient through unchanged): both are acc += x over count floats. */
-void residual_add(float *acc, const float *x, size_t count);
+void icn_residual_add(float *acc, const float *x, size_t count);
 
 /* Global average pooling: in [N, HW, C] -> out [N, C]; dout [N, C] -> din [N, HW, C]. */
-void avgpool_forward(float *out, const float *in, int n, int hw, int c);
-void avgpool_backward(float *din, const float *dout, int n, int hw, int c);
+void icn_avgpool_forward(float *out, const float *in, int n, int hw, int c);
+void icn_avgpool_backward(float *din, const float *dout, int n, int hw, int c);
 
 /* Pre-activation residual block (He, Zhang, Ren, Sun 2016, "Identity Mappings in Deep Residual
  * Networks", Fig. 4(e), the paper's reference [13]), in [N,H,W,C] -> out [N,OH,OW,OC]:
@@ -129,18 +129,18 @@ void icn_block_buffers_free(icn_block_buffers *buf);
 size_t icn_block_scratch_floats(const icn_block_shape *b); /* a scratch slot big enough for its convolutions */
 
 /* p: the block's trainable parameters; state: its running statistics (updated in training). */
-void block_forward(float *out, const icn_block_buffers *buf, const float *in, const float *p, float *state,
+void icn_block_forward(float *out, const icn_block_buffers *buf, const float *in, const float *p, float *state,
                    const icn_block_shape *s, int n, int training);
 /* dout [N,OH,OW,OC] -> din [N,H,W,C] (required), dp += (NULL: skip). tmp [N*OH*OW*OC] is scratch;
  * dout is not modified. */
-void block_backward(float *din, float *dp, float *tmp, const float *dout, const float *in, const icn_block_buffers *buf,
+void icn_block_backward(float *din, float *dp, float *tmp, const float *dout, const float *in, const icn_block_buffers *buf,
                     const float *p, const icn_block_shape *s, int n, int training);
 
 /* linear: in [N, I] -> out [N, O]; weight [O, I], bias [O]. Flatten is a view: an NHWC
  * activation [N,H,W,C] is already the row-major matrix [N, H*W*C]. */
-void linear_forward(float *out, const float *in, const float *weight, const float *bias, int n, int in_dim,
+void icn_linear_forward(float *out, const float *in, const float *weight, const float *bias, int n, int in_dim,
                     int out_dim);
-void linear_backward(float *din, float *dweight, float *dbias, const float *dout, const float *in,
+void icn_linear_backward(float *din, float *dweight, float *dbias, const float *dout, const float *in,
                      const float *weight, int n, int in_dim, int out_dim);
 
 #endif

@@ -24,9 +24,9 @@ static size_t add_params(icn_net *net, icn_layer *l, size_t n_weights, size_t n_
     return net->n_params;
 }
 
-/* A layer's shape fields from its input h x w x c and output oh x ow x oc. */
+/* A layer's shape from its input h x w x c and output oh x ow x oc. */
 static void set_io(icn_layer *l, int h, int w, int c, int oh, int ow, int oc) {
-    l->conv.h = h, l->conv.w = w, l->conv.c = c, l->conv.oh = oh, l->conv.ow = ow, l->conv.oc = oc;
+    l->io = (icn_layer_shape){h, w, c, oh, ow, oc};
     l->in_size = (size_t)h * w * c;
     l->out_size = (size_t)oh * ow * oc;
 }
@@ -120,9 +120,8 @@ int icn_net_plan(icn_net *net, const char *arch, int h, int w, int c, int classe
     icn_layer *l = &net->layer[net->n_layers++];
     l->kind = ICN_LAYER_LINEAR;
     l->bias = 1;
+    set_io(l, 1, 1, (int)((size_t)h * w * c), 1, 1, classes); /* flatten is a view: in features = h*w*c */
     l->in_size = (size_t)h * w * c;
-    l->out_size = (size_t)classes;
-    l->conv = (icn_conv_shape){.h = 1, .w = 1, .c = (int)l->in_size, .oh = 1, .ow = 1, .oc = classes, .k = 1, .stride = 1};
     add_params(net, l, l->in_size * classes, (size_t)classes);
     net->n_trainable = net->n_params;
     net->n_params += n_state;
@@ -156,7 +155,7 @@ void icn_net_init(icn_net *net, uint64_t seed) {
         switch (l->kind) {
         case ICN_LAYER_CONV:
         case ICN_LAYER_LINEAR: /* weights and bias are one run */
-            init_uniform(p, l->b_off + (l->bias ? (size_t)l->conv.oc : 0) - l->w_off,
+            init_uniform(p, l->b_off + (l->bias ? (size_t)l->io.oc : 0) - l->w_off,
                          l->kind == ICN_LAYER_CONV ? icn_conv_kdim(&l->conv) : l->in_size, &rng);
             break;
         case ICN_LAYER_BLOCK:
@@ -166,7 +165,7 @@ void icn_net_init(icn_net *net, uint64_t seed) {
             init_uniform(p + b->w2, b->wp - b->w2, icn_conv_kdim(&b->conv2), &rng);
             if (b->proj.k) init_uniform(p + b->wp, b->n_params - b->wp, icn_conv_kdim(&b->proj), &rng);
             break;
-        case ICN_LAYER_BN: init_batchnorm(p, state, l->conv.c); break;
+        case ICN_LAYER_BN: init_batchnorm(p, state, l->io.c); break;
         case ICN_LAYER_POOL: break;
         }
     }
@@ -198,7 +197,7 @@ icn_work *icn_work_new(const icn_net *net, int max_batch) {
             w->col[i] = xmalloc(col * sizeof(float));
             if (col > max_col) max_col = col;
         }
-        if (l->kind == ICN_LAYER_BN) w->stats[i] = xmalloc(ICN_BN_STATS * (size_t)l->conv.c * sizeof(float));
+        if (l->kind == ICN_LAYER_BN) w->stats[i] = xmalloc(ICN_BN_STATS * (size_t)l->io.c * sizeof(float));
         if (l->kind == ICN_LAYER_BLOCK) {
             icn_block_buffers_new(&w->block[i], &l->block, max_batch, &w->conv_scratch);
             size_t need = icn_block_scratch_floats(&l->block);
@@ -247,19 +246,19 @@ const float *icn_forward(const icn_net *net, icn_work *w, const float *x, int n)
         const float *wt = net->params + l->w_off, *b = l->bias ? net->params + l->b_off : NULL;
         float *state = net->params + l->s_off; /* running statistics: updated in training mode */
         float *out = w->act[i];
-        const long pixels = (long)n * l->conv.h * l->conv.w;
+        const long pixels = (long)n * l->io.h * l->io.w;
         switch (l->kind) {
         case ICN_LAYER_CONV:
             if (w->fast[i]) icn_fastconv_forward(w->fast[i], out, in, wt, b, n, 0.0f);
-            else conv2d_forward(out, w->col[i], in, wt, b, &l->conv, n);
+            else icn_conv2d_forward(out, w->col[i], in, wt, b, &l->conv, n);
             break;
-        case ICN_LAYER_LINEAR: linear_forward(out, in, wt, b, n, (int)l->in_size, (int)l->out_size); break;
-        case ICN_LAYER_BLOCK: block_forward(out, &w->block[i], in, wt, state, &l->block, n, w->training); break;
-        case ICN_LAYER_BN: batchnorm_forward(out, w->stats[i], in, wt, state, pixels, l->conv.c, w->training); break;
-        case ICN_LAYER_POOL: avgpool_forward(out, in, n, l->conv.h * l->conv.w, l->conv.c); break;
+        case ICN_LAYER_LINEAR: icn_linear_forward(out, in, wt, b, n, (int)l->in_size, (int)l->out_size); break;
+        case ICN_LAYER_BLOCK: icn_block_forward(out, &w->block[i], in, wt, state, &l->block, n, w->training); break;
+        case ICN_LAYER_BN: icn_batchnorm_forward(out, w->stats[i], in, wt, state, pixels, l->io.c, w->training); break;
+        case ICN_LAYER_POOL: icn_avgpool_forward(out, in, n, l->io.h * l->io.w, l->io.c); break;
         }
-        if (l->leaky) lrelu_forward(out, out, (size_t)n * l->out_size);
-        if (l->relu) relu_forward(out, out, (size_t)n * l->out_size);
+        if (l->leaky) icn_lrelu_forward(out, out, (size_t)n * l->out_size);
+        if (l->relu) icn_relu_forward(out, out, (size_t)n * l->out_size);
         in = out;
     }
     return w->act[net->n_layers - 1];
@@ -277,25 +276,25 @@ void icn_backward(const icn_net *net, icn_work *w, const float *dlogits, int par
         const float *in = i > 0 ? w->act[i - 1] : w->input;
         /* The first layer's input gradient is only wanted when synthesis asks for dx. */
         float *din_target = i > 0 ? din : dx;
-        const long pixels = (long)n * l->conv.h * l->conv.w;
-        if (l->leaky) lrelu_backward(dout, w->act[i], (size_t)n * l->out_size);
-        if (l->relu) relu_backward(dout, w->act[i], (size_t)n * l->out_size);
+        const long pixels = (long)n * l->io.h * l->io.w;
+        if (l->leaky) icn_lrelu_backward(dout, w->act[i], (size_t)n * l->out_size);
+        if (l->relu) icn_relu_backward(dout, w->act[i], (size_t)n * l->out_size);
         switch (l->kind) {
         case ICN_LAYER_CONV:
             if (w->fast[i]) icn_fastconv_backward(w->fast[i], din_target, 0, dw, db, dout, in, wt, n);
-            else conv2d_backward(din_target, dw, db, w->dcol, dout, w->col[i], wt, &l->conv, n);
+            else icn_conv2d_backward(din_target, dw, db, w->dcol, dout, w->col[i], wt, &l->conv, n);
             break;
         case ICN_LAYER_LINEAR:
-            linear_backward(din_target, dw, db, dout, in, wt, n, (int)l->in_size, (int)l->out_size);
+            icn_linear_backward(din_target, dw, db, dout, in, wt, n, (int)l->in_size, (int)l->out_size);
             break;
         case ICN_LAYER_BLOCK: /* never the first layer, so din_target is set */
-            block_backward(din_target, dw, w->dtmp, dout, in, &w->block[i], wt, &l->block, n, w->training);
+            icn_block_backward(din_target, dw, w->dtmp, dout, in, &w->block[i], wt, &l->block, n, w->training);
             break;
         case ICN_LAYER_BN:
-            batchnorm_backward(din_target, dw, w->stats[i], dout, in, wt, pixels, l->conv.c, w->training);
+            icn_batchnorm_backward(din_target, dw, w->stats[i], dout, in, wt, pixels, l->io.c, w->training);
             break;
         case ICN_LAYER_POOL:
-            if (din_target) avgpool_backward(din_target, dout, n, l->conv.h * l->conv.w, l->conv.c);
+            if (din_target) icn_avgpool_backward(din_target, dout, n, l->io.h * l->io.w, l->io.c);
             break;
         }
         float *t = dout; dout = din; din = t;

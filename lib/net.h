@@ -31,10 +31,17 @@
 
 typedef enum { ICN_LAYER_CONV, ICN_LAYER_LINEAR, ICN_LAYER_BLOCK, ICN_LAYER_BN, ICN_LAYER_POOL } icn_layer_kind;
 
+/* Every layer's shape per image: input h x w x c, output oh x ow x oc. A linear layer is
+ * 1 x 1 x (in features) -> 1 x 1 x (out features). */
+typedef struct {
+    int h, w, c;
+    int oh, ow, oc;
+} icn_layer_shape;
+
 typedef struct {
     icn_layer_kind kind;
-    icn_conv_shape conv;   /* conv: full shape; linear: h = w = 1 and c = in features, oc = out;
-                              block, batchnorm, pooling: input h, w, c and output oh, ow, oc */
+    icn_layer_shape io;    /* every layer */
+    icn_conv_shape conv;   /* conv only: kernel, stride and padding as well */
     icn_block_shape block; /* block: its shape and parameter layout */
     int leaky;             /* LeakyReLU after this layer */
     int relu;              /* ReLU after this layer */

@@ -10,6 +10,7 @@
 #include "npy.h"
 
 #include "data.h"
+#include "bytes.h"
 #include "fileio.h"
 #include "util.h"
 

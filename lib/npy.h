@@ -8,7 +8,7 @@
  * Only the dtypes icn needs are read: uint8, little-endian int32, int64 and float32. */
 #ifndef ICN_NPY_H
 #define ICN_NPY_H
-#include "wire.h"
+#include "batch.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -16,7 +16,7 @@
 
 #include "progress.h"
 #include "synth.h"
-#include "wire.h"
+#include "batch.h"
 
 typedef struct {
     const char *snapshots, *pool; /* endpoints: the trainer's PUB, the pool's intake */

@@ -1,8 +1,11 @@
 #include "parallel.h"
 
+#include <cblas.h>
 #include <pthread.h>
+#include <unistd.h>
 #include <stdlib.h>
 
+#include "memlimit.h"
 #include "util.h"
 
 static struct {
@@ -40,7 +43,8 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
-void icn_pool_resize(int threads) {
+/* Start or resize the pool to `threads` (including the caller). */
+static void workers_resize(int threads) {
     pthread_mutex_lock(&pool.lock);
     while (pool.workers < threads - 1) {
         pthread_t t;
@@ -70,3 +74,25 @@ void icn_parallel_for(long n, long min_per_thread, icn_range_fn fn, void *ctx) {
     while (pool.pending > 0) pthread_cond_wait(&pool.done, &pool.lock);
     pthread_mutex_unlock(&pool.lock);
 }
+
+/* ---------------------------------------------------------------- the thread budget */
+
+static int g_threads = 1;
+
+void icn_threads_init(int requested) {
+    int n = requested;
+    if (n <= 0) {
+        const char *env = getenv("ICN_THREADS");
+        if (env && *env) n = (int)icn_parse_long("ICN_THREADS", env, 1, 1024);
+    }
+    if (n <= 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cores > 0 ? (int)cores : 1;
+    }
+    n = icn_memlimit_threads(n); /* plain products under ulimit -v: OpenBLAS spins when it cannot map */
+    g_threads = n;
+    openblas_set_num_threads(n);
+    workers_resize(n);
+}
+
+int icn_threads(void) { return g_threads; }

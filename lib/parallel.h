@@ -1,4 +1,5 @@
-/* parallel.h: a small pool of worker threads that sleep (never spin) between jobs.
+/* parallel.h: the thread budget and a small pool of worker threads that sleep (never spin)
+ * between jobs.
  *
  * Why not OpenMP: libgomp's workers spin after each parallel region and steal the cores
  * OpenBLAS's threads need for the next sgemm; on 2 cores that cost a third of the
@@ -11,7 +12,11 @@
 typedef void (*icn_range_fn)(void *ctx, long lo, long hi, int thread);
 void icn_parallel_for(long n, long min_per_thread, icn_range_fn fn, void *ctx);
 
-/* Start or resize the pool to `threads` (including the caller). Called by icn_threads_init. */
-void icn_pool_resize(int threads);
+/* The thread budget, set once, deliberately: `requested`, else ICN_THREADS, else the number of
+ * online cores. It sizes this pool and OpenBLAS's threads (the one OpenBLAS thread setting outside
+ * gemm.c, which narrows it around thin products). A synthesizer that shares a machine with others
+ * passes --threads 1. */
+void icn_threads_init(int requested); /* 0 = ICN_THREADS or all cores */
+int icn_threads(void);
 
 #endif

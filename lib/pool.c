@@ -7,7 +7,9 @@
  * forces it; a failure cuts the file back to where it was and marks the pool broken. */
 #include "pool.h"
 
+#include "bytes.h"
 #include "util.h"
+#include "wire.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -20,7 +22,6 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
 typedef unsigned long long ull;
 
@@ -80,35 +81,6 @@ const char *icn_fsync_name(icn_fsync_policy f) {
     return f == ICN_FSYNC_ALWAYS ? "always" : f == ICN_FSYNC_NONE ? "none" : "batch";
 }
 
-static void store_u32(uint8_t *d, uint32_t v) {
-    d[0] = (uint8_t)v, d[1] = (uint8_t)(v >> 8), d[2] = (uint8_t)(v >> 16), d[3] = (uint8_t)(v >> 24);
-}
-static uint32_t load_u32(const uint8_t *s) {
-    return (uint32_t)s[0] | (uint32_t)s[1] << 8 | (uint32_t)s[2] << 16 | (uint32_t)s[3] << 24;
-}
-static void store_u64(uint8_t *d, uint64_t v) { store_u32(d, (uint32_t)v), store_u32(d + 4, (uint32_t)(v >> 32)); }
-static uint64_t load_u64(const uint8_t *s) { return (uint64_t)load_u32(s) | (uint64_t)load_u32(s + 4) << 32; }
-static void store_f32(uint8_t *d, float f) {
-    uint32_t v;
-    memcpy(&v, &f, 4);
-    store_u32(d, v);
-}
-static float load_f32(const uint8_t *s) {
-    uint32_t v = load_u32(s);
-    float f;
-    memcpy(&f, &v, 4);
-    return f;
-}
-
-static uint32_t crc_of(const uint8_t *p, size_t n) {
-    uLong crc = crc32(0L, Z_NULL, 0);
-    while (n) { /* crc32 takes a uInt length */
-        uInt m = n > (1u << 30) ? (1u << 30) : (uInt)n;
-        crc = crc32(crc, p, m);
-        p += m, n -= m;
-    }
-    return (uint32_t)crc;
-}
 
 static size_t record_limit(void) {
     size_t m = icn_max_frame();
@@ -329,14 +301,14 @@ static int new_uuid(uint8_t u[16], char *err, size_t errlen) {
 
 static void header_encode(const icn_pool *p, uint8_t hd[ICN_POOL_HEADER_LEN]) {
     memcpy(hd, ICN_POOL_MAGIC, 8);
-    store_u32(hd + 8, ICN_POOL_VERSION);
-    store_u32(hd + 12, ICN_POOL_HEADER_LEN);
+    icn_le_store_u32(hd + 8, ICN_POOL_VERSION);
+    icn_le_store_u32(hd + 12, ICN_POOL_HEADER_LEN);
     memcpy(hd + 16, p->uuid, 16);
-    store_u32(hd + 32, (uint32_t)p->k.h), store_u32(hd + 36, (uint32_t)p->k.w);
-    store_u32(hd + 40, (uint32_t)p->k.c), store_u32(hd + 44, (uint32_t)p->k.classes);
-    store_f32(hd + 48, p->k.lo), store_f32(hd + 52, p->k.hi);
-    store_u64(hd + 56, (uint64_t)p->k.quota_per_generation);
-    store_u32(hd + 64, crc_of(hd, 64));
+    icn_le_store_u32(hd + 32, (uint32_t)p->k.h), icn_le_store_u32(hd + 36, (uint32_t)p->k.w);
+    icn_le_store_u32(hd + 40, (uint32_t)p->k.c), icn_le_store_u32(hd + 44, (uint32_t)p->k.classes);
+    icn_le_store_f32(hd + 48, &p->k.lo, 1), icn_le_store_f32(hd + 52, &p->k.hi, 1);
+    icn_le_store_u64(hd + 56, (uint64_t)p->k.quota_per_generation);
+    icn_le_store_u32(hd + 64, icn_crc32(0, hd, 64));
 }
 
 /* The header of a file of `size` bytes whose first `have` bytes are hd. */
@@ -348,17 +320,19 @@ static int header_decode(icn_pool *p, const uint8_t *hd, char *err, size_t errle
                         p->path, ICN_POOL_VERSION);
     if (memcmp(hd, ICN_POOL_MAGIC, 8) != 0)
         return icn_errf(err, errlen, "%s: not an icn pool (the file does not start with \"%s\")", p->path, ICN_POOL_MAGIC);
-    uint32_t crc = crc_of(hd, 64);
-    if (crc != load_u32(hd + 64))
+    uint32_t crc = icn_crc32(0, hd, 64);
+    if (crc != icn_le_load_u32(hd + 64))
         return icn_errf(err, errlen, "%s: the header is damaged (CRC-32 0x%08x, it says 0x%08x): its contract and UUID "
-                        "cannot be trusted", p->path, crc, load_u32(hd + 64));
-    if (load_u32(hd + 8) != ICN_POOL_VERSION || load_u32(hd + 12) != ICN_POOL_HEADER_LEN)
+                        "cannot be trusted", p->path, crc, icn_le_load_u32(hd + 64));
+    if (icn_le_load_u32(hd + 8) != ICN_POOL_VERSION || icn_le_load_u32(hd + 12) != ICN_POOL_HEADER_LEN)
         return icn_errf(err, errlen, "%s: pool format version %u (header %u bytes); this icn-pool reads version %d",
-                        p->path, load_u32(hd + 8), load_u32(hd + 12), ICN_POOL_VERSION);
+                        p->path, icn_le_load_u32(hd + 8), icn_le_load_u32(hd + 12), ICN_POOL_VERSION);
     memcpy(p->uuid, hd + 16, 16);
-    p->k = (icn_pool_contract){(int32_t)load_u32(hd + 32), (int32_t)load_u32(hd + 36), (int32_t)load_u32(hd + 40),
-                               (int32_t)load_u32(hd + 44), load_f32(hd + 48), load_f32(hd + 52),
-                               (int64_t)load_u64(hd + 56)};
+    float range[2];
+    icn_le_load_f32(range, hd + 48, 2);
+    p->k = (icn_pool_contract){(int32_t)icn_le_load_u32(hd + 32), (int32_t)icn_le_load_u32(hd + 36),
+                               (int32_t)icn_le_load_u32(hd + 40), (int32_t)icn_le_load_u32(hd + 44), range[0], range[1],
+                               (int64_t)icn_le_load_u64(hd + 56)};
     char e[ICN_ERRLEN];
     if (icn_pool_contract_check(&p->k, e, sizeof e)) return icn_errf(err, errlen, "%s: header: %s", p->path, e);
     return 0;
@@ -462,8 +436,8 @@ static int read_frame(icn_pool *p, uint64_t at, uint64_t size, frame *f, char *w
     }
     if (pread_all(p->fd, hd, sizeof hd, at, e, sizeof e))
         return icn_errf(err, errlen, "%s: %s", p->path, e[0] ? e : "the file shrank while being read");
-    f->magic = load_u32(hd), f->len = load_u32(hd + 4);
-    uint32_t crc = load_u32(hd + 8);
+    f->magic = icn_le_load_u32(hd), f->len = icn_le_load_u32(hd + 4);
+    uint32_t crc = icn_le_load_u32(hd + 8);
     if (f->magic != ICN_POOL_RECORD_MAGIC && f->magic != ICN_POOL_COMMIT_MAGIC) {
         snprintf(why, wl, "bad frame magic 0x%08x", f->magic);
         return FR_BAD;
@@ -482,13 +456,13 @@ static int read_frame(icn_pool *p, uint64_t at, uint64_t size, frame *f, char *w
     if (pread_all(p->fd, buf, f->len + ICN_POOL_FRAME_TAIL, at + sizeof hd, e, sizeof e))
         return icn_errf(err, errlen, "%s: %s", p->path, e[0] ? e : "the file shrank while being read");
     const uint8_t *tl = buf + f->len;
-    f->complete = load_u32(tl) != 0 || load_u32(tl + 4) != 0;
-    if (load_u32(tl) != crc || load_u32(tl + 4) != f->len) {
+    f->complete = icn_le_load_u32(tl) != 0 || icn_le_load_u32(tl + 4) != 0;
+    if (icn_le_load_u32(tl) != crc || icn_le_load_u32(tl + 4) != f->len) {
         snprintf(why, wl, "the frame's end (CRC 0x%08x, length %u) does not repeat its beginning (0x%08x, %u)",
-                 load_u32(tl), load_u32(tl + 4), crc, f->len);
+                 icn_le_load_u32(tl), icn_le_load_u32(tl + 4), crc, f->len);
         return FR_BAD;
     }
-    uint32_t got = crc_of(buf, f->len);
+    uint32_t got = icn_crc32(0, buf, f->len);
     if (got != crc) {
         snprintf(why, wl, "CRC-32 of the payload is 0x%08x, the frame says 0x%08x", got, crc);
         return FR_ROT;
@@ -507,7 +481,7 @@ typedef struct {
 
 static int parse_commit(const frame *f, commit_info *c, char *why, size_t wl) {
     const uint8_t *q = f->pl;
-    c->producer = load_u64(q), c->seq = load_u64(q + 8), c->first = load_u64(q + 16), c->n = load_u32(q + 24);
+    c->producer = icn_le_load_u64(q), c->seq = icn_le_load_u64(q + 8), c->first = icn_le_load_u64(q + 16), c->n = icn_le_load_u32(q + 24);
     c->peer_len = (size_t)q[28] | (size_t)q[29] << 8;
     c->peer = (const char *)q + ICN_POOL_COMMIT_FIXED;
     if (c->peer_len < 1 || ICN_POOL_COMMIT_FIXED + c->peer_len != f->len)
@@ -521,12 +495,12 @@ static size_t commit_frame(uint8_t *d, const char *peer, size_t peer_len, uint64
                            uint32_t n) {
     uint32_t len = (uint32_t)(ICN_POOL_COMMIT_FIXED + peer_len);
     uint8_t *q = d + ICN_POOL_FRAME_HEAD;
-    store_u64(q, producer), store_u64(q + 8, seq), store_u64(q + 16, first), store_u32(q + 24, n);
+    icn_le_store_u64(q, producer), icn_le_store_u64(q + 8, seq), icn_le_store_u64(q + 16, first), icn_le_store_u32(q + 24, n);
     q[28] = (uint8_t)peer_len, q[29] = (uint8_t)(peer_len >> 8);
     memcpy(q + ICN_POOL_COMMIT_FIXED, peer, peer_len);
-    uint32_t crc = crc_of(q, len);
-    store_u32(d, ICN_POOL_COMMIT_MAGIC), store_u32(d + 4, len), store_u32(d + 8, crc);
-    store_u32(q + len, crc), store_u32(q + len + 4, len);
+    uint32_t crc = icn_crc32(0, q, len);
+    icn_le_store_u32(d, ICN_POOL_COMMIT_MAGIC), icn_le_store_u32(d + 4, len), icn_le_store_u32(d + 8, crc);
+    icn_le_store_u32(q + len, crc), icn_le_store_u32(q + len + 4, len);
     return ICN_POOL_FRAME_HEAD + len + ICN_POOL_FRAME_TAIL;
 }
 
@@ -544,7 +518,7 @@ static int64_t next_intact(icn_pool *p, uint64_t from, uint64_t size, int commit
             break;
         }
         for (size_t i = 0; i + 4 <= n; i++) {
-            uint32_t m = load_u32(blk + i);
+            uint32_t m = icn_le_load_u32(blk + i);
             if (m != ICN_POOL_COMMIT_MAGIC && (commits_only || m != ICN_POOL_RECORD_MAGIC)) continue;
             frame f;
             int r = read_frame(p, q + i, size, &f, why, sizeof why, err, errlen);
@@ -790,12 +764,11 @@ static icn_pool *pool_new(const char *path, int fd, int writable) {
 static int open_store(const char *path, int flags, int *fd, struct stat *st, char *err, size_t errlen) {
     *fd = open(path, flags | O_CLOEXEC | O_NONBLOCK, 0644);
     if (*fd < 0) return icn_errf(err, errlen, "%s: %s", path, strerror(errno));
-    if (fstat(*fd, st) != 0 || !S_ISREG(st->st_mode)) {
-        int e = errno;
-        int reg = S_ISREG(st->st_mode);
+    const char *why = fstat(*fd, st) != 0 ? strerror(errno) : !S_ISREG(st->st_mode) ? "not a regular file" : NULL;
+    if (why) {
         close(*fd);
         *fd = -1;
-        return icn_errf(err, errlen, "%s: %s", path, reg ? strerror(e) : "not a regular file");
+        return icn_errf(err, errlen, "%s: %s", path, why);
     }
     fcntl(*fd, F_SETFL, fcntl(*fd, F_GETFL) & ~O_NONBLOCK);
     return 0;
@@ -882,36 +855,13 @@ int icn_pool_shape(const icn_pool *p, int32_t *h, int32_t *w, int32_t *c) {
 
 /* ---------------------------------------------------------------- appending */
 
-/* A growable buffer for msgpack_packer whose growth dies loudly on OOM. */
-typedef struct {
-    uint8_t *p;
-    size_t n, cap;
-} outbuf;
-
-static void outbuf_reserve(outbuf *o, size_t more) {
-    if (o->n + more <= o->cap) return;
-    size_t cap = o->cap ? o->cap : 65536;
-    while (cap < o->n + more) cap *= 2;
-    o->p = xrealloc(o->p, cap);
-    o->cap = cap;
-}
-
-static int outbuf_write(void *data, const char *buf, size_t len) {
-    outbuf *o = data;
-    outbuf_reserve(o, len);
-    memcpy(o->p + o->n, buf, len);
-    o->n += len;
-    return 0;
-}
-
-/* Close the frame whose payload is o->p[start + HEAD .. o->n): head and tail. */
-static void seal_frame(outbuf *o, size_t start) {
+static void seal_frame(icn_outbuf *o, size_t start) {
     uint32_t len = (uint32_t)(o->n - start - ICN_POOL_FRAME_HEAD);
     uint8_t *hd = o->p + start;
-    uint32_t crc = crc_of(hd + ICN_POOL_FRAME_HEAD, len);
-    store_u32(hd, ICN_POOL_RECORD_MAGIC), store_u32(hd + 4, len), store_u32(hd + 8, crc);
-    outbuf_reserve(o, ICN_POOL_FRAME_TAIL);
-    store_u32(o->p + o->n, crc), store_u32(o->p + o->n + 4, len);
+    uint32_t crc = icn_crc32(0, hd + ICN_POOL_FRAME_HEAD, len);
+    icn_le_store_u32(hd, ICN_POOL_RECORD_MAGIC), icn_le_store_u32(hd + 4, len), icn_le_store_u32(hd + 8, crc);
+    icn_outbuf_reserve(o, ICN_POOL_FRAME_TAIL);
+    icn_le_store_u32(o->p + o->n, crc), icn_le_store_u32(o->p + o->n + 4, len);
     o->n += ICN_POOL_FRAME_TAIL;
 }
 
@@ -1002,13 +952,13 @@ int icn_pool_append_batch(icn_pool *p, const icn_batch *b, const icn_pool_origin
 
     /* Every record frame into one buffer. */
     size_t d = icn_batch_dim(b), limit = record_limit();
-    outbuf ob = {0};
+    icn_outbuf ob = {0};
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &ob, outbuf_write);
+    msgpack_packer_init(&pk, &ob, icn_outbuf_write);
     p->npend = 0;
     for (int32_t i = 0; i < b->n; i++) {
         size_t start = ob.n;
-        outbuf_reserve(&ob, ICN_POOL_FRAME_HEAD);
+        icn_outbuf_reserve(&ob, ICN_POOL_FRAME_HEAD);
         ob.n += ICN_POOL_FRAME_HEAD;
         icn_batch one = {1, b->h, b->w, b->c, b->x + (size_t)i * d, b->y + i, b->prov + i};
         icn_batch_pack(&pk, &one);
@@ -1073,9 +1023,9 @@ int icn_pool_read(icn_pool *p, int64_t offset, int64_t max, icn_batch *out, char
             const uint8_t *pl = hd + ICN_POOL_FRAME_HEAD;
             icn_batch one;
             why[0] = 0;
-            if (load_u32(hd) != ICN_POOL_RECORD_MAGIC || load_u32(hd + 4) != len)
+            if (icn_le_load_u32(hd) != ICN_POOL_RECORD_MAGIC || icn_le_load_u32(hd + 4) != len)
                 snprintf(why, sizeof why, "frame header changed since the pool was opened");
-            else if (crc_of(pl, len) != load_u32(hd + 8))
+            else if (icn_crc32(0, pl, len) != icn_le_load_u32(hd + 8))
                 snprintf(why, sizeof why, "CRC-32 mismatch (changed on disk since the pool was opened)");
             else if (decode_payload(p, pl, len, &u, &one, why, sizeof why) == 0) {
                 size_t at = (size_t)(k - offset);
@@ -1234,10 +1184,9 @@ int icn_pool_repair(const char *path, const char *out, icn_pool_problem_fn probl
 
 /* ---------------------------------------------------------------- the stats message */
 
-static void pack_cstr(msgpack_packer *pk, const char *s) { msgpack_pack_str_with_body(pk, s, strlen(s)); }
 
 static void pack_tallies(msgpack_packer *pk, const char *key, const icn_pool_tally *v, size_t n) {
-    pack_cstr(pk, key);
+    icn_pack_str(pk, key);
     msgpack_pack_map(pk, n);
     for (size_t i = 0; i < n; i++) msgpack_pack_int64(pk, v[i].key), msgpack_pack_int64(pk, v[i].count);
 }
@@ -1246,19 +1195,19 @@ void icn_pack_pool_stats(msgpack_sbuffer *sb, const icn_pool_counts *c, int64_t 
     msgpack_packer pk;
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
     msgpack_pack_map(&pk, 8);
-    pack_cstr(&pk, "kind"), pack_cstr(&pk, "stats");
-    pack_cstr(&pk, "uuid"), pack_cstr(&pk, c->uuid);
-    pack_cstr(&pk, "total"), msgpack_pack_int64(&pk, c->total);
-    pack_cstr(&pk, "rejected"), msgpack_pack_int64(&pk, rejected);
+    icn_pack_str(&pk, "kind"), icn_pack_str(&pk, "stats");
+    icn_pack_str(&pk, "uuid"), icn_pack_str(&pk, c->uuid);
+    icn_pack_str(&pk, "total"), msgpack_pack_int64(&pk, c->total);
+    icn_pack_str(&pk, "rejected"), msgpack_pack_int64(&pk, rejected);
     pack_tallies(&pk, "per_class", c->per_class, c->n_class);
     pack_tallies(&pk, "per_generation", c->per_generation, c->n_generation);
     pack_tallies(&pk, "per_producer", c->per_producer, c->n_producer);
-    pack_cstr(&pk, "rejects");
+    icn_pack_str(&pk, "rejects");
     msgpack_pack_array(&pk, c->n_rejects);
     for (size_t i = 0; i < c->n_rejects; i++) {
         msgpack_pack_array(&pk, 3);
-        pack_cstr(&pk, c->rejects[i].peer);
-        pack_cstr(&pk, c->rejects[i].reason);
+        icn_pack_str(&pk, c->rejects[i].peer);
+        icn_pack_str(&pk, c->rejects[i].reason);
         msgpack_pack_int64(&pk, c->rejects[i].count);
     }
 }

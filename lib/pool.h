@@ -59,7 +59,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "wire.h"
+#include "batch.h"
 
 #define ICN_POOL_MAGIC "ICNPOOL2"
 #define ICN_POOL_VERSION 2

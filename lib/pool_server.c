@@ -18,12 +18,6 @@
 
 #define STATUS_EVERY 10.0 /* seconds between status lines */
 
-static volatile sig_atomic_t g_stop;
-static void on_signal(int sig) {
-    (void)sig;
-    g_stop = 1;
-}
-
 static FILE *g_log; /* NULL: stderr */
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -47,6 +41,7 @@ static void say_line(const char *line) { say("%s", line); } /* the ZAP handler's
 typedef struct {
     icn_pool *pool;
     const char *store, *intake_ep, *rep_ep;
+    volatile sig_atomic_t *stop; /* set by the program's signal handler */
     int64_t frames, rejected, duplicates, fetches;
 } server;
 
@@ -149,7 +144,7 @@ static int serve_request(server *s, void *rep, char *err, size_t errlen) {
     }
     icn_msg_free(&m);
     int rc;
-    while ((rc = icn_zmq_send_sbuffer(rep, &sb, e, sizeof e)) != 0 && errno == EINTR && !g_stop) {
+    while ((rc = icn_zmq_send_sbuffer(rep, &sb, e, sizeof e)) != 0 && errno == EINTR && !*s->stop) {
     }
     if (rc != 0) say("REP %s: reply not sent: %s", s->rep_ep, e);
     msgpack_sbuffer_destroy(&sb);
@@ -165,16 +160,10 @@ static int64_t intake_max(const icn_pool *p) {
     return max < (64 << 20) ? max : (64 << 20);
 }
 
-int icn_pool_serve(const icn_pool_server_opts *o, char *err, size_t errlen) {
+int icn_pool_serve(const icn_pool_server_opts *o, volatile sig_atomic_t *stop, char *err, size_t errlen) {
     g_log = o->log;
     icn_zmq_set_log(say_line);
-    struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART: blocking calls return EINTR */
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
-    server s = {.store = o->store, .intake_ep = o->intake, .rep_ep = o->rep};
+    server s = {.store = o->store, .intake_ep = o->intake, .rep_ep = o->rep, .stop = stop};
     const int quiet = o->quiet;
     char e[2 * ICN_ERRLEN];
     if (icn_pool_open(s.store, ICN_POOL_CREATE, o->contract, &s.pool, err, errlen)) return -1;
@@ -197,7 +186,7 @@ int icn_pool_serve(const icn_pool_server_opts *o, char *err, size_t errlen) {
     double last = icn_now();
     int64_t last_count = icn_pool_count(s.pool);
     rc = 0;
-    while (!g_stop && rc == 0) {
+    while (!*stop && rc == 0) {
         void *socks[2] = {intake, rep};
         int ready[2];
         int r = icn_zmq_poll(socks, 2, 1000, ready, e, sizeof e);
@@ -206,7 +195,7 @@ int icn_pool_serve(const icn_pool_server_opts *o, char *err, size_t errlen) {
             break;
         }
         if (ready[1]) rc = serve_request(&s, rep, err, errlen);
-        for (int i = 0; ready[0] && rc == 0 && i < 64 && !g_stop; i++) { /* then let requests in */
+        for (int i = 0; ready[0] && rc == 0 && i < 64 && !*stop; i++) { /* then let requests in */
             int64_t before = s.frames;
             rc = take_frame(&s, intake, err, errlen);
             if (s.frames == before) break;

@@ -4,11 +4,14 @@
  * synthesizers, each with its producer and sequence number: a batch is answered "ack" once
  * it is stored under the fsync policy, or was stored before; "refused" with the reason when
  * it is bad, which is final; icn-wire(5) DELIVERY) and REP (the trainer's "fetch" by offset
- * and "stats" requests), and serves until SIGINT or SIGTERM. A batch that cannot be stored
+ * and "stats" requests), and serves until *stop becomes non-zero (the program's SIGINT and SIGTERM
+ * handler sets it; installed without SA_RESTART, so that blocking calls return EINTR: handlers
+ * and how to exit are the program's business, not the library's). A batch that cannot be stored
  * because of the disk stops the server with a one-line error, unacknowledged: nothing
  * acknowledged is ever lost. */
 #ifndef ICN_POOL_SERVER_H
 #define ICN_POOL_SERVER_H
+#include <signal.h>
 #include <stdio.h>
 
 #include "pool.h"
@@ -21,8 +24,8 @@ typedef struct {
     int quiet;                      /* only refusals and errors */
 } icn_pool_server_opts;
 
-/* Serve until a signal; 0 after a clean stop (the store closed and synced); -1 with one line
+/* Serve until *stop; 0 after a clean stop (the store closed and synced); -1 with one line
  * in err when the store cannot be opened, written or synced, or a socket fails. */
-int icn_pool_serve(const icn_pool_server_opts *o, char *err, size_t errlen);
+int icn_pool_serve(const icn_pool_server_opts *o, volatile sig_atomic_t *stop, char *err, size_t errlen);
 
 #endif

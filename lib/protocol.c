@@ -9,6 +9,7 @@
 
 #include "transport.h"
 #include "util.h"
+#include "wire.h"
 
 static const struct {
     icn_msg_kind kind;
@@ -146,16 +147,14 @@ void icn_msg_free(icn_msg *m) {
 
 /* ---------------------------------------------------------------- packing */
 
-static void pack_cstr(msgpack_packer *pk, const char *s) { msgpack_pack_str_with_body(pk, s, strlen(s)); }
-
 static void packer(msgpack_packer *pk, msgpack_sbuffer *sb) { msgpack_packer_init(pk, sb, msgpack_sbuffer_write); }
 
 void icn_pack_control(msgpack_sbuffer *sb, icn_msg_kind hold_or_stop, int64_t generation) {
     msgpack_packer pk;
     packer(&pk, sb);
     msgpack_pack_map(&pk, 2);
-    pack_cstr(&pk, "kind"), pack_cstr(&pk, icn_msg_kind_name(hold_or_stop));
-    pack_cstr(&pk, "generation"), msgpack_pack_int64(&pk, generation);
+    icn_pack_str(&pk, "kind"), icn_pack_str(&pk, icn_msg_kind_name(hold_or_stop));
+    icn_pack_str(&pk, "generation"), msgpack_pack_int64(&pk, generation);
 }
 
 void icn_pack_batch_from(msgpack_sbuffer *sb, const icn_batch *b, uint64_t producer, uint64_t seq) {
@@ -173,8 +172,8 @@ void icn_pack_batch_from(msgpack_sbuffer *sb, const icn_batch *b, uint64_t produ
     packer(&pk, sb);
     msgpack_pack_map(&pk, pairs + 2);
     msgpack_sbuffer_write(sb, inner.data + head, inner.size - head);
-    pack_cstr(&pk, "producer"), msgpack_pack_uint64(&pk, producer);
-    pack_cstr(&pk, "seq"), msgpack_pack_uint64(&pk, seq);
+    icn_pack_str(&pk, "producer"), msgpack_pack_uint64(&pk, producer);
+    icn_pack_str(&pk, "seq"), msgpack_pack_uint64(&pk, seq);
     msgpack_sbuffer_destroy(&inner);
 }
 
@@ -182,10 +181,10 @@ static void pack_origin_reply(msgpack_sbuffer *sb, const char *kind, uint64_t pr
     msgpack_packer pk;
     packer(&pk, sb);
     msgpack_pack_map(&pk, reason ? 4 : 3);
-    pack_cstr(&pk, "kind"), pack_cstr(&pk, kind);
-    pack_cstr(&pk, "producer"), msgpack_pack_uint64(&pk, producer);
-    pack_cstr(&pk, "seq"), msgpack_pack_uint64(&pk, seq);
-    if (reason) pack_cstr(&pk, "reason"), pack_cstr(&pk, reason);
+    icn_pack_str(&pk, "kind"), icn_pack_str(&pk, kind);
+    icn_pack_str(&pk, "producer"), msgpack_pack_uint64(&pk, producer);
+    icn_pack_str(&pk, "seq"), msgpack_pack_uint64(&pk, seq);
+    if (reason) icn_pack_str(&pk, "reason"), icn_pack_str(&pk, reason);
 }
 
 void icn_pack_ack(msgpack_sbuffer *sb, uint64_t producer, uint64_t seq) { pack_origin_reply(sb, "ack", producer, seq, NULL); }
@@ -200,16 +199,16 @@ void icn_pack_fetch(msgpack_sbuffer *sb, int64_t offset, int64_t max) {
     msgpack_packer pk;
     packer(&pk, sb);
     msgpack_pack_map(&pk, 3);
-    pack_cstr(&pk, "kind"), pack_cstr(&pk, "fetch");
-    pack_cstr(&pk, "offset"), msgpack_pack_int64(&pk, offset);
-    pack_cstr(&pk, "max"), msgpack_pack_int64(&pk, max);
+    icn_pack_str(&pk, "kind"), icn_pack_str(&pk, "fetch");
+    icn_pack_str(&pk, "offset"), msgpack_pack_int64(&pk, offset);
+    icn_pack_str(&pk, "max"), msgpack_pack_int64(&pk, max);
 }
 
 void icn_pack_stats_request(msgpack_sbuffer *sb) {
     msgpack_packer pk;
     packer(&pk, sb);
     msgpack_pack_map(&pk, 1);
-    pack_cstr(&pk, "kind"), pack_cstr(&pk, "stats");
+    icn_pack_str(&pk, "kind"), icn_pack_str(&pk, "stats");
 }
 
 void icn_pack_records(msgpack_sbuffer *sb, int64_t offset, int64_t total, const icn_batch *records) {
@@ -217,10 +216,10 @@ void icn_pack_records(msgpack_sbuffer *sb, int64_t offset, int64_t total, const 
     packer(&pk, sb);
     int with_batch = records && records->n > 0; /* a batch cannot say n = 0: no key then */
     msgpack_pack_map(&pk, 3 + with_batch);
-    pack_cstr(&pk, "kind"), pack_cstr(&pk, "records");
-    pack_cstr(&pk, "offset"), msgpack_pack_int64(&pk, offset);
-    pack_cstr(&pk, "total"), msgpack_pack_int64(&pk, total);
-    if (with_batch) pack_cstr(&pk, "batch"), icn_batch_pack(&pk, records);
+    icn_pack_str(&pk, "kind"), icn_pack_str(&pk, "records");
+    icn_pack_str(&pk, "offset"), msgpack_pack_int64(&pk, offset);
+    icn_pack_str(&pk, "total"), msgpack_pack_int64(&pk, total);
+    if (with_batch) icn_pack_str(&pk, "batch"), icn_batch_pack(&pk, records);
 }
 
 void icn_pack_error(msgpack_sbuffer *sb, const char *message) {
@@ -229,8 +228,8 @@ void icn_pack_error(msgpack_sbuffer *sb, const char *message) {
     msgpack_packer pk;
     packer(&pk, sb);
     msgpack_pack_map(&pk, 2);
-    pack_cstr(&pk, "kind"), pack_cstr(&pk, "error");
-    pack_cstr(&pk, "message"), pack_cstr(&pk, m);
+    icn_pack_str(&pk, "kind"), icn_pack_str(&pk, "error");
+    icn_pack_str(&pk, "message"), icn_pack_str(&pk, m);
 }
 
 /* ---------------------------------------------------------------- channel sockets */

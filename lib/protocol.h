@@ -20,7 +20,7 @@
 #include "pool.h"
 #include "snapshot.h"
 #include "util.h"
-#include "wire.h"
+#include "batch.h"
 
 typedef enum {
     ICN_MSG_MODEL = 1 << 0,   /* a model / snapshot (icn-wire(5) MODEL AND SNAPSHOT FRAMES) */

@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "wire.h"
+#include "batch.h"
 
 typedef struct icn_sender icn_sender;
 

@@ -1,21 +1,17 @@
 #include "snapshot.h"
 
+#include "pool.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
+#include "bytes.h"
 #include "fileio.h"
 #include "util.h"
 #include "wire.h"
 
 #define MAX_MODEL_BYTES ((size_t)2 << 30)
-
-static void pack_str(msgpack_packer *pk, const char *s) {
-    size_t n = strlen(s);
-    msgpack_pack_str(pk, n);
-    msgpack_pack_str_body(pk, s, n);
-}
 
 static void pack_floats(msgpack_packer *pk, const float *x, size_t n) {
     msgpack_pack_bin(pk, n * sizeof(float));
@@ -29,20 +25,12 @@ static void pack_floats(msgpack_packer *pk, const float *x, size_t n) {
 
 /* CRC-32 over what defines the model: architecture, input shape, classes, parameters. */
 static uint32_t model_crc(const icn_net *net, const uint8_t *params_le) {
-    uLong crc = crc32(0L, Z_NULL, 0);
-    crc = crc32(crc, (const Bytef *)net->arch, (uInt)strlen(net->arch));
+    uint32_t crc = icn_crc32(0, net->arch, strlen(net->arch));
     int32_t dims[4] = {net->in_h, net->in_w, net->in_c, net->classes};
     uint8_t dims_le[16];
-    for (int i = 0; i < 4; i++)
-        for (int b = 0; b < 4; b++) dims_le[4 * i + b] = (uint8_t)((uint32_t)dims[i] >> (8 * b));
-    crc = crc32(crc, dims_le, sizeof dims_le);
-    size_t left = net->n_params * sizeof(float);
-    for (const uint8_t *p = params_le; left;) { /* crc32's length is a uInt: feed in slices */
-        uInt m = left > (1u << 30) ? (1u << 30) : (uInt)left;
-        crc = crc32(crc, p, m);
-        p += m, left -= m;
-    }
-    return (uint32_t)crc;
+    for (int i = 0; i < 4; i++) icn_le_store_u32(dims_le + 4 * i, (uint32_t)dims[i]);
+    crc = icn_crc32(crc, dims_le, sizeof dims_le);
+    return icn_crc32(crc, params_le, net->n_params * sizeof(float));
 }
 
 static const char *meta_keys[] = {"generation", "step", "total_steps", "seed", "train_images", "round", "pool_offset",
@@ -62,27 +50,29 @@ void icn_model_pack(msgpack_sbuffer *sb, const icn_net *net, const icn_model_met
     icn_le_store_f32(le, net->params, net->n_params);
 
     msgpack_pack_map(&pk, optim ? 11 : 10);
-    pack_str(&pk, "kind"), pack_str(&pk, "model");
-    pack_str(&pk, "version"), msgpack_pack_int(&pk, ICN_MODEL_VERSION);
-    pack_str(&pk, "arch"), pack_str(&pk, net->arch);
-    pack_str(&pk, "input"), msgpack_pack_array(&pk, 3);
+    icn_pack_str(&pk, "kind"), icn_pack_str(&pk, "model");
+    icn_pack_str(&pk, "version"), msgpack_pack_int(&pk, ICN_MODEL_VERSION);
+    icn_pack_str(&pk, "arch"), icn_pack_str(&pk, net->arch);
+    icn_pack_str(&pk, "input"), msgpack_pack_array(&pk, 3);
     msgpack_pack_int(&pk, net->in_h), msgpack_pack_int(&pk, net->in_w), msgpack_pack_int(&pk, net->in_c);
-    pack_str(&pk, "classes"), msgpack_pack_int(&pk, net->classes);
-    pack_str(&pk, "head"), pack_str(&pk, icn_head_name(meta->head));
-    pack_str(&pk, "n_params"), msgpack_pack_uint64(&pk, net->n_params);
-    pack_str(&pk, "params"), msgpack_pack_bin(&pk, bytes), msgpack_pack_bin_body(&pk, le, bytes);
-    pack_str(&pk, "crc32"), msgpack_pack_uint32(&pk, model_crc(net, le));
-    pack_str(&pk, "info"), msgpack_pack_map(&pk, sizeof meta_keys / sizeof meta_keys[0] + (meta->settings[0] != 0));
+    icn_pack_str(&pk, "classes"), msgpack_pack_int(&pk, net->classes);
+    icn_pack_str(&pk, "head"), icn_pack_str(&pk, icn_head_name(meta->head));
+    icn_pack_str(&pk, "n_params"), msgpack_pack_uint64(&pk, net->n_params);
+    icn_pack_str(&pk, "params"), msgpack_pack_bin(&pk, bytes), msgpack_pack_bin_body(&pk, le, bytes);
+    icn_pack_str(&pk, "crc32"), msgpack_pack_uint32(&pk, model_crc(net, le));
+    icn_pack_str(&pk, "info"),
+        msgpack_pack_map(&pk, sizeof meta_keys / sizeof meta_keys[0] + (meta->settings[0] != 0) + (meta->pool_uuid[0] != 0));
     icn_model_meta copy = *meta;
     for (size_t i = 0; i < sizeof meta_keys / sizeof meta_keys[0]; i++)
-        pack_str(&pk, meta_keys[i]), msgpack_pack_int64(&pk, *meta_field(&copy, (int)i));
-    if (meta->settings[0]) pack_str(&pk, "settings"), pack_str(&pk, meta->settings);
+        icn_pack_str(&pk, meta_keys[i]), msgpack_pack_int64(&pk, *meta_field(&copy, (int)i));
+    if (meta->settings[0]) icn_pack_str(&pk, "settings"), icn_pack_str(&pk, meta->settings);
+    if (meta->pool_uuid[0]) icn_pack_str(&pk, "pool_uuid"), icn_pack_str(&pk, meta->pool_uuid);
     if (optim) {
-        pack_str(&pk, "optim"), msgpack_pack_map(&pk, optim->v ? 4 : 3);
-        pack_str(&pk, "kind"), pack_str(&pk, optim->kind == ICN_OPT_ADAM ? "adam" : "sgd");
-        pack_str(&pk, "t"), msgpack_pack_int64(&pk, optim->t);
-        pack_str(&pk, "m"), pack_floats(&pk, optim->m, optim->n);
-        if (optim->v) pack_str(&pk, "v"), pack_floats(&pk, optim->v, optim->n);
+        icn_pack_str(&pk, "optim"), msgpack_pack_map(&pk, optim->v ? 4 : 3);
+        icn_pack_str(&pk, "kind"), icn_pack_str(&pk, optim->kind == ICN_OPT_ADAM ? "adam" : "sgd");
+        icn_pack_str(&pk, "t"), msgpack_pack_int64(&pk, optim->t);
+        icn_pack_str(&pk, "m"), pack_floats(&pk, optim->m, optim->n);
+        if (optim->v) icn_pack_str(&pk, "v"), pack_floats(&pk, optim->v, optim->n);
     }
     free(le);
 }
@@ -193,6 +183,13 @@ int icn_model_decode_map(const msgpack_object *map, icn_net *net, icn_model_meta
         if (icn_map_get(info, "settings") &&
             icn_map_str(info, "settings", meta->settings, sizeof meta->settings, err, errlen))
             goto out;
+        uint8_t id[16];
+        if (icn_map_get(info, "pool_uuid") &&
+            (icn_map_str(info, "pool_uuid", meta->pool_uuid, sizeof meta->pool_uuid, err, errlen) ||
+             icn_uuid_parse(meta->pool_uuid, id))) {
+            icn_errf(err, errlen, "model: 'pool_uuid' is not a UUID");
+            goto out;
+        }
     }
     if (optim && optim->n != net->n_trainable) {
         icn_errf(err, errlen, "model: optimizer state for %zu parameters, model has %zu", optim->n, net->n_trainable);

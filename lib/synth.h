@@ -11,7 +11,7 @@
 #include "net.h"
 #include "optim.h"
 #include "util.h"
-#include "wire.h"
+#include "batch.h"
 
 typedef enum {
     ICN_STOP_POSITIVE = 1,  /* option 1: stop once classified as the target class */
@@ -33,7 +33,7 @@ typedef struct {
 } icn_synth_opts;
 
 void icn_synth_opts_default(icn_synth_opts *o);
-/* Parse "sgd|langevin" and a stop option; -1 on unknown names. */
+/* Parse the update method, "sgd" or "langevin", into o->langevin; -1 on any other name. */
 int icn_synth_parse_method(const char *s, icn_synth_opts *o);
 
 /* One slot of the batch: the sample it holds and that sample's own state. */

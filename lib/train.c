@@ -53,14 +53,6 @@ void icn_sampler_free(icn_sampler *s) {
     s->perm = NULL;
 }
 
-void icn_gather(const icn_batch *data, const int32_t *idx, int n, float *x, int32_t *y) {
-    size_t d = icn_batch_dim(data);
-    for (int i = 0; i < n; i++) {
-        memcpy(x + (size_t)i * d, data->x + (size_t)idx[i] * d, d * sizeof(float));
-        if (y) y[i] = data->y[idx[i]];
-    }
-}
-
 void icn_train_augment(const icn_train_opts *o, const icn_batch *data, float *x, int n, int64_t step) {
     icn_augment_batch(x, n, data->h, data->w, data->c, o->augment ? ICN_AUGMENT_PAD : 0, o->augment, o->seed, step);
 }
@@ -221,7 +213,8 @@ int icn_val_due(const icn_train_opts *o, int64_t steps_done) {
 
 int icn_train_save_model(const char *path, const icn_net *net, const icn_model_meta *meta, char *err, size_t errlen) {
     icn_model_meta m = *meta;
-    m.pool_offset = m.pool_start = 0;
+    m.pool_offset = m.pool_start = 0; /* where the run stood in its pool: a checkpoint's business */
+    m.pool_uuid[0] = 0;
     return icn_model_save(path, net, &m, NULL, err, errlen);
 }
 

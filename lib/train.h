@@ -10,7 +10,7 @@
 #include "optim.h"
 #include "progress.h"
 #include "snapshot.h"
-#include "wire.h"
+#include "batch.h"
 
 #define ICN_MAX_MILESTONES 8
 
@@ -52,8 +52,6 @@ void icn_sampler_init(icn_sampler *s, int64_t n, uint64_t seed);
 void icn_sampler_batch(icn_sampler *s, int64_t step, int batch, int32_t *idx);
 void icn_sampler_free(icn_sampler *s);
 
-/* Copy images idx[0..n) of data into x and (if y) their labels into y. */
-void icn_gather(const icn_batch *data, const int32_t *idx, int n, float *x, int32_t *y);
 /* When o->augment: augment the n real images x (of data's shape) of step `step`, drawn from
  * (o->seed, step) (augment.h); otherwise nothing. */
 void icn_train_augment(const icn_train_opts *o, const icn_batch *data, float *x, int n, int64_t step);

@@ -7,12 +7,12 @@
 #include "transport.h"
 
 #include "util.h"
+#include "wire.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -178,54 +178,6 @@ int icn_zmq_send_sbuffer(void *sock, const msgpack_sbuffer *sb, char *err, size_
     return icn_zmq_send(sock, sb->data, sb->size, err, errlen);
 }
 
-int icn_zmq_recv(void *sock, void *zmq_msg, int timeout_ms, char *err, size_t errlen) {
-    zmq_msg_t *msg = zmq_msg;
-    zmq_msg_init(msg);
-    int flags = 0;
-    if (timeout_ms >= 0) {
-        zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN, 0};
-        int r = zmq_poll(&item, 1, timeout_ms);
-        if (r < 0 && errno == EINTR) return 0; /* errno stays EINTR */
-        if (r < 0) {
-            keep_errno(icn_errf(err, errlen, "poll failed: %s", zmq_strerror(errno)));
-            return -1;
-        }
-        if (r == 0) {
-            errno = EAGAIN;
-            return 0;
-        }
-        flags = ZMQ_DONTWAIT;
-    }
-    if (zmq_msg_recv(msg, sock, flags) < 0) {
-        if (errno == EINTR || errno == EAGAIN) return 0;
-        keep_errno(icn_errf(err, errlen, "receive failed: %s", zmq_strerror(errno)));
-        return -1;
-    }
-    if (!zmq_msg_more(msg)) return 1;
-    /* icn frames are single-part: take the rest of a multipart message off the socket (so the
-     * next receive starts at a message boundary, and a REP socket may answer) and refuse it. */
-    long parts = 1;
-    size_t bytes = zmq_msg_size(msg);
-    for (int more = 1; more;) {
-        zmq_msg_t part;
-        zmq_msg_init(&part);
-        if (zmq_msg_recv(&part, sock, 0) < 0) {
-            zmq_msg_close(&part);
-            if (errno == EINTR) continue;
-            break; /* the context is going away: refuse the message all the same */
-        }
-        parts++;
-        bytes += zmq_msg_size(&part);
-        more = zmq_msg_more(&part);
-        zmq_msg_close(&part);
-    }
-    zmq_msg_close(msg);
-    zmq_msg_init(msg);
-    icn_errf(err, errlen, "multipart message of %ld parts (%zu bytes): icn frames are single-part", parts, bytes);
-    errno = EPROTO;
-    return -1;
-}
-
 /* Take the rest of a multipart message off the socket; count its parts and bytes. */
 static void drain_parts(void *sock, long *parts, size_t *bytes) {
     for (int more = 1; more;) {
@@ -243,6 +195,50 @@ static void drain_parts(void *sock, long *parts, size_t *bytes) {
     }
 }
 
+/* Wait up to timeout_ms for a message on sock: 1 when one is there; 0 on timeout (errno EAGAIN)
+ * or a signal (errno stays EINTR); -1 with err when polling fails. */
+static int wait_readable(void *sock, int timeout_ms, char *err, size_t errlen) {
+    zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN, 0};
+    int r = zmq_poll(&item, 1, timeout_ms);
+    if (r < 0 && errno == EINTR) return 0;
+    if (r < 0) {
+        keep_errno(icn_errf(err, errlen, "poll failed: %s", zmq_strerror(errno)));
+        return -1;
+    }
+    if (r == 0) {
+        errno = EAGAIN;
+        return 0;
+    }
+    return 1;
+}
+
+int icn_zmq_recv(void *sock, void *zmq_msg, int timeout_ms, char *err, size_t errlen) {
+    zmq_msg_t *msg = zmq_msg;
+    zmq_msg_init(msg);
+    int flags = 0;
+    if (timeout_ms >= 0) {
+        int r = wait_readable(sock, timeout_ms, err, errlen);
+        if (r <= 0) return r;
+        flags = ZMQ_DONTWAIT;
+    }
+    if (zmq_msg_recv(msg, sock, flags) < 0) {
+        if (errno == EINTR || errno == EAGAIN) return 0;
+        keep_errno(icn_errf(err, errlen, "receive failed: %s", zmq_strerror(errno)));
+        return -1;
+    }
+    if (!zmq_msg_more(msg)) return 1;
+    /* icn frames are single-part: take the rest of a multipart message off the socket (so the
+     * next receive starts at a message boundary, and a REP socket may answer) and refuse it. */
+    long parts = 1;
+    size_t bytes = zmq_msg_size(msg);
+    drain_parts(sock, &parts, &bytes); /* when the context is going away: refused all the same */
+    zmq_msg_close(msg);
+    zmq_msg_init(msg);
+    icn_errf(err, errlen, "multipart message of %ld parts (%zu bytes): icn frames are single-part", parts, bytes);
+    errno = EPROTO;
+    return -1;
+}
+
 int icn_zmq_recv_buf(void *sock, icn_zmq_peer *from, int timeout_ms, uint8_t **data, size_t *len, char *err,
                      size_t errlen) {
     *data = NULL, *len = 0;
@@ -258,17 +254,8 @@ int icn_zmq_recv_buf(void *sock, icn_zmq_peer *from, int timeout_ms, uint8_t **d
         return r;
     }
     if (timeout_ms >= 0) {
-        zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN, 0};
-        int r = zmq_poll(&item, 1, timeout_ms);
-        if (r < 0 && errno == EINTR) return 0;
-        if (r < 0) {
-            keep_errno(icn_errf(err, errlen, "poll failed: %s", zmq_strerror(errno)));
-            return -1;
-        }
-        if (r == 0) {
-            errno = EAGAIN;
-            return 0;
-        }
+        int r = wait_readable(sock, timeout_ms, err, errlen);
+        if (r <= 0) return r;
     }
     zmq_msg_t id, msg;
     zmq_msg_init(&id);

@@ -19,7 +19,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "wire.h"
 
 #define ICN_EP_SNAPSHOTS "tcp://127.0.0.1:5560"
 #define ICN_EP_POOL_PUSH "tcp://127.0.0.1:5561"
@@ -134,8 +133,9 @@ void icn_zmq_set_log(void (*log)(const char *line));
  * icn_security_option (1 when it was one of these). */
 enum { ICN_OPT_SECRET_KEY = 0x5ec0, ICN_OPT_SERVER_KEY, ICN_OPT_ALLOW, ICN_OPT_INSECURE };
 #define ICN_SECURITY_OPTIONS                                                                      \
-    {"secret-key", 1, 0, ICN_OPT_SECRET_KEY}, {"server-key", 1, 0, ICN_OPT_SERVER_KEY},          \
-        {"allow", 1, 0, ICN_OPT_ALLOW}, {"insecure", 0, 0, ICN_OPT_INSECURE}
+    {"secret-key", required_argument, 0, ICN_OPT_SECRET_KEY},                                   \
+        {"server-key", required_argument, 0, ICN_OPT_SERVER_KEY},                               \
+        {"allow", required_argument, 0, ICN_OPT_ALLOW}, {"insecure", no_argument, 0, ICN_OPT_INSECURE}
 #define ICN_SECURITY_USAGE                                                                        \
     "  --secret-key FILE   CURVE: this process's secret key (NAME.key of 'icn-pool keygen')\n"   \
     "  --allow DIR         CURVE, bound sockets: admit only peers whose NAME.pub is in DIR\n"  \

@@ -1,19 +1,12 @@
 #include "util.h"
 
-#include <cblas.h>
-#include "memlimit.h"
-#include "parallel.h"
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
-#include <libgen.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 const char *icn_progname = "icn";
 
@@ -141,25 +134,6 @@ void icn_rng_shuffle(icn_rng *r, int32_t *a, size_t n) {
     }
 }
 
-static int g_threads = 1;
-
-void icn_threads_init(int requested) {
-    int n = requested;
-    if (n <= 0) {
-        const char *env = getenv("ICN_THREADS");
-        if (env && *env) n = (int)icn_parse_long("ICN_THREADS", env, 1, 1024);
-    }
-    if (n <= 0) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        n = cores > 0 ? (int)cores : 1;
-    }
-    n = icn_memlimit_threads(n); /* plain products under ulimit -v: OpenBLAS spins when it cannot map */
-    g_threads = n;
-    openblas_set_num_threads(n);
-    icn_pool_resize(n);
-}
-
-int icn_threads(void) { return g_threads; }
 
 int icn_getopt(int argc, char **argv, const struct option *longs, const char *usage, const char *context) {
     opterr = 0; /* our own one-line messages */
@@ -172,6 +146,11 @@ int icn_getopt(int argc, char **argv, const struct option *longs, const char *us
         icn_die(2, "%s%s%s '%s' (see --help)", context ? context : "", context ? ": " : "",
                 c == ':' ? "missing value for option" : "unknown option", argv[optind - 1]);
     return c;
+}
+
+void icn_no_operands(int argc, char **argv, const char *context) {
+    if (optind < argc)
+        icn_die(2, "%s%sunexpected argument '%s' (see --help)", context ? context : "", context ? ": " : "", argv[optind]);
 }
 
 long icn_parse_long(const char *flag, const char *s, long lo, long hi) {

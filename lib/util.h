@@ -1,4 +1,4 @@
-/* util.h: checked allocation, fatal errors, time, RNG, and the thread budget.
+/* util.h: checked allocation, fatal errors, time, RNG, flag parsing and whole-file I/O.
  * Every other file in lib/ uses these; nothing here knows about networks. */
 #ifndef ICN_UTIL_H
 #define ICN_UTIL_H
@@ -40,17 +40,16 @@ uint32_t icn_rng_below(icn_rng *r, uint32_t n); /* [0, n), unbiased */
 double icn_rng_gauss(icn_rng *r);            /* N(0, 1) */
 void icn_rng_shuffle(icn_rng *r, int32_t *a, size_t n);
 
-/* Threads. OpenBLAS threads are set once, deliberately: ICN_THREADS, else the number of
- * online cores. A synthesizer that shares a machine with others passes --threads 1. */
-void icn_threads_init(int requested); /* 0 = ICN_THREADS or all cores */
-int icn_threads(void);
-
 /* getopt_long with icn's conventions: -h/--help (an option returning 'h') prints usage to
  * stdout and exits 0; an unknown option or a missing value is one line on stderr naming it
  * ("prog: [context: ]unknown option '--x' (see --help)") and exit 2. Returns the next option
  * or -1. `context` (a subcommand name) may be NULL. */
 struct option;
 int icn_getopt(int argc, char **argv, const struct option *longs, const char *usage, const char *context);
+
+/* After icn_getopt's loop: an operand left over is a usage error, one line on stderr
+ * ("prog: [context: ]unexpected argument 'x' (see --help)") and exit 2. */
+void icn_no_operands(int argc, char **argv, const char *context);
 
 /* Parse helpers for flags: exit with a message naming the flag on bad input. */
 long icn_parse_long(const char *flag, const char *s, long lo, long hi);

@@ -6,6 +6,7 @@
  * declared length and count fits the bytes actually present and the frame limit. */
 #include "wire.h"
 
+#include "bytes.h"
 #include "fileio.h"
 #include "util.h"
 
@@ -16,7 +17,6 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 typedef unsigned long long ull;
@@ -511,103 +511,9 @@ int icn_map_kind_is(const msgpack_object *map, const char *kind) {
     return v && v->type == MSGPACK_OBJECT_STR && v->via.str.size == n && memcmp(v->via.str.ptr, kind, n) == 0;
 }
 
-/* ---------------------------------------------------------------- little-endian helpers */
+/* ---------------------------------------------------------------- the batch codec */
 
-static void store_u32(uint8_t *d, uint32_t v) {
-    d[0] = (uint8_t)v; d[1] = (uint8_t)(v >> 8); d[2] = (uint8_t)(v >> 16); d[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t load_u32(const uint8_t *s) {
-    return (uint32_t)s[0] | (uint32_t)s[1] << 8 | (uint32_t)s[2] << 16 | (uint32_t)s[3] << 24;
-}
-
-void icn_le_store_f32(uint8_t *dst, const float *src, size_t n) {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    memcpy(dst, src, n * 4);
-#else
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &src[i], 4);
-        store_u32(dst + 4 * i, u);
-    }
-#endif
-}
-
-void icn_le_load_f32(float *dst, const uint8_t *src, size_t n) {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    memcpy(dst, src, n * 4);
-#else
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u = load_u32(src + 4 * i);
-        memcpy(&dst[i], &u, 4);
-    }
-#endif
-}
-
-/* ---------------------------------------------------------------- batches */
-
-size_t icn_batch_dim(const icn_batch *b) { return (size_t)b->h * (size_t)b->w * (size_t)b->c; }
-
-void icn_batch_alloc(icn_batch *b, int32_t n, int32_t h, int32_t w, int32_t c, int with_labels) {
-    b->n = n; b->h = h; b->w = w; b->c = c;
-    b->x = xcalloc((size_t)n * icn_batch_dim(b), sizeof(float));
-    b->y = with_labels ? xcalloc((size_t)n, sizeof(int32_t)) : NULL;
-    b->prov = NULL;
-}
-
-void icn_batch_free(icn_batch *b) {
-    if (!b) return;
-    free(b->x);
-    free(b->y);
-    free(b->prov);
-    memset(b, 0, sizeof *b);
-}
-
-static void batch_copy(icn_batch *dst, const icn_batch *src) {
-    size_t n = (size_t)src->n, d = icn_batch_dim(src);
-    *dst = (icn_batch){src->n, src->h, src->w, src->c, xmalloc(n * d * sizeof(float)), NULL, NULL};
-    memcpy(dst->x, src->x, n * d * sizeof(float));
-    if (src->y) {
-        dst->y = xmalloc(n * sizeof(int32_t));
-        memcpy(dst->y, src->y, n * sizeof(int32_t));
-    }
-    if (src->prov) {
-        dst->prov = xmalloc(n * sizeof(icn_provenance));
-        memcpy(dst->prov, src->prov, n * sizeof(icn_provenance));
-    }
-}
-
-int icn_batch_append(icn_batch *dst, const icn_batch *src, char *err, size_t errlen) {
-    if (src->n <= 0) return 0;
-    if (dst->n <= 0) {
-        icn_batch_free(dst);
-        batch_copy(dst, src);
-        return 0;
-    }
-    if (dst->h != src->h || dst->w != src->w || dst->c != src->c)
-        return icn_errf(err, errlen, "batch: shape %dx%dx%d does not match %dx%dx%d of the earlier images", src->h,
-                        src->w, src->c, dst->h, dst->w, dst->c);
-    if (!dst->y != !src->y) return icn_errf(err, errlen, "batch: labels present in some frames but not in others");
-    if (!dst->prov != !src->prov)
-        return icn_errf(err, errlen, "batch: provenance present in some frames but not in others");
-    if ((int64_t)dst->n + src->n > INT32_MAX)
-        return icn_errf(err, errlen, "batch: more than %d images in one stream", INT32_MAX);
-    size_t n0 = (size_t)dst->n, n1 = (size_t)src->n, d = icn_batch_dim(dst);
-    dst->x = xrealloc(dst->x, (n0 + n1) * d * sizeof(float));
-    memcpy(dst->x + n0 * d, src->x, n1 * d * sizeof(float));
-    if (dst->y) {
-        dst->y = xrealloc(dst->y, (n0 + n1) * sizeof(int32_t));
-        memcpy(dst->y + n0, src->y, n1 * sizeof(int32_t));
-    }
-    if (dst->prov) {
-        dst->prov = xrealloc(dst->prov, (n0 + n1) * sizeof(icn_provenance));
-        memcpy(dst->prov + n0, src->prov, n1 * sizeof(icn_provenance));
-    }
-    dst->n += src->n;
-    return 0;
-}
-
-static void pack_cstr(msgpack_packer *pk, const char *s) { msgpack_pack_str_with_body(pk, s, strlen(s)); }
+void icn_pack_str(msgpack_packer *pk, const char *s) { msgpack_pack_str_with_body(pk, s, strlen(s)); }
 
 enum { F_X, F_Y, F_GEN, F_STEPS, F_LOGIT, F_REACHED, F_PRODUCER };
 
@@ -616,12 +522,12 @@ static size_t field_bytes(const icn_batch *b, int f, size_t i, uint8_t *d) {
     uint32_t u;
     switch (f) {
     case F_X: icn_le_store_f32(d, &b->x[i], 1); return 4;
-    case F_Y: store_u32(d, (uint32_t)b->y[i]); return 4;
-    case F_GEN: store_u32(d, (uint32_t)b->prov[i].generation); return 4;
-    case F_STEPS: store_u32(d, (uint32_t)b->prov[i].steps); return 4;
-    case F_LOGIT: memcpy(&u, &b->prov[i].logit, 4); store_u32(d, u); return 4;
+    case F_Y: icn_le_store_u32(d, (uint32_t)b->y[i]); return 4;
+    case F_GEN: icn_le_store_u32(d, (uint32_t)b->prov[i].generation); return 4;
+    case F_STEPS: icn_le_store_u32(d, (uint32_t)b->prov[i].steps); return 4;
+    case F_LOGIT: memcpy(&u, &b->prov[i].logit, 4); icn_le_store_u32(d, u); return 4;
     case F_REACHED: d[0] = b->prov[i].reached; return 1;
-    default: store_u32(d, b->prov[i].producer); return 4;
+    default: icn_le_store_u32(d, b->prov[i].producer); return 4;
     }
 }
 
@@ -629,7 +535,7 @@ static size_t field_bytes(const icn_batch *b, int f, size_t i, uint8_t *d) {
 static void pack_field(msgpack_packer *pk, const char *key, const icn_batch *b, int f, size_t count) {
     uint8_t tmp[4096];
     size_t width = f == F_REACHED ? 1 : 4;
-    pack_cstr(pk, key);
+    icn_pack_str(pk, key);
     msgpack_pack_bin(pk, count * width);
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     if (f == F_X) { /* the bulk of every frame: straight from memory */
@@ -650,9 +556,9 @@ static void pack_field(msgpack_packer *pk, const char *key, const icn_batch *b, 
 void icn_batch_pack(msgpack_packer *pk, const icn_batch *b) {
     size_t n = (size_t)b->n;
     msgpack_pack_map(pk, 3 + (b->y != NULL) + (b->prov != NULL));
-    pack_cstr(pk, "kind");
-    pack_cstr(pk, "batch");
-    pack_cstr(pk, "shape");
+    icn_pack_str(pk, "kind");
+    icn_pack_str(pk, "batch");
+    icn_pack_str(pk, "shape");
     msgpack_pack_array(pk, 4);
     msgpack_pack_int32(pk, b->n);
     msgpack_pack_int32(pk, b->h);
@@ -661,7 +567,7 @@ void icn_batch_pack(msgpack_packer *pk, const icn_batch *b) {
     pack_field(pk, "x", b, F_X, n * icn_batch_dim(b));
     if (b->y) pack_field(pk, "y", b, F_Y, n);
     if (!b->prov) return;
-    pack_cstr(pk, "prov");
+    icn_pack_str(pk, "prov");
     msgpack_pack_map(pk, 5);
     pack_field(pk, "generation", b, F_GEN, n);
     pack_field(pk, "steps", b, F_STEPS, n);
@@ -715,12 +621,12 @@ static int decode_prov(const msgpack_object *map, icn_batch *b, char *err, size_
     b->prov = xmalloc(n * sizeof(icn_provenance));
     for (size_t i = 0; i < n; i++) {
         icn_provenance *p = &b->prov[i];
-        uint32_t u = load_u32(logit + 4 * i);
-        p->generation = (int32_t)load_u32(gen + 4 * i);
-        p->steps = (int32_t)load_u32(steps + 4 * i);
+        uint32_t u = icn_le_load_u32(logit + 4 * i);
+        p->generation = (int32_t)icn_le_load_u32(gen + 4 * i);
+        p->steps = (int32_t)icn_le_load_u32(steps + 4 * i);
         memcpy(&p->logit, &u, 4);
         p->reached = reached[i];
-        p->producer = load_u32(producer + 4 * i);
+        p->producer = icn_le_load_u32(producer + 4 * i);
         if (!isfinite(p->logit)) return icn_errf(err, errlen, "prov: key 'logit': value %zu is not finite", i);
         if (p->reached > 1) return icn_errf(err, errlen, "prov: key 'reached': value %zu is %u, not 0 or 1", i, p->reached);
     }
@@ -741,7 +647,7 @@ static int decode_fields(const msgpack_object *map, icn_batch *out, char *err, s
     icn_batch_alloc(out, d[0], d[1], d[2], d[3], y != NULL);
     icn_le_load_f32(out->x, x, pixels);
     if (finite_or_err(out->x, pixels, icn_batch_dim(out), "x", err, errlen)) return -1;
-    for (int32_t i = 0; y && i < d[0]; i++) out->y[i] = (int32_t)load_u32(y + 4 * (size_t)i);
+    for (int32_t i = 0; y && i < d[0]; i++) out->y[i] = (int32_t)icn_le_load_u32(y + 4 * (size_t)i);
     return decode_prov(map, out, err, errlen);
 }
 
@@ -754,8 +660,7 @@ int icn_batch_decode(const msgpack_object *map, icn_batch *out, char *err, size_
     return icn_errf(err, errlen, "batch: %s", e);
 }
 
-/* The kind of a decoded frame, for messages ("(none)" when absent). */
-static void frame_kind(const msgpack_object *map, char *kind, size_t len) {
+void icn_frame_kind(const msgpack_object *map, char *kind, size_t len) {
     char e[ICN_ERRLEN];
     if (icn_map_str(map, "kind", kind, len, e, sizeof e)) snprintf(kind, len, "(none)");
 }
@@ -775,7 +680,7 @@ static int read_frames(icn_reader *r, icn_batch *out, char *err, size_t errlen) 
             const char *m = strncmp(e, "frame: ", 7) == 0 ? e + 7 : e; /* we say which frame */
             rc = icn_errf(err, errlen, "%s: frame %ld at byte %llu: %s", icn_reader_name(r), frame, off, m);
         } else if (!icn_map_kind_is(&u.data, "batch")) {
-            frame_kind(&u.data, kind, sizeof kind);
+            icn_frame_kind(&u.data, kind, sizeof kind);
             rc = icn_errf(err, errlen, "%s: frame %ld at byte %llu is of kind '%s', not a 'batch' of images",
                           icn_reader_name(r), frame, off, kind);
         } else if (icn_batch_decode(&u.data, &b, e, sizeof e)) {
@@ -803,18 +708,17 @@ int icn_batch_read_all(const char *path, icn_batch *out, char *err, size_t errle
     return rc;
 }
 
-/* A growable byte buffer whose growth dies loudly on OOM (msgpack_sbuffer would drop bytes
- * silently behind icn_batch_pack's void return). */
-typedef struct { char *p; size_t n, cap; } outbuf;
+void icn_outbuf_reserve(icn_outbuf *o, size_t more) {
+    if (o->n + more <= o->cap) return;
+    size_t cap = o->cap ? o->cap : 65536;
+    while (cap < o->n + more) cap *= 2;
+    o->p = xrealloc(o->p, cap);
+    o->cap = cap;
+}
 
-static int outbuf_write(void *data, const char *buf, size_t len) {
-    outbuf *o = data;
-    if (o->n + len > o->cap) {
-        size_t cap = o->cap ? o->cap : 65536;
-        while (cap < o->n + len) cap *= 2;
-        o->p = xrealloc(o->p, cap);
-        o->cap = cap;
-    }
+int icn_outbuf_write(void *data, const char *buf, size_t len) {
+    icn_outbuf *o = data;
+    icn_outbuf_reserve(o, len);
     memcpy(o->p + o->n, buf, len);
     o->n += len;
     return 0;
@@ -830,9 +734,9 @@ static size_t frame_images(const icn_batch *b, int32_t chunk) {
 }
 
 int icn_batch_write(int fd, const icn_batch *b, int32_t chunk, char *err, size_t errlen) {
-    outbuf o = {0};
+    icn_outbuf o = {0};
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &o, outbuf_write);
+    msgpack_packer_init(&pk, &o, icn_outbuf_write);
     size_t n = b->n > 0 ? (size_t)b->n : 0, k = frame_images(b, chunk), d = icn_batch_dim(b);
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i += k) {

@@ -6,13 +6,15 @@
  * length and count against the bytes actually present, BEFORE msgpack-c's unpacker is
  * allowed to allocate anything (its generic unpacker trusts declared array sizes).
  *
- * Images are float32, little-endian, channels last: shape [n, h, w, c]. */
+ * Images are float32, little-endian, channels last: shape [n, h, w, c]; the batch itself
+ * (batch.h) knows nothing of msgpack. */
 #ifndef ICN_WIRE_H
 #define ICN_WIRE_H
 #include <msgpack.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
+
+#include "batch.h"
 
 #define ICN_MAX_FRAME_DEFAULT ((size_t)1 << 30) /* 1 GiB; override with ICN_MAX_FRAME */
 #define ICN_MAX_DEPTH 32
@@ -22,29 +24,9 @@
  * 50 MB of small integers is refused by the walker, before msgpack-c allocates anything. */
 #define ICN_MAX_OBJECTS 65536
 
-/* Where a pseudo-negative came from (issue 3). */
-typedef struct {
-    int32_t generation; /* snapshot generation it was synthesized from */
-    int32_t steps;      /* synthesis steps used */
-    float logit;        /* final logit of the target class */
-    uint8_t reached;    /* 1 if it met the stop rule */
-    uint32_t producer;  /* synthesizer id */
-} icn_provenance;
-
-/* A batch of images. y: class labels (>= 0) or pseudo-negatives of class k encoded as -(k+1).
- * y and prov may be NULL. The batch owns its arrays (free with icn_batch_free). */
-typedef struct {
-    int32_t n, h, w, c;
-    float *x;             /* n*h*w*c */
-    int32_t *y;           /* n or NULL */
-    icn_provenance *prov; /* n or NULL */
-} icn_batch;
-
-size_t icn_batch_dim(const icn_batch *b); /* h*w*c */
-void icn_batch_alloc(icn_batch *b, int32_t n, int32_t h, int32_t w, int32_t c, int with_labels);
-void icn_batch_free(icn_batch *b);
-/* Append src to dst (shapes must agree; dst may be empty). */
-int icn_batch_append(icn_batch *dst, const icn_batch *src, char *err, size_t errlen);
+/* The frame limit in bytes: $ICN_MAX_FRAME if set (exits with status 2 when it is not a
+ * number in [64, 2^40]), else ICN_MAX_FRAME_DEFAULT. */
+size_t icn_max_frame(void);
 
 /* Returns 0 and sets *span when a complete, well-formed msgpack object starts at p;
  * 1 when the bytes so far are a valid prefix but incomplete; -1 (with err) when invalid,
@@ -68,6 +50,8 @@ icn_reader *icn_reader_fdopen(int fd, const char *name); /* does not take owners
 /* 1: a frame (valid until the next call), 0: clean end of stream, -1: error (truncated, malformed). */
 int icn_reader_next(icn_reader *r, const uint8_t **frame, size_t *len, char *err, size_t errlen);
 const char *icn_reader_name(const icn_reader *r);
+/* Stream offset of the frame returned by the last icn_reader_next (for messages). */
+uint64_t icn_reader_offset(const icn_reader *r);
 void icn_reader_close(icn_reader *r);
 
 /* Write bytes completely (handles short writes); -1 with err on failure. */
@@ -94,20 +78,22 @@ int icn_batch_read_all(const char *path, icn_batch *out, char *err, size_t errle
 /* Write b as frames of at most `chunk` images each to fd (chunk <= 0: as few frames as the
  * frame limit allows). An empty batch writes nothing. */
 int icn_batch_write(int fd, const icn_batch *b, int32_t chunk, char *err, size_t errlen);
-
-/* Little-endian float32/int32 helpers (the wire is little-endian on every host). */
-void icn_le_store_f32(uint8_t *dst, const float *src, size_t n);
-void icn_le_load_f32(float *dst, const uint8_t *src, size_t n);
-
-/* Additions beyond the first contract. */
-
-/* The frame limit in bytes: $ICN_MAX_FRAME if set (exits with status 2 when it is not a
- * number in [64, 2^40]), else ICN_MAX_FRAME_DEFAULT. */
-size_t icn_max_frame(void);
-/* Stream offset of the frame returned by the last icn_reader_next (for messages). */
-uint64_t icn_reader_offset(const icn_reader *r);
 /* icn_batch_write to a path through icn_out_open (fileio.h): "-" is stdout, a device or FIFO
  * is written in place, anything else atomically (a reader never sees half a stream). */
 int icn_batch_write_file(const char *path, const icn_batch *b, int32_t chunk, char *err, size_t errlen);
+
+/* Packing: a C string as a msgpack str; a growable buffer for msgpack_packer whose growth dies
+ * loudly on OOM (msgpack_sbuffer would drop bytes silently behind a void packing function):
+ * msgpack_packer_init(&pk, &o, icn_outbuf_write), o = {0}, free(o.p) when done. */
+void icn_pack_str(msgpack_packer *pk, const char *s);
+typedef struct {
+    uint8_t *p;
+    size_t n, cap;
+} icn_outbuf;
+void icn_outbuf_reserve(icn_outbuf *o, size_t more);
+int icn_outbuf_write(void *data, const char *buf, size_t len);
+
+/* The kind of a decoded frame, for messages: map["kind"], or "(none)" when absent or not a string. */
+void icn_frame_kind(const msgpack_object *map, char *kind, size_t len);
 
 #endif

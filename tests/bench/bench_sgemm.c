@@ -33,7 +33,8 @@ int main(int argc, char **argv) {
     printf("layer  M x N x K              GFLOP/s icn_gemm | one sgemm on %d OpenBLAS threads\n", icn_threads());
     for (int i = 0; i < net.n_layers; i++) {
         const icn_layer *l = &net.layer[i];
-        int m = batch * l->conv.oh * l->conv.ow, n = l->conv.oc, k = (int)icn_conv_kdim(&l->conv);
+        int m = batch * l->io.oh * l->io.ow, n = l->io.oc; /* a linear layer is a 1x1 "convolution" */
+        int k = l->kind == ICN_LAYER_CONV ? (int)icn_conv_kdim(&l->conv) : (int)l->in_size;
         double g = rate(m, n, k, 20, 1), plain = rate(m, n, k, 20, 0);
         /* forward, weight gradient and input gradient: three products of the same size */
         double f = 3 * 2.0 * m * n * k;

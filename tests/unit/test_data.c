@@ -13,7 +13,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "data.h"
+#include "datasets.h"
 #include "util.h"
 
 #define N_IMG 24

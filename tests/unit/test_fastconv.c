@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "fastconv.h"
+#include "parallel.h"
 #include "util.h"
 
 #include "gradcheck.h"
@@ -53,7 +54,7 @@ static void compare(icn_conv_shape s, int n, int bias) {
     float *dw0 = randn(nw, 1), *dw1 = xmalloc(nw * 4), *dw2 = xmalloc(nw * 4);
     float *db0 = randn((size_t)s.oc, 1), *db1 = xmalloc((size_t)s.oc * 4), *db2 = xmalloc((size_t)s.oc * 4);
     /* forward, and forward adding into what out holds */
-    conv2d_forward(y1, c, x, w, b, &s, n);
+    icn_conv2d_forward(y1, c, x, w, b, &s, n);
     icn_fastconv_forward(f, y2, x, w, b, n, 0.0f);
     agree("forward", &s, y2, y1, out);
     for (size_t i = 0; i < out; i++) y1[i] += y0[i];
@@ -62,7 +63,7 @@ static void compare(icn_conv_shape s, int n, int bias) {
     agree("forward += out", &s, y2, y1, out);
     /* backward: gradients accumulate onto what is there */
     memcpy(dw1, dw0, nw * 4), memcpy(dw2, dw0, nw * 4), memcpy(db1, db0, (size_t)s.oc * 4), memcpy(db2, db0, (size_t)s.oc * 4);
-    conv2d_backward(dx1, dw1, bias ? db1 : NULL, dc, dy, c, w, &s, n);
+    icn_conv2d_backward(dx1, dw1, bias ? db1 : NULL, dc, dy, c, w, &s, n);
     icn_fastconv_backward(f, dx2, 0, dw2, bias ? db2 : NULL, dy, x, w, n);
     agree("backward-data", &s, dx2, dx1, in);
     agree("backward-weights", &s, dw2, dw1, nw);

@@ -23,6 +23,7 @@
 #include <zlib.h>
 
 #include "data.h"
+#include "datasets.h"
 #include "gemm.h"
 #include "net.h"
 #include "snapshot.h"

@@ -53,7 +53,7 @@ typedef struct {
 
 static double conv_objective(void *p) {
     conv_case *c = p;
-    conv2d_forward(c->out, c->col, c->in, c->w, c->b, &c->s, c->n);
+    icn_conv2d_forward(c->out, c->col, c->in, c->w, c->b, &c->s, c->n);
     return dot(c->out, c->r, (size_t)c->n * c->s.oh * c->s.ow * c->s.oc);
 }
 
@@ -66,12 +66,12 @@ static void run_conv_case(icn_conv_shape s, int n) {
     float *ref = xmalloc(out_n * sizeof(float)), *dcol = xmalloc(col_n * sizeof(float));
     float *din = xmalloc(in_n * sizeof(float)), *dw = xcalloc(w_n, sizeof(float)), *db = xcalloc(s.oc, sizeof(float));
 
-    conv2d_forward(c.out, c.col, c.in, c.w, c.b, &s, n);
+    icn_conv2d_forward(c.out, c.col, c.in, c.w, c.b, &s, n);
     conv_reference(ref, c.in, c.w, c.b, &s, n);
     for (size_t i = 0; i < out_n; i++)
         if (fabsf(ref[i] - c.out[i]) > 1e-4f * (1 + fabsf(ref[i]))) fail_msg("conv forward %zu: %g vs %g", i, c.out[i], ref[i]);
 
-    conv2d_backward(din, dw, db, dcol, c.r, c.col, c.w, &s, n);
+    icn_conv2d_backward(din, dw, db, dcol, c.r, c.col, c.w, &s, n);
     /* conv is linear in each argument, so differences are exact up to rounding: big h is fine */
     check_grad("conv dinput", c.in, din, in_n, conv_objective, &c, 0.5f, 2e-3);
     check_grad("conv dweight", c.w, dw, w_n, conv_objective, &c, 0.5f, 2e-3);
@@ -106,12 +106,12 @@ static void test_thin_split_matches_single_thread(void **state) {
     float *dw1 = xcalloc(s.oc * K, 4), *dw2 = xcalloc(s.oc * K, 4), *di1 = xmalloc(in_n * 4), *di2 = xmalloc(in_n * 4);
     icn_threads_init(1);
     assert_false(icn_gemm_is_thin((int)(n * 196), 16, 25));
-    conv2d_forward(o1, col, in, w, b, &s, n);
-    conv2d_backward(di1, dw1, NULL, dcol, dout, col, w, &s, n);
+    icn_conv2d_forward(o1, col, in, w, b, &s, n);
+    icn_conv2d_backward(di1, dw1, NULL, dcol, dout, col, w, &s, n);
     icn_threads_init(2);
     assert_true(icn_gemm_is_thin((int)(n * 196), 16, 25));
-    conv2d_forward(o2, col, in, w, b, &s, n);
-    conv2d_backward(di2, dw2, NULL, dcol, dout, col, w, &s, n);
+    icn_conv2d_forward(o2, col, in, w, b, &s, n);
+    icn_conv2d_backward(di2, dw2, NULL, dcol, dout, col, w, &s, n);
     for (size_t i = 0; i < out_n; i++) assert_true(fabsf(o1[i] - o2[i]) <= 1e-5f * (1 + fabsf(o1[i])));
     for (size_t i = 0; i < s.oc * K; i++) assert_true(fabsf(dw1[i] - dw2[i]) <= 1e-3f * (1 + fabsf(dw1[i])));
     for (size_t i = 0; i < in_n; i++) assert_true(fabsf(di1[i] - di2[i]) <= 1e-4f * (1 + fabsf(di1[i])));
@@ -125,7 +125,7 @@ typedef struct { int n, in_dim, out_dim; float *in, *w, *b, *out, *r; } linear_c
 
 static double linear_objective(void *p) {
     linear_case *c = p;
-    linear_forward(c->out, c->in, c->w, c->b, c->n, c->in_dim, c->out_dim);
+    icn_linear_forward(c->out, c->in, c->w, c->b, c->n, c->in_dim, c->out_dim);
     return dot(c->out, c->r, (size_t)c->n * c->out_dim);
 }
 
@@ -134,14 +134,14 @@ static void test_linear_grad(void **state) {
     linear_case c = {.n = 4, .in_dim = 7, .out_dim = 3};
     c.in = randn(28, 1), c.w = randn(21, 0.5f), c.b = randn(3, 0.1f), c.r = randn(12, 1), c.out = xmalloc(12 * 4);
     float *din = xmalloc(28 * 4), *dw = xcalloc(21, 4), *db = xcalloc(3, 4);
-    linear_forward(c.out, c.in, c.w, c.b, 4, 7, 3);
+    icn_linear_forward(c.out, c.in, c.w, c.b, 4, 7, 3);
     for (int i = 0; i < 4; i++) /* forward against the definition */
         for (int o = 0; o < 3; o++) {
             double acc = c.b[o];
             for (int j = 0; j < 7; j++) acc += (double)c.in[i * 7 + j] * c.w[o * 7 + j];
             assert_true(fabs(acc - c.out[i * 3 + o]) < 1e-5);
         }
-    linear_backward(din, dw, db, c.r, c.in, c.w, 4, 7, 3);
+    icn_linear_backward(din, dw, db, c.r, c.in, c.w, 4, 7, 3);
     check_grad("linear dinput", c.in, din, 28, linear_objective, &c, 0.5f, 2e-3);
     check_grad("linear dweight", c.w, dw, 21, linear_objective, &c, 0.5f, 2e-3);
     check_grad("linear dbias", c.b, db, 3, linear_objective, &c, 0.5f, 2e-3);
@@ -154,7 +154,7 @@ typedef struct { size_t n; float *in, *out, *r; } lrelu_case;
 
 static double lrelu_objective(void *p) {
     lrelu_case *c = p;
-    lrelu_forward(c->out, c->in, c->n);
+    icn_lrelu_forward(c->out, c->in, c->n);
     return dot(c->out, c->r, c->n);
 }
 
@@ -164,17 +164,17 @@ static void test_lrelu_grad(void **state) {
     c.in = randn(50, 1), c.r = randn(50, 1), c.out = xmalloc(50 * 4);
     for (size_t i = 0; i < 50; i++) /* keep away from the kink, where differences are meaningless */
         if (fabsf(c.in[i]) < 0.05f) c.in[i] = c.in[i] < 0 ? -0.05f : 0.05f;
-    lrelu_forward(c.out, c.in, 50);
+    icn_lrelu_forward(c.out, c.in, 50);
     for (size_t i = 0; i < 50; i++) assert_float_equal(c.out[i], c.in[i] > 0 ? c.in[i] : 0.2f * c.in[i], 1e-7);
     float *d = xmalloc(50 * 4);
     memcpy(d, c.r, 50 * 4);
-    lrelu_backward(d, c.out, 50);
+    icn_lrelu_backward(d, c.out, 50);
     check_grad("lrelu dinput", c.in, d, 50, lrelu_objective, &c, 1e-2f, 1e-3);
     /* in place forward, as the network uses it */
     float *x = xmalloc(50 * 4);
     memcpy(x, c.in, 50 * 4);
-    lrelu_forward(c.out, c.in, 50);
-    lrelu_forward(x, x, 50);
+    icn_lrelu_forward(c.out, c.in, 50);
+    icn_lrelu_forward(x, x, 50);
     assert_memory_equal(x, c.out, 50 * 4);
     free(c.in), free(c.r), free(c.out), free(d), free(x);
 }

@@ -16,6 +16,7 @@
 #include "net.h"
 #include "snapshot.h"
 #include "train.h"
+#include "parallel.h"
 #include "util.h"
 
 #include "gradcheck.h"
@@ -39,18 +40,18 @@ static void run_chunked_case(int stride, int threads) {
     icn_conv_scratch cs;
     icn_conv_scratch_new(&cs, icn_conv_scratch_floats(&s));
     assert_int_equal(cs.slots, threads);
-    conv2d_forward(ref, col, in, w, NULL, &s, N);
-    conv2d_backward(din_ref, dw_ref, NULL, dcol, dout, col, w, &s, N);
+    icn_conv2d_forward(ref, col, in, w, NULL, &s, N);
+    icn_conv2d_backward(din_ref, dw_ref, NULL, dcol, dout, col, w, &s, N);
     memcpy(out0, out, out_n * 4);
-    conv2d_chunked_forward(out, in, w, &s, N, 1.0f, &cs); /* beta 1: adds to what out held */
+    icn_conv2d_chunked_forward(out, in, w, &s, N, 1.0f, &cs); /* beta 1: adds to what out held */
     for (size_t i = 0; i < out_n; i++) assert_float_equal(out[i], out0[i] + ref[i], 1e-4 * (1 + fabsf(ref[i])));
-    conv2d_chunked_forward(out, in, w, &s, N, 0.0f, &cs);
+    icn_conv2d_chunked_forward(out, in, w, &s, N, 0.0f, &cs);
     for (size_t i = 0; i < out_n; i++) assert_float_equal(out[i], ref[i], 1e-4 * (1 + fabsf(ref[i])));
     memcpy(din0, din, in_n * 4);
-    conv2d_chunked_backward(din, 1, dw, dout, in, w, &s, N, &cs); /* accumulate onto din */
+    icn_conv2d_chunked_backward(din, 1, dw, dout, in, w, &s, N, &cs); /* accumulate onto din */
     for (size_t i = 0; i < in_n; i++) assert_float_equal(din[i], din0[i] + din_ref[i], 1e-4 * (1 + fabsf(din_ref[i])));
     for (size_t i = 0; i < s.oc * K; i++) assert_float_equal(dw[i], dw_ref[i], 1e-3 * (1 + fabsf(dw_ref[i])));
-    conv2d_chunked_backward(din, 0, NULL, dout, in, w, &s, N, &cs);
+    icn_conv2d_chunked_backward(din, 0, NULL, dout, in, w, &s, N, &cs);
     for (size_t i = 0; i < in_n; i++) assert_float_equal(din[i], din_ref[i], 1e-4 * (1 + fabsf(din_ref[i])));
     icn_conv_scratch_free(&cs);
     free(in), free(w), free(dout), free(col), free(dcol), free(ref), free(out), free(out0);
@@ -76,7 +77,7 @@ typedef struct {
 
 static double bn_objective(void *p) {
     bn_case *c = p;
-    batchnorm_forward(c->out, c->stats, c->in, c->gb, c->running, c->rows, c->c, c->training);
+    icn_batchnorm_forward(c->out, c->stats, c->in, c->gb, c->running, c->rows, c->c, c->training);
     return dot(c->out, c->r, (size_t)c->rows * c->c);
 }
 
@@ -95,11 +96,11 @@ static void run_bn_case(int training) {
     float *din = xmalloc(R * C * 4), *dgb = xcalloc(2 * C, 4), *inplace = xmalloc(R * C * 4);
     bn_objective(&c);
     if (!training) assert_memory_equal(c.running, running0, sizeof running0); /* inference leaves them */
-    batchnorm_backward(din, dgb, c.stats, c.r, c.in, c.gb, R, C, training);
+    icn_batchnorm_backward(din, dgb, c.stats, c.r, c.in, c.gb, R, C, training);
     /* in place (din == dout), as the residual block uses it, and without parameter gradients */
     memcpy(inplace, c.r, R * C * 4);
     bn_objective(&c);
-    batchnorm_backward(inplace, NULL, c.stats, inplace, c.in, c.gb, R, C, training);
+    icn_batchnorm_backward(inplace, NULL, c.stats, inplace, c.in, c.gb, R, C, training);
     for (int i = 0; i < R * C; i++) assert_float_equal(inplace[i], din[i], 1e-6);
     const char *mode = training ? "training" : "inference";
     char what[64];
@@ -124,8 +125,8 @@ static void test_batchnorm_threads_agree(void **state) {
         out[t] = xmalloc(R * C * 4), din[t] = xmalloc(R * C * 4);
         for (int k = 0; k < C; k++) running[t][k] = 0, running[t][C + k] = 1;
         memset(dgb[t], 0, sizeof dgb[t]);
-        batchnorm_forward(out[t], stats, in, gb, running[t], R, C, 1);
-        batchnorm_backward(din[t], dgb[t], stats, dout, in, gb, R, C, 1);
+        icn_batchnorm_forward(out[t], stats, in, gb, running[t], R, C, 1);
+        icn_batchnorm_backward(din[t], dgb[t], stats, dout, in, gb, R, C, 1);
     }
     icn_threads_init(1);
     for (int i = 0; i < R * C; i++) {
@@ -149,7 +150,7 @@ static void test_batchnorm_large_mean(void **state) {
     mean /= R;
     for (int i = 0; i < R; i++) var += (x[i] - mean) * (x[i] - mean);
     var /= R;
-    batchnorm_forward(out, stats, x, gb, running, R, 1, 1);
+    icn_batchnorm_forward(out, stats, x, gb, running, R, 1, 1);
     double m = 0, v = 0;
     for (int i = 0; i < R; i++) m += out[i], v += (double)out[i] * out[i];
     m /= R, v = v / R - m * m;
@@ -166,7 +167,7 @@ static void test_batchnorm_running_stats_like_pytorch(void **state) {
     (void)state;
     float x[8] = {1, 0, 2, 0, 3, 1, 4, -1}, gb[4] = {1, 1, 0, 0}, running[4] = {0, 0, 1, 1}, out[8],
           stats[ICN_BN_STATS * 2];
-    batchnorm_forward(out, stats, x, gb, running, 4, 2, 1);
+    icn_batchnorm_forward(out, stats, x, gb, running, 4, 2, 1);
     const double s0 = 1 / sqrt(1.25 + 1e-5), s1 = 1 / sqrt(0.5 + 1e-5);
     const double expect[8] = {-1.5 * s0, 0, -0.5 * s0, 0, 0.5 * s0, s1, 1.5 * s0, -s1};
     for (int i = 0; i < 8; i++) assert_float_equal(out[i], expect[i], 1e-6);
@@ -177,13 +178,13 @@ static void test_batchnorm_running_stats_like_pytorch(void **state) {
     assert_float_equal(running[3], 0.9 + 0.1 * 2.0 / 3.0, 1e-6);   /* 0.9667 */
     /* a second batch, 2x + 1: channel 0 = [3, 5, 7, 9] (mean 6, unbiased var 20/3) */
     for (int i = 0; i < 8; i++) x[i] = 2 * x[i] + 1;
-    batchnorm_forward(out, stats, x, gb, running, 4, 2, 1);
+    icn_batchnorm_forward(out, stats, x, gb, running, 4, 2, 1);
     assert_float_equal(running[0], 0.9 * 0.25 + 0.1 * 6, 1e-6);    /* PyTorch: 0.8250 */
     assert_float_equal(running[1], 0.1, 1e-6);
     assert_float_equal(running[2], 0.9 * (0.9 + 0.5 / 3.0) + 0.1 * 20.0 / 3.0, 1e-5); /* 1.6267 */
     assert_float_equal(running[3], 0.9 * (0.9 + 0.2 / 3.0) + 0.1 * 8.0 / 3.0, 1e-5); /* 1.1367 */
     /* inference uses them: channel 0 of x = 3 is (3 - 0.825) / sqrt(1.6267 + eps) */
-    batchnorm_forward(out, stats, x, gb, running, 4, 2, 0);
+    icn_batchnorm_forward(out, stats, x, gb, running, 4, 2, 0);
     assert_float_equal(out[0], (3 - running[0]) / sqrt(running[2] + 1e-5), 1e-6);
 }
 
@@ -194,10 +195,10 @@ typedef struct { int n, hw, c, relu; float *in, *out, *r; } elem_case;
 static double elem_objective(void *p) {
     elem_case *c = p;
     if (c->relu) {
-        relu_forward(c->out, c->in, (size_t)c->n);
+        icn_relu_forward(c->out, c->in, (size_t)c->n);
         return dot(c->out, c->r, (size_t)c->n);
     }
-    avgpool_forward(c->out, c->in, c->n, c->hw, c->c);
+    icn_avgpool_forward(c->out, c->in, c->n, c->hw, c->c);
     return dot(c->out, c->r, (size_t)c->n * c->c);
 }
 
@@ -211,7 +212,7 @@ static void test_relu_grad(void **state) {
     for (int i = 0; i < 50; i++) assert_float_equal(c.out[i], c.in[i] > 0 ? c.in[i] : 0, 0);
     float *d = xmalloc(50 * 4);
     memcpy(d, c.r, 50 * 4);
-    relu_backward(d, c.out, 50);
+    icn_relu_backward(d, c.out, 50);
     check_grad("relu dinput", c.in, d, 50, elem_objective, &c, 1e-2f, 1e-3);
     free(c.in), free(c.r), free(c.out), free(d);
 }
@@ -228,7 +229,7 @@ static void test_avgpool_grad(void **state) {
             assert_float_equal(c.out[b * 4 + k], s / 6, 1e-6);
         }
     float *din = xmalloc(3 * 6 * 4 * 4);
-    avgpool_backward(din, c.r, 3, 6, 4);
+    icn_avgpool_backward(din, c.r, 3, 6, 4);
     check_grad("avgpool dinput", c.in, din, 3 * 6 * 4, elem_objective, &c, 0.5f, 1e-3);
     free(c.in), free(c.r), free(c.out), free(din);
 }
@@ -245,7 +246,7 @@ typedef struct {
 
 static double block_objective(void *ctx) {
     block_case *c = ctx;
-    block_forward(c->out, &c->buf, c->in, c->p, c->state, &c->s, c->n, c->training);
+    icn_block_forward(c->out, &c->buf, c->in, c->p, c->state, &c->s, c->n, c->training);
     return dot(c->out, c->r, (size_t)c->n * c->s.oh * c->s.ow * c->s.oc);
 }
 
@@ -265,7 +266,7 @@ static void run_block_case(int h, int w, int ch, int oc, int stride, int trainin
     float *r_copy = xmalloc(out_n * 4);
     memcpy(r_copy, c.r, out_n * 4);
     block_objective(&c);
-    block_backward(din, dp, tmp, c.r, c.in, &c.buf, c.p, &c.s, c.n, training);
+    icn_block_backward(din, dp, tmp, c.r, c.in, &c.buf, c.p, &c.s, c.n, training);
     assert_memory_equal(c.r, r_copy, out_n * 4); /* dout is not modified */
     char what[96];
     snprintf(what, sizeof what, "block %s %s dinput", stride != 1 || ch != oc ? "projection" : "identity",
@@ -310,7 +311,7 @@ static void perturb_batchnorm(icn_net *net) {
         if (l->kind == ICN_LAYER_BLOCK)
             for (int k = 0; k < 2 * l->block.c; k++) p[l->block.gb1 + k] += 0.2f * (float)icn_rng_gauss(&rng);
         if (l->kind == ICN_LAYER_BN)
-            for (int k = 0; k < 2 * l->conv.c; k++) p[k] += 0.2f * (float)icn_rng_gauss(&rng);
+            for (int k = 0; k < 2 * l->io.c; k++) p[k] += 0.2f * (float)icn_rng_gauss(&rng);
     }
 }
 
@@ -376,7 +377,7 @@ static void test_resnet_architecture(void **state) {
     /* any input: MNIST is 28 -> 14 -> 7 */
     assert_int_equal(icn_net_build(&net, "resnet8", 28, 28, 1, 10, err, sizeof err), 0);
     assert_int_equal(net.n_layers, 1 + 3 + 3);
-    assert_int_equal(net.layer[3].conv.oh, 7);
+    assert_int_equal(net.layer[3].io.oh, 7);
     icn_net_free(&net);
     const char *bad[] = {"resnet", "resnet10", "resnet2", "resnet8x", "resnet-4", "resnet1202"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "parallel.h"
 #include "synth.h"
 
 enum { H = 12, W = 12, K = 3, N = 6 };
