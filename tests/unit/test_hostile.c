@@ -22,7 +22,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "data.h"
+#include "datasets.h"
 #include "gemm.h"
 #include "net.h"
 #include "snapshot.h"
