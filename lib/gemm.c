@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "parallel.h"
-#include "util.h"
 
 /* Below these sizes a product is "thin": OpenBLAS's threads cost more than they give. */
 #define THIN_K 64

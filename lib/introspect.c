@@ -8,6 +8,7 @@
 #include "checkpoint.h"
 #include "protocol.h"
 #include "snapshot.h"
+#include "trainer.h"
 #include "transport.h"
 #include "util.h"
 

@@ -14,10 +14,9 @@
  * seed) sees the same real batches in the same order by construction. */
 #ifndef ICN_INTROSPECT_H
 #define ICN_INTROSPECT_H
-#include "snapshot.h"
 #include "progress.h"
+#include "snapshot.h"
 #include "train.h"
-#include "trainer.h"
 
 typedef struct {
     int64_t initial_steps; /* 800 */

@@ -296,9 +296,9 @@ static void bn_sums_rows(void *ctx, long lo, long hi, int thread) {
 }
 
 /* Per channel, over all rows: [sum (y - y0) (C) | sum (y - y0) (x - x0) (C)], in partials (per
- * thread: [2C] doubles, then [2C] floats), valid until their next use. The forward takes y = x and x0 = y0 = the first pixel: sums about a point
- * near the mean do not cancel when |mu| >> sigma. The backward takes y = dout, y0 = 0, x0 = mu_B:
- * the sums behind dbeta and dgamma. */
+ * thread: [2C] doubles, then [2C] floats), valid until their next use. The forward takes y = x
+ * and x0 = y0 = the first pixel: sums about a point near the mean do not cancel when
+ * |mu| >> sigma. The backward takes y = dout, y0 = 0, x0 = mu_B: the sums behind dbeta and dgamma. */
 static const double *bn_sums(icn_partials *partials, const float *x, const float *y, const float *x0, const float *y0,
                              long rows, int c) {
     const int threads = icn_threads();
@@ -348,7 +348,8 @@ void icn_batchnorm_forward(float *out, float *stats, const float *in, const floa
     const float *gamma = gb, *beta = gb + c;
     float *run_mean = running, *run_var = running + c;
     if (training) {
-        const double *sum = bn_sums(partials ? partials : &own, in, in, in, in, rows, c), *sumsq = sum + c; /* about the first pixel */
+        /* about the first pixel */
+        const double *sum = bn_sums(partials ? partials : &own, in, in, in, in, rows, c), *sumsq = sum + c;
         const double unbias = rows > 1 ? (double)rows / (double)(rows - 1) : 1.0;
         for (int k = 0; k < c; k++) {
             double d = sum[k] / (double)rows, mu = in[k] + d, var = sumsq[k] / (double)rows - d * d;
@@ -487,7 +488,8 @@ void icn_block_backward(float *din, float *dp, float *tmp, const float *dout, co
     /* the residual branch, from its end: tmp = d b, then d h */
     block_conv_backward(buf, 1, tmp, 0, DP(s->w2), dout, buf->b, p + s->w2, &s->conv2, n);
     icn_relu_backward(tmp, buf->b, (size_t)rows_out * s->oc);
-    icn_batchnorm_backward(tmp, DP(s->gb2), buf->stats2, tmp, buf->h, p + s->gb2, rows_out, s->oc, training, buf->partials);
+    icn_batchnorm_backward(tmp, DP(s->gb2), buf->stats2, tmp, buf->h, p + s->gb2, rows_out, s->oc, training,
+                           buf->partials);
     /* din = d a: conv1's, plus the projection's when the shortcut starts from a */
     block_conv_backward(buf, 0, din, 0, DP(s->w1), tmp, buf->a, p + s->w1, &s->conv1, n);
     if (s->proj.k) block_conv_backward(buf, 2, din, 1, DP(s->wp), dout, buf->a, p + s->wp, &s->proj, n);

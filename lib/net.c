@@ -255,7 +255,9 @@ const float *icn_forward(const icn_net *net, icn_work *w, const float *x, int n)
             break;
         case ICN_LAYER_LINEAR: icn_linear_forward(out, in, wt, b, n, (int)l->in_size, (int)l->out_size); break;
         case ICN_LAYER_BLOCK: icn_block_forward(out, &w->block[i], in, wt, state, &l->block, n, w->training); break;
-        case ICN_LAYER_BN: icn_batchnorm_forward(out, w->stats[i], in, wt, state, pixels, l->io.c, w->training, &w->partials); break;
+        case ICN_LAYER_BN:
+            icn_batchnorm_forward(out, w->stats[i], in, wt, state, pixels, l->io.c, w->training, &w->partials);
+            break;
         case ICN_LAYER_POOL: icn_avgpool_forward(out, in, n, l->io.h * l->io.w, l->io.c); break;
         }
         if (l->leaky) icn_lrelu_forward(out, out, (size_t)n * l->out_size);
@@ -283,7 +285,8 @@ void icn_backward(const icn_net *net, icn_work *w, const float *dlogits, int par
         switch (l->kind) {
         case ICN_LAYER_CONV:
             if (w->fast[i]) icn_fastconv_backward(w->fast[i], din_target, 0, dw, db, dout, in, wt, n);
-            else icn_conv2d_backward(din_target, dw, db, w->dcol, dout, w->col[i], wt, &l->conv, n, &w->partials);
+            else
+                icn_conv2d_backward(din_target, dw, db, w->dcol, dout, w->col[i], wt, &l->conv, n, &w->partials);
             break;
         case ICN_LAYER_LINEAR:
             icn_linear_backward(din_target, dw, db, dout, in, wt, n, (int)l->in_size, (int)l->out_size, &w->partials);
@@ -292,7 +295,8 @@ void icn_backward(const icn_net *net, icn_work *w, const float *dlogits, int par
             icn_block_backward(din_target, dw, w->dtmp, dout, in, &w->block[i], wt, &l->block, n, w->training);
             break;
         case ICN_LAYER_BN:
-            icn_batchnorm_backward(din_target, dw, w->stats[i], dout, in, wt, pixels, l->io.c, w->training, &w->partials);
+            icn_batchnorm_backward(din_target, dw, w->stats[i], dout, in, wt, pixels, l->io.c, w->training,
+                                   &w->partials);
             break;
         case ICN_LAYER_POOL:
             if (din_target) icn_avgpool_backward(din_target, dout, n, l->io.h * l->io.w, l->io.c);

@@ -3,10 +3,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "augment.h"
-#include "snapshot.h"
 #include "util.h"
 
 void icn_train_opts_default(icn_train_opts *o) {

@@ -5,12 +5,11 @@
 #define ICN_TRAIN_H
 #include <stdint.h>
 
+#include "batch.h"
 #include "losses.h"
 #include "net.h"
 #include "optim.h"
 #include "progress.h"
-#include "snapshot.h"
-#include "batch.h"
 
 #define ICN_MAX_MILESTONES 8
 
