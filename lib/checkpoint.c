@@ -78,7 +78,8 @@ int icn_val_due(const icn_train_opts *o, int64_t steps_done) {
 
 int icn_train_save_model(const char *path, const icn_net *net, const icn_model_meta *meta, char *err, size_t errlen) {
     icn_model_meta m = *meta;
-    m.pool_offset = m.pool_start = 0;
+    m.pool_offset = m.pool_start = 0; /* where the run stood in its pool: a checkpoint's business */
+    m.pool_uuid[0] = 0;
     return icn_model_save(path, net, &m, NULL, err, errlen);
 }
 

@@ -6,6 +6,7 @@
 #include <zmq.h>
 
 #include "checkpoint.h"
+#include "pool.h"
 #include "protocol.h"
 #include "snapshot.h"
 #include "trainer.h"
@@ -202,6 +203,33 @@ static int pool_total(run *r, int64_t *total, char *err, size_t errlen) {
     return rc == 1 ? 0 : -1;
 }
 
+/* The identity of the store behind the pool (its "stats" reply): "" from a pool that has none. */
+static int pool_identity(run *r, char uuid[ICN_UUID_STRLEN], char *err, size_t errlen) {
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    icn_pack_stats_request(&sb);
+    icn_msg reply;
+    int rc = icn_request(&r->req, r->o->pool, &sb, REQUEST_TIMEOUT_MS, max_reply(r), ICN_MSG_STATS, &reply, err, errlen);
+    if (rc == 1) snprintf(uuid, ICN_UUID_STRLEN, "%s", reply.counts.uuid), icn_msg_free(&reply);
+    if (rc == 0) icn_errf(err, errlen, "no pool answers at %s (start one with: icn-pool serve --rep %s)", r->o->pool, r->o->pool);
+    msgpack_sbuffer_destroy(&sb);
+    return rc == 1 ? 0 : -1;
+}
+
+/* A checkpoint names the store it consumed: resuming against another one would take other
+ * records at the same offsets (issue 16, finding 10). */
+static int check_pool_identity(run *r, int resumed, char *err, size_t errlen) {
+    char uuid[ICN_UUID_STRLEN] = "";
+    if (pool_identity(r, uuid, err, errlen)) return -1;
+    if (resumed && r->t.meta.pool_uuid[0] && uuid[0] && strcmp(uuid, r->t.meta.pool_uuid) != 0)
+        return icn_errf(err, errlen,
+                        "checkpoint %s was trained on pool store %s, but the pool at %s serves store %s: refusing to "
+                        "resume against another store (serve the one it used, or start a fresh run)",
+                        r->t.o->checkpoint, r->t.meta.pool_uuid, r->o->pool, uuid);
+    if (uuid[0]) snprintf(r->t.meta.pool_uuid, sizeof r->t.meta.pool_uuid, "%s", uuid);
+    return 0;
+}
+
 static void run_free(run *r) {
     icn_trainer_free(&r->t);
     icn_batch_free(&r->pn);
@@ -263,6 +291,7 @@ int icn_train_introspective(icn_net *net, const icn_batch *data, const icn_train
     if (!(r.pub = icn_open_publisher(o->publish, err, errlen))) goto out;
     if (!(r.req = icn_zmq_open_with(ZMQ_REQ, o->pool, 0, &(icn_zmq_opts){.max_msg = max_reply(&r)}, err, errlen)))
         goto out;
+    if (check_pool_identity(&r, resumed, err, errlen)) goto out;
     if (!resumed) {
         int64_t total;
         if (pool_total(&r, &total, err, errlen)) goto out;

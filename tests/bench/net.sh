@@ -108,9 +108,12 @@ throughput)
     icn-load mnist --split train --limit 300 --seed 1 --quiet --out train.icn
     icn-classify train --data train.icn --arch mnist --steps 50 --out m.model --quiet --threads 1
     keys
+    cpu() { local p t=0; for p in "$@"; do t=$(echo "$t + $(awk '{print ($14 + $15) / 100}' "/proc/$p/stat")" | bc -l); done; echo "$t"; }
     for rep in $(seq "$reps"); do
+        order="off on"
+        [ $((rep % 2)) = 0 ] && order="on off" # which goes first alternates
         for n in 1 2; do
-            for mode in off on; do
+            for mode in $order; do
                 rm -f pool.icnpool
                 snap=tcp://127.0.0.1:$(port) intake=tcp://127.0.0.1:$(port) rep_ep=tcp://127.0.0.1:$(port)
                 head=() worker=() client=()
@@ -129,13 +132,15 @@ throughput)
                 done
                 sleep 5 # the first snapshot, the first batches
                 a=$(icn-pool stats --connect "$rep_ep" "${client[@]}" | sed -n 's/^total: //p')
-                t0=$(date +%s.%N)
+                t0=$(date +%s.%N) c0=$(cpu "${syn[@]}")
                 sleep "$secs"
                 b=$(icn-pool stats --connect "$rep_ep" "${client[@]}" | sed -n 's/^total: //p')
-                t1=$(date +%s.%N)
+                t1=$(date +%s.%N) c1=$(cpu "${syn[@]}")
                 kill "${syn[@]}" "$pub" "$pool" 2>/dev/null || true
                 wait "${syn[@]}" "$pub" "$pool" 2>/dev/null || true
-                echo "throughput: rep $rep synthesizers $n curve $mode samples/s $(echo "($b - $a) / ($t1 - $t0)" | bc -l | xargs printf %.2f)"
+                echo "throughput: rep $rep synthesizers $n curve $mode samples/s $(echo "($b - $a) / ($t1 - $t0)" | bc -l | xargs printf %.2f)" \
+                    "samples per synthesizer CPU-second $(echo "($b - $a) / ($c1 - $c0)" | bc -l | xargs printf %.3f)" \
+                    "(synthesizer CPU $(echo "$c1 - $c0" | bc -l | xargs printf %.1f) s of $(echo "$n * ($t1 - $t0)" | bc -l | xargs printf %.0f))"
             done
         done
     done
