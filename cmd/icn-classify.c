@@ -8,11 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eval.h"
 #include "introspect.h"
 #include "net.h"
 #include "snapshot.h"
 #include "train.h"
 #include "protocol.h"
+#include "trainer.h"
 #include "transport.h"
 #include "fileio.h"
 #include "parallel.h"
@@ -265,11 +267,9 @@ static int cmd_train(cli *c) {
                  net.n_params, icn_head_name(t->head), data.n, (long long)t->steps, t->batch, icn_threads());
     double t0 = icn_now();
     if (c->introspective) {
-        c->intro.base = *t;
-        int failed = icn_train_introspective(&net, &data, &c->intro, err, sizeof err);
+        int failed = icn_train_introspective(&net, &data, t, &c->intro, err, sizeof err);
         icn_zmq_term(); /* sockets are closed: this waits (LINGER-bounded) until "stop" is out */
         if (failed) icn_die(1, "%s", err);
-        t->steps = icn_introspect_total_steps(&c->intro);
     } else if (icn_train_classifier(&net, &data, t, err, sizeof err)) {
         icn_die(1, "%s", err);
     }

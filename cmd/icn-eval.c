@@ -14,7 +14,7 @@
 #include "net.h"
 #include "plot.h"
 #include "snapshot.h"
-#include "train.h"
+#include "eval.h"
 #include "parallel.h"
 #include "util.h"
 #include "wire.h"

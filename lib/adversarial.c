@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "train.h"
+#include "eval.h"
 #include "util.h"
 
 #define FGSM_BATCH 128

@@ -535,7 +535,7 @@ void icn_fastconv_backward(icn_fastconv *f, float *din, int accumulate, float *d
             if (!f->dref) f->dref = xmalloc((size_t)f->max_batch * f->in_size * sizeof(float));
             target = f->dref;
         }
-        icn_conv2d_backward(target, NULL, NULL, f->dcol, dout, NULL, weight, &f->s, n);
+        icn_conv2d_backward(target, NULL, NULL, f->dcol, dout, NULL, weight, &f->s, n, NULL);
         if (accumulate) icn_residual_add(din, target, (size_t)n * f->in_size);
         return;
     }

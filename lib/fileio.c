@@ -85,15 +85,17 @@ int icn_read_file(const char *path, size_t max_bytes, uint8_t **data, size_t *le
 
 /* ---------------------------------------------------------------- writing */
 
-static void fsync_dir_of(const char *path) {
+/* fsync the directory holding path, so a rename into it is durable; -1 with err when that fails. */
+static int fsync_dir_of(const char *path, char *err, size_t errlen) {
     char *d = strdup(path);
-    if (!d) return;
-    int dfd = open(dirname(d), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
+    if (!d) return icn_errf(err, errlen, "%s: out of memory", path);
+    int rc = 0, dfd = open(dirname(d), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    /* EINVAL: a file system that cannot sync directories (nothing more can be done there) */
+    if (dfd < 0 || (fsync(dfd) != 0 && errno != EINVAL))
+        rc = icn_errf(err, errlen, "%s: the directory could not be synced: %s", path, strerror(errno));
+    if (dfd >= 0) close(dfd);
     free(d);
+    return rc;
 }
 
 static char *dup_str(const char *s) {
@@ -187,7 +189,7 @@ int icn_out_commit(icn_out *o, char *err, size_t errlen) {
     o->fd = -1;
     if (rc == 0 && rename(o->tmp, o->target) != 0)
         rc = icn_errf(err, errlen, "%s: cannot rename into place: %s", o->target, strerror(errno));
-    if (rc == 0) fsync_dir_of(o->target);
+    if (rc == 0) rc = fsync_dir_of(o->target, err, errlen);
     else unlink(o->tmp);
     out_release(o);
     return rc;

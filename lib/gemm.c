@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "parallel.h"
-#include "util.h"
 
 /* Below these sizes a product is "thin": OpenBLAS's threads cost more than they give. */
 #define THIN_K 64
@@ -90,10 +89,6 @@ void icn_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const 
     icn_gemm_parallel_for(m, MIN_ROWS_PER_THREAD, gemm_rows, &job);
 }
 
-/* Per-thread partial sums for split reductions; grown once, never in steady state. */
-static float *partial_buf;
-static size_t partial_cap;
-
 typedef struct {
     int m, n, lda, ldb, ldc;
     const float *a, *b;
@@ -106,17 +101,16 @@ static void reduce_partial(void *p, long lo, long hi, int thread) {
           j->ldb, 0.0f, j->partial + (size_t)thread * j->m * j->n, j->n);
 }
 
-void icn_gemm_tn_acc(int m, int n, int r, const float *a, int lda, const float *b, int ldb, float *c, int ldc) {
+void icn_gemm_tn_acc(int m, int n, int r, const float *a, int lda, const float *b, int ldb, float *c, int ldc,
+                     icn_partials *partials) {
     int nt = icn_threads();
     if (!(nt > 1 && (m < THIN_N || n < THIN_K) && r >= 2 * MIN_ROWS_PER_THREAD)) {
         icn_sgemm(1, 0, m, n, r, 1.0f, a, lda, b, ldb, 1.0f, c, ldc);
         return;
     }
     size_t need = (size_t)nt * m * n;
-    if (need > partial_cap) {
-        partial_buf = xrealloc(partial_buf, need * sizeof(float));
-        partial_cap = need;
-    }
+    icn_partials own = {0};
+    float *partial_buf = icn_partials_get(partials ? partials : &own, need * sizeof(float));
     /* Threads that get no range leave their slot untouched: zero it so the sum is right. */
     memset(partial_buf, 0, need * sizeof(float));
     reduce_job job = {m, n, lda, ldb, ldc, a, b, c, partial_buf};
@@ -127,4 +121,5 @@ void icn_gemm_tn_acc(int m, int n, int r, const float *a, int lda, const float *
             float *dst = c + (size_t)i * ldc;
             for (int j = 0; j < n; j++) dst[j] += src[j];
         }
+    icn_partials_free(&own);
 }

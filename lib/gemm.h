@@ -5,7 +5,7 @@
  * a 10-way linear layer) run slower on 2 OpenBLAS threads than on 1, so icn_gemm splits
  * the rows of C across threads, each calling single-threaded OpenBLAS. A product whose
  * output is small but whose reduction is long (weight gradients) is split along the
- * reduction with per-thread partial sums (icn_gemm_tn). */
+ * reduction with per-thread partial sums (icn_gemm_tn_acc). */
 #ifndef ICN_GEMM_H
 #define ICN_GEMM_H
 
@@ -14,8 +14,10 @@
 void icn_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
               const float *b, int ldb, float beta, float *c, int ldc);
 
-/* C[M,N] += A^T B where A is [R, M] and B is [R, N] (row-major), R the long reduction. */
-void icn_gemm_tn_acc(int m, int n, int r, const float *a, int lda, const float *b, int ldb, float *c, int ldc);
+/* C[M,N] += A^T B where A is [R, M] and B is [R, N] (row-major), R the long reduction; partials
+ * holds the per-thread sums when it is split (NULL: a buffer of its own). */
+void icn_gemm_tn_acc(int m, int n, int r, const float *a, int lda, const float *b, int ldb, float *c, int ldc,
+                     icn_partials *partials);
 
 /* For work already split across threads: icn_gemm_parallel_for runs fn like icn_parallel_for
  * (parallel.h) with OpenBLAS single-threaded inside, and fn calls icn_sgemm, one plain product. */

@@ -5,8 +5,11 @@
 #include <time.h>
 #include <zmq.h>
 
+#include "checkpoint.h"
+#include "pool.h"
 #include "protocol.h"
 #include "snapshot.h"
+#include "trainer.h"
 #include "transport.h"
 #include "util.h"
 
@@ -15,7 +18,6 @@
 
 void icn_introspect_opts_default(icn_introspect_opts *o) {
     memset(o, 0, sizeof *o);
-    icn_train_opts_default(&o->base);
     o->initial_steps = 800;
     o->rounds = 6;
     o->round_steps = 200;
@@ -31,24 +33,13 @@ int64_t icn_introspect_total_steps(const icn_introspect_opts *o) {
     return o->initial_steps + (int64_t)o->rounds * o->round_steps;
 }
 
-/* Everything one run of the trainer holds. */
+/* Everything one introspective run holds around its trainer. */
 typedef struct {
     const icn_introspect_opts *o;
-    const icn_train_opts *train; /* o->base with the round schedule's total steps */
-    icn_net *net;
-    const icn_batch *data;
-    icn_model_meta meta;
-    icn_optim opt;
-    icn_work *work;
-    icn_sampler sampler;
-    icn_batch pn;          /* all pseudo-negatives accepted so far */
-    int64_t *accepted;     /* [generation][class] counts, generations 0..rounds */
+    icn_trainer t;     /* the loop, its options (t.o), the model and where the run is (t.meta) */
+    icn_batch pn;      /* all pseudo-negatives accepted so far: the trainer's source */
+    int64_t *accepted; /* [generation][class] counts, generations 0..rounds */
     void *pub, *req;
-    int32_t *idx, *y;
-    float *x, *weight, *dlogits;
-    double loss;
-    int64_t clipped; /* steps of this process whose gradient was clipped */
-    icn_val_track val;
 } run;
 
 int icn_publish_snapshot(void *pub, const icn_net *net, const icn_model_meta *meta, icn_metrics *metrics, char *err,
@@ -65,7 +56,7 @@ int icn_publish_snapshot(void *pub, const icn_net *net, const icn_model_meta *me
 }
 
 static int publish_snapshot(run *r, char *err, size_t errlen) {
-    return icn_publish_snapshot(r->pub, r->net, &r->meta, r->o->base.metrics, err, errlen);
+    return icn_publish_snapshot(r->pub, r->t.net, &r->t.meta, r->t.o->metrics, err, errlen);
 }
 
 /* Control frames on the snapshot channel: "hold" (generation t has all it needs: pause
@@ -73,7 +64,7 @@ static int publish_snapshot(run *r, char *err, size_t errlen) {
 static void publish_control(run *r, icn_msg_kind kind) {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    icn_pack_control(&sb, kind, r->meta.generation);
+    icn_pack_control(&sb, kind, r->t.meta.generation);
     char err[ICN_ERRLEN];
     icn_zmq_send_sbuffer(r->pub, &sb, err, sizeof err);
     msgpack_sbuffer_destroy(&sb);
@@ -81,7 +72,7 @@ static void publish_control(run *r, icn_msg_kind kind) {
 
 /* The largest reply to a fetch of FETCH_MAX records of our images (labels, provenance, keys). */
 static int64_t max_reply(const run *r) {
-    return FETCH_MAX * (int64_t)(icn_batch_dim(r->data) * sizeof(float) + sizeof(int32_t) + 17) + 4096;
+    return FETCH_MAX * (int64_t)(icn_batch_dim(r->t.data) * sizeof(float) + sizeof(int32_t) + 17) + 4096;
 }
 
 /* Ask the pool for records [offset, offset + FETCH_MAX). 1: got a reply; 0: timeout. */
@@ -105,9 +96,9 @@ static int fetch(run *r, int64_t offset, icn_batch *records, int64_t *total, cha
  * first per_class samples of each class, for generations up to `round`; in async mode all. */
 static int accept_record(run *r, const icn_batch *records, int64_t i, int64_t round) {
     const icn_provenance *p = &records->prov[i];
-    int k = -(records->y[i] + 1), K = r->net->classes;
+    int k = -(records->y[i] + 1), K = r->t.net->classes;
     if (k < 0 || k >= K) return 0;
-    if (records->h != r->net->in_h || records->w != r->net->in_w || records->c != r->net->in_c) return 0;
+    if (records->h != r->t.net->in_h || records->w != r->t.net->in_w || records->c != r->t.net->in_c) return 0;
     if (r->o->async) return 1;
     if (p->generation < 1 || p->generation > round) return 0;
     int64_t *count = &r->accepted[(size_t)p->generation * K + k];
@@ -117,8 +108,8 @@ static int accept_record(run *r, const icn_batch *records, int64_t i, int64_t ro
 }
 
 static int round_complete(const run *r, int64_t gen) {
-    for (int k = 0; k < r->net->classes; k++)
-        if (r->accepted[(size_t)gen * r->net->classes + k] < r->o->per_class) return 0;
+    for (int k = 0; k < r->t.net->classes; k++)
+        if (r->accepted[(size_t)gen * r->t.net->classes + k] < r->o->per_class) return 0;
     return 1;
 }
 
@@ -150,22 +141,22 @@ static int take_record(const icn_batch *records, int32_t i, void *ctx) {
  * when until < 0). Advances meta.pool_offset past every record looked at. */
 static int take_from_pool(run *r, int64_t round, int64_t until, intake *in, char *err, size_t errlen) {
     for (;;) {
-        if (until >= 0 && r->meta.pool_offset >= until) return 0;
+        if (until >= 0 && r->t.meta.pool_offset >= until) return 0;
         icn_batch records = {0};
         int64_t total = 0;
-        int rc = fetch(r, r->meta.pool_offset, &records, &total, err, errlen);
+        int rc = fetch(r, r->t.meta.pool_offset, &records, &total, err, errlen);
         if (rc <= 0) { icn_batch_free(&records); return rc < 0 ? -1 : 1; }
         int64_t n = records.n;
-        if (until >= 0 && r->meta.pool_offset + n > until) n = until - r->meta.pool_offset;
+        if (until >= 0 && r->t.meta.pool_offset + n > until) n = until - r->t.meta.pool_offset;
         /* keep the accepted records, then add them in one append */
         take_ctx t = {r, n, round, in};
         int32_t kept = icn_batch_filter(&records, take_record, &t);
         int rc_append = icn_batch_append(&r->pn, &records, err, errlen);
         if (rc_append) { icn_batch_free(&records); return -1; }
         in->added += kept;
-        r->meta.pool_offset += n;
+        r->t.meta.pool_offset += n;
         icn_batch_free(&records);
-        if (n == 0 || (until < 0 && r->meta.pool_offset >= total)) return 0;
+        if (n == 0 || (until < 0 && r->t.meta.pool_offset >= total)) return 0;
         if (!r->o->async && round_complete(r, round) && until < 0) return 0;
     }
 }
@@ -187,62 +178,15 @@ static int wait_for_round(run *r, int64_t gen, intake *in, double *waited, char 
             if (publish_snapshot(r, err, errlen)) return -1;
             last_publish = now;
         }
-        if (!r->o->base.quiet && now - last_note >= 10) {
+        if (!r->t.o->quiet && now - last_note >= 10) {
             icn_warn("round %lld: waiting for pseudo-negatives (%lld of %d so far)", (long long)gen,
-                     (long long)in->added, r->o->per_class * r->net->classes);
+                     (long long)in->added, r->o->per_class * r->t.net->classes);
             last_note = now;
         }
         struct timespec ts = {0, 50 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
     *waited = icn_now() - t0;
-    return 0;
-}
-
-/* Train steps [meta.step, until): real batches in the baseline's order, plus a batch of
- * pseudo-negatives drawn uniformly from all so far once there are any. */
-static int train_until(run *r, int64_t until, icn_progress *prog, char *err, size_t errlen) {
-    const icn_train_opts *b = r->train;
-    const int B = b->batch, P = r->pn.n > 0 ? r->o->pn_batch : 0, n = B + P;
-    const size_t d = icn_batch_dim(r->data);
-    /* loss = mean over real + alpha * mean over pseudo-negatives (weights of a mean over n) */
-    for (int i = 0; i < n; i++) r->weight[i] = i < B ? (float)n / B : (float)(r->o->alpha * n / P);
-    for (int64_t step = r->meta.step; step < until; step++) {
-        icn_sampler_batch(&r->sampler, step, B, r->idx);
-        icn_gather(r->data, r->idx, B, r->x, r->y);
-        icn_train_augment(b, r->data, r->x, B, step); /* the real images only */
-        if (P) {
-            icn_rng rng;
-            icn_rng_seed(&rng, b->seed * 0x2545f4914f6cdd1dULL + (uint64_t)step);
-            for (int i = 0; i < P; i++) r->idx[B + i] = (int32_t)icn_rng_below(&rng, (uint32_t)r->pn.n);
-            icn_gather(&r->pn, r->idx + B, P, r->x + (size_t)B * d, r->y + B);
-        }
-        float lr = icn_train_lr(b, step);
-        icn_step_result res = icn_train_step(r->net, r->work, &r->opt, r->x, r->y, r->weight, n, b, lr, r->dlogits);
-        if (icn_check_diverged(step, res, err, errlen)) return -1;
-        double loss = res.loss;
-        r->clipped += res.clipped;
-        r->loss = step == r->meta.step ? loss : 0.98 * r->loss + 0.02 * loss;
-        r->meta.step = step + 1;
-        if (b->metrics && (r->meta.step % 10 == 0 || r->meta.step == until))
-            icn_metrics_printf(b->metrics,
-                               "{\"event\":\"step\",\"step\":%lld,\"round\":%lld,\"loss\":%.6f,\"grad_norm\":%.4g,\"clipped\":%lld,"
-                               "\"lr\":%g,\"pn_batch\":%d,\"pn_total\":%lld}",
-                               (long long)r->meta.step, (long long)r->meta.round, loss, res.grad_norm,
-                               (long long)r->clipped, lr, P,
-                               (long long)r->pn.n);
-        /* validation at the usual points and at the end of each phase; before the checkpoint,
-         * so that a run killed between the two evaluates this step again when resumed */
-        if ((icn_val_due(b, r->meta.step) || r->meta.step == until) &&
-            icn_val_track_point(&r->val, b, r->net, r->work, &r->meta, r->meta.round, err, errlen))
-            return -1;
-        if (b->checkpoint && b->checkpoint_every > 0 && r->meta.step % b->checkpoint_every == 0 &&
-            icn_model_save(b->checkpoint, r->net, &r->meta, &r->opt, err, errlen))
-            return -1;
-        char status[64];
-        snprintf(status, sizeof status, "round %lld loss %.4f", (long long)r->meta.round, r->loss);
-        icn_progress_update(prog, r->meta.step * B, status);
-    }
     return 0;
 }
 
@@ -259,101 +203,111 @@ static int pool_total(run *r, int64_t *total, char *err, size_t errlen) {
     return rc == 1 ? 0 : -1;
 }
 
+/* The identity of the store behind the pool (its "stats" reply): "" from a pool that has none. */
+static int pool_identity(run *r, char uuid[ICN_UUID_STRLEN], char *err, size_t errlen) {
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    icn_pack_stats_request(&sb);
+    icn_msg reply;
+    int rc = icn_request(&r->req, r->o->pool, &sb, REQUEST_TIMEOUT_MS, max_reply(r), ICN_MSG_STATS, &reply, err, errlen);
+    if (rc == 1) snprintf(uuid, ICN_UUID_STRLEN, "%s", reply.counts.uuid), icn_msg_free(&reply);
+    if (rc == 0) icn_errf(err, errlen, "no pool answers at %s (start one with: icn-pool serve --rep %s)", r->o->pool, r->o->pool);
+    msgpack_sbuffer_destroy(&sb);
+    return rc == 1 ? 0 : -1;
+}
+
+/* A checkpoint names the store it consumed: resuming against another one would take other
+ * records at the same offsets (issue 16, finding 10). */
+static int check_pool_identity(run *r, int resumed, char *err, size_t errlen) {
+    char uuid[ICN_UUID_STRLEN] = "";
+    if (pool_identity(r, uuid, err, errlen)) return -1;
+    if (resumed && r->t.meta.pool_uuid[0] && uuid[0] && strcmp(uuid, r->t.meta.pool_uuid) != 0)
+        return icn_errf(err, errlen,
+                        "checkpoint %s was trained on pool store %s, but the pool at %s serves store %s: refusing to "
+                        "resume against another store (serve the one it used, or start a fresh run)",
+                        r->t.o->checkpoint, r->t.meta.pool_uuid, r->o->pool, uuid);
+    if (uuid[0]) snprintf(r->t.meta.pool_uuid, sizeof r->t.meta.pool_uuid, "%s", uuid);
+    return 0;
+}
+
 static void run_free(run *r) {
-    icn_optim_free(&r->opt);
-    icn_work_free(r->work);
-    icn_sampler_free(&r->sampler);
+    icn_trainer_free(&r->t);
     icn_batch_free(&r->pn);
-    free(r->accepted), free(r->idx), free(r->y), free(r->x), free(r->weight), free(r->dlogits);
+    free(r->accepted);
     if (r->pub) icn_zmq_close(r->pub);
     if (r->req) icn_zmq_close(r->req);
 }
 
-static int run_rounds(run *r, icn_progress *prog, char *err, size_t errlen) {
+static int run_rounds(run *r, char *err, size_t errlen) {
     const icn_introspect_opts *o = r->o;
-    icn_metrics *metrics = o->base.metrics;
-    if (train_until(r, o->initial_steps + r->meta.round * o->round_steps, prog, err, errlen)) return -1;
-    for (int64_t t = r->meta.round + 1; t <= o->rounds; t++) {
-        r->meta.generation = t;
+    icn_metrics *metrics = r->t.o->metrics;
+    if (icn_trainer_run(&r->t, o->initial_steps + r->t.meta.round * o->round_steps, err, errlen)) return -1;
+    for (int64_t t = r->t.meta.round + 1; t <= o->rounds; t++) {
+        r->t.meta.generation = t;
         if (publish_snapshot(r, err, errlen)) return -1;
         intake in = {0};
         double waited = 0;
         if (wait_for_round(r, t, &in, &waited, err, errlen)) return -1;
         if (!o->async) publish_control(r, ICN_MSG_HOLD);
-        r->meta.round = t;
+        r->t.meta.round = t;
         icn_metrics_printf(metrics,
                            "{\"event\":\"round\",\"round\":%lld,\"generation\":%lld,\"pn_new\":%lld,\"pn_total\":%lld,"
                            "\"reached_fraction\":%.4f,\"producers\":%lld,\"wait_s\":%.3f,\"pool_offset\":%lld}",
                            (long long)t, (long long)t, (long long)in.added, (long long)r->pn.n,
                            in.added ? (double)in.reached / in.added : 0.0, (long long)in.producers, waited,
-                           (long long)r->meta.pool_offset);
-        if (!o->base.quiet)
+                           (long long)r->t.meta.pool_offset);
+        if (!r->t.o->quiet)
             icn_warn("round %lld: %lld new pseudo-negatives from %lld producers (%.0f%% reached the stop rule), "
                      "%lld in all, waited %.1f s",
                      (long long)t, (long long)in.added, (long long)in.producers,
                      in.added ? 100.0 * in.reached / in.added : 0.0, (long long)r->pn.n, waited);
-        if (train_until(r, o->initial_steps + t * o->round_steps, prog, err, errlen)) return -1;
-        if (o->base.checkpoint && icn_model_save(o->base.checkpoint, r->net, &r->meta, &r->opt, err, errlen)) return -1;
+        if (icn_trainer_run(&r->t, o->initial_steps + t * o->round_steps, err, errlen)) return -1;
+        if (icn_checkpoint_save(r->t.o, r->t.net, &r->t.meta, &r->t.opt, err, errlen)) return -1;
     }
     return 0;
 }
 
-/* The trainer's settings (icn_train_settings) and the round schedule's. */
+/* The round schedule's settings, after the trainer's (icn_train_settings) in meta.settings. */
 static void introspect_settings(const icn_introspect_opts *o, char *out, size_t outlen) {
-    icn_train_settings(&o->base, out, outlen);
     size_t at = strlen(out);
     snprintf(out + at, outlen - at, " initial_steps=%lld rounds=%d round_steps=%lld per_class=%d alpha=%g pn_batch=%d async=%d",
              (long long)o->initial_steps, o->rounds, (long long)o->round_steps, o->per_class, o->alpha, o->pn_batch,
              o->async);
 }
 
-int icn_train_introspective(icn_net *net, const icn_batch *data, const icn_introspect_opts *o, char *err,
-                            size_t errlen) {
-    if (icn_check_labels(data, net->classes, "training data", err, errlen) ||
-        icn_check_images(net, data, "training data", err, errlen))
-        return -1;
-    run r = {.o = o, .net = net, .data = data};
-    icn_train_opts base = o->base;
-    base.steps = icn_introspect_total_steps(o);
-    r.train = &base;
-    r.meta = (icn_model_meta){.head = o->base.head, .total_steps = base.steps, .seed = (int64_t)o->base.seed,
-                              .train_images = data->n};
-    introspect_settings(o, r.meta.settings, sizeof r.meta.settings);
-    icn_optim_sgd(&r.opt, net->n_trainable, (float)o->base.momentum, (float)o->base.weight_decay);
-    const int n = o->base.batch + o->pn_batch, K = net->classes;
-    r.work = icn_work_new(net, n);
-    icn_sampler_init(&r.sampler, data->n, o->base.seed);
-    r.accepted = xcalloc((size_t)(o->rounds + 1) * K, sizeof(int64_t));
-    r.idx = xmalloc((size_t)n * sizeof(int32_t)), r.y = xmalloc((size_t)n * sizeof(int32_t));
-    r.x = xmalloc((size_t)n * icn_batch_dim(data) * sizeof(float));
-    r.weight = xmalloc((size_t)n * sizeof(float)), r.dlogits = xmalloc((size_t)n * K * sizeof(float));
+int icn_train_introspective(icn_net *net, const icn_batch *data, const icn_train_opts *train,
+                            const icn_introspect_opts *o, char *err, size_t errlen) {
+    if (train->steps != icn_introspect_total_steps(o))
+        return icn_errf(err, errlen, "introspective training: %lld steps, but the round schedule makes %lld",
+                        (long long)train->steps, (long long)icn_introspect_total_steps(o));
+    run r = {.o = o};
+    if (icn_trainer_init(&r.t, net, data, train, o->pn_batch, err, errlen)) return -1;
+    r.t.pn = &r.pn, r.t.alpha = o->alpha;
+    introspect_settings(o, r.t.meta.settings, sizeof r.t.meta.settings);
+    r.accepted = xcalloc((size_t)(o->rounds + 1) * net->classes, sizeof(int64_t));
     int rc = -1;
-    int resumed = icn_train_resume(&base, net, &r.opt, &r.meta, err, errlen);
-    if (resumed < 0 || icn_val_track_begin(&r.val, &base, net, r.work, &r.meta, err, errlen)) goto out;
+    int resumed = icn_trainer_begin(&r.t, "introspective", err, errlen);
+    if (resumed < 0) goto out;
     if (!(r.pub = icn_open_publisher(o->publish, err, errlen))) goto out;
     if (!(r.req = icn_zmq_open_with(ZMQ_REQ, o->pool, 0, &(icn_zmq_opts){.max_msg = max_reply(&r)}, err, errlen)))
         goto out;
+    if (check_pool_identity(&r, resumed, err, errlen)) goto out;
     if (!resumed) {
         int64_t total;
         if (pool_total(&r, &total, err, errlen)) goto out;
-        r.meta.pool_start = r.meta.pool_offset = total; /* only what this run's snapshots produced */
-    } else if (r.meta.round > 0) { /* rebuild the training set from the pool, as it was taken */
-        int64_t until = r.meta.pool_offset;
+        r.t.meta.pool_start = r.t.meta.pool_offset = total; /* only what this run's snapshots produced */
+    } else if (r.t.meta.round > 0) { /* rebuild the training set from the pool, as it was taken */
+        int64_t until = r.t.meta.pool_offset;
         intake in = {0};
-        r.meta.pool_offset = r.meta.pool_start;
-        if (take_from_pool(&r, r.meta.round, until, &in, err, errlen)) {
+        r.t.meta.pool_offset = r.t.meta.pool_start;
+        if (take_from_pool(&r, r.t.meta.round, until, &in, err, errlen)) {
             if (!err[0]) icn_errf(err, errlen, "pool at %s did not answer while rebuilding", o->pool);
             goto out;
         }
-        if (!o->base.quiet) icn_warn("resumed with %lld pseudo-negatives from the pool", (long long)r.pn.n);
+        if (!train->quiet) icn_warn("resumed with %lld pseudo-negatives from the pool", (long long)r.pn.n);
     }
-    icn_progress prog;
-    icn_progress_begin(&prog, "introspective", "img", r.meta.step * o->base.batch, base.steps * o->base.batch,
-                       o->base.quiet);
-    rc = run_rounds(&r, &prog, err, errlen);
-    icn_progress_end(&prog, r.meta.step * o->base.batch, NULL);
-    if (rc == 0 && o->base.checkpoint && icn_model_save(o->base.checkpoint, net, &r.meta, &r.opt, err, errlen)) rc = -1;
-    if (rc == 0 && o->base.out && icn_train_save_model(o->base.out, net, &r.meta, err, errlen)) rc = -1;
+    rc = run_rounds(&r, err, errlen);
+    if (rc == 0 && icn_trainer_finish(&r.t, err, errlen)) rc = -1;
     for (int i = 0; i < 3 && r.pub; i++) publish_control(&r, ICN_MSG_STOP); /* synthesizers exit */
 out:
     run_free(&r);

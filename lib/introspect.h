@@ -9,15 +9,16 @@
  * one-vs-all). With one synthesizer and a seed, a run is reproducible bit for bit.
  * Asynchronous: never wait; each round takes whatever the pool has gained.
  *
- * The baseline with the same real-data schedule is icn_train_classifier with
- * steps = initial_steps + rounds * round_steps and the same seed: both see the same real
- * batches in the same order. */
+ * The trainer is the baseline's (trainer.h) with this run's pseudo-negatives as its source: the
+ * baseline with the same options (train->steps = initial_steps + rounds * round_steps, the same
+ * seed) sees the same real batches in the same order by construction. */
 #ifndef ICN_INTROSPECT_H
 #define ICN_INTROSPECT_H
+#include "progress.h"
+#include "snapshot.h"
 #include "train.h"
 
 typedef struct {
-    icn_train_opts base;   /* lr schedule, real batch size, head, seed, out, checkpoint, metrics, val */
     int64_t initial_steps; /* 800 */
     int rounds;            /* 6 */
     int64_t round_steps;   /* 200 */
@@ -36,7 +37,9 @@ int64_t icn_introspect_total_steps(const icn_introspect_opts *o);
  * when (wall clock) and how many bytes, so delivery times can be measured. */
 int icn_publish_snapshot(void *pub, const icn_net *net, const icn_model_meta *meta, icn_metrics *metrics, char *err,
                          size_t errlen);
-int icn_train_introspective(icn_net *net, const icn_batch *data, const icn_introspect_opts *o, char *err,
-                            size_t errlen);
+/* Train net on data with the trainer's options `train` (train->steps must be
+ * icn_introspect_total_steps(o)) and the round schedule o. */
+int icn_train_introspective(icn_net *net, const icn_batch *data, const icn_train_opts *train,
+                            const icn_introspect_opts *o, char *err, size_t errlen);
 
 #endif

@@ -119,10 +119,10 @@ void icn_conv2d_forward(float *out, float *col, const float *in, const float *we
     icn_gemm(0, 1, M, s->oc, K, 1.0f, col, K, weight, K, bias ? 1.0f : 0.0f, out, s->oc);
 }
 
-void icn_conv2d_backward(float *din, float *dweight, float *dbias, float *dcol, const float *dout,
-                     const float *col, const float *weight, const icn_conv_shape *s, int n) {
+void icn_conv2d_backward(float *din, float *dweight, float *dbias, float *dcol, const float *dout, const float *col,
+                         const float *weight, const icn_conv_shape *s, int n, icn_partials *partials) {
     const int K = (int)icn_conv_kdim(s), M = n * s->oh * s->ow;
-    if (dweight) icn_gemm_tn_acc(s->oc, K, M, dout, s->oc, col, K, dweight, K); /* dW += dout^T col */
+    if (dweight) icn_gemm_tn_acc(s->oc, K, M, dout, s->oc, col, K, dweight, K, partials); /* dW += dout^T col */
     if (dbias) sum_rows_into(dbias, dout, M, s->oc);
     if (din) {
         icn_gemm(0, 0, M, K, s->oc, 1.0f, dout, s->oc, weight, K, 0.0f, dcol, K); /* dcol = dout W */
@@ -229,8 +229,8 @@ void icn_linear_forward(float *out, const float *in, const float *weight, const 
 }
 
 void icn_linear_backward(float *din, float *dweight, float *dbias, const float *dout, const float *in,
-                     const float *weight, int n, int in_dim, int out_dim) {
-    if (dweight) icn_gemm_tn_acc(out_dim, in_dim, n, dout, out_dim, in, in_dim, dweight, in_dim);
+                         const float *weight, int n, int in_dim, int out_dim, icn_partials *partials) {
+    if (dweight) icn_gemm_tn_acc(out_dim, in_dim, n, dout, out_dim, in, in_dim, dweight, in_dim, partials);
     if (dbias) sum_rows_into(dbias, dout, n, out_dim);
     if (din) icn_gemm(0, 0, n, in_dim, out_dim, 1.0f, dout, out_dim, weight, in_dim, 0.0f, din, in_dim);
 }
@@ -263,15 +263,12 @@ void icn_avgpool_backward(float *din, const float *dout, int n, int hw, int c) {
 
 /* ---- batch normalization ---- */
 
-/* Per-thread partial sums, [thread][2C]: in double, and in float for a block of rows; grown once,
- * never in steady state. */
-static double *bn_partial;
-static float *bn_block;
-static size_t bn_partial_cap;
 #define BN_BLOCK_ROWS 64 /* rows summed in float (vectorised) before they join the double sums */
 
 typedef struct {
     float *out;
+    double *partial;              /* sums: per thread [2C] in double ... */
+    float *block;                 /* ... and in float for a block of rows */
     const float *x, *y, *x0, *y0; /* sums: y - y0 and (y - y0) (x - x0) */
     const float *p, *q, *t;       /* apply: out = p (y - y0) + q (x - x0) + t, per channel */
     long rows;
@@ -281,8 +278,8 @@ typedef struct {
 static void bn_sums_rows(void *ctx, long lo, long hi, int thread) {
     const bn_job *j = ctx;
     const int C = j->c;
-    double *s1 = bn_partial + (size_t)thread * 2 * C, *s2 = s1 + C;
-    float *restrict f1 = bn_block + (size_t)thread * 2 * C, *restrict f2 = f1 + C;
+    double *s1 = j->partial + (size_t)thread * 2 * C, *s2 = s1 + C;
+    float *restrict f1 = j->block + (size_t)thread * 2 * C, *restrict f2 = f1 + C;
     for (long r0 = lo; r0 < hi; r0 += BN_BLOCK_ROWS) {
         const long r1 = r0 + BN_BLOCK_ROWS < hi ? r0 + BN_BLOCK_ROWS : hi;
         memset(f1, 0, 2 * (size_t)C * sizeof(float));
@@ -298,20 +295,18 @@ static void bn_sums_rows(void *ctx, long lo, long hi, int thread) {
     }
 }
 
-/* Per channel, over all rows: [sum (y - y0) (C) | sum (y - y0) (x - x0) (C)], in bn_partial, valid
- * until the next call. The forward takes y = x and x0 = y0 = the first pixel: sums about a point
- * near the mean do not cancel when |mu| >> sigma. The backward takes y = dout, y0 = 0, x0 = mu_B:
- * the sums behind dbeta and dgamma. */
-static const double *bn_sums(const float *x, const float *y, const float *x0, const float *y0, long rows, int c) {
+/* Per channel, over all rows: [sum (y - y0) (C) | sum (y - y0) (x - x0) (C)], in partials (per
+ * thread: [2C] doubles, then [2C] floats), valid until their next use. The forward takes y = x
+ * and x0 = y0 = the first pixel: sums about a point near the mean do not cancel when
+ * |mu| >> sigma. The backward takes y = dout, y0 = 0, x0 = mu_B: the sums behind dbeta and dgamma. */
+static const double *bn_sums(icn_partials *partials, const float *x, const float *y, const float *x0, const float *y0,
+                             long rows, int c) {
     const int threads = icn_threads();
     size_t need = (size_t)threads * 2 * c;
-    if (need > bn_partial_cap) {
-        bn_partial = xrealloc(bn_partial, need * sizeof(double));
-        bn_block = xrealloc(bn_block, need * sizeof(float));
-        bn_partial_cap = need;
-    }
+    double *bn_partial = icn_partials_get(partials, need * (sizeof(double) + sizeof(float)));
     memset(bn_partial, 0, need * sizeof(double)); /* threads that get no rows leave theirs at 0 */
-    bn_job job = {.x = x, .y = y, .x0 = x0, .y0 = y0, .rows = rows, .c = c};
+    bn_job job = {.partial = bn_partial, .block = (float *)(bn_partial + need), .x = x, .y = y, .x0 = x0, .y0 = y0,
+                  .rows = rows, .c = c};
     icn_parallel_for(rows, PAR_MIN_WORK / c + 1, bn_sums_rows, &job);
     for (int t = 1; t < threads; t++)
         for (int k = 0; k < 2 * c; k++) bn_partial[k] += bn_partial[(size_t)t * 2 * c + k];
@@ -347,12 +342,14 @@ static bn_stats bn_stats_of(float *stats, int c) {
 }
 
 void icn_batchnorm_forward(float *out, float *stats, const float *in, const float *gb, float *running, long rows, int c,
-                       int training) {
+                           int training, icn_partials *partials) {
+    icn_partials own = {0};
     const bn_stats st = bn_stats_of(stats, c);
     const float *gamma = gb, *beta = gb + c;
     float *run_mean = running, *run_var = running + c;
     if (training) {
-        const double *sum = bn_sums(in, in, in, in, rows, c), *sumsq = sum + c; /* about the first pixel */
+        /* about the first pixel */
+        const double *sum = bn_sums(partials ? partials : &own, in, in, in, in, rows, c), *sumsq = sum + c;
         const double unbias = rows > 1 ? (double)rows / (double)(rows - 1) : 1.0;
         for (int k = 0; k < c; k++) {
             double d = sum[k] / (double)rows, mu = in[k] + d, var = sumsq[k] / (double)rows - d * d;
@@ -371,16 +368,18 @@ void icn_batchnorm_forward(float *out, float *stats, const float *in, const floa
     /* y = gamma / sigma (x - mu) + beta */
     for (int k = 0; k < c; k++) st.p[k] = gamma[k] * st.invstd[k];
     bn_apply(out, in, st.mean, st.p, in, st.mean, st.zero, beta, rows, c);
+    icn_partials_free(&own);
 }
 
 void icn_batchnorm_backward(float *din, float *dgb, float *stats, const float *dout, const float *in, const float *gb,
-                        long rows, int c, int training) {
+                            long rows, int c, int training, icn_partials *partials) {
     const bn_stats st = bn_stats_of(stats, c);
     const float *gamma = gb;
     if (!dgb && !din) return;
+    icn_partials own = {0};
     const double *sum = NULL, *sum_xc = NULL; /* sum dout, sum dout (x - mu) */
     if (dgb || training) {
-        sum = bn_sums(in, dout, st.mean, st.zero, rows, c);
+        sum = bn_sums(partials ? partials : &own, in, dout, st.mean, st.zero, rows, c);
         sum_xc = sum + c;
     }
     if (dgb)
@@ -388,7 +387,10 @@ void icn_batchnorm_backward(float *din, float *dgb, float *stats, const float *d
             dgb[k] += (float)(sum_xc[k] * st.invstd[k]); /* dgamma = sum dout xhat */
             dgb[c + k] += (float)sum[k];                  /* dbeta = sum dout */
         }
-    if (!din) return;
+    if (!din) {
+        icn_partials_free(&own);
+        return;
+    }
     /* din = gamma/sigma (dout - sum/R - xhat sum(dout xhat)/R) = p dout + q (x - mu) + t */
     for (int k = 0; k < c; k++) {
         st.p[k] = gamma[k] * st.invstd[k];
@@ -396,6 +398,7 @@ void icn_batchnorm_backward(float *din, float *dgb, float *stats, const float *d
         st.t[k] = training ? (float)(-st.p[k] * sum[k] / (double)rows) : 0.0f;
     }
     bn_apply(din, dout, st.zero, st.p, in, st.mean, st.q, st.t, rows, c);
+    icn_partials_free(&own);
 }
 
 /* ---- pre-activation residual block ---- */
@@ -423,7 +426,7 @@ void icn_block_shape_init(icn_block_shape *b, int h, int w, int c, int oc, int s
 }
 
 void icn_block_buffers_new(icn_block_buffers *buf, const icn_block_shape *b, int max_batch,
-                           const icn_conv_scratch *scratch) {
+                           const icn_conv_scratch *scratch, icn_partials *partials) {
     const size_t n = (size_t)max_batch, in = (size_t)b->h * b->w * b->c, out = (size_t)b->oh * b->ow * b->oc;
     float *p = xmalloc((n * in + 2 * n * out + ICN_BN_STATS * (size_t)(b->c + b->oc)) * sizeof(float));
     buf->a = p, p += n * in;
@@ -432,6 +435,7 @@ void icn_block_buffers_new(icn_block_buffers *buf, const icn_block_shape *b, int
     buf->stats1 = p, p += ICN_BN_STATS * (size_t)b->c;
     buf->stats2 = p;
     buf->scratch = scratch;
+    buf->partials = partials;
     const icn_conv_shape *convs[3] = {&b->conv1, &b->conv2, &b->proj};
     for (int i = 0; i < 3; i++) buf->fast[i] = convs[i]->k ? icn_fastconv_new(convs[i], 0, max_batch) : NULL;
 }
@@ -464,10 +468,11 @@ void icn_block_buffers_free(icn_block_buffers *buf) {
 void icn_block_forward(float *out, const icn_block_buffers *buf, const float *in, const float *p, float *state,
                    const icn_block_shape *s, int n, int training) {
     const long rows_in = (long)n * s->h * s->w, rows_out = (long)n * s->oh * s->ow;
-    icn_batchnorm_forward(buf->a, buf->stats1, in, p + s->gb1, state, rows_in, s->c, training);
+    icn_batchnorm_forward(buf->a, buf->stats1, in, p + s->gb1, state, rows_in, s->c, training, buf->partials);
     icn_relu_forward(buf->a, buf->a, (size_t)rows_in * s->c);
     block_conv_forward(buf, 0, buf->h, buf->a, p + s->w1, &s->conv1, n, 0.0f);
-    icn_batchnorm_forward(buf->b, buf->stats2, buf->h, p + s->gb2, state + 2 * s->c, rows_out, s->oc, training);
+    icn_batchnorm_forward(buf->b, buf->stats2, buf->h, p + s->gb2, state + 2 * s->c, rows_out, s->oc, training,
+                          buf->partials);
     icn_relu_forward(buf->b, buf->b, (size_t)rows_out * s->oc);
     block_conv_forward(buf, 1, out, buf->b, p + s->w2, &s->conv2, n, 0.0f);
     if (s->proj.k) /* out += W_s a (He et al. Eq. 2) */
@@ -483,12 +488,13 @@ void icn_block_backward(float *din, float *dp, float *tmp, const float *dout, co
     /* the residual branch, from its end: tmp = d b, then d h */
     block_conv_backward(buf, 1, tmp, 0, DP(s->w2), dout, buf->b, p + s->w2, &s->conv2, n);
     icn_relu_backward(tmp, buf->b, (size_t)rows_out * s->oc);
-    icn_batchnorm_backward(tmp, DP(s->gb2), buf->stats2, tmp, buf->h, p + s->gb2, rows_out, s->oc, training);
+    icn_batchnorm_backward(tmp, DP(s->gb2), buf->stats2, tmp, buf->h, p + s->gb2, rows_out, s->oc, training,
+                           buf->partials);
     /* din = d a: conv1's, plus the projection's when the shortcut starts from a */
     block_conv_backward(buf, 0, din, 0, DP(s->w1), tmp, buf->a, p + s->w1, &s->conv1, n);
     if (s->proj.k) block_conv_backward(buf, 2, din, 1, DP(s->wp), dout, buf->a, p + s->wp, &s->proj, n);
     icn_relu_backward(din, buf->a, (size_t)rows_in * s->c);
-    icn_batchnorm_backward(din, DP(s->gb1), buf->stats1, din, in, p + s->gb1, rows_in, s->c, training);
+    icn_batchnorm_backward(din, DP(s->gb1), buf->stats1, din, in, p + s->gb1, rows_in, s->c, training, buf->partials);
     if (!s->proj.k) icn_residual_add(din, dout, (size_t)rows_in * s->c); /* the identity shortcut's gradient */
 #undef DP
 }

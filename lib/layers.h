@@ -12,6 +12,8 @@
 #define ICN_LAYERS_H
 #include <stddef.h>
 
+#include "parallel.h"
+
 #define ICN_LRELU_SLOPE 0.2f
 
 typedef struct {
@@ -29,9 +31,10 @@ static inline size_t icn_conv_kdim(const icn_conv_shape *s) { return (size_t)s->
 void icn_conv2d_forward(float *out, float *col, const float *in, const float *weight, const float *bias,
                     const icn_conv_shape *s, int n);
 /* dout [N,OH,OW,OC] -> din [N,H,W,C] (NULL: skip), dweight [OC,K] and dbias [OC] (NULL: skip).
- * dcol [N*OH*OW, K] is scratch. dout is not modified. */
-void icn_conv2d_backward(float *din, float *dweight, float *dbias, float *dcol, const float *dout,
-                     const float *col, const float *weight, const icn_conv_shape *s, int n);
+ * dcol [N*OH*OW, K] is scratch; partials: the weight gradient's per-thread sums (parallel.h; NULL:
+ * its own). dout is not modified. */
+void icn_conv2d_backward(float *din, float *dweight, float *dbias, float *dcol, const float *dout, const float *col,
+                         const float *weight, const icn_conv_shape *s, int n, icn_partials *partials);
 
 /* Rows [r0, r1) of the im2col matrix [N*OH*OW, K] of in into col (row r0 first), and its adjoint,
  * which ADDS rows [r0, r1) of col onto in (the fast path's matrix-product convolutions use them). */
@@ -76,18 +79,19 @@ void icn_relu_backward(float *dinout, const float *out, size_t count);
  *   training:  y = gamma (x - mu_B) / sqrt(sigma2_B + eps) + beta with the batch's mean and biased
  *              variance (Ioffe & Szegedy 2015, Alg. 1); running <- (1 - momentum) running +
  *              momentum * batch, with the UNBIASED variance sigma2_B * R / (R - 1).
- *   inference: the same map with the running mean and variance; running is not touched. */
+ *   inference: the same map with the running mean and variance; running is not touched.
+ * partials: the per-thread sums of the statistics (parallel.h; NULL: its own). */
 #define ICN_BN_EPS 1e-5f
 #define ICN_BN_MOMENTUM 0.1f
 #define ICN_BN_STATS 6
 void icn_batchnorm_forward(float *out, float *stats, const float *in, const float *gb, float *running, long rows, int c,
-                       int training);
+                           int training, icn_partials *partials);
 /* dout [R, C] -> din [R, C] (may equal dout; NULL: skip), dgb [2C] += (NULL: skip); in and stats
  * as the forward left them. training: the full gradient through the batch statistics,
  * din = gamma/sigma (dout - mean(dout) - xhat mean(dout xhat)) (Ioffe & Szegedy, Sec. 3);
  * inference: the per-channel affine map din = gamma/sigma dout. */
 void icn_batchnorm_backward(float *din, float *dgb, float *stats, const float *dout, const float *in, const float *gb,
-                        long rows, int c, int training);
+                            long rows, int c, int training, icn_partials *partials);
 
 /* The residual addition out = F(x) + shortcut, and its backward dx += dout (the shortcut passes
  * the gradient through unchanged): both are acc += x over count floats. */
@@ -121,10 +125,11 @@ typedef struct {
     float *stats1, *stats2; /* batchnorm stats [ICN_BN_STATS * C], [ICN_BN_STATS * OC] */
     const icn_conv_scratch *scratch; /* the convolutions' scratch, shared by all blocks */
     struct icn_fastconv *fast[3];    /* conv1, conv2, projection on oneDNN (fastconv.h); NULL: chunked */
+    icn_partials *partials;          /* batchnorm's per-thread sums, shared by all blocks (NULL: own) */
 } icn_block_buffers;
-/* Allocate them for max_batch images (one allocation; scratch is the caller's). */
+/* Allocate them for max_batch images (one allocation; scratch and partials are the caller's). */
 void icn_block_buffers_new(icn_block_buffers *buf, const icn_block_shape *b, int max_batch,
-                           const icn_conv_scratch *scratch);
+                           const icn_conv_scratch *scratch, icn_partials *partials);
 void icn_block_buffers_free(icn_block_buffers *buf);
 size_t icn_block_scratch_floats(const icn_block_shape *b); /* a scratch slot big enough for its convolutions */
 
@@ -141,6 +146,6 @@ void icn_block_backward(float *din, float *dp, float *tmp, const float *dout, co
 void icn_linear_forward(float *out, const float *in, const float *weight, const float *bias, int n, int in_dim,
                     int out_dim);
 void icn_linear_backward(float *din, float *dweight, float *dbias, const float *dout, const float *in,
-                     const float *weight, int n, int in_dim, int out_dim);
+                         const float *weight, int n, int in_dim, int out_dim, icn_partials *partials);
 
 #endif

@@ -199,7 +199,7 @@ icn_work *icn_work_new(const icn_net *net, int max_batch) {
         }
         if (l->kind == ICN_LAYER_BN) w->stats[i] = xmalloc(ICN_BN_STATS * (size_t)l->io.c * sizeof(float));
         if (l->kind == ICN_LAYER_BLOCK) {
-            icn_block_buffers_new(&w->block[i], &l->block, max_batch, &w->conv_scratch);
+            icn_block_buffers_new(&w->block[i], &l->block, max_batch, &w->conv_scratch, &w->partials);
             size_t need = icn_block_scratch_floats(&l->block);
             if (need > max_scratch) max_scratch = need;
         }
@@ -229,6 +229,7 @@ void icn_work_free(icn_work *w) {
     free(w->block);
     free(w->dcol);
     icn_conv_scratch_free(&w->conv_scratch);
+    icn_partials_free(&w->partials);
     free(w->dact_a);
     free(w->dact_b);
     free(w->dtmp);
@@ -254,7 +255,9 @@ const float *icn_forward(const icn_net *net, icn_work *w, const float *x, int n)
             break;
         case ICN_LAYER_LINEAR: icn_linear_forward(out, in, wt, b, n, (int)l->in_size, (int)l->out_size); break;
         case ICN_LAYER_BLOCK: icn_block_forward(out, &w->block[i], in, wt, state, &l->block, n, w->training); break;
-        case ICN_LAYER_BN: icn_batchnorm_forward(out, w->stats[i], in, wt, state, pixels, l->io.c, w->training); break;
+        case ICN_LAYER_BN:
+            icn_batchnorm_forward(out, w->stats[i], in, wt, state, pixels, l->io.c, w->training, &w->partials);
+            break;
         case ICN_LAYER_POOL: icn_avgpool_forward(out, in, n, l->io.h * l->io.w, l->io.c); break;
         }
         if (l->leaky) icn_lrelu_forward(out, out, (size_t)n * l->out_size);
@@ -282,16 +285,18 @@ void icn_backward(const icn_net *net, icn_work *w, const float *dlogits, int par
         switch (l->kind) {
         case ICN_LAYER_CONV:
             if (w->fast[i]) icn_fastconv_backward(w->fast[i], din_target, 0, dw, db, dout, in, wt, n);
-            else icn_conv2d_backward(din_target, dw, db, w->dcol, dout, w->col[i], wt, &l->conv, n);
+            else
+                icn_conv2d_backward(din_target, dw, db, w->dcol, dout, w->col[i], wt, &l->conv, n, &w->partials);
             break;
         case ICN_LAYER_LINEAR:
-            icn_linear_backward(din_target, dw, db, dout, in, wt, n, (int)l->in_size, (int)l->out_size);
+            icn_linear_backward(din_target, dw, db, dout, in, wt, n, (int)l->in_size, (int)l->out_size, &w->partials);
             break;
         case ICN_LAYER_BLOCK: /* never the first layer, so din_target is set */
             icn_block_backward(din_target, dw, w->dtmp, dout, in, &w->block[i], wt, &l->block, n, w->training);
             break;
         case ICN_LAYER_BN:
-            icn_batchnorm_backward(din_target, dw, w->stats[i], dout, in, wt, pixels, l->io.c, w->training);
+            icn_batchnorm_backward(din_target, dw, w->stats[i], dout, in, wt, pixels, l->io.c, w->training,
+                                   &w->partials);
             break;
         case ICN_LAYER_POOL:
             if (din_target) icn_avgpool_backward(din_target, dout, n, l->io.h * l->io.w, l->io.c);

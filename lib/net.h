@@ -88,6 +88,7 @@ typedef struct {
     float **stats;        /* stats[i]: batchnorm layer i's statistics */
     icn_block_buffers *block; /* block[i]: what block layer i keeps for backward */
     icn_conv_scratch conv_scratch; /* the blocks' convolutions' per-thread scratch */
+    icn_partials partials;         /* per-thread sums of weight gradients and batchnorm statistics */
     float *dcol;          /* shared scratch for conv input gradients */
     float *dact_a, *dact_b; /* ping-pong gradient buffers, sized for the largest activation */
     float *dtmp;          /* scratch of the same size, inside a block's backward */

@@ -75,6 +75,20 @@ void icn_parallel_for(long n, long min_per_thread, icn_range_fn fn, void *ctx) {
     pthread_mutex_unlock(&pool.lock);
 }
 
+void *icn_partials_get(icn_partials *p, size_t bytes) {
+    if (bytes > p->bytes) {
+        p->buf = xrealloc(p->buf, bytes);
+        p->bytes = bytes;
+    }
+    return p->buf;
+}
+
+void icn_partials_free(icn_partials *p) {
+    free(p->buf);
+    p->buf = NULL;
+    p->bytes = 0;
+}
+
 /* ---------------------------------------------------------------- the thread budget */
 
 static int g_threads = 1;

@@ -764,12 +764,11 @@ static icn_pool *pool_new(const char *path, int fd, int writable) {
 static int open_store(const char *path, int flags, int *fd, struct stat *st, char *err, size_t errlen) {
     *fd = open(path, flags | O_CLOEXEC | O_NONBLOCK, 0644);
     if (*fd < 0) return icn_errf(err, errlen, "%s: %s", path, strerror(errno));
-    if (fstat(*fd, st) != 0 || !S_ISREG(st->st_mode)) {
-        int e = errno;
-        int reg = S_ISREG(st->st_mode);
+    const char *why = fstat(*fd, st) != 0 ? strerror(errno) : !S_ISREG(st->st_mode) ? "not a regular file" : NULL;
+    if (why) {
         close(*fd);
         *fd = -1;
-        return icn_errf(err, errlen, "%s: %s", path, reg ? strerror(e) : "not a regular file");
+        return icn_errf(err, errlen, "%s: %s", path, why);
     }
     fcntl(*fd, F_SETFL, fcntl(*fd, F_GETFL) & ~O_NONBLOCK);
     return 0;

@@ -1,5 +1,7 @@
 #include "snapshot.h"
 
+#include "pool.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,11 +60,13 @@ void icn_model_pack(msgpack_sbuffer *sb, const icn_net *net, const icn_model_met
     icn_pack_str(&pk, "n_params"), msgpack_pack_uint64(&pk, net->n_params);
     icn_pack_str(&pk, "params"), msgpack_pack_bin(&pk, bytes), msgpack_pack_bin_body(&pk, le, bytes);
     icn_pack_str(&pk, "crc32"), msgpack_pack_uint32(&pk, model_crc(net, le));
-    icn_pack_str(&pk, "info"), msgpack_pack_map(&pk, sizeof meta_keys / sizeof meta_keys[0] + (meta->settings[0] != 0));
+    icn_pack_str(&pk, "info"),
+        msgpack_pack_map(&pk, sizeof meta_keys / sizeof meta_keys[0] + (meta->settings[0] != 0) + (meta->pool_uuid[0] != 0));
     icn_model_meta copy = *meta;
     for (size_t i = 0; i < sizeof meta_keys / sizeof meta_keys[0]; i++)
         icn_pack_str(&pk, meta_keys[i]), msgpack_pack_int64(&pk, *meta_field(&copy, (int)i));
     if (meta->settings[0]) icn_pack_str(&pk, "settings"), icn_pack_str(&pk, meta->settings);
+    if (meta->pool_uuid[0]) icn_pack_str(&pk, "pool_uuid"), icn_pack_str(&pk, meta->pool_uuid);
     if (optim) {
         icn_pack_str(&pk, "optim"), msgpack_pack_map(&pk, optim->v ? 4 : 3);
         icn_pack_str(&pk, "kind"), icn_pack_str(&pk, optim->kind == ICN_OPT_ADAM ? "adam" : "sgd");
@@ -179,6 +183,13 @@ int icn_model_decode_map(const msgpack_object *map, icn_net *net, icn_model_meta
         if (icn_map_get(info, "settings") &&
             icn_map_str(info, "settings", meta->settings, sizeof meta->settings, err, errlen))
             goto out;
+        uint8_t id[16];
+        if (icn_map_get(info, "pool_uuid") &&
+            (icn_map_str(info, "pool_uuid", meta->pool_uuid, sizeof meta->pool_uuid, err, errlen) ||
+             icn_uuid_parse(meta->pool_uuid, id))) {
+            icn_errf(err, errlen, "model: 'pool_uuid' is not a UUID");
+            goto out;
+        }
     }
     if (optim && optim->n != net->n_trainable) {
         icn_errf(err, errlen, "model: optimizer state for %zu parameters, model has %zu", optim->n, net->n_trainable);

@@ -31,6 +31,9 @@ typedef struct {
     /* the trainer's settings that shape the run ("lr=0.025 momentum=0.9 ..."), so that a
      * resume with other settings is refused; empty when unknown (older files) */
     char settings[ICN_SETTINGS_LEN];
+    /* introspective trainer: the UUID of the pool store it consumed (ICN_UUID_STRLEN, pool.h),
+     * so that a resume against another store is refused; empty when unknown */
+    char pool_uuid[37];
 } icn_model_meta;
 
 /* Encode the model (and, if optim is non-NULL, the optimizer state) into sb. */

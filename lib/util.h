@@ -1,4 +1,4 @@
-/* util.h: checked allocation, fatal errors, time, RNG, flag parsing and whole-file I/O.
+/* util.h: checked allocation, fatal errors, time, RNG and flag parsing.
  * Every other file in lib/ uses these; nothing here knows about networks. */
 #ifndef ICN_UTIL_H
 #define ICN_UTIL_H

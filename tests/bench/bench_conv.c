@@ -46,10 +46,10 @@ static void bench(const icn_conv_shape *s, int n, int reps, double *flop_total, 
             else icn_conv2d_forward(y, c, x, w, b, s, n);
             double t1 = icn_now();
             if (path == 0) icn_fastconv_backward(f, dx, 0, NULL, NULL, dy, x, w, n);
-            else icn_conv2d_backward(dx, NULL, NULL, dc, dy, c, w, s, n);
+            else icn_conv2d_backward(dx, NULL, NULL, dc, dy, c, w, s, n, NULL);
             double t2 = icn_now();
             if (path == 0) icn_fastconv_backward(f, NULL, 0, dw, db, dy, x, w, n);
-            else icn_conv2d_backward(NULL, dw, db, dc, dy, c, w, s, n);
+            else icn_conv2d_backward(NULL, dw, db, dc, dy, c, w, s, n, NULL);
             double t3 = icn_now();
             if (rep >= 0) t[path][0][rep] = t1 - t0, t[path][1][rep] = t2 - t1, t[path][2][rep] = t3 - t2;
         }

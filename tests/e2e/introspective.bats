@@ -134,6 +134,34 @@ assert abs(best - min(e["val_error"] for e in evals)) < 1e-9, (best, evals)
 PY
 }
 
+@test "a checkpoint names its pool store: resuming against another store is refused, naming both" {
+    start_pool pool-a.store
+    local pool_pid=${PIDS[-1]}
+    start_synth 1
+    trainer --rounds 1 --checkpoint ck --out icn.model
+    local a b
+    a=$(icn-pool stats --connect "$REQ" | sed -n 's/^uuid: //p')
+    [ ${#a} -eq 36 ]
+    kill -TERM "$pool_pid"
+    wait "$pool_pid" || true
+    start_pool pool-b.store # another store on the same endpoints
+    pool_pid=${PIDS[-1]}
+    for _ in $(seq 1 100); do b=$(icn-pool stats --connect "$REQ" --timeout 300 2>/dev/null | sed -n 's/^uuid: //p'); [ -n "$b" ] && break; sleep 0.1; done
+    [ ${#b} -eq 36 ] && [ "$a" != "$b" ]
+    run --separate-stderr trainer --rounds 1 --checkpoint ck --resume --out icn2.model
+    expect_status 1
+    one_line_error icn-classify
+    [[ "$stderr" == *"checkpoint ck was trained on pool store $a, but the pool at $REQ serves store $b: refusing to resume"* ]] || die "$stderr"
+    [ ! -e icn2.model ]
+    # the store it used, served again: the run resumes
+    kill -TERM "$pool_pid"
+    wait "$pool_pid" || true
+    start_pool pool-a.store
+    run trainer --rounds 1 --checkpoint ck --resume --out icn2.model
+    expect_status 0
+    [ -s icn2.model ]
+}
+
 @test "the trainer says clearly when no pool answers" {
     run --separate-stderr trainer --rounds 1 --out icn.model
     expect_status 1

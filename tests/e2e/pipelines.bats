@@ -33,7 +33,8 @@ md_tells_how() {
     grep -q '^Machine: .*[0-9] cores' "$md" || die "$md: no machine line"
     grep -q '^Pipeline: `' "$md" || die "$md: no pipeline command"
     n=$(wc -l <"$(dirname "$md")/runs.jsonl")
-    [ "$(grep -c '^| [^|]* | [0-9.]* s | `' "$md")" -eq "$n" ] || die "$md: not one row per run of runs.jsonl ($n)"
+    # wall time as report.py's duration() writes it: "12.3 s", "2 min 05 s" or "1 h 02 min"
+    [ "$(grep -cE '^\| [^|]* \| ([0-9.]+ s|[0-9]+ min [0-9]{2} s|[0-9]+ h [0-9]{2} min) \| `' "$md")" -eq "$n" ] || die "$md: not one row per run of runs.jsonl ($n)"
 }
 
 @test "--help and unknown flags, for every pipeline" {
@@ -237,7 +238,7 @@ PY
     [ "$stderr" = "icn-eval: big.jsonl:1: error is 1.5, not a number in [0, 1]" ]
     run --separate-stderr icn-eval plot --out p.png missing.jsonl
     expect_status 1
-    [ "$stderr" = "icn-eval: missing.jsonl: cannot open: No such file or directory" ]
+    [ "$stderr" = "icn-eval: missing.jsonl: No such file or directory" ]
     [ ! -e p.png ]
 }
 

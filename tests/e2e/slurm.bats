@@ -32,12 +32,14 @@ setup() {
     export ICN_SYNTH_FLAGS="--batch 2 --max-steps 20 --max-per-gen 1"
     # each task's synthesizer gives at most 1 of the 2 pseudo-negatives a class needs per round
     run sbatch --wait --ntasks=2 --output="$PWD/job.out" --chdir="$PWD" "$ICN_HOME/pipelines/slurm/introspective.sbatch" \
-        --train-images 300 --dir "$PWD/run" -- --arch c8-c16 --batch 32 --pn-batch 16 --initial-steps 20 \
-        --round-steps 15 --per-class 2 --rounds 3 --wait-timeout 120 --quiet --metrics "$PWD/run/m.jsonl"
+        --train-images 300 -- --arch c8-c16 --batch 32 --pn-batch 16 --initial-steps 20 \
+        --round-steps 15 --per-class 2 --rounds 3 --wait-timeout 120 --quiet
     cat job.out
     expect_status 0
     [[ "$output" =~ Submitted\ batch\ job\ ([0-9]+) ]] || die "no job id in: $output"
     job=${BASH_REMATCH[1]}
+    # the run directory by default: runs/slurm-JOBID under the submit directory
+    ln -s "runs/slurm-$job" run
     scontrol show job "$job" >job.txt
     grep -q 'JobState=COMPLETED' job.txt
     grep -q 'ExitCode=0:0' job.txt
@@ -51,8 +53,8 @@ setup() {
     # CURVE on: the head's key and one per task, shared through the run directory
     [ -f run/keys/head.key ] && [ -f run/keys/head.pub ]
     [ "$(ls run/keys/allow/*.pub | wc -l)" -eq 2 ] || die "allowed keys: $(ls run/keys/allow)"
-    ! grep -q 'refused' run/pool.log
-    [ "$(grep -c '"event":"round"' run/m.jsonl)" -eq 3 ]
+    if grep -q 'refused' run/pool.log; then die "the pool refused a peer: $(grep refused run/pool.log)"; fi
+    [ "$(grep -c '"event":"round"' run/icn.jsonl)" -eq 3 ]
     [ -s run/icn.model ]
     icn-load mnist --split test --limit 200 --seed 1 --out test.icn --quiet
     eval_error run/icn.model test.icn 200

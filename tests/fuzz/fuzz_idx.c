@@ -4,7 +4,7 @@
  * length L (little-endian, clipped), L label-file bytes, then the image file. A raw gzip file
  * in either part (the seeds hold some) is read as gzip too: zlib detects it. */
 #include "fuzz.h"
-#include "data.h"
+#include "datasets.h"
 #include "util.h"
 
 #include <zlib.h>

@@ -18,6 +18,7 @@
 #include "snapshot.h"
 #include "protocol.h"
 #include "transport.h"
+#include "bytes.h"
 #include "util.h"
 #include "wire.h"
 

@@ -426,8 +426,12 @@ static void test_checkpoint_save_every_fault(void **state) {
             char ctx[128];
             snprintf(ctx, sizeof ctx, "checkpoint save, %s at call %ld (%s)", mode_name[mode], n, r->hit);
             int got = ckpt_state(run.path, ctx), last = r->acked[2] ? 2 : r->acked[1] ? 1 : 0;
-            int flight = mode == M_FAIL ? 0 : r->inflight;
-            /* exactly the last acknowledged save, or, after a crash, the one in flight */
+            int failed = r->rc[1] ? 1 : r->rc[2] ? 2 : 0;
+            /* a failed fsync of the directory comes after the rename: the failed save is then in
+             * place, whole, though reported as failed (nothing can take a rename back) */
+            int flight = mode == M_FAIL ? (strcmp(r->hit, "fsync") == 0 ? failed : 0) : r->inflight;
+            /* exactly the last acknowledged save, or, after a crash or a failed directory fsync,
+             * the one in flight */
             if (got != last && !(flight > 0 && got == flight))
                 fail_msg("%s: the file holds save %d; acknowledged %d, in flight %d", ctx, got, last, r->inflight);
             if (mode == M_FAIL && r->swallowed) swallowed++;
@@ -442,6 +446,7 @@ static void test_checkpoint_save_every_fault(void **state) {
     }
     printf("crash sweep: checkpoint save: %ld fault points, every one left the last acknowledged save or the one in "
            "flight, whole; %ld injected failures were not reported by the save\n", points, swallowed);
+    assert_int_equal(swallowed, 0); /* every injected failure is reported by the save */
     munmap(r, sizeof *r);
     unlink(run.path);
     icn_net_free(&net);

@@ -63,7 +63,7 @@ static void compare(icn_conv_shape s, int n, int bias) {
     agree("forward += out", &s, y2, y1, out);
     /* backward: gradients accumulate onto what is there */
     memcpy(dw1, dw0, nw * 4), memcpy(dw2, dw0, nw * 4), memcpy(db1, db0, (size_t)s.oc * 4), memcpy(db2, db0, (size_t)s.oc * 4);
-    icn_conv2d_backward(dx1, dw1, bias ? db1 : NULL, dc, dy, c, w, &s, n);
+    icn_conv2d_backward(dx1, dw1, bias ? db1 : NULL, dc, dy, c, w, &s, n, NULL);
     icn_fastconv_backward(f, dx2, 0, dw2, bias ? db2 : NULL, dy, x, w, n);
     agree("backward-data", &s, dx2, dx1, in);
     agree("backward-weights", &s, dw2, dw1, nw);

@@ -22,7 +22,6 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "data.h"
 #include "datasets.h"
 #include "gemm.h"
 #include "net.h"

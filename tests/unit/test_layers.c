@@ -71,7 +71,7 @@ static void run_conv_case(icn_conv_shape s, int n) {
     for (size_t i = 0; i < out_n; i++)
         if (fabsf(ref[i] - c.out[i]) > 1e-4f * (1 + fabsf(ref[i]))) fail_msg("conv forward %zu: %g vs %g", i, c.out[i], ref[i]);
 
-    icn_conv2d_backward(din, dw, db, dcol, c.r, c.col, c.w, &s, n);
+    icn_conv2d_backward(din, dw, db, dcol, c.r, c.col, c.w, &s, n, NULL);
     /* conv is linear in each argument, so differences are exact up to rounding: big h is fine */
     check_grad("conv dinput", c.in, din, in_n, conv_objective, &c, 0.5f, 2e-3);
     check_grad("conv dweight", c.w, dw, w_n, conv_objective, &c, 0.5f, 2e-3);
@@ -107,11 +107,11 @@ static void test_thin_split_matches_single_thread(void **state) {
     icn_threads_init(1);
     assert_false(icn_gemm_is_thin((int)(n * 196), 16, 25));
     icn_conv2d_forward(o1, col, in, w, b, &s, n);
-    icn_conv2d_backward(di1, dw1, NULL, dcol, dout, col, w, &s, n);
+    icn_conv2d_backward(di1, dw1, NULL, dcol, dout, col, w, &s, n, NULL);
     icn_threads_init(2);
     assert_true(icn_gemm_is_thin((int)(n * 196), 16, 25));
     icn_conv2d_forward(o2, col, in, w, b, &s, n);
-    icn_conv2d_backward(di2, dw2, NULL, dcol, dout, col, w, &s, n);
+    icn_conv2d_backward(di2, dw2, NULL, dcol, dout, col, w, &s, n, NULL);
     for (size_t i = 0; i < out_n; i++) assert_true(fabsf(o1[i] - o2[i]) <= 1e-5f * (1 + fabsf(o1[i])));
     for (size_t i = 0; i < s.oc * K; i++) assert_true(fabsf(dw1[i] - dw2[i]) <= 1e-3f * (1 + fabsf(dw1[i])));
     for (size_t i = 0; i < in_n; i++) assert_true(fabsf(di1[i] - di2[i]) <= 1e-4f * (1 + fabsf(di1[i])));
@@ -141,7 +141,7 @@ static void test_linear_grad(void **state) {
             for (int j = 0; j < 7; j++) acc += (double)c.in[i * 7 + j] * c.w[o * 7 + j];
             assert_true(fabs(acc - c.out[i * 3 + o]) < 1e-5);
         }
-    icn_linear_backward(din, dw, db, c.r, c.in, c.w, 4, 7, 3);
+    icn_linear_backward(din, dw, db, c.r, c.in, c.w, 4, 7, 3, NULL);
     check_grad("linear dinput", c.in, din, 28, linear_objective, &c, 0.5f, 2e-3);
     check_grad("linear dweight", c.w, dw, 21, linear_objective, &c, 0.5f, 2e-3);
     check_grad("linear dbias", c.b, db, 3, linear_objective, &c, 0.5f, 2e-3);

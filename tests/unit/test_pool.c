@@ -572,6 +572,18 @@ static void test_contract_and_identity(void **state) {
     close_ok(q);
     assert_int_equal(file_size(other), ICN_POOL_HEADER_LEN);
 
+    /* a FIFO or a directory is refused at once, not read (a FIFO would block) */
+    const char *fifo = tmp_path("fifo.icnpool");
+    unlink(fifo);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    assert_int_equal(icn_pool_open(fifo, ICN_POOL_READ, NULL, &q, err, sizeof err), -1);
+    assert_non_null(strstr(err, "not a regular file"));
+    assert_int_equal(icn_pool_open(fifo, ICN_POOL_CREATE, &K, &q, err, sizeof err), -1);
+    icn_pool_report rep;
+    assert_int_equal(icn_pool_check(fifo, NULL, NULL, &rep, err, sizeof err), -1);
+    assert_non_null(strstr(err, "not a regular file"));
+    unlink(fifo);
+
     /* version 1 is named, not mistaken for garbage */
     const char *v1 = tmp_path("v1.icnpool");
     int fd = open(v1, O_WRONLY | O_CREAT | O_TRUNC, 0644);

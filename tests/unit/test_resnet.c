@@ -15,6 +15,7 @@
 #include "losses.h"
 #include "net.h"
 #include "snapshot.h"
+#include "eval.h"
 #include "train.h"
 #include "parallel.h"
 #include "util.h"
@@ -41,7 +42,7 @@ static void run_chunked_case(int stride, int threads) {
     icn_conv_scratch_new(&cs, icn_conv_scratch_floats(&s));
     assert_int_equal(cs.slots, threads);
     icn_conv2d_forward(ref, col, in, w, NULL, &s, N);
-    icn_conv2d_backward(din_ref, dw_ref, NULL, dcol, dout, col, w, &s, N);
+    icn_conv2d_backward(din_ref, dw_ref, NULL, dcol, dout, col, w, &s, N, NULL);
     memcpy(out0, out, out_n * 4);
     icn_conv2d_chunked_forward(out, in, w, &s, N, 1.0f, &cs); /* beta 1: adds to what out held */
     for (size_t i = 0; i < out_n; i++) assert_float_equal(out[i], out0[i] + ref[i], 1e-4 * (1 + fabsf(ref[i])));
@@ -77,7 +78,7 @@ typedef struct {
 
 static double bn_objective(void *p) {
     bn_case *c = p;
-    icn_batchnorm_forward(c->out, c->stats, c->in, c->gb, c->running, c->rows, c->c, c->training);
+    icn_batchnorm_forward(c->out, c->stats, c->in, c->gb, c->running, c->rows, c->c, c->training, NULL);
     return dot(c->out, c->r, (size_t)c->rows * c->c);
 }
 
@@ -96,11 +97,11 @@ static void run_bn_case(int training) {
     float *din = xmalloc(R * C * 4), *dgb = xcalloc(2 * C, 4), *inplace = xmalloc(R * C * 4);
     bn_objective(&c);
     if (!training) assert_memory_equal(c.running, running0, sizeof running0); /* inference leaves them */
-    icn_batchnorm_backward(din, dgb, c.stats, c.r, c.in, c.gb, R, C, training);
+    icn_batchnorm_backward(din, dgb, c.stats, c.r, c.in, c.gb, R, C, training, NULL);
     /* in place (din == dout), as the residual block uses it, and without parameter gradients */
     memcpy(inplace, c.r, R * C * 4);
     bn_objective(&c);
-    icn_batchnorm_backward(inplace, NULL, c.stats, inplace, c.in, c.gb, R, C, training);
+    icn_batchnorm_backward(inplace, NULL, c.stats, inplace, c.in, c.gb, R, C, training, NULL);
     for (int i = 0; i < R * C; i++) assert_float_equal(inplace[i], din[i], 1e-6);
     const char *mode = training ? "training" : "inference";
     char what[64];
@@ -125,8 +126,8 @@ static void test_batchnorm_threads_agree(void **state) {
         out[t] = xmalloc(R * C * 4), din[t] = xmalloc(R * C * 4);
         for (int k = 0; k < C; k++) running[t][k] = 0, running[t][C + k] = 1;
         memset(dgb[t], 0, sizeof dgb[t]);
-        icn_batchnorm_forward(out[t], stats, in, gb, running[t], R, C, 1);
-        icn_batchnorm_backward(din[t], dgb[t], stats, dout, in, gb, R, C, 1);
+        icn_batchnorm_forward(out[t], stats, in, gb, running[t], R, C, 1, NULL);
+        icn_batchnorm_backward(din[t], dgb[t], stats, dout, in, gb, R, C, 1, NULL);
     }
     icn_threads_init(1);
     for (int i = 0; i < R * C; i++) {
@@ -150,7 +151,7 @@ static void test_batchnorm_large_mean(void **state) {
     mean /= R;
     for (int i = 0; i < R; i++) var += (x[i] - mean) * (x[i] - mean);
     var /= R;
-    icn_batchnorm_forward(out, stats, x, gb, running, R, 1, 1);
+    icn_batchnorm_forward(out, stats, x, gb, running, R, 1, 1, NULL);
     double m = 0, v = 0;
     for (int i = 0; i < R; i++) m += out[i], v += (double)out[i] * out[i];
     m /= R, v = v / R - m * m;
@@ -167,7 +168,7 @@ static void test_batchnorm_running_stats_like_pytorch(void **state) {
     (void)state;
     float x[8] = {1, 0, 2, 0, 3, 1, 4, -1}, gb[4] = {1, 1, 0, 0}, running[4] = {0, 0, 1, 1}, out[8],
           stats[ICN_BN_STATS * 2];
-    icn_batchnorm_forward(out, stats, x, gb, running, 4, 2, 1);
+    icn_batchnorm_forward(out, stats, x, gb, running, 4, 2, 1, NULL);
     const double s0 = 1 / sqrt(1.25 + 1e-5), s1 = 1 / sqrt(0.5 + 1e-5);
     const double expect[8] = {-1.5 * s0, 0, -0.5 * s0, 0, 0.5 * s0, s1, 1.5 * s0, -s1};
     for (int i = 0; i < 8; i++) assert_float_equal(out[i], expect[i], 1e-6);
@@ -178,13 +179,13 @@ static void test_batchnorm_running_stats_like_pytorch(void **state) {
     assert_float_equal(running[3], 0.9 + 0.1 * 2.0 / 3.0, 1e-6);   /* 0.9667 */
     /* a second batch, 2x + 1: channel 0 = [3, 5, 7, 9] (mean 6, unbiased var 20/3) */
     for (int i = 0; i < 8; i++) x[i] = 2 * x[i] + 1;
-    icn_batchnorm_forward(out, stats, x, gb, running, 4, 2, 1);
+    icn_batchnorm_forward(out, stats, x, gb, running, 4, 2, 1, NULL);
     assert_float_equal(running[0], 0.9 * 0.25 + 0.1 * 6, 1e-6);    /* PyTorch: 0.8250 */
     assert_float_equal(running[1], 0.1, 1e-6);
     assert_float_equal(running[2], 0.9 * (0.9 + 0.5 / 3.0) + 0.1 * 20.0 / 3.0, 1e-5); /* 1.6267 */
     assert_float_equal(running[3], 0.9 * (0.9 + 0.2 / 3.0) + 0.1 * 8.0 / 3.0, 1e-5); /* 1.1367 */
     /* inference uses them: channel 0 of x = 3 is (3 - 0.825) / sqrt(1.6267 + eps) */
-    icn_batchnorm_forward(out, stats, x, gb, running, 4, 2, 0);
+    icn_batchnorm_forward(out, stats, x, gb, running, 4, 2, 0, NULL);
     assert_float_equal(out[0], (3 - running[0]) / sqrt(running[2] + 1e-5), 1e-6);
 }
 
@@ -256,7 +257,7 @@ static void run_block_case(int h, int w, int ch, int oc, int stride, int trainin
     assert_int_equal(c.s.proj.k != 0, stride != 1 || ch != oc);
     size_t in_n = (size_t)c.n * h * w * ch, out_n = (size_t)c.n * c.s.oh * c.s.ow * oc;
     icn_conv_scratch_new(&c.scratch, icn_block_scratch_floats(&c.s));
-    icn_block_buffers_new(&c.buf, &c.s, c.n, &c.scratch);
+    icn_block_buffers_new(&c.buf, &c.s, c.n, &c.scratch, NULL);
     c.in = randn(in_n, 1), c.r = randn(out_n, 1), c.p = randn(c.s.n_params, 0.3f), c.out = xmalloc(out_n * 4);
     c.state = xmalloc(c.s.n_state * 4);
     for (size_t k = 0; k < c.s.n_state; k++) c.state[k] = 0.5f + 0.1f * (float)(k % 5); /* means, variances > 0 */

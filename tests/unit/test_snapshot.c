@@ -22,7 +22,9 @@
 #include "optim.h"
 #include "progress.h"
 #include "snapshot.h"
+#include "eval.h"
 #include "train.h"
+#include "trainer.h"
 #include "parallel.h"
 #include "bytes.h"
 #include "fileio.h"
@@ -68,7 +70,8 @@ static icn_model_meta sample_meta(void) {
                             .train_images = 55000,
                             .round = -3,
                             .pool_offset = INT64_MIN,
-                            .settings = "batch=64 lr=0.025 rounds=6"};
+                            .settings = "batch=64 lr=0.025 rounds=6",
+                            .pool_uuid = "5890b212-7eed-411b-b6d6-83ad95b4eb98"};
 }
 
 static void assert_meta_equal(const icn_model_meta *a, const icn_model_meta *b) {
@@ -81,6 +84,7 @@ static void assert_meta_equal(const icn_model_meta *a, const icn_model_meta *b) 
     assert_true(a->round == b->round);
     assert_true(a->pool_offset == b->pool_offset);
     assert_string_equal(a->settings, b->settings);
+    assert_string_equal(a->pool_uuid, b->pool_uuid);
 }
 
 static void assert_net_equal(const icn_net *a, const icn_net *b) {

@@ -11,7 +11,9 @@
 
 #include "fixtures.h"
 #include "snapshot.h"
+#include "eval.h"
 #include "train.h"
+#include "trainer.h"
 #include "util.h"
 
 enum { N = 6, H = 8, W = 8, C = 1, K = 3 };
