@@ -132,14 +132,14 @@ typedef struct {
     int sec_given;
 } cli;
 
-#define FLAG(o) (1ULL << ((o) - O_DATA))
+#define FLAG(o) (1ULL << ((o) - O_DATA)) /* o >= O_DATA: 'h' and the like have no bit */
 
 /* A flag that `sub` does not use is a usage error, not silently ignored. */
 static void only_flags(const cli *c, const char *sub, uint64_t allowed) {
     uint64_t extra = c->given & ~allowed;
     if (c->sec_given && !strcmp(sub, "predict")) icn_die(2, "predict: it opens no sockets: no keys (see --help)");
     for (const struct option *o = longs; o->name && o->val < O_END; o++)
-        if (extra & FLAG(o->val)) icn_die(2, "%s: --%s does not apply to %s (see --help)", sub, o->name, sub);
+        if (o->val >= O_DATA && (extra & FLAG(o->val))) icn_die(2, "%s: --%s does not apply to %s (see --help)", sub, o->name, sub);
 }
 
 static int parse_milestones(const char *s, double *out) {
@@ -165,7 +165,7 @@ static void parse(int argc, char **argv, cli *c) {
             c->sec_given = 1;
             continue;
         }
-        c->given |= FLAG(opt);
+        if (opt >= O_DATA && opt < O_END) c->given |= FLAG(opt);
         switch (opt) {
         case O_DATA: c->data = optarg; break;
         case O_ARCH: c->arch = optarg; break;
