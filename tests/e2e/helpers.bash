@@ -22,6 +22,15 @@ setup() {
     cd "$BATS_TEST_TMPDIR"
 }
 
+# N distinct free TCP ports on 127.0.0.1, space-separated (held together while chosen).
+free_ports() {
+    "$PYTHON" -c '
+import socket, sys
+ss = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in ss])' "$1"
+}
+
 # The data directory, as icn_data_dir() finds it.
 icn_data_dir() {
     if [ -n "${ICN_DATA:-}" ]; then echo "$ICN_DATA"

@@ -17,11 +17,7 @@ setup_file() {
 setup() {
     cd "$BATS_TEST_TMPDIR"
     local ports
-    ports=$("$PYTHON" -c '
-import socket
-ss = [socket.socket() for _ in range(2)]
-for s in ss: s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in ss])')
+    ports=$(free_ports 2)
     INTAKE=tcp://127.0.0.1:${ports% *}
     REP=tcp://127.0.0.1:${ports#* }
     F5000=$BATS_FILE_TMPDIR/f5000.icn
