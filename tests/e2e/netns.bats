@@ -299,12 +299,12 @@ stored_total() {
     json_check stats.json 'list(d["per_producer"]) == ["2"]'
     # the refusals were logged with the rogue's public key; it never got a snapshot
     rogue_pub=$(cat "$KEYS/rogue.pub")
-    grep -F "$rogue_pub" pool.log || die "the pool's log does not name $rogue_pub: $(tail -5 pool.log)"
+    grep -F -e "$rogue_pub" pool.log || die "the pool's log does not name $rogue_pub: $(tail -5 pool.log)"
     ! grep -qs '"event":"snapshot"' synth-7.jsonl || die "the rogue synthesizer received a snapshot"
     kill "$POOL_PID"
     wait_exit 10 "$POOL_PID"
     store_records pool.store >stored.txt
-    echo "# stored (producer count): $(tr '\n' ' ' <stored.txt); rogue refused: $(grep -cF "$rogue_pub" pool.log) log lines" >&3
+    echo "# stored (producer count): $(tr '\n' ' ' <stored.txt); rogue refused: $(grep -cF -e "$rogue_pub" pool.log) log lines" >&3
     if grep -q '^[78] ' stored.txt; then die "the rogue's records were stored: $(cat stored.txt)"; fi
 }
 
