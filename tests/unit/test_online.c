@@ -35,15 +35,18 @@ static void *run_worker(void *arg) {
     return NULL;
 }
 
-static void publish(void *pub, const icn_net *net, int64_t generation) {
+static void publish_with(void *pub, const icn_net *net, int64_t generation, const char *settings) {
     char err[ICN_ERRLEN];
     icn_model_meta meta = {.generation = generation, .head = ICN_HEAD_SOFTMAX};
+    snprintf(meta.settings, sizeof meta.settings, "%s", settings);
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     icn_model_pack(&sb, net, &meta, NULL);
     assert_int_equal(icn_zmq_send_sbuffer(pub, &sb, err, sizeof err), 0);
     msgpack_sbuffer_destroy(&sb);
 }
+
+static void publish(void *pub, const icn_net *net, int64_t generation) { publish_with(pub, net, generation, ""); }
 
 static void control(void *pub, icn_msg_kind kind, int64_t generation) {
     char err[ICN_ERRLEN];
@@ -149,9 +152,89 @@ static void test_online_loop(void **state) {
     icn_zmq_close(router);
 }
 
+/* Ack every batch that comes to `router` until `images` are stored (or 30 s), writing each new
+ * batch's class and size into cls[] and n[] (up to max); returns how many batches came. */
+static int collect(void *pub, void *router, const icn_net *net, const char *settings, int images, int *cls, int *n,
+                   int max) {
+    char err[ICN_ERRLEN];
+    int got = 0, stored = 0;
+    uint64_t last_seq = 0;
+    double t0 = icn_now(), last_pub = 0;
+    while (stored < images && icn_now() - t0 < 30) {
+        if (icn_now() - last_pub > 0.1) publish_with(pub, net, 1, settings), last_pub = icn_now();
+        icn_zmq_peer from;
+        uint8_t *data;
+        size_t len;
+        if (icn_zmq_recv_buf(router, &from, 20, &data, &len, err, sizeof err) != 1) continue;
+        icn_msg m;
+        assert_int_equal(icn_msg_decode(data, len, ICN_MSG_BATCH, 1, &m, err, sizeof err), 0);
+        free(data);
+        if (m.seq > last_seq) {
+            last_seq = m.seq;
+            if (got < max) cls[got] = -m.batch.y[0] - 1, n[got] = m.batch.n;
+            got++, stored += m.batch.n;
+        }
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        icn_pack_ack(&sb, m.producer, m.seq);
+        assert_int_equal(icn_zmq_send_to(router, &from, sb.data, sb.size, err, sizeof err), 0);
+        msgpack_sbuffer_destroy(&sb);
+        icn_msg_free(&m);
+    }
+    return got;
+}
+
+/* A synchronous trainer's snapshot says per_class=3 in its settings: the synthesizer makes 3 of
+ * each class first (a round's worth, in chunks no larger), then goes on in whole chunks (4)
+ * up to --max-per-gen (5); an async trainer's snapshot changes nothing. */
+static void test_round_quota_first(void **state) {
+    (void)state;
+    const char *settings[2] = {"lr=0.025 initial_steps=800 per_class=3 alpha=0.5 pn_batch=64 async=0",
+                               "lr=0.025 initial_steps=800 per_class=3 alpha=0.5 pn_batch=64 async=1"};
+    const int want_cls[2][6] = {{0, 1, 2, 0, 1, 2}, {0, 1, 2, 0, 1, 2}};
+    const int want_n[2][6] = {{3, 3, 3, 2, 2, 2}, {4, 4, 4, 1, 1, 1}};
+    for (int mode = 0; mode < 2; mode++) {
+        char err[2 * ICN_ERRLEN], snap[64], intake[64];
+        snprintf(snap, sizeof snap, "inproc://quota-snap-%d-%d", (int)getpid(), mode);
+        snprintf(intake, sizeof intake, "inproc://quota-intake-%d-%d", (int)getpid(), mode);
+        void *pub = icn_open_publisher(snap, err, sizeof err);
+        void *router = icn_open_intake(intake, icn_intake_max_bytes(8, 8, 1), err, sizeof err);
+        assert_non_null(pub);
+        assert_non_null(router);
+        icn_net net;
+        assert_int_equal(icn_net_build(&net, "c4", 8, 8, 1, 3, err, sizeof err), 0);
+        icn_net_init(&net, 1);
+        worker w = {0};
+        icn_online_opts_default(&w.o);
+        w.o.snapshots = snap, w.o.pool = intake;
+        w.o.batch = 4, w.o.chunk_batches = 1, w.o.max_per_gen = 5, w.o.id = 7, w.o.seed = 3, w.o.quiet = 1;
+        w.o.synth.max_steps = 3;
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, run_worker, &w), 0);
+        int cls[16], n[16];
+        int got = collect(pub, router, &net, settings[mode], 15, cls, n, 16);
+        assert_int_equal(got, 6);
+        for (int i = 0; i < 6; i++) {
+            assert_int_equal(cls[i], want_cls[mode][i]);
+            assert_int_equal(n[i], want_n[mode][i]);
+        }
+        double t0 = icn_now();
+        while (!__atomic_load_n(&w.done, __ATOMIC_SEQ_CST) && icn_now() - t0 < 20) {
+            control(pub, ICN_MSG_STOP, 1);
+            usleep(20 * 1000);
+        }
+        pthread_join(t, NULL);
+        assert_int_equal(w.rc, 0);
+        assert_int_equal(w.res.samples, 15);
+        icn_net_free(&net);
+        icn_zmq_close(pub);
+        icn_zmq_close(router);
+    }
+}
+
 int main(void) {
     icn_set_progname("test_online");
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_online_loop)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_online_loop), cmocka_unit_test(test_round_quota_first)};
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     icn_zmq_term();
     return rc;
