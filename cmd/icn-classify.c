@@ -75,6 +75,8 @@ static const char usage[] =
     "  --publish ENDPOINT     where snapshots are published (default " ICN_EP_SNAPSHOTS ")\n"
     "  --pool ENDPOINT        the pool's request endpoint (default " ICN_EP_POOL_REQ ")\n"
     "  --wait-timeout S       give up when a round's pseudo-negatives take longer (default 600)\n"
+    "  --no-prefetch          read the pool only when a round starts, not from a thread while\n"
+    "                         training (the same records are kept either way)\n"
     "\n"
     "train --introspective and publish, security (icn-wire(5) SECURITY): the PUB socket is a\n"
     "CURVE server admitting only --allow's keys; the fetch from the pool is a CURVE client.\n"
@@ -92,7 +94,7 @@ enum { O_DATA = 256, O_ARCH, O_HEAD, O_CLASSES, O_STEPS, O_EPOCHS, O_BATCH, O_LR
        O_WD, O_DECAY_AT, O_DECAY_FACTOR, O_SMOOTH, O_CLIP, O_SEED, O_OUT, O_CKPT, O_CKPT_EVERY, O_RESUME,
        O_VAL, O_EVAL_EVERY, O_METRICS, O_THREADS, O_QUIET, O_MODEL, O_INTRO, O_INIT_STEPS,
        O_ROUNDS, O_ROUND_STEPS, O_PER_CLASS, O_ALPHA, O_PN_BATCH, O_ASYNC_ROUNDS, O_PUBLISH, O_POOL,
-       O_WAIT, O_EVERY, O_COUNT, O_BUMP, O_AUGMENT, O_NEW_SETTINGS, O_KEEP_BEST, O_END };
+       O_WAIT, O_EVERY, O_COUNT, O_BUMP, O_AUGMENT, O_NEW_SETTINGS, O_KEEP_BEST, O_NO_PREFETCH, O_END };
 _Static_assert(O_END - O_DATA <= 64, "the flags must fit the 64-bit set cli.given");
 
 static const struct option longs[] = {
@@ -117,7 +119,8 @@ static const struct option longs[] = {
     {"wait-timeout", required_argument, 0, O_WAIT}, {"every", required_argument, 0, O_EVERY},
     {"count", required_argument, 0, O_COUNT}, {"bump", no_argument, 0, O_BUMP},
     {"augment", no_argument, 0, O_AUGMENT}, {"new-settings", no_argument, 0, O_NEW_SETTINGS},
-    {"keep-best", required_argument, 0, O_KEEP_BEST}, ICN_SECURITY_OPTIONS, {0, 0, 0, 0}};
+    {"keep-best", required_argument, 0, O_KEEP_BEST}, {"no-prefetch", no_argument, 0, O_NO_PREFETCH},
+    ICN_SECURITY_OPTIONS, {0, 0, 0, 0}};
 
 typedef struct {
     icn_introspect_opts intro;
@@ -208,6 +211,7 @@ static void parse(int argc, char **argv, cli *c) {
         case O_ALPHA: c->intro.alpha = icn_parse_double("--alpha", optarg, 0, 1000); break;
         case O_PN_BATCH: c->intro.pn_batch = (int)icn_parse_long("--pn-batch", optarg, 1, 65536); break;
         case O_ASYNC_ROUNDS: c->intro.async = 1; break;
+        case O_NO_PREFETCH: c->intro.prefetch = 0; break;
         case O_PUBLISH: c->intro.publish = optarg; break;
         case O_POOL: c->intro.pool = optarg; break;
         case O_WAIT: c->intro.wait_timeout = icn_parse_double("--wait-timeout", optarg, 0.1, 1e9); break;

@@ -29,6 +29,7 @@ typedef struct {
     const char *publish;   /* PUB endpoint for snapshots (bound) */
     const char *pool;      /* the pool's request endpoint (connected) */
     double wait_timeout;   /* seconds to wait for a round's pseudo-negatives; 600 */
+    int prefetch;          /* read the pool from a thread while training (prefetch.h); 1 */
 } icn_introspect_opts;
 
 void icn_introspect_opts_default(icn_introspect_opts *o);
