@@ -216,12 +216,7 @@ static void test_round_quota_first(void **state) {
         rig_start(&r, mode ? "quota-async" : "quota-sync", 4, 5);
         int cls[16], n[16];
         int got = collect(r.pub, r.router, &r.net, settings[mode], 15, cls, n, 16);
-        assert_int_equal(got, 6);
-        for (int i = 0; i < 6; i++) {
-            assert_int_equal(cls[i], want_cls[mode][i]);
-            assert_int_equal(n[i], want_n[mode][i]);
-        }
-        double t0 = icn_now();
+        double t0 = icn_now(); /* stop the loop first, so that a failed check below does not hang */
         while (!__atomic_load_n(&r.w.done, __ATOMIC_SEQ_CST) && icn_now() - t0 < 20) {
             control(r.pub, ICN_MSG_STOP, 1);
             usleep(20 * 1000);
@@ -229,6 +224,11 @@ static void test_round_quota_first(void **state) {
         pthread_join(r.thread, NULL);
         assert_int_equal(r.w.rc, 0);
         assert_int_equal(r.w.res.samples, 15);
+        assert_int_equal(got, 6);
+        for (int i = 0; i < 6; i++) {
+            assert_int_equal(cls[i], want_cls[mode][i]);
+            assert_int_equal(n[i], want_n[mode][i]);
+        }
         rig_free(&r);
     }
 }
