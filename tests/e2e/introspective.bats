@@ -261,3 +261,27 @@ PY
     cmp icn-a.model icn-b.model
     files_differ icn-a.model icn-plain.model
 }
+
+@test "--bn-pseudo separate: a resnet8 run is reproducible and differs from the mixed one; a checkpoint records the mode" {
+    for run in a b mixed; do
+        start_pool "pool-$run.store"
+        start_synth 1
+        mode=separate
+        [ "$run" = mixed ] && mode=mixed
+        trainer --rounds 1 --arch resnet8 --lr 0.05 --bn-pseudo "$mode" --checkpoint "ck-$run" --out "icn-$run.model" --threads 1
+        kill "${PIDS[@]}" 2>/dev/null || true
+        wait 2>/dev/null || true
+        PIDS=()
+    done
+    cmp icn-a.model icn-b.model
+    files_differ icn-a.model icn-mixed.model
+    # resuming the separate run's checkpoint as a mixed one is refused: another setting
+    start_pool pool-a.store
+    run --separate-stderr trainer --rounds 1 --arch resnet8 --lr 0.05 --checkpoint ck-a --resume --out again.model --threads 1
+    expect_status 1
+    [[ "$stderr" == *"bn_pseudo=separate"* ]]
+    run --separate-stderr icn-classify train --introspective --bn-pseudo both --data "$BATS_FILE_TMPDIR/train.icn" --out m.model
+    expect_status 2
+    one_line_error icn-classify
+    [[ "$stderr" == *"'both'"*"mixed or separate"* ]]
+}
