@@ -114,9 +114,9 @@ static int snapshot_waiting(void *ctx) {
  * (introspect.h writes "per_class=L ... async=0" into the snapshot's meta.settings); 0 when the
  * trainer does not wait (async) or the snapshot does not say. */
 static int64_t round_quota(const icn_model_meta *meta) {
-    const char *pc = strstr(meta->settings, "per_class="), *as = strstr(meta->settings, "async=");
-    if (!pc || (as && as[6] != '0')) return 0;
-    long long v = strtoll(pc + 10, NULL, 10);
+    const char *pc = strstr(meta->settings, " per_class="), *as = strstr(meta->settings, " async=");
+    if (!pc || (as && as[7] != '0')) return 0;
+    long long v = strtoll(pc + 11, NULL, 10);
     return v > 0 && v < (1LL << 30) ? v : 0;
 }
 
