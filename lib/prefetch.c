@@ -12,8 +12,9 @@
 #include "util.h"
 
 #define REQUEST_TIMEOUT_MS 5000
-#define IDLE_POLL_MS 200 /* background: how often to look when the trainer is not waiting */
-#define WAIT_POLL_MS 10  /* ... and while it waits */
+#define IDLE_POLL_MS 50 /* background, the trainer training: look again after 10 ms, doubling
+                          * after each look that found nothing, up to this */
+#define WAIT_POLL_MS 10 /* ... and every 10 ms while it waits */
 
 typedef struct chunk {
     icn_batch records; /* records [offset, offset + records.n) */
@@ -63,6 +64,7 @@ static void deadline_in(struct timespec *at, int ms) {
 
 static void *run(void *arg) {
     icn_prefetch *p = arg;
+    int idle_ms = WAIT_POLL_MS;
     pthread_mutex_lock(&p->mu);
     while (!p->stop) {
         if (p->held_bytes >= p->max_held) { /* enough in memory: wait for the trainer to take some */
@@ -94,13 +96,15 @@ static void *run(void *arg) {
             p->next = offset + records.n;
             p->held_bytes += records.n * (icn_batch_dim(&records) * (int64_t)sizeof(float) + 64);
             pthread_cond_broadcast(&p->got);
+            idle_ms = WAIT_POLL_MS;
             if (p->next < total) continue; /* more is there already */
         } else {
             icn_batch_free(&records);
+            if (rc == 1) idle_ms = idle_ms * 2 < IDLE_POLL_MS ? idle_ms * 2 : IDLE_POLL_MS;
         }
         if (rc == 0) continue; /* no answer: icn_request reopened the socket; ask again */
-        struct timespec at; /* nothing new: look again soon, at once when poked */
-        deadline_in(&at, p->waiting ? WAIT_POLL_MS : IDLE_POLL_MS);
+        struct timespec at; /* look again soon, at once when poked (a take or a wait) */
+        deadline_in(&at, p->waiting ? WAIT_POLL_MS : idle_ms);
         pthread_cond_timedwait(&p->poke, &p->mu, &at);
     }
     pthread_mutex_unlock(&p->mu);
@@ -150,6 +154,8 @@ int icn_prefetch_take(icn_prefetch *p, int64_t offset, icn_batch *records, int64
         pthread_cond_signal(&p->poke); /* room again, if it was full */
     } else if (p->failed) {
         rc = icn_errf(err, errlen, "%s", p->err);
+    } else {
+        pthread_cond_signal(&p->poke); /* nothing held: look now, for the next take */
     }
     *total = p->total;
     pthread_mutex_unlock(&p->mu);

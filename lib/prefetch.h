@@ -1,7 +1,8 @@
 /* prefetch.h: the introspective trainer's reader of the pool's records (icn-wire(5) "fetch"),
  * in pool order from a given offset, either on the caller's thread (each take is a request)
- * or by a thread of its own that fetches while the trainer trains, so that what the pool has
- * is already in memory when a round starts; a take then costs no round trip.
+ * or by a thread of its own that fetches while the trainer trains (every 10 ms while records
+ * come, backing off to 50 ms when none do, at once when a take found nothing), so that what
+ * the pool has is already in memory when a round starts; a take then costs no round trip.
  *
  * Which records the trainer keeps is decided by the caller, record by record in pool order,
  * whichever way they were read: the training set does not depend on timing beyond what the

@@ -238,7 +238,9 @@ rounds = [json.loads(l) for l in open(sys.argv[1]) if json.loads(l)["event"] == 
 assert len(rounds) == 2 and all(r["pn_new"] == 0 and r["wait_s"] < 5 for r in rounds), rounds
 PY
     start_synth 1
-    trainer --async --rounds 40 --round-steps 20 --out b.model --metrics b.jsonl
+    # rounds long enough (40 x 50 steps) for the synthesizer to start and deliver: the trainer
+    # reads the pool from a thread and no longer slows down to fetch at each round start
+    trainer --async --rounds 40 --round-steps 50 --out b.model --metrics b.jsonl
     "$PYTHON" - b.jsonl <<'PY'
 import json, sys
 ev = [json.loads(l) for l in open(sys.argv[1])]
