@@ -120,7 +120,8 @@ throughput)
                 [ "$mode" = on ] && head=(--secret-key head.key --allow allow) worker=(--secret-key allow/w.key --server-key head.pub) client=(--secret-key head.key)
                 icn-pool serve --store pool.icnpool --shape 28x28x1 --classes 10 --intake "$intake" --rep "$rep_ep" --quiet "${head[@]}" 2>/dev/null &
                 pool=$!
-                icn-classify publish --model m.model --publish "$snap" --every 1 --quiet --threads 1 "${head[@]}" &
+                # once, then the last-value cache for each subscriber (icn-wire(5))
+                icn-classify publish --model m.model --publish "$snap" --quiet --threads 1 "${head[@]}" &
                 pub=$!
                 pids+=($pool $pub)
                 wait_pool "$rep_ep" "${client[@]}"

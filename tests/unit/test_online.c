@@ -1,6 +1,6 @@
 /* test_online.c: the online synthesizer's loop (lib/online.c) driven over inproc sockets by
- * this test playing trainer (PUB: snapshots, then "stop") and pool (ROUTER: acks, except the
- * first answer to one batch, which is lost): every class gets its quota once, the lost
+ * this test playing trainer (lib/publisher.h: one snapshot, then "stop") and pool (ROUTER:
+ * acks, except the first answer to one batch, which is lost): every class gets its quota once, the lost
  * answer's batch comes again and is acknowledged, and the loop ends on "stop". */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +17,7 @@
 #include "net.h"
 #include "online.h"
 #include "protocol.h"
+#include "publisher.h"
 #include "snapshot.h"
 #include "transport.h"
 #include "util.h"
@@ -35,31 +36,12 @@ static void *run_worker(void *arg) {
     return NULL;
 }
 
-static void publish(void *pub, const icn_net *net, int64_t generation) {
-    char err[ICN_ERRLEN];
-    icn_model_meta meta = {.generation = generation, .head = ICN_HEAD_SOFTMAX};
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    icn_model_pack(&sb, net, &meta, NULL);
-    assert_int_equal(icn_zmq_send_sbuffer(pub, &sb, err, sizeof err), 0);
-    msgpack_sbuffer_destroy(&sb);
-}
-
-static void control(void *pub, icn_msg_kind kind, int64_t generation) {
-    char err[ICN_ERRLEN];
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    icn_pack_control(&sb, kind, generation);
-    assert_int_equal(icn_zmq_send_sbuffer(pub, &sb, err, sizeof err), 0);
-    msgpack_sbuffer_destroy(&sb);
-}
-
 static void test_online_loop(void **state) {
     (void)state;
     char err[2 * ICN_ERRLEN], snap[64], intake[64];
     snprintf(snap, sizeof snap, "inproc://online-snap-%d", (int)getpid());
     snprintf(intake, sizeof intake, "inproc://online-intake-%d", (int)getpid());
-    void *pub = icn_open_publisher(snap, err, sizeof err);
+    icn_publisher *pub = icn_publisher_open(snap, NULL, err, sizeof err);
     void *router = icn_open_intake(intake, icn_intake_max_bytes(8, 8, 1), err, sizeof err);
     assert_non_null(pub);
     assert_non_null(router);
@@ -76,12 +58,15 @@ static void test_online_loop(void **state) {
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, run_worker, &w), 0);
 
-    /* the trainer re-sends its snapshot until batches come; the pool acks them */
+    /* the trainer publishes its snapshot once (the cache answers the worker's subscriptions,
+     * the first one and the one it opens once it knows the model's size); the pool acks */
+    icn_model_meta meta = {.generation = 1, .head = ICN_HEAD_SOFTMAX};
+    assert_int_equal(icn_publisher_snapshot(pub, &net, &meta, err, sizeof err), 0);
     int64_t per_class[3] = {0}, batches = 0, dropped = 0, stored_images = 0;
     uint64_t last_seq = 0;
-    double t0 = icn_now(), last_pub = 0;
+    double t0 = icn_now();
     while (stored_images < 12 && icn_now() - t0 < 30) {
-        if (icn_now() - last_pub > 0.1) publish(pub, &net, 1), last_pub = icn_now();
+        assert_true(icn_publisher_serve(pub, 0, err, sizeof err) >= 0);
         icn_zmq_peer from;
         uint8_t *data;
         size_t len;
@@ -119,8 +104,9 @@ static void test_online_loop(void **state) {
     /* keep answering (the resent batch 2 and its successors) until the loop has nothing
      * pending, then say stop */
     t0 = icn_now();
+    assert_int_equal(icn_publisher_control(pub, ICN_MSG_STOP, 1, err, sizeof err), 0);
     while (!__atomic_load_n(&w.done, __ATOMIC_SEQ_CST) && icn_now() - t0 < 20) {
-        control(pub, ICN_MSG_STOP, 1);
+        assert_true(icn_publisher_serve(pub, 0, err, sizeof err) >= 0);
         icn_zmq_peer from;
         uint8_t *data;
         size_t len;
@@ -145,7 +131,7 @@ static void test_online_loop(void **state) {
     assert_int_equal(w.res.snapshots, 1);
     assert_true(batches > 6); /* 6 batches of 2, and at least one sent again */
     icn_net_free(&net);
-    icn_zmq_close(pub);
+    icn_publisher_close(pub);
     icn_zmq_close(router);
 }
 
