@@ -26,7 +26,9 @@ work=$(mktemp -d /tmp/icn-net-bench.XXXXXX)
 pids=()
 cleanup() {
     local p
-    for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null || true; done
+    # || true on both: under set -e a failing command in the EXIT trap (kill of a process that
+    # has already exited) would make the script's exit status 1 after a successful run
+    for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null || true; kill -9 "$p" 2>/dev/null || true; done
     mountpoint -q "$work/disk" 2>/dev/null && umount "$work/disk"
     rm -rf "$work"
 }
