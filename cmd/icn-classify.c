@@ -72,10 +72,15 @@ static const char usage[] =
     "  --per-class L          pseudo-negatives per class per round (default 20)\n"
     "  --alpha A              weight of the pseudo-negative term, Eq. 9 (default 0.5)\n"
     "  --pn-batch P           pseudo-negatives per step, beside --batch real images (default 64)\n"
+    "  --bn-pseudo MODE       batch norm (resnetN): 'mixed' normalizes the pseudo-negatives together\n"
+    "                         with the real images (default); 'separate' as a batch of their own,\n"
+    "                         the running statistics from the real images only\n"
     "  --async                never wait for synthesizers; take what the pool has each round\n"
     "  --publish ENDPOINT     where snapshots are published (default " ICN_EP_SNAPSHOTS ")\n"
     "  --pool ENDPOINT        the pool's request endpoint (default " ICN_EP_POOL_REQ ")\n"
     "  --wait-timeout S       give up when a round's pseudo-negatives take longer (default 600)\n"
+    "  --no-prefetch          read the pool only when a round starts, not from a thread while\n"
+    "                         training (the same records are kept either way)\n"
     "\n"
     "train --introspective and publish, security (icn-wire(5) SECURITY): the PUB socket is a\n"
     "CURVE server admitting only --allow's keys; the fetch from the pool is a CURVE client.\n"
@@ -93,8 +98,8 @@ static const char usage[] =
 enum { O_DATA = 256, O_ARCH, O_HEAD, O_CLASSES, O_STEPS, O_EPOCHS, O_BATCH, O_LR, O_MOMENTUM,
        O_WD, O_DECAY_AT, O_DECAY_FACTOR, O_SMOOTH, O_CLIP, O_SEED, O_OUT, O_CKPT, O_CKPT_EVERY, O_RESUME,
        O_VAL, O_EVAL_EVERY, O_METRICS, O_THREADS, O_QUIET, O_MODEL, O_INTRO, O_INIT_STEPS,
-       O_ROUNDS, O_ROUND_STEPS, O_PER_CLASS, O_ALPHA, O_PN_BATCH, O_ASYNC_ROUNDS, O_PUBLISH, O_POOL,
-       O_WAIT, O_EVERY, O_COUNT, O_BUMP, O_AUGMENT, O_NEW_SETTINGS, O_KEEP_BEST, O_END };
+       O_ROUNDS, O_ROUND_STEPS, O_PER_CLASS, O_ALPHA, O_PN_BATCH, O_BN_PSEUDO, O_ASYNC_ROUNDS, O_PUBLISH, O_POOL,
+       O_WAIT, O_EVERY, O_COUNT, O_BUMP, O_AUGMENT, O_NEW_SETTINGS, O_KEEP_BEST, O_NO_PREFETCH, O_END };
 _Static_assert(O_END - O_DATA <= 64, "the flags must fit the 64-bit set cli.given");
 
 static const struct option longs[] = {
@@ -114,12 +119,13 @@ static const struct option longs[] = {
     {"introspective", no_argument, 0, O_INTRO}, {"initial-steps", required_argument, 0, O_INIT_STEPS},
     {"rounds", required_argument, 0, O_ROUNDS}, {"round-steps", required_argument, 0, O_ROUND_STEPS},
     {"per-class", required_argument, 0, O_PER_CLASS}, {"alpha", required_argument, 0, O_ALPHA},
-    {"pn-batch", required_argument, 0, O_PN_BATCH}, {"async", no_argument, 0, O_ASYNC_ROUNDS},
+    {"pn-batch", required_argument, 0, O_PN_BATCH}, {"bn-pseudo", required_argument, 0, O_BN_PSEUDO}, {"async", no_argument, 0, O_ASYNC_ROUNDS},
     {"publish", required_argument, 0, O_PUBLISH}, {"pool", required_argument, 0, O_POOL},
     {"wait-timeout", required_argument, 0, O_WAIT}, {"every", required_argument, 0, O_EVERY},
     {"count", required_argument, 0, O_COUNT}, {"bump", no_argument, 0, O_BUMP},
     {"augment", no_argument, 0, O_AUGMENT}, {"new-settings", no_argument, 0, O_NEW_SETTINGS},
-    {"keep-best", required_argument, 0, O_KEEP_BEST}, ICN_SECURITY_OPTIONS, {0, 0, 0, 0}};
+    {"keep-best", required_argument, 0, O_KEEP_BEST}, {"no-prefetch", no_argument, 0, O_NO_PREFETCH},
+    ICN_SECURITY_OPTIONS, {0, 0, 0, 0}};
 
 typedef struct {
     icn_introspect_opts intro;
@@ -209,7 +215,13 @@ static void parse(int argc, char **argv, cli *c) {
         case O_PER_CLASS: c->intro.per_class = (int)icn_parse_long("--per-class", optarg, 1, 1L << 24); break;
         case O_ALPHA: c->intro.alpha = icn_parse_double("--alpha", optarg, 0, 1000); break;
         case O_PN_BATCH: c->intro.pn_batch = (int)icn_parse_long("--pn-batch", optarg, 1, 65536); break;
+        case O_BN_PSEUDO:
+            if (strcmp(optarg, "mixed") && strcmp(optarg, "separate"))
+                icn_die(2, "--bn-pseudo: '%s' is not mixed or separate", optarg);
+            c->intro.bn_separate = !strcmp(optarg, "separate");
+            break;
         case O_ASYNC_ROUNDS: c->intro.async = 1; break;
+        case O_NO_PREFETCH: c->intro.prefetch = 0; break;
         case O_PUBLISH: c->intro.publish = optarg; break;
         case O_POOL: c->intro.pool = optarg; break;
         case O_WAIT: c->intro.wait_timeout = icn_parse_double("--wait-timeout", optarg, 0.1, 1e9); break;

@@ -7,6 +7,7 @@
 
 #include "checkpoint.h"
 #include "pool.h"
+#include "prefetch.h"
 #include "protocol.h"
 #include "publisher.h"
 #include "snapshot.h"
@@ -14,12 +15,14 @@
 #include "transport.h"
 #include "util.h"
 
-#define FETCH_MAX 4096
 #define REQUEST_TIMEOUT_MS 5000
 /* Waiting for a round with no new pseudo-negatives for this long, the trainer sends its
  * snapshot again (a subscriber may have missed it), then after twice as long, up to NUDGE_MAX. */
 #define NUDGE_S 10.0
 #define NUDGE_MAX_S 60.0
+#define WAIT_POLL_MS 10 /* sync, without prefetch: how often a waiting trainer asks the pool again */
+#define SERVE_MS 50 /* how late a waiting trainer answers a new subscription, at most */
+#define PREFETCH_MAX_HELD (256LL << 20) /* bytes of records the prefetch thread may hold */
 
 void icn_introspect_opts_default(icn_introspect_opts *o) {
     memset(o, 0, sizeof *o);
@@ -32,6 +35,7 @@ void icn_introspect_opts_default(icn_introspect_opts *o) {
     o->publish = ICN_EP_SNAPSHOTS;
     o->pool = ICN_EP_POOL_REQ;
     o->wait_timeout = 600;
+    o->prefetch = 1;
 }
 
 int64_t icn_introspect_total_steps(const icn_introspect_opts *o) {
@@ -46,6 +50,10 @@ typedef struct {
     int64_t *accepted; /* [generation][class] counts, generations 0..rounds */
     icn_publisher *pub; /* snapshots, with a last-value cache for late joiners */
     void *req;
+    icn_prefetch *in; /* the pool's records from meta.pool_offset on */
+    /* the time training stood still for the sync schedule, over this process's rounds: */
+    double waited, waited_max, published; /* waiting for pseudo-negatives; sending snapshots */
+    int64_t rounds_run, waited_max_round;
 } run;
 
 static int publish_snapshot(run *r, char *err, size_t errlen) {
@@ -59,26 +67,9 @@ static void publish_control(run *r, icn_msg_kind kind) {
     icn_publisher_control(r->pub, kind, r->t.meta.generation, err, sizeof err);
 }
 
-/* The largest reply to a fetch of FETCH_MAX records of our images (labels, provenance, keys). */
+/* The largest reply to a fetch of ICN_PREFETCH_RECORDS records of our images (labels, provenance, keys). */
 static int64_t max_reply(const run *r) {
-    return FETCH_MAX * (int64_t)(icn_batch_dim(r->t.data) * sizeof(float) + sizeof(int32_t) + 17) + 4096;
-}
-
-/* Ask the pool for records [offset, offset + FETCH_MAX). 1: got a reply; 0: timeout. */
-static int fetch(run *r, int64_t offset, icn_batch *records, int64_t *total, char *err, size_t errlen) {
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    icn_pack_fetch(&sb, offset, FETCH_MAX);
-    icn_msg reply;
-    int rc = icn_request(&r->req, r->o->pool, &sb, REQUEST_TIMEOUT_MS, max_reply(r), ICN_MSG_RECORDS, &reply, err,
-                         errlen);
-    if (rc == 1) {
-        *total = reply.total, *records = reply.batch; /* records now owns the batch */
-        reply.batch = (icn_batch){0};
-        icn_msg_free(&reply);
-    }
-    msgpack_sbuffer_destroy(&sb);
-    return rc;
+    return ICN_PREFETCH_RECORDS * (int64_t)(icn_batch_dim(r->t.data) * sizeof(float) + sizeof(int32_t) + 17) + 4096;
 }
 
 /* Whether record i of `records` joins the training set: in sync mode, only generation g's
@@ -133,7 +124,7 @@ static int take_from_pool(run *r, int64_t round, int64_t until, intake *in, char
         if (until >= 0 && r->t.meta.pool_offset >= until) return 0;
         icn_batch records = {0};
         int64_t total = 0;
-        int rc = fetch(r, r->t.meta.pool_offset, &records, &total, err, errlen);
+        int rc = icn_prefetch_take(r->in, r->t.meta.pool_offset, &records, &total, err, errlen);
         if (rc <= 0) { icn_batch_free(&records); return rc < 0 ? -1 : 1; }
         int64_t n = records.n;
         if (until >= 0 && r->t.meta.pool_offset + n > until) n = until - r->t.meta.pool_offset;
@@ -175,8 +166,12 @@ static int wait_for_round(run *r, int64_t gen, intake *in, double *waited, char 
             if (icn_publisher_resend(r->pub, err, errlen)) return -1;
             last_progress = now, nudge_after = nudge_after * 2 < NUDGE_MAX_S ? nudge_after * 2 : NUDGE_MAX_S;
         }
-        /* meanwhile, late joiners and restarted synthesizers get the snapshot from the cache */
-        if (icn_publisher_serve(r->pub, 50, err, errlen) < 0) return -1;
+        /* meanwhile, late joiners and restarted synthesizers get the snapshot from the cache;
+         * then until records come (prefetch: the thread has them) or, without prefetch,
+         * shortly: the pool only answers requests (a fetch that finds nothing new is one
+         * round trip) */
+        if (icn_publisher_serve(r->pub, 0, err, errlen) < 0) return -1;
+        icn_prefetch_wait(r->in, SERVE_MS, WAIT_POLL_MS);
     }
     *waited = icn_now() - t0;
     return 0;
@@ -225,9 +220,27 @@ static int check_pool_identity(run *r, int resumed, char *err, size_t errlen) {
 static void run_free(run *r) {
     icn_trainer_free(&r->t);
     icn_batch_free(&r->pn);
+    icn_prefetch_close(r->in);
     free(r->accepted);
     icn_publisher_close(r->pub);
     if (r->req) icn_zmq_close(r->req);
+}
+
+/* The run's summary of the time training stood still: a "waits" metrics event and one line. */
+static void report_waits(const run *r) {
+    if (!r->rounds_run) return;
+    double mean = r->waited / (double)r->rounds_run;
+    icn_metrics_printf(r->t.o->metrics,
+                       "{\"event\":\"waits\",\"rounds\":%lld,\"wait_s\":%.3f,\"wait_mean_s\":%.3f,"
+                       "\"wait_max_s\":%.3f,\"wait_max_round\":%lld,\"publish_s\":%.3f,\"prefetch\":%d,"
+                       "\"prefetched\":%lld}",
+                       (long long)r->rounds_run, r->waited, mean, r->waited_max, (long long)r->waited_max_round,
+                       r->published, r->o->prefetch, (long long)icn_prefetch_taken_ahead(r->in));
+    if (!r->t.o->quiet)
+        icn_warn("waited %.1f s for pseudo-negatives in %lld rounds (%.1f s a round, longest %.1f s in round %lld), "
+                 "%.1f s publishing snapshots",
+                 r->waited, (long long)r->rounds_run, mean, r->waited_max, (long long)r->waited_max_round,
+                 r->published);
 }
 
 static int run_rounds(run *r, char *err, size_t errlen) {
@@ -236,17 +249,22 @@ static int run_rounds(run *r, char *err, size_t errlen) {
     if (icn_trainer_run(&r->t, o->initial_steps + r->t.meta.round * o->round_steps, err, errlen)) return -1;
     for (int64_t t = r->t.meta.round + 1; t <= o->rounds; t++) {
         r->t.meta.generation = t;
+        double t0 = icn_now();
         if (publish_snapshot(r, err, errlen)) return -1;
+        double published = icn_now() - t0;
         intake in = {0};
         double waited = 0;
         if (wait_for_round(r, t, &in, &waited, err, errlen)) return -1;
         if (!o->async) publish_control(r, ICN_MSG_HOLD);
         r->t.meta.round = t;
+        r->rounds_run++, r->waited += waited, r->published += published;
+        if (waited > r->waited_max) r->waited_max = waited, r->waited_max_round = t;
         icn_metrics_printf(metrics,
                            "{\"event\":\"round\",\"round\":%lld,\"generation\":%lld,\"pn_new\":%lld,\"pn_total\":%lld,"
-                           "\"reached_fraction\":%.4f,\"producers\":%lld,\"wait_s\":%.3f,\"pool_offset\":%lld}",
+                           "\"reached_fraction\":%.4f,\"producers\":%lld,\"wait_s\":%.3f,\"publish_s\":%.3f,"
+                           "\"pool_offset\":%lld}",
                            (long long)t, (long long)t, (long long)in.added, (long long)r->pn.n,
-                           in.added ? (double)in.reached / in.added : 0.0, (long long)in.producers, waited,
+                           in.added ? (double)in.reached / in.added : 0.0, (long long)in.producers, waited, published,
                            (long long)r->t.meta.pool_offset);
         if (!r->t.o->quiet)
             icn_warn("round %lld: %lld new pseudo-negatives from %lld producers (%.0f%% reached the stop rule), "
@@ -256,6 +274,7 @@ static int run_rounds(run *r, char *err, size_t errlen) {
         if (icn_trainer_run(&r->t, o->initial_steps + t * o->round_steps, err, errlen)) return -1;
         if (icn_checkpoint_save(r->t.o, r->t.net, &r->t.meta, &r->t.opt, err, errlen)) return -1;
     }
+    report_waits(r);
     return 0;
 }
 
@@ -265,6 +284,8 @@ static void introspect_settings(const icn_introspect_opts *o, char *out, size_t 
     snprintf(out + at, outlen - at, " initial_steps=%lld rounds=%d round_steps=%lld per_class=%d alpha=%g pn_batch=%d async=%d",
              (long long)o->initial_steps, o->rounds, (long long)o->round_steps, o->per_class, o->alpha, o->pn_batch,
              o->async);
+    at = strlen(out); /* only when set, so that the settings of runs before the option read as they did */
+    if (o->bn_separate) snprintf(out + at, outlen - at, " bn_pseudo=separate");
 }
 
 int icn_train_introspective(icn_net *net, const icn_batch *data, const icn_train_opts *train,
@@ -274,7 +295,7 @@ int icn_train_introspective(icn_net *net, const icn_batch *data, const icn_train
                         (long long)train->steps, (long long)icn_introspect_total_steps(o));
     run r = {.o = o};
     if (icn_trainer_init(&r.t, net, data, train, o->pn_batch, err, errlen)) return -1;
-    r.t.pn = &r.pn, r.t.alpha = o->alpha;
+    r.t.pn = &r.pn, r.t.alpha = o->alpha, r.t.bn_separate = o->bn_separate;
     introspect_settings(o, r.t.meta.settings, sizeof r.t.meta.settings);
     r.accepted = xcalloc((size_t)(o->rounds + 1) * net->classes, sizeof(int64_t));
     int rc = -1;
@@ -292,12 +313,19 @@ int icn_train_introspective(icn_net *net, const icn_batch *data, const icn_train
         int64_t until = r.t.meta.pool_offset;
         intake in = {0};
         r.t.meta.pool_offset = r.t.meta.pool_start;
+        r.in = icn_prefetch_open(o->pool, r.t.meta.pool_offset, max_reply(&r), 0, 0, err, errlen);
         if (take_from_pool(&r, r.t.meta.round, until, &in, err, errlen)) {
             if (!err[0]) icn_errf(err, errlen, "pool at %s did not answer while rebuilding", o->pool);
             goto out;
         }
+        icn_prefetch_close(r.in);
+        r.in = NULL;
         if (!train->quiet) icn_warn("resumed with %lld pseudo-negatives from the pool", (long long)r.pn.n);
     }
+    /* from here on, the pool is read ahead while the trainer trains (o->prefetch) */
+    if (!(r.in = icn_prefetch_open(o->pool, r.t.meta.pool_offset, max_reply(&r), o->prefetch, PREFETCH_MAX_HELD, err,
+                                   errlen)))
+        goto out;
     rc = run_rounds(&r, err, errlen);
     if (rc == 0 && icn_trainer_finish(&r.t, err, errlen)) rc = -1;
     for (int i = 0; i < 3 && r.pub; i++) publish_control(&r, ICN_MSG_STOP); /* synthesizers exit */

@@ -25,10 +25,12 @@ typedef struct {
     int per_class;         /* pseudo-negatives per class per round (sync); 20 */
     double alpha;          /* weight of the pseudo-negative term; 0.5 */
     int pn_batch;          /* pseudo-negatives per step; 64 */
+    int bn_separate;       /* batch norm: pseudo-negatives as a batch of their own (0: with the real images) */
     int async;
     const char *publish;   /* PUB endpoint for snapshots (bound) */
     const char *pool;      /* the pool's request endpoint (connected) */
     double wait_timeout;   /* seconds to wait for a round's pseudo-negatives; 600 */
+    int prefetch;          /* read the pool from a thread while training (prefetch.h); 1 */
 } icn_introspect_opts;
 
 void icn_introspect_opts_default(icn_introspect_opts *o);

@@ -356,8 +356,10 @@ void icn_batchnorm_forward(float *out, float *stats, const float *in, const floa
             if (var < 0) var = 0;
             st.mean[k] = (float)mu;
             st.invstd[k] = (float)(1.0 / sqrt(var + ICN_BN_EPS));
-            run_mean[k] = (1 - ICN_BN_MOMENTUM) * run_mean[k] + ICN_BN_MOMENTUM * (float)mu;
-            run_var[k] = (1 - ICN_BN_MOMENTUM) * run_var[k] + ICN_BN_MOMENTUM * (float)(var * unbias);
+            if (training != 2) { /* 2: batch statistics, running ones left alone (net.h) */
+                run_mean[k] = (1 - ICN_BN_MOMENTUM) * run_mean[k] + ICN_BN_MOMENTUM * (float)mu;
+                run_var[k] = (1 - ICN_BN_MOMENTUM) * run_var[k] + ICN_BN_MOMENTUM * (float)(var * unbias);
+            }
         }
     } else {
         for (int k = 0; k < c; k++) {

@@ -79,6 +79,7 @@ void icn_relu_backward(float *dinout, const float *out, size_t count);
  *   training:  y = gamma (x - mu_B) / sqrt(sigma2_B + eps) + beta with the batch's mean and biased
  *              variance (Ioffe & Szegedy 2015, Alg. 1); running <- (1 - momentum) running +
  *              momentum * batch, with the UNBIASED variance sigma2_B * R / (R - 1).
+ *              training 2: the same with the batch's statistics, running is not touched.
  *   inference: the same map with the running mean and variance; running is not touched.
  * partials: the per-thread sums of the statistics (parallel.h; NULL: its own). */
 #define ICN_BN_EPS 1e-5f

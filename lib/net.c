@@ -234,6 +234,7 @@ void icn_work_free(icn_work *w) {
     free(w->dact_b);
     free(w->dtmp);
     free(w->grad);
+    free(w->grad_acc);
     free(w);
 }
 

@@ -79,7 +79,9 @@ typedef struct {
     int max_batch, n, n_layers;
     /* 0 (the default): inference, batchnorm uses the running statistics: evaluation, prediction,
      * synthesis, FGSM. 1: training, batchnorm uses the batch's statistics and forward updates the
-     * running ones; icn_train_step sets it for its forward and backward. */
+     * running ones; icn_train_step sets it for its forward and backward. 2: training on the
+     * batch's statistics without touching the running ones (the pseudo-negatives' pass of a step
+     * whose batch norm sees them as a batch of their own, train.h). */
     int training;
     const float *input;   /* the x of the last forward */
     float **act;          /* act[i]: output of layer i (after its LeakyReLU), [n, out_size] */
@@ -93,6 +95,7 @@ typedef struct {
     float *dact_a, *dact_b; /* ping-pong gradient buffers, sized for the largest activation */
     float *dtmp;          /* scratch of the same size, inside a block's backward */
     float *grad;          /* [n_trainable], same layout as params */
+    float *grad_acc;      /* [n_trainable]: a split step's first pass (train.h); allocated on first use */
 } icn_work;
 
 icn_work *icn_work_new(const icn_net *net, int max_batch);

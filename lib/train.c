@@ -55,13 +55,38 @@ void icn_train_augment(const icn_train_opts *o, const icn_batch *data, float *x,
     icn_augment_batch(x, n, data->h, data->w, data->c, o->augment ? ICN_AUGMENT_PAD : 0, o->augment, o->seed, step);
 }
 
-icn_step_result icn_train_step(icn_net *net, icn_work *w, icn_optim *opt, const float *x, const int32_t *y,
-                               const float *weight, int n, const icn_train_opts *o, float lr, float *dlogits) {
-    icn_step_result r;
-    w->training = 1; /* batchnorm on the batch's statistics, running statistics updated */
-    const float *logits = icn_forward(net, w, x, n);
-    r.loss = icn_loss(o->head, logits, y, weight, n, net->classes, o->smoothing, dlogits);
+/* One forward-backward over rows [from, from + m) of a step of n: its share m/n of the step's
+ * loss, (1/n) sum weight_i loss_i, and that share's gradient in w->grad. */
+static double pass(icn_net *net, icn_work *w, const float *x, const int32_t *y, const float *weight, int from,
+                   int m, int n, const icn_train_opts *o, float *dlogits) {
+    const int K = net->classes;
+    const float *logits = icn_forward(net, w, x + (size_t)from * icn_net_input_size(net), m);
+    double loss = icn_loss(o->head, logits, y + from, weight ? weight + from : NULL, m, K, o->smoothing, dlogits);
+    if (m != n) {
+        const float share = (float)m / (float)n;
+        for (size_t i = 0; i < (size_t)m * K; i++) dlogits[i] *= share;
+        loss *= share;
+    }
     icn_backward(net, w, dlogits, 1, NULL);
+    return loss;
+}
+
+icn_step_result icn_train_step(icn_net *net, icn_work *w, icn_optim *opt, const float *x, const int32_t *y,
+                               const float *weight, int n, int split, const icn_train_opts *o, float lr,
+                               float *dlogits) {
+    icn_step_result r;
+    if (split <= 0 || split >= n) {
+        w->training = 1; /* batchnorm on the batch's statistics, running statistics updated */
+        r.loss = pass(net, w, x, y, weight, 0, n, n, o, dlogits);
+    } else {
+        w->training = 1; /* the first batch: its statistics, and the running ones updated */
+        r.loss = pass(net, w, x, y, weight, 0, split, n, o, dlogits);
+        if (!w->grad_acc) w->grad_acc = xmalloc(net->n_trainable * sizeof(float));
+        memcpy(w->grad_acc, w->grad, net->n_trainable * sizeof(float));
+        w->training = 2; /* the second: its own statistics, the running ones untouched */
+        r.loss += pass(net, w, x, y, weight, split, n - split, n, o, dlogits);
+        for (size_t i = 0; i < net->n_trainable; i++) w->grad[i] += w->grad_acc[i];
+    }
     w->training = 0;
     /* gradients, clipping and the optimizer cover the trainable parameters only, never the state */
     double sq = 0;

@@ -56,14 +56,19 @@ void icn_sampler_free(icn_sampler *s);
 void icn_train_augment(const icn_train_opts *o, const icn_batch *data, float *x, int n, int64_t step);
 
 /* One step: forward, loss (o's head and smoothing), backward, gradient clipping (o->clip_grad),
- * optimizer. dlogits [n, classes] is scratch. */
+ * optimizer. dlogits [n, classes] is scratch. The loss is (1/n) sum_i weight_i loss_i (weight
+ * NULL: all 1). split = 0: batch norm sees the n images as one batch. 0 < split < n: it sees rows
+ * [0, split) and [split, n) as two batches, each normalized by its own statistics, and only the
+ * first updates the running statistics: two forward-backward passes whose gradients add up to
+ * the gradient of the same loss (with ICN, the real images and the pseudo-negatives). */
 typedef struct {
     double loss;
     double grad_norm; /* L2 norm of the loss gradient before any clipping */
     int clipped;      /* 1 if o->clip_grad scaled it down */
 } icn_step_result;
 icn_step_result icn_train_step(icn_net *net, icn_work *w, icn_optim *opt, const float *x, const int32_t *y,
-                               const float *weight, int n, const icn_train_opts *o, float lr, float *dlogits);
+                               const float *weight, int n, int split, const icn_train_opts *o, float lr,
+                               float *dlogits);
 /* The one-line error for a loss that is NaN, infinite or past 1e30, else 0. */
 int icn_check_diverged(int64_t step, icn_step_result r, char *err, size_t errlen);
 

@@ -79,7 +79,8 @@ int icn_trainer_run(icn_trainer *t, int64_t until, char *err, size_t errlen) {
     for (int64_t step = t->meta.step; step < until; step++) {
         gather_step(t, step, B, P);
         float lr = icn_train_lr(o, step);
-        icn_step_result res = icn_train_step(t->net, t->work, &t->opt, t->x, t->y, weight, n, o, lr, t->dlogits);
+        icn_step_result res =
+            icn_train_step(t->net, t->work, &t->opt, t->x, t->y, weight, n, P && t->bn_separate ? B : 0, o, lr, t->dlogits);
         if (icn_check_diverged(step, res, err, errlen)) return -1;
         t->clipped += res.clipped;
         t->loss = step == t->meta.step ? res.loss : 0.98 * t->loss + 0.02 * res.loss;

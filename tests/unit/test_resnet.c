@@ -413,7 +413,7 @@ static void test_optimizer_leaves_running_stats(void **state) {
         wc->training = 1;
         icn_forward(&copy, wc, x, N);
         wc->training = 0;
-        icn_train_step(&net, w, &opt, x, y, NULL, N, &o, 0.1f, dlogits);
+        icn_train_step(&net, w, &opt, x, y, NULL, N, 0, &o, 0.1f, dlogits);
         assert_int_equal(w->training, 0); /* the step's mode ends with the step */
         assert_memory_equal(net.params + net.n_trainable, copy.params + net.n_trainable, n_state * 4);
     }
@@ -434,6 +434,72 @@ static void test_optimizer_leaves_running_stats(void **state) {
     icn_work_free(w), icn_work_free(wc);
     icn_net_free(&net), icn_net_free(&copy);
     free(x), free(state0), free(logits);
+}
+
+/* ---- a step whose batch norm sees two batches (train.h, split) ---- */
+
+/* The split step's loss: (m/n) of each part's weighted mean, each part normalized by its own
+ * statistics (training mode 2: the running statistics stay as they are while it is probed). */
+typedef struct { icn_net *net; icn_work *w; float *x; int32_t *y; float *weight; int n, split; float *dz; } split_case;
+
+static double split_objective(void *p) {
+    split_case *c = p;
+    const size_t d = icn_net_input_size(c->net);
+    double loss = 0;
+    c->w->training = 2;
+    for (int part = 0; part < 2; part++) {
+        int from = part ? c->split : 0, m = part ? c->n - c->split : c->split;
+        const float *z = icn_forward(c->net, c->w, c->x + from * d, m);
+        loss += (double)m / c->n * icn_loss_softmax(z, c->y + from, c->weight + from, m, c->net->classes, 0, c->dz);
+    }
+    c->w->training = 0;
+    return loss;
+}
+
+static void test_split_step(void **state) {
+    (void)state;
+    enum { N = 7, S = 4, H = 6, W = 5, C = 1, K = 3 };
+    icn_net net, real_only;
+    char err[ICN_ERRLEN];
+    assert_int_equal(icn_net_build(&net, "resnet8", H, W, C, K, err, sizeof err), 0);
+    assert_int_equal(icn_net_build(&real_only, "resnet8", H, W, C, K, err, sizeof err), 0);
+    icn_net_init(&net, 11);
+    perturb_batchnorm(&net);
+    memcpy(real_only.params, net.params, net.n_params * 4);
+    float *x = randn(N * H * W * C, 1), dlogits[N * K], weight[N], *theta = xmalloc(net.n_params * 4);
+    for (int i = S * H * W * C; i < N * H * W * C; i++) x[i] = 3 * x[i] + 1; /* pseudo-negatives: other statistics */
+    int32_t y[N] = {0, 2, 1, 0, -1, -3, -2}; /* 4 real images, then 3 pseudo-negatives of classes 0, 2, 1 */
+    for (int i = 0; i < N; i++) weight[i] = i < S ? (float)N / S : 0.5f * N / (N - S); /* as the trainer's, alpha 0.5 */
+    memcpy(theta, net.params, net.n_params * 4);
+    icn_train_opts o;
+    icn_train_opts_default(&o);
+    icn_optim opt;
+    icn_optim_sgd(&opt, net.n_trainable, 0, 0);
+    icn_work *w = icn_work_new(&net, N), *wr = icn_work_new(&real_only, N);
+    split_case c = {.net = &net, .w = w, .x = x, .y = y, .weight = weight, .n = N, .split = S, .dz = xmalloc(N * K * 4)};
+    const double expected = split_objective(&c);
+    icn_step_result r = icn_train_step(&net, w, &opt, x, y, weight, N, S, &o, 0.0f, dlogits); /* lr 0: no move */
+    assert_int_equal(w->training, 0);
+    assert_true(fabs(r.loss - expected) < 1e-5 * fmax(1, fabs(expected)));
+    assert_memory_equal(net.params, theta, net.n_trainable * 4);
+    /* the running statistics moved as a training forward of the real images alone moves them */
+    wr->training = 1;
+    icn_forward(&real_only, wr, x, S);
+    for (size_t i = net.n_trainable; i < net.n_params; i++)
+        assert_true(fabsf(net.params[i] - real_only.params[i]) <= 1e-6f * fmaxf(1, fabsf(real_only.params[i])));
+    assert_memory_not_equal(net.params + net.n_trainable, theta + net.n_trainable, (net.n_params - net.n_trainable) * 4);
+    /* the gradient is the split objective's, by finite differences (running statistics restored first) */
+    float *grad = xmalloc(net.n_trainable * 4);
+    memcpy(grad, w->grad, net.n_trainable * 4);
+    memcpy(net.params, theta, net.n_params * 4);
+    check_grad("resnet8 split step dparams", net.params, grad, net.n_trainable, split_objective, &c, 1e-3f, 2e-2);
+    /* one batch (split 0) is another objective: the same images give another gradient */
+    icn_train_step(&net, w, &opt, x, y, weight, N, 0, &o, 0.0f, dlogits);
+    assert_memory_not_equal(w->grad, grad, net.n_trainable * 4);
+    icn_optim_free(&opt);
+    icn_work_free(w), icn_work_free(wr);
+    icn_net_free(&net), icn_net_free(&real_only);
+    free(x), free(theta), free(grad), free(c.dz);
 }
 
 /* ---- snapshots: the architecture decides the layout, the state travels with the weights ---- */
@@ -499,6 +565,7 @@ int main(void) {
         cmocka_unit_test(test_resnet8_grad_inference),
         cmocka_unit_test(test_resnet_architecture),
         cmocka_unit_test(test_optimizer_leaves_running_stats),
+        cmocka_unit_test(test_split_step),
         cmocka_unit_test(test_snapshot_carries_running_stats),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
