@@ -9,13 +9,19 @@
 #include "pool.h"
 #include "prefetch.h"
 #include "protocol.h"
+#include "publisher.h"
 #include "snapshot.h"
 #include "trainer.h"
 #include "transport.h"
 #include "util.h"
 
 #define REQUEST_TIMEOUT_MS 5000
+/* Waiting for a round with no new pseudo-negatives for this long, the trainer sends its
+ * snapshot again (a subscriber may have missed it), then after twice as long, up to NUDGE_MAX. */
+#define NUDGE_S 10.0
+#define NUDGE_MAX_S 60.0
 #define WAIT_POLL_MS 10 /* sync, without prefetch: how often a waiting trainer asks the pool again */
+#define SERVE_MS 50 /* how late a waiting trainer answers a new subscription, at most */
 #define PREFETCH_MAX_HELD (256LL << 20) /* bytes of records the prefetch thread may hold */
 
 void icn_introspect_opts_default(icn_introspect_opts *o) {
@@ -42,39 +48,23 @@ typedef struct {
     icn_trainer t;     /* the loop, its options (t.o), the model and where the run is (t.meta) */
     icn_batch pn;      /* all pseudo-negatives accepted so far: the trainer's source */
     int64_t *accepted; /* [generation][class] counts, generations 0..rounds */
-    void *pub, *req;
+    icn_publisher *pub; /* snapshots, with a last-value cache for late joiners */
+    void *req;
     icn_prefetch *in; /* the pool's records from meta.pool_offset on */
     /* the time training stood still for the sync schedule, over this process's rounds: */
     double waited, waited_max, published; /* waiting for pseudo-negatives; sending snapshots */
     int64_t rounds_run, waited_max_round;
 } run;
 
-int icn_publish_snapshot(void *pub, const icn_net *net, const icn_model_meta *meta, icn_metrics *metrics, char *err,
-                         size_t errlen) {
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    icn_model_pack(&sb, net, meta, NULL);
-    double t = icn_wallclock();
-    int rc = icn_zmq_send_sbuffer(pub, &sb, err, errlen);
-    icn_metrics_printf(metrics, "{\"event\":\"publish\",\"generation\":%lld,\"time\":%.6f,\"bytes\":%zu}",
-                       (long long)meta->generation, t, sb.size);
-    msgpack_sbuffer_destroy(&sb);
-    return rc < 0 ? -1 : 0;
-}
-
 static int publish_snapshot(run *r, char *err, size_t errlen) {
-    return icn_publish_snapshot(r->pub, r->t.net, &r->t.meta, r->t.o->metrics, err, errlen);
+    return icn_publisher_snapshot(r->pub, r->t.net, &r->t.meta, err, errlen);
 }
 
 /* Control frames on the snapshot channel: "hold" (generation t has all it needs: pause
  * until the next snapshot, so synthesizers leave the cores to the trainer) and "stop". */
 static void publish_control(run *r, icn_msg_kind kind) {
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    icn_pack_control(&sb, kind, r->t.meta.generation);
     char err[ICN_ERRLEN];
-    icn_zmq_send_sbuffer(r->pub, &sb, err, sizeof err);
-    msgpack_sbuffer_destroy(&sb);
+    icn_publisher_control(r->pub, kind, r->t.meta.generation, err, sizeof err);
 }
 
 /* The largest reply to a fetch of ICN_PREFETCH_RECORDS records of our images (labels, provenance, keys). */
@@ -153,7 +143,8 @@ static int take_from_pool(run *r, int64_t round, int64_t until, intake *in, char
 
 /* Sync: wait until generation `gen` has per_class pseudo-negatives of every class. */
 static int wait_for_round(run *r, int64_t gen, intake *in, double *waited, char *err, size_t errlen) {
-    double t0 = icn_now(), last_publish = t0, last_note = t0;
+    double t0 = icn_now(), last_note = t0, last_progress = t0, nudge_after = NUDGE_S;
+    int64_t seen = 0;
     for (;;) {
         if (take_from_pool(r, gen, -1, in, err, errlen) < 0) return -1;
         if (r->o->async || round_complete(r, gen)) break;
@@ -164,18 +155,23 @@ static int wait_for_round(run *r, int64_t gen, intake *in, double *waited, char 
                             "(have %lld in all): are synthesizers running against %s and pushing to the pool at %s?",
                             (long long)gen, now - t0, r->o->per_class, (long long)gen, (long long)in->added,
                             r->o->publish, r->o->pool);
-        if (now - last_publish >= 1.0) { /* late joiners and restarted synthesizers */
-            if (publish_snapshot(r, err, errlen)) return -1;
-            last_publish = now;
-        }
         if (!r->t.o->quiet && now - last_note >= 10) {
             icn_warn("round %lld: waiting for pseudo-negatives (%lld of %d so far)", (long long)gen,
                      (long long)in->added, r->o->per_class * r->t.net->classes);
             last_note = now;
         }
-        /* until records come (prefetch: the thread has them) or, without prefetch, shortly:
-         * the pool only answers requests (a fetch that finds nothing new is one round trip) */
-        icn_prefetch_wait(r->in, 1000, WAIT_POLL_MS);
+        if (in->added != seen) {
+            seen = in->added, last_progress = now, nudge_after = NUDGE_S;
+        } else if (now - last_progress >= nudge_after) {
+            if (icn_publisher_resend(r->pub, err, errlen)) return -1;
+            last_progress = now, nudge_after = nudge_after * 2 < NUDGE_MAX_S ? nudge_after * 2 : NUDGE_MAX_S;
+        }
+        /* meanwhile, late joiners and restarted synthesizers get the snapshot from the cache;
+         * then until records come (prefetch: the thread has them) or, without prefetch,
+         * shortly: the pool only answers requests (a fetch that finds nothing new is one
+         * round trip) */
+        if (icn_publisher_serve(r->pub, 0, err, errlen) < 0) return -1;
+        icn_prefetch_wait(r->in, SERVE_MS, WAIT_POLL_MS);
     }
     *waited = icn_now() - t0;
     return 0;
@@ -226,7 +222,7 @@ static void run_free(run *r) {
     icn_batch_free(&r->pn);
     icn_prefetch_close(r->in);
     free(r->accepted);
-    if (r->pub) icn_zmq_close(r->pub);
+    icn_publisher_close(r->pub);
     if (r->req) icn_zmq_close(r->req);
 }
 
@@ -305,7 +301,7 @@ int icn_train_introspective(icn_net *net, const icn_batch *data, const icn_train
     int rc = -1;
     int resumed = icn_trainer_begin(&r.t, "introspective", err, errlen);
     if (resumed < 0) goto out;
-    if (!(r.pub = icn_open_publisher(o->publish, err, errlen))) goto out;
+    if (!(r.pub = icn_publisher_open(o->publish, r.t.o->metrics, err, errlen))) goto out;
     if (!(r.req = icn_zmq_open_with(ZMQ_REQ, o->pool, 0, &(icn_zmq_opts){.max_msg = max_reply(&r)}, err, errlen)))
         goto out;
     if (check_pool_identity(&r, resumed, err, errlen)) goto out;

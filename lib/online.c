@@ -52,28 +52,31 @@ static void on_refused(uint64_t seq, const char *reason, void *ctx) {
 /* Take the newest frame on the snapshot socket, if any. 1: new model; 2: stop; 3: hold for
  * the current generation; 0: nothing new; -1: socket error. */
 static int poll_snapshot(loop *l, int timeout_ms, char *err, size_t errlen) {
-    uint8_t *data;
-    size_t n;
+    icn_zmq_frame f; /* decoded where ZeroMQ received it: no copy of the 17 MB frame */
     char e[ICN_ERRLEN];
-    int got = icn_zmq_recv_buf(l->sub, NULL, timeout_ms, &data, &n, e, sizeof e);
-    if (got == 0) return 0;
-    if (got < 0) {
-        if (errno == EPROTO) return icn_warn("rejected snapshot frame: %s", e), 0;
+    int got = icn_zmq_recv_frame(l->sub, &f, timeout_ms, e, sizeof e);
+    if (got <= 0) {
+        int why = errno;
+        icn_zmq_frame_close(&f);
+        if (got == 0) return 0;
+        if (why == EPROTO) return icn_warn("rejected snapshot frame: %s", e), 0;
         return icn_errf(err, errlen, "snapshots %s: %s", l->o->snapshots, e);
     }
     double received = icn_wallclock();
+    size_t n = f.len;
     icn_msg m;
-    int rc = 0;
-    if (icn_msg_decode(data, n, ICN_SNAPSHOT_KINDS, 0, &m, e, sizeof e)) {
+    int rc = 0, bad = icn_msg_decode(f.data, f.len, ICN_SNAPSHOT_KINDS, 0, &m, e, sizeof e);
+    icn_zmq_frame_close(&f);
+    if (bad) {
         icn_warn("rejected snapshot frame: %s", e);
-        free(data);
         return 0;
     }
-    free(data);
     if (m.kind == ICN_MSG_STOP) rc = 2;
-    else if (m.kind == ICN_MSG_HOLD) rc = l->have && m.generation == l->meta.generation ? 3 : 0;
+    /* hold for a later generation than ours: we missed its snapshot (reconnected after it), and
+     * its samples are not wanted any more than ours */
+    else if (m.kind == ICN_MSG_HOLD) rc = l->have && m.generation >= l->meta.generation ? 3 : 0;
     else if (l->have && m.meta.generation == l->meta.generation && m.net.n_params == l->net.n_params) {
-        rc = 0; /* the trainer re-sends its snapshot for late joiners */
+        rc = 0; /* the publisher's cache, re-sent for a new subscriber */
     } else if (l->defer) {
         l->next = m.net, l->next_meta = m.meta, rc = 1;
         m.kind = ICN_MSG_HOLD; /* the net is ours now: icn_msg_free leaves it */
