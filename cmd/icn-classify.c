@@ -14,6 +14,7 @@
 #include "snapshot.h"
 #include "train.h"
 #include "protocol.h"
+#include "publisher.h"
 #include "trainer.h"
 #include "transport.h"
 #include "fileio.h"
@@ -78,6 +79,8 @@ static const char usage[] =
     "  --publish ENDPOINT     where snapshots are published (default " ICN_EP_SNAPSHOTS ")\n"
     "  --pool ENDPOINT        the pool's request endpoint (default " ICN_EP_POOL_REQ ")\n"
     "  --wait-timeout S       give up when a round's pseudo-negatives take longer (default 600)\n"
+    "  --no-prefetch          read the pool only when a round starts, not from a thread while\n"
+    "                         training (the same records are kept either way)\n"
     "\n"
     "train --introspective and publish, security (icn-wire(5) SECURITY): the PUB socket is a\n"
     "CURVE server admitting only --allow's keys; the fetch from the pool is a CURVE client.\n"
@@ -87,15 +90,16 @@ static const char usage[] =
     "predict: print one line per image: predicted class, its probability, true label (or -).\n"
     "  --model MODEL --data FILE|- --out FILE|-\n"
     "\n"
-    "publish: serve a fixed model to icn-synthesize processes as a snapshot, every --every\n"
-    "seconds (default 1) until killed or --count publications; --bump makes each one a new\n"
+    "publish: serve a fixed model to icn-synthesize processes as a snapshot: sent once, then\n"
+    "again to each new subscriber only, until killed. --every S sends it every S seconds\n"
+    "(until killed or --count N publications); --bump (with --every) makes each one a new\n"
     "generation (for measuring snapshot delivery; see --metrics).\n";
 
 enum { O_DATA = 256, O_ARCH, O_HEAD, O_CLASSES, O_STEPS, O_EPOCHS, O_BATCH, O_LR, O_MOMENTUM,
        O_WD, O_DECAY_AT, O_DECAY_FACTOR, O_SMOOTH, O_CLIP, O_SEED, O_OUT, O_CKPT, O_CKPT_EVERY, O_RESUME,
        O_VAL, O_EVAL_EVERY, O_METRICS, O_THREADS, O_QUIET, O_MODEL, O_INTRO, O_INIT_STEPS,
        O_ROUNDS, O_ROUND_STEPS, O_PER_CLASS, O_ALPHA, O_PN_BATCH, O_BN_PSEUDO, O_ASYNC_ROUNDS, O_PUBLISH, O_POOL,
-       O_WAIT, O_EVERY, O_COUNT, O_BUMP, O_AUGMENT, O_NEW_SETTINGS, O_KEEP_BEST, O_END };
+       O_WAIT, O_EVERY, O_COUNT, O_BUMP, O_AUGMENT, O_NEW_SETTINGS, O_KEEP_BEST, O_NO_PREFETCH, O_END };
 _Static_assert(O_END - O_DATA <= 64, "the flags must fit the 64-bit set cli.given");
 
 static const struct option longs[] = {
@@ -120,7 +124,8 @@ static const struct option longs[] = {
     {"wait-timeout", required_argument, 0, O_WAIT}, {"every", required_argument, 0, O_EVERY},
     {"count", required_argument, 0, O_COUNT}, {"bump", no_argument, 0, O_BUMP},
     {"augment", no_argument, 0, O_AUGMENT}, {"new-settings", no_argument, 0, O_NEW_SETTINGS},
-    {"keep-best", required_argument, 0, O_KEEP_BEST}, ICN_SECURITY_OPTIONS, {0, 0, 0, 0}};
+    {"keep-best", required_argument, 0, O_KEEP_BEST}, {"no-prefetch", no_argument, 0, O_NO_PREFETCH},
+    ICN_SECURITY_OPTIONS, {0, 0, 0, 0}};
 
 typedef struct {
     icn_introspect_opts intro;
@@ -216,6 +221,7 @@ static void parse(int argc, char **argv, cli *c) {
             c->intro.bn_separate = !strcmp(optarg, "separate");
             break;
         case O_ASYNC_ROUNDS: c->intro.async = 1; break;
+        case O_NO_PREFETCH: c->intro.prefetch = 0; break;
         case O_PUBLISH: c->intro.publish = optarg; break;
         case O_POOL: c->intro.pool = optarg; break;
         case O_WAIT: c->intro.wait_timeout = icn_parse_double("--wait-timeout", optarg, 0.1, 1e9); break;
@@ -349,28 +355,34 @@ static int cmd_publish(cli *c) {
     icn_metrics metrics;
     if (icn_metrics_open(&metrics, c->metrics, err, sizeof err)) icn_die(1, "%s", err);
     icn_security_apply(&c->sec);
-    void *pub = icn_open_publisher(c->intro.publish, err, sizeof err);
+    if (c->count && !c->every) icn_die(2, "publish: --count needs --every (without it the model is published once)");
+    if (c->bump && !c->every) icn_die(2, "publish: --bump needs --every (without it the model is published once)");
+    icn_publisher *pub = icn_publisher_open(c->intro.publish, &metrics, err, sizeof err);
     if (!pub) icn_die(1, "%s", err);
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    double every = c->every > 0 ? c->every : 1.0;
-    if (!c->train.quiet) icn_warn("publishing %s on %s every %g s", c->model, c->intro.publish, every);
+    if (!c->train.quiet) {
+        if (c->every) icn_warn("publishing %s on %s every %g s", c->model, c->intro.publish, c->every);
+        else icn_warn("publishing %s on %s (once, then to each new subscriber)", c->model, c->intro.publish);
+    }
     /* A steady period: publication i is due at start + i*every on the monotonic clock, however
-     * long serializing and sending took (a relative sleep after each send would drift by that). */
-    struct timespec start;
-    clock_gettime(CLOCK_MONOTONIC, &start);
+     * long serializing and sending took (a relative sleep after each send would drift by that).
+     * Without --every: once, then only the cache for new subscribers until a signal. */
+    double start = icn_now();
     for (int64_t i = 0; !stop_requested && (!c->count || i <= c->count); i++) {
-        double due = (double)i * every; /* i == count: the end of the last period, then exit */
-        struct timespec at = {start.tv_sec + (time_t)due, start.tv_nsec + (long)((due - (double)(time_t)due) * 1e9)};
-        if (at.tv_nsec >= 1000000000L) at.tv_sec++, at.tv_nsec -= 1000000000L;
-        while (!stop_requested && clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, NULL) != 0) {}
+        double due = start + (double)i * c->every; /* i == count: the end of the last period, then exit */
+        while (!stop_requested && (!c->every ? i > 0 : icn_now() < due)) {
+            double left = c->every ? due - icn_now() : 1.0;
+            int ms = left > 1.0 ? 1000 : left > 0 ? (int)(left * 1000) + 1 : 0;
+            if (icn_publisher_serve(pub, ms, err, sizeof err) < 0) icn_die(1, "%s", err);
+        }
         if (stop_requested || (c->count && i == c->count)) break;
-        if (icn_publish_snapshot(pub, &net, &meta, &metrics, err, sizeof err)) icn_die(1, "%s", err);
+        if (icn_publisher_snapshot(pub, &net, &meta, err, sizeof err)) icn_die(1, "%s", err);
         if (c->bump) meta.generation++;
     }
+    icn_publisher_close(pub);
     icn_metrics_close(&metrics);
-    icn_zmq_close(pub);
     icn_zmq_term();
     icn_net_free(&net);
     return 0;

@@ -7,14 +7,22 @@
 
 #include "checkpoint.h"
 #include "pool.h"
+#include "prefetch.h"
 #include "protocol.h"
+#include "publisher.h"
 #include "snapshot.h"
 #include "trainer.h"
 #include "transport.h"
 #include "util.h"
 
-#define FETCH_MAX 4096
 #define REQUEST_TIMEOUT_MS 5000
+/* Waiting for a round with no new pseudo-negatives for this long, the trainer sends its
+ * snapshot again (a subscriber may have missed it), then after twice as long, up to NUDGE_MAX. */
+#define NUDGE_S 10.0
+#define NUDGE_MAX_S 60.0
+#define WAIT_POLL_MS 10 /* sync, without prefetch: how often a waiting trainer asks the pool again */
+#define SERVE_MS 50 /* how late a waiting trainer answers a new subscription, at most */
+#define PREFETCH_MAX_HELD (256LL << 20) /* bytes of records the prefetch thread may hold */
 
 void icn_introspect_opts_default(icn_introspect_opts *o) {
     memset(o, 0, sizeof *o);
@@ -27,6 +35,7 @@ void icn_introspect_opts_default(icn_introspect_opts *o) {
     o->publish = ICN_EP_SNAPSHOTS;
     o->pool = ICN_EP_POOL_REQ;
     o->wait_timeout = 600;
+    o->prefetch = 1;
 }
 
 int64_t icn_introspect_total_steps(const icn_introspect_opts *o) {
@@ -39,57 +48,28 @@ typedef struct {
     icn_trainer t;     /* the loop, its options (t.o), the model and where the run is (t.meta) */
     icn_batch pn;      /* all pseudo-negatives accepted so far: the trainer's source */
     int64_t *accepted; /* [generation][class] counts, generations 0..rounds */
-    void *pub, *req;
+    icn_publisher *pub; /* snapshots, with a last-value cache for late joiners */
+    void *req;
+    icn_prefetch *in; /* the pool's records from meta.pool_offset on */
+    /* the time training stood still for the sync schedule, over this process's rounds: */
+    double waited, waited_max, published; /* waiting for pseudo-negatives; sending snapshots */
+    int64_t rounds_run, waited_max_round;
 } run;
 
-int icn_publish_snapshot(void *pub, const icn_net *net, const icn_model_meta *meta, icn_metrics *metrics, char *err,
-                         size_t errlen) {
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    icn_model_pack(&sb, net, meta, NULL);
-    double t = icn_wallclock();
-    int rc = icn_zmq_send_sbuffer(pub, &sb, err, errlen);
-    icn_metrics_printf(metrics, "{\"event\":\"publish\",\"generation\":%lld,\"time\":%.6f,\"bytes\":%zu}",
-                       (long long)meta->generation, t, sb.size);
-    msgpack_sbuffer_destroy(&sb);
-    return rc < 0 ? -1 : 0;
-}
-
 static int publish_snapshot(run *r, char *err, size_t errlen) {
-    return icn_publish_snapshot(r->pub, r->t.net, &r->t.meta, r->t.o->metrics, err, errlen);
+    return icn_publisher_snapshot(r->pub, r->t.net, &r->t.meta, err, errlen);
 }
 
 /* Control frames on the snapshot channel: "hold" (generation t has all it needs: pause
  * until the next snapshot, so synthesizers leave the cores to the trainer) and "stop". */
 static void publish_control(run *r, icn_msg_kind kind) {
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    icn_pack_control(&sb, kind, r->t.meta.generation);
     char err[ICN_ERRLEN];
-    icn_zmq_send_sbuffer(r->pub, &sb, err, sizeof err);
-    msgpack_sbuffer_destroy(&sb);
+    icn_publisher_control(r->pub, kind, r->t.meta.generation, err, sizeof err);
 }
 
-/* The largest reply to a fetch of FETCH_MAX records of our images (labels, provenance, keys). */
+/* The largest reply to a fetch of ICN_PREFETCH_RECORDS records of our images (labels, provenance, keys). */
 static int64_t max_reply(const run *r) {
-    return FETCH_MAX * (int64_t)(icn_batch_dim(r->t.data) * sizeof(float) + sizeof(int32_t) + 17) + 4096;
-}
-
-/* Ask the pool for records [offset, offset + FETCH_MAX). 1: got a reply; 0: timeout. */
-static int fetch(run *r, int64_t offset, icn_batch *records, int64_t *total, char *err, size_t errlen) {
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    icn_pack_fetch(&sb, offset, FETCH_MAX);
-    icn_msg reply;
-    int rc = icn_request(&r->req, r->o->pool, &sb, REQUEST_TIMEOUT_MS, max_reply(r), ICN_MSG_RECORDS, &reply, err,
-                         errlen);
-    if (rc == 1) {
-        *total = reply.total, *records = reply.batch; /* records now owns the batch */
-        reply.batch = (icn_batch){0};
-        icn_msg_free(&reply);
-    }
-    msgpack_sbuffer_destroy(&sb);
-    return rc;
+    return ICN_PREFETCH_RECORDS * (int64_t)(icn_batch_dim(r->t.data) * sizeof(float) + sizeof(int32_t) + 17) + 4096;
 }
 
 /* Whether record i of `records` joins the training set: in sync mode, only generation g's
@@ -144,7 +124,7 @@ static int take_from_pool(run *r, int64_t round, int64_t until, intake *in, char
         if (until >= 0 && r->t.meta.pool_offset >= until) return 0;
         icn_batch records = {0};
         int64_t total = 0;
-        int rc = fetch(r, r->t.meta.pool_offset, &records, &total, err, errlen);
+        int rc = icn_prefetch_take(r->in, r->t.meta.pool_offset, &records, &total, err, errlen);
         if (rc <= 0) { icn_batch_free(&records); return rc < 0 ? -1 : 1; }
         int64_t n = records.n;
         if (until >= 0 && r->t.meta.pool_offset + n > until) n = until - r->t.meta.pool_offset;
@@ -163,7 +143,8 @@ static int take_from_pool(run *r, int64_t round, int64_t until, intake *in, char
 
 /* Sync: wait until generation `gen` has per_class pseudo-negatives of every class. */
 static int wait_for_round(run *r, int64_t gen, intake *in, double *waited, char *err, size_t errlen) {
-    double t0 = icn_now(), last_publish = t0, last_note = t0;
+    double t0 = icn_now(), last_note = t0, last_progress = t0, nudge_after = NUDGE_S;
+    int64_t seen = 0;
     for (;;) {
         if (take_from_pool(r, gen, -1, in, err, errlen) < 0) return -1;
         if (r->o->async || round_complete(r, gen)) break;
@@ -174,17 +155,23 @@ static int wait_for_round(run *r, int64_t gen, intake *in, double *waited, char 
                             "(have %lld in all): are synthesizers running against %s and pushing to the pool at %s?",
                             (long long)gen, now - t0, r->o->per_class, (long long)gen, (long long)in->added,
                             r->o->publish, r->o->pool);
-        if (now - last_publish >= 1.0) { /* late joiners and restarted synthesizers */
-            if (publish_snapshot(r, err, errlen)) return -1;
-            last_publish = now;
-        }
         if (!r->t.o->quiet && now - last_note >= 10) {
             icn_warn("round %lld: waiting for pseudo-negatives (%lld of %d so far)", (long long)gen,
                      (long long)in->added, r->o->per_class * r->t.net->classes);
             last_note = now;
         }
-        struct timespec ts = {0, 50 * 1000 * 1000};
-        nanosleep(&ts, NULL);
+        if (in->added != seen) {
+            seen = in->added, last_progress = now, nudge_after = NUDGE_S;
+        } else if (now - last_progress >= nudge_after) {
+            if (icn_publisher_resend(r->pub, err, errlen)) return -1;
+            last_progress = now, nudge_after = nudge_after * 2 < NUDGE_MAX_S ? nudge_after * 2 : NUDGE_MAX_S;
+        }
+        /* meanwhile, late joiners and restarted synthesizers get the snapshot from the cache;
+         * then until records come (prefetch: the thread has them) or, without prefetch,
+         * shortly: the pool only answers requests (a fetch that finds nothing new is one
+         * round trip) */
+        if (icn_publisher_serve(r->pub, 0, err, errlen) < 0) return -1;
+        icn_prefetch_wait(r->in, SERVE_MS, WAIT_POLL_MS);
     }
     *waited = icn_now() - t0;
     return 0;
@@ -233,9 +220,27 @@ static int check_pool_identity(run *r, int resumed, char *err, size_t errlen) {
 static void run_free(run *r) {
     icn_trainer_free(&r->t);
     icn_batch_free(&r->pn);
+    icn_prefetch_close(r->in);
     free(r->accepted);
-    if (r->pub) icn_zmq_close(r->pub);
+    icn_publisher_close(r->pub);
     if (r->req) icn_zmq_close(r->req);
+}
+
+/* The run's summary of the time training stood still: a "waits" metrics event and one line. */
+static void report_waits(const run *r) {
+    if (!r->rounds_run) return;
+    double mean = r->waited / (double)r->rounds_run;
+    icn_metrics_printf(r->t.o->metrics,
+                       "{\"event\":\"waits\",\"rounds\":%lld,\"wait_s\":%.3f,\"wait_mean_s\":%.3f,"
+                       "\"wait_max_s\":%.3f,\"wait_max_round\":%lld,\"publish_s\":%.3f,\"prefetch\":%d,"
+                       "\"prefetched\":%lld}",
+                       (long long)r->rounds_run, r->waited, mean, r->waited_max, (long long)r->waited_max_round,
+                       r->published, r->o->prefetch, (long long)icn_prefetch_taken_ahead(r->in));
+    if (!r->t.o->quiet)
+        icn_warn("waited %.1f s for pseudo-negatives in %lld rounds (%.1f s a round, longest %.1f s in round %lld), "
+                 "%.1f s publishing snapshots",
+                 r->waited, (long long)r->rounds_run, mean, r->waited_max, (long long)r->waited_max_round,
+                 r->published);
 }
 
 static int run_rounds(run *r, char *err, size_t errlen) {
@@ -244,17 +249,22 @@ static int run_rounds(run *r, char *err, size_t errlen) {
     if (icn_trainer_run(&r->t, o->initial_steps + r->t.meta.round * o->round_steps, err, errlen)) return -1;
     for (int64_t t = r->t.meta.round + 1; t <= o->rounds; t++) {
         r->t.meta.generation = t;
+        double t0 = icn_now();
         if (publish_snapshot(r, err, errlen)) return -1;
+        double published = icn_now() - t0;
         intake in = {0};
         double waited = 0;
         if (wait_for_round(r, t, &in, &waited, err, errlen)) return -1;
         if (!o->async) publish_control(r, ICN_MSG_HOLD);
         r->t.meta.round = t;
+        r->rounds_run++, r->waited += waited, r->published += published;
+        if (waited > r->waited_max) r->waited_max = waited, r->waited_max_round = t;
         icn_metrics_printf(metrics,
                            "{\"event\":\"round\",\"round\":%lld,\"generation\":%lld,\"pn_new\":%lld,\"pn_total\":%lld,"
-                           "\"reached_fraction\":%.4f,\"producers\":%lld,\"wait_s\":%.3f,\"pool_offset\":%lld}",
+                           "\"reached_fraction\":%.4f,\"producers\":%lld,\"wait_s\":%.3f,\"publish_s\":%.3f,"
+                           "\"pool_offset\":%lld}",
                            (long long)t, (long long)t, (long long)in.added, (long long)r->pn.n,
-                           in.added ? (double)in.reached / in.added : 0.0, (long long)in.producers, waited,
+                           in.added ? (double)in.reached / in.added : 0.0, (long long)in.producers, waited, published,
                            (long long)r->t.meta.pool_offset);
         if (!r->t.o->quiet)
             icn_warn("round %lld: %lld new pseudo-negatives from %lld producers (%.0f%% reached the stop rule), "
@@ -264,6 +274,7 @@ static int run_rounds(run *r, char *err, size_t errlen) {
         if (icn_trainer_run(&r->t, o->initial_steps + t * o->round_steps, err, errlen)) return -1;
         if (icn_checkpoint_save(r->t.o, r->t.net, &r->t.meta, &r->t.opt, err, errlen)) return -1;
     }
+    report_waits(r);
     return 0;
 }
 
@@ -290,7 +301,7 @@ int icn_train_introspective(icn_net *net, const icn_batch *data, const icn_train
     int rc = -1;
     int resumed = icn_trainer_begin(&r.t, "introspective", err, errlen);
     if (resumed < 0) goto out;
-    if (!(r.pub = icn_open_publisher(o->publish, err, errlen))) goto out;
+    if (!(r.pub = icn_publisher_open(o->publish, r.t.o->metrics, err, errlen))) goto out;
     if (!(r.req = icn_zmq_open_with(ZMQ_REQ, o->pool, 0, &(icn_zmq_opts){.max_msg = max_reply(&r)}, err, errlen)))
         goto out;
     if (check_pool_identity(&r, resumed, err, errlen)) goto out;
@@ -302,12 +313,19 @@ int icn_train_introspective(icn_net *net, const icn_batch *data, const icn_train
         int64_t until = r.t.meta.pool_offset;
         intake in = {0};
         r.t.meta.pool_offset = r.t.meta.pool_start;
+        r.in = icn_prefetch_open(o->pool, r.t.meta.pool_offset, max_reply(&r), 0, 0, err, errlen);
         if (take_from_pool(&r, r.t.meta.round, until, &in, err, errlen)) {
             if (!err[0]) icn_errf(err, errlen, "pool at %s did not answer while rebuilding", o->pool);
             goto out;
         }
+        icn_prefetch_close(r.in);
+        r.in = NULL;
         if (!train->quiet) icn_warn("resumed with %lld pseudo-negatives from the pool", (long long)r.pn.n);
     }
+    /* from here on, the pool is read ahead while the trainer trains (o->prefetch) */
+    if (!(r.in = icn_prefetch_open(o->pool, r.t.meta.pool_offset, max_reply(&r), o->prefetch, PREFETCH_MAX_HELD, err,
+                                   errlen)))
+        goto out;
     rc = run_rounds(&r, err, errlen);
     if (rc == 0 && icn_trainer_finish(&r.t, err, errlen)) rc = -1;
     for (int i = 0; i < 3 && r.pub; i++) publish_control(&r, ICN_MSG_STOP); /* synthesizers exit */

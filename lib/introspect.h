@@ -30,14 +30,11 @@ typedef struct {
     const char *publish;   /* PUB endpoint for snapshots (bound) */
     const char *pool;      /* the pool's request endpoint (connected) */
     double wait_timeout;   /* seconds to wait for a round's pseudo-negatives; 600 */
+    int prefetch;          /* read the pool from a thread while training (prefetch.h); 1 */
 } icn_introspect_opts;
 
 void icn_introspect_opts_default(icn_introspect_opts *o);
 int64_t icn_introspect_total_steps(const icn_introspect_opts *o);
-/* Send net as snapshot `meta->generation` on a PUB socket; a "publish" metrics event records
- * when (wall clock) and how many bytes, so delivery times can be measured. */
-int icn_publish_snapshot(void *pub, const icn_net *net, const icn_model_meta *meta, icn_metrics *metrics, char *err,
-                         size_t errlen);
 /* Train net on data with the trainer's options `train` (train->steps must be
  * icn_introspect_total_steps(o)) and the round schedule o. */
 int icn_train_introspective(icn_net *net, const icn_batch *data, const icn_train_opts *train,

@@ -52,28 +52,31 @@ static void on_refused(uint64_t seq, const char *reason, void *ctx) {
 /* Take the newest frame on the snapshot socket, if any. 1: new model; 2: stop; 3: hold for
  * the current generation; 0: nothing new; -1: socket error. */
 static int poll_snapshot(loop *l, int timeout_ms, char *err, size_t errlen) {
-    uint8_t *data;
-    size_t n;
+    icn_zmq_frame f; /* decoded where ZeroMQ received it: no copy of the 17 MB frame */
     char e[ICN_ERRLEN];
-    int got = icn_zmq_recv_buf(l->sub, NULL, timeout_ms, &data, &n, e, sizeof e);
-    if (got == 0) return 0;
-    if (got < 0) {
-        if (errno == EPROTO) return icn_warn("rejected snapshot frame: %s", e), 0;
+    int got = icn_zmq_recv_frame(l->sub, &f, timeout_ms, e, sizeof e);
+    if (got <= 0) {
+        int why = errno;
+        icn_zmq_frame_close(&f);
+        if (got == 0) return 0;
+        if (why == EPROTO) return icn_warn("rejected snapshot frame: %s", e), 0;
         return icn_errf(err, errlen, "snapshots %s: %s", l->o->snapshots, e);
     }
     double received = icn_wallclock();
+    size_t n = f.len;
     icn_msg m;
-    int rc = 0;
-    if (icn_msg_decode(data, n, ICN_SNAPSHOT_KINDS, 0, &m, e, sizeof e)) {
+    int rc = 0, bad = icn_msg_decode(f.data, f.len, ICN_SNAPSHOT_KINDS, 0, &m, e, sizeof e);
+    icn_zmq_frame_close(&f);
+    if (bad) {
         icn_warn("rejected snapshot frame: %s", e);
-        free(data);
         return 0;
     }
-    free(data);
     if (m.kind == ICN_MSG_STOP) rc = 2;
-    else if (m.kind == ICN_MSG_HOLD) rc = l->have && m.generation == l->meta.generation ? 3 : 0;
+    /* hold for a later generation than ours: we missed its snapshot (reconnected after it), and
+     * its samples are not wanted any more than ours */
+    else if (m.kind == ICN_MSG_HOLD) rc = l->have && m.generation >= l->meta.generation ? 3 : 0;
     else if (l->have && m.meta.generation == l->meta.generation && m.net.n_params == l->net.n_params) {
-        rc = 0; /* the trainer re-sends its snapshot for late joiners */
+        rc = 0; /* the publisher's cache, re-sent for a new subscriber */
     } else if (l->defer) {
         l->next = m.net, l->next_meta = m.meta, rc = 1;
         m.kind = ICN_MSG_HOLD; /* the net is ours now: icn_msg_free leaves it */
@@ -110,6 +113,33 @@ static int snapshot_waiting(void *ctx) {
     return l->pending != 0;
 }
 
+/* What a synchronous trainer waits for from each generation: the per_class of its settings
+ * (introspect.h writes "per_class=L ... async=0" into the snapshot's meta.settings); 0 when the
+ * trainer does not wait (async) or the snapshot does not say. */
+static int64_t round_quota(const icn_model_meta *meta) {
+    const char *pc = strstr(meta->settings, " per_class="), *as = strstr(meta->settings, " async=");
+    if (!pc || (as && as[7] != '0')) return 0;
+    long long v = strtoll(pc + 11, NULL, 10);
+    return v > 0 && v < (1LL << 30) ? v : 0;
+}
+
+/* The next class in round-robin order from *k_next that still wants samples: while some class
+ * has fewer than `first` this generation, only those (a synchronous trainer's round is complete
+ * once every class has them: making them first, in chunks no larger, halves its wait when the
+ * quota is half a chunk); then any class under max_per_gen. -1: none wants more. */
+static int next_class(const icn_online_opts *o, uint32_t classes, int K, const int64_t *made, int64_t first,
+                      int *k_next) {
+    for (int pass = first > 0 ? 0 : 1; pass < 2; pass++)
+        for (int tries = 0; tries < 32; tries++, *k_next = (*k_next + 1) % 32) {
+            int k = *k_next;
+            if (!(classes >> k & 1) || k >= K || (o->max_per_gen && made[k] >= o->max_per_gen)) continue;
+            if (pass == 0 && made[k] >= first) continue;
+            *k_next = (k + 1) % 32;
+            return k;
+        }
+    return -1;
+}
+
 /* The workspace of s fits `net` (its primitives depend only on the architecture). */
 static int same_shape(const icn_net *a, const icn_net *b) {
     return !strcmp(a->arch, b->arch) && a->n_params == b->n_params && a->in_h == b->in_h && a->in_w == b->in_w &&
@@ -129,7 +159,7 @@ int icn_synthesize_online(const icn_online_opts *o, icn_online_result *res, char
     icn_synth *s = NULL;
     icn_net made_for = {0}; /* the architecture s was made for (its params are not used) */
     icn_synth_opts so = o->synth;
-    int64_t made[32] = {0};
+    int64_t made[32] = {0}, first = 0; /* first: the round's quota per class (round_quota) */
     int k_next = 0;
     double t_start = icn_now(), last_log = t_start;
     uint32_t classes = o->classes_mask;
@@ -160,18 +190,23 @@ int icn_synthesize_online(const icn_online_opts *o, icn_online_result *res, char
             }
             so.head = l.meta.head;
             memset(made, 0, sizeof made);
+            first = round_quota(&l.meta);
             k_next = 0; /* each generation in the same class order: one synthesizer is reproducible */
             if (!classes) classes = l.net.classes >= 32 ? 0xffffffffu : (1u << l.net.classes) - 1;
             if (!o->quiet) icn_warn("producer %u: sampling from snapshot generation %lld", o->id, (long long)l.meta.generation);
             busy = icn_sender_room(l.out) > 0;
         }
-        /* answers from the pool; when there is nothing to synthesize, this is where we wait */
-        if (icn_sender_pump(l.out, busy ? 0 : 50, err, errlen)) goto out;
+        /* answers from the pool; when there is nothing to synthesize, this is where we wait:
+         * for room in the window on the pool's answers, else (no snapshot yet, or held) on the
+         * snapshot socket itself, so that the next generation starts the moment it arrives */
+        int wait_snapshot = !busy && (!l.have || l.held);
+        if (icn_sender_pump(l.out, busy || wait_snapshot ? 0 : 50, err, errlen)) goto out;
+        if (wait_snapshot) {
+            int ready;
+            if (icn_zmq_poll(&l.sub, 1, 50, &ready, err, errlen) < 0) goto out;
+        }
         if (!busy) continue;
-        int k = -1; /* the next class in round-robin order that still wants samples */
-        for (int tries = 0; tries < 32 && k < 0; tries++, k_next = (k_next + 1) % 32)
-            if ((classes >> k_next & 1) && k_next < l.net.classes && (!o->max_per_gen || made[k_next] < o->max_per_gen))
-                k = k_next;
+        int k = next_class(o, classes, l.net.classes, made, first, &k_next);
         if (k < 0) { /* quota met: wait for the next snapshot */
             l.held = 1;
             continue;
@@ -179,6 +214,7 @@ int icn_synthesize_online(const icn_online_opts *o, icn_online_result *res, char
         int64_t n = (int64_t)o->batch * (o->chunk_batches > 0 ? o->chunk_batches : 1);
         if (n > ICN_BATCH_MAX_IMAGES) n = ICN_BATCH_MAX_IMAGES;
         if (o->max_per_gen && made[k] + n > o->max_per_gen) n = o->max_per_gen - made[k];
+        if (made[k] < first && made[k] + n > first) n = first - made[k];
         icn_batch b = {0};
         int reached = icn_synth_batch(s, &l.net, &so, o->seed, o->id, k, (int)n, made[k], (int32_t)l.meta.generation, &b);
         if (reached < 0) { /* interrupted: a snapshot, hold or stop came */

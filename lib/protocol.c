@@ -235,8 +235,8 @@ void icn_pack_error(msgpack_sbuffer *sb, const char *message) {
 /* ---------------------------------------------------------------- channel sockets */
 
 void *icn_open_publisher(const char *endpoint, char *err, size_t errlen) {
-    icn_zmq_opts o = {.max_msg = ICN_SMALL_MSG, .sndhwm = ICN_PUBLISH_HWM};
-    return icn_zmq_open_with(ZMQ_PUB, endpoint, 1, &o, err, errlen);
+    icn_zmq_opts o = {.max_msg = ICN_SMALL_MSG, .sndhwm = ICN_PUBLISH_HWM, .xpub_verbose = 1};
+    return icn_zmq_open_with(ZMQ_XPUB, endpoint, 1, &o, err, errlen);
 }
 
 void *icn_open_subscriber(const char *endpoint, int64_t max_model, char *err, size_t errlen) {

@@ -1,7 +1,7 @@
 /* protocol.h: every message of icn-wire(5), packed and decoded in one place.
  *
  * Channels and the kinds each one carries (man icn-wire(5)):
- *   snapshots  trainer PUB -> synthesizer SUB      model, hold, stop
+ *   snapshots  trainer XPUB -> synthesizer SUB     model, hold, stop
  *   intake     synthesizer DEALER -> pool ROUTER   batch (with producer and seq)
  *              pool ROUTER -> synthesizer DEALER   ack, refused
  *   requests   trainer REQ -> pool REP             fetch, stats
@@ -77,9 +77,10 @@ void icn_pack_records(msgpack_sbuffer *sb, int64_t offset, int64_t total, const 
 void icn_pack_error(msgpack_sbuffer *sb, const char *message);
 
 /* Sockets of each channel, with the bounds that match what it carries (icn-wire(5) LIMITS):
- *   publisher   PUB bound: SNDHWM 2, so a subscriber that stops reading holds at most the
+ *   publisher   XPUB bound: SNDHWM 2, so a subscriber that stops reading holds at most the
  *               two newest messages in our memory (newer ones are dropped for it alone);
- *               it receives only subscriptions (MAXMSGSIZE ICN_SMALL_MSG).
+ *               it receives only subscriptions (MAXMSGSIZE ICN_SMALL_MSG), every one of them
+ *               (XPUB_VERBOSE), so that lib/publisher.h can answer each new subscriber.
  *   subscriber  SUB connected, CONFLATE (only the newest), MAXMSGSIZE max_model (0: the frame
  *               limit, until the first snapshot tells the model's size).
  *   intake      ROUTER bound: MAXMSGSIZE max_batch, RCVHWM ICN_INTAKE_HWM per peer.

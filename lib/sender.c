@@ -25,11 +25,15 @@ struct icn_sender {
     uint64_t producer, next_seq;
     pending *win; /* ring of `window` entries: [head, head + n) */
     int window, head, n, resend_ms;
+    int wait_ms; /* the resend timeout now: resend_ms, doubled at each resend (up to MAX_WAIT_MS),
+                  * back to resend_ms once every batch is answered */
     double last_answer; /* when an answer last came, or the window was last (re)sent */
     icn_sender_counts counts;
     void (*on_refused)(uint64_t seq, const char *reason, void *ctx);
     void *ctx;
 };
+
+#define MAX_WAIT_MS 16000
 
 static uint64_t random_producer(void) {
     uint64_t v = 0;
@@ -53,7 +57,7 @@ icn_sender *icn_sender_open(const char *endpoint, int window, int resend_ms,
     s->next_seq = 1;
     s->window = window < 1 ? 1 : window;
     s->win = xcalloc((size_t)s->window, sizeof *s->win);
-    s->resend_ms = resend_ms;
+    s->resend_ms = s->wait_ms = resend_ms;
     s->on_refused = on_refused, s->ctx = ctx;
     s->last_answer = icn_now();
     return s;
@@ -109,7 +113,7 @@ static void settle(icn_sender *s, uint64_t seq, int acked, const char *reason) {
         free(p->bytes);
         for (int j = i; j > 0; j--) *at(s, j) = *at(s, j - 1); /* close the gap: keep the order */
         s->head = (s->head + 1) % s->window;
-        s->n--;
+        if (--s->n == 0) s->wait_ms = s->resend_ms; /* all answered: the pool keeps up again */
         return;
     }
 }
@@ -146,6 +150,11 @@ static int resend_all(icn_sender *s, char *err, size_t errlen) {
     s->counts.resent += s->n;
     s->counts.reconnects++;
     s->last_answer = icn_now();
+    /* a pool slower than resend_ms must not be answered by reconnecting every resend_ms: its
+     * answers would always go to the socket just closed (ROUTER drops them), and everything
+     * would be sent again and again (seen with 2 synthesizers and a pool storing 34 images/s:
+     * 22 duplicates, 40 of 520 images acknowledged in 22 s) */
+    if (s->wait_ms < MAX_WAIT_MS) s->wait_ms = s->wait_ms * 2 < MAX_WAIT_MS ? s->wait_ms * 2 : MAX_WAIT_MS;
     return send_unsent(s, err, errlen);
 }
 
@@ -156,7 +165,7 @@ int icn_sender_pump(icn_sender *s, int timeout_ms, char *err, size_t errlen) {
         int left = (int)((until - icn_now()) * 1000);
         if (left < 0) left = 0;
         if (s->n > 0) {
-            int to_resend = (int)((s->last_answer + s->resend_ms / 1000.0 - icn_now()) * 1000);
+            int to_resend = (int)((s->last_answer + s->wait_ms / 1000.0 - icn_now()) * 1000);
             if (to_resend <= 0) {
                 if (resend_all(s, err, errlen)) return -1;
                 continue;

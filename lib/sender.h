@@ -11,7 +11,8 @@
  *     duplicate is acknowledged, not stored again) or "refused" with a reason, which is
  *     final; both take the batch out of the window;
  *   - when no answer has come for resend_ms, the socket is closed and reopened and every
- *     unacknowledged batch is sent again, in order.
+ *     unacknowledged batch is sent again, in order; the timeout doubles at each such resend
+ *     (up to 16 s) and is resend_ms again once every batch is answered.
  * Nothing here calls ZeroMQ directly (lib/transport.c does). */
 #ifndef ICN_SENDER_H
 #define ICN_SENDER_H

@@ -100,6 +100,7 @@ int icn_synthesize(icn_synth *s, const icn_net *net, int k, int64_t n, const icn
     while (active > 0) {
         const float *z = icn_forward(net, s->work, s->x, active);
         s->passes++, s->rows += active;
+        if (s->interrupt && s->interrupt(s->interrupt_ctx)) return -1;
         /* finished samples leave; the rest get the gradient of -z_k (ascend z_k) */
         memset(s->dlogits, 0, (size_t)active * K * sizeof(float));
         int moving = 0;

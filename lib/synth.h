@@ -50,8 +50,10 @@ typedef struct {
     float *x, *dx, *dlogits;
     icn_synth_slot *slot; /* [batch]; slots [0, active) are in use */
     int64_t passes, rows; /* forward passes run and images in them, since icn_synth_new */
-    /* Checked after every pass when set: nonzero abandons the call (online synthesis: a new
-     * snapshot has arrived, so the samples in flight are of an old generation). */
+    /* Checked after every forward and every backward pass when set (twice a step, so that a
+     * snapshot waits at most half a step to be seen): nonzero abandons the call (online
+     * synthesis: a new snapshot has arrived, so the samples in flight are of an old
+     * generation). */
     int (*interrupt)(void *ctx);
     void *interrupt_ctx;
 } icn_synth;

@@ -60,6 +60,7 @@ void icn_zmq_term(void) {
 static const char *type_name(int type) {
     switch (type) {
     case ZMQ_PUB: return "PUB";
+    case ZMQ_XPUB: return "XPUB";
     case ZMQ_SUB: return "SUB";
     case ZMQ_PUSH: return "PUSH";
     case ZMQ_PULL: return "PULL";
@@ -88,6 +89,7 @@ static void *socket_with(int type, const icn_zmq_opts *o, char *err, size_t errl
         (o && o->immediate && zmq_setsockopt(s, ZMQ_IMMEDIATE, &one, sizeof one) != 0) ||
         (o && o->sndtimeo_ms > 0 && zmq_setsockopt(s, ZMQ_SNDTIMEO, &o->sndtimeo_ms, sizeof o->sndtimeo_ms) != 0) ||
         (o && o->no_reconnect && zmq_setsockopt(s, ZMQ_RECONNECT_IVL, &never, sizeof never) != 0) ||
+        (o && o->xpub_verbose && zmq_setsockopt(s, ZMQ_XPUB_VERBOSE, &one, sizeof one) != 0) ||
         (type == ZMQ_SUB && zmq_setsockopt(s, ZMQ_SUBSCRIBE, "", 0) != 0)) {
         int e = errno;
         zmq_close(s);
@@ -176,6 +178,64 @@ int icn_zmq_try_send(void *sock, const void *data, size_t len, char *err, size_t
 
 int icn_zmq_send_sbuffer(void *sock, const msgpack_sbuffer *sb, char *err, size_t errlen) {
     return icn_zmq_send(sock, sb->data, sb->size, err, errlen);
+}
+
+struct icn_shared {
+    int refs; /* atomic: the owner's, and one per message ZeroMQ has not yet let go of */
+    size_t len;
+    void *data;
+};
+
+icn_shared *icn_shared_take(void *data, size_t len) {
+    icn_shared *s = xmalloc(sizeof *s);
+    s->refs = 1, s->len = len, s->data = data;
+    return s;
+}
+
+const uint8_t *icn_shared_data(const icn_shared *s) { return s->data; }
+size_t icn_shared_size(const icn_shared *s) { return s->len; }
+
+void icn_shared_release(icn_shared *s) {
+    if (!s || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) > 0) return;
+    free(s->data);
+    free(s);
+}
+
+static void shared_free(void *data, void *hint) { /* ZeroMQ is done with a message (any thread) */
+    (void)data;
+    icn_shared_release(hint);
+}
+
+int icn_zmq_send_shared(void *sock, icn_shared *s, char *err, size_t errlen) {
+    zmq_msg_t m;
+    __atomic_add_fetch(&s->refs, 1, __ATOMIC_ACQ_REL);
+    if (zmq_msg_init_data(&m, s->data, s->len, shared_free, s) != 0) {
+        keep_errno(icn_errf(err, errlen, "cannot make a message of %zu bytes: %s", s->len, zmq_strerror(errno)));
+        icn_shared_release(s);
+        return -1;
+    }
+    if (zmq_msg_send(&m, sock, 0) >= 0) return 0; /* ZeroMQ owns m now */
+    int e = errno;
+    zmq_msg_close(&m); /* releases our reference through shared_free */
+    if (e == EAGAIN) icn_errf(err, errlen, "send of %zu bytes timed out (no peer took it)", s->len);
+    else if (e == EINTR) icn_errf(err, errlen, "send interrupted by a signal");
+    else icn_errf(err, errlen, "send of %zu bytes failed: %s", s->len, zmq_strerror(e));
+    errno = e;
+    return -1;
+}
+
+_Static_assert(sizeof(zmq_msg_t) <= sizeof(((icn_zmq_frame *)0)->msg), "icn_zmq_frame holds a zmq_msg_t");
+
+int icn_zmq_recv_frame(void *sock, icn_zmq_frame *f, int timeout_ms, char *err, size_t errlen) {
+    int r = icn_zmq_recv(sock, f->msg, timeout_ms, err, errlen);
+    f->data = zmq_msg_data((zmq_msg_t *)f->msg);
+    f->len = zmq_msg_size((zmq_msg_t *)f->msg);
+    return r;
+}
+
+void icn_zmq_frame_close(icn_zmq_frame *f) {
+    keep_errno(zmq_msg_close((zmq_msg_t *)f->msg));
+    f->data = NULL, f->len = 0;
 }
 
 /* Take the rest of a multipart message off the socket; count its parts and bytes. */

@@ -5,8 +5,10 @@
  * carries; icn_max_frame() when not given), and every received frame is untrusted.
  *
  * Sockets and their default endpoints on one machine:
- *   trainer  PUB    bind    tcp://127.0.0.1:5560  snapshots; SNDHWM 2: a stopped subscriber
- *                                                  costs at most two snapshots
+ *   trainer  XPUB   bind    tcp://127.0.0.1:5560  snapshots, each sent once, and the newest again
+ *                                                  to each new subscription (lib/publisher.h);
+ *                                                  SNDHWM 2: a stopped subscriber costs at most
+ *                                                  two snapshots
  *   synth    SUB    connect                         CONFLATE: only the newest snapshot
  *   pool     ROUTER bind    tcp://127.0.0.1:5561  pseudo-negatives ("batch" + producer, seq),
  *   synth    DEALER connect                         answered "ack" or "refused"
@@ -43,6 +45,28 @@ int icn_zmq_send_sbuffer(void *sock, const msgpack_sbuffer *sb, char *err, size_
  * full), -1 error. */
 int icn_zmq_try_send(void *sock, const void *data, size_t len, char *err, size_t errlen);
 
+/* A frame shared with ZeroMQ without copying: made once from a malloc'd buffer (owned from
+ * then on), sent any number of times (icn_zmq_send_shared: ZeroMQ holds a reference until
+ * every peer's copy is written), freed when the last holder lets go. Thread-safe counts:
+ * ZeroMQ's I/O threads release theirs. */
+typedef struct icn_shared icn_shared;
+icn_shared *icn_shared_take(void *data, size_t len);
+const uint8_t *icn_shared_data(const icn_shared *s);
+size_t icn_shared_size(const icn_shared *s);
+void icn_shared_release(icn_shared *s); /* NULL: nothing */
+int icn_zmq_send_shared(void *sock, icn_shared *s, char *err, size_t errlen);
+
+/* One received frame, read in place (no copy out of ZeroMQ's buffer): data and len are valid
+ * until icn_zmq_frame_close, which every outcome of icn_zmq_recv_frame needs. */
+typedef struct {
+    _Alignas(8) unsigned char msg[64]; /* a zmq_msg_t */
+    const uint8_t *data;
+    size_t len;
+} icn_zmq_frame;
+/* Returns as icn_zmq_recv. */
+int icn_zmq_recv_frame(void *sock, icn_zmq_frame *f, int timeout_ms, char *err, size_t errlen);
+void icn_zmq_frame_close(icn_zmq_frame *f);
+
 /* Receive one frame into msg (initialised by this call in every case; caller closes it with
  * zmq_msg_close). Returns 1 on a frame, 0 on timeout (timeout_ms >= 0; errno EAGAIN) or
  * interruption by a signal (errno EINTR: check your stop flag), -1 on error. timeout_ms < 0
@@ -58,6 +82,7 @@ typedef struct {
     int sndtimeo_ms;    /* 0: block */
     int no_reconnect;   /* one connection per socket: the caller reconnects (a new socket) */
     int no_linger;      /* drop unsent messages at close (the caller sends them again) */
+    int xpub_verbose;   /* XPUB: report every subscription, not only the first to a topic */
 } icn_zmq_opts;
 void *icn_zmq_open_with(int type, const char *endpoint, int bind, const icn_zmq_opts *o, char *err, size_t errlen);
 /* The endpoint a socket actually bound (port 0 / '*' resolved), into out. */

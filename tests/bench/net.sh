@@ -26,7 +26,9 @@ work=$(mktemp -d /tmp/icn-net-bench.XXXXXX)
 pids=()
 cleanup() {
     local p
-    for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null || true; done
+    # || true on both: under set -e a failing command in the EXIT trap (kill of a process that
+    # has already exited) would make the script's exit status 1 after a successful run
+    for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null || true; kill -9 "$p" 2>/dev/null || true; done
     mountpoint -q "$work/disk" 2>/dev/null && umount "$work/disk"
     rm -rf "$work"
 }
@@ -120,7 +122,8 @@ throughput)
                 [ "$mode" = on ] && head=(--secret-key head.key --allow allow) worker=(--secret-key allow/w.key --server-key head.pub) client=(--secret-key head.key)
                 icn-pool serve --store pool.icnpool --shape 28x28x1 --classes 10 --intake "$intake" --rep "$rep_ep" --quiet "${head[@]}" 2>/dev/null &
                 pool=$!
-                icn-classify publish --model m.model --publish "$snap" --every 1 --quiet --threads 1 "${head[@]}" &
+                # once, then the last-value cache for each subscriber (icn-wire(5))
+                icn-classify publish --model m.model --publish "$snap" --quiet --threads 1 "${head[@]}" &
                 pub=$!
                 pids+=($pool $pub)
                 wait_pool "$rep_ep" "${client[@]}"

@@ -2,7 +2,9 @@
 # Synthesis throughput: pseudo-negatives per second reaching the pool with 1, 2, 4, ...
 # icn-synthesize processes (one thread each) on this machine, sampling from a model that
 # `icn-classify publish` serves as a new snapshot generation every second; and the snapshot
-# delivery time, publisher to synthesizer (wall clock, same machine).
+# delivery time, publisher to synthesizer (wall clock, same machine), of the generations
+# published during the measuring window (a synthesizer's first snapshot, sent again for its
+# subscription by the publisher's last-value cache, is not a delivery of a new snapshot).
 #
 #   tests/bench/synth-scaling.sh MODEL [N ...]      (default N: 1 2 4)
 #   SCALE_SECONDS=20 sets the measuring window per point (after 3 s of warm-up).
@@ -45,13 +47,16 @@ pub = {}
 size = 0
 for l in open(os.path.join(d, "pub.jsonl")):
     e = json.loads(l)
+    if e["event"] != "publish":
+        continue  # "resend": the cache, for a new subscriber
     pub[e["generation"]] = e["time"]
     size = e["bytes"]
 lat = []
 for f in glob.glob(os.path.join(d, "s*.jsonl")):
     for l in open(f):
         e = json.loads(l)
-        if e["event"] == "snapshot" and e["generation"] in pub:
+        # generations published in the measuring window (not a start-up delivery from the cache)
+        if e["event"] == "snapshot" and e["generation"] in pub and pub[e["generation"]] >= t0:
             lat.append(1000 * (e["time"] - pub[e["generation"]]))
 rate = (c1 - c0) / (t1 - t0)
 lat.sort()

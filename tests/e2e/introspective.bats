@@ -105,6 +105,34 @@ PY
     cmp icn-a.model icn-b.model
 }
 
+@test "reading the pool from a thread while training keeps the records a run without it keeps" {
+    for run in a b; do
+        start_pool "pool-$run.store"
+        start_synth 1
+        flags=(); [ "$run" = b ] && flags=(--no-prefetch)
+        trainer --rounds 3 --out "icn-$run.model" --threads 1 --metrics "m-$run.jsonl" "${flags[@]}"
+        kill "${PIDS[@]}" 2>/dev/null || true
+        wait 2>/dev/null || true
+        PIDS=()
+    done
+    cmp icn-a.model icn-b.model
+    # each run's summary: the waits of its rounds, and whether it read ahead
+    "$PYTHON" - m-a.jsonl m-b.jsonl <<'PY'
+import json, sys
+for path, prefetch in zip(sys.argv[1:], (1, 0)):
+    ev = [json.loads(l) for l in open(path)]
+    rounds = [e for e in ev if e["event"] == "round"]
+    waits = [e for e in ev if e["event"] == "waits"]
+    assert len(rounds) == 3 and len(waits) == 1, (rounds, waits)
+    w = waits[0]
+    assert w["rounds"] == 3 and w["prefetch"] == prefetch, w
+    assert abs(w["wait_s"] - sum(r["wait_s"] for r in rounds)) < 0.01, (w, rounds)
+    assert w["wait_max_s"] == max(r["wait_s"] for r in rounds), (w, rounds)
+    assert all(r["publish_s"] >= 0 for r in rounds), rounds
+    assert (w["prefetched"] > 0) == (prefetch == 1), w
+PY
+}
+
 @test "a killed trainer resumes from its checkpoint and finishes, keeping the best validation model" {
     start_pool
     start_synth 1
@@ -210,7 +238,9 @@ rounds = [json.loads(l) for l in open(sys.argv[1]) if json.loads(l)["event"] == 
 assert len(rounds) == 2 and all(r["pn_new"] == 0 and r["wait_s"] < 5 for r in rounds), rounds
 PY
     start_synth 1
-    trainer --async --rounds 40 --round-steps 20 --out b.model --metrics b.jsonl
+    # rounds long enough (40 x 50 steps) for the synthesizer to start and deliver: the trainer
+    # reads the pool from a thread and no longer slows down to fetch at each round start
+    trainer --async --rounds 40 --round-steps 50 --out b.model --metrics b.jsonl
     "$PYTHON" - b.jsonl <<'PY'
 import json, sys
 ev = [json.loads(l) for l in open(sys.argv[1])]

@@ -35,15 +35,18 @@ static void *run_worker(void *arg) {
     return NULL;
 }
 
-static void publish(void *pub, const icn_net *net, int64_t generation) {
+static void publish_with(void *pub, const icn_net *net, int64_t generation, const char *settings) {
     char err[ICN_ERRLEN];
     icn_model_meta meta = {.generation = generation, .head = ICN_HEAD_SOFTMAX};
+    snprintf(meta.settings, sizeof meta.settings, "%s", settings);
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     icn_model_pack(&sb, net, &meta, NULL);
     assert_int_equal(icn_zmq_send_sbuffer(pub, &sb, err, sizeof err), 0);
     msgpack_sbuffer_destroy(&sb);
 }
+
+static void publish(void *pub, const icn_net *net, int64_t generation) { publish_with(pub, net, generation, ""); }
 
 static void control(void *pub, icn_msg_kind kind, int64_t generation) {
     char err[ICN_ERRLEN];
@@ -54,27 +57,72 @@ static void control(void *pub, icn_msg_kind kind, int64_t generation) {
     msgpack_sbuffer_destroy(&sb);
 }
 
+/* A batch from the synthesizer within 20 ms: 1 with *m (icn_msg_free it), else 0. */
+static int recv_batch(void *router, icn_zmq_peer *from, icn_msg *m) {
+    char err[ICN_ERRLEN];
+    uint8_t *data;
+    size_t len;
+    if (icn_zmq_recv_buf(router, from, 20, &data, &len, err, sizeof err) != 1) return 0;
+    assert_int_equal(icn_msg_decode(data, len, ICN_MSG_BATCH, 1, m, err, sizeof err), 0);
+    free(data);
+    return 1;
+}
+
+/* The pool's answer to batch m: stored. 0, or -1 when it could not be sent. */
+static int send_ack(void *router, const icn_zmq_peer *from, const icn_msg *m) {
+    char err[ICN_ERRLEN];
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    icn_pack_ack(&sb, m->producer, m->seq);
+    int rc = icn_zmq_send_to(router, from, sb.data, sb.size, err, sizeof err);
+    msgpack_sbuffer_destroy(&sb);
+    return rc;
+}
+
+/* This test's trainer (PUB) and pool (ROUTER) on inproc endpoints named after `name`, a 3-class
+ * net, and the loop running in a thread with passes of `batch`, one pass a push, at most
+ * max_per_gen per class. */
+typedef struct {
+    void *pub, *router;
+    icn_net net;
+    worker w;
+    pthread_t thread;
+    char snap[64], intake[64];
+} rig;
+
+static void rig_start(rig *r, const char *name, int batch, int max_per_gen) {
+    char err[2 * ICN_ERRLEN];
+    snprintf(r->snap, sizeof r->snap, "inproc://%s-snap-%d", name, (int)getpid());
+    snprintf(r->intake, sizeof r->intake, "inproc://%s-intake-%d", name, (int)getpid());
+    r->pub = icn_open_publisher(r->snap, err, sizeof err);
+    r->router = icn_open_intake(r->intake, icn_intake_max_bytes(8, 8, 1), err, sizeof err);
+    assert_non_null(r->pub);
+    assert_non_null(r->router);
+    assert_int_equal(icn_net_build(&r->net, "c4", 8, 8, 1, 3, err, sizeof err), 0);
+    icn_net_init(&r->net, 1);
+    memset(&r->w, 0, sizeof r->w);
+    icn_online_opts_default(&r->w.o);
+    r->w.o.snapshots = r->snap, r->w.o.pool = r->intake;
+    r->w.o.batch = batch, r->w.o.chunk_batches = 1, r->w.o.max_per_gen = max_per_gen, r->w.o.id = 7;
+    r->w.o.seed = 3, r->w.o.quiet = 1;
+    r->w.o.synth.max_steps = 3;
+    r->w.o.resend_ms = 200, r->w.o.drain_ms = 3000;
+    assert_int_equal(pthread_create(&r->thread, NULL, run_worker, &r->w), 0);
+}
+
+static void rig_free(rig *r) {
+    icn_net_free(&r->net);
+    icn_zmq_close(r->pub);
+    icn_zmq_close(r->router);
+}
+
 static void test_online_loop(void **state) {
     (void)state;
-    char err[2 * ICN_ERRLEN], snap[64], intake[64];
-    snprintf(snap, sizeof snap, "inproc://online-snap-%d", (int)getpid());
-    snprintf(intake, sizeof intake, "inproc://online-intake-%d", (int)getpid());
-    void *pub = icn_open_publisher(snap, err, sizeof err);
-    void *router = icn_open_intake(intake, icn_intake_max_bytes(8, 8, 1), err, sizeof err);
-    assert_non_null(pub);
-    assert_non_null(router);
-    icn_net net;
-    assert_int_equal(icn_net_build(&net, "c4", 8, 8, 1, 3, err, sizeof err), 0);
-    icn_net_init(&net, 1);
-
-    worker w = {0};
-    icn_online_opts_default(&w.o);
-    w.o.snapshots = snap, w.o.pool = intake;
-    w.o.batch = 2, w.o.chunk_batches = 1, w.o.max_per_gen = 4, w.o.id = 7, w.o.seed = 3, w.o.quiet = 1;
-    w.o.synth.max_steps = 3;
-    w.o.resend_ms = 200, w.o.drain_ms = 3000;
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, run_worker, &w), 0);
+    rig r;
+    rig_start(&r, "online", 2, 4);
+    void *pub = r.pub, *router = r.router;
+    icn_net net = r.net;
+    worker *w = &r.w;
 
     /* the trainer re-sends its snapshot until batches come; the pool acks them */
     int64_t per_class[3] = {0}, batches = 0, dropped = 0, stored_images = 0;
@@ -83,12 +131,8 @@ static void test_online_loop(void **state) {
     while (stored_images < 12 && icn_now() - t0 < 30) {
         if (icn_now() - last_pub > 0.1) publish(pub, &net, 1), last_pub = icn_now();
         icn_zmq_peer from;
-        uint8_t *data;
-        size_t len;
-        if (icn_zmq_recv_buf(router, &from, 20, &data, &len, err, sizeof err) != 1) continue;
         icn_msg m;
-        assert_int_equal(icn_msg_decode(data, len, ICN_MSG_BATCH, 1, &m, err, sizeof err), 0);
-        free(data);
+        if (!recv_batch(router, &from, &m)) continue;
         assert_string_equal(from.user, "local");
         batches++;
         if (m.seq > last_seq) { /* a new batch: store it (a pool keeps the highest seq per producer) */
@@ -107,11 +151,7 @@ static void test_online_loop(void **state) {
             icn_msg_free(&m);
             continue;
         }
-        msgpack_sbuffer sb;
-        msgpack_sbuffer_init(&sb);
-        icn_pack_ack(&sb, m.producer, m.seq);
-        assert_int_equal(icn_zmq_send_to(router, &from, sb.data, sb.size, err, sizeof err), 0);
-        msgpack_sbuffer_destroy(&sb);
+        assert_int_equal(send_ack(router, &from, &m), 0);
         icn_msg_free(&m);
     }
     assert_int_equal(stored_images, 12);
@@ -119,39 +159,83 @@ static void test_online_loop(void **state) {
     /* keep answering (the resent batch 2 and its successors) until the loop has nothing
      * pending, then say stop */
     t0 = icn_now();
-    while (!__atomic_load_n(&w.done, __ATOMIC_SEQ_CST) && icn_now() - t0 < 20) {
+    while (!__atomic_load_n(&w->done, __ATOMIC_SEQ_CST) && icn_now() - t0 < 20) {
         control(pub, ICN_MSG_STOP, 1);
         icn_zmq_peer from;
-        uint8_t *data;
-        size_t len;
-        while (icn_zmq_recv_buf(router, &from, 20, &data, &len, err, sizeof err) == 1) {
-            icn_msg m;
-            assert_int_equal(icn_msg_decode(data, len, ICN_MSG_BATCH, 1, &m, err, sizeof err), 0);
-            free(data);
+        icn_msg m;
+        while (recv_batch(router, &from, &m)) {
             batches++;
-            msgpack_sbuffer sb;
-            msgpack_sbuffer_init(&sb);
-            icn_pack_ack(&sb, m.producer, m.seq);
-            icn_zmq_send_to(router, &from, sb.data, sb.size, err, sizeof err);
-            msgpack_sbuffer_destroy(&sb);
+            send_ack(router, &from, &m); /* the loop may be gone already */
             icn_msg_free(&m);
         }
     }
-    pthread_join(t, NULL);
-    assert_int_equal(w.rc, 0);
-    assert_int_equal(w.res.samples, 12);
-    assert_int_equal(w.res.acked, 12);
-    assert_int_equal(w.res.unacked_batches, 0);
-    assert_int_equal(w.res.snapshots, 1);
+    pthread_join(r.thread, NULL);
+    assert_int_equal(w->rc, 0);
+    assert_int_equal(w->res.samples, 12);
+    assert_int_equal(w->res.acked, 12);
+    assert_int_equal(w->res.unacked_batches, 0);
+    assert_int_equal(w->res.snapshots, 1);
     assert_true(batches > 6); /* 6 batches of 2, and at least one sent again */
-    icn_net_free(&net);
-    icn_zmq_close(pub);
-    icn_zmq_close(router);
+    rig_free(&r);
+}
+
+/* Ack every batch that comes to `router` until `images` are stored (or 30 s), writing each new
+ * batch's class and size into cls[] and n[] (up to max); returns how many batches came. */
+static int collect(void *pub, void *router, const icn_net *net, const char *settings, int images, int *cls, int *n,
+                   int max) {
+    int got = 0, stored = 0;
+    uint64_t last_seq = 0;
+    double t0 = icn_now(), last_pub = 0;
+    while (stored < images && icn_now() - t0 < 30) {
+        if (icn_now() - last_pub > 0.1) publish_with(pub, net, 1, settings), last_pub = icn_now();
+        icn_zmq_peer from;
+        icn_msg m;
+        if (!recv_batch(router, &from, &m)) continue;
+        if (m.seq > last_seq) {
+            last_seq = m.seq;
+            if (got < max) cls[got] = -m.batch.y[0] - 1, n[got] = m.batch.n;
+            got++, stored += m.batch.n;
+        }
+        assert_int_equal(send_ack(router, &from, &m), 0);
+        icn_msg_free(&m);
+    }
+    return got;
+}
+
+/* A synchronous trainer's snapshot says per_class=3 in its settings: the synthesizer makes 3 of
+ * each class first (a round's worth, in chunks no larger), then goes on in whole chunks (4)
+ * up to --max-per-gen (5); an async trainer's snapshot changes nothing. */
+static void test_round_quota_first(void **state) {
+    (void)state;
+    const char *settings[2] = {"lr=0.025 initial_steps=800 per_class=3 alpha=0.5 pn_batch=64 async=0",
+                               "lr=0.025 initial_steps=800 per_class=3 alpha=0.5 pn_batch=64 async=1"};
+    const int want_cls[2][6] = {{0, 1, 2, 0, 1, 2}, {0, 1, 2, 0, 1, 2}};
+    const int want_n[2][6] = {{3, 3, 3, 2, 2, 2}, {4, 4, 4, 1, 1, 1}};
+    for (int mode = 0; mode < 2; mode++) {
+        rig r;
+        rig_start(&r, mode ? "quota-async" : "quota-sync", 4, 5);
+        int cls[16], n[16];
+        int got = collect(r.pub, r.router, &r.net, settings[mode], 15, cls, n, 16);
+        double t0 = icn_now(); /* stop the loop first, so that a failed check below does not hang */
+        while (!__atomic_load_n(&r.w.done, __ATOMIC_SEQ_CST) && icn_now() - t0 < 20) {
+            control(r.pub, ICN_MSG_STOP, 1);
+            usleep(20 * 1000);
+        }
+        pthread_join(r.thread, NULL);
+        assert_int_equal(r.w.rc, 0);
+        assert_int_equal(r.w.res.samples, 15);
+        assert_int_equal(got, 6);
+        for (int i = 0; i < 6; i++) {
+            assert_int_equal(cls[i], want_cls[mode][i]);
+            assert_int_equal(n[i], want_n[mode][i]);
+        }
+        rig_free(&r);
+    }
 }
 
 int main(void) {
     icn_set_progname("test_online");
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_online_loop)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_online_loop), cmocka_unit_test(test_round_quota_first)};
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     icn_zmq_term();
     return rc;

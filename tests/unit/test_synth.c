@@ -244,7 +244,8 @@ static void test_refill_keeps_batch_full(void **state) {
 
 static int third_pass(void *ctx) { return ++*(int *)ctx >= 3; }
 
-/* The interrupt is asked after every pass; when it says so, the call ends at once with -1. */
+/* The interrupt is asked after every forward and every backward pass; when it says so, the
+ * call ends at once with -1: asked for the third time after the second forward pass. */
 static void test_interrupt_ends_call(void **state) {
     (void)state;
     icn_synth_opts o;
@@ -258,10 +259,10 @@ static void test_interrupt_ends_call(void **state) {
     s->interrupt = third_pass, s->interrupt_ctx = &asked;
     assert_int_equal(icn_synthesize(s, &net, 1, N, &o, 3, 0, x, p, 7, 42), -1);
     assert_int_equal(asked, 3);
-    assert_int_equal(s->passes, 3);
+    assert_int_equal(s->passes, 2);
     s->interrupt = NULL; /* without it, the same call runs to the end */
     assert_true(icn_synthesize(s, &net, 1, N, &o, 3, 0, x, p, 7, 42) >= 0);
-    assert_int_equal(s->passes, 3 + 21);
+    assert_int_equal(s->passes, 2 + 21);
     icn_synth_free(s);
 }
 
