@@ -53,6 +53,17 @@ trainer_bg() { # the same in the background; TRAINER_PID is the trainer itself
     PIDS+=($TRAINER_PID)
 }
 
+seeded_run() { # RUN TRAINER-FLAGS...: a pool, one synthesizer (seed 1), the trainer to icn-RUN.model; then all stopped
+    local run=$1
+    shift
+    start_pool "pool-$run.store"
+    start_synth 1
+    trainer --out "icn-$run.model" --threads 1 "$@"
+    kill "${PIDS[@]}" 2>/dev/null || true
+    wait 2>/dev/null || true
+    PIDS=()
+}
+
 @test "three synthesizers all feed the pool, over at least three generations, and the trainer trains on them" {
     start_pool
     # each may give only 1 of the 3 pseudo-negatives a class needs per round: all must take part
@@ -94,27 +105,14 @@ PY
 }
 
 @test "with one synthesizer and a seed, a run is reproducible bit for bit" {
-    for run in a b; do
-        start_pool "pool-$run.store"
-        start_synth 1
-        trainer --rounds 2 --out "icn-$run.model" --threads 1
-        kill "${PIDS[@]}" 2>/dev/null || true
-        wait 2>/dev/null || true
-        PIDS=()
-    done
+    seeded_run a --rounds 2
+    seeded_run b --rounds 2
     cmp icn-a.model icn-b.model
 }
 
 @test "reading the pool from a thread while training keeps the records a run without it keeps" {
-    for run in a b; do
-        start_pool "pool-$run.store"
-        start_synth 1
-        flags=(); [ "$run" = b ] && flags=(--no-prefetch)
-        trainer --rounds 3 --out "icn-$run.model" --threads 1 --metrics "m-$run.jsonl" "${flags[@]}"
-        kill "${PIDS[@]}" 2>/dev/null || true
-        wait 2>/dev/null || true
-        PIDS=()
-    done
+    seeded_run a --rounds 3 --metrics m-a.jsonl
+    seeded_run b --rounds 3 --metrics m-b.jsonl --no-prefetch
     cmp icn-a.model icn-b.model
     # each run's summary: the waits of its rounds, and whether it read ahead
     "$PYTHON" - m-a.jsonl m-b.jsonl <<'PY'
@@ -251,29 +249,18 @@ PY
 }
 
 @test "--augment: a seeded run with one synthesizer is still reproducible, and differs from one without" {
-    for run in a b plain; do
-        start_pool "pool-$run.store"
-        start_synth 1
-        if [ "$run" = plain ]; then trainer --rounds 1 --out "icn-$run.model" --threads 1
-        else trainer --rounds 1 --augment --out "icn-$run.model" --threads 1; fi
-        kill "${PIDS[@]}" 2>/dev/null || true
-        wait 2>/dev/null || true
-        PIDS=()
-    done
+    seeded_run a --rounds 1 --augment
+    seeded_run b --rounds 1 --augment
+    seeded_run plain --rounds 1
     cmp icn-a.model icn-b.model
     files_differ icn-a.model icn-plain.model
 }
 
 @test "--bn-pseudo separate: a resnet8 run is reproducible and differs from the mixed one; a checkpoint records the mode" {
     for run in a b mixed; do
-        start_pool "pool-$run.store"
-        start_synth 1
         mode=separate
         [ "$run" = mixed ] && mode=mixed
-        trainer --rounds 1 --arch resnet8 --lr 0.05 --bn-pseudo "$mode" --checkpoint "ck-$run" --out "icn-$run.model" --threads 1
-        kill "${PIDS[@]}" 2>/dev/null || true
-        wait 2>/dev/null || true
-        PIDS=()
+        seeded_run "$run" --rounds 1 --arch resnet8 --lr 0.05 --bn-pseudo "$mode" --checkpoint "ck-$run"
     done
     cmp icn-a.model icn-b.model
     files_differ icn-a.model icn-mixed.model
