@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gemm.h"
 #include "parallel.h"
 #include "util.h"
 
@@ -371,8 +372,12 @@ static void gradient_targets(icn_fastconv *f, thread_state *t, int thread, float
 
 /* ---- the matrix-product kind: a thread's images are rows [r0, r1) of im2col ---- */
 
+/* OpenBLAS (gemm.h), single-threaded inside each of icn's threads, not dnnl_sgemm: oneDNN 2.6's
+ * sgemm corrupted the heap on this Zen 5 machine (glibc "corrupted size vs. prev_size", freed
+ * inside dnnl_sgemm, in the backward pass of a synthesizer: 3 aborts in 3 runs of 2 synthesizers,
+ * none with ICN_CONV=reference, which multiplies the same matrices with OpenBLAS). */
 #define SGEMM(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) \
-    DN(dnnl_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))
+    icn_sgemm((ta) == 'T', (tb) == 'T', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 
 enum { GEMM_PIECE_ROWS = 128 }; /* rows of the input gradient's col made at once, per thread */
 
@@ -443,7 +448,7 @@ void icn_fastconv_forward(icn_fastconv *f, float *out, const float *in, const fl
     if (n > f->max_batch) icn_die(3, "internal: batch of %d exceeds the convolution's %d", n, f->max_batch);
     if (f->gemm) {
         gemm_job j = {.f = f, .out = out, .in = in, .weight = weight, .bias = bias, .beta = beta};
-        icn_parallel_for(n, 1, gemm_forward_range, &j);
+        icn_gemm_parallel_for(n, 1, gemm_forward_range, &j);
         return;
     }
     reorder_weights(f, FWD, weight);
@@ -508,7 +513,7 @@ void icn_fastconv_backward(icn_fastconv *f, float *din, int accumulate, float *d
         if (f->gemm) {
             gemm_job j = {.f = f, .dweight = dw, .dbias = dbias, .din = din, .accumulate = accumulate, .dout = dout,
                           .weight = weight};
-            icn_parallel_for(n, 1, gemm_backward_range, &j);
+            icn_gemm_parallel_for(n, 1, gemm_backward_range, &j);
             din = NULL; /* done in the same pass */
         } else {
             job j = {.f = f, .dweight = dw, .dbias = dbias, .in = in, .dout = dout};
@@ -525,7 +530,7 @@ void icn_fastconv_backward(icn_fastconv *f, float *din, int accumulate, float *d
     if (!din) return;
     if (f->gemm) {
         gemm_job j = {.f = f, .din = din, .dout = dout, .weight = weight, .accumulate = accumulate};
-        icn_parallel_for(n, 1, gemm_backward_range, &j);
+        icn_gemm_parallel_for(n, 1, gemm_backward_range, &j);
         return;
     }
     if (f->ref_bwd_d) {
