@@ -374,8 +374,9 @@ static void gradient_targets(icn_fastconv *f, thread_state *t, int thread, float
 
 /* OpenBLAS (gemm.h), single-threaded inside each of icn's threads, not dnnl_sgemm: oneDNN 2.6's
  * sgemm corrupted the heap on this Zen 5 machine (glibc "corrupted size vs. prev_size", freed
- * inside dnnl_sgemm, in the backward pass of a synthesizer: 3 aborts in 3 runs of 2 synthesizers,
- * none with ICN_CONV=reference, which multiplies the same matrices with OpenBLAS). */
+ * inside dnnl_sgemm, in the backward pass of a synthesizer: 3 of 8 synthesizers aborted in 4 runs
+ * of 2, none with ICN_CONV=reference, which multiplies the same matrices with OpenBLAS, nor with
+ * oneDNN held to AVX2; docs/RESULTS.md, "Heap abort"). */
 #define SGEMM(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) \
     icn_sgemm((ta) == 'T', (tb) == 'T', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 
