@@ -44,6 +44,8 @@ static const char usage[] =
     "  --noise             ICN-noise ablation: emit the raw reference samples\n"
     "  --seed S            (default 1)\n"
     "  --threads T         (default 1: one per synthesizer when several share a machine)\n"
+    "  --nice N            online: synthesis runs N nicer than the threads that receive\n"
+    "                      snapshots and talk to the pool (0-19, default 10; 0: as nice)\n"
     "  --metrics FILE|-    append JSON lines: snapshots received (wall-clock time, for\n"
     "                      delivery times) and batches pushed\n"
     "  --quiet             no progress on stderr\n"
@@ -57,7 +59,7 @@ static void on_signal(int sig) { (void)sig; stop_requested = 1; }
 typedef struct {
     icn_synth_opts synth;
     const char *model, *out, *snapshots, *pool, *metrics;
-    int klass, batch, threads, quiet, max_per_gen;
+    int klass, batch, threads, nice, quiet, max_per_gen;
     int64_t count;
     uint32_t classes_mask, id;
     uint64_t seed;
@@ -75,10 +77,10 @@ static uint32_t parse_classes(const char *s) {
 
 static void parse(int argc, char **argv, cli *c) {
     icn_synth_opts_default(&c->synth);
-    c->klass = -1, c->batch = 10, c->threads = 1, c->seed = 1, c->id = (uint32_t)getpid();
+    c->klass = -1, c->batch = 10, c->threads = 1, c->nice = 10, c->seed = 1, c->id = (uint32_t)getpid();
     c->snapshots = ICN_EP_SNAPSHOTS, c->pool = ICN_EP_POOL_PUSH;
     enum { O_MODEL = 256, O_CLASS, O_COUNT, O_OUT, O_SNAP, O_POOL, O_CLASSES, O_BATCH, O_MAXGEN, O_ID, O_SIGMA, O_LR,
-           O_STEPS, O_STOP, O_THRESH, O_METHOD, O_RULE, O_NOISE, O_SEED, O_THREADS, O_QUIET, O_METRICS };
+           O_STEPS, O_STOP, O_THRESH, O_METHOD, O_RULE, O_NOISE, O_SEED, O_THREADS, O_NICE, O_QUIET, O_METRICS };
     static const struct option longs[] = {
         {"model", required_argument, 0, O_MODEL}, {"class", required_argument, 0, O_CLASS},
         {"count", required_argument, 0, O_COUNT}, {"out", required_argument, 0, O_OUT},
@@ -90,6 +92,7 @@ static void parse(int argc, char **argv, cli *c) {
         {"threshold", required_argument, 0, O_THRESH}, {"method", required_argument, 0, O_METHOD},
         {"step-rule", required_argument, 0, O_RULE}, {"noise", no_argument, 0, O_NOISE},
         {"seed", required_argument, 0, O_SEED}, {"threads", required_argument, 0, O_THREADS},
+        {"nice", required_argument, 0, O_NICE},
         {"quiet", no_argument, 0, O_QUIET}, {"help", no_argument, 0, 'h'},
         {"metrics", required_argument, 0, O_METRICS}, ICN_SECURITY_OPTIONS, {0, 0, 0, 0}};
     int opt;
@@ -122,6 +125,7 @@ static void parse(int argc, char **argv, cli *c) {
         case O_NOISE: s->noise_only = 1; break;
         case O_SEED: c->seed = (uint64_t)icn_parse_long("--seed", optarg, 0, INT64_MAX); break;
         case O_THREADS: c->threads = (int)icn_parse_long("--threads", optarg, 1, 1024); break;
+        case O_NICE: c->nice = (int)icn_parse_long("--nice", optarg, 0, 19); break;
         case O_QUIET: c->quiet = 1; break;
         case O_METRICS: c->metrics = optarg; break;
         }
@@ -176,7 +180,7 @@ static int run_online(cli *c) {
     icn_online_opts_default(&o);
     o.snapshots = c->snapshots, o.pool = c->pool, o.synth = c->synth;
     o.batch = c->batch, o.chunk_batches = CHUNK_BATCHES, o.max_per_gen = c->max_per_gen;
-    o.classes_mask = c->classes_mask, o.id = c->id, o.seed = c->seed, o.quiet = c->quiet;
+    o.classes_mask = c->classes_mask, o.id = c->id, o.seed = c->seed, o.quiet = c->quiet, o.nice = c->nice;
     o.stop = &stop_requested;
     icn_metrics metrics;
     if (icn_metrics_open(&metrics, c->metrics, err, sizeof err)) icn_die(1, "%s", err);

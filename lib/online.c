@@ -6,19 +6,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "inbox.h"
+#include "parallel.h"
 #include "protocol.h"
 #include "sender.h"
 #include "snapshot.h"
 #include "transport.h"
 #include "util.h"
 
-#define MODEL_MARGIN 65536 /* bytes a snapshot may grow by over the first one (metadata) */
-
 void icn_online_opts_default(icn_online_opts *o) {
     memset(o, 0, sizeof *o);
     icn_synth_opts_default(&o->synth);
     o->batch = 10, o->chunk_batches = 4, o->seed = 1;
-    o->window = 16, o->resend_ms = 1000, o->drain_ms = 5000;
+    o->window = 16, o->resend_ms = 1000, o->drain_ms = 5000, o->nice = 10;
 }
 
 int icn_synth_batch(icn_synth *s, const icn_net *net, const icn_synth_opts *o, uint64_t seed, uint32_t id, int k, int n,
@@ -31,17 +31,11 @@ int icn_synth_batch(icn_synth *s, const icn_net *net, const icn_synth_opts *o, u
 
 typedef struct {
     const icn_online_opts *o;
-    void *sub;
-    int64_t sub_max;     /* the subscription's MAXMSGSIZE (0: the frame limit) */
+    icn_inbox *inbox;
     icn_sender *out;
     icn_net net;
     icn_model_meta meta;
     int have, held;
-    int64_t refused_images;
-    /* during synthesis (defer): what poll_snapshot found waits here, the net in use untouched */
-    int defer, pending;
-    icn_net next;
-    icn_model_meta next_meta;
 } loop;
 
 static void on_refused(uint64_t seq, const char *reason, void *ctx) {
@@ -49,68 +43,41 @@ static void on_refused(uint64_t seq, const char *reason, void *ctx) {
     if (!l->o->quiet) icn_warn("producer %u: batch %" PRIu64 " refused by the pool: %s", l->o->id, seq, reason);
 }
 
-/* Take the newest frame on the snapshot socket, if any. 1: new model; 2: stop; 3: hold for
- * the current generation; 0: nothing new; -1: socket error. */
-static int poll_snapshot(loop *l, int timeout_ms, char *err, size_t errlen) {
-    icn_zmq_frame f; /* decoded where ZeroMQ received it: no copy of the 17 MB frame */
-    char e[ICN_ERRLEN];
-    int got = icn_zmq_recv_frame(l->sub, &f, timeout_ms, e, sizeof e);
-    if (got <= 0) {
-        int why = errno;
-        icn_zmq_frame_close(&f);
-        if (got == 0) return 0;
-        if (why == EPROTO) return icn_warn("rejected snapshot frame: %s", e), 0;
-        return icn_errf(err, errlen, "snapshots %s: %s", l->o->snapshots, e);
+/* What the inbox has for us. 1: a new model (now l->net); 2: stop; 0: nothing new; -1: the
+ * subscription failed. A hold for our generation or a later one sets l->held. A "snapshot" event
+ * per model received: "time" when the inbox had it decoded, "taken" when synthesis took it
+ * ("replaced" when a newer one came first). */
+static int take_snapshot(loop *l, char *err, size_t errlen) {
+    if (!icn_inbox_ready(l->inbox)) return 0;
+    icn_inbox_news nw;
+    if (icn_inbox_take(l->inbox, &nw, err, errlen)) return -1;
+    double now = icn_wallclock();
+    for (int i = 0; i < nw.receipts; i++) {
+        int taken = nw.has_model && i == nw.receipts - 1;
+        icn_metrics_printf(l->o->metrics,
+                           "{\"event\":\"snapshot\",\"generation\":%lld,\"time\":%.6f,\"bytes\":%zu,\"%s\":%.6f}",
+                           (long long)nw.receipt[i].generation, nw.receipt[i].time, nw.receipt[i].bytes,
+                           taken ? "taken" : "replaced", now);
     }
-    double received = icn_wallclock();
-    size_t n = f.len;
-    icn_msg m;
-    int rc = 0, bad = icn_msg_decode(f.data, f.len, ICN_SNAPSHOT_KINDS, 0, &m, e, sizeof e);
-    icn_zmq_frame_close(&f);
-    if (bad) {
-        icn_warn("rejected snapshot frame: %s", e);
-        return 0;
-    }
-    if (m.kind == ICN_MSG_STOP) rc = 2;
-    /* hold for a later generation than ours: we missed its snapshot (reconnected after it), and
-     * its samples are not wanted any more than ours */
-    else if (m.kind == ICN_MSG_HOLD) rc = l->have && m.generation >= l->meta.generation ? 3 : 0;
-    else if (l->have && m.meta.generation == l->meta.generation && m.net.n_params == l->net.n_params) {
-        rc = 0; /* the publisher's cache, re-sent for a new subscriber */
-    } else if (l->defer) {
-        l->next = m.net, l->next_meta = m.meta, rc = 1;
-        m.kind = ICN_MSG_HOLD; /* the net is ours now: icn_msg_free leaves it */
-        icn_metrics_printf(l->o->metrics, "{\"event\":\"snapshot\",\"generation\":%lld,\"time\":%.6f,\"bytes\":%zu}",
-                           (long long)l->next_meta.generation, received, n);
-    } else {
+    int rc = 0;
+    if (nw.has_model) {
         if (l->have) icn_net_free(&l->net);
-        l->net = m.net, l->meta = m.meta, l->have = 1, rc = 1;
-        m.kind = ICN_MSG_HOLD; /* the net is ours now: icn_msg_free leaves it */
-        icn_metrics_printf(l->o->metrics, "{\"event\":\"snapshot\",\"generation\":%lld,\"time\":%.6f,\"bytes\":%zu}",
-                           (long long)l->meta.generation, received, n);
-        if (!l->sub_max) { /* now the model's size is known: no frame may be larger */
-            icn_zmq_close(l->sub);
-            l->sub_max = (int64_t)n + MODEL_MARGIN;
-            if (!(l->sub = icn_open_subscriber(l->o->snapshots, l->sub_max, err, errlen))) rc = -1;
-        }
+        l->net = nw.net, l->meta = nw.meta, l->have = 1, l->held = 0, rc = 1;
     }
-    icn_msg_free(&m);
+    if (nw.stop) return 2;
+    if (l->have && !l->held && nw.hold >= l->meta.generation) {
+        if (!l->o->quiet) icn_warn("producer %u: holding until the next snapshot", l->o->id);
+        l->held = 1;
+    }
     return rc;
 }
 
-/* Synthesis looks at the snapshot socket after every pass (icn_synth's interrupt): a new
- * generation, hold or stop ends the call in flight at once, its samples being of the old
- * generation; a re-sent snapshot of the current one does not. */
+/* Synthesis looks at the inbox after every pass (icn_synth's interrupt): a new generation,
+ * hold or stop ends the call in flight at once, its samples being of the old generation; a
+ * re-sent snapshot of the current one does not (the inbox ignores it). */
 static int snapshot_waiting(void *ctx) {
     loop *l = ctx;
-    char e[ICN_ERRLEN];
-    if (!l->pending) {
-        l->defer = 1;
-        int r = poll_snapshot(l, 0, e, sizeof e); /* a socket error is seen again by the loop's own poll */
-        l->defer = 0;
-        if (r > 0) l->pending = r;
-    }
-    return l->pending != 0;
+    return icn_inbox_ready(l->inbox);
 }
 
 /* What a synchronous trainer waits for from each generation: the per_class of its settings
@@ -150,12 +117,17 @@ int icn_synthesize_online(const icn_online_opts *o, icn_online_result *res, char
     memset(res, 0, sizeof *res);
     loop l = {.o = o};
     int rc = -1;
-    if (!(l.sub = icn_open_subscriber(o->snapshots, 0, err, errlen))) return -1;
+    if (!(l.inbox = icn_inbox_open(o->snapshots, err, errlen))) return -1;
     if (!(l.out = icn_sender_open(o->pool, o->window, o->resend_ms, on_refused, &l, err, errlen))) {
-        icn_zmq_close(l.sub);
+        icn_inbox_close(l.inbox);
         return -1;
     }
     res->producer = icn_sender_producer(l.out);
+    /* the inbox's and ZeroMQ's threads exist now: synthesis yields the cores to them, so that
+     * a snapshot is received the moment it comes even when synthesizers fill every core */
+    if (o->nice && icn_threads_nice(o->nice) && !o->quiet)
+        icn_warn("producer %u: cannot lower the priority of synthesis (%s): it competes with receiving", o->id,
+                 strerror(errno));
     icn_synth *s = NULL;
     icn_net made_for = {0}; /* the architecture s was made for (its params are not used) */
     icn_synth_opts so = o->synth;
@@ -167,20 +139,10 @@ int icn_synthesize_online(const icn_online_opts *o, icn_online_result *res, char
         icn_warn("producer %u: waiting for snapshots on %s, delivering to %s", o->id, o->snapshots, o->pool);
     for (;;) {
         if (o->stop && *o->stop) break;
-        int busy = l.have && !l.held && icn_sender_room(l.out) > 0;
-        int r = l.pending;
-        l.pending = 0;
-        if (r == 1) { /* found during synthesis: take it now */
-            icn_net_free(&l.net);
-            l.net = l.next, l.meta = l.next_meta;
-        }
-        if (!r) r = poll_snapshot(&l, 0, err, errlen);
+        int r = take_snapshot(&l, err, errlen);
         if (r < 0) goto out;
         if (r == 2) break;
-        if (r == 3 && !l.held && !o->quiet) icn_warn("producer %u: holding until the next snapshot", o->id);
-        if (r == 3) l.held = 1;
         if (r == 1) {
-            l.held = 0;
             res->snapshots++;
             if (!s || !same_shape(&made_for, &l.net)) {
                 icn_synth_free(s);
@@ -194,17 +156,14 @@ int icn_synthesize_online(const icn_online_opts *o, icn_online_result *res, char
             k_next = 0; /* each generation in the same class order: one synthesizer is reproducible */
             if (!classes) classes = l.net.classes >= 32 ? 0xffffffffu : (1u << l.net.classes) - 1;
             if (!o->quiet) icn_warn("producer %u: sampling from snapshot generation %lld", o->id, (long long)l.meta.generation);
-            busy = icn_sender_room(l.out) > 0;
         }
+        int busy = l.have && !l.held && icn_sender_room(l.out) > 0;
         /* answers from the pool; when there is nothing to synthesize, this is where we wait:
          * for room in the window on the pool's answers, else (no snapshot yet, or held) on the
          * snapshot socket itself, so that the next generation starts the moment it arrives */
         int wait_snapshot = !busy && (!l.have || l.held);
         if (icn_sender_pump(l.out, busy || wait_snapshot ? 0 : 50, err, errlen)) goto out;
-        if (wait_snapshot) {
-            int ready;
-            if (icn_zmq_poll(&l.sub, 1, 50, &ready, err, errlen) < 0) goto out;
-        }
+        if (wait_snapshot) icn_inbox_wait(l.inbox, 50);
         if (!busy) continue;
         int k = next_class(o, classes, l.net.classes, made, first, &k_next);
         if (k < 0) { /* quota met: wait for the next snapshot */
@@ -250,8 +209,7 @@ out:;
                  (long long)res->unacked_batches);
     icn_synth_free(s);
     if (l.have) icn_net_free(&l.net);
-    if (l.pending == 1) icn_net_free(&l.next);
     icn_sender_close(l.out);
-    icn_zmq_close(l.sub);
+    icn_inbox_close(l.inbox);
     return rc;
 }

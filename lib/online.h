@@ -2,10 +2,10 @@
  * trainer's snapshots, synthesize pseudo-negatives from the newest one, and deliver them to
  * the pool with acknowledgements (lib/sender.h), until the trainer says "stop".
  *
- * Snapshot channel (icn-wire(5)): a "model" frame is a new generation (a re-sent one of the
- * same generation is ignored); "hold" for the current generation pauses until the next one;
- * "stop" ends the loop. Once the first model has arrived, the subscription is opened again
- * with ZMQ_MAXMSGSIZE = that model's size plus a margin: no later frame may be larger.
+ * Snapshot channel (icn-wire(5)), received and decoded by a thread of its own (lib/inbox.h)
+ * while synthesis computes: a "model" frame is a new generation (a re-sent one of the same
+ * generation is ignored), taken between passes, which ends the call in flight; "hold" for
+ * the current generation pauses until the next one; "stop" ends the loop.
  * Each generation starts the classes over in the same order, so one synthesizer with a seed
  * is reproducible. A full window of unacknowledged batches pauses synthesis (back-pressure).
  * At the end, unacknowledged batches are waited for at most drain_ms. */
@@ -29,6 +29,8 @@ typedef struct {
     uint64_t seed;
     int window, resend_ms, drain_ms; /* delivery: 16, 1000, 5000 */
     int quiet;
+    int nice;                     /* synthesis runs this much nicer than the threads that receive
+                                   * snapshots and talk to the pool (10; 0: as nice as they) */
     icn_metrics *metrics;         /* may be NULL */
     const volatile sig_atomic_t *stop; /* may be NULL: set from a signal handler to end the loop */
 } icn_online_opts;

@@ -1,7 +1,10 @@
 #include "parallel.h"
 
 #include <cblas.h>
+#include <errno.h>
 #include <pthread.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <stdlib.h>
 
@@ -110,3 +113,21 @@ void icn_threads_init(int requested) {
 }
 
 int icn_threads(void) { return g_threads; }
+
+/* One part per thread (icn_parallel_for: part i runs on worker i, part 0 on the caller). */
+static void nice_part(void *ctx, long lo, long hi, int thread) {
+    (void)lo, (void)hi, (void)thread;
+    int *arg = ctx; /* [0] the increment, [1] the errno of a thread refused */
+    pid_t tid = (pid_t)syscall(SYS_gettid);
+    errno = 0;
+    int now = getpriority(PRIO_PROCESS, (id_t)tid);
+    if ((now == -1 && errno) || setpriority(PRIO_PROCESS, (id_t)tid, now + arg[0]))
+        __atomic_store_n(&arg[1], errno, __ATOMIC_RELAXED);
+}
+
+int icn_threads_nice(int increment) {
+    int arg[2] = {increment, 0};
+    icn_parallel_for(pool.size, 1, nice_part, arg);
+    if (arg[1]) errno = arg[1];
+    return arg[1] ? -1 : 0;
+}

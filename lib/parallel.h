@@ -30,5 +30,10 @@ void icn_partials_free(icn_partials *p);
  * passes --threads 1. */
 void icn_threads_init(int requested); /* 0 = ICN_THREADS or all cores */
 int icn_threads(void);
+/* Make the caller's thread and this pool's workers `increment` nicer (Linux: niceness is per
+ * thread), leaving every other thread as it is: threads started before, such as ZeroMQ's I/O
+ * thread and a snapshot receiver (inbox.h), keep their priority over this compute. 0, or -1
+ * with errno when the system refused for some thread. */
+int icn_threads_nice(int increment);
 
 #endif

@@ -24,6 +24,7 @@ struct icn_publisher {
 };
 
 icn_publisher *icn_publisher_open(const char *endpoint, icn_metrics *metrics, char *err, size_t errlen) {
+    icn_keep_freed_memory(); /* a snapshot packed each round reuses the last one's pages */
     void *sock = icn_open_publisher(endpoint, err, errlen);
     if (!sock) return NULL;
     icn_publisher *p = xcalloc(1, sizeof *p);

@@ -4,7 +4,9 @@
 # `icn-classify publish` serves as a new snapshot generation every second; and the snapshot
 # delivery time, publisher to synthesizer (wall clock, same machine), of the generations
 # published during the measuring window (a synthesizer's first snapshot, sent again for its
-# subscription by the publisher's last-value cache, is not a delivery of a new snapshot).
+# subscription by the publisher's last-value cache, is not a delivery of a new snapshot):
+# "delivered" when the synthesizer's snapshot thread has it received and decoded, "in use"
+# when synthesis switched to it after the pass in flight.
 #
 #   tests/bench/synth-scaling.sh MODEL [N ...]      (default N: 1 2 4)
 #   SCALE_SECONDS=20 sets the measuring window per point (after 3 s of warm-up).
@@ -51,18 +53,21 @@ for l in open(os.path.join(d, "pub.jsonl")):
         continue  # "resend": the cache, for a new subscriber
     pub[e["generation"]] = e["time"]
     size = e["bytes"]
-lat = []
+lat, used = [], []
 for f in glob.glob(os.path.join(d, "s*.jsonl")):
     for l in open(f):
         e = json.loads(l)
         # generations published in the measuring window (not a start-up delivery from the cache)
         if e["event"] == "snapshot" and e["generation"] in pub and pub[e["generation"]] >= t0:
-            lat.append(1000 * (e["time"] - pub[e["generation"]]))
+            lat.append(1000 * (e["time"] - pub[e["generation"]]))  # received and decoded
+            if "taken" in e:  # synthesis switched to it, after the pass in flight
+                used.append(1000 * (e["taken"] - pub[e["generation"]]))
 rate = (c1 - c0) / (t1 - t0)
-lat.sort()
-q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan")
-print("%2d synthesizers: %8.1f pseudo-negatives/s (%6.1f per process); snapshot of %.1f MB delivered in "
-      "median %.1f ms, p90 %.1f ms, max %.1f ms (%d deliveries)"
-      % (n, rate, rate / n, size / 1e6, q(0.5), q(0.9), lat[-1] if lat else float("nan"), len(lat)))
+lat.sort(), used.sort()
+q = lambda a, p: a[min(len(a) - 1, int(p * len(a)))] if a else float("nan")
+print("%2d synthesizers: %8.1f pseudo-negatives/s (%6.1f per process); in use after median %.1f ms, p90 %.1f ms "
+      "(%d); snapshot of %.1f MB delivered in median %.1f ms, p90 %.1f ms, max %.1f ms (%d deliveries)"
+      % (n, rate, rate / n, q(used, 0.5), q(used, 0.9), len(used), size / 1e6, q(lat, 0.5), q(lat, 0.9),
+         lat[-1] if lat else float("nan"), len(lat)))
 PY
 done
