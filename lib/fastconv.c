@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "gemm.h"
+#include "sgemm.h"
 #include "parallel.h"
 #include "util.h"
 
@@ -208,7 +209,7 @@ icn_fastconv *icn_fastconv_new(const icn_conv_shape *s, int bias, int max_batch)
     if (s->oh * s->ow < ICN_FASTCONV_MIN_PIXELS) {
         f->gemm = 1;
         f->col = xmalloc((size_t)max_batch * s->oh * s->ow * icn_conv_kdim(s) * sizeof(float));
-        snprintf(f->describe, sizeof f->describe, "im2col + oneDNN sgemm (%d output pixels)", s->oh * s->ow);
+        snprintf(f->describe, sizeof f->describe, "im2col + AVX-512 sgemm (%d output pixels)", s->oh * s->ow);
         return f;
     }
     /* the largest chunk: a thread's share of a full batch, at most 128 images */
@@ -372,13 +373,13 @@ static void gradient_targets(icn_fastconv *f, thread_state *t, int thread, float
 
 /* ---- the matrix-product kind: a thread's images are rows [r0, r1) of im2col ---- */
 
-/* OpenBLAS (gemm.h), single-threaded inside each of icn's threads, not dnnl_sgemm: oneDNN 2.6's
+/* icn's own AVX-512 product (sgemm.h), inside each of icn's threads, not dnnl_sgemm: oneDNN 2.6's
  * sgemm corrupted the heap on this Zen 5 machine (glibc "corrupted size vs. prev_size", freed
  * inside dnnl_sgemm, in the backward pass of a synthesizer: 3 of 8 synthesizers aborted in 4 runs
  * of 2, none with ICN_CONV=reference, which multiplies the same matrices with OpenBLAS, nor with
- * oneDNN held to AVX2; docs/RESULTS.md, "Heap abort"). */
+ * oneDNN held to AVX2; docs/RESULTS.md, "Heap abort"); and not OpenBLAS, held to AVX2 here. */
 #define SGEMM(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) \
-    icn_sgemm((ta) == 'T', (tb) == 'T', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    icn_sgemm_avx512((ta) == 'T', (tb) == 'T', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 
 enum { GEMM_PIECE_ROWS = 128 }; /* rows of the input gradient's col made at once, per thread */
 

@@ -24,8 +24,8 @@
  *   - a convolution with fewer than ICN_FASTCONV_MIN_PIXELS output pixels per image is a matrix
  *     product in disguise (the MNIST net's last: 4x4x256 -> 2x2x512, K = 6400), and oneDNN's
  *     direct kernels run it at half the reference's speed (forward) or a third (weights): there
- *     the fast path is the reference's im2col with oneDNN's AVX-512 sgemm (dnnl_sgemm, 1.4-2x
- *     OpenBLAS's AVX2 kernels per core here) in place of OpenBLAS, each thread on its images;
+ *     the fast path is the reference's im2col with icn's own AVX-512 product (sgemm.h; not
+ *     dnnl_sgemm, which corrupted the heap here) in place of OpenBLAS, each thread on its images;
  *   - backward-data stays on the reference when the input has fewer than 8 channels (the first
  *     layer: MNIST's 1 channel, CIFAR's 3): oneDNN's kernel reaches 5-8 GFLOP/s there, the
  *     reference several times that; only synthesis asks for that gradient;
