@@ -34,13 +34,6 @@ struct icn_inbox {
     char err[ICN_ERRLEN];
 };
 
-static void deadline_in(struct timespec *at, int ms) {
-    clock_gettime(CLOCK_REALTIME, at);
-    at->tv_sec += ms / 1000;
-    at->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (at->tv_nsec >= 1000000000L) at->tv_sec++, at->tv_nsec -= 1000000000L;
-}
-
 /* Keep what the decoded message m changes (under mu); m's net becomes the inbox's when kept. */
 static void keep(icn_inbox *ib, icn_msg *m, size_t bytes, double at) {
     icn_inbox_news *nw = &ib->news;
@@ -149,7 +142,7 @@ int icn_inbox_ready(icn_inbox *ib) { return atomic_load_explicit(&ib->ready, mem
 int icn_inbox_wait(icn_inbox *ib, int timeout_ms) {
     if (atomic_load(&ib->ready)) return 1;
     struct timespec at;
-    deadline_in(&at, timeout_ms);
+    icn_deadline_in(&at, timeout_ms);
     pthread_mutex_lock(&ib->mu);
     while (!atomic_load(&ib->ready))
         if (pthread_cond_timedwait(&ib->news_cond, &ib->mu, &at) == ETIMEDOUT) break;

@@ -55,13 +55,6 @@ static int fetch(void **req, const char *endpoint, int64_t max_reply, int64_t of
     return rc;
 }
 
-static void deadline_in(struct timespec *at, int ms) {
-    clock_gettime(CLOCK_REALTIME, at);
-    at->tv_sec += ms / 1000;
-    at->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (at->tv_nsec >= 1000000000L) at->tv_sec++, at->tv_nsec -= 1000000000L;
-}
-
 static void *run(void *arg) {
     icn_prefetch *p = arg;
     int idle_ms = WAIT_POLL_MS;
@@ -69,7 +62,7 @@ static void *run(void *arg) {
     while (!p->stop) {
         if (p->held_bytes >= p->max_held) { /* enough in memory: wait for the trainer to take some */
             struct timespec at;
-            deadline_in(&at, IDLE_POLL_MS);
+            icn_deadline_in(&at, IDLE_POLL_MS);
             pthread_cond_timedwait(&p->poke, &p->mu, &at);
             continue;
         }
@@ -104,7 +97,7 @@ static void *run(void *arg) {
         }
         if (rc == 0) continue; /* no answer: icn_request reopened the socket; ask again */
         struct timespec at; /* look again soon, at once when poked (a take or a wait) */
-        deadline_in(&at, p->waiting ? WAIT_POLL_MS : idle_ms);
+        icn_deadline_in(&at, p->waiting ? WAIT_POLL_MS : idle_ms);
         pthread_cond_timedwait(&p->poke, &p->mu, &at);
     }
     pthread_mutex_unlock(&p->mu);
@@ -170,7 +163,7 @@ void icn_prefetch_wait(icn_prefetch *p, int timeout_ms, int poll_ms) {
         return;
     }
     struct timespec at;
-    deadline_in(&at, timeout_ms);
+    icn_deadline_in(&at, timeout_ms);
     pthread_mutex_lock(&p->mu);
     p->waiting = 1;
     pthread_cond_signal(&p->poke);

@@ -186,3 +186,10 @@ void icn_keep_freed_memory(void) {
     mallopt(M_MMAP_THRESHOLD, 32 << 20);
     mallopt(M_TRIM_THRESHOLD, 256 << 20);
 }
+
+void icn_deadline_in(struct timespec *at, int ms) {
+    clock_gettime(CLOCK_REALTIME, at);
+    at->tv_sec += ms / 1000;
+    at->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (at->tv_nsec >= 1000000000L) at->tv_sec++, at->tv_nsec -= 1000000000L;
+}

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
 /* Allocation that reports file and line on failure (llm.c's mallocCheck habit). */
 void *icn_malloc_check(size_t size, const char *file, int line);
@@ -36,6 +37,8 @@ int icn_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((form
 
 double icn_now(void);       /* monotonic seconds, for durations */
 double icn_wallclock(void); /* seconds since the epoch, for events compared across processes */
+/* *at = ms milliseconds from now on CLOCK_REALTIME, the clock of pthread_cond_timedwait. */
+void icn_deadline_in(struct timespec *at, int ms);
 
 /* Deterministic RNG (xoshiro256**, seeded by splitmix64) so a seed means the same run everywhere. */
 typedef struct { uint64_t s[4]; int have_gauss; double gauss; } icn_rng;

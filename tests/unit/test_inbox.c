@@ -16,29 +16,11 @@
 
 #include "inbox.h"
 #include "net.h"
+#include "snapshot_sender.h"
 #include "protocol.h"
 #include "snapshot.h"
 #include "transport.h"
 #include "util.h"
-
-static void publish(void *pub, const icn_net *net, int64_t generation) {
-    char err[ICN_ERRLEN];
-    icn_model_meta meta = {.generation = generation, .head = ICN_HEAD_SOFTMAX};
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    icn_model_pack(&sb, net, &meta, NULL);
-    assert_int_equal(icn_zmq_send_sbuffer(pub, &sb, err, sizeof err), 0);
-    msgpack_sbuffer_destroy(&sb);
-}
-
-static void control(void *pub, icn_msg_kind kind, int64_t generation) {
-    char err[ICN_ERRLEN];
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    icn_pack_control(&sb, kind, generation);
-    assert_int_equal(icn_zmq_send_sbuffer(pub, &sb, err, sizeof err), 0);
-    msgpack_sbuffer_destroy(&sb);
-}
 
 /* The next subscription on the XPUB (the inbox's socket, opened or opened again). */
 static void await_subscription(void *pub) {

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "net.h"
+#include "snapshot_sender.h"
 #include "online.h"
 #include "protocol.h"
 #include "snapshot.h"
@@ -33,28 +34,6 @@ static void *run_worker(void *arg) {
     w->rc = icn_synthesize_online(&w->o, &w->res, w->err, sizeof w->err);
     __atomic_store_n(&w->done, 1, __ATOMIC_SEQ_CST);
     return NULL;
-}
-
-static void publish_with(void *pub, const icn_net *net, int64_t generation, const char *settings) {
-    char err[ICN_ERRLEN];
-    icn_model_meta meta = {.generation = generation, .head = ICN_HEAD_SOFTMAX};
-    snprintf(meta.settings, sizeof meta.settings, "%s", settings);
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    icn_model_pack(&sb, net, &meta, NULL);
-    assert_int_equal(icn_zmq_send_sbuffer(pub, &sb, err, sizeof err), 0);
-    msgpack_sbuffer_destroy(&sb);
-}
-
-static void publish(void *pub, const icn_net *net, int64_t generation) { publish_with(pub, net, generation, ""); }
-
-static void control(void *pub, icn_msg_kind kind, int64_t generation) {
-    char err[ICN_ERRLEN];
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    icn_pack_control(&sb, kind, generation);
-    assert_int_equal(icn_zmq_send_sbuffer(pub, &sb, err, sizeof err), 0);
-    msgpack_sbuffer_destroy(&sb);
 }
 
 /* A batch from the synthesizer within 20 ms: 1 with *m (icn_msg_free it), else 0. */
