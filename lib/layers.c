@@ -213,14 +213,37 @@ void icn_conv2d_chunked_backward(float *din, int accumulate, float *dweight, con
         for (size_t i = 0; i < w; i++) dweight[i] += cs->buf[(size_t)t * cs->slot_floats + dw_at + i];
 }
 
-/* Elementwise work is memory-bound and cheap: one pass, no threads. */
-void icn_lrelu_forward(float *out, const float *in, size_t count) {
-    for (size_t i = 0; i < count; i++) out[i] = in[i] > 0 ? in[i] : ICN_LRELU_SLOPE * in[i];
+/* Elementwise work is memory-bound: one pass, split across the threads (one core does not
+ * use the memory bandwidth two do). Each element's arithmetic is the same whichever thread
+ * does it. */
+typedef enum { EW_LRELU, EW_LRELU_BACK, EW_RELU, EW_RELU_BACK, EW_ADD } ew_op;
+typedef struct {
+    ew_op op;
+    float *out;      /* out, or dinout */
+    const float *in; /* in, the forward's out, or the addend */
+} ew_job;
+
+static void ew_range(void *ctx, long lo, long hi, int thread) {
+    (void)thread;
+    const ew_job *j = ctx;
+    float *restrict o = j->out;
+    const float *x = j->in;
+    switch (j->op) {
+    case EW_LRELU: for (long i = lo; i < hi; i++) o[i] = x[i] > 0 ? x[i] : ICN_LRELU_SLOPE * x[i]; break;
+    case EW_LRELU_BACK: for (long i = lo; i < hi; i++) o[i] = x[i] > 0 ? o[i] : ICN_LRELU_SLOPE * o[i]; break;
+    case EW_RELU: for (long i = lo; i < hi; i++) o[i] = x[i] > 0 ? x[i] : 0.0f; break;
+    case EW_RELU_BACK: for (long i = lo; i < hi; i++) o[i] = x[i] > 0 ? o[i] : 0.0f; break;
+    case EW_ADD: for (long i = lo; i < hi; i++) o[i] += x[i]; break;
+    }
 }
 
-void icn_lrelu_backward(float *dinout, const float *out, size_t count) {
-    for (size_t i = 0; i < count; i++) dinout[i] = out[i] > 0 ? dinout[i] : ICN_LRELU_SLOPE * dinout[i];
+static void elementwise(ew_op op, float *out, const float *in, size_t count) {
+    ew_job j = {op, out, in};
+    icn_parallel_for((long)count, PAR_MIN_WORK, ew_range, &j);
 }
+
+void icn_lrelu_forward(float *out, const float *in, size_t count) { elementwise(EW_LRELU, out, in, count); }
+void icn_lrelu_backward(float *dinout, const float *out, size_t count) { elementwise(EW_LRELU_BACK, dinout, out, count); }
 
 void icn_linear_forward(float *out, const float *in, const float *weight, const float *bias, int n, int in_dim,
                     int out_dim) {
@@ -235,13 +258,8 @@ void icn_linear_backward(float *din, float *dweight, float *dbias, const float *
     if (din) icn_gemm(0, 0, n, in_dim, out_dim, 1.0f, dout, out_dim, weight, in_dim, 0.0f, din, in_dim);
 }
 
-void icn_relu_forward(float *out, const float *in, size_t count) {
-    for (size_t i = 0; i < count; i++) out[i] = in[i] > 0 ? in[i] : 0.0f;
-}
-
-void icn_relu_backward(float *dinout, const float *out, size_t count) {
-    for (size_t i = 0; i < count; i++) dinout[i] = out[i] > 0 ? dinout[i] : 0.0f;
-}
+void icn_relu_forward(float *out, const float *in, size_t count) { elementwise(EW_RELU, out, in, count); }
+void icn_relu_backward(float *dinout, const float *out, size_t count) { elementwise(EW_RELU_BACK, dinout, out, count); }
 
 void icn_residual_add(float *acc, const float *x, size_t count) {
     for (size_t i = 0; i < count; i++) acc[i] += x[i];
@@ -272,7 +290,7 @@ typedef struct {
     const float *x, *y, *x0, *y0; /* sums: y - y0 and (y - y0) (x - x0) */
     const float *p, *q, *t;       /* apply: out = p (y - y0) + q (x - x0) + t, per channel */
     long rows;
-    int c;
+    int c, relu;                  /* apply: then out = max(0, out) */
 } bn_job;
 
 static void bn_sums_rows(void *ctx, long lo, long hi, int thread) {
@@ -321,14 +339,18 @@ static void bn_apply_rows(void *ctx, long lo, long hi, int thread) {
         const float *x = j->x + (size_t)r * C, *y = j->y + (size_t)r * C;
         float *out = j->out + (size_t)r * C;
         for (int c = 0; c < C; c++) out[c] = j->p[c] * (y[c] - j->y0[c]) + j->q[c] * (x[c] - j->x0[c]) + j->t[c];
+        if (j->relu)
+            for (int c = 0; c < C; c++) out[c] = out[c] > 0 ? out[c] : 0.0f;
     }
 }
 
-/* out = p (y - y0) + q (x - x0) + t per channel, over all rows (out may equal y). Differences
- * before products: x - mu is exact where x is near mu, p x - p mu would not be. */
+/* out = p (y - y0) + q (x - x0) + t per channel, over all rows (out may equal y), then
+ * max(0, out) with relu. Differences before products: x - mu is exact where x is near mu,
+ * p x - p mu would not be. */
 static void bn_apply(float *out, const float *y, const float *y0, const float *p, const float *x, const float *x0,
-                     const float *q, const float *t, long rows, int c) {
-    bn_job job = {.out = out, .x = x, .y = y, .x0 = x0, .y0 = y0, .p = p, .q = q, .t = t, .rows = rows, .c = c};
+                     const float *q, const float *t, long rows, int c, int relu) {
+    bn_job job = {.out = out, .x = x, .y = y, .x0 = x0, .y0 = y0, .p = p, .q = q, .t = t, .rows = rows, .c = c,
+                  .relu = relu};
     icn_parallel_for(rows, PAR_MIN_WORK / c + 1, bn_apply_rows, &job);
 }
 
@@ -342,7 +364,7 @@ static bn_stats bn_stats_of(float *stats, int c) {
 }
 
 void icn_batchnorm_forward(float *out, float *stats, const float *in, const float *gb, float *running, long rows, int c,
-                           int training, icn_partials *partials) {
+                           int training, int relu, icn_partials *partials) {
     icn_partials own = {0};
     const bn_stats st = bn_stats_of(stats, c);
     const float *gamma = gb, *beta = gb + c;
@@ -369,7 +391,7 @@ void icn_batchnorm_forward(float *out, float *stats, const float *in, const floa
     }
     /* y = gamma / sigma (x - mu) + beta */
     for (int k = 0; k < c; k++) st.p[k] = gamma[k] * st.invstd[k];
-    bn_apply(out, in, st.mean, st.p, in, st.mean, st.zero, beta, rows, c);
+    bn_apply(out, in, st.mean, st.p, in, st.mean, st.zero, beta, rows, c, relu);
     icn_partials_free(&own);
 }
 
@@ -399,7 +421,7 @@ void icn_batchnorm_backward(float *din, float *dgb, float *stats, const float *d
         st.q[k] = training ? (float)(-st.p[k] * st.invstd[k] * st.invstd[k] * sum_xc[k] / (double)rows) : 0.0f;
         st.t[k] = training ? (float)(-st.p[k] * sum[k] / (double)rows) : 0.0f;
     }
-    bn_apply(din, dout, st.zero, st.p, in, st.mean, st.q, st.t, rows, c);
+    bn_apply(din, dout, st.zero, st.p, in, st.mean, st.q, st.t, rows, c, 0);
     icn_partials_free(&own);
 }
 
@@ -470,17 +492,15 @@ void icn_block_buffers_free(icn_block_buffers *buf) {
 void icn_block_forward(float *out, const icn_block_buffers *buf, const float *in, const float *p, float *state,
                    const icn_block_shape *s, int n, int training) {
     const long rows_in = (long)n * s->h * s->w, rows_out = (long)n * s->oh * s->ow;
-    icn_batchnorm_forward(buf->a, buf->stats1, in, p + s->gb1, state, rows_in, s->c, training, buf->partials);
-    icn_relu_forward(buf->a, buf->a, (size_t)rows_in * s->c);
+    icn_batchnorm_forward(buf->a, buf->stats1, in, p + s->gb1, state, rows_in, s->c, training, 1, buf->partials);
     block_conv_forward(buf, 0, buf->h, buf->a, p + s->w1, &s->conv1, n, 0.0f);
-    icn_batchnorm_forward(buf->b, buf->stats2, buf->h, p + s->gb2, state + 2 * s->c, rows_out, s->oc, training,
+    icn_batchnorm_forward(buf->b, buf->stats2, buf->h, p + s->gb2, state + 2 * s->c, rows_out, s->oc, training, 1,
                           buf->partials);
-    icn_relu_forward(buf->b, buf->b, (size_t)rows_out * s->oc);
     block_conv_forward(buf, 1, out, buf->b, p + s->w2, &s->conv2, n, 0.0f);
     if (s->proj.k) /* out += W_s a (He et al. Eq. 2) */
         block_conv_forward(buf, 2, out, buf->a, p + s->wp, &s->proj, n, 1.0f);
     else
-        icn_residual_add(out, in, (size_t)rows_out * s->oc); /* out += x */
+        elementwise(EW_ADD, out, in, (size_t)rows_out * s->oc); /* out += x */
 }
 
 void icn_block_backward(float *din, float *dp, float *tmp, const float *dout, const float *in, const icn_block_buffers *buf,
@@ -497,6 +517,6 @@ void icn_block_backward(float *din, float *dp, float *tmp, const float *dout, co
     if (s->proj.k) block_conv_backward(buf, 2, din, 1, DP(s->wp), dout, buf->a, p + s->wp, &s->proj, n);
     icn_relu_backward(din, buf->a, (size_t)rows_in * s->c);
     icn_batchnorm_backward(din, DP(s->gb1), buf->stats1, din, in, p + s->gb1, rows_in, s->c, training, buf->partials);
-    if (!s->proj.k) icn_residual_add(din, dout, (size_t)rows_in * s->c); /* the identity shortcut's gradient */
+    if (!s->proj.k) elementwise(EW_ADD, din, dout, (size_t)rows_in * s->c); /* the identity shortcut's gradient */
 #undef DP
 }

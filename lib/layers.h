@@ -43,7 +43,8 @@ void icn_col2im_range(float *in, const float *col, const icn_conv_shape *s, long
 
 /* LeakyReLU with slope ICN_LRELU_SLOPE, in place is fine: out may equal in.
  * Backward uses the output (its sign is the input's), so it works after an in-place forward:
- * dinout [count] is scaled in place. */
+ * dinout [count] is scaled in place. Split across the threads (parallel.h), as ReLU's: call
+ * them from the caller's thread, not from inside another icn_parallel_for job. */
 void icn_lrelu_forward(float *out, const float *in, size_t count);
 void icn_lrelu_backward(float *dinout, const float *out, size_t count);
 
@@ -85,8 +86,9 @@ void icn_relu_backward(float *dinout, const float *out, size_t count);
 #define ICN_BN_EPS 1e-5f
 #define ICN_BN_MOMENTUM 0.1f
 #define ICN_BN_STATS 6
+/* relu: out = max(0, out) in the same pass (what icn_relu_forward would do after it). */
 void icn_batchnorm_forward(float *out, float *stats, const float *in, const float *gb, float *running, long rows, int c,
-                           int training, icn_partials *partials);
+                           int training, int relu, icn_partials *partials);
 /* dout [R, C] -> din [R, C] (may equal dout; NULL: skip), dgb [2C] += (NULL: skip); in and stats
  * as the forward left them. training: the full gradient through the batch statistics,
  * din = gamma/sigma (dout - mean(dout) - xhat mean(dout xhat)) (Ioffe & Szegedy, Sec. 3);

@@ -257,12 +257,12 @@ const float *icn_forward(const icn_net *net, icn_work *w, const float *x, int n)
         case ICN_LAYER_LINEAR: icn_linear_forward(out, in, wt, b, n, (int)l->in_size, (int)l->out_size); break;
         case ICN_LAYER_BLOCK: icn_block_forward(out, &w->block[i], in, wt, state, &l->block, n, w->training); break;
         case ICN_LAYER_BN:
-            icn_batchnorm_forward(out, w->stats[i], in, wt, state, pixels, l->io.c, w->training, &w->partials);
+            icn_batchnorm_forward(out, w->stats[i], in, wt, state, pixels, l->io.c, w->training, l->relu, &w->partials);
             break;
         case ICN_LAYER_POOL: icn_avgpool_forward(out, in, n, l->io.h * l->io.w, l->io.c); break;
         }
         if (l->leaky) icn_lrelu_forward(out, out, (size_t)n * l->out_size);
-        if (l->relu) icn_relu_forward(out, out, (size_t)n * l->out_size);
+        if (l->relu && l->kind != ICN_LAYER_BN) icn_relu_forward(out, out, (size_t)n * l->out_size); /* BN's: fused */
         in = out;
     }
     return w->act[net->n_layers - 1];

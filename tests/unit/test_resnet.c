@@ -78,7 +78,7 @@ typedef struct {
 
 static double bn_objective(void *p) {
     bn_case *c = p;
-    icn_batchnorm_forward(c->out, c->stats, c->in, c->gb, c->running, c->rows, c->c, c->training, NULL);
+    icn_batchnorm_forward(c->out, c->stats, c->in, c->gb, c->running, c->rows, c->c, c->training, 0, NULL);
     return dot(c->out, c->r, (size_t)c->rows * c->c);
 }
 
@@ -126,7 +126,7 @@ static void test_batchnorm_threads_agree(void **state) {
         out[t] = xmalloc(R * C * 4), din[t] = xmalloc(R * C * 4);
         for (int k = 0; k < C; k++) running[t][k] = 0, running[t][C + k] = 1;
         memset(dgb[t], 0, sizeof dgb[t]);
-        icn_batchnorm_forward(out[t], stats, in, gb, running[t], R, C, 1, NULL);
+        icn_batchnorm_forward(out[t], stats, in, gb, running[t], R, C, 1, 0, NULL);
         icn_batchnorm_backward(din[t], dgb[t], stats, dout, in, gb, R, C, 1, NULL);
     }
     icn_threads_init(1);
@@ -142,6 +142,37 @@ static void test_batchnorm_threads_agree(void **state) {
 }
 
 /* A mean far from 0 against a small spread: the batch variance must not cancel away. */
+/* BN with relu fused gives, bit for bit, BN then icn_relu_forward; ReLU's and LeakyReLU's
+ * passes split across 2 threads give what one thread gives. */
+static void test_batchnorm_relu_fused(void **state) {
+    (void)state;
+    enum { R = 20000, C = 16 };
+    float *in = randn(R * C, 3), gb[2 * C], running[2][2 * C], stats[ICN_BN_STATS * C];
+    for (int k = 0; k < C; k++) gb[k] = 0.5f + 0.1f * k, gb[C + k] = 0.2f * (k % 3) - 0.2f;
+    float *fused = xmalloc(R * C * 4), *apart = xmalloc(R * C * 4);
+    for (int t = 0; t < 2; t++) {
+        icn_threads_init(t + 1);
+        for (int k = 0; k < C; k++) running[0][k] = running[1][k] = 0, running[0][C + k] = running[1][C + k] = 1;
+        icn_batchnorm_forward(fused, stats, in, gb, running[0], R, C, 1, 1, NULL);
+        icn_batchnorm_forward(apart, stats, in, gb, running[1], R, C, 1, 0, NULL);
+        icn_relu_forward(apart, apart, (size_t)R * C);
+        assert_memory_equal(fused, apart, (size_t)R * C * 4);
+        assert_memory_equal(running[0], running[1], sizeof running[0]);
+    }
+    float *d1 = randn(R * C, 4), *d2 = xmalloc(R * C * 4), *l1 = xmalloc(R * C * 4), *l2 = xmalloc(R * C * 4);
+    memcpy(d2, d1, (size_t)R * C * 4);
+    icn_threads_init(1);
+    icn_relu_backward(d1, fused, (size_t)R * C);
+    icn_lrelu_forward(l1, in, (size_t)R * C);
+    icn_threads_init(2);
+    icn_relu_backward(d2, fused, (size_t)R * C);
+    icn_lrelu_forward(l2, in, (size_t)R * C);
+    icn_threads_init(1);
+    assert_memory_equal(d1, d2, (size_t)R * C * 4);
+    assert_memory_equal(l1, l2, (size_t)R * C * 4);
+    free(in), free(fused), free(apart), free(d1), free(d2), free(l1), free(l2);
+}
+
 static void test_batchnorm_large_mean(void **state) {
     (void)state;
     enum { R = 5000 };
@@ -151,7 +182,7 @@ static void test_batchnorm_large_mean(void **state) {
     mean /= R;
     for (int i = 0; i < R; i++) var += (x[i] - mean) * (x[i] - mean);
     var /= R;
-    icn_batchnorm_forward(out, stats, x, gb, running, R, 1, 1, NULL);
+    icn_batchnorm_forward(out, stats, x, gb, running, R, 1, 1, 0, NULL);
     double m = 0, v = 0;
     for (int i = 0; i < R; i++) m += out[i], v += (double)out[i] * out[i];
     m /= R, v = v / R - m * m;
@@ -168,7 +199,7 @@ static void test_batchnorm_running_stats_like_pytorch(void **state) {
     (void)state;
     float x[8] = {1, 0, 2, 0, 3, 1, 4, -1}, gb[4] = {1, 1, 0, 0}, running[4] = {0, 0, 1, 1}, out[8],
           stats[ICN_BN_STATS * 2];
-    icn_batchnorm_forward(out, stats, x, gb, running, 4, 2, 1, NULL);
+    icn_batchnorm_forward(out, stats, x, gb, running, 4, 2, 1, 0, NULL);
     const double s0 = 1 / sqrt(1.25 + 1e-5), s1 = 1 / sqrt(0.5 + 1e-5);
     const double expect[8] = {-1.5 * s0, 0, -0.5 * s0, 0, 0.5 * s0, s1, 1.5 * s0, -s1};
     for (int i = 0; i < 8; i++) assert_float_equal(out[i], expect[i], 1e-6);
@@ -179,13 +210,13 @@ static void test_batchnorm_running_stats_like_pytorch(void **state) {
     assert_float_equal(running[3], 0.9 + 0.1 * 2.0 / 3.0, 1e-6);   /* 0.9667 */
     /* a second batch, 2x + 1: channel 0 = [3, 5, 7, 9] (mean 6, unbiased var 20/3) */
     for (int i = 0; i < 8; i++) x[i] = 2 * x[i] + 1;
-    icn_batchnorm_forward(out, stats, x, gb, running, 4, 2, 1, NULL);
+    icn_batchnorm_forward(out, stats, x, gb, running, 4, 2, 1, 0, NULL);
     assert_float_equal(running[0], 0.9 * 0.25 + 0.1 * 6, 1e-6);    /* PyTorch: 0.8250 */
     assert_float_equal(running[1], 0.1, 1e-6);
     assert_float_equal(running[2], 0.9 * (0.9 + 0.5 / 3.0) + 0.1 * 20.0 / 3.0, 1e-5); /* 1.6267 */
     assert_float_equal(running[3], 0.9 * (0.9 + 0.2 / 3.0) + 0.1 * 8.0 / 3.0, 1e-5); /* 1.1367 */
     /* inference uses them: channel 0 of x = 3 is (3 - 0.825) / sqrt(1.6267 + eps) */
-    icn_batchnorm_forward(out, stats, x, gb, running, 4, 2, 0, NULL);
+    icn_batchnorm_forward(out, stats, x, gb, running, 4, 2, 0, 0, NULL);
     assert_float_equal(out[0], (3 - running[0]) / sqrt(running[2] + 1e-5), 1e-6);
 }
 
@@ -555,6 +586,7 @@ int main(void) {
         cmocka_unit_test(test_batchnorm_training_grad),
         cmocka_unit_test(test_batchnorm_inference_grad),
         cmocka_unit_test(test_batchnorm_threads_agree),
+        cmocka_unit_test(test_batchnorm_relu_fused),
         cmocka_unit_test(test_batchnorm_large_mean),
         cmocka_unit_test(test_batchnorm_running_stats_like_pytorch),
         cmocka_unit_test(test_relu_grad),
