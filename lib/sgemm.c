@@ -27,6 +27,28 @@ static float *grow(float **buf, size_t *cap, size_t floats) {
     return *buf;
 }
 
+/* r[i][j] -> r[j][i], a 16 x 16 block in registers. */
+static inline void transpose16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]), t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    for (int i = 0; i < 16; i += 4) {
+        r[i + 0] = _mm512_shuffle_ps(t[i + 0], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 1] = _mm512_shuffle_ps(t[i + 0], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0x88);
+        t[4 + i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0xdd);
+        t[8 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0x88);
+        t[12 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0xdd);
+    }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
+        r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xdd);
+    }
+}
+
 /* op(A) rows [0, m), reduction [k0, k0 + kc) -> panels of MR rows: ap[p][k][MR], zero-padded. */
 static void pack_rows(float *ap, const float *a, int lda, int ta, int m, int k0, int kc) {
     for (int p = 0; p * MR < m; p++, ap += (size_t)kc * MR) {
@@ -34,21 +56,38 @@ static void pack_rows(float *ap, const float *a, int lda, int ta, int m, int k0,
         if (mr < MR) memset(ap, 0, (size_t)kc * MR * sizeof(float));
         if (ta) /* op(A)[i][k] = A[k][i]: row k of A holds the panel's row k */
             for (int k = 0; k < kc; k++) memcpy(ap + (size_t)k * MR, a + (size_t)(k0 + k) * lda + i0, (size_t)mr * sizeof(float));
-        else
-            for (int k = 0; k < kc; k++)
+        else { /* blocks of 16 of the reduction transposed in registers (rows 8-15 zero), the rest one by one */
+            const int kb = mr == MR ? kc / 16 * 16 : 0;
+            for (int k = 0; k < kb; k += 16) {
+                __m512 r[16];
+                for (int i = 0; i < MR; i++) r[i] = _mm512_loadu_ps(a + (size_t)(i0 + i) * lda + k0 + k);
+                for (int i = MR; i < 16; i++) r[i] = _mm512_setzero_ps();
+                transpose16(r);
+                for (int t = 0; t < 16; t++) _mm256_store_ps(ap + (size_t)(k + t) * MR, _mm512_castps512_ps256(r[t]));
+            }
+            for (int k = kb; k < kc; k++)
                 for (int i = 0; i < mr; i++) ap[(size_t)k * MR + i] = a[(size_t)(i0 + i) * lda + k0 + k];
+        }
     }
 }
 
 /* op(B) = B^T, columns [0, n), reduction [k0, k0 + kc) -> panels of NR columns: bp[p][k][NR],
- * each column of a panel a row of B. */
+ * each column of a panel a row of B: 16 x 16 blocks transposed in registers, the rest one by one. */
 static void pack_cols(float *bp, const float *b, int ldb, int n, int k0, int kc) {
     for (int p = 0; p * NR < n; p++, bp += (size_t)kc * NR) {
         const int j0 = p * NR, nr = n - j0 < NR ? n - j0 : NR;
         if (nr < NR) memset(bp, 0, (size_t)kc * NR * sizeof(float));
-        for (int j = 0; j < nr; j++) {
+        const int jb = nr / 16 * 16, kb = kc / 16 * 16;
+        for (int j = 0; j < jb; j += 16)
+            for (int k = 0; k < kb; k += 16) {
+                __m512 r[16];
+                for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(b + (size_t)(j0 + j + i) * ldb + k0 + k);
+                transpose16(r);
+                for (int i = 0; i < 16; i++) _mm512_store_ps(bp + (size_t)(k + i) * NR + j, r[i]);
+            }
+        for (int j = 0; j < nr; j++) { /* what the blocks left: the last columns, the last rows */
             const float *src = b + (size_t)(j0 + j) * ldb + k0;
-            for (int k = 0; k < kc; k++) bp[(size_t)k * NR + j] = src[k];
+            for (int k = j < jb ? kb : 0; k < kc; k++) bp[(size_t)k * NR + j] = src[k];
         }
     }
 }
