@@ -48,6 +48,8 @@ static void keep(icn_inbox *ib, icn_msg *m, size_t bytes, double at) {
             return; /* the publisher's cache, re-sent for a new subscriber */
         if (nw->has_model) icn_net_free(&nw->net); /* replaced before it was taken */
         nw->net = m->net, nw->meta = m->meta, nw->has_model = 1;
+        nw->hold = -1; /* a hold is for the generation it came with: a new one starts unheld (also a
+                        * restarted trainer's, whose generations begin again lower) */
         m->kind = ICN_MSG_HOLD; /* the net is the inbox's now: icn_msg_free leaves it */
         ib->have = 1, ib->newest_gen = m->meta.generation, ib->newest_params = m->net.n_params;
         if (nw->receipts < ICN_INBOX_RECEIPTS) {

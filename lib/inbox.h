@@ -3,7 +3,8 @@
  * The thread receives each frame the moment ZeroMQ has it, checks and decodes it in place
  * (icn_msg_decode: the 17 MB model is read where ZeroMQ received it), and keeps what matters
  * to a synthesizer: the newest model not yet taken (a newer one replaces it: at most one
- * model waits), the highest generation a "hold" named, and "stop". The synthesizer looks
+ * model waits), the highest generation a "hold" named since that model, and "stop". The
+ * synthesizer looks
  * between passes (icn_inbox_ready costs one atomic load) and takes what came; it never waits
  * for a frame to be received or decoded, and a snapshot arrives while it computes.
  *
@@ -34,7 +35,8 @@ typedef struct {
     int has_model;        /* 1: net and meta are a new generation, now the caller's (icn_net_free) */
     icn_net net;
     icn_model_meta meta;
-    int64_t hold;         /* the highest generation a hold named, -1 none (kept across takes) */
+    int64_t hold;         /* the highest generation a hold named since the newest model came, -1
+                           * none (kept across takes, cleared by a new model) */
     int stop;             /* the publisher said stop (kept across takes) */
     /* every new model decoded since the last take, taken or replaced: when it was ready */
     int receipts, receipts_lost;

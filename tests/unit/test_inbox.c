@@ -1,8 +1,8 @@
 /* test_inbox.c: the snapshot channel's subscriber thread (lib/inbox.c), this test playing the
  * trainer on an inproc XPUB: a model is received and decoded while nobody asks, its cached copy
- * sent again is ignored, a hold for an older generation is ignored and one for ours is kept,
- * a newer model replaces an untaken one, a frame that does not decode changes nothing, and
- * "stop" is kept. */
+ * sent again is ignored, a hold for an older generation is ignored and one for ours is kept
+ * until a new model (a restarted trainer's lower generation too), a newer model replaces an
+ * untaken one, a frame that does not decode changes nothing, and "stop" is kept. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -97,14 +97,27 @@ static void test_inbox(void **state) {
     assert_int_equal(got, 2);
     assert_int_equal(seen[0], 2);
     assert_int_equal(seen[1], 3);
-    assert_int_equal(nw.hold, 1); /* kept: the synthesizer compares it with its generation */
+    assert_int_equal(nw.hold, -1); /* the hold was generation 1's */
+
+    /* a hold is kept across takes until a new model: also a restarted trainer's lower generation */
+    control(pub, ICN_MSG_HOLD, 3);
+    assert_int_equal(icn_inbox_wait(ib, 5000), 1);
+    assert_int_equal(icn_inbox_take(ib, &nw, err, sizeof err), 0);
+    assert_int_equal(nw.hold, 3);
+    publish(pub, &net, 1);
+    assert_int_equal(icn_inbox_wait(ib, 5000), 1);
+    assert_int_equal(icn_inbox_take(ib, &nw, err, sizeof err), 0);
+    assert_int_equal(nw.has_model, 1);
+    assert_int_equal(nw.meta.generation, 1);
+    assert_int_equal(nw.hold, -1);
+    icn_net_free(&nw.net);
 
     /* a frame that does not decode: refused, nothing new */
     char err2[ICN_ERRLEN];
     assert_int_equal(icn_zmq_send(pub, "junk", 4, err2, sizeof err2), 0);
     assert_int_equal(icn_inbox_wait(ib, 300), 0);
 
-    control(pub, ICN_MSG_STOP, 3);
+    control(pub, ICN_MSG_STOP, 1);
     assert_int_equal(icn_inbox_wait(ib, 5000), 1);
     assert_int_equal(icn_inbox_take(ib, &nw, err, sizeof err), 0);
     assert_int_equal(nw.stop, 1);
