@@ -4,9 +4,9 @@
  * (icn_msg_decode: the 17 MB model is read where ZeroMQ received it), and keeps what matters
  * to a synthesizer: the newest model not yet taken (a newer one replaces it: at most one
  * model waits), the highest generation a "hold" named since that model, and "stop". The
- * synthesizer looks
- * between passes (icn_inbox_ready costs one atomic load) and takes what came; it never waits
- * for a frame to be received or decoded, and a snapshot arrives while it computes.
+ * synthesizer looks between passes (icn_inbox_ready costs one atomic load) and takes what
+ * came; it never waits for a frame to be received or decoded, and a snapshot arrives while it
+ * computes.
  *
  * A re-sent model of the newest generation (the publisher's cache, for a new subscriber) and
  * a hold for an older generation than the newest model are ignored. Once the first model
