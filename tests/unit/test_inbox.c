@@ -36,6 +36,13 @@ static void await_subscription(void *pub) {
     }
 }
 
+/* What the inbox has next: something must come within 5 s, and the take must succeed. */
+static void next_news(icn_inbox *ib, icn_inbox_news *nw) {
+    char err[ICN_ERRLEN];
+    assert_int_equal(icn_inbox_wait(ib, 5000), 1);
+    assert_int_equal(icn_inbox_take(ib, nw, err, sizeof err), 0);
+}
+
 static void test_inbox(void **state) {
     (void)state;
     char err[2 * ICN_ERRLEN], ep[64];
@@ -76,8 +83,7 @@ static void test_inbox(void **state) {
     control(pub, ICN_MSG_HOLD, 0);
     assert_int_equal(icn_inbox_wait(ib, 300), 0);
     control(pub, ICN_MSG_HOLD, 1);
-    assert_int_equal(icn_inbox_wait(ib, 5000), 1);
-    assert_int_equal(icn_inbox_take(ib, &nw, err, sizeof err), 0);
+    next_news(ib, &nw);
     assert_int_equal(nw.has_model, 0);
     assert_int_equal(nw.receipts, 0);
     assert_int_equal(nw.hold, 1);
@@ -101,12 +107,10 @@ static void test_inbox(void **state) {
 
     /* a hold is kept across takes until a new model: also a restarted trainer's lower generation */
     control(pub, ICN_MSG_HOLD, 3);
-    assert_int_equal(icn_inbox_wait(ib, 5000), 1);
-    assert_int_equal(icn_inbox_take(ib, &nw, err, sizeof err), 0);
+    next_news(ib, &nw);
     assert_int_equal(nw.hold, 3);
     publish(pub, &net, 1);
-    assert_int_equal(icn_inbox_wait(ib, 5000), 1);
-    assert_int_equal(icn_inbox_take(ib, &nw, err, sizeof err), 0);
+    next_news(ib, &nw);
     assert_int_equal(nw.has_model, 1);
     assert_int_equal(nw.meta.generation, 1);
     assert_int_equal(nw.hold, -1);
@@ -118,8 +122,7 @@ static void test_inbox(void **state) {
     assert_int_equal(icn_inbox_wait(ib, 300), 0);
 
     control(pub, ICN_MSG_STOP, 1);
-    assert_int_equal(icn_inbox_wait(ib, 5000), 1);
-    assert_int_equal(icn_inbox_take(ib, &nw, err, sizeof err), 0);
+    next_news(ib, &nw);
     assert_int_equal(nw.stop, 1);
     assert_int_equal(nw.has_model, 0);
 
