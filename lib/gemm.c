@@ -9,10 +9,19 @@
 #define THIN_K 64
 #define THIN_N 32
 #define MIN_ROWS_PER_THREAD 256
+/* Below SMALL_MNK multiply-adds a product is "small": OpenBLAS would wake its threads for well under
+ * a millisecond of work, and a woken OpenBLAS thread then spins in sched_yield for tens of
+ * milliseconds, taking a core from icn's own threads (the MNIST net's linear layer: 15% of a
+ * 2-thread synthesis, docs/RESULTS.md). Small products are split by rows on icn's pool, or run on
+ * the calling thread, with OpenBLAS single-threaded either way. */
+#define SMALL_MNK (8L << 20)
+#define MIN_SMALL_ROWS 16
 
 int icn_gemm_is_thin(int m, int n, int k) {
     return icn_threads() > 1 && (k < THIN_K || n < THIN_N) && m >= 2 * MIN_ROWS_PER_THREAD;
 }
+
+static int gemm_is_small(int m, int n, int k) { return (long)m * n * k < SMALL_MNK; }
 
 static int plain_gemm;
 
@@ -81,12 +90,13 @@ void icn_gemm_parallel_for(long n, long min_per_thread, icn_range_fn fn, void *c
 
 void icn_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
               const float *b, int ldb, float beta, float *c, int ldc) {
-    if (!icn_gemm_is_thin(m, n, k)) {
+    int thin = icn_gemm_is_thin(m, n, k);
+    if (!thin && !(icn_threads() > 1 && gemm_is_small(m, n, k))) {
         icn_sgemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
     gemm_job job = {trans_a, trans_b, n, k, lda, ldb, ldc, alpha, beta, a, b, c};
-    icn_gemm_parallel_for(m, MIN_ROWS_PER_THREAD, gemm_rows, &job);
+    icn_gemm_parallel_for(m, thin ? MIN_ROWS_PER_THREAD : MIN_SMALL_ROWS, gemm_rows, &job);
 }
 
 typedef struct {
@@ -105,7 +115,13 @@ void icn_gemm_tn_acc(int m, int n, int r, const float *a, int lda, const float *
                      icn_partials *partials) {
     int nt = icn_threads();
     if (!(nt > 1 && (m < THIN_N || n < THIN_K) && r >= 2 * MIN_ROWS_PER_THREAD)) {
-        icn_sgemm(1, 0, m, n, r, 1.0f, a, lda, b, ldb, 1.0f, c, ldc);
+        if (nt > 1 && gemm_is_small(m, n, r)) { /* one product, OpenBLAS single-threaded */
+            openblas_set_num_threads(1);
+            icn_sgemm(1, 0, m, n, r, 1.0f, a, lda, b, ldb, 1.0f, c, ldc);
+            openblas_set_num_threads(nt);
+        } else {
+            icn_sgemm(1, 0, m, n, r, 1.0f, a, lda, b, ldb, 1.0f, c, ldc);
+        }
         return;
     }
     size_t need = (size_t)nt * m * n;

@@ -119,6 +119,31 @@ static void test_thin_split_matches_single_thread(void **state) {
     free(dw1), free(dw2), free(di1), free(di2);
 }
 
+/* Small products (the MNIST net's linear layer in synthesis: 100 x 10 x 2048) are split by rows on
+ * icn's pool, OpenBLAS single-threaded: the same values as one thread computes. */
+static void test_small_split_matches_single_thread(void **state) {
+    (void)state;
+    int n = 100, in_dim = 2048, out_dim = 10;
+    size_t in_n = (size_t)n * in_dim, out_n = (size_t)n * out_dim, w_n = (size_t)out_dim * in_dim;
+    float *in = randn(in_n, 1), *w = randn(w_n, 0.05f), *b = randn(out_dim, 0.1f), *dout = randn(out_n, 1);
+    float *o1 = xmalloc(out_n * 4), *o2 = xmalloc(out_n * 4), *di1 = xmalloc(in_n * 4), *di2 = xmalloc(in_n * 4);
+    float *dw1 = xcalloc(w_n, 4), *dw2 = xcalloc(w_n, 4), *db1 = xcalloc(out_dim, 4), *db2 = xcalloc(out_dim, 4);
+    icn_threads_init(1);
+    icn_linear_forward(o1, in, w, b, n, in_dim, out_dim);
+    icn_linear_backward(di1, dw1, db1, dout, in, w, n, in_dim, out_dim, NULL);
+    icn_threads_init(2);
+    assert_false(icn_gemm_is_thin(n, out_dim, in_dim)); /* not thin: small */
+    icn_linear_forward(o2, in, w, b, n, in_dim, out_dim);
+    icn_linear_backward(di2, dw2, db2, dout, in, w, n, in_dim, out_dim, NULL);
+    icn_threads_init(1);
+    for (size_t i = 0; i < out_n; i++) assert_true(fabsf(o1[i] - o2[i]) <= 1e-5f * (1 + fabsf(o1[i])));
+    for (size_t i = 0; i < in_n; i++) assert_true(fabsf(di1[i] - di2[i]) <= 1e-5f * (1 + fabsf(di1[i])));
+    for (size_t i = 0; i < w_n; i++) assert_true(fabsf(dw1[i] - dw2[i]) <= 1e-5f * (1 + fabsf(dw1[i])));
+    for (int i = 0; i < out_dim; i++) assert_true(fabsf(db1[i] - db2[i]) <= 1e-5f * (1 + fabsf(db1[i])));
+    free(in), free(w), free(b), free(dout), free(o1), free(o2), free(di1), free(di2);
+    free(dw1), free(dw2), free(db1), free(db2);
+}
+
 /* ---- linear ---- */
 
 typedef struct { int n, in_dim, out_dim; float *in, *w, *b, *out, *r; } linear_case;
@@ -325,6 +350,7 @@ int main(void) {
         cmocka_unit_test(test_conv_stride1_nopad),
         cmocka_unit_test(test_conv_pad1_rect),
         cmocka_unit_test(test_thin_split_matches_single_thread),
+        cmocka_unit_test(test_small_split_matches_single_thread),
         cmocka_unit_test(test_linear_grad),
         cmocka_unit_test(test_lrelu_grad),
         cmocka_unit_test(test_softmax_grad),
