@@ -71,7 +71,7 @@ static const char usage[] =
     "  --round-steps N        steps per round (default 200)\n"
     "  --per-class L          pseudo-negatives per class per round (default 20)\n"
     "  --alpha A              weight of the pseudo-negative term, Eq. 9 (default 0.5)\n"
-    "  --pn-batch P           pseudo-negatives per step, beside --batch real images (default 64)\n"
+    "  --pn-batch P           pseudo-negatives per step, beside --batch real images (default 16)\n"
     "  --bn-pseudo MODE       batch norm (resnetN): 'mixed' normalizes the pseudo-negatives together\n"
     "                         with the real images (default); 'separate' as a batch of their own,\n"
     "                         the running statistics from the real images only\n"

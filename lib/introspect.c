@@ -31,7 +31,7 @@ void icn_introspect_opts_default(icn_introspect_opts *o) {
     o->round_steps = 200;
     o->per_class = 20;
     o->alpha = 0.5;
-    o->pn_batch = 64;
+    o->pn_batch = 16; /* 64 until 2026-12-02: docs/RESULTS.md, "The trainer's wait (taskset)" */
     o->publish = ICN_EP_SNAPSHOTS;
     o->pool = ICN_EP_POOL_REQ;
     o->wait_timeout = 600;

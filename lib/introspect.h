@@ -24,7 +24,7 @@ typedef struct {
     int64_t round_steps;   /* 200 */
     int per_class;         /* pseudo-negatives per class per round (sync); 20 */
     double alpha;          /* weight of the pseudo-negative term; 0.5 */
-    int pn_batch;          /* pseudo-negatives per step; 64 */
+    int pn_batch;          /* pseudo-negatives per step; 16 */
     int bn_separate;       /* batch norm: pseudo-negatives as a batch of their own (0: with the real images) */
     int async;
     const char *publish;   /* PUB endpoint for snapshots (bound) */
