@@ -13,6 +13,8 @@
 # BENCH_PAIRS (3) pairs in turn, icn then PyTorch, so that both see the same load; the medians are
 # compared. Nothing is niced. ICN_THREADS (default: all cores) threads for both sides.
 # BENCH_ONLY=delivery runs the snapshot delivery figure alone (no PyTorch needed).
+# BENCH_WALL=1 adds ICN's wall time against the baseline's with taskset (tests/bench/icn-wall.sh,
+# about 10 more minutes; icn only: the baseline is icn's own trainer).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
@@ -136,3 +138,7 @@ awk -v threads="$threads" '
         }
     }' "$tmp/peak" <(sed 's/^== //' "$tmp/summary")
 echo "note: the machine may be shared; ratios are robust to that (both sides ran in turn), absolute figures are not"
+if [ "${BENCH_WALL:-0}" = 1 ]; then
+    echo "== ICN's wall time against the baseline's, 2,000 images, default protocol (tests/bench/icn-wall.sh)"
+    ICN_BIN=$bin tests/bench/icn-wall.sh | sed 's/^/  /'
+fi
