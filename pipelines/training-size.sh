@@ -47,7 +47,7 @@ one_run() { # IMAGES SEED METHOD TRAINER-FLAGS...
     start=$(date +%s)
     run_step "$dir" "n$n-s$s-$method" "$result" "$here/icn-mnist.sh" --train-images "$n" --seed "$s" \
         --synthesizers "$synths" --dir "$run" --port-base "$(free_port_base)" "${extra[@]}" \
-        -- --quiet --clip-grad "$clip" "${quick[@]}" "$@" || return 1
+        -- --quiet "${quick[@]}" --clip-grad "$clip" "$@" || return 1
     echo "{\"images\":$n,\"seed\":$s,\"method\":\"$method\",\"clip_grad\":$clip,\"wall_s\":$(( $(date +%s) - start ))}" >"$run/wall.json"
 }
 for n in $sizes; do
