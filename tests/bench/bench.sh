@@ -83,7 +83,15 @@ report() {
         }' "$icn" "$torch" 2>>"$tmp/summary"
 }
 
-printf 'machine: %s, %s threads for each side%s\n' "$(lscpu | sed -n 's/^Model name: *//p' | head -1)" "$threads" \
+# The processor's family and model, and the kernels OpenBLAS chose: the ratios depend on both
+# (a Zen 5, family 0x1a, runs AVX-512 at full width; a Zen 4, 0x19, at half; OpenBLAS 0.3.21 picks
+# AVX-512 kernels unless OPENBLAS_CORETYPE holds it to others). docs/RESULTS.md has both machines.
+cpuid=$(awk -F': *' '/^cpu family/ && !f { f = $2 } /^model[[:space:]]*:/ && !m { m = $2 }
+                    END { if (f != "") printf "family 0x%x model 0x%x", f, m }' /proc/cpuinfo)
+blas_core=$($py -c 'import ctypes; l = ctypes.CDLL("libopenblas.so.0"); l.openblas_get_corename.restype = ctypes.c_char_p
+print(l.openblas_get_corename().decode())' 2>/dev/null || echo unknown)
+printf 'machine: %s (%s), %s threads for each side; OpenBLAS kernels: %s%s\n' \
+    "$(lscpu | sed -n 's/^Model name: *//p' | head -1)" "${cpuid:-family unknown}" "$threads" "$blas_core" \
     "$(env | grep '^OPENBLAS_' | sort | sed 's/^/, /' | tr -d '\n')"
 printf 'PyTorch %s (Debian python3-torch), icn convolutions: %s\n' "$($py -c 'import torch; print(torch.__version__)')" \
     "${ICN_CONV:-fast} (ICN_CONV)"
