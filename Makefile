@@ -2,7 +2,7 @@
 # `make demo` and `make test` install what is missing (Debian), build, fetch and run.
 PREFIX ?= /usr/local
 CC ?= gcc
-PKGS := openblas libzmq msgpack libpng zlib
+PKGS := openblas libzmq msgpack libpng zlib jansson
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 OPT ?= -O3 -march=native

@@ -1,9 +1,9 @@
-/* json.h: a strict reader for one JSON object, such as a line of a JSON-lines results file.
- * Only what reading results needs: the top-level members of an object, each a number, a
- * string, true, false or null, or an array or object (checked, then skipped). Input is
- * untrusted: nesting is bounded, control characters in strings and trailing text are
- * refused, and a key may appear once. NaN, Infinity and -Infinity (which Python's json
- * module writes) are read as numbers, so the caller can say which field holds one. */
+/* json.h: a strict reader for one JSON object, such as a line of a JSON-lines results file
+ * (lib/json.c, on Debian's jansson: why, in its header). Only what reading results needs: the
+ * top-level members of an object, each a number, a string, true, false or null, or an array or
+ * object (checked, not returned). Input is untrusted: nesting is bounded, a key may appear once
+ * at any depth, strings must be UTF-8 without control characters or \u0000, and NaN, Infinity,
+ * numbers beyond a double or a 64-bit integer, and text after the object are refused. */
 #ifndef ICN_JSON_H
 #define ICN_JSON_H
 #include <stddef.h>
@@ -13,13 +13,14 @@ typedef enum { ICN_JSON_NULL, ICN_JSON_FALSE, ICN_JSON_TRUE, ICN_JSON_NUMBER, IC
 typedef struct {
     char *key;          /* decoded, NUL-terminated */
     icn_json_type type;
-    double number;      /* ICN_JSON_NUMBER (may be NaN or infinite, see above) */
+    double number;      /* ICN_JSON_NUMBER (finite) */
     char *string;       /* ICN_JSON_STRING: decoded UTF-8, NUL-terminated (an embedded \u0000 is refused) */
 } icn_json_member;
 
 /* Parse text[0..len) as one JSON object, surrounded by white space only. On success *members
  * holds *n members in input order (free with icn_json_free). On failure returns -1 with a
- * message naming the column (1-based byte offset), such as "column 12: expected ':'". */
+ * message naming the column (1-based byte offset where the parser stopped) and jansson's
+ * reason, such as "column 12: duplicate object key near '"a"'". */
 int icn_json_parse_object(const char *text, size_t len, icn_json_member **members, int *n, char *err, size_t errlen);
 void icn_json_free(icn_json_member *members, int n);
 /* The member with this key, or NULL. */

@@ -231,7 +231,7 @@ PY
     printf '%s\n' '{"images":500,"seed":1,"method":"icn","error":NaN}' >nan.jsonl
     run --separate-stderr icn-eval plot --out p.png nan.jsonl
     expect_status 1
-    [ "$stderr" = "icn-eval: nan.jsonl:1: error is NaN, not a number in [0, 1]" ]
+    [ "$stderr" = "icn-eval: nan.jsonl:1: not a JSON object: column 50: invalid token near 'NaN'" ]
     printf '%s\n' '{"images":500,"seed":1,"method":"icn","error":1.5}' >big.jsonl
     run --separate-stderr icn-eval plot --out p.png big.jsonl
     expect_status 1

@@ -1,5 +1,7 @@
 /* fuzz_jsonl: a JSON-lines results file (icn_results_read: one JSON object per line, through
- * json.c's strict parser), then the curve summary drawn from it (icn_results_summarize). */
+ * json.c, which calls jansson), then the curve summary drawn from it (icn_results_summarize).
+ * jansson is Debian's shared library, not built with the sanitizers: coverage and ASan see
+ * json.c and plot.c, and jansson only through what it returns and allocates. */
 #include "fuzz.h"
 #include "plot.h"
 #include "util.h"
