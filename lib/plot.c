@@ -31,24 +31,15 @@ static int valid_method(const char *s) {
     return 1;
 }
 
-/* %g, but as JSON (Python) spells the values that are not numbers. */
-static const char *show(double v, char *buf, size_t len) {
-    if (isnan(v)) return "NaN";
-    if (isinf(v)) return v > 0 ? "Infinity" : "-Infinity";
-    snprintf(buf, len, "%g", v);
-    return buf;
-}
-
 /* A whole number in [lo, hi] under `key`, or an error naming it. */
 static int whole(const icn_json_member *ms, int n, const char *key, double lo, double hi, int64_t *out, const char *where,
                  char *err, size_t errlen) {
     const icn_json_member *m = icn_json_find(ms, n, key);
     if (!m) return icn_errf(err, errlen, "%s: no \"%s\"", where, key);
     if (m->type != ICN_JSON_NUMBER) return icn_errf(err, errlen, "%s: %s is %s, not a number", where, key, icn_json_type_name(m->type));
-    double v = m->number;
-    char buf[32];
+    double v = m->number; /* finite: the reader refuses NaN and infinities (json.h) */
     if (!(v >= lo && v <= hi) || v != floor(v))
-        return icn_errf(err, errlen, "%s: %s is %s, not a whole number from %.0f to %.0f", where, key, show(v, buf, sizeof buf), lo, hi);
+        return icn_errf(err, errlen, "%s: %s is %g, not a whole number from %.0f to %.0f", where, key, v, lo, hi);
     *out = (int64_t)v;
     return 0;
 }
@@ -73,9 +64,8 @@ static int parse_run(const char *line, size_t len, icn_run_result *run, const ch
         icn_errf(err, errlen, "%s: error is %s, not a number in [0, 1]", where, icn_json_type_name(e->type));
         goto out;
     }
-    if (!(e->number >= 0 && e->number <= 1)) { /* NaN fails both */
-        char buf[32];
-        icn_errf(err, errlen, "%s: error is %s, not a number in [0, 1]", where, show(e->number, buf, sizeof buf));
+    if (!(e->number >= 0 && e->number <= 1)) { /* the reader refuses NaN and infinities (json.h) */
+        icn_errf(err, errlen, "%s: error is %g, not a number in [0, 1]", where, e->number);
         goto out;
     }
     snprintf(run->method, sizeof run->method, "%s", method->string);
