@@ -18,55 +18,11 @@
 #include "eval.h"
 #include "train.h"
 #include "parallel.h"
+#include "runtime.h"
 #include "util.h"
 
 #include "gradcheck.h"
 
-/* ---- the chunked convolution ---- */
-
-/* conv2d_chunked_* against conv2d_*, on a shape of several chunks per image and chunks that
- * straddle images, with 1 and 2 threads, stride 1 and 2. */
-static void run_chunked_case(int stride, int threads) {
-    icn_threads_init(threads);
-    enum { N = 3 };
-    icn_conv_shape s = {.h = 26, .w = 23, .c = 16, .oc = 8, .k = 3, .stride = stride, .pad = 1};
-    s.oh = icn_conv_out(s.h, 3, stride, 1), s.ow = icn_conv_out(s.w, 3, stride, 1);
-    const size_t in_n = (size_t)N * s.h * s.w * s.c, out_n = (size_t)N * s.oh * s.ow * s.oc, K = icn_conv_kdim(&s);
-    const size_t col_n = (size_t)N * s.oh * s.ow * K;
-    assert_true(stride > 1 || (size_t)s.oh * s.ow * K > 65536); /* more than one chunk per image */
-    float *in = randn(in_n, 1), *w = randn(s.oc * K, 0.3f), *dout = randn(out_n, 1), *col = xmalloc(col_n * 4);
-    float *dcol = xmalloc(col_n * 4), *ref = xmalloc(out_n * 4), *out = randn(out_n, 1), *out0 = xmalloc(out_n * 4);
-    float *din_ref = xmalloc(in_n * 4), *din = randn(in_n, 1), *din0 = xmalloc(in_n * 4);
-    float *dw_ref = xcalloc(s.oc * K, 4), *dw = xcalloc(s.oc * K, 4);
-    icn_conv_scratch cs;
-    icn_conv_scratch_new(&cs, icn_conv_scratch_floats(&s));
-    assert_int_equal(cs.slots, threads);
-    icn_conv2d_forward(ref, col, in, w, NULL, &s, N);
-    icn_conv2d_backward(din_ref, dw_ref, NULL, dcol, dout, col, w, &s, N, NULL);
-    memcpy(out0, out, out_n * 4);
-    icn_conv2d_chunked_forward(out, in, w, &s, N, 1.0f, &cs); /* beta 1: adds to what out held */
-    for (size_t i = 0; i < out_n; i++) assert_float_equal(out[i], out0[i] + ref[i], 1e-4 * (1 + fabsf(ref[i])));
-    icn_conv2d_chunked_forward(out, in, w, &s, N, 0.0f, &cs);
-    for (size_t i = 0; i < out_n; i++) assert_float_equal(out[i], ref[i], 1e-4 * (1 + fabsf(ref[i])));
-    memcpy(din0, din, in_n * 4);
-    icn_conv2d_chunked_backward(din, 1, dw, dout, in, w, &s, N, &cs); /* accumulate onto din */
-    for (size_t i = 0; i < in_n; i++) assert_float_equal(din[i], din0[i] + din_ref[i], 1e-4 * (1 + fabsf(din_ref[i])));
-    for (size_t i = 0; i < s.oc * K; i++) assert_float_equal(dw[i], dw_ref[i], 1e-3 * (1 + fabsf(dw_ref[i])));
-    icn_conv2d_chunked_backward(din, 0, NULL, dout, in, w, &s, N, &cs);
-    for (size_t i = 0; i < in_n; i++) assert_float_equal(din[i], din_ref[i], 1e-4 * (1 + fabsf(din_ref[i])));
-    icn_conv_scratch_free(&cs);
-    free(in), free(w), free(dout), free(col), free(dcol), free(ref), free(out), free(out0);
-    free(din_ref), free(din), free(din0), free(dw_ref), free(dw);
-    icn_threads_init(1);
-}
-
-static void test_chunked_conv_matches_conv2d(void **state) {
-    (void)state;
-    for (int threads = 1; threads <= 2; threads++) {
-        run_chunked_case(1, threads);
-        run_chunked_case(2, threads);
-    }
-}
 
 /* ---- batchnorm ---- */
 
@@ -122,14 +78,14 @@ static void test_batchnorm_threads_agree(void **state) {
     float *in = randn(R * C, 1), *dout = randn(R * C, 1), gb[2 * C] = {1, 2, 0.5f, 1, 0, 0.1f, 0, -1};
     float *out[2], *din[2], dgb[2][2 * C], running[2][2 * C], stats[ICN_BN_STATS * C];
     for (int t = 0; t < 2; t++) {
-        icn_threads_init(t + 1);
+        icn_runtime_init(t + 1);
         out[t] = xmalloc(R * C * 4), din[t] = xmalloc(R * C * 4);
         for (int k = 0; k < C; k++) running[t][k] = 0, running[t][C + k] = 1;
         memset(dgb[t], 0, sizeof dgb[t]);
         icn_batchnorm_forward(out[t], stats, in, gb, running[t], R, C, 1, 0, NULL);
         icn_batchnorm_backward(din[t], dgb[t], stats, dout, in, gb, R, C, 1, NULL);
     }
-    icn_threads_init(1);
+    icn_runtime_init(1);
     for (int i = 0; i < R * C; i++) {
         assert_float_equal(out[1][i], out[0][i], 1e-5);
         assert_float_equal(din[1][i], din[0][i], 1e-5);
@@ -151,7 +107,7 @@ static void test_batchnorm_relu_fused(void **state) {
     for (int k = 0; k < C; k++) gb[k] = 0.5f + 0.1f * k, gb[C + k] = 0.2f * (k % 3) - 0.2f;
     float *fused = xmalloc(R * C * 4), *apart = xmalloc(R * C * 4);
     for (int t = 0; t < 2; t++) {
-        icn_threads_init(t + 1);
+        icn_runtime_init(t + 1);
         for (int k = 0; k < C; k++) running[0][k] = running[1][k] = 0, running[0][C + k] = running[1][C + k] = 1;
         icn_batchnorm_forward(fused, stats, in, gb, running[0], R, C, 1, 1, NULL);
         icn_batchnorm_forward(apart, stats, in, gb, running[1], R, C, 1, 0, NULL);
@@ -161,13 +117,13 @@ static void test_batchnorm_relu_fused(void **state) {
     }
     float *d1 = randn(R * C, 4), *d2 = xmalloc(R * C * 4), *l1 = xmalloc(R * C * 4), *l2 = xmalloc(R * C * 4);
     memcpy(d2, d1, (size_t)R * C * 4);
-    icn_threads_init(1);
+    icn_runtime_init(1);
     icn_relu_backward(d1, fused, (size_t)R * C);
     icn_lrelu_forward(l1, in, (size_t)R * C);
-    icn_threads_init(2);
+    icn_runtime_init(2);
     icn_relu_backward(d2, fused, (size_t)R * C);
     icn_lrelu_forward(l2, in, (size_t)R * C);
-    icn_threads_init(1);
+    icn_runtime_init(1);
     assert_memory_equal(d1, d2, (size_t)R * C * 4);
     assert_memory_equal(l1, l2, (size_t)R * C * 4);
     free(in), free(fused), free(apart), free(d1), free(d2), free(l1), free(l2);
@@ -271,7 +227,6 @@ static void test_avgpool_grad(void **state) {
 typedef struct {
     icn_block_shape s;
     icn_block_buffers buf;
-    icn_conv_scratch scratch;
     int n, training;
     float *in, *p, *state, *out, *r;
 } block_case;
@@ -287,8 +242,7 @@ static void run_block_case(int h, int w, int ch, int oc, int stride, int trainin
     icn_block_shape_init(&c.s, h, w, ch, oc, stride);
     assert_int_equal(c.s.proj.k != 0, stride != 1 || ch != oc);
     size_t in_n = (size_t)c.n * h * w * ch, out_n = (size_t)c.n * c.s.oh * c.s.ow * oc;
-    icn_conv_scratch_new(&c.scratch, icn_block_scratch_floats(&c.s));
-    icn_block_buffers_new(&c.buf, &c.s, c.n, &c.scratch, NULL);
+    icn_block_buffers_new(&c.buf, &c.s, c.n, NULL);
     c.in = randn(in_n, 1), c.r = randn(out_n, 1), c.p = randn(c.s.n_params, 0.3f), c.out = xmalloc(out_n * 4);
     c.state = xmalloc(c.s.n_state * 4);
     for (size_t k = 0; k < c.s.n_state; k++) c.state[k] = 0.5f + 0.1f * (float)(k % 5); /* means, variances > 0 */
@@ -308,7 +262,6 @@ static void run_block_case(int h, int w, int ch, int oc, int stride, int trainin
              training ? "training" : "inference");
     check_grad(what, c.p, dp, c.s.n_params, block_objective, &c, 1e-3f, 2e-2);
     icn_block_buffers_free(&c.buf);
-    icn_conv_scratch_free(&c.scratch);
     free(c.in), free(c.r), free(c.p), free(c.out), free(c.state), free(din), free(dp), free(tmp), free(r_copy);
 }
 
@@ -580,9 +533,8 @@ static void test_snapshot_carries_running_stats(void **state) {
 
 int main(void) {
     icn_rng_seed(&rng, 4242);
-    icn_threads_init(1);
+    icn_runtime_init(1);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_chunked_conv_matches_conv2d),
         cmocka_unit_test(test_batchnorm_training_grad),
         cmocka_unit_test(test_batchnorm_inference_grad),
         cmocka_unit_test(test_batchnorm_threads_agree),
