@@ -46,14 +46,14 @@ typedef struct {
 
 struct icn_conv_dnnl {
     icn_conv_shape s;
-    int bias, max_class, max_batch, directions;
+    int bias, max_class, max_batch;
     dnnl_data_type_t dt;
     size_t in_size, out_size, n_weights, dw_blk_bytes;
     pthread_mutex_t lock; /* primitives made on first use, by any thread */
     dnnl_primitive_desc_t pd[N_DIRS][CLASSES]; /* all made at once; FWD_SUM's may lack some */
     dnnl_primitive_t prim[N_DIRS][CLASSES];
     int lay[N_DIRS][CLASSES];                  /* which of layouts[] chunk class c runs on */
-    layout layouts[N_DIRS][CLASSES];           /* [FWD] serves FWD_SUM too */
+    layout layouts[N_DIRS][2 * CLASSES];       /* [FWD] serves FWD_SUM too: at most one new per pick */
     int n_layouts[N_DIRS];
     dnnl_memory_t w_plain;
     dnnl_stream_t stream; /* the caller's, for the weight reorders */
@@ -201,7 +201,7 @@ icn_conv_dnnl *icn_conv_dnnl_new(const icn_conv_shape *s, int bias, int max_batc
     pthread_once(&engine_once, engine_init);
     omp_set_num_threads(1);
     icn_conv_dnnl *f = xcalloc(1, sizeof *f);
-    f->s = *s, f->bias = bias, f->max_batch = max_batch, f->directions = directions, f->dt = dt;
+    f->s = *s, f->bias = bias, f->max_batch = max_batch, f->dt = dt;
     f->in_size = (size_t)s->h * s->w * s->c, f->out_size = (size_t)s->oh * s->ow * s->oc;
     f->n_weights = (size_t)s->oc * icn_conv_kdim(s);
     icn_conv_sums_init(&f->sums, f->n_weights, s->oc);
