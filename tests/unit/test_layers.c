@@ -21,7 +21,7 @@
 
 /* Small products (the MNIST net's linear layer in synthesis: 100 x 10 x 2048) are split by rows on
  * icn's pool, OpenBLAS single-threaded: the same values as one thread computes. */
-static void test_small_split_matches_single_thread(void **state) {
+static void test_small_products_split_across_threads_give_one_thread_s_values(void **state) {
     (void)state;
     int n = 100, in_dim = 2048, out_dim = 10;
     size_t in_n = (size_t)n * in_dim, out_n = (size_t)n * out_dim, w_n = (size_t)out_dim * in_dim;
@@ -54,7 +54,7 @@ static double linear_objective(void *p) {
     return dot(c->out, c->r, (size_t)c->n * c->out_dim);
 }
 
-static void test_linear_grad(void **state) {
+static void test_the_linear_layer_s_gradients_match_finite_differences(void **state) {
     (void)state;
     linear_case c = {.n = 4, .in_dim = 7, .out_dim = 3};
     c.in = randn(28, 1), c.w = randn(21, 0.5f), c.b = randn(3, 0.1f), c.r = randn(12, 1), c.out = xmalloc(12 * 4);
@@ -83,7 +83,7 @@ static double lrelu_objective(void *p) {
     return dot(c->out, c->r, c->n);
 }
 
-static void test_lrelu_grad(void **state) {
+static void test_leaky_relu_s_gradient_matches_finite_differences(void **state) {
     (void)state;
     lrelu_case c = {.n = 50};
     c.in = randn(50, 1), c.r = randn(50, 1), c.out = xmalloc(50 * 4);
@@ -129,11 +129,11 @@ static void run_loss_case(icn_head head, double smoothing, int weighted) {
     free(c.z), free(c.dz), free(analytic);
 }
 
-static void test_softmax_grad(void **state) { (void)state; run_loss_case(ICN_HEAD_SOFTMAX, 0, 0); }
-static void test_softmax_weighted_smoothed_grad(void **state) { (void)state; run_loss_case(ICN_HEAD_SOFTMAX, 0.1, 1); }
-static void test_ova_grad(void **state) { (void)state; run_loss_case(ICN_HEAD_OVA, 0, 1); }
+static void test_the_softmax_loss_gradient_matches_finite_differences(void **state) { (void)state; run_loss_case(ICN_HEAD_SOFTMAX, 0, 0); }
+static void test_the_weighted_smoothed_softmax_gradient_matches_finite_differences(void **state) { (void)state; run_loss_case(ICN_HEAD_SOFTMAX, 0.1, 1); }
+static void test_the_one_vs_all_loss_gradient_matches_finite_differences(void **state) { (void)state; run_loss_case(ICN_HEAD_OVA, 0, 1); }
 
-static void test_loss_values(void **state) {
+static void test_the_losses_have_their_hand_computed_values(void **state) {
     (void)state;
     float z[3] = {1, 2, 3}, dz[3];
     int32_t y = 2, neg = -2;
@@ -156,7 +156,7 @@ static double net_objective(void *p) {
     return icn_loss_softmax(z, c->y, NULL, c->n, c->net->classes, 0, c->dz);
 }
 
-static void test_network_grad(void **state) {
+static void test_a_stack_s_gradients_match_finite_differences(void **state) {
     (void)state;
     icn_net net;
     char err[ICN_ERRLEN];
@@ -180,7 +180,7 @@ static void test_network_grad(void **state) {
     free(c.x), free(c.dz), free(dz), free(dx), free(grad);
 }
 
-static void test_mnist_architecture(void **state) {
+static void test_the_mnist_architecture_has_the_paper_s_shapes(void **state) {
     (void)state;
     icn_net net;
     char err[ICN_ERRLEN];
@@ -205,7 +205,7 @@ static void test_mnist_architecture(void **state) {
 
 /* ---- optimizers ---- */
 
-static void test_sgd_momentum(void **state) {
+static void test_sgd_with_momentum_takes_the_textbook_steps(void **state) {
     (void)state;
     icn_optim o;
     icn_optim_sgd(&o, 1, 0.9f, 0.1f);
@@ -217,7 +217,7 @@ static void test_sgd_momentum(void **state) {
     icn_optim_free(&o);
 }
 
-static void test_adam_steps_and_converges(void **state) {
+static void test_adam_takes_the_textbook_steps_and_converges(void **state) {
     (void)state;
     icn_optim o;
     icn_optim_adam(&o, 2, 0.5f, 0.999f, 1e-8f);
@@ -234,7 +234,7 @@ static void test_adam_steps_and_converges(void **state) {
     icn_optim_free(&o);
 }
 
-static void test_lr_schedule(void **state) {
+static void test_the_learning_rate_schedule_decays_where_told(void **state) {
     (void)state;
     double ms[1] = {0.75};
     assert_float_equal(icn_lr_at(0.025, 0, 2000, ms, 1, 0.1), 0.025, 1e-12);
@@ -246,18 +246,18 @@ int main(void) {
     icn_rng_seed(&rng, 12345);
     icn_runtime_init(1);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_small_split_matches_single_thread),
-        cmocka_unit_test(test_linear_grad),
-        cmocka_unit_test(test_lrelu_grad),
-        cmocka_unit_test(test_softmax_grad),
-        cmocka_unit_test(test_softmax_weighted_smoothed_grad),
-        cmocka_unit_test(test_ova_grad),
-        cmocka_unit_test(test_loss_values),
-        cmocka_unit_test(test_network_grad),
-        cmocka_unit_test(test_mnist_architecture),
-        cmocka_unit_test(test_sgd_momentum),
-        cmocka_unit_test(test_adam_steps_and_converges),
-        cmocka_unit_test(test_lr_schedule),
+        cmocka_unit_test(test_small_products_split_across_threads_give_one_thread_s_values),
+        cmocka_unit_test(test_the_linear_layer_s_gradients_match_finite_differences),
+        cmocka_unit_test(test_leaky_relu_s_gradient_matches_finite_differences),
+        cmocka_unit_test(test_the_softmax_loss_gradient_matches_finite_differences),
+        cmocka_unit_test(test_the_weighted_smoothed_softmax_gradient_matches_finite_differences),
+        cmocka_unit_test(test_the_one_vs_all_loss_gradient_matches_finite_differences),
+        cmocka_unit_test(test_the_losses_have_their_hand_computed_values),
+        cmocka_unit_test(test_a_stack_s_gradients_match_finite_differences),
+        cmocka_unit_test(test_the_mnist_architecture_has_the_paper_s_shapes),
+        cmocka_unit_test(test_sgd_with_momentum_takes_the_textbook_steps),
+        cmocka_unit_test(test_adam_takes_the_textbook_steps_and_converges),
+        cmocka_unit_test(test_the_learning_rate_schedule_decays_where_told),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -68,11 +68,11 @@ static void run_bn_case(int training) {
     free(c.in), free(c.r), free(c.gb), free(c.running), free(c.stats), free(c.out), free(din), free(dgb), free(inplace);
 }
 
-static void test_batchnorm_training_grad(void **state) { (void)state; run_bn_case(1); }
-static void test_batchnorm_inference_grad(void **state) { (void)state; run_bn_case(0); }
+static void test_batchnorm_s_training_gradients_match_finite_differences(void **state) { (void)state; run_bn_case(1); }
+static void test_batchnorm_s_inference_gradients_match_finite_differences(void **state) { (void)state; run_bn_case(0); }
 
 /* Per-thread partial sums (in double) give the same result as one thread's, to rounding. */
-static void test_batchnorm_threads_agree(void **state) {
+static void test_batchnorm_gives_the_same_on_one_and_two_threads(void **state) {
     (void)state;
     enum { R = 20000, C = 4 }; /* enough rows for two threads */
     float *in = randn(R * C, 1), *dout = randn(R * C, 1), gb[2 * C] = {1, 2, 0.5f, 1, 0, 0.1f, 0, -1};
@@ -100,7 +100,7 @@ static void test_batchnorm_threads_agree(void **state) {
 /* A mean far from 0 against a small spread: the batch variance must not cancel away. */
 /* BN with relu fused gives, bit for bit, BN then icn_relu_forward; ReLU's and LeakyReLU's
  * passes split across 2 threads give what one thread gives. */
-static void test_batchnorm_relu_fused(void **state) {
+static void test_batchnorm_with_relu_fused_equals_the_two_apart(void **state) {
     (void)state;
     enum { R = 20000, C = 16 };
     float *in = randn(R * C, 3), gb[2 * C], running[2][2 * C], stats[ICN_BN_STATS * C];
@@ -129,7 +129,7 @@ static void test_batchnorm_relu_fused(void **state) {
     free(in), free(fused), free(apart), free(d1), free(d2), free(l1), free(l2);
 }
 
-static void test_batchnorm_large_mean(void **state) {
+static void test_batchnorm_keeps_its_precision_when_the_mean_dwarfs_the_spread(void **state) {
     (void)state;
     enum { R = 5000 };
     float *x = randn(R, 0.01f), *out = xmalloc(R * 4), gb[2] = {1, 0}, running[2] = {0, 1}, stats[ICN_BN_STATS];
@@ -151,7 +151,7 @@ static void test_batchnorm_large_mean(void **state) {
 
 /* torch.nn.BatchNorm2d(2) on one 2x2 image, channel 0 = [1, 2, 3, 4], channel 1 = [0, 0, 1, -1]:
  * batch means 2.5 and 0, biased variances 1.25 and 0.5, unbiased 5/3 and 2/3. */
-static void test_batchnorm_running_stats_like_pytorch(void **state) {
+static void test_batchnorm_s_running_statistics_are_pytorch_s(void **state) {
     (void)state;
     float x[8] = {1, 0, 2, 0, 3, 1, 4, -1}, gb[4] = {1, 1, 0, 0}, running[4] = {0, 0, 1, 1}, out[8],
           stats[ICN_BN_STATS * 2];
@@ -190,7 +190,7 @@ static double elem_objective(void *p) {
     return dot(c->out, c->r, (size_t)c->n * c->c);
 }
 
-static void test_relu_grad(void **state) {
+static void test_relu_s_gradient_matches_finite_differences(void **state) {
     (void)state;
     elem_case c = {.n = 50, .relu = 1};
     c.in = randn(50, 1), c.r = randn(50, 1), c.out = xmalloc(50 * 4);
@@ -205,7 +205,7 @@ static void test_relu_grad(void **state) {
     free(c.in), free(c.r), free(c.out), free(d);
 }
 
-static void test_avgpool_grad(void **state) {
+static void test_average_pooling_s_gradient_matches_finite_differences(void **state) {
     (void)state;
     elem_case c = {.n = 3, .hw = 6, .c = 4};
     c.in = randn(3 * 6 * 4, 1), c.r = randn(3 * 4, 1), c.out = xmalloc(3 * 4 * 4);
@@ -265,13 +265,13 @@ static void run_block_case(int h, int w, int ch, int oc, int stride, int trainin
     free(c.in), free(c.r), free(c.p), free(c.out), free(c.state), free(din), free(dp), free(tmp), free(r_copy);
 }
 
-static void test_block_identity_grad(void **state) {
+static void test_a_block_with_an_identity_shortcut_has_exact_gradients(void **state) {
     (void)state;
     run_block_case(5, 4, 3, 3, 1, 1);
     run_block_case(5, 4, 3, 3, 1, 0);
 }
 
-static void test_block_projection_grad(void **state) {
+static void test_a_block_with_a_projection_shortcut_has_exact_gradients(void **state) {
     (void)state;
     run_block_case(5, 6, 2, 4, 2, 1); /* odd height: 5 -> 3 */
     run_block_case(5, 6, 2, 4, 2, 0);
@@ -330,10 +330,10 @@ static void run_network_case(int training) {
     free(c.x), free(c.dz), free(dz), free(dx), free(grad);
 }
 
-static void test_resnet8_grad_training(void **state) { (void)state; run_network_case(1); }
-static void test_resnet8_grad_inference(void **state) { (void)state; run_network_case(0); }
+static void test_resnet8_s_training_gradients_match_finite_differences(void **state) { (void)state; run_network_case(1); }
+static void test_resnet8_s_inference_gradients_match_finite_differences(void **state) { (void)state; run_network_case(0); }
 
-static void test_resnet_architecture(void **state) {
+static void test_the_resnet_architectures_have_he_et_al_s_shapes(void **state) {
     (void)state;
     icn_net net;
     char err[ICN_ERRLEN];
@@ -373,7 +373,7 @@ static void test_resnet_architecture(void **state) {
 
 /* ---- training: running statistics move with the forward, not with the optimizer ---- */
 
-static void test_optimizer_leaves_running_stats(void **state) {
+static void test_the_optimizer_and_evaluation_leave_the_running_statistics_alone(void **state) {
     (void)state;
     enum { N = 8, H = 8, W = 8, C = 1, K = 3 };
     icn_net net, copy;
@@ -440,7 +440,7 @@ static double split_objective(void *p) {
     return loss;
 }
 
-static void test_split_step(void **state) {
+static void test_a_split_step_normalizes_each_part_by_its_own_statistics_with_exact_gradients(void **state) {
     (void)state;
     enum { N = 7, S = 4, H = 6, W = 5, C = 1, K = 3 };
     icn_net net, real_only;
@@ -488,7 +488,7 @@ static void test_split_step(void **state) {
 
 /* ---- snapshots: the architecture decides the layout, the state travels with the weights ---- */
 
-static void test_snapshot_carries_running_stats(void **state) {
+static void test_a_snapshot_carries_the_running_statistics(void **state) {
     (void)state;
     enum { N = 2, H = 9, W = 7, C = 3, K = 5 };
     icn_net net, back;
@@ -535,22 +535,22 @@ int main(void) {
     icn_rng_seed(&rng, 4242);
     icn_runtime_init(1);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_batchnorm_training_grad),
-        cmocka_unit_test(test_batchnorm_inference_grad),
-        cmocka_unit_test(test_batchnorm_threads_agree),
-        cmocka_unit_test(test_batchnorm_relu_fused),
-        cmocka_unit_test(test_batchnorm_large_mean),
-        cmocka_unit_test(test_batchnorm_running_stats_like_pytorch),
-        cmocka_unit_test(test_relu_grad),
-        cmocka_unit_test(test_avgpool_grad),
-        cmocka_unit_test(test_block_identity_grad),
-        cmocka_unit_test(test_block_projection_grad),
-        cmocka_unit_test(test_resnet8_grad_training),
-        cmocka_unit_test(test_resnet8_grad_inference),
-        cmocka_unit_test(test_resnet_architecture),
-        cmocka_unit_test(test_optimizer_leaves_running_stats),
-        cmocka_unit_test(test_split_step),
-        cmocka_unit_test(test_snapshot_carries_running_stats),
+        cmocka_unit_test(test_batchnorm_s_training_gradients_match_finite_differences),
+        cmocka_unit_test(test_batchnorm_s_inference_gradients_match_finite_differences),
+        cmocka_unit_test(test_batchnorm_gives_the_same_on_one_and_two_threads),
+        cmocka_unit_test(test_batchnorm_with_relu_fused_equals_the_two_apart),
+        cmocka_unit_test(test_batchnorm_keeps_its_precision_when_the_mean_dwarfs_the_spread),
+        cmocka_unit_test(test_batchnorm_s_running_statistics_are_pytorch_s),
+        cmocka_unit_test(test_relu_s_gradient_matches_finite_differences),
+        cmocka_unit_test(test_average_pooling_s_gradient_matches_finite_differences),
+        cmocka_unit_test(test_a_block_with_an_identity_shortcut_has_exact_gradients),
+        cmocka_unit_test(test_a_block_with_a_projection_shortcut_has_exact_gradients),
+        cmocka_unit_test(test_resnet8_s_training_gradients_match_finite_differences),
+        cmocka_unit_test(test_resnet8_s_inference_gradients_match_finite_differences),
+        cmocka_unit_test(test_the_resnet_architectures_have_he_et_al_s_shapes),
+        cmocka_unit_test(test_the_optimizer_and_evaluation_leave_the_running_statistics_alone),
+        cmocka_unit_test(test_a_split_step_normalizes_each_part_by_its_own_statistics_with_exact_gradients),
+        cmocka_unit_test(test_a_snapshot_carries_the_running_statistics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
