@@ -22,7 +22,7 @@ BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/tests/%,$(wildcard tests/bench
 TEST_TOOLS := $(BUILD)/tests/gen_datasets
 MANS := $(wildcard man/*.1 man/*.5 man/*.7)
 
-.PHONY: all deps test unit e2e demo bench asan fuzz fuzz-corpus clean install uninstall data
+.PHONY: all deps test unit e2e demo bench asan fuzz fuzz-corpus clean install uninstall data check-layers
 all: $(BUILD)/libicn.a $(BINS) $(UNIT_BINS) $(BENCH_BINS) $(TEST_TOOLS)
 
 deps:
@@ -49,14 +49,20 @@ $(BUILD)/lib $(BUILD)/bin $(BUILD)/tests:
 data: deps all
 	$(BUILD)/bin/icn-load --fetch mnist
 
-# The README's test command: C unit tests + Bats end-to-end tests, one summary line.
+# The README's test command: the layering check, C unit tests + Bats end-to-end tests, one summary line.
 test: deps
 	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory check-layers
 	@$(MAKE) --no-print-directory data
 	@BUILD=$(BUILD) tests/run.sh
 
-unit: all
+unit: all check-layers
 	@BUILD=$(BUILD) tests/run.sh unit
+
+# No cycle among lib/ files: which file calls which, from the objects' defined and undefined
+# symbols (docs/GUIDE.md, Layout, has the intended order).
+check-layers: $(LIB_OBJ)
+	@scripts/check-layers.py $(LIB_OBJ)
 
 # The build uses every core (make demo is timed from a fresh clone: docs/RESULTS.md).
 demo: deps

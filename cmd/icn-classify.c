@@ -19,6 +19,7 @@
 #include "transport.h"
 #include "fileio.h"
 #include "parallel.h"
+#include "runtime.h"
 #include "util.h"
 #include "wire.h"
 
@@ -397,7 +398,7 @@ int main(int argc, char **argv) {
         icn_die(2, "unknown command '%s' (train, predict or publish; see --help)", sub);
     cli c = {0};
     parse(argc - 1, argv + 1, &c);
-    icn_threads_init(c.threads);
+    icn_runtime_init(c.threads);
     if (!strcmp(sub, "train")) return cmd_train(&c);
     if (!strcmp(sub, "predict")) return cmd_predict(&c);
     if (!strcmp(sub, "publish")) return cmd_publish(&c);

@@ -15,7 +15,7 @@
 #include "plot.h"
 #include "snapshot.h"
 #include "eval.h"
-#include "parallel.h"
+#include "runtime.h"
 #include "util.h"
 #include "wire.h"
 
@@ -126,7 +126,7 @@ static int cmd_error(int argc, char **argv) {
     }
     icn_no_operands(argc, argv, NULL);
     if (!model) icn_die(2, "error: --model MODEL is required");
-    icn_threads_init(threads);
+    icn_runtime_init(threads);
     icn_batch b = {0};
     read_test_stream(data, &b);
     icn_eval_result r;
@@ -182,7 +182,7 @@ static int cmd_compare(int argc, char **argv) {
     icn_no_operands(argc, argv, NULL);
     if (n_a == 0 || n_a != n_b)
         icn_die(2, "compare: give --model-a and --model-b in pairs (got %d --model-a, %d --model-b)", n_a, n_b);
-    icn_threads_init(threads);
+    icn_runtime_init(threads);
     icn_batch test = {0};
     read_test_stream(data, &test);
     icn_paired_result pooled = {0};
@@ -255,7 +255,7 @@ static int cmd_fgsm(int argc, char **argv) {
     }
     icn_no_operands(argc, argv, NULL);
     if (!path_a || !path_b) icn_die(2, "fgsm: --model-a A and --model-b B are required");
-    icn_threads_init(threads);
+    icn_runtime_init(threads);
     char err[ICN_ERRLEN];
     icn_net a, b;
     icn_model_meta meta_a, meta_b;

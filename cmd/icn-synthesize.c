@@ -14,7 +14,7 @@
 #include "snapshot.h"
 #include "synth.h"
 #include "transport.h"
-#include "parallel.h"
+#include "runtime.h"
 #include "util.h"
 #include "wire.h"
 
@@ -202,7 +202,7 @@ int main(int argc, char **argv) {
     icn_set_progname(argv[0]);
     cli c = {0};
     parse(argc, argv, &c);
-    icn_threads_init(c.threads);
+    icn_runtime_init(c.threads);
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);

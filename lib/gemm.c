@@ -27,6 +27,24 @@ static int plain_gemm;
 
 void icn_gemm_set_plain(int on) { plain_gemm = on; }
 
+void icn_gemm_set_threads(int n) { openblas_set_num_threads(n); }
+
+void icn_gemm_bias_rows(float *out, const float *bias, long rows, int cols, float beta) {
+    for (long r = 0; r < rows; r++) {
+        float *row = out + (size_t)r * cols;
+        if (beta == 0.0f) memcpy(row, bias, (size_t)cols * sizeof(float));
+        else
+            for (int j = 0; j < cols; j++) row[j] += bias[j];
+    }
+}
+
+void icn_gemm_sum_rows(float *acc, const float *x, long rows, int cols) {
+    for (long r = 0; r < rows; r++) {
+        const float *row = x + (size_t)r * cols;
+        for (int j = 0; j < cols; j++) acc[j] += row[j];
+    }
+}
+
 /* C = alpha op(A) op(B) + beta C, row-major, in loops: no buffer, no thread of OpenBLAS's. */
 static void sgemm_plain(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
                         const float *b, int ldb, float beta, float *c, int ldc) {

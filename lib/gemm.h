@@ -25,10 +25,17 @@ void icn_gemm_parallel_for(long n, long min_per_thread, icn_range_fn fn, void *c
 void icn_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
                int ldb, float beta, float *c, int ldc);
 
+/* The bias of a product: rows [rows, cols] of out = bias (beta 0) or out + bias (beta 1), so that a
+ * product with beta 1 adds onto them; and its gradient: acc[cols] += the sum of x's rows, in order. */
+void icn_gemm_bias_rows(float *out, const float *bias, long rows, int cols, float beta);
+void icn_gemm_sum_rows(float *acc, const float *x, long rows, int cols);
+
 /* Per-call policy, exposed for the benchmark: 1 if icn_gemm would split this shape. */
 int icn_gemm_is_thin(int m, int n, int k);
 /* 1: icn_sgemm computes with plain loops and never calls OpenBLAS (set under an address-space
  * limit, memlimit.h: OpenBLAS spins forever when it cannot map its work buffer). 0: OpenBLAS. */
 void icn_gemm_set_plain(int on);
+/* OpenBLAS's thread count outside the narrowed products: the thread budget (runtime.h). */
+void icn_gemm_set_threads(int n);
 
 #endif

@@ -5,41 +5,17 @@
  * ascends the input) and, when the parameter-gradient pointers are non-NULL, with respect
  * to the weights; parameter gradients are ACCUMULATED (+=) so callers zero them once per step.
  *
- * Convolution is im2col + one sgemm over the whole mini-batch. Products that are too thin
- * to profit from OpenBLAS threads (the first convolution's K = 25, a 10-way linear layer)
- * are split across threads by icn_gemm (gemm.h) instead. */
+ * Convolutions are conv.h's (the residual block's engines are made here). Products that are too
+ * thin to profit from OpenBLAS threads (a 10-way linear layer) are split across threads by
+ * icn_gemm (gemm.h) instead. */
 #ifndef ICN_LAYERS_H
 #define ICN_LAYERS_H
 #include <stddef.h>
 
+#include "conv.h"
 #include "parallel.h"
 
 #define ICN_LRELU_SLOPE 0.2f
-
-typedef struct {
-    int h, w, c;    /* input */
-    int oh, ow, oc; /* output */
-    int k, stride, pad;
-} icn_conv_shape;
-
-/* Output size of a convolution along one axis. */
-int icn_conv_out(int in, int k, int stride, int pad);
-static inline size_t icn_conv_kdim(const icn_conv_shape *s) { return (size_t)s->k * s->k * s->c; }
-
-/* conv2d: in [N,H,W,C] -> out [N,OH,OW,OC]. weight [OC, K] with K = k*k*C in (kh, kw, c)
- * order, bias [OC] (NULL: none). col [N*OH*OW, K] is filled by the forward pass and read by backward. */
-void icn_conv2d_forward(float *out, float *col, const float *in, const float *weight, const float *bias,
-                    const icn_conv_shape *s, int n);
-/* dout [N,OH,OW,OC] -> din [N,H,W,C] (NULL: skip), dweight [OC,K] and dbias [OC] (NULL: skip).
- * dcol [N*OH*OW, K] is scratch; partials: the weight gradient's per-thread sums (parallel.h; NULL:
- * its own). dout is not modified. */
-void icn_conv2d_backward(float *din, float *dweight, float *dbias, float *dcol, const float *dout, const float *col,
-                         const float *weight, const icn_conv_shape *s, int n, icn_partials *partials);
-
-/* Rows [r0, r1) of the im2col matrix [N*OH*OW, K] of in into col (row r0 first), and its adjoint,
- * which ADDS rows [r0, r1) of col onto in (the fast path's matrix-product convolutions use them). */
-void icn_im2col_range(float *col, const float *in, const icn_conv_shape *s, long r0, long r1);
-void icn_col2im_range(float *in, const float *col, const icn_conv_shape *s, long r0, long r1);
 
 /* LeakyReLU with slope ICN_LRELU_SLOPE, in place is fine: out may equal in.
  * Backward uses the output (its sign is the input's), so it works after an in-place forward:
@@ -47,27 +23,6 @@ void icn_col2im_range(float *in, const float *col, const icn_conv_shape *s, long
  * them from the caller's thread, not from inside another icn_parallel_for job. */
 void icn_lrelu_forward(float *out, const float *in, size_t count);
 void icn_lrelu_backward(float *dinout, const float *out, size_t count);
-
-/* The same convolution, without bias, computed chunk by chunk (the residual blocks' convolutions):
- * each thread takes whole images and walks their im2col rows in chunks that stay in cache,
- * never writing the whole col (at 32x32, batch 128, 16 channels that is 75 MB, written, then
- * read and packed by sgemm, in each direction); backward recomputes each chunk. scratch holds a
- * slot per thread: a chunk of col and a partial weight gradient. The plain stacks keep
- * icn_conv2d_forward/backward, so that their results stay what they were, bit for bit. */
-typedef struct {
-    float *buf;         /* slots * slot_floats */
-    int slots;          /* the thread count when it was made */
-    size_t slot_floats;
-} icn_conv_scratch;
-size_t icn_conv_scratch_floats(const icn_conv_shape *s); /* one slot's need for this shape */
-void icn_conv_scratch_new(icn_conv_scratch *cs, size_t slot_floats); /* icn_threads() slots */
-void icn_conv_scratch_free(icn_conv_scratch *cs);
-/* out [N,OH,OW,OC] = conv(in) + beta * out */
-void icn_conv2d_chunked_forward(float *out, const float *in, const float *weight, const icn_conv_shape *s, int n, float beta,
-                            const icn_conv_scratch *cs);
-/* din [N,H,W,C] = (or, accumulate: +=) the input gradient (NULL: skip); dweight += (NULL: skip). */
-void icn_conv2d_chunked_backward(float *din, int accumulate, float *dweight, const float *dout, const float *in,
-                             const float *weight, const icn_conv_shape *s, int n, const icn_conv_scratch *cs);
 
 /* ReLU (the residual network's; the MNIST net keeps LeakyReLU), in place like LeakyReLU. */
 void icn_relu_forward(float *out, const float *in, size_t count);
@@ -96,10 +51,6 @@ void icn_batchnorm_forward(float *out, float *stats, const float *in, const floa
 void icn_batchnorm_backward(float *din, float *dgb, float *stats, const float *dout, const float *in, const float *gb,
                             long rows, int c, int training, icn_partials *partials);
 
-/* The residual addition out = F(x) + shortcut, and its backward dx += dout (the shortcut passes
- * the gradient through unchanged): both are acc += x over count floats. */
-void icn_residual_add(float *acc, const float *x, size_t count);
-
 /* Global average pooling: in [N, HW, C] -> out [N, C]; dout [N, C] -> din [N, HW, C]. */
 void icn_avgpool_forward(float *out, const float *in, int n, int hw, int c);
 void icn_avgpool_backward(float *din, const float *dout, int n, int hw, int c);
@@ -126,15 +77,15 @@ typedef struct {
     float *a;               /* ReLU(BN1(x)) [N,H,W,C] */
     float *h, *b;           /* conv1's output and ReLU(BN2(h)) [N,OH,OW,OC] */
     float *stats1, *stats2; /* batchnorm stats [ICN_BN_STATS * C], [ICN_BN_STATS * OC] */
-    const icn_conv_scratch *scratch; /* the convolutions' scratch, shared by all blocks */
-    struct icn_fastconv *fast[3];    /* conv1, conv2, projection on oneDNN (fastconv.h); NULL: chunked */
-    icn_partials *partials;          /* batchnorm's per-thread sums, shared by all blocks (NULL: own) */
+    icn_conv *conv[3];      /* conv1, conv2, projection (NULL: identity shortcut); the reference's
+                             * memory plan is chunk by chunk (conv.h) */
+    icn_partials *partials; /* batchnorm's per-thread sums and the convolutions' scratch, shared by
+                             * all blocks (NULL: their own) */
 } icn_block_buffers;
-/* Allocate them for max_batch images (one allocation; scratch and partials are the caller's). */
-void icn_block_buffers_new(icn_block_buffers *buf, const icn_block_shape *b, int max_batch,
-                           const icn_conv_scratch *scratch, icn_partials *partials);
+/* Allocate them for max_batch images (one allocation, and the convolutions' engines; partials
+ * are the caller's). */
+void icn_block_buffers_new(icn_block_buffers *buf, const icn_block_shape *b, int max_batch, icn_partials *partials);
 void icn_block_buffers_free(icn_block_buffers *buf);
-size_t icn_block_scratch_floats(const icn_block_shape *b); /* a scratch slot big enough for its convolutions */
 
 /* p: the block's trainable parameters; state: its running statistics (updated in training). */
 void icn_block_forward(float *out, const icn_block_buffers *buf, const float *in, const float *p, float *state,

@@ -6,8 +6,6 @@
 #include <unistd.h>
 #include <sys/resource.h>
 
-#include "gemm.h"
-#include "util.h"
 
 /* The address space mapped now, in bytes (/proc/self/statm: pages of VmSize). */
 static unsigned long long mapped_bytes(void) {
@@ -29,14 +27,16 @@ static void exit_now(int status, void *arg) {
     _exit(status);
 }
 
-int icn_memlimit_threads(int threads) {
+int icn_memlimit_check(char *err, size_t errlen) {
     struct rlimit rl;
-    if (getrlimit(RLIMIT_AS, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return threads;
+    if (getrlimit(RLIMIT_AS, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 0;
     on_exit(exit_now, NULL);
     unsigned long long limit = rl.rlim_cur, used = mapped_bytes(), need = 16ull << 20;
-    if (used + need > limit)
-        icn_die(1, "the address-space limit (ulimit -v) of %llu MB leaves %llu MB after loading the program: raise "
-                   "the limit", limit >> 20, limit > used ? (limit - used) >> 20 : 0);
-    icn_gemm_set_plain(1); /* no OpenBLAS buffer will ever be needed */
-    return threads;
+    if (used + need > limit) {
+        snprintf(err, errlen,
+                 "the address-space limit (ulimit -v) of %llu MB leaves %llu MB after loading the program: raise the limit",
+                 limit >> 20, limit > used ? (limit - used) >> 20 : 0);
+        return -1;
+    }
+    return 1;
 }

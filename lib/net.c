@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fastconv.h"
+#include "conv.h"
 #include "util.h"
 
 static const struct { const char *name, *spec; } named_archs[] = {
@@ -47,9 +47,7 @@ static int build_stack(icn_net *net, const char *arch, int *h, int *w, int *c, s
         l->leaky = 1;
         l->bias = 1;
         icn_conv_shape *s = &l->conv;
-        s->h = *h, s->w = *w, s->c = *c, s->k = 5, s->stride = 2, s->pad = 2, s->oc = (int)ch;
-        s->oh = icn_conv_out(*h, s->k, s->stride, s->pad);
-        s->ow = icn_conv_out(*w, s->k, s->stride, s->pad);
+        *s = icn_conv_shape_of(*h, *w, *c, (int)ch, 5, 2, 2);
         if (s->oh < 1 || s->ow < 1) return icn_errf(err, errlen, "architecture '%s': input %dx%d too small", arch, net->in_h, net->in_w);
         add_params(net, l, (size_t)s->oc * icn_conv_kdim(s), (size_t)s->oc);
         set_io(l, *h, *w, *c, s->oh, s->ow, s->oc);
@@ -78,8 +76,7 @@ static int build_resnet(icn_net *net, const char *arch, int *h, int *w, int *c, 
     if (3 * blocks + 4 > ICN_MAX_LAYERS) return icn_errf(err, errlen, "architecture '%s': too many layers", arch);
     icn_layer *l = &net->layer[net->n_layers++]; /* stem: 3x3 convolution to 16 channels */
     l->kind = ICN_LAYER_CONV;
-    l->conv = (icn_conv_shape){.h = *h, .w = *w, .c = *c, .oc = 16, .k = 3, .stride = 1, .pad = 1};
-    l->conv.oh = *h, l->conv.ow = *w;
+    l->conv = icn_conv_shape_of(*h, *w, *c, 16, 3, 1, 1);
     add_params(net, l, (size_t)16 * icn_conv_kdim(&l->conv), 0);
     set_io(l, *h, *w, *c, *h, *w, 16);
     *c = 16;
@@ -183,29 +180,21 @@ icn_work *icn_work_new(const icn_net *net, int max_batch) {
     w->max_batch = max_batch;
     w->n_layers = net->n_layers;
     w->act = xcalloc((size_t)net->n_layers, sizeof *w->act);
-    w->col = xcalloc((size_t)net->n_layers, sizeof *w->col);
-    w->fast = xcalloc((size_t)net->n_layers, sizeof *w->fast);
+    w->conv = xcalloc((size_t)net->n_layers, sizeof *w->conv);
     w->stats = xcalloc((size_t)net->n_layers, sizeof *w->stats);
     w->block = xcalloc((size_t)net->n_layers, sizeof *w->block);
-    size_t max_act = icn_net_input_size(net), max_col = 0, max_scratch = 0;
+    size_t max_act = icn_net_input_size(net);
     for (int i = 0; i < net->n_layers; i++) {
         const icn_layer *l = &net->layer[i];
         w->act[i] = xmalloc((size_t)max_batch * l->out_size * sizeof(float));
         if (l->out_size > max_act) max_act = l->out_size;
-        if (l->kind == ICN_LAYER_CONV && !(w->fast[i] = icn_fastconv_new(&l->conv, l->bias, max_batch))) {
-            size_t col = (size_t)max_batch * l->conv.oh * l->conv.ow * icn_conv_kdim(&l->conv);
-            w->col[i] = xmalloc(col * sizeof(float));
-            if (col > max_col) max_col = col;
+        if (l->kind == ICN_LAYER_CONV) {
+            const icn_conv_opts opts = {.bias = l->bias, .type = ICN_CONV_F32, .scratch = &w->partials};
+            w->conv[i] = icn_conv_new(&l->conv, &opts, max_batch);
         }
         if (l->kind == ICN_LAYER_BN) w->stats[i] = xmalloc(ICN_BN_STATS * (size_t)l->io.c * sizeof(float));
-        if (l->kind == ICN_LAYER_BLOCK) {
-            icn_block_buffers_new(&w->block[i], &l->block, max_batch, &w->conv_scratch, &w->partials);
-            size_t need = icn_block_scratch_floats(&l->block);
-            if (need > max_scratch) max_scratch = need;
-        }
+        if (l->kind == ICN_LAYER_BLOCK) icn_block_buffers_new(&w->block[i], &l->block, max_batch, &w->partials);
     }
-    w->dcol = xmalloc(max_col * sizeof(float));
-    if (max_scratch) icn_conv_scratch_new(&w->conv_scratch, max_scratch);
     w->dact_a = xmalloc((size_t)max_batch * max_act * sizeof(float));
     w->dact_b = xmalloc((size_t)max_batch * max_act * sizeof(float));
     w->dtmp = xmalloc((size_t)max_batch * max_act * sizeof(float));
@@ -217,18 +206,14 @@ void icn_work_free(icn_work *w) {
     if (!w) return;
     for (int i = 0; i < w->n_layers; i++) {
         free(w->act[i]);
-        free(w->col[i]);
-        icn_fastconv_free(w->fast[i]);
+        icn_conv_free(w->conv[i]);
         free(w->stats[i]);
         icn_block_buffers_free(&w->block[i]);
     }
     free(w->act);
-    free(w->col);
-    free(w->fast);
+    free(w->conv);
     free(w->stats);
     free(w->block);
-    free(w->dcol);
-    icn_conv_scratch_free(&w->conv_scratch);
     icn_partials_free(&w->partials);
     free(w->dact_a);
     free(w->dact_b);
@@ -250,10 +235,7 @@ const float *icn_forward(const icn_net *net, icn_work *w, const float *x, int n)
         float *out = w->act[i];
         const long pixels = (long)n * l->io.h * l->io.w;
         switch (l->kind) {
-        case ICN_LAYER_CONV:
-            if (w->fast[i]) icn_fastconv_forward(w->fast[i], out, in, wt, b, n, 0.0f);
-            else icn_conv2d_forward(out, w->col[i], in, wt, b, &l->conv, n);
-            break;
+        case ICN_LAYER_CONV: icn_conv_forward(w->conv[i], out, in, wt, b, n, 0.0f); break;
         case ICN_LAYER_LINEAR: icn_linear_forward(out, in, wt, b, n, (int)l->in_size, (int)l->out_size); break;
         case ICN_LAYER_BLOCK: icn_block_forward(out, &w->block[i], in, wt, state, &l->block, n, w->training); break;
         case ICN_LAYER_BN:
@@ -284,11 +266,7 @@ void icn_backward(const icn_net *net, icn_work *w, const float *dlogits, int par
         if (l->leaky) icn_lrelu_backward(dout, w->act[i], (size_t)n * l->out_size);
         if (l->relu) icn_relu_backward(dout, w->act[i], (size_t)n * l->out_size);
         switch (l->kind) {
-        case ICN_LAYER_CONV:
-            if (w->fast[i]) icn_fastconv_backward(w->fast[i], din_target, 0, dw, db, dout, in, wt, n);
-            else
-                icn_conv2d_backward(din_target, dw, db, w->dcol, dout, w->col[i], wt, &l->conv, n, &w->partials);
-            break;
+        case ICN_LAYER_CONV: icn_conv_backward(w->conv[i], din_target, 0, dw, db, dout, in, wt, n); break;
         case ICN_LAYER_LINEAR:
             icn_linear_backward(din_target, dw, db, dout, in, wt, n, (int)l->in_size, (int)l->out_size, &w->partials);
             break;

@@ -85,13 +85,11 @@ typedef struct {
     int training;
     const float *input;   /* the x of the last forward */
     float **act;          /* act[i]: output of layer i (after its LeakyReLU), [n, out_size] */
-    float **col;          /* col[i]: im2col buffer of conv layer i (kept for backward), reference path only */
-    struct icn_fastconv **fast; /* fast[i]: conv layer i's oneDNN engine (fastconv.h); NULL: the reference */
+    icn_conv **conv;      /* conv[i]: conv layer i's engine (conv.h) */
     float **stats;        /* stats[i]: batchnorm layer i's statistics */
     icn_block_buffers *block; /* block[i]: what block layer i keeps for backward */
-    icn_conv_scratch conv_scratch; /* the blocks' convolutions' per-thread scratch */
-    icn_partials partials;         /* per-thread sums of weight gradients and batchnorm statistics */
-    float *dcol;          /* shared scratch for conv input gradients */
+    icn_partials partials; /* per-thread sums of weight gradients and batchnorm statistics, and the
+                            * convolutions' per-call scratch: shared by all layers */
     float *dact_a, *dact_b; /* ping-pong gradient buffers, sized for the largest activation */
     float *dtmp;          /* scratch of the same size, inside a block's backward */
     float *grad;          /* [n_trainable], same layout as params */

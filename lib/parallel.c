@@ -1,6 +1,5 @@
 #include "parallel.h"
 
-#include <cblas.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sys/resource.h>
@@ -8,7 +7,6 @@
 #include <unistd.h>
 #include <stdlib.h>
 
-#include "memlimit.h"
 #include "util.h"
 
 static struct {
@@ -92,24 +90,11 @@ void icn_partials_free(icn_partials *p) {
     p->bytes = 0;
 }
 
-/* ---------------------------------------------------------------- the thread budget */
-
 static int g_threads = 1;
 
-void icn_threads_init(int requested) {
-    int n = requested;
-    if (n <= 0) {
-        const char *env = getenv("ICN_THREADS");
-        if (env && *env) n = (int)icn_parse_long("ICN_THREADS", env, 1, 1024);
-    }
-    if (n <= 0) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        n = cores > 0 ? (int)cores : 1;
-    }
-    n = icn_memlimit_threads(n); /* plain products under ulimit -v: OpenBLAS spins when it cannot map */
-    g_threads = n;
-    openblas_set_num_threads(n);
-    workers_resize(n);
+void icn_parallel_start(int threads) {
+    g_threads = threads;
+    workers_resize(threads);
 }
 
 int icn_threads(void) { return g_threads; }

@@ -1,5 +1,6 @@
-/* parallel.h: the thread budget and a small pool of worker threads that sleep (never spin)
- * between jobs.
+/* parallel.h: a small pool of worker threads that sleep (never spin) between jobs, and the
+ * per-thread buffers of the sums split across them. How many threads it has is decided once, in
+ * one place (runtime.h).
  *
  * Why not OpenMP: libgomp's workers spin after each parallel region and steal the cores
  * OpenBLAS's threads need for the next sgemm; on 2 cores that cost a third of the
@@ -7,6 +8,9 @@
 #ifndef ICN_PARALLEL_H
 #define ICN_PARALLEL_H
 #include <stddef.h>
+
+/* Below this many floats of work, a parallel loop is not worth waking a thread. */
+#define ICN_PARALLEL_MIN_WORK 32768L
 
 /* fn is called on contiguous ranges [lo, hi) covering [0, n), one per thread, with the
  * thread's index (0 = the caller). Runs inline when n < 2 * min_per_thread or with one thread. */
@@ -24,12 +28,10 @@ typedef struct {
 void *icn_partials_get(icn_partials *p, size_t bytes); /* at least `bytes`, contents undefined */
 void icn_partials_free(icn_partials *p);
 
-/* The thread budget, set once, deliberately: `requested`, else ICN_THREADS, else the number of
- * online cores. It sizes this pool and OpenBLAS's threads (the one OpenBLAS thread setting outside
- * gemm.c, which narrows it around thin products). A synthesizer that shares a machine with others
- * passes --threads 1. */
-void icn_threads_init(int requested); /* 0 = ICN_THREADS or all cores */
-int icn_threads(void);
+/* Start (or resize) the pool to `threads`, the caller included: the thread budget that every
+ * split of work uses (runtime.h decides it). */
+void icn_parallel_start(int threads);
+int icn_threads(void); /* the budget: 1 until icn_parallel_start */
 /* Make the caller's thread and this pool's workers `increment` nicer (Linux: niceness is per
  * thread), leaving every other thread as it is: threads started before, such as ZeroMQ's I/O
  * thread and a snapshot receiver (inbox.h), keep their priority over this compute. 0, or -1

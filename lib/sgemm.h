@@ -1,4 +1,4 @@
-/* sgemm.h: a single-threaded AVX-512 matrix product, the fast path's (fastconv.h) for the
+/* sgemm.h: a single-threaded AVX-512 matrix product, the fast path's (conv_gemm.h) for the
  * convolutions that are matrix products in disguise (the MNIST net's last: K = 6400).
  *
  * Why our own: OpenBLAS 0.3.21 is held to its AVX2 kernels here (its AVX-512 ones crash on
@@ -12,8 +12,8 @@
  *
  * Row-major, as gemm.h: C[M,N] = alpha * op(A)[M,K] op(B)[K,N] + beta * C, beta 0 meaning C is
  * not read. Without AVX-512 at build time it is icn_sgemm (OpenBLAS). It sums in another order
- * than OpenBLAS: the unit tests hold it to the reference at 1e-4 relative (test_gemm,
- * test_fastconv). */
+ * than OpenBLAS: the unit tests hold it to the reference at 1e-4 relative (test_sgemm,
+ * test_conv). */
 #ifndef ICN_SGEMM_H
 #define ICN_SGEMM_H
 

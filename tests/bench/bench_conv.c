@@ -1,14 +1,15 @@
-/* bench_conv: each convolution of a net through oneDNN (fastconv.h) and through the im2col +
- * OpenBLAS reference (layers.h), interleaved rep by rep in one process so that both see the
+/* bench_conv: each convolution of a net through the fast path and through the im2col + OpenBLAS
+ * reference (conv.h), interleaved rep by rep in one process so that both see the
  * same load: GFLOP/s of the forward, backward-data and backward-weights, and their ratio.
  *
  * usage: bench_conv ARCH H W C BATCH [REPS]   (ARCH: mnist, resnet32, ...) */
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "fastconv.h"
+#include "conv.h"
 #include "net.h"
 #include "parallel.h"
+#include "runtime.h"
 #include "util.h"
 
 static int cmp(const void *a, const void *b) {
@@ -28,42 +29,42 @@ static void fill(float *x, size_t n, icn_rng *r) {
 /* One shape: times[path][direction] medians over reps. */
 static void bench(const icn_conv_shape *s, int n, int reps, double *flop_total, double secs[2]) {
     const size_t in = (size_t)n * s->h * s->w * s->c, out = (size_t)n * s->oh * s->ow * s->oc;
-    const size_t nw = (size_t)s->oc * icn_conv_kdim(s), col = (size_t)n * s->oh * s->ow * icn_conv_kdim(s);
+    const size_t nw = (size_t)s->oc * icn_conv_kdim(s);
     float *x = xmalloc(in * 4), *dx = xmalloc(in * 4), *y = xmalloc(out * 4), *dy = xmalloc(out * 4);
     float *w = xmalloc(nw * 4), *dw = xcalloc(nw, 4), *b = xcalloc((size_t)s->oc, 4), *db = xcalloc((size_t)s->oc, 4);
-    float *c = xmalloc(col * 4), *dc = xmalloc(col * 4);
     icn_rng r;
     icn_rng_seed(&r, 1);
     fill(x, in, &r), fill(w, nw, &r), fill(dy, out, &r);
-    icn_fastconv *f = icn_fastconv_new(s, 1, n);
+    const icn_conv_opts opts = {.bias = 1, .type = ICN_CONV_F32};
+    icn_conv_use_path(ICN_CONV_FAST);
+    icn_conv *eng[2] = {icn_conv_new(s, &opts, n), NULL};
+    icn_conv_use_path(ICN_CONV_REFERENCE);
+    eng[1] = icn_conv_new(s, &opts, n);
+    icn_conv_use_path(ICN_CONV_FAST);
     double t[2][3][64];
     if (reps > 64) reps = 64;
     for (int rep = -1; rep < reps; rep++)
         for (int path = 0; path < 2; path++) {
-            if (path == 0 && !f) continue;
             double t0 = icn_now();
-            if (path == 0) icn_fastconv_forward(f, y, x, w, b, n, 0.0f);
-            else icn_conv2d_forward(y, c, x, w, b, s, n);
+            icn_conv_forward(eng[path], y, x, w, b, n, 0.0f);
             double t1 = icn_now();
-            if (path == 0) icn_fastconv_backward(f, dx, 0, NULL, NULL, dy, x, w, n);
-            else icn_conv2d_backward(dx, NULL, NULL, dc, dy, c, w, s, n, NULL);
+            icn_conv_backward(eng[path], dx, 0, NULL, NULL, dy, x, w, n);
             double t2 = icn_now();
-            if (path == 0) icn_fastconv_backward(f, NULL, 0, dw, db, dy, x, w, n);
-            else icn_conv2d_backward(NULL, dw, db, dc, dy, c, w, s, n, NULL);
+            icn_conv_backward(eng[path], NULL, 0, dw, db, dy, x, w, n);
             double t3 = icn_now();
             if (rep >= 0) t[path][0][rep] = t1 - t0, t[path][1][rep] = t2 - t1, t[path][2][rep] = t3 - t2;
         }
     const double flop = 2.0 * (double)out * icn_conv_kdim(s);
     printf("%3dx%-3d %4d->%-4d k%d s%d  ", s->h, s->w, s->c, s->oc, s->k, s->stride);
     for (int d = 0; d < 3; d++) {
-        double ref = median(t[1][d], reps), fast = f ? median(t[0][d], reps) : ref;
+        double ref = median(t[1][d], reps), fast = median(t[0][d], reps);
         printf(" %7.1f %7.1f %5.2fx |", flop / fast / 1e9, flop / ref / 1e9, ref / fast);
         secs[0] += fast, secs[1] += ref;
     }
-    printf(" %s\n", icn_fastconv_describe(f));
+    printf(" %s\n", icn_conv_describe(eng[0]));
     *flop_total += 3 * flop;
-    icn_fastconv_free(f);
-    free(x), free(dx), free(y), free(dy), free(w), free(dw), free(b), free(db), free(c), free(dc);
+    icn_conv_free(eng[0]), icn_conv_free(eng[1]);
+    free(x), free(dx), free(y), free(dy), free(w), free(dw), free(b), free(db);
 }
 
 int main(int argc, char **argv) {
@@ -71,7 +72,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: bench_conv ARCH H W C BATCH [REPS]\n");
         return 2;
     }
-    icn_threads_init(0);
+    icn_runtime_init(0);
     icn_net net;
     char err[ICN_ERRLEN];
     if (icn_net_build(&net, argv[1], atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), 10, err, sizeof err))

@@ -6,6 +6,7 @@
 
 #include "gemm.h"
 #include "net.h"
+#include "runtime.h"
 #include "util.h"
 
 /* Time `reps` products C[m,n] = A[m,k] B[n,k]^T through icn_gemm (split: 1) or one
@@ -25,7 +26,7 @@ static double rate(int m, int n, int k, int reps, int split) {
 
 int main(int argc, char **argv) {
     int batch = argc > 1 ? atoi(argv[1]) : 64;
-    icn_threads_init(0);
+    icn_runtime_init(0);
     icn_net net;
     char err[ICN_ERRLEN];
     if (icn_net_build(&net, "mnist", 28, 28, 1, 10, err, sizeof err)) icn_die(1, "%s", err);

@@ -4,8 +4,8 @@
  *   finding 1: a ~100-byte model whose header implies gigabytes of parameters;
  *   finding 2: a 50 MB frame of small integers (msgpack-c spends ~24 bytes on each);
  *   finding 3: a map with the same key twice;
- *   finding 5: a gzip bomb behind an IDX header;
- * and the plain products that replace OpenBLAS under an address-space limit (finding 8). */
+ *   finding 5: a gzip bomb behind an IDX header.
+ * (Finding 8's plain products are test_sgemm's.) */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,7 +23,6 @@
 #include <zlib.h>
 
 #include "datasets.h"
-#include "gemm.h"
 #include "net.h"
 #include "snapshot.h"
 #include "util.h"
@@ -237,41 +236,12 @@ static void test_idx_gzip_bomb(void **state) {
     if (!UNDER_ASAN && peak > 64) fail_msg("peak memory %ld MB for a %lld-byte gzip file", peak, (long long)st.st_size);
 }
 
-/* ---------------------------------------------------------------- finding 8 */
-
-/* The plain products used under an address-space limit against OpenBLAS's, every transpose. */
-static void test_plain_gemm_matches_openblas(void **state) {
-    (void)state;
-    icn_rng r;
-    icn_rng_seed(&r, 8);
-    enum { M = 37, N = 29, K = 41 };
-    float a[M * K], b[K * N], c0[M * N], c1[M * N];
-    for (int i = 0; i < M * K; i++) a[i] = (float)icn_rng_gauss(&r);
-    for (int i = 0; i < K * N; i++) b[i] = (float)icn_rng_gauss(&r);
-    for (int ta = 0; ta < 2; ta++)
-        for (int tb = 0; tb < 2; tb++)
-            for (int bi = 0; bi < 3; bi++) {
-                float beta = bi == 0 ? 0.0f : bi == 1 ? 1.0f : -0.5f;
-                for (int i = 0; i < M * N; i++) c0[i] = c1[i] = (float)icn_rng_gauss(&r);
-                int lda = ta ? M : K, ldb = tb ? K : N;
-                icn_gemm_set_plain(0);
-                icn_sgemm(ta, tb, M, N, K, 0.75f, a, lda, b, ldb, beta, c0, N);
-                icn_gemm_set_plain(1);
-                icn_sgemm(ta, tb, M, N, K, 0.75f, a, lda, b, ldb, beta, c1, N);
-                icn_gemm_set_plain(0);
-                for (int i = 0; i < M * N; i++)
-                    if (fabsf(c0[i] - c1[i]) > 1e-4f * (1.0f + fabsf(c0[i])))
-                        fail_msg("trans %d%d beta %g: element %d is %g, OpenBLAS says %g", ta, tb, beta, i, c1[i], c0[i]);
-            }
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model_params_checked_before_allocation),
         cmocka_unit_test(test_object_count_bounded),
         cmocka_unit_test(test_duplicate_keys_refused),
         cmocka_unit_test(test_idx_gzip_bomb),
-        cmocka_unit_test(test_plain_gemm_matches_openblas),
     };
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }

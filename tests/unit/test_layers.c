@@ -1,5 +1,5 @@
 /* Finite-difference gradient checks for every layer and loss, for weight and input
- * gradients, plus a reference convolution and the optimizers. */
+ * gradients, and the optimizers (the convolutions' own: test_conv.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,128 +14,28 @@
 #include "losses.h"
 #include "net.h"
 #include "optim.h"
+#include "runtime.h"
 #include "util.h"
 
 #include "gradcheck.h"
 
-/* ---- convolution ---- */
-
-static void conv_reference(float *out, const float *in, const float *w, const float *b, const icn_conv_shape *s, int n) {
-    for (int bi = 0; bi < n; bi++)
-        for (int oh = 0; oh < s->oh; oh++)
-            for (int ow = 0; ow < s->ow; ow++)
-                for (int oc = 0; oc < s->oc; oc++) {
-                    double acc = b[oc];
-                    for (int kh = 0; kh < s->k; kh++)
-                        for (int kw = 0; kw < s->k; kw++)
-                            for (int c = 0; c < s->c; c++) {
-                                int ih = oh * s->stride - s->pad + kh, iw = ow * s->stride - s->pad + kw;
-                                if (ih < 0 || iw < 0 || ih >= s->h || iw >= s->w) continue;
-                                acc += (double)in[((bi * s->h + ih) * s->w + iw) * s->c + c] *
-                                       w[((oc * s->k + kh) * s->k + kw) * s->c + c];
-                            }
-                    out[((bi * s->oh + oh) * s->ow + ow) * s->oc + oc] = (float)acc;
-                }
-}
-
-static icn_conv_shape make_shape(int h, int w, int c, int oc, int k, int stride, int pad) {
-    icn_conv_shape s = {.h = h, .w = w, .c = c, .oc = oc, .k = k, .stride = stride, .pad = pad};
-    s.oh = icn_conv_out(h, k, stride, pad);
-    s.ow = icn_conv_out(w, k, stride, pad);
-    return s;
-}
-
-typedef struct {
-    icn_conv_shape s;
-    int n;
-    float *in, *w, *b, *out, *col, *r;
-} conv_case;
-
-static double conv_objective(void *p) {
-    conv_case *c = p;
-    icn_conv2d_forward(c->out, c->col, c->in, c->w, c->b, &c->s, c->n);
-    return dot(c->out, c->r, (size_t)c->n * c->s.oh * c->s.ow * c->s.oc);
-}
-
-static void run_conv_case(icn_conv_shape s, int n) {
-    conv_case c = {.s = s, .n = n};
-    size_t in_n = (size_t)n * s.h * s.w * s.c, out_n = (size_t)n * s.oh * s.ow * s.oc, K = icn_conv_kdim(&s);
-    size_t w_n = (size_t)s.oc * K, col_n = (size_t)n * s.oh * s.ow * K;
-    c.in = randn(in_n, 1), c.w = randn(w_n, 0.3f), c.b = randn(s.oc, 0.1f), c.r = randn(out_n, 1);
-    c.out = xmalloc(out_n * sizeof(float)), c.col = xmalloc(col_n * sizeof(float));
-    float *ref = xmalloc(out_n * sizeof(float)), *dcol = xmalloc(col_n * sizeof(float));
-    float *din = xmalloc(in_n * sizeof(float)), *dw = xcalloc(w_n, sizeof(float)), *db = xcalloc(s.oc, sizeof(float));
-
-    icn_conv2d_forward(c.out, c.col, c.in, c.w, c.b, &s, n);
-    conv_reference(ref, c.in, c.w, c.b, &s, n);
-    for (size_t i = 0; i < out_n; i++)
-        if (fabsf(ref[i] - c.out[i]) > 1e-4f * (1 + fabsf(ref[i]))) fail_msg("conv forward %zu: %g vs %g", i, c.out[i], ref[i]);
-
-    icn_conv2d_backward(din, dw, db, dcol, c.r, c.col, c.w, &s, n, NULL);
-    /* conv is linear in each argument, so differences are exact up to rounding: big h is fine */
-    check_grad("conv dinput", c.in, din, in_n, conv_objective, &c, 0.5f, 2e-3);
-    check_grad("conv dweight", c.w, dw, w_n, conv_objective, &c, 0.5f, 2e-3);
-    check_grad("conv dbias", c.b, db, s.oc, conv_objective, &c, 0.5f, 2e-3);
-
-    free(c.in), free(c.w), free(c.b), free(c.r), free(c.out), free(c.col);
-    free(ref), free(dcol), free(din), free(dw), free(db);
-}
-
-static void test_conv_paper_block(void **state) {
-    (void)state;
-    run_conv_case(make_shape(9, 9, 2, 3, 5, 2, 2), 2); /* 5x5 stride 2 pad 2, as in the MNIST net */
-}
-static void test_conv_stride1_nopad(void **state) {
-    (void)state;
-    run_conv_case(make_shape(6, 7, 3, 4, 3, 1, 0), 3);
-}
-static void test_conv_pad1_rect(void **state) {
-    (void)state;
-    run_conv_case(make_shape(5, 8, 1, 2, 3, 1, 1), 2);
-}
-
-/* The split path of icn_gemm (thin products across threads) must equal the plain path. */
-static void test_thin_split_matches_single_thread(void **state) {
-    (void)state;
-    icn_conv_shape s = make_shape(28, 28, 1, 16, 5, 2, 2); /* K = 25: a thin product */
-    int n = 16;
-    size_t in_n = (size_t)n * 28 * 28, out_n = (size_t)n * s.oh * s.ow * s.oc, K = icn_conv_kdim(&s);
-    size_t col_n = (size_t)n * s.oh * s.ow * K;
-    float *in = randn(in_n, 1), *w = randn(s.oc * K, 0.2f), *b = randn(s.oc, 0.1f), *dout = randn(out_n, 1);
-    float *o1 = xmalloc(out_n * 4), *o2 = xmalloc(out_n * 4), *col = xmalloc(col_n * 4), *dcol = xmalloc(col_n * 4);
-    float *dw1 = xcalloc(s.oc * K, 4), *dw2 = xcalloc(s.oc * K, 4), *di1 = xmalloc(in_n * 4), *di2 = xmalloc(in_n * 4);
-    icn_threads_init(1);
-    assert_false(icn_gemm_is_thin((int)(n * 196), 16, 25));
-    icn_conv2d_forward(o1, col, in, w, b, &s, n);
-    icn_conv2d_backward(di1, dw1, NULL, dcol, dout, col, w, &s, n, NULL);
-    icn_threads_init(2);
-    assert_true(icn_gemm_is_thin((int)(n * 196), 16, 25));
-    icn_conv2d_forward(o2, col, in, w, b, &s, n);
-    icn_conv2d_backward(di2, dw2, NULL, dcol, dout, col, w, &s, n, NULL);
-    for (size_t i = 0; i < out_n; i++) assert_true(fabsf(o1[i] - o2[i]) <= 1e-5f * (1 + fabsf(o1[i])));
-    for (size_t i = 0; i < s.oc * K; i++) assert_true(fabsf(dw1[i] - dw2[i]) <= 1e-3f * (1 + fabsf(dw1[i])));
-    for (size_t i = 0; i < in_n; i++) assert_true(fabsf(di1[i] - di2[i]) <= 1e-4f * (1 + fabsf(di1[i])));
-    free(in), free(w), free(b), free(dout), free(o1), free(o2), free(col), free(dcol);
-    free(dw1), free(dw2), free(di1), free(di2);
-}
-
 /* Small products (the MNIST net's linear layer in synthesis: 100 x 10 x 2048) are split by rows on
  * icn's pool, OpenBLAS single-threaded: the same values as one thread computes. */
-static void test_small_split_matches_single_thread(void **state) {
+static void test_small_products_split_across_threads_give_one_thread_s_values(void **state) {
     (void)state;
     int n = 100, in_dim = 2048, out_dim = 10;
     size_t in_n = (size_t)n * in_dim, out_n = (size_t)n * out_dim, w_n = (size_t)out_dim * in_dim;
     float *in = randn(in_n, 1), *w = randn(w_n, 0.05f), *b = randn(out_dim, 0.1f), *dout = randn(out_n, 1);
     float *o1 = xmalloc(out_n * 4), *o2 = xmalloc(out_n * 4), *di1 = xmalloc(in_n * 4), *di2 = xmalloc(in_n * 4);
     float *dw1 = xcalloc(w_n, 4), *dw2 = xcalloc(w_n, 4), *db1 = xcalloc(out_dim, 4), *db2 = xcalloc(out_dim, 4);
-    icn_threads_init(1);
+    icn_runtime_init(1);
     icn_linear_forward(o1, in, w, b, n, in_dim, out_dim);
     icn_linear_backward(di1, dw1, db1, dout, in, w, n, in_dim, out_dim, NULL);
-    icn_threads_init(2);
+    icn_runtime_init(2);
     assert_false(icn_gemm_is_thin(n, out_dim, in_dim)); /* not thin: small */
     icn_linear_forward(o2, in, w, b, n, in_dim, out_dim);
     icn_linear_backward(di2, dw2, db2, dout, in, w, n, in_dim, out_dim, NULL);
-    icn_threads_init(1);
+    icn_runtime_init(1);
     for (size_t i = 0; i < out_n; i++) assert_true(fabsf(o1[i] - o2[i]) <= 1e-5f * (1 + fabsf(o1[i])));
     for (size_t i = 0; i < in_n; i++) assert_true(fabsf(di1[i] - di2[i]) <= 1e-5f * (1 + fabsf(di1[i])));
     for (size_t i = 0; i < w_n; i++) assert_true(fabsf(dw1[i] - dw2[i]) <= 1e-5f * (1 + fabsf(dw1[i])));
@@ -154,7 +54,7 @@ static double linear_objective(void *p) {
     return dot(c->out, c->r, (size_t)c->n * c->out_dim);
 }
 
-static void test_linear_grad(void **state) {
+static void test_the_linear_layer_s_gradients_match_finite_differences(void **state) {
     (void)state;
     linear_case c = {.n = 4, .in_dim = 7, .out_dim = 3};
     c.in = randn(28, 1), c.w = randn(21, 0.5f), c.b = randn(3, 0.1f), c.r = randn(12, 1), c.out = xmalloc(12 * 4);
@@ -183,7 +83,7 @@ static double lrelu_objective(void *p) {
     return dot(c->out, c->r, c->n);
 }
 
-static void test_lrelu_grad(void **state) {
+static void test_leaky_relu_s_gradient_matches_finite_differences(void **state) {
     (void)state;
     lrelu_case c = {.n = 50};
     c.in = randn(50, 1), c.r = randn(50, 1), c.out = xmalloc(50 * 4);
@@ -229,11 +129,11 @@ static void run_loss_case(icn_head head, double smoothing, int weighted) {
     free(c.z), free(c.dz), free(analytic);
 }
 
-static void test_softmax_grad(void **state) { (void)state; run_loss_case(ICN_HEAD_SOFTMAX, 0, 0); }
-static void test_softmax_weighted_smoothed_grad(void **state) { (void)state; run_loss_case(ICN_HEAD_SOFTMAX, 0.1, 1); }
-static void test_ova_grad(void **state) { (void)state; run_loss_case(ICN_HEAD_OVA, 0, 1); }
+static void test_the_softmax_loss_gradient_matches_finite_differences(void **state) { (void)state; run_loss_case(ICN_HEAD_SOFTMAX, 0, 0); }
+static void test_the_weighted_smoothed_softmax_gradient_matches_finite_differences(void **state) { (void)state; run_loss_case(ICN_HEAD_SOFTMAX, 0.1, 1); }
+static void test_the_one_vs_all_loss_gradient_matches_finite_differences(void **state) { (void)state; run_loss_case(ICN_HEAD_OVA, 0, 1); }
 
-static void test_loss_values(void **state) {
+static void test_the_losses_have_their_hand_computed_values(void **state) {
     (void)state;
     float z[3] = {1, 2, 3}, dz[3];
     int32_t y = 2, neg = -2;
@@ -256,7 +156,7 @@ static double net_objective(void *p) {
     return icn_loss_softmax(z, c->y, NULL, c->n, c->net->classes, 0, c->dz);
 }
 
-static void test_network_grad(void **state) {
+static void test_a_stack_s_gradients_match_finite_differences(void **state) {
     (void)state;
     icn_net net;
     char err[ICN_ERRLEN];
@@ -280,7 +180,7 @@ static void test_network_grad(void **state) {
     free(c.x), free(c.dz), free(dz), free(dx), free(grad);
 }
 
-static void test_mnist_architecture(void **state) {
+static void test_the_mnist_architecture_has_the_paper_s_shapes(void **state) {
     (void)state;
     icn_net net;
     char err[ICN_ERRLEN];
@@ -305,7 +205,7 @@ static void test_mnist_architecture(void **state) {
 
 /* ---- optimizers ---- */
 
-static void test_sgd_momentum(void **state) {
+static void test_sgd_with_momentum_takes_the_textbook_steps(void **state) {
     (void)state;
     icn_optim o;
     icn_optim_sgd(&o, 1, 0.9f, 0.1f);
@@ -317,7 +217,7 @@ static void test_sgd_momentum(void **state) {
     icn_optim_free(&o);
 }
 
-static void test_adam_steps_and_converges(void **state) {
+static void test_adam_takes_the_textbook_steps_and_converges(void **state) {
     (void)state;
     icn_optim o;
     icn_optim_adam(&o, 2, 0.5f, 0.999f, 1e-8f);
@@ -334,7 +234,7 @@ static void test_adam_steps_and_converges(void **state) {
     icn_optim_free(&o);
 }
 
-static void test_lr_schedule(void **state) {
+static void test_the_learning_rate_schedule_decays_where_told(void **state) {
     (void)state;
     double ms[1] = {0.75};
     assert_float_equal(icn_lr_at(0.025, 0, 2000, ms, 1, 0.1), 0.025, 1e-12);
@@ -344,24 +244,20 @@ static void test_lr_schedule(void **state) {
 
 int main(void) {
     icn_rng_seed(&rng, 12345);
-    icn_threads_init(1);
+    icn_runtime_init(1);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_conv_paper_block),
-        cmocka_unit_test(test_conv_stride1_nopad),
-        cmocka_unit_test(test_conv_pad1_rect),
-        cmocka_unit_test(test_thin_split_matches_single_thread),
-        cmocka_unit_test(test_small_split_matches_single_thread),
-        cmocka_unit_test(test_linear_grad),
-        cmocka_unit_test(test_lrelu_grad),
-        cmocka_unit_test(test_softmax_grad),
-        cmocka_unit_test(test_softmax_weighted_smoothed_grad),
-        cmocka_unit_test(test_ova_grad),
-        cmocka_unit_test(test_loss_values),
-        cmocka_unit_test(test_network_grad),
-        cmocka_unit_test(test_mnist_architecture),
-        cmocka_unit_test(test_sgd_momentum),
-        cmocka_unit_test(test_adam_steps_and_converges),
-        cmocka_unit_test(test_lr_schedule),
+        cmocka_unit_test(test_small_products_split_across_threads_give_one_thread_s_values),
+        cmocka_unit_test(test_the_linear_layer_s_gradients_match_finite_differences),
+        cmocka_unit_test(test_leaky_relu_s_gradient_matches_finite_differences),
+        cmocka_unit_test(test_the_softmax_loss_gradient_matches_finite_differences),
+        cmocka_unit_test(test_the_weighted_smoothed_softmax_gradient_matches_finite_differences),
+        cmocka_unit_test(test_the_one_vs_all_loss_gradient_matches_finite_differences),
+        cmocka_unit_test(test_the_losses_have_their_hand_computed_values),
+        cmocka_unit_test(test_a_stack_s_gradients_match_finite_differences),
+        cmocka_unit_test(test_the_mnist_architecture_has_the_paper_s_shapes),
+        cmocka_unit_test(test_sgd_with_momentum_takes_the_textbook_steps),
+        cmocka_unit_test(test_adam_takes_the_textbook_steps_and_converges),
+        cmocka_unit_test(test_the_learning_rate_schedule_decays_where_told),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

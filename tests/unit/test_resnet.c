@@ -18,55 +18,11 @@
 #include "eval.h"
 #include "train.h"
 #include "parallel.h"
+#include "runtime.h"
 #include "util.h"
 
 #include "gradcheck.h"
 
-/* ---- the chunked convolution ---- */
-
-/* conv2d_chunked_* against conv2d_*, on a shape of several chunks per image and chunks that
- * straddle images, with 1 and 2 threads, stride 1 and 2. */
-static void run_chunked_case(int stride, int threads) {
-    icn_threads_init(threads);
-    enum { N = 3 };
-    icn_conv_shape s = {.h = 26, .w = 23, .c = 16, .oc = 8, .k = 3, .stride = stride, .pad = 1};
-    s.oh = icn_conv_out(s.h, 3, stride, 1), s.ow = icn_conv_out(s.w, 3, stride, 1);
-    const size_t in_n = (size_t)N * s.h * s.w * s.c, out_n = (size_t)N * s.oh * s.ow * s.oc, K = icn_conv_kdim(&s);
-    const size_t col_n = (size_t)N * s.oh * s.ow * K;
-    assert_true(stride > 1 || (size_t)s.oh * s.ow * K > 65536); /* more than one chunk per image */
-    float *in = randn(in_n, 1), *w = randn(s.oc * K, 0.3f), *dout = randn(out_n, 1), *col = xmalloc(col_n * 4);
-    float *dcol = xmalloc(col_n * 4), *ref = xmalloc(out_n * 4), *out = randn(out_n, 1), *out0 = xmalloc(out_n * 4);
-    float *din_ref = xmalloc(in_n * 4), *din = randn(in_n, 1), *din0 = xmalloc(in_n * 4);
-    float *dw_ref = xcalloc(s.oc * K, 4), *dw = xcalloc(s.oc * K, 4);
-    icn_conv_scratch cs;
-    icn_conv_scratch_new(&cs, icn_conv_scratch_floats(&s));
-    assert_int_equal(cs.slots, threads);
-    icn_conv2d_forward(ref, col, in, w, NULL, &s, N);
-    icn_conv2d_backward(din_ref, dw_ref, NULL, dcol, dout, col, w, &s, N, NULL);
-    memcpy(out0, out, out_n * 4);
-    icn_conv2d_chunked_forward(out, in, w, &s, N, 1.0f, &cs); /* beta 1: adds to what out held */
-    for (size_t i = 0; i < out_n; i++) assert_float_equal(out[i], out0[i] + ref[i], 1e-4 * (1 + fabsf(ref[i])));
-    icn_conv2d_chunked_forward(out, in, w, &s, N, 0.0f, &cs);
-    for (size_t i = 0; i < out_n; i++) assert_float_equal(out[i], ref[i], 1e-4 * (1 + fabsf(ref[i])));
-    memcpy(din0, din, in_n * 4);
-    icn_conv2d_chunked_backward(din, 1, dw, dout, in, w, &s, N, &cs); /* accumulate onto din */
-    for (size_t i = 0; i < in_n; i++) assert_float_equal(din[i], din0[i] + din_ref[i], 1e-4 * (1 + fabsf(din_ref[i])));
-    for (size_t i = 0; i < s.oc * K; i++) assert_float_equal(dw[i], dw_ref[i], 1e-3 * (1 + fabsf(dw_ref[i])));
-    icn_conv2d_chunked_backward(din, 0, NULL, dout, in, w, &s, N, &cs);
-    for (size_t i = 0; i < in_n; i++) assert_float_equal(din[i], din_ref[i], 1e-4 * (1 + fabsf(din_ref[i])));
-    icn_conv_scratch_free(&cs);
-    free(in), free(w), free(dout), free(col), free(dcol), free(ref), free(out), free(out0);
-    free(din_ref), free(din), free(din0), free(dw_ref), free(dw);
-    icn_threads_init(1);
-}
-
-static void test_chunked_conv_matches_conv2d(void **state) {
-    (void)state;
-    for (int threads = 1; threads <= 2; threads++) {
-        run_chunked_case(1, threads);
-        run_chunked_case(2, threads);
-    }
-}
 
 /* ---- batchnorm ---- */
 
@@ -112,24 +68,24 @@ static void run_bn_case(int training) {
     free(c.in), free(c.r), free(c.gb), free(c.running), free(c.stats), free(c.out), free(din), free(dgb), free(inplace);
 }
 
-static void test_batchnorm_training_grad(void **state) { (void)state; run_bn_case(1); }
-static void test_batchnorm_inference_grad(void **state) { (void)state; run_bn_case(0); }
+static void test_batchnorm_s_training_gradients_match_finite_differences(void **state) { (void)state; run_bn_case(1); }
+static void test_batchnorm_s_inference_gradients_match_finite_differences(void **state) { (void)state; run_bn_case(0); }
 
 /* Per-thread partial sums (in double) give the same result as one thread's, to rounding. */
-static void test_batchnorm_threads_agree(void **state) {
+static void test_batchnorm_gives_the_same_on_one_and_two_threads(void **state) {
     (void)state;
     enum { R = 20000, C = 4 }; /* enough rows for two threads */
     float *in = randn(R * C, 1), *dout = randn(R * C, 1), gb[2 * C] = {1, 2, 0.5f, 1, 0, 0.1f, 0, -1};
     float *out[2], *din[2], dgb[2][2 * C], running[2][2 * C], stats[ICN_BN_STATS * C];
     for (int t = 0; t < 2; t++) {
-        icn_threads_init(t + 1);
+        icn_runtime_init(t + 1);
         out[t] = xmalloc(R * C * 4), din[t] = xmalloc(R * C * 4);
         for (int k = 0; k < C; k++) running[t][k] = 0, running[t][C + k] = 1;
         memset(dgb[t], 0, sizeof dgb[t]);
         icn_batchnorm_forward(out[t], stats, in, gb, running[t], R, C, 1, 0, NULL);
         icn_batchnorm_backward(din[t], dgb[t], stats, dout, in, gb, R, C, 1, NULL);
     }
-    icn_threads_init(1);
+    icn_runtime_init(1);
     for (int i = 0; i < R * C; i++) {
         assert_float_equal(out[1][i], out[0][i], 1e-5);
         assert_float_equal(din[1][i], din[0][i], 1e-5);
@@ -144,14 +100,14 @@ static void test_batchnorm_threads_agree(void **state) {
 /* A mean far from 0 against a small spread: the batch variance must not cancel away. */
 /* BN with relu fused gives, bit for bit, BN then icn_relu_forward; ReLU's and LeakyReLU's
  * passes split across 2 threads give what one thread gives. */
-static void test_batchnorm_relu_fused(void **state) {
+static void test_batchnorm_with_relu_fused_equals_the_two_apart(void **state) {
     (void)state;
     enum { R = 20000, C = 16 };
     float *in = randn(R * C, 3), gb[2 * C], running[2][2 * C], stats[ICN_BN_STATS * C];
     for (int k = 0; k < C; k++) gb[k] = 0.5f + 0.1f * k, gb[C + k] = 0.2f * (k % 3) - 0.2f;
     float *fused = xmalloc(R * C * 4), *apart = xmalloc(R * C * 4);
     for (int t = 0; t < 2; t++) {
-        icn_threads_init(t + 1);
+        icn_runtime_init(t + 1);
         for (int k = 0; k < C; k++) running[0][k] = running[1][k] = 0, running[0][C + k] = running[1][C + k] = 1;
         icn_batchnorm_forward(fused, stats, in, gb, running[0], R, C, 1, 1, NULL);
         icn_batchnorm_forward(apart, stats, in, gb, running[1], R, C, 1, 0, NULL);
@@ -161,19 +117,19 @@ static void test_batchnorm_relu_fused(void **state) {
     }
     float *d1 = randn(R * C, 4), *d2 = xmalloc(R * C * 4), *l1 = xmalloc(R * C * 4), *l2 = xmalloc(R * C * 4);
     memcpy(d2, d1, (size_t)R * C * 4);
-    icn_threads_init(1);
+    icn_runtime_init(1);
     icn_relu_backward(d1, fused, (size_t)R * C);
     icn_lrelu_forward(l1, in, (size_t)R * C);
-    icn_threads_init(2);
+    icn_runtime_init(2);
     icn_relu_backward(d2, fused, (size_t)R * C);
     icn_lrelu_forward(l2, in, (size_t)R * C);
-    icn_threads_init(1);
+    icn_runtime_init(1);
     assert_memory_equal(d1, d2, (size_t)R * C * 4);
     assert_memory_equal(l1, l2, (size_t)R * C * 4);
     free(in), free(fused), free(apart), free(d1), free(d2), free(l1), free(l2);
 }
 
-static void test_batchnorm_large_mean(void **state) {
+static void test_batchnorm_keeps_its_precision_when_the_mean_dwarfs_the_spread(void **state) {
     (void)state;
     enum { R = 5000 };
     float *x = randn(R, 0.01f), *out = xmalloc(R * 4), gb[2] = {1, 0}, running[2] = {0, 1}, stats[ICN_BN_STATS];
@@ -195,7 +151,7 @@ static void test_batchnorm_large_mean(void **state) {
 
 /* torch.nn.BatchNorm2d(2) on one 2x2 image, channel 0 = [1, 2, 3, 4], channel 1 = [0, 0, 1, -1]:
  * batch means 2.5 and 0, biased variances 1.25 and 0.5, unbiased 5/3 and 2/3. */
-static void test_batchnorm_running_stats_like_pytorch(void **state) {
+static void test_batchnorm_s_running_statistics_are_pytorch_s(void **state) {
     (void)state;
     float x[8] = {1, 0, 2, 0, 3, 1, 4, -1}, gb[4] = {1, 1, 0, 0}, running[4] = {0, 0, 1, 1}, out[8],
           stats[ICN_BN_STATS * 2];
@@ -234,7 +190,7 @@ static double elem_objective(void *p) {
     return dot(c->out, c->r, (size_t)c->n * c->c);
 }
 
-static void test_relu_grad(void **state) {
+static void test_relu_s_gradient_matches_finite_differences(void **state) {
     (void)state;
     elem_case c = {.n = 50, .relu = 1};
     c.in = randn(50, 1), c.r = randn(50, 1), c.out = xmalloc(50 * 4);
@@ -249,7 +205,7 @@ static void test_relu_grad(void **state) {
     free(c.in), free(c.r), free(c.out), free(d);
 }
 
-static void test_avgpool_grad(void **state) {
+static void test_average_pooling_s_gradient_matches_finite_differences(void **state) {
     (void)state;
     elem_case c = {.n = 3, .hw = 6, .c = 4};
     c.in = randn(3 * 6 * 4, 1), c.r = randn(3 * 4, 1), c.out = xmalloc(3 * 4 * 4);
@@ -271,7 +227,6 @@ static void test_avgpool_grad(void **state) {
 typedef struct {
     icn_block_shape s;
     icn_block_buffers buf;
-    icn_conv_scratch scratch;
     int n, training;
     float *in, *p, *state, *out, *r;
 } block_case;
@@ -287,8 +242,7 @@ static void run_block_case(int h, int w, int ch, int oc, int stride, int trainin
     icn_block_shape_init(&c.s, h, w, ch, oc, stride);
     assert_int_equal(c.s.proj.k != 0, stride != 1 || ch != oc);
     size_t in_n = (size_t)c.n * h * w * ch, out_n = (size_t)c.n * c.s.oh * c.s.ow * oc;
-    icn_conv_scratch_new(&c.scratch, icn_block_scratch_floats(&c.s));
-    icn_block_buffers_new(&c.buf, &c.s, c.n, &c.scratch, NULL);
+    icn_block_buffers_new(&c.buf, &c.s, c.n, NULL);
     c.in = randn(in_n, 1), c.r = randn(out_n, 1), c.p = randn(c.s.n_params, 0.3f), c.out = xmalloc(out_n * 4);
     c.state = xmalloc(c.s.n_state * 4);
     for (size_t k = 0; k < c.s.n_state; k++) c.state[k] = 0.5f + 0.1f * (float)(k % 5); /* means, variances > 0 */
@@ -308,17 +262,16 @@ static void run_block_case(int h, int w, int ch, int oc, int stride, int trainin
              training ? "training" : "inference");
     check_grad(what, c.p, dp, c.s.n_params, block_objective, &c, 1e-3f, 2e-2);
     icn_block_buffers_free(&c.buf);
-    icn_conv_scratch_free(&c.scratch);
     free(c.in), free(c.r), free(c.p), free(c.out), free(c.state), free(din), free(dp), free(tmp), free(r_copy);
 }
 
-static void test_block_identity_grad(void **state) {
+static void test_a_block_with_an_identity_shortcut_has_exact_gradients(void **state) {
     (void)state;
     run_block_case(5, 4, 3, 3, 1, 1);
     run_block_case(5, 4, 3, 3, 1, 0);
 }
 
-static void test_block_projection_grad(void **state) {
+static void test_a_block_with_a_projection_shortcut_has_exact_gradients(void **state) {
     (void)state;
     run_block_case(5, 6, 2, 4, 2, 1); /* odd height: 5 -> 3 */
     run_block_case(5, 6, 2, 4, 2, 0);
@@ -377,10 +330,10 @@ static void run_network_case(int training) {
     free(c.x), free(c.dz), free(dz), free(dx), free(grad);
 }
 
-static void test_resnet8_grad_training(void **state) { (void)state; run_network_case(1); }
-static void test_resnet8_grad_inference(void **state) { (void)state; run_network_case(0); }
+static void test_resnet8_s_training_gradients_match_finite_differences(void **state) { (void)state; run_network_case(1); }
+static void test_resnet8_s_inference_gradients_match_finite_differences(void **state) { (void)state; run_network_case(0); }
 
-static void test_resnet_architecture(void **state) {
+static void test_the_resnet_architectures_have_he_et_al_s_shapes(void **state) {
     (void)state;
     icn_net net;
     char err[ICN_ERRLEN];
@@ -420,7 +373,7 @@ static void test_resnet_architecture(void **state) {
 
 /* ---- training: running statistics move with the forward, not with the optimizer ---- */
 
-static void test_optimizer_leaves_running_stats(void **state) {
+static void test_the_optimizer_and_evaluation_leave_the_running_statistics_alone(void **state) {
     (void)state;
     enum { N = 8, H = 8, W = 8, C = 1, K = 3 };
     icn_net net, copy;
@@ -487,7 +440,7 @@ static double split_objective(void *p) {
     return loss;
 }
 
-static void test_split_step(void **state) {
+static void test_a_split_step_normalizes_each_part_by_its_own_statistics_with_exact_gradients(void **state) {
     (void)state;
     enum { N = 7, S = 4, H = 6, W = 5, C = 1, K = 3 };
     icn_net net, real_only;
@@ -535,7 +488,7 @@ static void test_split_step(void **state) {
 
 /* ---- snapshots: the architecture decides the layout, the state travels with the weights ---- */
 
-static void test_snapshot_carries_running_stats(void **state) {
+static void test_a_snapshot_carries_the_running_statistics(void **state) {
     (void)state;
     enum { N = 2, H = 9, W = 7, C = 3, K = 5 };
     icn_net net, back;
@@ -580,25 +533,24 @@ static void test_snapshot_carries_running_stats(void **state) {
 
 int main(void) {
     icn_rng_seed(&rng, 4242);
-    icn_threads_init(1);
+    icn_runtime_init(1);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_chunked_conv_matches_conv2d),
-        cmocka_unit_test(test_batchnorm_training_grad),
-        cmocka_unit_test(test_batchnorm_inference_grad),
-        cmocka_unit_test(test_batchnorm_threads_agree),
-        cmocka_unit_test(test_batchnorm_relu_fused),
-        cmocka_unit_test(test_batchnorm_large_mean),
-        cmocka_unit_test(test_batchnorm_running_stats_like_pytorch),
-        cmocka_unit_test(test_relu_grad),
-        cmocka_unit_test(test_avgpool_grad),
-        cmocka_unit_test(test_block_identity_grad),
-        cmocka_unit_test(test_block_projection_grad),
-        cmocka_unit_test(test_resnet8_grad_training),
-        cmocka_unit_test(test_resnet8_grad_inference),
-        cmocka_unit_test(test_resnet_architecture),
-        cmocka_unit_test(test_optimizer_leaves_running_stats),
-        cmocka_unit_test(test_split_step),
-        cmocka_unit_test(test_snapshot_carries_running_stats),
+        cmocka_unit_test(test_batchnorm_s_training_gradients_match_finite_differences),
+        cmocka_unit_test(test_batchnorm_s_inference_gradients_match_finite_differences),
+        cmocka_unit_test(test_batchnorm_gives_the_same_on_one_and_two_threads),
+        cmocka_unit_test(test_batchnorm_with_relu_fused_equals_the_two_apart),
+        cmocka_unit_test(test_batchnorm_keeps_its_precision_when_the_mean_dwarfs_the_spread),
+        cmocka_unit_test(test_batchnorm_s_running_statistics_are_pytorch_s),
+        cmocka_unit_test(test_relu_s_gradient_matches_finite_differences),
+        cmocka_unit_test(test_average_pooling_s_gradient_matches_finite_differences),
+        cmocka_unit_test(test_a_block_with_an_identity_shortcut_has_exact_gradients),
+        cmocka_unit_test(test_a_block_with_a_projection_shortcut_has_exact_gradients),
+        cmocka_unit_test(test_resnet8_s_training_gradients_match_finite_differences),
+        cmocka_unit_test(test_resnet8_s_inference_gradients_match_finite_differences),
+        cmocka_unit_test(test_the_resnet_architectures_have_he_et_al_s_shapes),
+        cmocka_unit_test(test_the_optimizer_and_evaluation_leave_the_running_statistics_alone),
+        cmocka_unit_test(test_a_split_step_normalizes_each_part_by_its_own_statistics_with_exact_gradients),
+        cmocka_unit_test(test_a_snapshot_carries_the_running_statistics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -26,6 +26,7 @@
 #include "train.h"
 #include "trainer.h"
 #include "parallel.h"
+#include "runtime.h"
 #include "bytes.h"
 #include "fileio.h"
 #include "util.h"
@@ -961,7 +962,7 @@ static void test_resume_is_exact_resnet(void **state) {
 }
 
 int main(void) {
-    icn_threads_init(1); /* bit-exact comparisons need one ordering of every sum */
+    icn_runtime_init(1); /* bit-exact comparisons need one ordering of every sum */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_model),
         cmocka_unit_test(test_roundtrip_forward),

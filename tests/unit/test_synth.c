@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "parallel.h"
+#include "runtime.h"
 #include "synth.h"
 
 enum { H = 12, W = 12, K = 3, N = 6 };
@@ -18,7 +19,7 @@ static icn_net net;
 static int setup(void **state) {
     (void)state;
     char err[ICN_ERRLEN];
-    icn_threads_init(1);
+    icn_runtime_init(1);
     if (icn_net_build(&net, "c4-c8", H, W, 1, K, err, sizeof err)) return -1;
     icn_net_init(&net, 3);
     return 0;
