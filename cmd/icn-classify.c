@@ -75,7 +75,8 @@ static const char usage[] =
     "  --pn-batch P           pseudo-negatives per step, beside --batch real images (default 16)\n"
     "  --bn-pseudo MODE       batch norm (resnetN): 'mixed' normalizes the pseudo-negatives together\n"
     "                         with the real images (default); 'separate' as a batch of their own,\n"
-    "                         the running statistics from the real images only\n"
+    "                         'frozen' by the running statistics (as synthesis sees them); with\n"
+    "                         both, the running statistics come from the real images only\n"
     "  --async                never wait for synthesizers; take what the pool has each round\n"
     "  --publish ENDPOINT     where snapshots are published (default " ICN_EP_SNAPSHOTS ")\n"
     "  --pool ENDPOINT        the pool's request endpoint (default " ICN_EP_POOL_REQ ")\n"
@@ -217,9 +218,8 @@ static void parse(int argc, char **argv, cli *c) {
         case O_ALPHA: c->intro.alpha = icn_parse_double("--alpha", optarg, 0, 1000); break;
         case O_PN_BATCH: c->intro.pn_batch = (int)icn_parse_long("--pn-batch", optarg, 1, 65536); break;
         case O_BN_PSEUDO:
-            if (strcmp(optarg, "mixed") && strcmp(optarg, "separate"))
-                icn_die(2, "--bn-pseudo: '%s' is not mixed or separate", optarg);
-            c->intro.bn_separate = !strcmp(optarg, "separate");
+            if (icn_bn_pseudo_parse(optarg, &c->intro.bn_pseudo))
+                icn_die(2, "--bn-pseudo: '%s' is not mixed, separate or frozen", optarg);
             break;
         case O_ASYNC_ROUNDS: c->intro.async = 1; break;
         case O_NO_PREFETCH: c->intro.prefetch = 0; break;

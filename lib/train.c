@@ -71,20 +71,36 @@ static double pass(icn_net *net, icn_work *w, const float *x, const int32_t *y, 
     return loss;
 }
 
+int icn_bn_pseudo_parse(const char *s, icn_bn_pseudo *out) {
+    for (int m = ICN_BN_MIXED; m <= ICN_BN_FROZEN; m++)
+        if (!strcmp(s, icn_bn_pseudo_name((icn_bn_pseudo)m))) return *out = (icn_bn_pseudo)m, 0;
+    return -1;
+}
+
+const char *icn_bn_pseudo_name(icn_bn_pseudo m) {
+    return m == ICN_BN_SEPARATE ? "separate" : m == ICN_BN_FROZEN ? "frozen" : "mixed";
+}
+
 icn_step_result icn_train_step(icn_net *net, icn_work *w, icn_optim *opt, const float *x, const int32_t *y,
-                               const float *weight, int n, int split, const icn_train_opts *o, float lr,
-                               float *dlogits) {
+                               const float *weight, int n, int split, icn_bn_pseudo bn, const icn_train_opts *o,
+                               float lr, float *dlogits) {
     icn_step_result r;
-    if (split <= 0 || split >= n) {
+    if (bn == ICN_BN_MIXED || split <= 0 || split >= n) {
         w->training = 1; /* batchnorm on the batch's statistics, running statistics updated */
         r.loss = pass(net, w, x, y, weight, 0, n, n, o, dlogits);
     } else {
-        w->training = 1; /* the first batch: its statistics, and the running ones updated */
-        r.loss = pass(net, w, x, y, weight, 0, split, n, o, dlogits);
+        /* The real images by their statistics, which update the running ones (training mode 1);
+         * the pseudo-negatives by theirs, the running ones untouched (mode 2), or frozen: by the
+         * running statistics as the step found them (mode 0), so they go first. */
+        const int frozen = bn == ICN_BN_FROZEN;
         if (!w->grad_acc) w->grad_acc = xmalloc(net->n_trainable * sizeof(float));
+        w->training = frozen ? 0 : 1;
+        r.loss = frozen ? pass(net, w, x, y, weight, split, n - split, n, o, dlogits)
+                        : pass(net, w, x, y, weight, 0, split, n, o, dlogits);
         memcpy(w->grad_acc, w->grad, net->n_trainable * sizeof(float));
-        w->training = 2; /* the second: its own statistics, the running ones untouched */
-        r.loss += pass(net, w, x, y, weight, split, n - split, n, o, dlogits);
+        w->training = frozen ? 1 : 2;
+        r.loss += frozen ? pass(net, w, x, y, weight, 0, split, n, o, dlogits)
+                         : pass(net, w, x, y, weight, split, n - split, n, o, dlogits);
         for (size_t i = 0; i < net->n_trainable; i++) w->grad[i] += w->grad_acc[i];
     }
     w->training = 0;

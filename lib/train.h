@@ -57,18 +57,24 @@ void icn_train_augment(const icn_train_opts *o, const icn_batch *data, float *x,
 
 /* One step: forward, loss (o's head and smoothing), backward, gradient clipping (o->clip_grad),
  * optimizer. dlogits [n, classes] is scratch. The loss is (1/n) sum_i weight_i loss_i (weight
- * NULL: all 1). split = 0: batch norm sees the n images as one batch. 0 < split < n: it sees rows
- * [0, split) and [split, n) as two batches, each normalized by its own statistics, and only the
- * first updates the running statistics: two forward-backward passes whose gradients add up to
- * the gradient of the same loss (with ICN, the real images and the pseudo-negatives). */
+ * NULL: all 1). With ICN the rows [split, n) are the step's pseudo-negatives and `bn` says how
+ * batch norm sees them: ICN_BN_MIXED (or split 0): the n images as one batch. Otherwise two
+ * forward-backward passes whose gradients add up to the gradient of the same loss: rows
+ * [0, split) normalized by their own statistics, which alone update the running ones, and rows
+ * [split, n) by their own batch's statistics (ICN_BN_SEPARATE) or by the running statistics
+ * (ICN_BN_FROZEN: as evaluation and synthesis see an image). */
+typedef enum { ICN_BN_MIXED, ICN_BN_SEPARATE, ICN_BN_FROZEN } icn_bn_pseudo;
+/* "mixed", "separate", "frozen" <-> the mode; parse returns -1 for any other word. */
+int icn_bn_pseudo_parse(const char *s, icn_bn_pseudo *out);
+const char *icn_bn_pseudo_name(icn_bn_pseudo m);
 typedef struct {
     double loss;
     double grad_norm; /* L2 norm of the loss gradient before any clipping */
     int clipped;      /* 1 if o->clip_grad scaled it down */
 } icn_step_result;
 icn_step_result icn_train_step(icn_net *net, icn_work *w, icn_optim *opt, const float *x, const int32_t *y,
-                               const float *weight, int n, int split, const icn_train_opts *o, float lr,
-                               float *dlogits);
+                               const float *weight, int n, int split, icn_bn_pseudo bn, const icn_train_opts *o,
+                               float lr, float *dlogits);
 /* The one-line error for a loss that is NaN, infinite or past 1e30, else 0. */
 int icn_check_diverged(int64_t step, icn_step_result r, char *err, size_t errlen);
 

@@ -80,7 +80,7 @@ int icn_trainer_run(icn_trainer *t, int64_t until, char *err, size_t errlen) {
         gather_step(t, step, B, P);
         float lr = icn_train_lr(o, step);
         icn_step_result res =
-            icn_train_step(t->net, t->work, &t->opt, t->x, t->y, weight, n, P && t->bn_separate ? B : 0, o, lr, t->dlogits);
+            icn_train_step(t->net, t->work, &t->opt, t->x, t->y, weight, n, P ? B : 0, t->bn_pseudo, o, lr, t->dlogits);
         if (icn_check_diverged(step, res, err, errlen)) return -1;
         t->clipped += res.clipped;
         t->loss = step == t->meta.step ? res.loss : 0.98 * t->loss + 0.02 * res.loss;

@@ -42,7 +42,7 @@ typedef struct {
     const icn_batch *pn;
     int pn_batch;
     double alpha;
-    int bn_separate; /* batch norm sees a step's pseudo-negatives as a batch of their own (train.h, split) */
+    icn_bn_pseudo bn_pseudo; /* how batch norm sees a step's pseudo-negatives (train.h, icn_train_step) */
     int32_t *idx, *y;
     float *x, *weight, *dlogits;
     double loss;     /* running average, for the progress line */

@@ -7,7 +7,7 @@
 #
 #   pipelines/icn-mnist.sh [--synthesizers N] [--train-images N] [--seed S] [--dir DIR]
 #                          [--noise] [--no-baseline] [--port-base P] [--synth-args "FLAGS"]
-#                          [--val FILE]
+#                          [--val FILE] [--eval-split SPLIT]
 #                          [--dataset mnist|fashion|cifar10|svhn] [--data-dir DIR] [--split SPLIT]
 #                          [-- TRAINER FLAGS...]
 # --dataset/--data-dir/--split choose the training images (icn-load DATASET --dir DIR --split
@@ -17,13 +17,16 @@
 # ICN and the baseline also keep the model of lowest error on it (the paper stops training on
 # validation error) as DIR/icn-best.model and DIR/baseline-best.model, which are then compared
 # on the test set as well (DIR/icn-best-eval.json, DIR/compare-best.json).
+# --eval-split SPLIT: the images every model is evaluated and compared on (DIR/test.icn), by
+# default the test set; `--eval-split val` (the 5,000 training images that --split train leaves
+# out) for choosing settings without touching the test set (pipelines/resnet-study.sh).
 # --synth-args: extra icn-synthesize flags for every synthesizer, split at white space, such
 # as "--method langevin --stop 3" (the sampling strategies of the paper's Table 2).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 synths=2 images=2000 seed=1 dir="" noise="" baseline=1 port=${ICN_PORT_BASE:-5560} synth_args=()
-dataset=mnist data_dir=() split=train val=""
+dataset=mnist data_dir=() split=train val="" eval_split=test
 while [ $# -gt 0 ]; do
     case $1 in
     --synthesizers) synths=$2; shift 2 ;;
@@ -35,6 +38,7 @@ while [ $# -gt 0 ]; do
     --port-base) port=$2; shift 2 ;;
     --synth-args) read -r -a synth_args <<<"$2"; shift 2 ;;
     --val) val=$2; shift 2 ;;
+    --eval-split) eval_split=$2; shift 2 ;;
     --dataset) dataset=$2; shift 2 ;; --data-dir) data_dir=(--dir "$2"); shift 2 ;; --split) split=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     --) shift; break ;;
@@ -52,7 +56,14 @@ trap cleanup EXIT
 
 limit=(--limit "$images"); [ "$images" = all ] && limit=()
 "$bin/icn-load" "$dataset" "${data_dir[@]}" --split "$split" "${limit[@]}" --seed "$seed" --out "$dir/train.icn" --quiet
-[ -s "$dir/test.icn" ] || "$bin/icn-load" "$dataset" "${data_dir[@]}" --split test --out "$dir/test.icn" --quiet
+case $eval_split in test|val) ;; *) echo "icn-mnist: --eval-split: '$eval_split' is not test or val" >&2; exit 2 ;; esac
+[ "$eval_split" = test ] || [ "$split" != "$eval_split" ] || { echo "icn-mnist: --eval-split $eval_split is also the training split" >&2; exit 2; }
+# DIR/test.icn holds the evaluation split; a directory made for the other split is refused
+if [ -s "$dir/eval-split" ] && [ "$(cat "$dir/eval-split")" != "$eval_split" ]; then
+    echo "icn-mnist: $dir was evaluated on '$(cat "$dir/eval-split")', not '$eval_split': use another --dir" >&2; exit 2
+fi
+echo "$eval_split" >"$dir/eval-split"
+[ -s "$dir/test.icn" ] || "$bin/icn-load" "$dataset" "${data_dir[@]}" --split "$eval_split" --out "$dir/test.icn" --quiet
 
 shape=$("$bin/icn-load" --info "$dir/train.icn" | sed -n 's/^shape: //p') # the pool's contract: the data's
 "$bin/icn-pool" serve --store "$dir/pool.store" --shape "$shape" --classes 10 --pull "$push" --rep "$req" --quiet \
@@ -85,13 +96,13 @@ print("%s: only the baseline wrong on %d, only ICN on %d, McNemar exact p = %.3g
       % (sys.argv[2], p["only_a_wrong"], p["only_b_wrong"], p["p_value"]))' "$4" "$1"
 }
 at="images $images seed $seed"
-echo "$at synthesizers $synths${noise:+ (ICN-noise)}: ICN test error $(pct "$dir/icn-eval.json") (${icn_wall}s)"
-[ -z "$val" ] || echo "$at: ICN test error $(pct "$dir/icn-best-eval.json") at its best validation point"
+echo "$at synthesizers $synths${noise:+ (ICN-noise)}: ICN $eval_split error $(pct "$dir/icn-eval.json") (${icn_wall}s)"
+[ -z "$val" ] || echo "$at: ICN $eval_split error $(pct "$dir/icn-best-eval.json") at its best validation point"
 if [ "$baseline" = 1 ]; then
-    echo "$at: baseline test error $(pct "$dir/baseline-eval.json")"
+    echo "$at: baseline $eval_split error $(pct "$dir/baseline-eval.json")"
     compare_line "$at" "$dir/baseline.model" "$dir/icn.model" "$dir/compare.json"
     if [ -n "$val" ]; then
-        echo "$at: baseline test error $(pct "$dir/baseline-best-eval.json") at its best validation point"
+        echo "$at: baseline $eval_split error $(pct "$dir/baseline-best-eval.json") at its best validation point"
         compare_line "$at, best validation points" "$dir/baseline-best.model" "$dir/icn-best.model" \
             "$dir/compare-best.json"
     fi

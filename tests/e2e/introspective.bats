@@ -256,14 +256,17 @@ PY
     files_differ icn-a.model icn-plain.model
 }
 
-@test "--bn-pseudo separate: a resnet8 run is reproducible and differs from the mixed one; a checkpoint records the mode" {
-    for run in a b mixed; do
+@test "--bn-pseudo separate and frozen: resnet8 runs are reproducible and differ from the mixed one and each other; a checkpoint records the mode" {
+    for run in a b mixed frozen frozen2; do
         mode=separate
-        [ "$run" = mixed ] && mode=mixed
+        case $run in mixed) mode=mixed ;; frozen*) mode=frozen ;; esac
         seeded_run "$run" --rounds 1 --arch resnet8 --lr 0.05 --bn-pseudo "$mode" --checkpoint "ck-$run"
     done
     cmp icn-a.model icn-b.model
+    cmp icn-frozen.model icn-frozen2.model
     files_differ icn-a.model icn-mixed.model
+    files_differ icn-frozen.model icn-mixed.model
+    files_differ icn-frozen.model icn-a.model
     # resuming the separate run's checkpoint as a mixed one is refused: another setting
     start_pool pool-a.store
     run --separate-stderr trainer --rounds 1 --arch resnet8 --lr 0.05 --checkpoint ck-a --resume --out again.model --threads 1
@@ -272,5 +275,5 @@ PY
     run --separate-stderr icn-classify train --introspective --bn-pseudo both --data "$BATS_FILE_TMPDIR/train.icn" --out m.model
     expect_status 2
     one_line_error icn-classify
-    [[ "$stderr" == *"'both'"*"mixed or separate"* ]]
+    [[ "$stderr" == *"'both'"*"mixed, separate or frozen"* ]]
 }

@@ -397,7 +397,7 @@ static void test_the_optimizer_and_evaluation_leave_the_running_statistics_alone
         wc->training = 1;
         icn_forward(&copy, wc, x, N);
         wc->training = 0;
-        icn_train_step(&net, w, &opt, x, y, NULL, N, 0, &o, 0.1f, dlogits);
+        icn_train_step(&net, w, &opt, x, y, NULL, N, 0, ICN_BN_MIXED, &o, 0.1f, dlogits);
         assert_int_equal(w->training, 0); /* the step's mode ends with the step */
         assert_memory_equal(net.params + net.n_trainable, copy.params + net.n_trainable, n_state * 4);
     }
@@ -422,9 +422,10 @@ static void test_the_optimizer_and_evaluation_leave_the_running_statistics_alone
 
 /* ---- a step whose batch norm sees two batches (train.h, split) ---- */
 
-/* The split step's loss: (m/n) of each part's weighted mean, each part normalized by its own
- * statistics (training mode 2: the running statistics stay as they are while it is probed). */
-typedef struct { icn_net *net; icn_work *w; float *x; int32_t *y; float *weight; int n, split; float *dz; } split_case;
+/* The split step's loss: (m/n) of each part's weighted mean, the first part normalized by its own
+ * statistics (training mode 2: the running statistics stay as they are while it is probed), the
+ * second by its own (mode 2, --bn-pseudo separate) or by the running statistics (mode 0, frozen). */
+typedef struct { icn_net *net; icn_work *w; float *x; int32_t *y; float *weight; int n, split, second; float *dz; } split_case;
 
 static double split_objective(void *p) {
     split_case *c = p;
@@ -433,6 +434,7 @@ static double split_objective(void *p) {
     c->w->training = 2;
     for (int part = 0; part < 2; part++) {
         int from = part ? c->split : 0, m = part ? c->n - c->split : c->split;
+        c->w->training = part ? c->second : 2;
         const float *z = icn_forward(c->net, c->w, c->x + from * d, m);
         loss += (double)m / c->n * icn_loss_softmax(z, c->y + from, c->weight + from, m, c->net->classes, 0, c->dz);
     }
@@ -440,8 +442,7 @@ static double split_objective(void *p) {
     return loss;
 }
 
-static void test_a_split_step_normalizes_each_part_by_its_own_statistics_with_exact_gradients(void **state) {
-    (void)state;
+static void check_split_step(icn_bn_pseudo mode) {
     enum { N = 7, S = 4, H = 6, W = 5, C = 1, K = 3 };
     icn_net net, real_only;
     char err[ICN_ERRLEN];
@@ -460,9 +461,10 @@ static void test_a_split_step_normalizes_each_part_by_its_own_statistics_with_ex
     icn_optim opt;
     icn_optim_sgd(&opt, net.n_trainable, 0, 0);
     icn_work *w = icn_work_new(&net, N), *wr = icn_work_new(&real_only, N);
-    split_case c = {.net = &net, .w = w, .x = x, .y = y, .weight = weight, .n = N, .split = S, .dz = xmalloc(N * K * 4)};
+    split_case c = {.net = &net, .w = w, .x = x, .y = y, .weight = weight, .n = N, .split = S,
+                    .second = mode == ICN_BN_FROZEN ? 0 : 2, .dz = xmalloc(N * K * 4)};
     const double expected = split_objective(&c);
-    icn_step_result r = icn_train_step(&net, w, &opt, x, y, weight, N, S, &o, 0.0f, dlogits); /* lr 0: no move */
+    icn_step_result r = icn_train_step(&net, w, &opt, x, y, weight, N, S, mode, &o, 0.0f, dlogits); /* lr 0: no move */
     assert_int_equal(w->training, 0);
     assert_true(fabs(r.loss - expected) < 1e-5 * fmax(1, fabs(expected)));
     assert_memory_equal(net.params, theta, net.n_trainable * 4);
@@ -478,12 +480,53 @@ static void test_a_split_step_normalizes_each_part_by_its_own_statistics_with_ex
     memcpy(net.params, theta, net.n_params * 4);
     check_grad("resnet8 split step dparams", net.params, grad, net.n_trainable, split_objective, &c, 1e-3f, 2e-2);
     /* one batch (split 0) is another objective: the same images give another gradient */
-    icn_train_step(&net, w, &opt, x, y, weight, N, 0, &o, 0.0f, dlogits);
+    icn_train_step(&net, w, &opt, x, y, weight, N, 0, ICN_BN_MIXED, &o, 0.0f, dlogits);
     assert_memory_not_equal(w->grad, grad, net.n_trainable * 4);
     icn_optim_free(&opt);
     icn_work_free(w), icn_work_free(wr);
     icn_net_free(&net), icn_net_free(&real_only);
     free(x), free(theta), free(grad), free(c.dz);
+}
+
+static void test_a_step_with_separate_statistics_has_the_gradient_of_its_objective(void **state) {
+    (void)state;
+    check_split_step(ICN_BN_SEPARATE);
+}
+
+/* --bn-pseudo frozen: the pseudo-negatives normalized by the running statistics */
+static void test_a_step_with_frozen_statistics_has_the_gradient_of_its_objective(void **state) {
+    (void)state;
+    check_split_step(ICN_BN_FROZEN);
+}
+
+/* frozen and separate are two objectives: the same step gives two gradients */
+static void test_frozen_and_separate_statistics_give_different_gradients(void **state) {
+    (void)state;
+    enum { N = 6, S = 4, H = 6, W = 5, C = 1, K = 3 };
+    icn_net net;
+    char err[ICN_ERRLEN];
+    assert_int_equal(icn_net_build(&net, "resnet8", H, W, C, K, err, sizeof err), 0);
+    icn_net_init(&net, 5);
+    perturb_batchnorm(&net);
+    float *x = randn(N * H * W * C, 2), dlogits[N * K], weight[N], *theta = xmalloc(net.n_params * 4);
+    int32_t y[N] = {0, 2, 1, 0, -1, -3};
+    for (int i = 0; i < N; i++) weight[i] = 1;
+    memcpy(theta, net.params, net.n_params * 4);
+    icn_train_opts o;
+    icn_train_opts_default(&o);
+    icn_optim opt;
+    icn_optim_sgd(&opt, net.n_trainable, 0, 0);
+    icn_work *w = icn_work_new(&net, N);
+    icn_train_step(&net, w, &opt, x, y, weight, N, S, ICN_BN_SEPARATE, &o, 0.0f, dlogits);
+    float *separate = xmalloc(net.n_trainable * 4);
+    memcpy(separate, w->grad, net.n_trainable * 4);
+    memcpy(net.params, theta, net.n_params * 4);
+    icn_train_step(&net, w, &opt, x, y, weight, N, S, ICN_BN_FROZEN, &o, 0.0f, dlogits);
+    assert_memory_not_equal(w->grad, separate, net.n_trainable * 4);
+    icn_optim_free(&opt);
+    icn_work_free(w);
+    icn_net_free(&net);
+    free(x), free(theta), free(separate);
 }
 
 /* ---- snapshots: the architecture decides the layout, the state travels with the weights ---- */
@@ -549,7 +592,9 @@ int main(void) {
         cmocka_unit_test(test_resnet8_s_inference_gradients_match_finite_differences),
         cmocka_unit_test(test_the_resnet_architectures_have_he_et_al_s_shapes),
         cmocka_unit_test(test_the_optimizer_and_evaluation_leave_the_running_statistics_alone),
-        cmocka_unit_test(test_a_split_step_normalizes_each_part_by_its_own_statistics_with_exact_gradients),
+        cmocka_unit_test(test_a_step_with_separate_statistics_has_the_gradient_of_its_objective),
+        cmocka_unit_test(test_a_step_with_frozen_statistics_has_the_gradient_of_its_objective),
+        cmocka_unit_test(test_frozen_and_separate_statistics_give_different_gradients),
         cmocka_unit_test(test_a_snapshot_carries_the_running_statistics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

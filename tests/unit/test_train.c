@@ -39,7 +39,7 @@ static icn_step_result step_with_clip(double clip, float *delta, size_t *n_param
     int32_t y[N];
     for (int i = 0; i < N * H * W * C; i++) x[i] = 3.0f * (float)icn_rng_gauss(&rng);
     for (int i = 0; i < N; i++) y[i] = i % K;
-    icn_step_result r = icn_train_step(&net, w, &opt, x, y, NULL, N, 0, &o, 1.0f, dlogits);
+    icn_step_result r = icn_train_step(&net, w, &opt, x, y, NULL, N, 0, ICN_BN_MIXED, &o, 1.0f, dlogits);
     for (size_t i = 0; i < net.n_params; i++) delta[i] = before[i] - net.params[i];
     *n_params = net.n_params;
     free(before);
