@@ -73,6 +73,8 @@ static const char usage[] =
     "  --per-class L          pseudo-negatives per class per round (default 20)\n"
     "  --alpha A              weight of the pseudo-negative term, Eq. 9 (default 0.5)\n"
     "  --pn-batch P           pseudo-negatives per step, beside --batch real images (default 16)\n"
+    "  --pn-recent F          draw this share of them from the newest generation, the rest from\n"
+    "                         all generations uniformly (default 0: all uniformly, as the paper)\n"
     "  --bn-pseudo MODE       batch norm (resnetN): 'mixed' normalizes the pseudo-negatives together\n"
     "                         with the real images (default); 'separate' as a batch of their own,\n"
     "                         'frozen' by the running statistics (as synthesis sees them); with\n"
@@ -100,7 +102,7 @@ static const char usage[] =
 enum { O_DATA = 256, O_ARCH, O_HEAD, O_CLASSES, O_STEPS, O_EPOCHS, O_BATCH, O_LR, O_MOMENTUM,
        O_WD, O_DECAY_AT, O_DECAY_FACTOR, O_SMOOTH, O_CLIP, O_SEED, O_OUT, O_CKPT, O_CKPT_EVERY, O_RESUME,
        O_VAL, O_EVAL_EVERY, O_METRICS, O_THREADS, O_QUIET, O_MODEL, O_INTRO, O_INIT_STEPS,
-       O_ROUNDS, O_ROUND_STEPS, O_PER_CLASS, O_ALPHA, O_PN_BATCH, O_BN_PSEUDO, O_ASYNC_ROUNDS, O_PUBLISH, O_POOL,
+       O_ROUNDS, O_ROUND_STEPS, O_PER_CLASS, O_ALPHA, O_PN_BATCH, O_PN_RECENT, O_BN_PSEUDO, O_ASYNC_ROUNDS, O_PUBLISH, O_POOL,
        O_WAIT, O_EVERY, O_COUNT, O_BUMP, O_AUGMENT, O_NEW_SETTINGS, O_KEEP_BEST, O_NO_PREFETCH, O_END };
 _Static_assert(O_END - O_DATA <= 64, "the flags must fit the 64-bit set cli.given");
 
@@ -121,7 +123,7 @@ static const struct option longs[] = {
     {"introspective", no_argument, 0, O_INTRO}, {"initial-steps", required_argument, 0, O_INIT_STEPS},
     {"rounds", required_argument, 0, O_ROUNDS}, {"round-steps", required_argument, 0, O_ROUND_STEPS},
     {"per-class", required_argument, 0, O_PER_CLASS}, {"alpha", required_argument, 0, O_ALPHA},
-    {"pn-batch", required_argument, 0, O_PN_BATCH}, {"bn-pseudo", required_argument, 0, O_BN_PSEUDO}, {"async", no_argument, 0, O_ASYNC_ROUNDS},
+    {"pn-batch", required_argument, 0, O_PN_BATCH}, {"pn-recent", required_argument, 0, O_PN_RECENT}, {"bn-pseudo", required_argument, 0, O_BN_PSEUDO}, {"async", no_argument, 0, O_ASYNC_ROUNDS},
     {"publish", required_argument, 0, O_PUBLISH}, {"pool", required_argument, 0, O_POOL},
     {"wait-timeout", required_argument, 0, O_WAIT}, {"every", required_argument, 0, O_EVERY},
     {"count", required_argument, 0, O_COUNT}, {"bump", no_argument, 0, O_BUMP},
@@ -217,6 +219,7 @@ static void parse(int argc, char **argv, cli *c) {
         case O_PER_CLASS: c->intro.per_class = (int)icn_parse_long("--per-class", optarg, 1, 1L << 24); break;
         case O_ALPHA: c->intro.alpha = icn_parse_double("--alpha", optarg, 0, 1000); break;
         case O_PN_BATCH: c->intro.pn_batch = (int)icn_parse_long("--pn-batch", optarg, 1, 65536); break;
+        case O_PN_RECENT: c->intro.pn_recent = icn_parse_double("--pn-recent", optarg, 0, 1); break;
         case O_BN_PSEUDO:
             if (icn_bn_pseudo_parse(optarg, &c->intro.bn_pseudo))
                 icn_die(2, "--bn-pseudo: '%s' is not mixed, separate or frozen", optarg);

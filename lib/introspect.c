@@ -286,6 +286,8 @@ static void introspect_settings(const icn_introspect_opts *o, char *out, size_t 
              o->async);
     at = strlen(out); /* only when set, so that the settings of runs before the option read as they did */
     if (o->bn_pseudo != ICN_BN_MIXED) snprintf(out + at, outlen - at, " bn_pseudo=%s", icn_bn_pseudo_name(o->bn_pseudo));
+    at = strlen(out);
+    if (o->pn_recent > 0) snprintf(out + at, outlen - at, " pn_recent=%g", o->pn_recent);
 }
 
 int icn_train_introspective(icn_net *net, const icn_batch *data, const icn_train_opts *train,
@@ -295,7 +297,7 @@ int icn_train_introspective(icn_net *net, const icn_batch *data, const icn_train
                         (long long)train->steps, (long long)icn_introspect_total_steps(o));
     run r = {.o = o};
     if (icn_trainer_init(&r.t, net, data, train, o->pn_batch, err, errlen)) return -1;
-    r.t.pn = &r.pn, r.t.alpha = o->alpha, r.t.bn_pseudo = o->bn_pseudo;
+    r.t.pn = &r.pn, r.t.alpha = o->alpha, r.t.bn_pseudo = o->bn_pseudo, r.t.pn_recent = o->pn_recent;
     introspect_settings(o, r.t.meta.settings, sizeof r.t.meta.settings);
     r.accepted = xcalloc((size_t)(o->rounds + 1) * net->classes, sizeof(int64_t));
     int rc = -1;

@@ -25,6 +25,7 @@ typedef struct {
     int per_class;         /* pseudo-negatives per class per round (sync); 20 */
     double alpha;          /* weight of the pseudo-negative term; 0.5 */
     int pn_batch;          /* pseudo-negatives per step; 16 */
+    double pn_recent;      /* share of them from the newest generation (trainer.h); 0 */
     icn_bn_pseudo bn_pseudo; /* how batch norm sees the pseudo-negatives (train.h); ICN_BN_MIXED */
     int async;
     const char *publish;   /* PUB endpoint for snapshots (bound) */

@@ -1,6 +1,7 @@
 /* trainer.c: the one training loop (trainer.h). */
 #include "trainer.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,8 +39,26 @@ int icn_trainer_begin(icn_trainer *t, const char *label, char *err, size_t errle
     return resumed;
 }
 
+/* The records of the newest generation in pn, for --pn-recent. */
+static void find_recent(icn_trainer *t) {
+    t->n_recent = 0;
+    if (!(t->pn_recent > 0) || !t->pn->prov) return;
+    int32_t newest = INT32_MIN;
+    for (int64_t i = 0; i < t->pn->n; i++)
+        if (t->pn->prov[i].generation > newest) newest = t->pn->prov[i].generation;
+    for (int64_t i = 0; i < t->pn->n; i++) {
+        if (t->pn->prov[i].generation != newest) continue;
+        if (t->n_recent == t->cap_recent) {
+            t->cap_recent = t->cap_recent ? 2 * t->cap_recent : 256;
+            t->recent = xrealloc(t->recent, (size_t)t->cap_recent * sizeof(int32_t));
+        }
+        t->recent[t->n_recent++] = (int32_t)i;
+    }
+}
+
 /* The step's batch: B real images in the sampler's order, augmented, then (with pseudo-negatives)
- * P of them drawn uniformly from all so far. */
+ * P of them: the first round(pn_recent P) from the newest generation, the others drawn uniformly
+ * from all so far, seeded by (seed, step). */
 static void gather_step(icn_trainer *t, int64_t step, int B, int P) {
     icn_sampler_batch(&t->sampler, step, B, t->idx);
     icn_gather(t->data, t->idx, B, t->x, t->y);
@@ -47,7 +66,10 @@ static void gather_step(icn_trainer *t, int64_t step, int B, int P) {
     if (!P) return;
     icn_rng rng;
     icn_rng_seed(&rng, t->o->seed * 0x2545f4914f6cdd1dULL + (uint64_t)step);
-    for (int i = 0; i < P; i++) t->idx[B + i] = (int32_t)icn_rng_below(&rng, (uint32_t)t->pn->n);
+    const int R = t->n_recent ? (int)lround(t->pn_recent * P) : 0;
+    for (int i = 0; i < P; i++)
+        t->idx[B + i] = i < R ? t->recent[icn_rng_below(&rng, (uint32_t)t->n_recent)]
+                              : (int32_t)icn_rng_below(&rng, (uint32_t)t->pn->n);
     icn_gather(t->pn, t->idx + B, P, t->x + (size_t)B * icn_batch_dim(t->data), t->y + B);
 }
 
@@ -76,6 +98,7 @@ int icn_trainer_run(icn_trainer *t, int64_t until, char *err, size_t errlen) {
         weight = t->weight;
     }
     const int64_t round = t->pn ? t->meta.round : -1;
+    if (P) find_recent(t);
     for (int64_t step = t->meta.step; step < until; step++) {
         gather_step(t, step, B, P);
         float lr = icn_train_lr(o, step);
@@ -118,7 +141,7 @@ void icn_trainer_free(icn_trainer *t) {
     icn_optim_free(&t->opt);
     icn_work_free(t->work);
     icn_sampler_free(&t->sampler);
-    free(t->idx), free(t->y), free(t->x), free(t->weight), free(t->dlogits);
+    free(t->idx), free(t->y), free(t->x), free(t->weight), free(t->dlogits), free(t->recent);
     memset(t, 0, sizeof *t);
 }
 

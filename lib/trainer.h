@@ -42,6 +42,10 @@ typedef struct {
     const icn_batch *pn;
     int pn_batch;
     double alpha;
+    /* the share of each step's pseudo-negatives drawn from the newest generation in pn (its
+     * records found at the start of each icn_trainer_run), the rest from all; 0: all uniformly */
+    double pn_recent;
+    int32_t *recent, n_recent, cap_recent;
     icn_bn_pseudo bn_pseudo; /* how batch norm sees a step's pseudo-negatives (train.h, icn_train_step) */
     int32_t *idx, *y;
     float *x, *weight, *dlogits;

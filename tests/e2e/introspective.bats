@@ -256,6 +256,34 @@ PY
     files_differ icn-a.model icn-plain.model
 }
 
+@test "--pn-recent 0.5: a run is reproducible, differs from the uniform one, and a checkpoint records it; 1.5 is refused" {
+    for run in a b uniform; do
+        recent=(--pn-recent 0.5)
+        [ "$run" = uniform ] && recent=()
+        seeded_run "$run" --rounds 2 "${recent[@]}" --checkpoint "ck-$run" --metrics "m-$run.jsonl"
+    done
+    cmp icn-a.model icn-b.model
+    files_differ icn-a.model icn-uniform.model
+    # the first round has one generation only: there the two draw the same batches
+    json_lines_equal() { "$PYTHON" - "$@" <<'PY'
+import json, sys
+def steps(f, r):
+    return [e["loss"] for e in map(json.loads, open(f)) if e.get("event") == "step" and e.get("round") == r]
+a, b = sys.argv[1:3]
+assert steps(a, 1) and steps(a, 1) == steps(b, 1), "round 1 differs"
+assert steps(a, 2) != steps(b, 2), "round 2 is the same"
+PY
+    }
+    json_lines_equal m-a.jsonl m-uniform.jsonl
+    start_pool pool-a.store
+    run --separate-stderr trainer --rounds 2 --checkpoint ck-a --resume --out again.model --threads 1
+    expect_status 1
+    [[ "$stderr" == *"pn_recent=0.5"* ]]
+    run --separate-stderr icn-classify train --introspective --pn-recent 1.5 --data "$BATS_FILE_TMPDIR/train.icn" --out m.model
+    expect_status 2
+    one_line_error icn-classify
+}
+
 @test "--bn-pseudo separate and frozen: resnet8 runs are reproducible and differ from the mixed one and each other; a checkpoint records the mode" {
     for run in a b mixed frozen frozen2; do
         mode=separate
