@@ -6,7 +6,7 @@
 #   pipelines/resnet-study.sh --name VARIANT --seed S [--train-images N] [--dir DIR]
 #                             [--synthesizers N] [--synth-args "FLAGS"] [-- TRAINER FLAGS...]
 # TRAINER FLAGS go to the introspective trainer as they are (pipelines/icn-mnist.sh). The
-# baseline gets the same flags less the introspective ones (--alpha, --pn-batch, --bn-pseudo,
+# baseline gets the same flags less the introspective ones (--alpha, --pn-batch, --pn-recent, --bn-pseudo,
 # --per-class, --async, --no-prefetch; the round schedule only sets its number of steps), so
 # variants that differ only in those share one baseline per seed: DIR/base-KEY-sS, KEY a hash
 # of what the baseline depends on. Defaults: 2,000 images, DIR runs/resnet-study.
@@ -36,7 +36,7 @@ i=0
 while [ $i -lt ${#flags[@]} ]; do
     f=${flags[$i]} v=${flags[$((i + 1))]:-}
     case $f in
-    --alpha|--pn-batch|--bn-pseudo|--per-class|--wait-timeout) i=$((i + 2)) ;;
+    --alpha|--pn-batch|--pn-recent|--bn-pseudo|--per-class|--wait-timeout) i=$((i + 2)) ;;
     --async|--no-prefetch) i=$((i + 1)) ;;
     --initial-steps) initial=$v; i=$((i + 2)) ;; --rounds) rounds=$v; i=$((i + 2)) ;;
     --round-steps) round_steps=$v; i=$((i + 2)) ;;
