@@ -17,6 +17,7 @@
 #define RECV_MS 100        /* the thread looks at its stop flag this often */
 #define QUIET_BEATS 3      /* heartbeat intervals of silence that make the trainer "quiet" */
 #define STALL_S 1.0        /* a loop turn this late: the process was stopped or starved */
+#define LAGS 16            /* heartbeats whose lag (our clock at receipt - theirs at sending) are kept */
 
 struct icn_inbox {
     const icn_inbox_opts *o;
@@ -27,12 +28,17 @@ struct icn_inbox {
     char req_ep[ICN_ENDPOINT_LEN];
     double last_request, last_turn, resumed_at;
     int warned_endpoint;
+    char asking[ICN_ENDPOINT_LEN]; /* a request not sent yet (the DEALER not connected yet): its
+                                    * advertised endpoint, tried again each turn; "" none */
+    double lag[LAGS];              /* the last heartbeats' lags: their least is the clocks' offset
+                                    * plus the shortest transit, what a fresh heartbeat shows */
+    int lags;
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t news_cond;
     atomic_int ready; /* something for the next take, or failed */
     atomic_int quit;
-    _Atomic double heard;    /* icn_now() of the trainer's last frame; 0 before its first heartbeat */
+    _Atomic double heard;    /* icn_now() when the trainer sent its latest heartbeat (heard_at); 0 before the first */
     _Atomic double quiet_s;  /* silence that makes it quiet: QUIET_BEATS of its heartbeat interval */
     atomic_llong requests;
     /* under mu */
@@ -144,7 +150,8 @@ static int ask(icn_inbox *ib, const char *advertised, char *err, size_t errlen) 
     char e[ICN_ERRLEN];
     int sent = icn_zmq_try_send(ib->req, sb.data, sb.size, e, sizeof e); /* 0: not connected yet, next turn */
     msgpack_sbuffer_destroy(&sb);
-    if (sent == 1) ib->last_request = now, atomic_fetch_add(&ib->requests, 1);
+    if (sent == 1) ib->last_request = now, atomic_fetch_add(&ib->requests, 1), ib->asking[0] = 0;
+    else if (advertised != ib->asking) snprintf(ib->asking, sizeof ib->asking, "%s", advertised);
     return 0;
 }
 
@@ -158,6 +165,20 @@ static int bound_sockets(icn_inbox *ib, size_t n, char *err, size_t errlen) {
         if (!(ib->req = icn_open_snapshot_requester(ib->req_ep, ib->sub_max, err, errlen))) return -1;
     }
     return 0;
+}
+
+/* The trainer was alive when it sent a heartbeat: `heard` becomes that moment on our clock.
+ * A heartbeat that waited in a queue or a socket buffer (we were stopped, or the link was
+ * down) is older than it looks: its lag exceeds the least lag of the recent ones by the time
+ * it waited (a steady offset between the two clocks cancels out). */
+static void heard_at(icn_inbox *ib, double sent, int64_t interval_ms, double now, double wall) {
+    atomic_store(&ib->quiet_s, QUIET_BEATS * interval_ms / 1000.0);
+    double lag = wall - sent, least = lag;
+    ib->lag[ib->lags++ % LAGS] = lag;
+    for (int i = 0; i < LAGS && i < ib->lags; i++)
+        if (ib->lag[i] < least) least = ib->lag[i];
+    double when = now - (lag - least);
+    if (when > atomic_load(&ib->heard)) atomic_store(&ib->heard, when);
 }
 
 /* One frame from sock, if one is there. 0: fine (a refused frame included); -1: the socket. */
@@ -179,8 +200,7 @@ static int receive(icn_inbox *ib, void *sock, char *err, size_t errlen) {
     icn_zmq_frame_close(&f);
     if (bad) return icn_warn("rejected snapshot frame: %s", e), 0;
     double now = icn_now(), at = icn_wallclock();
-    if (m.kind == ICN_MSG_HEARTBEAT) atomic_store(&ib->quiet_s, QUIET_BEATS * m.interval_ms / 1000.0);
-    if (m.kind == ICN_MSG_HEARTBEAT || atomic_load(&ib->heard) > 0) atomic_store(&ib->heard, now);
+    if (m.kind == ICN_MSG_HEARTBEAT) heard_at(ib, m.time, m.interval_ms, now, at);
     int first_model = m.kind == ICN_MSG_MODEL && !ib->sub_max;
     pthread_mutex_lock(&ib->mu);
     int want = keep(ib, &m, n, at);
@@ -199,6 +219,7 @@ static int turn(icn_inbox *ib, char *err, size_t errlen) {
     if (icn_zmq_poll(socks, ib->req ? 2 : 1, RECV_MS, ready, err, errlen) < 0) return -1;
     for (int i = 0; i < 2; i++)
         if (ready[i] && receive(ib, i ? ib->req : ib->sub, err, errlen)) return -1;
+    if (ib->asking[0] && ask(ib, ib->asking, err, errlen)) return -1;
     double now = icn_now(), heard = atomic_load(&ib->heard);
     if (now - ib->last_turn > STALL_S) ib->resumed_at = now; /* stopped or starved: frames may be on their way */
     ib->last_turn = now;

@@ -85,6 +85,10 @@ static int decode_heartbeat(const msgpack_object *map, icn_msg *m, char *err, si
         icn_map_i64(map, "interval_ms", ICN_HEARTBEAT_MIN_MS, ICN_HEARTBEAT_MAX_MS, &m->interval_ms, err, errlen) ||
         icn_map_str(map, "requests", m->endpoint, sizeof m->endpoint, err, errlen))
         return -1;
+    const msgpack_object *t = icn_map_get(map, "time");
+    if (!t || t->type != MSGPACK_OBJECT_FLOAT64 || !(t->via.f64 >= 0 && t->via.f64 < 1e11))
+        return icn_errf(err, errlen, "'time' must be a float64 of seconds since 1970 (0 to 1e11)");
+    m->time = t->via.f64;
     int s = 0;
     while (s < 3 && strcmp(state, run_states[s])) s++;
     if (s == 3) return icn_errf(err, errlen, "'state' is '%s', not running, hold or finished", state);
@@ -258,15 +262,16 @@ void icn_pack_error(msgpack_sbuffer *sb, const char *message) {
 }
 
 void icn_pack_heartbeat(msgpack_sbuffer *sb, int64_t generation, icn_run_state state, int64_t interval_ms,
-                        const char *requests) {
+                        const char *requests, double time) {
     msgpack_packer pk;
     packer(&pk, sb);
-    msgpack_pack_map(&pk, 5);
+    msgpack_pack_map(&pk, 6);
     icn_pack_str(&pk, "kind"), icn_pack_str(&pk, "heartbeat");
     icn_pack_str(&pk, "generation"), msgpack_pack_int64(&pk, generation);
     icn_pack_str(&pk, "state"), icn_pack_str(&pk, icn_run_state_name(state));
     icn_pack_str(&pk, "interval_ms"), msgpack_pack_int64(&pk, interval_ms);
     icn_pack_str(&pk, "requests"), icn_pack_str(&pk, requests);
+    icn_pack_str(&pk, "time"), msgpack_pack_double(&pk, time);
 }
 
 void icn_pack_snapshot_request(msgpack_sbuffer *sb) {

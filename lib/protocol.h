@@ -37,7 +37,7 @@ typedef enum {
     ICN_MSG_STATS = 1 << 9,   /* {"kind":"stats","total":t,...}: the pool's counts */
     ICN_MSG_ERROR = 1 << 10,  /* {"kind":"error","message":text} */
     /* the snapshot channel's liveness and the Clone pattern's snapshot requests (issue 24) */
-    ICN_MSG_HEARTBEAT = 1 << 20, /* {"kind":"heartbeat","generation":g,"state":s,"interval_ms":i,"requests":e} */
+    ICN_MSG_HEARTBEAT = 1 << 20, /* {"kind":"heartbeat","generation":g,"state":s,"interval_ms":i,"requests":e,"time":t} */
     ICN_MSG_SNAPSHOT_REQUEST = 1 << 21, /* {"kind":"snapshot_request"} */
 } icn_msg_kind;
 
@@ -72,6 +72,7 @@ typedef struct {
     icn_run_state state;
     int64_t interval_ms;
     char endpoint[ICN_ENDPOINT_LEN]; /* where snapshot requests go, as the publisher bound it */
+    double time;                     /* the publisher's wall clock when it sent the heartbeat */
 } icn_msg;
 
 const char *icn_msg_kind_name(icn_msg_kind k);
@@ -95,7 +96,7 @@ void icn_pack_records(msgpack_sbuffer *sb, int64_t offset, int64_t total, const 
 void icn_pack_error(msgpack_sbuffer *sb, const char *message);
 /* The snapshot channel's heartbeat and a snapshot request (icn-wire(5) SNAPSHOTS). */
 void icn_pack_heartbeat(msgpack_sbuffer *sb, int64_t generation, icn_run_state state, int64_t interval_ms,
-                        const char *requests);
+                        const char *requests, double time);
 void icn_pack_snapshot_request(msgpack_sbuffer *sb);
 
 /* Sockets of each channel, with the bounds that match what it carries (icn-wire(5) LIMITS):

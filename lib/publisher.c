@@ -60,7 +60,7 @@ static int send_heartbeat(icn_publisher *p, void *sock, const icn_zmq_peer *to, 
                           icn_run_state state, char *err, size_t errlen) {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    icn_pack_heartbeat(&sb, generation, state, ICN_HEARTBEAT_MS, p->requests);
+    icn_pack_heartbeat(&sb, generation, state, ICN_HEARTBEAT_MS, p->requests, icn_wallclock());
     int rc = to ? icn_zmq_send_to(sock, to, sb.data, sb.size, err, errlen) : icn_zmq_send_sbuffer(sock, &sb, err, errlen);
     msgpack_sbuffer_destroy(&sb);
     return rc;

@@ -217,7 +217,7 @@ static void heartbeat(void *pub, int64_t generation, icn_run_state state) {
     char err[ICN_ERRLEN];
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    icn_pack_heartbeat(&sb, generation, state, 100, "inproc://nowhere");
+    icn_pack_heartbeat(&sb, generation, state, 100, "inproc://nowhere", icn_wallclock());
     assert_int_equal(icn_zmq_send_sbuffer(pub, &sb, err, sizeof err), 0);
     msgpack_sbuffer_destroy(&sb);
 }
