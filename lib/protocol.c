@@ -86,9 +86,12 @@ static int decode_heartbeat(const msgpack_object *map, icn_msg *m, char *err, si
         icn_map_str(map, "requests", m->endpoint, sizeof m->endpoint, err, errlen))
         return -1;
     const msgpack_object *t = icn_map_get(map, "time");
-    if (!t || t->type != MSGPACK_OBJECT_FLOAT64 || !(t->via.f64 >= 0 && t->via.f64 < 1e11))
-        return icn_errf(err, errlen, "'time' must be a float64 of seconds since 1970 (0 to 1e11)");
-    m->time = t->via.f64;
+    double time = !t ? -1
+                  : t->type == MSGPACK_OBJECT_FLOAT64 || t->type == MSGPACK_OBJECT_FLOAT32 ? t->via.f64
+                  : t->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? (double)t->via.u64
+                                                                : -1;
+    if (!(time >= 0 && time < 1e11)) return icn_errf(err, errlen, "'time' must be a number of seconds since 1970 (0 to 1e11)");
+    m->time = time;
     int s = 0;
     while (s < 3 && strcmp(state, run_states[s])) s++;
     if (s == 3) return icn_errf(err, errlen, "'state' is '%s', not running, hold or finished", state);
