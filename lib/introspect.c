@@ -317,8 +317,10 @@ int icn_train_introspective(icn_net *net, const icn_batch *data, const icn_train
         goto out;
     rc = run_rounds(&r, err, errlen);
     if (rc == 0 && icn_trainer_finish(&r.t, err, errlen)) rc = -1;
-    for (int i = 0; i < 3 && r.pub; i++) publish_control(&r, ICN_MSG_STOP); /* synthesizers exit */
 out:
+    /* the run is over, finished or failed: synthesizers exit ("stop", then "finished" in every
+     * heartbeat until the publisher closes) */
+    if (r.pub) publish_control(&r, ICN_MSG_STOP);
     run_free(&r);
     return rc;
 }
