@@ -37,7 +37,7 @@ static const char usage[] =
     "  --snapshot-requests ENDPOINT  online: where to ask for the newest snapshot (default:\n"
     "                      as the trainer's heartbeat says; tcp: its port on --snapshots' host)\n"
     "  --liveness S        online: exit when the trainer has said nothing for S seconds\n"
-    "                      (default " ICN_STR(ICN_LIVENESS_S) "; counted from its first heartbeat)\n"
+    "                      (default " ICN_STR(ICN_LIVENESS_S) "; counted from its first frame)\n"
     "  --classes LIST      online: classes to synthesize, e.g. 0,1,2 (default: all)\n"
     "  --batch B           samples in each forward/backward pass; a finished sample's place\n"
     "                      goes to a fresh one at once (default 10)\n"

@@ -38,7 +38,8 @@ struct icn_inbox {
     pthread_cond_t news_cond;
     atomic_int ready; /* something for the next take, or failed */
     atomic_int quit;
-    _Atomic double heard;    /* icn_now() when the trainer sent its latest heartbeat (heard_at); 0 before the first */
+    _Atomic double heard;    /* icn_now() when the trainer sent its latest heartbeat (heard_at), or when
+                              * its first frame came if no heartbeat has yet; 0 before anything */
     _Atomic double quiet_s;  /* silence that makes it quiet: QUIET_BEATS of its heartbeat interval */
     atomic_llong requests;
     /* under mu */
@@ -201,6 +202,8 @@ static int receive(icn_inbox *ib, void *sock, char *err, size_t errlen) {
     if (bad) return icn_warn("rejected snapshot frame: %s", e), 0;
     double now = icn_now(), at = icn_wallclock();
     if (m.kind == ICN_MSG_HEARTBEAT) heard_at(ib, m.time, m.interval_ms, now, at);
+    else if (atomic_load(&ib->heard) == 0) atomic_store(&ib->heard, now); /* first contact: the clock
+        * starts (the heartbeat after a first snapshot may be lost as the socket is opened again) */
     int first_model = m.kind == ICN_MSG_MODEL && !ib->sub_max;
     pthread_mutex_lock(&ib->mu);
     int want = keep(ib, &m, n, at);
@@ -257,6 +260,7 @@ icn_inbox *icn_inbox_open(const icn_inbox_opts *o, char *err, size_t errlen) {
     ib->liveness_s = o->liveness_s > 0 ? o->liveness_s : ICN_LIVENESS_S;
     ib->news.hold = -1;
     ib->last_request = -1e9;
+    atomic_store(&ib->quiet_s, QUIET_BEATS * 1.0); /* a 1 s interval until a heartbeat says */
     if (!(ib->sub = icn_open_subscriber(o->endpoint, 0, err, errlen))) {
         free(ib);
         return NULL;

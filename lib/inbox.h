@@ -11,21 +11,20 @@
  *
  * The Clone pattern's late joiner (lib/publisher.h): a heartbeat names the newest generation
  * and where snapshot requests go; when it names one we do not hold (we joined late, or missed
- * it: dropped by a high-water mark, or replaced in the CONFLATE queue by the heartbeat after
- * it), the thread asks for it on a DEALER, at most once per ICN_INBOX_REQUEST_RETRY_MS, and
+ * it: dropped by a high-water mark), the thread asks for it on a DEALER, at most once per ICN_INBOX_REQUEST_RETRY_MS, and
  * the reply is kept as a snapshot from the PUB would be. A re-sent model of the newest
  * generation and a hold for an older generation are ignored; a heartbeat whose state is
  * "hold" for our generation is a hold, "finished" is a stop.
  *
- * Liveness (Paranoid Pirate): once a heartbeat has come, a trainer that has sent none for
- * three of its heartbeat intervals is "quiet" (icn_inbox_quiet: make nothing, it may be
+ * Liveness (Paranoid Pirate): once anything has come from the trainer, a trainer that has
+ * sent no heartbeat for three of its heartbeat intervals (1 s until one says) is "quiet" (icn_inbox_quiet: make nothing, it may be
  * gone), and one that has sent none for liveness_s is gone: the run is over for us (news.stop
  * 2, news.why says so). When a heartbeat was sent is told by its "time" against the least lag
  * of the last 16 (so one that waited in a buffer while we were stopped or the link was down
  * counts from when it was sent, and a steady offset between the clocks cancels out). A
  * process stopped or starved for a while (SIGSTOP) first gives the frames waiting for it
- * ICN_INBOX_GRACE_MS to arrive. Before the first heartbeat there is no limit: a worker may
- * start before its trainer.
+ * ICN_INBOX_GRACE_MS to arrive. Before the trainer's first frame there is no limit: a worker
+ * may start before its trainer.
  *
  * Once the first model has arrived, the subscription (and the requester) are opened again
  * with ZMQ_MAXMSGSIZE = its size plus a margin: no later frame may be larger. A frame that

@@ -302,7 +302,10 @@ void *icn_open_snapshot_requester(const char *endpoint, int64_t max_model, char 
 }
 
 void *icn_open_subscriber(const char *endpoint, int64_t max_model, char *err, size_t errlen) {
-    icn_zmq_opts o = {.max_msg = max_model, .conflate = 1};
+    /* not CONFLATE: it keeps only the newest frame, and a heartbeat sent just before a snapshot
+     * (each once a second) would be lost every time; a short queue instead, whose overflow a
+     * heartbeat repairs (the subscriber asks for the snapshot it names) */
+    icn_zmq_opts o = {.max_msg = max_model, .rcvhwm = ICN_SUBSCRIBE_HWM};
     return icn_zmq_open_with(ZMQ_SUB, endpoint, 0, &o, err, errlen);
 }
 

@@ -104,8 +104,10 @@ void icn_pack_snapshot_request(msgpack_sbuffer *sb);
  *               two newest messages in our memory (newer ones are dropped for it alone);
  *               subscriptions are ZeroMQ's business only (MAXMSGSIZE ICN_SMALL_MSG): no
  *               subscription makes anything be sent (issue 24, item 4).
- *   subscriber  SUB connected, CONFLATE (only the newest), MAXMSGSIZE max_model (0: the frame
- *               limit, until the first snapshot tells the model's size).
+ *   subscriber  SUB connected, RCVHWM ICN_SUBSCRIBE_HWM (a frame beyond it is dropped: the next
+ *               heartbeat names what was missed), MAXMSGSIZE max_model (0: the frame limit,
+ *               until the first snapshot tells the model's size). Not CONFLATE: it keeps only
+ *               the newest frame, and would lose every heartbeat sent just before a snapshot.
  *   snapshot router     ROUTER bound beside the publisher: MAXMSGSIZE ICN_SMALL_MSG (a
  *               request), RCVHWM ICN_INTAKE_HWM, SNDHWM 1 (a peer that stops reading holds at
  *               most one reply in our memory; more are dropped for it).
@@ -121,6 +123,7 @@ void icn_pack_snapshot_request(msgpack_sbuffer *sb);
 #define ICN_SMALL_MSG 4096
 #define ICN_INTAKE_HWM 64
 #define ICN_PUBLISH_HWM 2
+#define ICN_SUBSCRIBE_HWM 2
 void *icn_open_publisher(const char *endpoint, char *err, size_t errlen);
 void *icn_open_subscriber(const char *endpoint, int64_t max_model, char *err, size_t errlen);
 void *icn_open_snapshot_router(const char *endpoint, char *err, size_t errlen);
