@@ -297,7 +297,7 @@ void *icn_open_snapshot_router(const char *endpoint, char *err, size_t errlen) {
 }
 
 void *icn_open_snapshot_requester(const char *endpoint, int64_t max_model, char *err, size_t errlen) {
-    icn_zmq_opts o = {.max_msg = max_model, .immediate = 1, .no_linger = 1, .sndhwm = 1};
+    icn_zmq_opts o = {.max_msg = max_model, .no_linger = 1, .sndhwm = 1};
     return icn_zmq_open_with(ZMQ_DEALER, endpoint, 0, &o, err, errlen);
 }
 

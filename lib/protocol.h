@@ -111,8 +111,9 @@ void icn_pack_snapshot_request(msgpack_sbuffer *sb);
  *   snapshot router     ROUTER bound beside the publisher: MAXMSGSIZE ICN_SMALL_MSG (a
  *               request), RCVHWM ICN_INTAKE_HWM, SNDHWM 1 (a peer that stops reading holds at
  *               most one reply in our memory; more are dropped for it).
- *   snapshot requester  DEALER connected: MAXMSGSIZE max_model (0: the frame limit), IMMEDIATE
- *               (a request is never queued for a connection not made yet), no linger.
+ *   snapshot requester  DEALER connected: MAXMSGSIZE max_model (0: the frame limit), SNDHWM 1
+ *               (one request waits for the connection, and goes the moment it is made), no
+ *               linger.
  *   intake      ROUTER bound: MAXMSGSIZE max_batch, RCVHWM ICN_INTAKE_HWM per peer.
  *   sender      DEALER connected: MAXMSGSIZE ICN_SMALL_MSG (acknowledgements), IMMEDIATE,
  *               no automatic reconnection and no linger (the sender reconnects, in order).

@@ -385,7 +385,7 @@ pushed() { # ID: samples synthesizer ID made and pushed (its "batch" events)
     [ "$after" -eq "$(pushed 1)" ] || die "pool holds $after of worker 1's samples, it made $(pushed 1)"
 }
 
-@test "a late joiner gets the newest snapshot on request within two heartbeats" {
+@test "a late joiner gets the newest snapshot on request within 3 s of its start (its first heartbeat comes within 1 s of connecting)" {
     icn-classify train --data "$BATS_FILE_TMPDIR/train.icn" --arch c8-c16 --steps 5 --out small.model --quiet
     start_pool
     # published once, before anyone subscribed: only a request can bring it
@@ -400,5 +400,5 @@ pushed() { # ID: samples synthesizer ID made and pushed (its "batch" events)
     took=$("$PYTHON" -c 'import json, sys; print(round([json.loads(l)["time"] for l in open(sys.argv[1]) if json.loads(l)["event"] == "snapshot"][0] - float(sys.argv[2]), 2))' synth-1.jsonl "$t0")
     echo "# the late joiner had the snapshot $took s after it started" >&3
     grep -q '"event":"reply"' pub.jsonl
-    "$PYTHON" -c 'import sys; sys.exit(0 if float(sys.argv[1]) < 2.5 else 1)' "$took"
+    "$PYTHON" -c 'import sys; sys.exit(0 if float(sys.argv[1]) < 3 else 1)' "$took" || die "$took s"
 }

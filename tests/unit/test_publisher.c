@@ -104,7 +104,7 @@ static void test_publisher(void **state) {
     /* a late joiner asks: the snapshot comes to it alone; asking again at once is dropped */
     void *dealer = icn_open_snapshot_requester(want_req, 0, err, sizeof err);
     assert_non_null(dealer);
-    usleep(50 * 1000); /* IMMEDIATE: the connection first */
+    usleep(50 * 1000); /* the connection first (the request would wait for it anyway) */
     ask(dealer);
     assert_true(next_on(dealer, 2000, &m));
     assert_int_equal(m.kind, ICN_MSG_MODEL);
