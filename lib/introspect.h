@@ -29,6 +29,7 @@ typedef struct {
     icn_bn_pseudo bn_pseudo; /* how batch norm sees the pseudo-negatives (train.h); ICN_BN_MIXED */
     int async;
     const char *publish;   /* PUB endpoint for snapshots (bound) */
+    const char *snapshot_requests; /* ROUTER endpoint for snapshot requests (bound; NULL: lib/publisher.h's default) */
     const char *pool;      /* the pool's request endpoint (connected) */
     double wait_timeout;   /* seconds to wait for a round's pseudo-negatives; 600 */
     int prefetch;          /* read the pool from a thread while training (prefetch.h); 1 */

@@ -17,7 +17,8 @@ static const struct {
 } kinds[] = {{ICN_MSG_MODEL, "model"},   {ICN_MSG_HOLD, "hold"},       {ICN_MSG_STOP, "stop"},
              {ICN_MSG_BATCH, "batch"},   {ICN_MSG_ACK, "ack"},         {ICN_MSG_REFUSED, "refused"},
              {ICN_MSG_FETCH, "fetch"},   {ICN_MSG_STATS_REQUEST, "stats"}, {ICN_MSG_RECORDS, "records"},
-             {ICN_MSG_STATS, "stats"},   {ICN_MSG_ERROR, "error"}};
+             {ICN_MSG_STATS, "stats"},   {ICN_MSG_ERROR, "error"},
+             {ICN_MSG_HEARTBEAT, "heartbeat"}, {ICN_MSG_SNAPSHOT_REQUEST, "snapshot_request"}};
 #define N_KINDS (sizeof kinds / sizeof kinds[0])
 
 const char *icn_msg_kind_name(icn_msg_kind k) {
@@ -69,8 +70,39 @@ static int decode_records(const msgpack_object *map, icn_msg *m, char *err, size
     return 0;
 }
 
+/* ---------------------------------------------------------------- heartbeat */
+
+static const char *const run_states[] = {"running", "hold", "finished"};
+
+const char *icn_run_state_name(icn_run_state s) {
+    return s >= ICN_RUN_RUNNING && s <= ICN_RUN_FINISHED ? run_states[s] : "?";
+}
+
+static int decode_heartbeat(const msgpack_object *map, icn_msg *m, char *err, size_t errlen) {
+    char state[16];
+    if (icn_map_i64(map, "generation", -1, INT64_MAX, &m->generation, err, errlen) ||
+        icn_map_str(map, "state", state, sizeof state, err, errlen) ||
+        icn_map_i64(map, "interval_ms", ICN_HEARTBEAT_MIN_MS, ICN_HEARTBEAT_MAX_MS, &m->interval_ms, err, errlen) ||
+        icn_map_str(map, "requests", m->endpoint, sizeof m->endpoint, err, errlen))
+        return -1;
+    const msgpack_object *t = icn_map_get(map, "time");
+    double time = !t ? -1
+                  : t->type == MSGPACK_OBJECT_FLOAT64 || t->type == MSGPACK_OBJECT_FLOAT32 ? t->via.f64
+                  : t->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? (double)t->via.u64
+                                                                : -1;
+    if (!(time >= 0 && time < 1e11)) return icn_errf(err, errlen, "'time' must be a number of seconds since 1970 (0 to 1e11)");
+    m->time = time;
+    int s = 0;
+    while (s < 3 && strcmp(state, run_states[s])) s++;
+    if (s == 3) return icn_errf(err, errlen, "'state' is '%s', not running, hold or finished", state);
+    m->state = (icn_run_state)s;
+    return 0;
+}
+
 static int decode_kind(const msgpack_object *map, icn_msg *m, int need_origin, char *err, size_t errlen) {
     switch (m->kind) {
+    case ICN_MSG_HEARTBEAT: return decode_heartbeat(map, m, err, errlen);
+    case ICN_MSG_SNAPSHOT_REQUEST: return 0;
     case ICN_MSG_MODEL: return icn_model_decode_map(map, &m->net, &m->meta, NULL, NULL, err, errlen);
     case ICN_MSG_HOLD:
     case ICN_MSG_STOP: return icn_map_i64(map, "generation", 0, INT64_MAX, &m->generation, err, errlen);
@@ -232,15 +264,48 @@ void icn_pack_error(msgpack_sbuffer *sb, const char *message) {
     icn_pack_str(&pk, "message"), icn_pack_str(&pk, m);
 }
 
+void icn_pack_heartbeat(msgpack_sbuffer *sb, int64_t generation, icn_run_state state, int64_t interval_ms,
+                        const char *requests, double time) {
+    msgpack_packer pk;
+    packer(&pk, sb);
+    msgpack_pack_map(&pk, 6);
+    icn_pack_str(&pk, "kind"), icn_pack_str(&pk, "heartbeat");
+    icn_pack_str(&pk, "generation"), msgpack_pack_int64(&pk, generation);
+    icn_pack_str(&pk, "state"), icn_pack_str(&pk, icn_run_state_name(state));
+    icn_pack_str(&pk, "interval_ms"), msgpack_pack_int64(&pk, interval_ms);
+    icn_pack_str(&pk, "requests"), icn_pack_str(&pk, requests);
+    icn_pack_str(&pk, "time"), msgpack_pack_double(&pk, time);
+}
+
+void icn_pack_snapshot_request(msgpack_sbuffer *sb) {
+    msgpack_packer pk;
+    packer(&pk, sb);
+    msgpack_pack_map(&pk, 1);
+    icn_pack_str(&pk, "kind"), icn_pack_str(&pk, "snapshot_request");
+}
+
 /* ---------------------------------------------------------------- channel sockets */
 
 void *icn_open_publisher(const char *endpoint, char *err, size_t errlen) {
-    icn_zmq_opts o = {.max_msg = ICN_SMALL_MSG, .sndhwm = ICN_PUBLISH_HWM, .xpub_verbose = 1};
-    return icn_zmq_open_with(ZMQ_XPUB, endpoint, 1, &o, err, errlen);
+    icn_zmq_opts o = {.max_msg = ICN_SMALL_MSG, .sndhwm = ICN_PUBLISH_HWM};
+    return icn_zmq_open_with(ZMQ_PUB, endpoint, 1, &o, err, errlen);
+}
+
+void *icn_open_snapshot_router(const char *endpoint, char *err, size_t errlen) {
+    icn_zmq_opts o = {.max_msg = ICN_SMALL_MSG, .rcvhwm = ICN_INTAKE_HWM, .sndhwm = 1};
+    return icn_zmq_open_with(ZMQ_ROUTER, endpoint, 1, &o, err, errlen);
+}
+
+void *icn_open_snapshot_requester(const char *endpoint, int64_t max_model, char *err, size_t errlen) {
+    icn_zmq_opts o = {.max_msg = max_model, .no_linger = 1, .sndhwm = 1};
+    return icn_zmq_open_with(ZMQ_DEALER, endpoint, 0, &o, err, errlen);
 }
 
 void *icn_open_subscriber(const char *endpoint, int64_t max_model, char *err, size_t errlen) {
-    icn_zmq_opts o = {.max_msg = max_model, .conflate = 1};
+    /* not CONFLATE: it keeps only the newest frame, and a heartbeat sent just before a snapshot
+     * (each once a second) would be lost every time; a short queue instead, whose overflow a
+     * heartbeat repairs (the subscriber asks for the snapshot it names) */
+    icn_zmq_opts o = {.max_msg = max_model, .rcvhwm = ICN_SUBSCRIBE_HWM};
     return icn_zmq_open_with(ZMQ_SUB, endpoint, 0, &o, err, errlen);
 }
 

@@ -1,7 +1,9 @@
 /* protocol.h: every message of icn-wire(5), packed and decoded in one place.
  *
  * Channels and the kinds each one carries (man icn-wire(5)):
- *   snapshots  trainer XPUB -> synthesizer SUB     model, hold, stop
+ *   snapshots  trainer PUB -> synthesizer SUB      model, hold, stop, heartbeat
+ *   snapshot requests  synthesizer DEALER -> trainer ROUTER  snapshot_request
+ *              trainer ROUTER -> synthesizer DEALER          model, heartbeat
  *   intake     synthesizer DEALER -> pool ROUTER   batch (with producer and seq)
  *              pool ROUTER -> synthesizer DEALER   ack, refused
  *   requests   trainer REQ -> pool REP             fetch, stats
@@ -34,9 +36,21 @@ typedef enum {
     ICN_MSG_RECORDS = 1 << 8, /* {"kind":"records","offset":o,"total":t[,"batch":B]} */
     ICN_MSG_STATS = 1 << 9,   /* {"kind":"stats","total":t,...}: the pool's counts */
     ICN_MSG_ERROR = 1 << 10,  /* {"kind":"error","message":text} */
+    /* the snapshot channel's liveness and the Clone pattern's snapshot requests (issue 24) */
+    ICN_MSG_HEARTBEAT = 1 << 20, /* {"kind":"heartbeat","generation":g,"state":s,"interval_ms":i,"requests":e,"time":t} */
+    ICN_MSG_SNAPSHOT_REQUEST = 1 << 21, /* {"kind":"snapshot_request"} */
 } icn_msg_kind;
 
-#define ICN_SNAPSHOT_KINDS (ICN_MSG_MODEL | ICN_MSG_HOLD | ICN_MSG_STOP)
+/* The run's state as a heartbeat says it ("state"): synthesize for its generation; that
+ * generation has all it needs (a sticky "hold"); the run is over (a sticky "stop"). */
+typedef enum { ICN_RUN_RUNNING = 0, ICN_RUN_HOLD = 1, ICN_RUN_FINISHED = 2 } icn_run_state;
+const char *icn_run_state_name(icn_run_state s);
+#define ICN_HEARTBEAT_MIN_MS 10     /* the range a heartbeat's interval_ms may take */
+#define ICN_HEARTBEAT_MAX_MS 60000
+#define ICN_ENDPOINT_LEN 256        /* a heartbeat's "requests" endpoint, with its terminator */
+
+#define ICN_SNAPSHOT_KINDS (ICN_MSG_MODEL | ICN_MSG_HOLD | ICN_MSG_STOP | ICN_MSG_HEARTBEAT)
+#define ICN_SNAPSHOT_REPLY_KINDS (ICN_MSG_MODEL | ICN_MSG_HEARTBEAT)
 #define ICN_INTAKE_REPLY_KINDS (ICN_MSG_ACK | ICN_MSG_REFUSED)
 #define ICN_REQUEST_KINDS (ICN_MSG_FETCH | ICN_MSG_STATS_REQUEST)
 #define ICN_FETCH_MAX 65536 /* records one fetch may ask for */
@@ -54,6 +68,11 @@ typedef struct {
     icn_model_meta meta;     /* model */
     icn_pool_counts counts;  /* stats */
     int64_t rejected;        /* stats */
+    /* heartbeat (generation above: the newest snapshot's, -1 before the first) */
+    icn_run_state state;
+    int64_t interval_ms;
+    char endpoint[ICN_ENDPOINT_LEN]; /* where snapshot requests go, as the publisher bound it */
+    double time;                     /* the publisher's wall clock when it sent the heartbeat */
 } icn_msg;
 
 const char *icn_msg_kind_name(icn_msg_kind k);
@@ -75,14 +94,26 @@ void icn_pack_stats_request(msgpack_sbuffer *sb);
 /* A batch map cannot hold n = 0, so an empty reply (offset >= total) has no "batch" key. */
 void icn_pack_records(msgpack_sbuffer *sb, int64_t offset, int64_t total, const icn_batch *records);
 void icn_pack_error(msgpack_sbuffer *sb, const char *message);
+/* The snapshot channel's heartbeat and a snapshot request (icn-wire(5) SNAPSHOTS). */
+void icn_pack_heartbeat(msgpack_sbuffer *sb, int64_t generation, icn_run_state state, int64_t interval_ms,
+                        const char *requests, double time);
+void icn_pack_snapshot_request(msgpack_sbuffer *sb);
 
 /* Sockets of each channel, with the bounds that match what it carries (icn-wire(5) LIMITS):
- *   publisher   XPUB bound: SNDHWM 2, so a subscriber that stops reading holds at most the
+ *   publisher   PUB bound: SNDHWM 2, so a subscriber that stops reading holds at most the
  *               two newest messages in our memory (newer ones are dropped for it alone);
- *               it receives only subscriptions (MAXMSGSIZE ICN_SMALL_MSG), every one of them
- *               (XPUB_VERBOSE), so that lib/publisher.h can answer each new subscriber.
- *   subscriber  SUB connected, CONFLATE (only the newest), MAXMSGSIZE max_model (0: the frame
- *               limit, until the first snapshot tells the model's size).
+ *               subscriptions are ZeroMQ's business only (MAXMSGSIZE ICN_SMALL_MSG): no
+ *               subscription makes anything be sent (issue 24, item 4).
+ *   subscriber  SUB connected, RCVHWM ICN_SUBSCRIBE_HWM (a frame beyond it is dropped: the next
+ *               heartbeat names what was missed), MAXMSGSIZE max_model (0: the frame limit,
+ *               until the first snapshot tells the model's size). Not CONFLATE: it keeps only
+ *               the newest frame, and would lose every heartbeat sent just before a snapshot.
+ *   snapshot router     ROUTER bound beside the publisher: MAXMSGSIZE ICN_SMALL_MSG (a
+ *               request), RCVHWM ICN_INTAKE_HWM, SNDHWM 1 (a peer that stops reading holds at
+ *               most one reply in our memory; more are dropped for it).
+ *   snapshot requester  DEALER connected: MAXMSGSIZE max_model (0: the frame limit), SNDHWM 1
+ *               (one request waits for the connection, and goes the moment it is made), no
+ *               linger.
  *   intake      ROUTER bound: MAXMSGSIZE max_batch, RCVHWM ICN_INTAKE_HWM per peer.
  *   sender      DEALER connected: MAXMSGSIZE ICN_SMALL_MSG (acknowledgements), IMMEDIATE,
  *               no automatic reconnection and no linger (the sender reconnects, in order).
@@ -93,8 +124,11 @@ void icn_pack_error(msgpack_sbuffer *sb, const char *message);
 #define ICN_SMALL_MSG 4096
 #define ICN_INTAKE_HWM 64
 #define ICN_PUBLISH_HWM 2
+#define ICN_SUBSCRIBE_HWM 2
 void *icn_open_publisher(const char *endpoint, char *err, size_t errlen);
 void *icn_open_subscriber(const char *endpoint, int64_t max_model, char *err, size_t errlen);
+void *icn_open_snapshot_router(const char *endpoint, char *err, size_t errlen);
+void *icn_open_snapshot_requester(const char *endpoint, int64_t max_model, char *err, size_t errlen);
 void *icn_open_intake(const char *endpoint, int64_t max_batch, char *err, size_t errlen);
 void *icn_open_sender(const char *endpoint, char *err, size_t errlen);
 void *icn_open_requests(const char *endpoint, char *err, size_t errlen);

@@ -23,7 +23,6 @@
 
 #include "net.h"
 #include "protocol.h"
-#include "publisher.h"
 #include "sender.h"
 #include "snapshot.h"
 #include "transport.h"
@@ -79,7 +78,7 @@ static void test_batch_origin_ack_refused(void **state) {
     icn_msg_free(&m);
     /* only what the channel carries */
     assert_int_equal(decode(&sb, ICN_SNAPSHOT_KINDS, 0, &m, err), -1);
-    assert_non_null(strstr(err, "message of kind 'batch' where 'model', 'hold' or 'stop' is expected"));
+    assert_non_null(strstr(err, "message of kind 'batch' where 'model', 'hold', 'stop' or 'heartbeat' is expected"));
     msgpack_sbuffer_destroy(&sb);
 
     /* a batch without an origin is not for the intake */
@@ -624,99 +623,6 @@ static void test_sender_resends_until_acknowledged(void **state) {
     icn_batch_free(&b);
 }
 
-/* ---------------------------------------------------------------- the snapshot channel's cache */
-
-/* The next frame on sub, decoded: its kind and generation (-1: nothing within 2 s). */
-static int64_t next_on(void *sub, int timeout_ms, icn_msg_kind *kind) {
-    char err[ICN_ERRLEN];
-    icn_zmq_frame f;
-    int r = icn_zmq_recv_frame(sub, &f, timeout_ms, err, sizeof err);
-    int64_t gen = -1;
-    *kind = 0;
-    if (r == 1) {
-        icn_msg m;
-        assert_int_equal(icn_msg_decode(f.data, f.len, ICN_SNAPSHOT_KINDS, 0, &m, err, sizeof err), 0);
-        *kind = m.kind, gen = m.kind == ICN_MSG_MODEL ? m.meta.generation : m.generation;
-        icn_msg_free(&m);
-    }
-    icn_zmq_frame_close(&f);
-    return gen;
-}
-
-/* Serve until the cache has been sent again (or 10 s). */
-static void serve_until_resent(icn_publisher *p) {
-    char err[ICN_ERRLEN];
-    int64_t before = icn_publisher_resends(p);
-    double t0 = icn_now();
-    while (icn_publisher_resends(p) == before && icn_now() - t0 < 10)
-        assert_true(icn_publisher_serve(p, 20, err, sizeof err) >= 0);
-    assert_true(icn_publisher_resends(p) > before);
-}
-
-static void *plain_sub(const char *ep) { /* no CONFLATE: every frame is seen */
-    char err[ICN_ERRLEN];
-    void *s = icn_zmq_open_with(ZMQ_SUB, ep, 0, &(icn_zmq_opts){0}, err, sizeof err);
-    assert_non_null(s);
-    return s;
-}
-
-/* A snapshot is sent once; a new subscriber gets the newest one (and the control frame sent
- * after it) from the cache; after "stop" a newcomer gets only "stop". */
-static void test_publisher_last_value_cache(void **state) {
-    (void)state;
-    char err[ICN_ERRLEN], ep[64];
-    snprintf(ep, sizeof ep, "inproc://lvc-%d", (int)getpid());
-    icn_publisher *p = icn_publisher_open(ep, NULL, err, sizeof err);
-    assert_non_null(p);
-    icn_net net;
-    assert_int_equal(icn_net_build(&net, "c4", 8, 8, 1, 3, err, sizeof err), 0);
-    icn_net_init(&net, 1);
-    icn_model_meta meta = {.head = ICN_HEAD_SOFTMAX};
-    icn_msg_kind k;
-
-    void *early = plain_sub(ep); /* subscribed before anything was published */
-    double t0 = icn_now();        /* its subscription comes; nothing is cached to answer it */
-    while (icn_publisher_serve(p, 20, err, sizeof err) == 0 && icn_now() - t0 < 10) {}
-    assert_int_equal(icn_publisher_resends(p), 0);
-    for (int g = 1; g <= 2; g++) {
-        meta.generation = g;
-        assert_int_equal(icn_publisher_snapshot(p, &net, &meta, err, sizeof err), 0);
-        assert_int_equal(next_on(early, 2000, &k), g);
-        assert_int_equal(k, ICN_MSG_MODEL);
-    }
-    assert_int_equal(icn_publisher_serve(p, 50, err, sizeof err), 0); /* no subscription: no resend */
-    assert_int_equal(next_on(early, 200, &k), -1);
-
-    void *late = plain_sub(ep); /* joins after generation 2: gets 2 (only) from the cache */
-    serve_until_resent(p);
-    assert_int_equal(next_on(late, 2000, &k), 2);
-    assert_int_equal(k, ICN_MSG_MODEL);
-    assert_int_equal(next_on(late, 200, &k), -1);
-    assert_int_equal(next_on(early, 2000, &k), 2); /* the resend reaches everyone; they ignore it */
-
-    assert_int_equal(icn_publisher_control(p, ICN_MSG_HOLD, 2, err, sizeof err), 0);
-    assert_int_equal(next_on(late, 2000, &k), 2);
-    assert_int_equal(k, ICN_MSG_HOLD);
-    void *held = plain_sub(ep); /* joins after the hold: the snapshot, then the hold */
-    serve_until_resent(p);
-    assert_int_equal(next_on(held, 2000, &k), 2);
-    assert_int_equal(k, ICN_MSG_MODEL);
-    assert_int_equal(next_on(held, 2000, &k), 2);
-    assert_int_equal(k, ICN_MSG_HOLD);
-
-    assert_int_equal(icn_publisher_control(p, ICN_MSG_STOP, 2, err, sizeof err), 0);
-    icn_zmq_close(late); /* a synthesizer that reconnects after the stop: only "stop" */
-    late = plain_sub(ep);
-    serve_until_resent(p);
-    assert_int_equal(next_on(late, 2000, &k), 2);
-    assert_int_equal(k, ICN_MSG_STOP);
-    assert_int_equal(next_on(late, 200, &k), -1);
-
-    icn_zmq_close(early), icn_zmq_close(late), icn_zmq_close(held);
-    icn_publisher_close(p);
-    icn_net_free(&net);
-}
-
 /* A shared frame is sent without copying and freed once ZeroMQ and its owner let go. */
 static void test_shared_frame(void **state) {
     (void)state;
@@ -754,7 +660,6 @@ int main(void) {
         cmocka_unit_test(test_loopback_rule),
         cmocka_unit_test(test_zap_admits_only_allowed_keys),
         cmocka_unit_test(test_sender_resends_until_acknowledged),
-        cmocka_unit_test(test_publisher_last_value_cache),
         cmocka_unit_test(test_shared_frame),
     };
     int rc = cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
