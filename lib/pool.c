@@ -2,7 +2,7 @@
  *
  * The file is append-only. In memory: one offset and one length per record, small sorted
  * tallies (per class, generation, provenance producer; per (peer, generation) for the quota;
- * per (peer, reason) for refusals), and per producer incarnation the highest committed seq.
+ * per (peer, reason) for refusals), and per (peer, producer) stream the set of seqs stored.
  * An append writes the batch's record frames, forces them to disk, writes the commit marker,
  * forces it; a failure cuts the file back to where it was and marks the pool broken. */
 #include "pool.h"
@@ -35,6 +35,16 @@ typedef struct {
     size_t n, cap;
 } name_set;
 
+typedef struct {
+    uint32_t peer; /* an id in icn_pool.peers */
+    uint64_t producer, lo, hi;
+} seq_span;
+
+typedef struct {
+    seq_span *v;
+    size_t n, cap;
+} span_set;
+
 /* A record on its way into the index: where it is and what it counts as. */
 typedef struct {
     uint64_t off;
@@ -57,7 +67,8 @@ struct icn_pool {
     tally_set cls, gen, prod;
     tally_set usage;   /* key (peer id << 32 | generation): records stored */
     tally_set rejects; /* key (peer id << 12 | reason id): records refused */
-    tally_set seqs;    /* key producer, count the highest committed seq (both as their bits) */
+    span_set seqs;     /* the seqs stored, per (peer, producer) */
+    int64_t duplicates; /* batches answered as stored before, since opening */
     name_set peers, reasons;
     pending *pend;
     size_t npend, cap_pend;
@@ -136,14 +147,63 @@ static void names_free(name_set *s) {
     free(s->v);
 }
 
-/* The highest committed seq per producer: a tally keyed by the producer's bits, counting the seq's. */
-uint64_t icn_pool_last_seq(const icn_pool *p, uint64_t producer) {
-    return (uint64_t)tally_get(&p->seqs, (int64_t)producer);
+static int name_find(const name_set *s, const char *name, size_t len) {
+    for (size_t i = 0; i < s->n; i++)
+        if (strlen(s->v[i]) == len && memcmp(s->v[i], name, len) == 0) return (int)i;
+    return -1;
 }
 
-static void seq_note(icn_pool *p, uint64_t producer, uint64_t seq) {
-    uint64_t last = icn_pool_last_seq(p, producer);
-    if (seq > last) tally_add(&p->seqs, (int64_t)producer, (int64_t)(seq - last));
+/* The stored seqs of each (peer, producer) stream: closed spans [lo, hi], sorted by (peer,
+ * producer, lo), disjoint and not adjacent. An honest sender's stream is one span [1, last];
+ * each refused seq it skipped splits it. Index of the first span after (peer, producer, seq). */
+static size_t span_after(const span_set *t, uint32_t peer, uint64_t producer, uint64_t seq) {
+    size_t lo = 0, hi = t->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        const seq_span *v = &t->v[mid];
+        int le = v->peer != peer ? v->peer < peer : v->producer != producer ? v->producer < producer : v->lo <= seq;
+        if (le) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+static int same_stream(const seq_span *v, uint32_t peer, uint64_t producer) {
+    return v->peer == peer && v->producer == producer;
+}
+
+static int span_has(const span_set *t, uint32_t peer, uint64_t producer, uint64_t seq) {
+    size_t j = span_after(t, peer, producer, seq);
+    return j > 0 && same_stream(&t->v[j - 1], peer, producer) && seq <= t->v[j - 1].hi;
+}
+
+static void span_add(span_set *t, uint32_t peer, uint64_t producer, uint64_t seq) {
+    if (span_has(t, peer, producer, seq)) return;
+    size_t j = span_after(t, peer, producer, seq);
+    seq_span *l = j > 0 && same_stream(&t->v[j - 1], peer, producer) && t->v[j - 1].hi + 1 == seq ? &t->v[j - 1] : NULL;
+    seq_span *r = j < t->n && same_stream(&t->v[j], peer, producer) && t->v[j].lo == seq + 1 ? &t->v[j] : NULL;
+    if (l && r) { /* seq closes the gap between two spans */
+        l->hi = r->hi;
+        memmove(t->v + j, t->v + j + 1, (t->n - j - 1) * sizeof *t->v);
+        t->n--;
+    } else if (l) {
+        l->hi = seq;
+    } else if (r) {
+        r->lo = seq;
+    } else {
+        if (t->n == t->cap) {
+            t->cap = t->cap ? 2 * t->cap : 16;
+            t->v = xrealloc(t->v, t->cap * sizeof *t->v);
+        }
+        memmove(t->v + j + 1, t->v + j, (t->n - j) * sizeof *t->v);
+        t->v[j] = (seq_span){peer, producer, seq, seq};
+        t->n++;
+    }
+}
+
+int icn_pool_has_seq(const icn_pool *p, const char *peer, uint64_t producer, uint64_t seq) {
+    int id = name_find(&p->peers, peer, strlen(peer));
+    return id >= 0 && span_has(&p->seqs, (uint32_t)id, producer, seq);
 }
 
 static void pend_push(icn_pool *p, pending e) {
@@ -170,7 +230,7 @@ static void commit_pending(icn_pool *p, size_t peer, uint64_t producer, uint64_t
         tally_add(&p->usage, (int64_t)peer << 32 | (uint32_t)e->gen, 1);
     }
     p->npend = 0;
-    seq_note(p, producer, seq);
+    span_add(&p->seqs, (uint32_t)peer, producer, seq);
 }
 
 static int pread_all(int fd, void *dst, size_t n, uint64_t at, char *err, size_t errlen) {
@@ -847,6 +907,7 @@ const icn_pool_contract *icn_pool_contract_of(const icn_pool *p) { return &p->k;
 const uint8_t *icn_pool_uuid(const icn_pool *p) { return p->uuid; }
 void icn_pool_set_fsync(icn_pool *p, icn_fsync_policy f) { p->fsync = f; }
 int64_t icn_pool_count(const icn_pool *p) { return p->count; }
+int64_t icn_pool_duplicates(const icn_pool *p) { return p->duplicates; }
 
 int icn_pool_shape(const icn_pool *p, int32_t *h, int32_t *w, int32_t *c) {
     *h = p->k.h, *w = p->k.w, *c = p->k.c;
@@ -926,7 +987,10 @@ int icn_pool_append_batch(icn_pool *p, const icn_batch *b, const icn_pool_origin
         return refuse(p, peer, R_ORIGIN, n, "the peer name must be 1 .. 64 bytes", err, errlen);
     if (o->producer == 0 || o->seq == 0)
         return refuse(p, peer, R_ORIGIN, n, "producer and seq must be nonzero", err, errlen);
-    if (o->seq <= icn_pool_last_seq(p, o->producer)) return 1; /* stored before: acknowledge again */
+    if (icn_pool_has_seq(p, peer, o->producer, o->seq)) { /* stored before: acknowledge again, as such */
+        p->duplicates++;
+        return 1;
+    }
     if (b->n < 1) return refuse(p, peer, R_EMPTY, 0, "a batch of no images", err, errlen);
     const char *why;
     if ((why = check_shape(&p->k, b, e, sizeof e))) return refuse(p, peer, why, n, e, err, errlen);
@@ -1056,6 +1120,7 @@ static void copy_tallies(const tally_set *t, icn_pool_tally **v, size_t *n) {
 void icn_pool_stats(const icn_pool *p, icn_pool_counts *out) {
     memset(out, 0, sizeof *out);
     out->total = p->count;
+    out->duplicates = p->duplicates;
     icn_uuid_format(p->uuid, out->uuid);
     copy_tallies(&p->cls, &out->per_class, &out->n_class);
     copy_tallies(&p->gen, &out->per_generation, &out->n_generation);
@@ -1194,11 +1259,12 @@ static void pack_tallies(msgpack_packer *pk, const char *key, const icn_pool_tal
 void icn_pack_pool_stats(msgpack_sbuffer *sb, const icn_pool_counts *c, int64_t rejected) {
     msgpack_packer pk;
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 8);
+    msgpack_pack_map(&pk, 9);
     icn_pack_str(&pk, "kind"), icn_pack_str(&pk, "stats");
     icn_pack_str(&pk, "uuid"), icn_pack_str(&pk, c->uuid);
     icn_pack_str(&pk, "total"), msgpack_pack_int64(&pk, c->total);
     icn_pack_str(&pk, "rejected"), msgpack_pack_int64(&pk, rejected);
+    icn_pack_str(&pk, "duplicates"), msgpack_pack_int64(&pk, c->duplicates);
     pack_tallies(&pk, "per_class", c->per_class, c->n_class);
     pack_tallies(&pk, "per_generation", c->per_generation, c->n_generation);
     pack_tallies(&pk, "per_producer", c->per_producer, c->n_producer);
@@ -1268,6 +1334,7 @@ int icn_decode_pool_stats(const msgpack_object *map, icn_pool_counts *c, int64_t
     if (bad_uuid) snprintf(e, sizeof e, "key 'uuid' is not a UUID");
     if (bad_uuid || icn_map_i64(map, "total", 0, INT64_MAX, &c->total, e, sizeof e) ||
         icn_map_i64(map, "rejected", 0, INT64_MAX, rejected, e, sizeof e) ||
+        (icn_map_get(map, "duplicates") && icn_map_i64(map, "duplicates", 0, INT64_MAX, &c->duplicates, e, sizeof e)) ||
         decode_tallies(map, "per_class", &c->per_class, &c->n_class, e, sizeof e) ||
         decode_tallies(map, "per_generation", &c->per_generation, &c->n_generation, e, sizeof e) ||
         decode_tallies(map, "per_producer", &c->per_producer, &c->n_producer, e, sizeof e) ||

@@ -42,7 +42,7 @@ typedef struct {
     icn_pool *pool;
     const char *store, *intake_ep, *rep_ep;
     volatile sig_atomic_t *stop; /* set by the program's signal handler */
-    int64_t frames, rejected, duplicates, fetches;
+    int64_t frames, rejected, fetches;
 } server;
 
 static void reply(void *intake, const icn_zmq_peer *to, msgpack_sbuffer *sb) {
@@ -79,8 +79,8 @@ static int take_frame(server *s, void *intake, char *err, size_t errlen) {
             return icn_errf(err, errlen, "cannot store batch %" PRIu64 " of producer %" PRIu64 " from %s: %s; stopping "
                             "(nothing of it was acknowledged)", o.seq, o.producer, peer.user, e);
         }
-        if (rc == 1) s->duplicates++;
-        if (rc >= 0) icn_pack_ack(&sb, m.producer, m.seq);
+        if (rc == 0) icn_pack_ack(&sb, m.producer, m.seq);
+        if (rc == 1) icn_pack_duplicate(&sb, m.producer, m.seq);
     }
     if (rc < 0) {
         s->rejected++;
@@ -207,12 +207,12 @@ int icn_pool_serve(const icn_pool_server_opts *o, volatile sig_atomic_t *stop, c
                 say("%s: %" PRId64 " records (+%" PRId64 " in %.0f s, %.1f/s), %" PRId64 " rejected, %" PRId64
                     " duplicates, %" PRId64 " fetches served",
                     s.store, n, n - last_count, now - last, (double)(n - last_count) / (now - last), s.rejected,
-                    s.duplicates, s.fetches);
+                    icn_pool_duplicates(s.pool), s.fetches);
             last = now, last_count = n;
         }
     }
 out:;
-    int64_t n = icn_pool_count(s.pool);
+    int64_t n = icn_pool_count(s.pool), dups = icn_pool_duplicates(s.pool);
     icn_zmq_close(intake);
     icn_zmq_close(rep);
     int closed = icn_pool_close(s.pool, e, sizeof e);
@@ -220,6 +220,6 @@ out:;
     if (closed && rc == 0) rc = icn_errf(err, errlen, "%s", e);
     if (rc == 0 && !quiet)
         say("stopped: %s holds %" PRId64 " records; %" PRId64 " frames rejected, %" PRId64 " duplicates acknowledged",
-            s.store, n, s.rejected, s.duplicates);
+            s.store, n, s.rejected, dups);
     return rc;
 }

@@ -70,6 +70,7 @@ static int decode_records(const msgpack_object *map, icn_msg *m, char *err, size
 }
 
 static int decode_kind(const msgpack_object *map, icn_msg *m, int need_origin, char *err, size_t errlen) {
+    const msgpack_object *dup;
     switch (m->kind) {
     case ICN_MSG_MODEL: return icn_model_decode_map(map, &m->net, &m->meta, NULL, NULL, err, errlen);
     case ICN_MSG_HOLD:
@@ -86,6 +87,10 @@ static int decode_kind(const msgpack_object *map, icn_msg *m, int need_origin, c
         if (get_u63(map, "producer", m->kind == ICN_MSG_ACK, &m->producer, err, errlen) ||
             get_u63(map, "seq", m->kind == ICN_MSG_ACK, &m->seq, err, errlen))
             return -1;
+        if (m->kind == ICN_MSG_ACK && (dup = icn_map_get(map, "duplicate")) != NULL) {
+            if (dup->type != MSGPACK_OBJECT_BOOLEAN) return icn_errf(err, errlen, "key 'duplicate' is not a bool");
+            m->duplicate = dup->via.boolean;
+        }
         return m->kind == ICN_MSG_REFUSED ? icn_map_str(map, "reason", m->text, sizeof m->text, err, errlen) : 0;
     case ICN_MSG_FETCH:
         return icn_map_i64(map, "offset", 0, INT64_MAX, &m->offset, err, errlen) ||
@@ -177,22 +182,27 @@ void icn_pack_batch_from(msgpack_sbuffer *sb, const icn_batch *b, uint64_t produ
     msgpack_sbuffer_destroy(&inner);
 }
 
-static void pack_origin_reply(msgpack_sbuffer *sb, const char *kind, uint64_t producer, uint64_t seq, const char *reason) {
+static void pack_origin_reply(msgpack_sbuffer *sb, const char *kind, uint64_t producer, uint64_t seq, const char *reason,
+                              int duplicate) {
     msgpack_packer pk;
     packer(&pk, sb);
-    msgpack_pack_map(&pk, reason ? 4 : 3);
+    msgpack_pack_map(&pk, 3 + (reason != NULL) + (duplicate != 0));
     icn_pack_str(&pk, "kind"), icn_pack_str(&pk, kind);
     icn_pack_str(&pk, "producer"), msgpack_pack_uint64(&pk, producer);
     icn_pack_str(&pk, "seq"), msgpack_pack_uint64(&pk, seq);
     if (reason) icn_pack_str(&pk, "reason"), icn_pack_str(&pk, reason);
+    if (duplicate) icn_pack_str(&pk, "duplicate"), msgpack_pack_true(&pk);
 }
 
-void icn_pack_ack(msgpack_sbuffer *sb, uint64_t producer, uint64_t seq) { pack_origin_reply(sb, "ack", producer, seq, NULL); }
+void icn_pack_ack(msgpack_sbuffer *sb, uint64_t producer, uint64_t seq) { pack_origin_reply(sb, "ack", producer, seq, NULL, 0); }
+void icn_pack_duplicate(msgpack_sbuffer *sb, uint64_t producer, uint64_t seq) {
+    pack_origin_reply(sb, "ack", producer, seq, NULL, 1);
+}
 
 void icn_pack_refused(msgpack_sbuffer *sb, uint64_t producer, uint64_t seq, const char *reason) {
     char r[ICN_ERRLEN];
     snprintf(r, sizeof r, "%s", reason); /* fits the reader's buffer */
-    pack_origin_reply(sb, "refused", producer, seq, r);
+    pack_origin_reply(sb, "refused", producer, seq, r, 0);
 }
 
 void icn_pack_fetch(msgpack_sbuffer *sb, int64_t offset, int64_t max) {

@@ -27,7 +27,8 @@ typedef enum {
     ICN_MSG_HOLD = 1 << 1,    /* {"kind":"hold","generation":g} */
     ICN_MSG_STOP = 1 << 2,    /* {"kind":"stop","generation":g} */
     ICN_MSG_BATCH = 1 << 3,   /* a batch; on the intake with "producer" and "seq" */
-    ICN_MSG_ACK = 1 << 4,     /* {"kind":"ack","producer":p,"seq":s}: stored (or stored before) */
+    ICN_MSG_ACK = 1 << 4,     /* {"kind":"ack","producer":p,"seq":s}: stored; with "duplicate":true,
+                               * stored before (the pool did not store it again) */
     ICN_MSG_REFUSED = 1 << 5, /* {"kind":"refused","producer":p,"seq":s,"reason":text}: final */
     ICN_MSG_FETCH = 1 << 6,   /* {"kind":"fetch","offset":o,"max":m} */
     ICN_MSG_STATS_REQUEST = 1 << 7, /* {"kind":"stats"} with no other key */
@@ -47,6 +48,7 @@ typedef struct {
     icn_msg_kind kind;
     int64_t generation;      /* hold, stop */
     uint64_t producer, seq;  /* batch (both 0 when absent), ack, refused */
+    int duplicate;           /* ack: stored before, not stored again */
     icn_batch batch;         /* batch; records (n = 0 when none) */
     int64_t offset, total, max; /* fetch (offset, max); records (offset, total) */
     char text[ICN_ERRLEN];   /* refused: the reason; error: the message */
@@ -69,6 +71,7 @@ void icn_msg_free(icn_msg *m);
 void icn_pack_control(msgpack_sbuffer *sb, icn_msg_kind hold_or_stop, int64_t generation);
 void icn_pack_batch_from(msgpack_sbuffer *sb, const icn_batch *b, uint64_t producer, uint64_t seq);
 void icn_pack_ack(msgpack_sbuffer *sb, uint64_t producer, uint64_t seq);
+void icn_pack_duplicate(msgpack_sbuffer *sb, uint64_t producer, uint64_t seq); /* an ack with "duplicate":true */
 void icn_pack_refused(msgpack_sbuffer *sb, uint64_t producer, uint64_t seq, const char *reason);
 void icn_pack_fetch(msgpack_sbuffer *sb, int64_t offset, int64_t max);
 void icn_pack_stats_request(msgpack_sbuffer *sb);

@@ -116,6 +116,15 @@ static void test_batch_origin_ack_refused(void **state) {
     assert_int_equal(m.kind, ICN_MSG_ACK);
     assert_int_equal(m.producer, 9);
     assert_int_equal(m.seq, 7);
+    assert_false(m.duplicate);
+    msgpack_sbuffer_destroy(&sb);
+    /* a duplicate's answer is an ack that says so */
+    msgpack_sbuffer_init(&sb);
+    icn_pack_duplicate(&sb, 9, 7);
+    assert_int_equal(decode(&sb, ICN_INTAKE_REPLY_KINDS, 0, &m, err), 0);
+    assert_int_equal(m.kind, ICN_MSG_ACK);
+    assert_int_equal(m.seq, 7);
+    assert_true(m.duplicate);
     msgpack_sbuffer_destroy(&sb);
     msgpack_sbuffer_init(&sb);
     icn_pack_refused(&sb, 0, 0, "frame: not a map");
