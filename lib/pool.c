@@ -856,7 +856,8 @@ int icn_pool_open(const char *path, int mode, const icn_pool_contract *contract,
     char e[ICN_ERRLEN];
     if (contract && icn_pool_contract_check(contract, e, sizeof e)) return icn_errf(err, errlen, "%s: %s", path, e);
     struct stat st;
-    if (open_store(path, (writable ? O_RDWR : O_RDONLY) | (create ? O_CREAT : 0), &fd, &st, err, errlen)) return -1;
+    int created = create && access(path, F_OK) != 0 && errno == ENOENT; /* removed again if opening fails */
+    if (open_store(path, (writable ? O_RDWR : O_RDONLY) | (created ? O_CREAT | O_EXCL : 0), &fd, &st, err, errlen)) return -1;
     icn_pool *p = pool_new(path, fd, writable);
     int rc = 0;
     if (writable && flock(p->fd, LOCK_EX | LOCK_NB) != 0)
@@ -894,6 +895,7 @@ int icn_pool_open(const char *path, int mode, const icn_pool_contract *contract,
         p->local_producer |= 1;
     }
     if (rc) {
+        if (created) unlink(path);
         pool_free(p);
         return -1;
     }

@@ -179,6 +179,14 @@ int icn_pool_serve(const icn_pool_server_opts *o, volatile sig_atomic_t *stop, c
         icn_errf(err, errlen, "--rep: %s", e);
         goto out;
     }
+    long fd_before, fd_now;
+    if (icn_fd_limit_raise(&fd_before, &fd_now) != 0)
+        say("warning: cannot raise the descriptor limit: %s", strerror(errno));
+    else if (!quiet || fd_now < 1024)
+        say("%s%ld file descriptors%s: one per connection, an unauthenticated one held at most %d ms "
+            "(firewall and rate-limit the intake: icn-wire(5) SECURITY)",
+            fd_now < 1024 ? "warning: only " : "", fd_now, fd_before != fd_now ? " (soft limit raised to the hard)" : "",
+            ICN_ZMQ_HANDSHAKE_MS);
     if (!quiet)
         say("serving %s (%" PRId64 " records, fsync %s): batches on %s, requests on %s", s.store,
             icn_pool_count(s.pool), icn_fsync_name(o->fsync), s.intake_ep, s.rep_ep);

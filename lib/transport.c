@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -49,6 +51,17 @@ void icn_zmq_term(void) {
     zap_join(); /* its socket saw ETERM and is closed */
 }
 
+int icn_fd_limit_raise(long *before, long *now) {
+    struct rlimit r;
+    if (getrlimit(RLIMIT_NOFILE, &r) != 0) return -1;
+    *before = *now = r.rlim_cur == RLIM_INFINITY ? LONG_MAX : (long)r.rlim_cur;
+    if (r.rlim_cur == r.rlim_max) return 0;
+    r.rlim_cur = r.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &r) != 0) return -1;
+    *now = r.rlim_cur == RLIM_INFINITY ? LONG_MAX : (long)r.rlim_cur;
+    return 0;
+}
+
 /* icn_errf without losing errno: callers look at zmq_errno() after a failed send. */
 #define keep_errno(call)       \
     do {                       \
@@ -78,10 +91,11 @@ static void *socket_with(int type, const icn_zmq_opts *o, char *err, size_t errl
         keep_errno(icn_errf(err, errlen, "cannot create a ZeroMQ %s socket: %s", type_name(type), zmq_strerror(errno)));
         return NULL;
     }
-    int linger = o && o->no_linger ? 0 : ICN_ZMQ_LINGER_MS, never = -1;
+    int linger = o && o->no_linger ? 0 : ICN_ZMQ_LINGER_MS, never = -1, handshake = ICN_ZMQ_HANDSHAKE_MS;
     int64_t maxmsg = o && o->max_msg > 0 ? o->max_msg : (int64_t)icn_max_frame();
     int one = 1;
     if (zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
+        zmq_setsockopt(s, ZMQ_HANDSHAKE_IVL, &handshake, sizeof handshake) != 0 ||
         zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) != 0 ||
         (o && o->sndhwm > 0 && zmq_setsockopt(s, ZMQ_SNDHWM, &o->sndhwm, sizeof o->sndhwm) != 0) ||
         (o && o->rcvhwm > 0 && zmq_setsockopt(s, ZMQ_RCVHWM, &o->rcvhwm, sizeof o->rcvhwm) != 0) ||

@@ -32,6 +32,14 @@ void *icn_zmq_context(void); /* one per process, created on first use */
 void *icn_zmq_open(int type, const char *endpoint, int bind, char *err, size_t errlen);
 void icn_zmq_close(void *sock);
 #define ICN_ZMQ_LINGER_MS 1000 /* unsent messages are dropped this long after close */
+/* Every socket's ZMQ_HANDSHAKE_IVL: a connection that has not finished its ZMTP (and CURVE)
+ * handshake this long after it was made is dropped, so a stalled or slow-loris connection
+ * holds a descriptor and a session for at most this long (ZeroMQ's default is 30 s). */
+#define ICN_ZMQ_HANDSHAKE_MS 2000
+/* Raise the soft RLIMIT_NOFILE to the hard limit (a server holds one descriptor per
+ * connection, authenticated or not yet). *before and *now: the soft limit before and after
+ * (LONG_MAX: unlimited). 0, or -1 with errno. */
+int icn_fd_limit_raise(long *before, long *now);
 /* The two halves of icn_zmq_open, for options that must be set before bind/connect
  * (e.g. ZMQ_IMMEDIATE): a socket with LINGER and MAXMSGSIZE set (a SUB socket also
  * subscribed to everything), then its bind or connect. */

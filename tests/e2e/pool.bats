@@ -327,6 +327,7 @@ info() {
     expect_status 1
     one_line_error icn-pool
     [[ "$stderr" == *"a new pool needs its contract (icn-pool serve --shape HxWxC --classes K)"* ]]
+    [ ! -e new.icnpool ] || die "a failed create left $(stat -c %s new.icnpool) bytes behind"
     run --separate-stderr icn-pool serve --store new.icnpool --shape 28x28 --classes 10
     expect_status 2
     run --separate-stderr icn-pool serve --store new.icnpool --shape 28x28x1

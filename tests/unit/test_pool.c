@@ -522,6 +522,7 @@ static void test_contract_and_identity(void **state) {
     unlink(path);
     assert_int_equal(icn_pool_open(path, ICN_POOL_CREATE, NULL, &p, err, sizeof err), -1);
     assert_non_null(strstr(err, "--shape"));
+    assert_int_equal(access(path, F_OK), -1); /* a failed create leaves no file behind */
     icn_pool_contract bad = K;
     bad.classes = 0;
     assert_int_equal(icn_pool_open(path, ICN_POOL_CREATE, &bad, &p, err, sizeof err), -1);
