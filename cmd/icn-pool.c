@@ -226,6 +226,7 @@ static int cmd_serve(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     char err[2 * ICN_ERRLEN];
     int rc = icn_pool_serve(&o, &g_interrupted, err, sizeof err);
+    icn_zmq_term(); /* the sockets are closed: the context (and the ZAP handler) go too */
     if (rc) {
         if (o.log) fprintf(o.log, "%s: %s\n", icn_progname, err), fflush(o.log);
         icn_die(1, "%s", err);
