@@ -8,13 +8,13 @@
 #include "pool.h"
 
 #include "bytes.h"
+#include "fileio.h"
 #include "util.h"
 #include "wire.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,49 +233,6 @@ static void commit_pending(icn_pool *p, size_t peer, uint64_t producer, uint64_t
     span_add(&p->seqs, (uint32_t)peer, producer, seq);
 }
 
-static int pread_all(int fd, void *dst, size_t n, uint64_t at, char *err, size_t errlen) {
-    uint8_t *d = dst;
-    while (n) {
-        ssize_t k = pread(fd, d, n, (off_t)at);
-        if (k < 0 && errno == EINTR) continue;
-        if (k < 0) return icn_errf(err, errlen, "read error at byte %llu: %s", (ull)at, strerror(errno));
-        if (k == 0) return 1;
-        d += k, n -= (size_t)k, at += (uint64_t)k;
-    }
-    return 0;
-}
-
-static int pwrite_all(int fd, const void *src, size_t n, uint64_t at, char *err, size_t errlen) {
-    const uint8_t *s = src;
-    while (n) {
-        ssize_t k = pwrite(fd, s, n, (off_t)at);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0)
-            return icn_errf(err, errlen, "write error at byte %llu: %s", (ull)at, k < 0 ? strerror(errno) : "wrote nothing");
-        s += k, n -= (size_t)k, at += (uint64_t)k;
-    }
-    return 0;
-}
-
-static int sync_fd(int fd) {
-    int r;
-    while ((r = fdatasync(fd)) != 0 && errno == EINTR) {
-    }
-    return r;
-}
-
-static int sync_dir(const char *path) {
-    char *d = strdup(path);
-    if (!d) return -1;
-    int dfd = open(dirname(d), O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = -1;
-    if (dfd >= 0) {
-        rc = fsync(dfd);
-        close(dfd);
-    }
-    free(d);
-    return rc;
-}
-
 static uint8_t *scratch(icn_pool *p, size_t n) {
     if (n > p->bufcap) {
         p->bufcap = n;
@@ -315,48 +272,6 @@ void icn_pool_contract_format(const icn_pool_contract *k, char *out, size_t outl
 static int contract_equal(const icn_pool_contract *a, const icn_pool_contract *b) {
     return a->h == b->h && a->w == b->w && a->c == b->c && a->classes == b->classes && a->lo == b->lo && a->hi == b->hi &&
            a->quota_per_generation == b->quota_per_generation;
-}
-
-void icn_uuid_format(const uint8_t u[16], char out[ICN_UUID_STRLEN]) {
-    static const char hex[] = "0123456789abcdef";
-    char *o = out;
-    for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10) *o++ = '-';
-        *o++ = hex[u[i] >> 4], *o++ = hex[u[i] & 15];
-    }
-    *o = 0;
-}
-
-int icn_uuid_parse(const char *s, uint8_t u[16]) {
-    if (strlen(s) != 36) return -1;
-    for (int i = 0, j = 0; i < 16; i++) {
-        if (j == 8 || j == 13 || j == 18 || j == 23) {
-            if (s[j] != '-') return -1;
-            j++;
-        }
-        int v = 0;
-        for (int d = 0; d < 2; d++, j++) {
-            char ch = s[j];
-            int x = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-            if (x < 0) return -1;
-            v = v * 16 + x;
-        }
-        u[i] = (uint8_t)v;
-    }
-    return 0;
-}
-
-static int new_uuid(uint8_t u[16], char *err, size_t errlen) {
-    size_t got = 0;
-    while (got < 16) {
-        ssize_t k = getrandom(u + got, 16 - got, 0);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) return icn_errf(err, errlen, "getrandom: %s", k < 0 ? strerror(errno) : "no bytes");
-        got += (size_t)k;
-    }
-    u[6] = (uint8_t)((u[6] & 0x0f) | 0x40); /* RFC 4122 version 4, variant 1 */
-    u[8] = (uint8_t)((u[8] & 0x3f) | 0x80);
-    return 0;
 }
 
 static void header_encode(const icn_pool *p, uint8_t hd[ICN_POOL_HEADER_LEN]) {
@@ -494,7 +409,7 @@ static int read_frame(icn_pool *p, uint64_t at, uint64_t size, frame *f, char *w
         snprintf(why, wl, "short frame header: %llu of %d bytes", (ull)rem, ICN_POOL_FRAME_HEAD);
         return FR_SHORT;
     }
-    if (pread_all(p->fd, hd, sizeof hd, at, e, sizeof e))
+    if (icn_read_at(p->fd, hd, sizeof hd, at, e, sizeof e))
         return icn_errf(err, errlen, "%s: %s", p->path, e[0] ? e : "the file shrank while being read");
     f->magic = icn_le_load_u32(hd), f->len = icn_le_load_u32(hd + 4);
     uint32_t crc = icn_le_load_u32(hd + 8);
@@ -513,7 +428,7 @@ static int read_frame(icn_pool *p, uint64_t at, uint64_t size, frame *f, char *w
         return FR_SHORT;
     }
     uint8_t *buf = scratch(p, f->len + ICN_POOL_FRAME_TAIL);
-    if (pread_all(p->fd, buf, f->len + ICN_POOL_FRAME_TAIL, at + sizeof hd, e, sizeof e))
+    if (icn_read_at(p->fd, buf, f->len + ICN_POOL_FRAME_TAIL, at + sizeof hd, e, sizeof e))
         return icn_errf(err, errlen, "%s: %s", p->path, e[0] ? e : "the file shrank while being read");
     const uint8_t *tl = buf + f->len;
     f->complete = icn_le_load_u32(tl) != 0 || icn_le_load_u32(tl + 4) != 0;
@@ -573,7 +488,7 @@ static int64_t next_intact(icn_pool *p, uint64_t from, uint64_t size, int commit
     int64_t found = (int64_t)size;
     for (uint64_t q = from; q + 4 <= size && found == (int64_t)size;) {
         size_t n = size - q < BLK ? (size_t)(size - q) : BLK;
-        if (pread_all(p->fd, blk, n, q, e, sizeof e)) {
+        if (icn_read_at(p->fd, blk, n, q, e, sizeof e)) {
             found = icn_errf(err, errlen, "%s: %s", p->path, e[0] ? e : "the file shrank while being read");
             break;
         }
@@ -603,7 +518,7 @@ static int all_zero_from(icn_pool *p, uint64_t at, uint64_t size) {
     char e[ICN_ERRLEN];
     while (at < size) {
         size_t n = size - at < sizeof blk ? (size_t)(size - at) : sizeof blk;
-        if (pread_all(p->fd, blk, n, at, e, sizeof e)) return 0;
+        if (icn_read_at(p->fd, blk, n, at, e, sizeof e)) return 0;
         for (size_t i = 0; i < n; i++)
             if (blk[i]) return 0;
         at += n;
@@ -669,7 +584,7 @@ static int torn(icn_pool *p, const walk_opts *w, uint64_t at, uint64_t size, con
     }
     p->npend = 0;
     if (p->writable) {
-        if (ftruncate(p->fd, (off_t)at) != 0 || sync_fd(p->fd) != 0)
+        if (ftruncate(p->fd, (off_t)at) != 0 || icn_fdatasync(p->fd) != 0)
             return icn_errf(err, errlen, "%s: cannot cut off the torn tail at byte %llu: %s", p->path, (ull)at,
                             strerror(errno));
         snprintf(p->note, sizeof p->note,
@@ -798,13 +713,14 @@ static void pool_free(icn_pool *p) {
 static int write_header(icn_pool *p, char *err, size_t errlen) {
     char e[ICN_ERRLEN];
     uint8_t hd[ICN_POOL_HEADER_LEN];
-    if (new_uuid(p->uuid, e, sizeof e)) return icn_errf(err, errlen, "%s: %s", p->path, e);
+    if (icn_uuid_random(p->uuid)) return icn_errf(err, errlen, "%s: getrandom: %s", p->path, strerror(errno));
     header_encode(p, hd);
     if (ftruncate(p->fd, 0) != 0) return icn_errf(err, errlen, "%s: cannot write the pool header: %s", p->path, strerror(errno));
-    if (pwrite_all(p->fd, hd, sizeof hd, 0, e, sizeof e))
+    if (icn_write_at(p->fd, hd, sizeof hd, 0, e, sizeof e))
         return icn_errf(err, errlen, "%s: cannot write the pool header: %s", p->path, e);
-    if (sync_fd(p->fd) != 0 || sync_dir(p->path) != 0)
+    if (icn_fdatasync(p->fd) != 0)
         return icn_errf(err, errlen, "%s: cannot make the pool header durable: %s", p->path, strerror(errno));
+    if (icn_fsync_dir_of(p->path, err, errlen)) return -1;
     p->end = ICN_POOL_HEADER_LEN;
     return 0;
 }
@@ -840,7 +756,7 @@ static int read_header(icn_pool *p, uint64_t size, char *err, size_t errlen) {
     uint8_t hd[ICN_POOL_HEADER_LEN] = {0};
     size_t have = size < sizeof hd ? (size_t)size : sizeof hd;
     char e[ICN_ERRLEN];
-    if (pread_all(p->fd, hd, have, 0, e, sizeof e) < 0) return icn_errf(err, errlen, "%s: %s", p->path, e);
+    if (icn_read_at(p->fd, hd, have, 0, e, sizeof e) < 0) return icn_errf(err, errlen, "%s: %s", p->path, e);
     if (have < sizeof hd || all_zero_from(p, 0, size)) {
         size_t m = have < 8 ? have : 8;
         if (memcmp(hd, ICN_POOL_MAGIC, m) == 0 || all_zero_from(p, 0, size)) return 1;
@@ -890,7 +806,7 @@ int icn_pool_open(const char *path, int mode, const icn_pool_contract *contract,
     }
     uint8_t id[16];
     if (rc == 0 && writable) { /* icn_pool_append's producer: random, nonzero */
-        if (new_uuid(id, e, sizeof e)) rc = icn_errf(err, errlen, "%s: %s", path, e);
+        if (icn_uuid_random(id)) rc = icn_errf(err, errlen, "%s: getrandom: %s", path, strerror(errno));
         memcpy(&p->local_producer, id, 8);
         p->local_producer |= 1;
     }
@@ -942,18 +858,18 @@ static int write_batch(icn_pool *p, const uint8_t *buf, size_t len, const char *
     if (p->fsync == ICN_FSYNC_ALWAYS) { /* each record, then the marker */
         for (size_t i = 0; i < p->npend && rc == 0; i++) {
             size_t from = (size_t)p->pend[i].off, n = ICN_POOL_FRAME_HEAD + p->pend[i].len + ICN_POOL_FRAME_TAIL;
-            if (pwrite_all(p->fd, buf + from, n, base + from, e, sizeof e) || sync_fd(p->fd) != 0) rc = -2;
+            if (icn_write_at(p->fd, buf + from, n, base + from, e, sizeof e) || icn_fdatasync(p->fd) != 0) rc = -2;
         }
-    } else if (pwrite_all(p->fd, buf, len, base, e, sizeof e) || (p->fsync == ICN_FSYNC_BATCH && sync_fd(p->fd) != 0)) {
+    } else if (icn_write_at(p->fd, buf, len, base, e, sizeof e) || (p->fsync == ICN_FSYNC_BATCH && icn_fdatasync(p->fd) != 0)) {
         rc = -2;
     }
-    if (rc == 0 && (pwrite_all(p->fd, cm, cl, base + len, e, sizeof e) || (p->fsync != ICN_FSYNC_NONE && sync_fd(p->fd) != 0)))
+    if (rc == 0 && (icn_write_at(p->fd, cm, cl, base + len, e, sizeof e) || (p->fsync != ICN_FSYNC_NONE && icn_fdatasync(p->fd) != 0)))
         rc = -2;
     if (rc) { /* leave the file as it was; after a failed fsync the kernel's state is unknown: stop */
         icn_errf(err, errlen, "%s: %s; the batch was not stored", p->path, e[0] ? e : strerror(errno));
         p->broken = 1;
         p->npend = 0;
-        if (ftruncate(p->fd, (off_t)base) != 0 || sync_fd(p->fd) != 0) {
+        if (ftruncate(p->fd, (off_t)base) != 0 || icn_fdatasync(p->fd) != 0) {
             char more[ICN_ERRLEN];
             snprintf(more, sizeof more, "%s", err);
             icn_errf(err, errlen, "%s; and cutting the partial batch off failed: %s", more, strerror(errno));
@@ -1077,7 +993,7 @@ int icn_pool_read(icn_pool *p, int64_t offset, int64_t max, icn_batch *out, char
         while (j < offset + m && rec_end(p, j) - p->off[i] <= READ_SPAN) j++;
         uint64_t span = rec_end(p, j - 1) - p->off[i];
         uint8_t *buf = scratch(p, (size_t)span);
-        int r = pread_all(p->fd, buf, (size_t)span, p->off[i], e, sizeof e);
+        int r = icn_read_at(p->fd, buf, (size_t)span, p->off[i], e, sizeof e);
         if (r) {
             rc = icn_errf(err, errlen, "%s: records %" PRId64 "..%" PRId64 ": %s", p->path, i, j - 1,
                           r < 0 ? e : "the file is shorter than when it was opened");
@@ -1147,7 +1063,7 @@ void icn_pool_counts_free(icn_pool_counts *c) {
 }
 
 int icn_pool_sync(icn_pool *p, char *err, size_t errlen) {
-    if (p->writable && sync_fd(p->fd) != 0) return icn_errf(err, errlen, "%s: fsync: %s", p->path, strerror(errno));
+    if (p->writable && icn_fdatasync(p->fd) != 0) return icn_errf(err, errlen, "%s: fsync: %s", p->path, strerror(errno));
     return 0;
 }
 
@@ -1205,7 +1121,7 @@ static int copy_batch(void *sctx, icn_pool *src, const commit_info *c, char *err
     for (size_t i = 0; i < src->npend; i++) {
         const pending *q = &src->pend[i];
         size_t n = ICN_POOL_FRAME_HEAD + q->len + ICN_POOL_FRAME_TAIL;
-        if (pread_all(src->fd, buf + at, n, q->off, e, sizeof e)) {
+        if (icn_read_at(src->fd, buf + at, n, q->off, e, sizeof e)) {
             free(buf);
             dst->npend = 0;
             return icn_errf(err, errlen, "%s: %s", src->path, e[0] ? e : "the file shrank while being read");
@@ -1242,107 +1158,9 @@ int icn_pool_repair(const char *path, const char *out, icn_pool_problem_fn probl
     }
     if (rc == 0 && link(tmp, out) != 0) /* link, not rename: never replaces what appeared meanwhile */
         rc = icn_errf(err, errlen, "--out %s: cannot put the new store in place: %s", out, strerror(errno));
-    if (rc == 0 && sync_dir(out) != 0) rc = icn_errf(err, errlen, "--out %s: fsync of its directory: %s", out, strerror(errno));
+    if (rc == 0) rc = icn_fsync_dir_of(out, err, errlen);
     unlink(tmp);
     free(tmp);
     pool_free(src);
     return rc;
-}
-
-/* ---------------------------------------------------------------- the stats message */
-
-
-static void pack_tallies(msgpack_packer *pk, const char *key, const icn_pool_tally *v, size_t n) {
-    icn_pack_str(pk, key);
-    msgpack_pack_map(pk, n);
-    for (size_t i = 0; i < n; i++) msgpack_pack_int64(pk, v[i].key), msgpack_pack_int64(pk, v[i].count);
-}
-
-void icn_pack_pool_stats(msgpack_sbuffer *sb, const icn_pool_counts *c, int64_t rejected) {
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 9);
-    icn_pack_str(&pk, "kind"), icn_pack_str(&pk, "stats");
-    icn_pack_str(&pk, "uuid"), icn_pack_str(&pk, c->uuid);
-    icn_pack_str(&pk, "total"), msgpack_pack_int64(&pk, c->total);
-    icn_pack_str(&pk, "rejected"), msgpack_pack_int64(&pk, rejected);
-    icn_pack_str(&pk, "duplicates"), msgpack_pack_int64(&pk, c->duplicates);
-    pack_tallies(&pk, "per_class", c->per_class, c->n_class);
-    pack_tallies(&pk, "per_generation", c->per_generation, c->n_generation);
-    pack_tallies(&pk, "per_producer", c->per_producer, c->n_producer);
-    icn_pack_str(&pk, "rejects");
-    msgpack_pack_array(&pk, c->n_rejects);
-    for (size_t i = 0; i < c->n_rejects; i++) {
-        msgpack_pack_array(&pk, 3);
-        icn_pack_str(&pk, c->rejects[i].peer);
-        icn_pack_str(&pk, c->rejects[i].reason);
-        msgpack_pack_int64(&pk, c->rejects[i].count);
-    }
-}
-
-static int int_of(const msgpack_object *o, int64_t *v) {
-    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= (uint64_t)INT64_MAX) *v = (int64_t)o->via.u64;
-    else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) *v = o->via.i64;
-    else return -1;
-    return 0;
-}
-
-static int decode_tallies(const msgpack_object *map, const char *key, icn_pool_tally **v, size_t *n, char *err,
-                          size_t errlen) {
-    const msgpack_object *m = icn_map_get(map, key);
-    if (!m) return icn_errf(err, errlen, "key '%s' missing", key);
-    if (m->type != MSGPACK_OBJECT_MAP) return icn_errf(err, errlen, "key '%s' is not a map", key);
-    *n = m->via.map.size;
-    *v = xmalloc((*n ? *n : 1) * sizeof **v);
-    for (size_t i = 0; i < *n; i++) {
-        icn_pool_tally *t = &(*v)[i];
-        if (int_of(&m->via.map.ptr[i].key, &t->key) || int_of(&m->via.map.ptr[i].val, &t->count) || t->count < 0)
-            return icn_errf(err, errlen, "key '%s': entry %zu is not an integer key with a count >= 0", key, i);
-    }
-    return 0;
-}
-
-static int str_into(const msgpack_object *o, char *out, size_t outlen) {
-    if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= outlen || memchr(o->via.str.ptr, 0, o->via.str.size)) return -1;
-    memcpy(out, o->via.str.ptr, o->via.str.size);
-    out[o->via.str.size] = 0;
-    return 0;
-}
-
-static int decode_rejects(const msgpack_object *map, icn_pool_counts *c, char *err, size_t errlen) {
-    const msgpack_object *m = icn_map_get(map, "rejects");
-    if (!m) return 0;
-    if (m->type != MSGPACK_OBJECT_ARRAY) return icn_errf(err, errlen, "key 'rejects' is not an array");
-    c->n_rejects = m->via.array.size;
-    c->rejects = xcalloc(c->n_rejects ? c->n_rejects : 1, sizeof *c->rejects);
-    for (size_t i = 0; i < c->n_rejects; i++) {
-        const msgpack_object *a = &m->via.array.ptr[i];
-        icn_pool_reject *r = &c->rejects[i];
-        if (a->type != MSGPACK_OBJECT_ARRAY || a->via.array.size != 3 || str_into(&a->via.array.ptr[0], r->peer, sizeof r->peer) ||
-            str_into(&a->via.array.ptr[1], r->reason, sizeof r->reason) || int_of(&a->via.array.ptr[2], &r->count) ||
-            r->count < 0)
-            return icn_errf(err, errlen, "key 'rejects': entry %zu is not [peer, reason, count >= 0]", i);
-    }
-    return 0;
-}
-
-int icn_decode_pool_stats(const msgpack_object *map, icn_pool_counts *c, int64_t *rejected, char *err, size_t errlen) {
-    char e[ICN_ERRLEN];
-    uint8_t u[16];
-    memset(c, 0, sizeof *c);
-    if (!icn_map_kind_is(map, "stats")) return icn_errf(err, errlen, "stats: reply is not of kind 'stats'");
-    const msgpack_object *id = icn_map_get(map, "uuid");
-    int bad_uuid = id && (str_into(id, c->uuid, sizeof c->uuid) || icn_uuid_parse(c->uuid, u));
-    if (bad_uuid) snprintf(e, sizeof e, "key 'uuid' is not a UUID");
-    if (bad_uuid || icn_map_i64(map, "total", 0, INT64_MAX, &c->total, e, sizeof e) ||
-        icn_map_i64(map, "rejected", 0, INT64_MAX, rejected, e, sizeof e) ||
-        (icn_map_get(map, "duplicates") && icn_map_i64(map, "duplicates", 0, INT64_MAX, &c->duplicates, e, sizeof e)) ||
-        decode_tallies(map, "per_class", &c->per_class, &c->n_class, e, sizeof e) ||
-        decode_tallies(map, "per_generation", &c->per_generation, &c->n_generation, e, sizeof e) ||
-        decode_tallies(map, "per_producer", &c->per_producer, &c->n_producer, e, sizeof e) ||
-        decode_rejects(map, c, e, sizeof e)) {
-        icn_pool_counts_free(c);
-        return icn_errf(err, errlen, "stats: %s", e);
-    }
-    return 0;
 }

@@ -64,6 +64,7 @@
 #include <stdint.h>
 
 #include "batch.h"
+#include "bytes.h" /* ICN_UUID_STRLEN */
 
 #define ICN_POOL_MAGIC "ICNPOOL2"
 #define ICN_POOL_VERSION 2
@@ -117,9 +118,6 @@ const char *icn_pool_note(const icn_pool *p);
 const char *icn_pool_path(const icn_pool *p);
 const icn_pool_contract *icn_pool_contract_of(const icn_pool *p);
 const uint8_t *icn_pool_uuid(const icn_pool *p); /* 16 bytes */
-#define ICN_UUID_STRLEN 37                       /* 36 characters and the NUL */
-void icn_uuid_format(const uint8_t uuid[16], char out[ICN_UUID_STRLEN]);
-int icn_uuid_parse(const char *s, uint8_t uuid[16]); /* 0, or -1 when not 8-4-4-4-12 hex */
 void icn_pool_set_fsync(icn_pool *p, icn_fsync_policy f);
 
 /* Where a batch came from. */
@@ -208,13 +206,5 @@ int icn_pool_check(const char *path, icn_pool_problem_fn problem, void *ctx, icn
  * file, made durable, renamed into place. The source is never written. */
 int icn_pool_repair(const char *path, const char *out, icn_pool_problem_fn problem, void *ctx, icn_pool_report *r,
                     char *err, size_t errlen);
-
-/* The pool protocol's "stats" reply (icn-wire(5), POOL PROTOCOL):
- * {"kind":"stats","uuid":"...","total":n,"rejected":r,"duplicates":d,"per_class":{k:count},
- *  "per_generation":{g:count},"per_producer":{id:count},"rejects":[[peer,reason,count],...]},
- * the three inner maps keyed by integers. Decoding validates it as untrusted input ("uuid",
- * "duplicates" and "rejects" may be missing: older pools do not send them); counts is always set (free with icn_pool_counts_free). */
-void icn_pack_pool_stats(msgpack_sbuffer *sb, const icn_pool_counts *c, int64_t rejected);
-int icn_decode_pool_stats(const msgpack_object *map, icn_pool_counts *c, int64_t *rejected, char *err, size_t errlen);
 
 #endif

@@ -79,6 +79,14 @@ void icn_pack_stats_request(msgpack_sbuffer *sb);
 void icn_pack_records(msgpack_sbuffer *sb, int64_t offset, int64_t total, const icn_batch *records);
 void icn_pack_error(msgpack_sbuffer *sb, const char *message);
 
+/* The pool protocol's "stats" reply (icn-wire(5), POOL PROTOCOL):
+ * {"kind":"stats","uuid":"...","total":n,"rejected":r,"duplicates":d,"per_class":{k:count},
+ *  "per_generation":{g:count},"per_producer":{id:count},"rejects":[[peer,reason,count],...]},
+ * the three inner maps keyed by integers. Decoding validates it as untrusted input ("uuid",
+ * "duplicates" and "rejects" may be missing: older pools do not send them); counts is always set (free with icn_pool_counts_free). */
+void icn_pack_pool_stats(msgpack_sbuffer *sb, const icn_pool_counts *c, int64_t rejected);
+int icn_decode_pool_stats(const msgpack_object *map, icn_pool_counts *c, int64_t *rejected, char *err, size_t errlen);
+
 /* Sockets of each channel, with the bounds that match what it carries (icn-wire(5) LIMITS):
  *   publisher   XPUB bound: SNDHWM 2, so a subscriber that stops reading holds at most the
  *               two newest messages in our memory (newer ones are dropped for it alone);

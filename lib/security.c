@@ -4,7 +4,7 @@
 #include "security.h"
 
 #include "util.h"
-#include "wire.h" /* icn_write_all */
+#include "fileio.h" /* icn_write_all */
 
 #include <arpa/inet.h>
 #include <dirent.h>

@@ -22,6 +22,7 @@
 #include <zmq.h>
 
 #include "pool.h"
+#include "protocol.h" /* the stats reply */
 #include "transport.h"
 #include "fileio.h"
 #include "util.h"
