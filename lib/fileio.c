@@ -18,9 +18,11 @@ static const char *file_type(mode_t m) {
 
 /* ---------------------------------------------------------------- reading */
 
-int icn_open_regular(const char *path, char *err, size_t errlen) {
+int icn_open_regular(const char *path, char *err, size_t errlen) { return icn_open_regular_as(path, O_RDONLY, 0, err, errlen); }
+
+int icn_open_regular_as(const char *path, int flags, int mode, char *err, size_t errlen) {
     /* O_NONBLOCK: opening a FIFO without a writer returns at once instead of waiting forever. */
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    int fd = open(path, flags | O_NONBLOCK | O_CLOEXEC | O_NOCTTY, mode);
     if (fd < 0) return icn_errf(err, errlen, "%s: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) {
@@ -115,6 +117,19 @@ int icn_read_at(int fd, void *p, size_t n, uint64_t at, char *err, size_t errlen
         d += k, n -= (size_t)k, at += (uint64_t)k;
     }
     return 0;
+}
+
+int icn_file_is_zero(int fd, uint64_t at, uint64_t end) {
+    uint8_t blk[65536];
+    char e[ICN_ERRLEN];
+    while (at < end) {
+        size_t n = end - at < sizeof blk ? (size_t)(end - at) : sizeof blk;
+        if (icn_read_at(fd, blk, n, at, e, sizeof e)) return 0;
+        for (size_t i = 0; i < n; i++)
+            if (blk[i]) return 0;
+        at += n;
+    }
+    return 1;
 }
 
 int icn_fdatasync(int fd) {

@@ -8,6 +8,7 @@
 #include "pool.h"
 
 #include "bytes.h"
+#include "counts.h"
 #include "fileio.h"
 #include "util.h"
 #include "wire.h"
@@ -15,35 +16,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 typedef unsigned long long ull;
-
-typedef struct {
-    icn_pool_tally *v;
-    size_t n, cap;
-} tally_set;
-
-typedef struct {
-    char **v;
-    size_t n, cap;
-} name_set;
-
-typedef struct {
-    uint32_t peer; /* an id in icn_pool.peers */
-    uint64_t producer, lo, hi;
-} seq_span;
-
-typedef struct {
-    seq_span *v;
-    size_t n, cap;
-} span_set;
 
 /* A record on its way into the index: where it is and what it counts as. */
 typedef struct {
@@ -64,12 +43,12 @@ struct icn_pool {
     int64_t count;
     size_t cap;
     uint64_t end; /* end of the last commit marker: where the next batch goes */
-    tally_set cls, gen, prod;
-    tally_set usage;   /* key (peer id << 32 | generation): records stored */
-    tally_set rejects; /* key (peer id << 12 | reason id): records refused */
-    span_set seqs;     /* the seqs stored, per (peer, producer) */
+    icn_tally_set cls, gen, prod;
+    icn_tally_set usage;   /* key (peer id << 32 | generation): records stored */
+    icn_tally_set rejects; /* key (peer id << 12 | reason id): records refused */
+    icn_span_set seqs;     /* the seqs stored, per (peer, producer) */
     int64_t duplicates; /* batches answered as stored before, since opening */
-    name_set peers, reasons;
+    icn_name_set peers, reasons;
     pending *pend;
     size_t npend, cap_pend;
     uint64_t local_producer, local_seq; /* icn_pool_append's origin */
@@ -80,130 +59,14 @@ struct icn_pool {
 
 /* ---------------------------------------------------------------- small helpers */
 
-int icn_fsync_parse(const char *s, icn_fsync_policy *out) {
-    if (strcmp(s, "batch") == 0) *out = ICN_FSYNC_BATCH;
-    else if (strcmp(s, "always") == 0) *out = ICN_FSYNC_ALWAYS;
-    else if (strcmp(s, "none") == 0) *out = ICN_FSYNC_NONE;
-    else return -1;
-    return 0;
-}
-
-const char *icn_fsync_name(icn_fsync_policy f) {
-    return f == ICN_FSYNC_ALWAYS ? "always" : f == ICN_FSYNC_NONE ? "none" : "batch";
-}
-
-
 static size_t record_limit(void) {
     size_t m = icn_max_frame();
     return m < UINT32_MAX - 64 ? m : UINT32_MAX - 64;
 }
 
-/* Where key is, or would go, in t. */
-static size_t tally_find(const tally_set *t, int64_t key) {
-    size_t lo = 0, hi = t->n;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (t->v[mid].key < key) lo = mid + 1;
-        else hi = mid;
-    }
-    return lo;
-}
-
-static void tally_add(tally_set *t, int64_t key, int64_t by) {
-    size_t lo = tally_find(t, key);
-    if (lo < t->n && t->v[lo].key == key) {
-        t->v[lo].count += by;
-        return;
-    }
-    if (t->n == t->cap) {
-        t->cap = t->cap ? 2 * t->cap : 16;
-        t->v = xrealloc(t->v, t->cap * sizeof *t->v);
-    }
-    memmove(t->v + lo + 1, t->v + lo, (t->n - lo) * sizeof *t->v);
-    t->v[lo] = (icn_pool_tally){key, by};
-    t->n++;
-}
-
-static int64_t tally_get(const tally_set *t, int64_t key) {
-    size_t lo = tally_find(t, key);
-    return lo < t->n && t->v[lo].key == key ? t->v[lo].count : 0;
-}
-
-static size_t name_id(name_set *s, const char *name, size_t len) {
-    for (size_t i = 0; i < s->n; i++)
-        if (strlen(s->v[i]) == len && memcmp(s->v[i], name, len) == 0) return i;
-    if (s->n == s->cap) {
-        s->cap = s->cap ? 2 * s->cap : 8;
-        s->v = xrealloc(s->v, s->cap * sizeof *s->v);
-    }
-    s->v[s->n] = xmalloc(len + 1);
-    memcpy(s->v[s->n], name, len);
-    s->v[s->n][len] = 0;
-    return s->n++;
-}
-
-static void names_free(name_set *s) {
-    for (size_t i = 0; i < s->n; i++) free(s->v[i]);
-    free(s->v);
-}
-
-static int name_find(const name_set *s, const char *name, size_t len) {
-    for (size_t i = 0; i < s->n; i++)
-        if (strlen(s->v[i]) == len && memcmp(s->v[i], name, len) == 0) return (int)i;
-    return -1;
-}
-
-/* The stored seqs of each (peer, producer) stream: closed spans [lo, hi], sorted by (peer,
- * producer, lo), disjoint and not adjacent. An honest sender's stream is one span [1, last];
- * each refused seq it skipped splits it. Index of the first span after (peer, producer, seq). */
-static size_t span_after(const span_set *t, uint32_t peer, uint64_t producer, uint64_t seq) {
-    size_t lo = 0, hi = t->n;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        const seq_span *v = &t->v[mid];
-        int le = v->peer != peer ? v->peer < peer : v->producer != producer ? v->producer < producer : v->lo <= seq;
-        if (le) lo = mid + 1;
-        else hi = mid;
-    }
-    return lo;
-}
-
-static int same_stream(const seq_span *v, uint32_t peer, uint64_t producer) {
-    return v->peer == peer && v->producer == producer;
-}
-
-static int span_has(const span_set *t, uint32_t peer, uint64_t producer, uint64_t seq) {
-    size_t j = span_after(t, peer, producer, seq);
-    return j > 0 && same_stream(&t->v[j - 1], peer, producer) && seq <= t->v[j - 1].hi;
-}
-
-static void span_add(span_set *t, uint32_t peer, uint64_t producer, uint64_t seq) {
-    if (span_has(t, peer, producer, seq)) return;
-    size_t j = span_after(t, peer, producer, seq);
-    seq_span *l = j > 0 && same_stream(&t->v[j - 1], peer, producer) && t->v[j - 1].hi + 1 == seq ? &t->v[j - 1] : NULL;
-    seq_span *r = j < t->n && same_stream(&t->v[j], peer, producer) && t->v[j].lo == seq + 1 ? &t->v[j] : NULL;
-    if (l && r) { /* seq closes the gap between two spans */
-        l->hi = r->hi;
-        memmove(t->v + j, t->v + j + 1, (t->n - j - 1) * sizeof *t->v);
-        t->n--;
-    } else if (l) {
-        l->hi = seq;
-    } else if (r) {
-        r->lo = seq;
-    } else {
-        if (t->n == t->cap) {
-            t->cap = t->cap ? 2 * t->cap : 16;
-            t->v = xrealloc(t->v, t->cap * sizeof *t->v);
-        }
-        memmove(t->v + j + 1, t->v + j, (t->n - j) * sizeof *t->v);
-        t->v[j] = (seq_span){peer, producer, seq, seq};
-        t->n++;
-    }
-}
-
 int icn_pool_has_seq(const icn_pool *p, const char *peer, uint64_t producer, uint64_t seq) {
-    int id = name_find(&p->peers, peer, strlen(peer));
-    return id >= 0 && span_has(&p->seqs, (uint32_t)id, producer, seq);
+    int id = icn_name_find(&p->peers, peer, strlen(peer));
+    return id >= 0 && icn_span_has(&p->seqs, (uint32_t)id, producer, seq);
 }
 
 static void pend_push(icn_pool *p, pending e) {
@@ -224,13 +87,13 @@ static void commit_pending(icn_pool *p, size_t peer, uint64_t producer, uint64_t
     for (size_t i = 0; i < p->npend; i++) {
         const pending *e = &p->pend[i];
         p->off[p->count] = e->off, p->len[p->count] = e->len, p->count++;
-        tally_add(&p->cls, -(int64_t)e->y - 1, 1);
-        tally_add(&p->gen, e->gen, 1);
-        tally_add(&p->prod, e->prod, 1);
-        tally_add(&p->usage, (int64_t)peer << 32 | (uint32_t)e->gen, 1);
+        icn_tally_add(&p->cls, -(int64_t)e->y - 1, 1);
+        icn_tally_add(&p->gen, e->gen, 1);
+        icn_tally_add(&p->prod, e->prod, 1);
+        icn_tally_add(&p->usage, (int64_t)peer << 32 | (uint32_t)e->gen, 1);
     }
     p->npend = 0;
-    span_add(&p->seqs, (uint32_t)peer, producer, seq);
+    icn_span_add(&p->seqs, (uint32_t)peer, producer, seq);
 }
 
 static uint8_t *scratch(icn_pool *p, size_t n) {
@@ -243,125 +106,12 @@ static uint8_t *scratch(icn_pool *p, size_t n) {
 
 /* ---------------------------------------------------------------- contract and identity */
 
-icn_pool_contract icn_pool_contract_make(int32_t h, int32_t w, int32_t c, int32_t classes) {
-    return (icn_pool_contract){h, w, c, classes, -1.0f, 1.0f, 0};
-}
-
-int icn_pool_contract_check(const icn_pool_contract *k, char *err, size_t errlen) {
-    if (k->h < 1 || k->w < 1 || k->c < 1 || k->h > 65536 || k->w > 65536 || k->c > 65536 ||
-        (uint64_t)k->h * (uint64_t)k->w * (uint64_t)k->c > ((uint64_t)1 << 28))
-        return icn_errf(err, errlen, "contract: shape %dx%dx%d: each dimension must be 1 .. 65536, at most 2^28 pixels",
-                        k->h, k->w, k->c);
-    if (k->classes < 1 || k->classes > ICN_POOL_CLASSES_MAX)
-        return icn_errf(err, errlen, "contract: %d classes: must be 1 .. %d", k->classes, ICN_POOL_CLASSES_MAX);
-    if (!isfinite(k->lo) || !isfinite(k->hi) || !(k->lo < k->hi))
-        return icn_errf(err, errlen, "contract: pixel range [%g, %g]: must be finite with lo < hi", (double)k->lo,
-                        (double)k->hi);
-    if (k->quota_per_generation < 0)
-        return icn_errf(err, errlen, "contract: quota %" PRId64 ": must be >= 0 (0: none)", k->quota_per_generation);
-    return 0;
-}
-
-void icn_pool_contract_format(const icn_pool_contract *k, char *out, size_t outlen) {
-    char q[48] = "no quota";
-    if (k->quota_per_generation) snprintf(q, sizeof q, "quota %" PRId64 " per peer and generation", k->quota_per_generation);
-    snprintf(out, outlen, "%dx%dx%d, %d classes, pixels in [%g, %g], %s", k->h, k->w, k->c, k->classes, (double)k->lo,
-             (double)k->hi, q);
-}
-
-static int contract_equal(const icn_pool_contract *a, const icn_pool_contract *b) {
-    return a->h == b->h && a->w == b->w && a->c == b->c && a->classes == b->classes && a->lo == b->lo && a->hi == b->hi &&
-           a->quota_per_generation == b->quota_per_generation;
-}
-
-static void header_encode(const icn_pool *p, uint8_t hd[ICN_POOL_HEADER_LEN]) {
-    memcpy(hd, ICN_POOL_MAGIC, 8);
-    icn_le_store_u32(hd + 8, ICN_POOL_VERSION);
-    icn_le_store_u32(hd + 12, ICN_POOL_HEADER_LEN);
-    memcpy(hd + 16, p->uuid, 16);
-    icn_le_store_u32(hd + 32, (uint32_t)p->k.h), icn_le_store_u32(hd + 36, (uint32_t)p->k.w);
-    icn_le_store_u32(hd + 40, (uint32_t)p->k.c), icn_le_store_u32(hd + 44, (uint32_t)p->k.classes);
-    icn_le_store_f32(hd + 48, &p->k.lo, 1), icn_le_store_f32(hd + 52, &p->k.hi, 1);
-    icn_le_store_u64(hd + 56, (uint64_t)p->k.quota_per_generation);
-    icn_le_store_u32(hd + 64, icn_crc32(0, hd, 64));
-}
-
-/* The header of a file of `size` bytes whose first `have` bytes are hd. */
-static int header_decode(icn_pool *p, const uint8_t *hd, char *err, size_t errlen) {
-    if (memcmp(hd, "ICNPOOL1", 8) == 0)
-        return icn_errf(err, errlen,
-                        "%s: a version-1 pool (\"ICNPOOL1\", from before stores had commit markers and a UUID); this "
-                        "icn-pool reads version %d only: start a new store",
-                        p->path, ICN_POOL_VERSION);
-    if (memcmp(hd, ICN_POOL_MAGIC, 8) != 0)
-        return icn_errf(err, errlen, "%s: not an icn pool (the file does not start with \"%s\")", p->path, ICN_POOL_MAGIC);
-    uint32_t crc = icn_crc32(0, hd, 64);
-    if (crc != icn_le_load_u32(hd + 64))
-        return icn_errf(err, errlen, "%s: the header is damaged (CRC-32 0x%08x, it says 0x%08x): its contract and UUID "
-                        "cannot be trusted", p->path, crc, icn_le_load_u32(hd + 64));
-    if (icn_le_load_u32(hd + 8) != ICN_POOL_VERSION || icn_le_load_u32(hd + 12) != ICN_POOL_HEADER_LEN)
-        return icn_errf(err, errlen, "%s: pool format version %u (header %u bytes); this icn-pool reads version %d",
-                        p->path, icn_le_load_u32(hd + 8), icn_le_load_u32(hd + 12), ICN_POOL_VERSION);
-    memcpy(p->uuid, hd + 16, 16);
-    float range[2];
-    icn_le_load_f32(range, hd + 48, 2);
-    p->k = (icn_pool_contract){(int32_t)icn_le_load_u32(hd + 32), (int32_t)icn_le_load_u32(hd + 36),
-                               (int32_t)icn_le_load_u32(hd + 40), (int32_t)icn_le_load_u32(hd + 44), range[0], range[1],
-                               (int64_t)icn_le_load_u64(hd + 56)};
-    char e[ICN_ERRLEN];
-    if (icn_pool_contract_check(&p->k, e, sizeof e)) return icn_errf(err, errlen, "%s: header: %s", p->path, e);
-    return 0;
-}
-
 /* ---------------------------------------------------------------- records */
 
-/* Refusal reasons: the stats' vocabulary. */
+/* The store's own refusal reasons (pool_contract.c has the contract's): the stats' vocabulary. */
 #define R_EMPTY "empty"
-#define R_SHAPE "shape"
-#define R_LABEL "label"
-#define R_CLASS "class"
-#define R_PROV "provenance"
-#define R_NAN "nonfinite"
-#define R_RANGE "range"
 #define R_QUOTA "quota"
 #define R_ORIGIN "origin"
-
-/* Checks one image of a batch against the contract: what every stored record must be. NULL when
- * it passes, else the reason with err. */
-static const char *check_image(const icn_pool_contract *k, const icn_batch *b, int32_t i, char *err, size_t errlen) {
-    if (!b->y) return icn_errf(err, errlen, "no labels: a pool stores labelled pseudo-negatives"), R_LABEL;
-    if (b->y[i] >= 0)
-        return icn_errf(err, errlen, "image %d has label %d: a pool stores only pseudo-negatives (labels < 0)", i, b->y[i]),
-               R_LABEL;
-    if (b->y[i] < -k->classes)
-        return icn_errf(err, errlen, "image %d has label %d: a pseudo-negative of class %" PRId64 ", but the pool has %d classes",
-                        i, b->y[i], -(int64_t)b->y[i] - 1, k->classes),
-               R_CLASS;
-    if (!b->prov)
-        return icn_errf(err, errlen, "no provenance ('prov'): a pool records where each image came from"), R_PROV;
-    const icn_provenance *v = &b->prov[i];
-    if (!isfinite(v->logit)) return icn_errf(err, errlen, "image %d: provenance logit is not finite", i), R_NAN;
-    if (v->reached > 1)
-        return icn_errf(err, errlen, "image %d: provenance 'reached' is %u, not 0 or 1", i, v->reached), R_PROV;
-    size_t d = icn_batch_dim(b);
-    const float *x = b->x + (size_t)i * d;
-    for (size_t j = 0; j < d; j++) {
-        if (!isfinite(x[j])) return icn_errf(err, errlen, "image %d: pixel %zu is not finite", i, j), R_NAN;
-        if (x[j] < k->lo || x[j] > k->hi)
-            return icn_errf(err, errlen, "image %d: pixel %zu is %g, outside the pool's range [%g, %g]", i, j, (double)x[j],
-                            (double)k->lo, (double)k->hi),
-                   R_RANGE;
-    }
-    return NULL;
-}
-
-static const char *check_shape(const icn_pool_contract *k, const icn_batch *b, char *err, size_t errlen) {
-    if (b->h != k->h || b->w != k->w || b->c != k->c)
-        return icn_errf(err, errlen, "shape %dx%dx%d does not match the pool's %dx%dx%d", b->h, b->w, b->c, k->h, k->w,
-                        k->c),
-               R_SHAPE;
-    return NULL;
-}
 
 /* Decode a payload that passed its CRC into one image (a 1-image batch) that keeps the contract. */
 static int decode_payload(const icn_pool *p, const uint8_t *pl, size_t len, msgpack_unpacked *u, icn_batch *one,
@@ -371,7 +121,7 @@ static int decode_payload(const icn_pool *p, const uint8_t *pl, size_t len, msgp
     if (icn_frame_unpack(pl, len, u, e, sizeof e)) return icn_errf(err, errlen, "payload: %s", e);
     if (icn_batch_decode(&u->data, one, e, sizeof e)) return icn_errf(err, errlen, "payload: %s", e);
     if (one->n != 1) snprintf(e, sizeof e, "it holds %d images, not 1", one->n);
-    if (one->n != 1 || check_shape(&p->k, one, e, sizeof e) || check_image(&p->k, one, 0, e, sizeof e)) {
+    if (one->n != 1 || icn_pool_contract_shape(&p->k, one, e, sizeof e) || icn_pool_contract_image(&p->k, one, 0, e, sizeof e)) {
         icn_batch_free(one);
         return icn_errf(err, errlen, "payload: %s", e);
     }
@@ -513,19 +263,6 @@ static int64_t next_intact(icn_pool *p, uint64_t from, uint64_t size, int commit
     return found;
 }
 
-static int all_zero_from(icn_pool *p, uint64_t at, uint64_t size) {
-    uint8_t blk[65536];
-    char e[ICN_ERRLEN];
-    while (at < size) {
-        size_t n = size - at < sizeof blk ? (size_t)(size - at) : sizeof blk;
-        if (icn_read_at(p->fd, blk, n, at, e, sizeof e)) return 0;
-        for (size_t i = 0; i < n; i++)
-            if (blk[i]) return 0;
-        at += n;
-    }
-    return 1;
-}
-
 /* ---------------------------------------------------------------- the walk over a store */
 
 /* How a walk treats what it finds: strict (opening: the first damage is an error) or a survey
@@ -645,7 +382,7 @@ static int walk(icn_pool *p, uint64_t size, const walk_opts *w, char *err, size_
             }
             if (w->sink && (rc = w->sink(w->sctx, p, &c, err, errlen)) != 0) break;
             if (w->rep) w->rep->batches++;
-            commit_pending(p, name_id(&p->peers, c.peer, c.peer_len), c.producer, c.seq);
+            commit_pending(p, icn_name_id(&p->peers, c.peer, c.peer_len), c.producer, c.seq);
             next_first = c.first + c.n;
             at = batch_start = p->end = f.end;
             dirty = 0;
@@ -661,7 +398,7 @@ static int walk(icn_pool *p, uint64_t size, const walk_opts *w, char *err, size_
             break;
         }
         if ((uint64_t)next >= size) {
-            if (all_zero_from(p, at, size)) snprintf(why, sizeof why, "zero-filled to the end");
+            if (icn_file_is_zero(p->fd, at, size)) snprintf(why, sizeof why, "zero-filled to the end");
             rc = torn(p, w, batch_start, size, why, err, errlen);
             at = size;
             break;
@@ -702,8 +439,8 @@ static void pool_free(icn_pool *p) {
     free(p->usage.v);
     free(p->rejects.v);
     free(p->seqs.v);
-    names_free(&p->peers);
-    names_free(&p->reasons);
+    icn_names_free(&p->peers);
+    icn_names_free(&p->reasons);
     free(p->pend);
     free(p->buf);
     free(p);
@@ -714,7 +451,7 @@ static int write_header(icn_pool *p, char *err, size_t errlen) {
     char e[ICN_ERRLEN];
     uint8_t hd[ICN_POOL_HEADER_LEN];
     if (icn_uuid_random(p->uuid)) return icn_errf(err, errlen, "%s: getrandom: %s", p->path, strerror(errno));
-    header_encode(p, hd);
+    icn_pool_header_encode(p->uuid, &p->k, hd);
     if (ftruncate(p->fd, 0) != 0) return icn_errf(err, errlen, "%s: cannot write the pool header: %s", p->path, strerror(errno));
     if (icn_write_at(p->fd, hd, sizeof hd, 0, e, sizeof e))
         return icn_errf(err, errlen, "%s: cannot write the pool header: %s", p->path, e);
@@ -738,16 +475,10 @@ static icn_pool *pool_new(const char *path, int fd, int writable) {
 
 /* Open path's descriptor: a regular file only (a FIFO would block a plain open). */
 static int open_store(const char *path, int flags, int *fd, struct stat *st, char *err, size_t errlen) {
-    *fd = open(path, flags | O_CLOEXEC | O_NONBLOCK, 0644);
-    if (*fd < 0) return icn_errf(err, errlen, "%s: %s", path, strerror(errno));
-    const char *why = fstat(*fd, st) != 0 ? strerror(errno) : !S_ISREG(st->st_mode) ? "not a regular file" : NULL;
-    if (why) {
-        close(*fd);
-        *fd = -1;
-        return icn_errf(err, errlen, "%s: %s", path, why);
-    }
-    fcntl(*fd, F_SETFL, fcntl(*fd, F_GETFL) & ~O_NONBLOCK);
-    return 0;
+    if ((*fd = icn_open_regular_as(path, flags, 0644, err, errlen)) < 0) return -1;
+    if (fstat(*fd, st) == 0) return 0;
+    close(*fd), *fd = -1;
+    return icn_errf(err, errlen, "%s: %s", path, strerror(errno));
 }
 
 /* Read the header of p (size bytes): 0 and the contract; 1 when there is no complete header yet
@@ -757,12 +488,12 @@ static int read_header(icn_pool *p, uint64_t size, char *err, size_t errlen) {
     size_t have = size < sizeof hd ? (size_t)size : sizeof hd;
     char e[ICN_ERRLEN];
     if (icn_read_at(p->fd, hd, have, 0, e, sizeof e) < 0) return icn_errf(err, errlen, "%s: %s", p->path, e);
-    if (have < sizeof hd || all_zero_from(p, 0, size)) {
+    if (have < sizeof hd || icn_file_is_zero(p->fd, 0, size)) {
         size_t m = have < 8 ? have : 8;
-        if (memcmp(hd, ICN_POOL_MAGIC, m) == 0 || all_zero_from(p, 0, size)) return 1;
-        return header_decode(p, hd, err, errlen); /* names what it is instead */
+        if (memcmp(hd, ICN_POOL_MAGIC, m) == 0 || icn_file_is_zero(p->fd, 0, size)) return 1;
+        return icn_pool_header_decode(p->path, hd, p->uuid, &p->k, err, errlen); /* names what it is instead */
     }
-    return header_decode(p, hd, err, errlen);
+    return icn_pool_header_decode(p->path, hd, p->uuid, &p->k, err, errlen);
 }
 
 int icn_pool_open(const char *path, int mode, const icn_pool_contract *contract, icn_pool **out, char *err,
@@ -795,7 +526,7 @@ int icn_pool_open(const char *path, int mode, const icn_pool_contract *contract,
         }
     } else if (hr < 0) {
         rc = -1;
-    } else if (contract && !contract_equal(contract, &p->k)) {
+    } else if (contract && !icn_pool_contract_equal(contract, &p->k)) {
         char a[ICN_ERRLEN], b[ICN_ERRLEN];
         icn_pool_contract_format(&p->k, a, sizeof a);
         icn_pool_contract_format(contract, b, sizeof b);
@@ -877,7 +608,7 @@ static int write_batch(icn_pool *p, const uint8_t *buf, size_t len, const char *
         return -2;
     }
     for (size_t i = 0; i < p->npend; i++) p->pend[i].off += base;
-    commit_pending(p, name_id(&p->peers, peer, peer_len), producer, seq);
+    commit_pending(p, icn_name_id(&p->peers, peer, peer_len), producer, seq);
     p->end = base + len + cl;
     return 0;
 }
@@ -890,8 +621,8 @@ static int refuse(icn_pool *p, const char *peer, const char *reason, int64_t rec
 
 void icn_pool_count_refusal(icn_pool *p, const char *peer, const char *reason, int64_t records) {
     size_t pl = strnlen(peer ? peer : "", ICN_POOL_PEER_MAX), rl = strnlen(reason, 15);
-    size_t pid = name_id(&p->peers, pl ? peer : "?", pl ? pl : 1), rid = name_id(&p->reasons, reason, rl);
-    if (rid < 4096) tally_add(&p->rejects, (int64_t)pid << 12 | (int64_t)rid, records);
+    size_t pid = icn_name_id(&p->peers, pl ? peer : "?", pl ? pl : 1), rid = icn_name_id(&p->reasons, reason, rl);
+    if (rid < 4096) icn_tally_add(&p->rejects, (int64_t)pid << 12 | (int64_t)rid, records);
 }
 
 int icn_pool_append_batch(icn_pool *p, const icn_batch *b, const icn_pool_origin *o, char *err, size_t errlen) {
@@ -911,20 +642,20 @@ int icn_pool_append_batch(icn_pool *p, const icn_batch *b, const icn_pool_origin
     }
     if (b->n < 1) return refuse(p, peer, R_EMPTY, 0, "a batch of no images", err, errlen);
     const char *why;
-    if ((why = check_shape(&p->k, b, e, sizeof e))) return refuse(p, peer, why, n, e, err, errlen);
+    if ((why = icn_pool_contract_shape(&p->k, b, e, sizeof e))) return refuse(p, peer, why, n, e, err, errlen);
     for (int32_t i = 0; i < b->n; i++)
-        if ((why = check_image(&p->k, b, i, e, sizeof e))) return refuse(p, peer, why, n, e, err, errlen);
-    size_t pid = name_id(&p->peers, peer, peer_len);
+        if ((why = icn_pool_contract_image(&p->k, b, i, e, sizeof e))) return refuse(p, peer, why, n, e, err, errlen);
+    size_t pid = icn_name_id(&p->peers, peer, peer_len);
     if (p->k.quota_per_generation) { /* records per (peer, generation), this batch included */
-        tally_set t = {0};
-        for (int32_t i = 0; i < b->n; i++) tally_add(&t, b->prov[i].generation, 1);
+        icn_tally_set t = {0};
+        for (int32_t i = 0; i < b->n; i++) icn_tally_add(&t, b->prov[i].generation, 1);
         int over = -1;
         for (size_t i = 0; i < t.n && over < 0; i++)
-            if (tally_get(&p->usage, (int64_t)pid << 32 | (uint32_t)t.v[i].key) + t.v[i].count > p->k.quota_per_generation)
+            if (icn_tally_get(&p->usage, (int64_t)pid << 32 | (uint32_t)t.v[i].key) + t.v[i].count > p->k.quota_per_generation)
                 over = (int)i;
         if (over >= 0) {
             snprintf(e, sizeof e, "peer %s would hold %" PRId64 " records of generation %" PRId64 ", over the quota of %" PRId64,
-                     peer, tally_get(&p->usage, (int64_t)pid << 32 | (uint32_t)t.v[over].key) + t.v[over].count,
+                     peer, icn_tally_get(&p->usage, (int64_t)pid << 32 | (uint32_t)t.v[over].key) + t.v[over].count,
                      t.v[over].key, p->k.quota_per_generation);
             free(t.v);
             return refuse(p, peer, R_QUOTA, n, e, err, errlen);
@@ -1029,20 +760,14 @@ int icn_pool_read(icn_pool *p, int64_t offset, int64_t max, icn_batch *out, char
 
 /* ---------------------------------------------------------------- counts */
 
-static void copy_tallies(const tally_set *t, icn_pool_tally **v, size_t *n) {
-    *n = t->n;
-    *v = xmalloc((t->n ? t->n : 1) * sizeof **v);
-    if (t->n) memcpy(*v, t->v, t->n * sizeof **v);
-}
-
 void icn_pool_stats(const icn_pool *p, icn_pool_counts *out) {
     memset(out, 0, sizeof *out);
     out->total = p->count;
     out->duplicates = p->duplicates;
     icn_uuid_format(p->uuid, out->uuid);
-    copy_tallies(&p->cls, &out->per_class, &out->n_class);
-    copy_tallies(&p->gen, &out->per_generation, &out->n_generation);
-    copy_tallies(&p->prod, &out->per_producer, &out->n_producer);
+    icn_tally_copy(&p->cls, &out->per_class, &out->n_class);
+    icn_tally_copy(&p->gen, &out->per_generation, &out->n_generation);
+    icn_tally_copy(&p->prod, &out->per_producer, &out->n_producer);
     out->n_rejects = p->rejects.n;
     out->rejects = xcalloc(p->rejects.n ? p->rejects.n : 1, sizeof *out->rejects);
     for (size_t i = 0; i < p->rejects.n; i++) { /* sorted by peer id, then reason id */

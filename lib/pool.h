@@ -65,6 +65,7 @@
 
 #include "batch.h"
 #include "bytes.h" /* ICN_UUID_STRLEN */
+#include "counts.h"  /* icn_tally */
 
 #define ICN_POOL_MAGIC "ICNPOOL2"
 #define ICN_POOL_VERSION 2
@@ -96,6 +97,18 @@ icn_pool_contract icn_pool_contract_make(int32_t h, int32_t w, int32_t c, int32_
 int icn_pool_contract_check(const icn_pool_contract *k, char *err, size_t errlen);
 /* "28x28x1, 10 classes, pixels in [-1, 1], no quota" */
 void icn_pool_contract_format(const icn_pool_contract *k, char *out, size_t outlen);
+int icn_pool_contract_equal(const icn_pool_contract *a, const icn_pool_contract *b);
+/* NULL when batch b has the contract's shape (image i of it keeps the contract: label,
+ * provenance, finite pixels in range); else the refusal reason ("shape", "label", "class",
+ * "provenance", "nonfinite", "range") with one line in err. */
+const char *icn_pool_contract_shape(const icn_pool_contract *k, const icn_batch *b, char *err, size_t errlen);
+const char *icn_pool_contract_image(const icn_pool_contract *k, const icn_batch *b, int32_t i, char *err, size_t errlen);
+/* The 68-byte header (above) of a store with this uuid and contract, and back: decoding
+ * refuses, with one line naming path, a version-1 store, another magic, a bad CRC, another
+ * version, a contract out of range. */
+void icn_pool_header_encode(const uint8_t uuid[16], const icn_pool_contract *k, uint8_t hd[ICN_POOL_HEADER_LEN]);
+int icn_pool_header_decode(const char *path, const uint8_t hd[ICN_POOL_HEADER_LEN], uint8_t uuid[16],
+                           icn_pool_contract *k, char *err, size_t errlen);
 
 /* Open modes. READ: read-only, no lock, a torn tail is ignored but left in place (a pool being
  * served can be dumped). WRITE: read-write with an exclusive lock (flock) so that only one
@@ -159,7 +172,7 @@ int icn_pool_read(icn_pool *p, int64_t offset, int64_t max, icn_batch *out, char
 /* Counts. Keys: class k (the label -(k+1)), snapshot generation, producer id (provenance); each
  * list is sorted by key and holds only keys that occur. rejects: records refused since the
  * pool was opened, per (peer, reason), sorted. */
-typedef struct { int64_t key, count; } icn_pool_tally;
+typedef icn_tally icn_pool_tally; /* {key, count} */
 typedef struct {
     char peer[ICN_POOL_PEER_MAX + 1];
     char reason[16];
