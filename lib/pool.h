@@ -135,10 +135,10 @@ void icn_pool_set_fsync(icn_pool *p, icn_fsync_policy f);
 
 /* Where a batch came from. */
 typedef struct {
-    const char *peer;  /* authenticated peer (e.g. Z85 CURVE public key, or "local"): key for quotas
-                        * and rejection stats; 1 .. ICN_POOL_PEER_MAX bytes */
+    const char *peer;  /* authenticated peer (e.g. Z85 CURVE public key, or "local"): key for quotas,
+                        * rejection stats and, with producer, the seq stream; 1 .. ICN_POOL_PEER_MAX bytes */
     uint64_t producer; /* producer incarnation id: random, nonzero, chosen by each synthesizer at start */
-    uint64_t seq;      /* 1, 2, 3, ... per producer, in send order */
+    uint64_t seq;      /* >= 1: any order, gaps allowed (icn's senders: 1, 2, 3, ... in send order) */
 } icn_pool_origin;
 
 /* Store all n >= 1 records of b atomically with a commit marker carrying (producer, seq): after a
