@@ -44,7 +44,9 @@ static const char usage[] =
     "  --decay-at F[,F..]     decay the lr at these fractions of the steps (default 0.75)\n"
     "  --decay-factor G       multiply the lr by G at each decay (default 0.1)\n"
     "  --label-smoothing EPS  label smoothing for the softmax head (default 0)\n"
-    "  --clip-grad NORM       scale each step's gradient down to this L2 norm when longer (default 0: off)\n"
+    "  --clip-grad NORM       scale each step's gradient down to this L2 norm when longer (default:\n"
+    "                         10 with --introspective, whose SGD with stop option 3 diverged without\n"
+    "                         it; 0, off, for plain training; --clip-grad 0 turns it off)\n"
     "  --seed S               initialisation and batch order (default 1)\n"
     "  --augment              each step, pad the real images by 4 (black), crop them back at random\n"
     "                         and flip half of them left to right; seeded by (--seed, step)\n"
@@ -174,6 +176,7 @@ static int parse_milestones(const char *s, double *out) {
 static void parse(int argc, char **argv, cli *c) {
     icn_train_opts_default(&c->train);
     icn_introspect_opts_default(&c->intro);
+    c->train.clip_grad = -1; /* not given: chosen by the kind of training in cmd_train */
     c->data = "-";
     c->arch = "mnist";
     int opt;
@@ -274,6 +277,7 @@ static int cmd_train(cli *c) {
         icn_die(1, "%s: labels span fewer than 2 classes (use --classes; one class needs --head ova --introspective)",
                 c->data);
     icn_train_opts *t = &c->train;
+    if (t->clip_grad < 0) t->clip_grad = c->introspective ? ICN_INTROSPECT_CLIP_GRAD : 0;
     if (c->epochs > 0) t->steps = (int64_t)(c->epochs * (double)data.n / t->batch + 0.999999);
     if (t->keep_best && !c->val) icn_die(2, "train: --keep-best needs --val (the error that picks the model)");
     if (c->introspective) t->steps = icn_introspect_total_steps(&c->intro);

@@ -18,6 +18,11 @@
 #include "snapshot.h"
 #include "train.h"
 
+/* The gradient-norm clip icn-classify train --introspective uses unless told otherwise: without
+ * it, SGD with stop option 3 diverged in 1 to 2 of 6 seeds of the quick table-2 run (docs/RESULTS.md,
+ * "Why the clipping"). Plain training keeps 0 (off). */
+#define ICN_INTROSPECT_CLIP_GRAD 10.0
+
 typedef struct {
     int64_t initial_steps; /* 800 */
     int rounds;            /* 6 */

@@ -29,7 +29,8 @@ typedef enum {
     ICN_MSG_HOLD = 1 << 1,    /* {"kind":"hold","generation":g} */
     ICN_MSG_STOP = 1 << 2,    /* {"kind":"stop","generation":g} */
     ICN_MSG_BATCH = 1 << 3,   /* a batch; on the intake with "producer" and "seq" */
-    ICN_MSG_ACK = 1 << 4,     /* {"kind":"ack","producer":p,"seq":s}: stored (or stored before) */
+    ICN_MSG_ACK = 1 << 4,     /* {"kind":"ack","producer":p,"seq":s}: stored; with "duplicate":true,
+                               * stored before (the pool did not store it again) */
     ICN_MSG_REFUSED = 1 << 5, /* {"kind":"refused","producer":p,"seq":s,"reason":text}: final */
     ICN_MSG_FETCH = 1 << 6,   /* {"kind":"fetch","offset":o,"max":m} */
     ICN_MSG_STATS_REQUEST = 1 << 7, /* {"kind":"stats"} with no other key */
@@ -61,6 +62,7 @@ typedef struct {
     icn_msg_kind kind;
     int64_t generation;      /* hold, stop */
     uint64_t producer, seq;  /* batch (both 0 when absent), ack, refused */
+    int duplicate;           /* ack: stored before, not stored again */
     icn_batch batch;         /* batch; records (n = 0 when none) */
     int64_t offset, total, max; /* fetch (offset, max); records (offset, total) */
     char text[ICN_ERRLEN];   /* refused: the reason; error: the message */
@@ -88,6 +90,7 @@ void icn_msg_free(icn_msg *m);
 void icn_pack_control(msgpack_sbuffer *sb, icn_msg_kind hold_or_stop, int64_t generation);
 void icn_pack_batch_from(msgpack_sbuffer *sb, const icn_batch *b, uint64_t producer, uint64_t seq);
 void icn_pack_ack(msgpack_sbuffer *sb, uint64_t producer, uint64_t seq);
+void icn_pack_duplicate(msgpack_sbuffer *sb, uint64_t producer, uint64_t seq); /* an ack with "duplicate":true */
 void icn_pack_refused(msgpack_sbuffer *sb, uint64_t producer, uint64_t seq, const char *reason);
 void icn_pack_fetch(msgpack_sbuffer *sb, int64_t offset, int64_t max);
 void icn_pack_stats_request(msgpack_sbuffer *sb);
@@ -98,6 +101,14 @@ void icn_pack_error(msgpack_sbuffer *sb, const char *message);
 void icn_pack_heartbeat(msgpack_sbuffer *sb, int64_t generation, icn_run_state state, int64_t interval_ms,
                         const char *requests, double time);
 void icn_pack_snapshot_request(msgpack_sbuffer *sb);
+
+/* The pool protocol's "stats" reply (icn-wire(5), POOL PROTOCOL):
+ * {"kind":"stats","uuid":"...","total":n,"rejected":r,"duplicates":d,"per_class":{k:count},
+ *  "per_generation":{g:count},"per_producer":{id:count},"rejects":[[peer,reason,count],...]},
+ * the three inner maps keyed by integers. Decoding validates it as untrusted input ("uuid",
+ * "duplicates" and "rejects" may be missing: older pools do not send them); counts is always set (free with icn_pool_counts_free). */
+void icn_pack_pool_stats(msgpack_sbuffer *sb, const icn_pool_counts *c, int64_t rejected);
+int icn_decode_pool_stats(const msgpack_object *map, icn_pool_counts *c, int64_t *rejected, char *err, size_t errlen);
 
 /* Sockets of each channel, with the bounds that match what it carries (icn-wire(5) LIMITS):
  *   publisher   PUB bound: SNDHWM 2, so a subscriber that stops reading holds at most the

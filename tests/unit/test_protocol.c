@@ -115,6 +115,15 @@ static void test_batch_origin_ack_refused(void **state) {
     assert_int_equal(m.kind, ICN_MSG_ACK);
     assert_int_equal(m.producer, 9);
     assert_int_equal(m.seq, 7);
+    assert_false(m.duplicate);
+    msgpack_sbuffer_destroy(&sb);
+    /* a duplicate's answer is an ack that says so */
+    msgpack_sbuffer_init(&sb);
+    icn_pack_duplicate(&sb, 9, 7);
+    assert_int_equal(decode(&sb, ICN_INTAKE_REPLY_KINDS, 0, &m, err), 0);
+    assert_int_equal(m.kind, ICN_MSG_ACK);
+    assert_int_equal(m.seq, 7);
+    assert_true(m.duplicate);
     msgpack_sbuffer_destroy(&sb);
     msgpack_sbuffer_init(&sb);
     icn_pack_refused(&sb, 0, 0, "frame: not a map");
@@ -493,7 +502,9 @@ static void test_loopback_rule(void **state) {
  * is the peer identity; an unknown key never gets a message in, and is logged. */
 static char g_last_log[512];
 static int g_logs;
-static void capture_log(const char *line) {
+static int g_log_ctx;
+static void capture_log(void *ctx, const char *line) {
+    assert_ptr_equal(ctx, &g_log_ctx);
     snprintf(g_last_log, sizeof g_last_log, "%s", line);
     __atomic_add_fetch(&g_logs, 1, __ATOMIC_SEQ_CST);
 }
@@ -514,7 +525,7 @@ static void test_zap_admits_only_allowed_keys(void **state) {
     snprintf(b_key, sizeof b_key, "%s", tmp_path("b.key"));
     snprintf(server_key, sizeof server_key, "%s", tmp_path("server.key"));
     snprintf(server_pubf, sizeof server_pubf, "%s", tmp_path("server.pub"));
-    icn_zmq_set_log(capture_log);
+    icn_security_set_log(capture_log, &g_log_ctx);
 
     icn_security server = {.secret_key = server_key, .allow_dir = dir};
     assert_int_equal(icn_zmq_secure(&server, err, sizeof err), 0);
@@ -552,11 +563,29 @@ static void test_zap_admits_only_allowed_keys(void **state) {
     int logs = __atomic_load_n(&g_logs, __ATOMIC_SEQ_CST);
     usleep(500000);
     assert_int_equal(__atomic_load_n(&g_logs, __ATOMIC_SEQ_CST), logs);
+    /* a fresh key per attempt: at most ICN_ZAP_LOG_LINES lines per ICN_ZAP_LOG_EVERY s in all */
+    void *fresh[2 * ICN_ZAP_LOG_LINES];
+    for (int i = 0; i < 2 * ICN_ZAP_LOG_LINES; i++) {
+        char fname[200], fkey[300], fpub[41];
+        snprintf(fname, sizeof fname, "%s%d", tmp_path("fresh"), i);
+        snprintf(fkey, sizeof fkey, "%s.key", fname), unlink(fkey);
+        snprintf(name, sizeof name, "%s.pub", fname), unlink(name);
+        assert_int_equal(icn_keygen(fname, fpub, err, sizeof err), 0);
+        icn_security c = {.secret_key = fkey, .server_key = server_pubf};
+        assert_int_equal(icn_zmq_secure(&c, err, sizeof err), 0);
+        assert_non_null(fresh[i] = icn_open_sender(ep, err, sizeof err));
+        unlink(fkey), unlink(name);
+    }
+    t0 = icn_now();
+    while (__atomic_load_n(&g_logs, __ATOMIC_SEQ_CST) < ICN_ZAP_LOG_LINES && icn_now() - t0 < 5) usleep(10000);
+    usleep(500000); /* room for any line beyond the budget to show */
+    assert_int_equal(__atomic_load_n(&g_logs, __ATOMIC_SEQ_CST), ICN_ZAP_LOG_LINES);
+    for (int i = 0; i < 2 * ICN_ZAP_LOG_LINES; i++) icn_zmq_close(fresh[i]);
 
     icn_zmq_close(a);
     icn_zmq_close(b);
     icn_zmq_close(router);
-    icn_zmq_set_log(NULL);
+    icn_security_set_log(NULL, NULL);
     icn_security none = {0};
     assert_int_equal(icn_zmq_secure(&none, err, sizeof err), 0);
     snprintf(name, sizeof name, "%s/a.key", dir), unlink(name);
