@@ -59,11 +59,11 @@ static void gn_forward_images(void *ctx, long lo, long hi, int thread) {
         for (long p = 0; p < j->hw; p++) {
             const float *xp = x + (size_t)p * C;
             float *yp = y + (size_t)p * C;
-            for (int k = 0; k < C; k++) {
-                const int g = k / cg;
-                float v = gamma[k] * invstd[g] * (xp[k] - mean[g]) + beta[k];
-                yp[k] = j->relu && v < 0 ? 0.0f : v;
-            }
+            for (int g = 0; g < G; g++)
+                for (int k = g * cg; k < (g + 1) * cg; k++) {
+                    float v = gamma[k] * invstd[g] * (xp[k] - mean[g]) + beta[k];
+                    yp[k] = j->relu && v < 0 ? 0.0f : v;
+                }
         }
     }
 }
@@ -91,10 +91,11 @@ static void gn_backward_images(void *ctx, long lo, long hi, int thread) {
         for (int k = 0; k < C; k++) sa[k] = sb[k] = 0;
         for (long p = 0; p < j->hw; p++) {
             const float *xp = x + (size_t)p * C, *dp = dy + (size_t)p * C;
-            for (int k = 0; k < C; k++) {
-                sa[k] += dp[k];
-                sb[k] += (double)dp[k] * (xp[k] - mean[k / cg]);
-            }
+            for (int g = 0; g < G; g++)
+                for (int k = g * cg; k < (g + 1) * cg; k++) {
+                    sa[k] += dp[k];
+                    sb[k] += (double)dp[k] * (xp[k] - mean[g]);
+                }
         }
         if (!j->out) continue;
         float q[ICN_GN_GROUPS], t[ICN_GN_GROUPS];
@@ -109,10 +110,8 @@ static void gn_backward_images(void *ctx, long lo, long hi, int thread) {
         for (long p = 0; p < j->hw; p++) {
             const float *xp = x + (size_t)p * C, *dp = dy + (size_t)p * C;
             float *o = dx + (size_t)p * C;
-            for (int k = 0; k < C; k++) {
-                const int g = k / cg;
-                o[k] = gamma[k] * invstd[g] * dp[k] + q[g] * (xp[k] - mean[g]) + t[g];
-            }
+            for (int g = 0; g < G; g++)
+                for (int k = g * cg; k < (g + 1) * cg; k++) o[k] = gamma[k] * invstd[g] * dp[k] + q[g] * (xp[k] - mean[g]) + t[g];
         }
     }
 }
