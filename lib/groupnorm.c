@@ -24,6 +24,46 @@ typedef struct {
     int c, g, relu;
 } gn_job;
 
+enum {
+    GN_LANES = 16,      /* channels at once: one AVX-512 register per per-channel quantity */
+    GN_BLOCK_PIXELS = 64 /* pixels summed in float (vectorised) before they join the double sums */
+};
+
+/* Per channel k of [c0, c0 + w), over the image's hw pixels of row length C: in double,
+ * s1[k] += sum (y - y0[k]) and s2[k] += sum (y - y0[k]) (x - x0[k]), summed in float a block
+ * of pixels at a time. The forward takes y = x, x0 = y0 = its group's first value; the backward
+ * y = dout, y0 = 0, x0 = its group's mean. */
+static void gn_sums_lanes(const float *x, const float *y, const float *x0, const float *y0, long hw, int C, int c0,
+                          int w, double *s1, double *s2) {
+    for (long p0 = 0; p0 < hw; p0 += GN_BLOCK_PIXELS) {
+        const long p1 = p0 + GN_BLOCK_PIXELS < hw ? p0 + GN_BLOCK_PIXELS : hw;
+        float a1[GN_LANES] = {0}, a2[GN_LANES] = {0};
+        for (long p = p0; p < p1; p++) {
+            const float *restrict xp = x + (size_t)p * C + c0, *restrict yp = y + (size_t)p * C + c0;
+            for (int k = 0; k < w; k++) {
+                float dy = yp[k] - y0[k];
+                a1[k] += dy;
+                a2[k] += dy * (xp[k] - x0[k]);
+            }
+        }
+        for (int k = 0; k < w; k++) s1[k] += a1[k], s2[k] += a2[k];
+    }
+}
+
+/* Over the image's pixels, per channel k of [c0, c0 + w):
+ * out = p[k] (y - y0[k]) + q[k] (x - x0[k]) + t[k], then max(0, out) with relu (out may be y).
+ * Differences before products: x - mu is exact where x is near mu. */
+static void gn_apply_lanes(float *out, const float *y, const float *y0, const float *p, const float *x,
+                           const float *x0, const float *q, const float *t, long hw, int C, int c0, int w, int relu) {
+    for (long i = 0; i < hw; i++) {
+        const float *xp = x + (size_t)i * C + c0, *yp = y + (size_t)i * C + c0;
+        float *o = out + (size_t)i * C + c0;
+        for (int k = 0; k < w; k++) o[k] = p[k] * (yp[k] - y0[k]) + q[k] * (xp[k] - x0[k]) + t[k];
+        if (relu)
+            for (int k = 0; k < w; k++) o[k] = o[k] > 0 ? o[k] : 0.0f;
+    }
+}
+
 /* Forward of images [lo, hi) [hw, C] each: per group, the sums of x - x0 and (x - x0)^2 in
  * double about the group's first value x0 (no cancellation when |mu| >> sigma), then
  * y = gamma/sigma (x - mu) + beta (Wu & He Eq. 1 and 2, then the per-channel affine map). */
@@ -32,38 +72,31 @@ static void gn_forward_images(void *ctx, long lo, long hi, int thread) {
     const gn_job *j = ctx;
     const int C = j->c, G = j->g, cg = C / G;
     const float *gamma = j->gb, *beta = j->gb + C;
-    double s1[ICN_GN_GROUPS], s2[ICN_GN_GROUPS];
-    float x0[ICN_GN_GROUPS];
+    const float zero[GN_LANES] = {0};
     for (long b = lo; b < hi; b++) {
         const float *x = j->in + (size_t)b * j->hw * C;
         float *y = j->out + (size_t)b * j->hw * C, *mean = j->stats + (size_t)b * 2 * G, *invstd = mean + G;
-        for (int g = 0; g < G; g++) s1[g] = s2[g] = 0, x0[g] = x[g * cg];
-        for (long p = 0; p < j->hw; p++) {
-            const float *xp = x + (size_t)p * C;
-            for (int g = 0; g < G; g++) {
-                float a1 = 0, a2 = 0; /* one pixel's cg values in float, then into the double sums */
-                for (int k = 0; k < cg; k++) {
-                    float d = xp[g * cg + k] - x0[g];
-                    a1 += d, a2 += d * d;
-                }
-                s1[g] += a1, s2[g] += a2;
-            }
+        double s1[ICN_GN_GROUPS] = {0}, s2[ICN_GN_GROUPS] = {0};
+        for (int c0 = 0; c0 < C; c0 += GN_LANES) {
+            const int w = C - c0 < GN_LANES ? C - c0 : GN_LANES;
+            float x0[GN_LANES];
+            double d1[GN_LANES] = {0}, d2[GN_LANES] = {0};
+            for (int k = 0; k < w; k++) x0[k] = x[(c0 + k) / cg * cg];
+            gn_sums_lanes(x, x, x0, x0, j->hw, C, c0, w, d1, d2);
+            for (int k = 0; k < w; k++) s1[(c0 + k) / cg] += d1[k], s2[(c0 + k) / cg] += d2[k];
         }
         const double m = (double)j->hw * cg; /* values per group */
         for (int g = 0; g < G; g++) {
             double d = s1[g] / m, var = s2[g] / m - d * d; /* biased variance, Wu & He Eq. 2 */
             if (var < 0) var = 0;
-            mean[g] = (float)(x0[g] + d);
+            mean[g] = (float)(x[g * cg] + d);
             invstd[g] = (float)(1.0 / sqrt(var + ICN_GN_EPS));
         }
-        for (long p = 0; p < j->hw; p++) {
-            const float *xp = x + (size_t)p * C;
-            float *yp = y + (size_t)p * C;
-            for (int g = 0; g < G; g++)
-                for (int k = g * cg; k < (g + 1) * cg; k++) {
-                    float v = gamma[k] * invstd[g] * (xp[k] - mean[g]) + beta[k];
-                    yp[k] = j->relu && v < 0 ? 0.0f : v;
-                }
+        for (int c0 = 0; c0 < C; c0 += GN_LANES) {
+            const int w = C - c0 < GN_LANES ? C - c0 : GN_LANES;
+            float mu[GN_LANES], p[GN_LANES];
+            for (int k = 0; k < w; k++) mu[k] = mean[(c0 + k) / cg], p[k] = gamma[c0 + k] * invstd[(c0 + k) / cg];
+            gn_apply_lanes(y, x, mu, p, x, mu, zero, beta + c0, j->hw, C, c0, w, j->relu);
         }
     }
 }
@@ -84,18 +117,17 @@ static void gn_backward_images(void *ctx, long lo, long hi, int thread) {
     const gn_job *j = ctx;
     const int C = j->c, G = j->g, cg = C / G;
     const float *gamma = j->gb;
+    const float zero[GN_LANES] = {0};
     for (long b = lo; b < hi; b++) {
         const float *x = j->in + (size_t)b * j->hw * C, *dy = j->dout + (size_t)b * j->hw * C;
         const float *mean = j->saved + (size_t)b * 2 * G, *invstd = mean + G;
         double *sa = j->sums + (size_t)b * 2 * C, *sb = sa + C;
         for (int k = 0; k < C; k++) sa[k] = sb[k] = 0;
-        for (long p = 0; p < j->hw; p++) {
-            const float *xp = x + (size_t)p * C, *dp = dy + (size_t)p * C;
-            for (int g = 0; g < G; g++)
-                for (int k = g * cg; k < (g + 1) * cg; k++) {
-                    sa[k] += dp[k];
-                    sb[k] += (double)dp[k] * (xp[k] - mean[g]);
-                }
+        for (int c0 = 0; c0 < C; c0 += GN_LANES) {
+            const int w = C - c0 < GN_LANES ? C - c0 : GN_LANES;
+            float mu[GN_LANES];
+            for (int k = 0; k < w; k++) mu[k] = mean[(c0 + k) / cg];
+            gn_sums_lanes(x, dy, mu, zero, j->hw, C, c0, w, sa + c0, sb + c0);
         }
         if (!j->out) continue;
         float q[ICN_GN_GROUPS], t[ICN_GN_GROUPS];
@@ -107,11 +139,14 @@ static void gn_backward_images(void *ctx, long lo, long hi, int thread) {
             q[g] = (float)(-B * s * s * s / m);
         }
         float *dx = j->out + (size_t)b * j->hw * C;
-        for (long p = 0; p < j->hw; p++) {
-            const float *xp = x + (size_t)p * C, *dp = dy + (size_t)p * C;
-            float *o = dx + (size_t)p * C;
-            for (int g = 0; g < G; g++)
-                for (int k = g * cg; k < (g + 1) * cg; k++) o[k] = gamma[k] * invstd[g] * dp[k] + q[g] * (xp[k] - mean[g]) + t[g];
+        for (int c0 = 0; c0 < C; c0 += GN_LANES) {
+            const int w = C - c0 < GN_LANES ? C - c0 : GN_LANES;
+            float mu[GN_LANES], pc[GN_LANES], qc[GN_LANES], tc[GN_LANES];
+            for (int k = 0; k < w; k++) {
+                const int g = (c0 + k) / cg;
+                mu[k] = mean[g], pc[k] = gamma[c0 + k] * invstd[g], qc[k] = q[g], tc[k] = t[g];
+            }
+            gn_apply_lanes(dx, dy, zero, pc, x, mu, qc, tc, j->hw, C, c0, w, 0);
         }
     }
 }
