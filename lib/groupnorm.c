@@ -1,8 +1,6 @@
 #include "groupnorm.h"
 
 #include <math.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "parallel.h"
 
