@@ -6,6 +6,7 @@
 
 #include "conv.h"
 #include "gemm.h"
+#include "groupnorm.h"
 #include "parallel.h"
 #include "util.h"
 
@@ -230,7 +231,12 @@ void icn_batchnorm_backward(float *din, float *dgb, float *stats, const float *d
 /* ---- pre-activation residual block ---- */
 
 void icn_block_shape_init(icn_block_shape *b, int h, int w, int c, int oc, int stride) {
+    icn_block_shape_init_norm(b, h, w, c, oc, stride, 0);
+}
+
+void icn_block_shape_init_norm(icn_block_shape *b, int h, int w, int c, int oc, int stride, int gn) {
     memset(b, 0, sizeof *b);
+    b->gn = gn;
     b->conv1 = icn_conv_shape_of(h, w, c, oc, 3, stride, 1);
     b->h = h, b->w = w, b->c = c, b->oh = b->conv1.oh, b->ow = b->conv1.ow, b->oc = oc;
     b->conv2 = icn_conv_shape_of(b->oh, b->ow, oc, oc, 3, 1, 1);
@@ -241,16 +247,38 @@ void icn_block_shape_init(icn_block_shape *b, int h, int w, int c, int oc, int s
     b->w2 = b->gb2 + 2 * (size_t)oc;
     b->wp = b->w2 + (size_t)oc * icn_conv_kdim(&b->conv2);
     b->n_params = b->wp + (b->proj.k ? (size_t)oc * c : 0);
-    b->n_state = 2 * (size_t)c + 2 * (size_t)oc;
+    b->n_state = gn ? 0 : 2 * (size_t)c + 2 * (size_t)oc;
+}
+
+/* The block's two normalizations: batch norm (running statistics in state) or group norm. */
+static size_t norm_stats_size(const icn_block_shape *b, int n, int c) {
+    return b->gn ? icn_groupnorm_stats_size(n, c) : ICN_BN_STATS * (size_t)c;
+}
+
+static void norm_forward(const icn_block_shape *s, float *out, float *stats, const float *in, const float *gb,
+                         float *running, int n, long hw, int c, int training, icn_partials *partials) {
+    if (s->gn)
+        icn_groupnorm_forward(out, stats, in, gb, n, hw, c, 1);
+    else
+        icn_batchnorm_forward(out, stats, in, gb, running, n * hw, c, training, 1, partials);
+}
+
+static void norm_backward(const icn_block_shape *s, float *din, float *dgb, float *stats, const float *dout,
+                          const float *in, const float *gb, int n, long hw, int c, int training, icn_partials *partials) {
+    if (s->gn)
+        icn_groupnorm_backward(din, dgb, stats, dout, in, gb, n, hw, c, partials);
+    else
+        icn_batchnorm_backward(din, dgb, stats, dout, in, gb, n * hw, c, training, partials);
 }
 
 void icn_block_buffers_new(icn_block_buffers *buf, const icn_block_shape *b, int max_batch, icn_partials *partials) {
     const size_t n = (size_t)max_batch, in = (size_t)b->h * b->w * b->c, out = (size_t)b->oh * b->ow * b->oc;
-    float *p = xmalloc((n * in + 2 * n * out + ICN_BN_STATS * (size_t)(b->c + b->oc)) * sizeof(float));
+    const size_t st1 = norm_stats_size(b, max_batch, b->c), st2 = norm_stats_size(b, max_batch, b->oc);
+    float *p = xmalloc((n * in + 2 * n * out + st1 + st2) * sizeof(float));
     buf->a = p, p += n * in;
     buf->h = p, p += n * out;
     buf->b = p, p += n * out;
-    buf->stats1 = p, p += ICN_BN_STATS * (size_t)b->c;
+    buf->stats1 = p, p += st1;
     buf->stats2 = p;
     buf->partials = partials;
     const icn_conv_shape *convs[3] = {&b->conv1, &b->conv2, &b->proj};
@@ -266,11 +294,11 @@ void icn_block_buffers_free(icn_block_buffers *buf) {
 
 void icn_block_forward(float *out, const icn_block_buffers *buf, const float *in, const float *p, float *state,
                    const icn_block_shape *s, int n, int training) {
-    const long rows_in = (long)n * s->h * s->w, rows_out = (long)n * s->oh * s->ow;
-    icn_batchnorm_forward(buf->a, buf->stats1, in, p + s->gb1, state, rows_in, s->c, training, 1, buf->partials);
+    const long hw_in = (long)s->h * s->w, hw_out = (long)s->oh * s->ow, rows_out = n * hw_out;
+    norm_forward(s, buf->a, buf->stats1, in, p + s->gb1, state, n, hw_in, s->c, training, buf->partials);
     icn_conv_forward(buf->conv[0], buf->h, buf->a, p + s->w1, NULL, n, 0.0f);
-    icn_batchnorm_forward(buf->b, buf->stats2, buf->h, p + s->gb2, state + 2 * s->c, rows_out, s->oc, training, 1,
-                          buf->partials);
+    norm_forward(s, buf->b, buf->stats2, buf->h, p + s->gb2, s->gn ? NULL : state + 2 * s->c, n, hw_out, s->oc,
+                 training, buf->partials);
     icn_conv_forward(buf->conv[1], out, buf->b, p + s->w2, NULL, n, 0.0f);
     if (s->proj.k) /* out += W_s a (He et al. Eq. 2) */
         icn_conv_forward(buf->conv[2], out, buf->a, p + s->wp, NULL, n, 1.0f);
@@ -280,18 +308,17 @@ void icn_block_forward(float *out, const icn_block_buffers *buf, const float *in
 
 void icn_block_backward(float *din, float *dp, float *tmp, const float *dout, const float *in, const icn_block_buffers *buf,
                     const float *p, const icn_block_shape *s, int n, int training) {
-    const long rows_in = (long)n * s->h * s->w, rows_out = (long)n * s->oh * s->ow;
+    const long hw_in = (long)s->h * s->w, hw_out = (long)s->oh * s->ow, rows_in = n * hw_in, rows_out = n * hw_out;
 #define DP(off) (dp ? dp + (off) : NULL)
     /* the residual branch, from its end: tmp = d b, then d h */
     icn_conv_backward(buf->conv[1], tmp, 0, DP(s->w2), NULL, dout, buf->b, p + s->w2, n);
     icn_relu_backward(tmp, buf->b, (size_t)rows_out * s->oc);
-    icn_batchnorm_backward(tmp, DP(s->gb2), buf->stats2, tmp, buf->h, p + s->gb2, rows_out, s->oc, training,
-                           buf->partials);
+    norm_backward(s, tmp, DP(s->gb2), buf->stats2, tmp, buf->h, p + s->gb2, n, hw_out, s->oc, training, buf->partials);
     /* din = d a: conv1's, plus the projection's when the shortcut starts from a */
     icn_conv_backward(buf->conv[0], din, 0, DP(s->w1), NULL, tmp, buf->a, p + s->w1, n);
     if (s->proj.k) icn_conv_backward(buf->conv[2], din, 1, DP(s->wp), NULL, dout, buf->a, p + s->wp, n);
     icn_relu_backward(din, buf->a, (size_t)rows_in * s->c);
-    icn_batchnorm_backward(din, DP(s->gb1), buf->stats1, din, in, p + s->gb1, rows_in, s->c, training, buf->partials);
+    norm_backward(s, din, DP(s->gb1), buf->stats1, din, in, p + s->gb1, n, hw_in, s->c, training, buf->partials);
     if (!s->proj.k) elementwise(EW_ADD, din, dout, (size_t)rows_in * s->c); /* the identity shortcut's gradient */
 #undef DP
 }

@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 #include "conv.h"
+#include "groupnorm.h"
 #include "parallel.h"
 
 #define ICN_LRELU_SLOPE 0.2f
@@ -61,22 +62,28 @@ void icn_avgpool_backward(float *din, const float *dout, int n, int hw, int c);
  * conv1 is 3x3 with stride s, conv2 3x3 stride 1, both padding 1 and without bias (BN's beta is
  * the bias). shortcut = x when the shape is kept; when it changes (s = 2 or C != OC), a 1x1
  * stride-s projection convolution of the pre-activated input a (option B of He et al. 2015,
- * applied after the shared pre-activation as in the authors' pre-activation code). */
+ * applied after the shared pre-activation as in the authors' pre-activation code).
+ * gn: BN1 and BN2 are group normalizations instead (groupnorm.h: per image, no state), the same
+ * gamma and beta layout; training and inference are then the same map. */
 typedef struct {
     int h, w, c, oh, ow, oc;
+    int gn;                            /* 1: group normalization, 0: batch normalization */
     icn_conv_shape conv1, conv2, proj; /* proj.k == 0: identity shortcut */
     /* Trainable parameters, one run of n_params floats, at these offsets: BN1 gamma and beta
      * (2C), conv1 weight, BN2 gamma and beta (2 OC), conv2 weight, projection weight (OC x C).
-     * State, n_state floats: BN1 running mean and var (2C), then BN2's (2 OC). */
+     * State, n_state floats: BN1 running mean and var (2C), then BN2's (2 OC); none with gn. */
     size_t gb1, w1, gb2, w2, wp, n_params, n_state;
 } icn_block_shape;
 void icn_block_shape_init(icn_block_shape *b, int h, int w, int c, int oc, int stride);
+/* The same with group normalization when gn (icn_block_shape_init is gn = 0). */
+void icn_block_shape_init_norm(icn_block_shape *b, int h, int w, int c, int oc, int stride, int gn);
 
 /* What a block's forward keeps for its backward, for a batch of N. */
 typedef struct {
     float *a;               /* ReLU(BN1(x)) [N,H,W,C] */
     float *h, *b;           /* conv1's output and ReLU(BN2(h)) [N,OH,OW,OC] */
-    float *stats1, *stats2; /* batchnorm stats [ICN_BN_STATS * C], [ICN_BN_STATS * OC] */
+    float *stats1, *stats2; /* batchnorm stats [ICN_BN_STATS * C], [ICN_BN_STATS * OC]; group norm's
+                             * [icn_groupnorm_stats_size(N, C)], [.. (N, OC)] */
     icn_conv *conv[3];      /* conv1, conv2, projection (NULL: identity shortcut); the reference's
                              * memory plan is chunk by chunk (conv.h) */
     icn_partials *partials; /* batchnorm's per-thread sums and the convolutions' scratch, shared by
@@ -87,7 +94,8 @@ typedef struct {
 void icn_block_buffers_new(icn_block_buffers *buf, const icn_block_shape *b, int max_batch, icn_partials *partials);
 void icn_block_buffers_free(icn_block_buffers *buf);
 
-/* p: the block's trainable parameters; state: its running statistics (updated in training). */
+/* p: the block's trainable parameters; state: its running statistics (updated in training; unused
+ * with gn, and training makes no difference then). */
 void icn_block_forward(float *out, const icn_block_buffers *buf, const float *in, const float *p, float *state,
                    const icn_block_shape *s, int n, int training);
 /* dout [N,OH,OW,OC] -> din [N,H,W,C] (required), dp += (NULL: skip). tmp [N*OH*OW*OC] is scratch;

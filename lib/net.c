@@ -1,10 +1,12 @@
 #include "net.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "conv.h"
+#include "groupnorm.h"
 #include "util.h"
 
 static const struct { const char *name, *spec; } named_archs[] = {
@@ -64,13 +66,17 @@ static void add_state(icn_layer *l, size_t n, size_t *n_state) {
     *n_state += n;
 }
 
-/* "resnetN", N = 6n + 2: the pre-activation ResNet of net.h with n blocks per stage. */
+/* "resnetN", N = 6n + 2: the pre-activation ResNet of net.h with n blocks per stage; "resnetN-gn":
+ * with group normalization. */
 static int build_resnet(icn_net *net, const char *arch, int *h, int *w, int *c, size_t *n_state, char *err,
                         size_t errlen) {
     char *end;
     long depth = strtol(arch + 6, &end, 10);
-    if (end == arch + 6 || *end || depth < 8 || (depth - 2) % 6)
-        return icn_errf(err, errlen, "architecture '%s': resnetN needs N = 6n+2 with n >= 1 (resnet8, resnet20, resnet32, ...)",
+    const int gn = !strcmp(end, "-gn");
+    if (end == arch + 6 || !isdigit((unsigned char)arch[6]) || (*end && !gn) || depth < 8 || (depth - 2) % 6)
+        return icn_errf(err, errlen,
+                        "architecture '%s': resnetN needs N = 6n+2 with n >= 1 (resnet8, resnet20, resnet32, ...), "
+                        "then -gn for group normalization",
                         arch);
     int blocks = (int)((depth - 2) / 6);
     if (3 * blocks + 4 > ICN_MAX_LAYERS) return icn_errf(err, errlen, "architecture '%s': too many layers", arch);
@@ -84,17 +90,17 @@ static int build_resnet(icn_net *net, const char *arch, int *h, int *w, int *c, 
         for (int b = 0; b < blocks; b++) {
             l = &net->layer[net->n_layers++];
             l->kind = ICN_LAYER_BLOCK;
-            icn_block_shape_init(&l->block, *h, *w, *c, 16 << stage, stage > 0 && b == 0 ? 2 : 1);
+            icn_block_shape_init_norm(&l->block, *h, *w, *c, 16 << stage, stage > 0 && b == 0 ? 2 : 1, gn);
             add_params(net, l, l->block.n_params, 0);
             add_state(l, l->block.n_state, n_state);
             set_io(l, *h, *w, *c, l->block.oh, l->block.ow, l->block.oc);
             *h = l->block.oh, *w = l->block.ow, *c = l->block.oc;
         }
-    l = &net->layer[net->n_layers++]; /* BN-ReLU before the pooling */
-    l->kind = ICN_LAYER_BN;
+    l = &net->layer[net->n_layers++]; /* BN-ReLU (GN-ReLU) before the pooling */
+    l->kind = gn ? ICN_LAYER_GN : ICN_LAYER_BN;
     l->relu = 1;
     add_params(net, l, 2 * (size_t)*c, 0);
-    add_state(l, 2 * (size_t)*c, n_state);
+    if (!gn) add_state(l, 2 * (size_t)*c, n_state);
     set_io(l, *h, *w, *c, *h, *w, *c);
     l = &net->layer[net->n_layers++];
     l->kind = ICN_LAYER_POOL;
@@ -138,8 +144,11 @@ static void init_uniform(float *x, size_t n, size_t fan_in, icn_rng *rng) {
     for (size_t j = 0; j < n; j++) x[j] = (float)((2.0 * icn_rng_uniform(rng) - 1.0) * bound);
 }
 
-static void init_batchnorm(float *gb, float *running, int c) {
-    for (int k = 0; k < c; k++) gb[k] = 1.0f, gb[c + k] = 0.0f, running[k] = 0.0f, running[c + k] = 1.0f;
+/* gamma 1, beta 0; running (batch norm's; NULL: group norm's, none) mean 0, variance 1. */
+static void init_norm(float *gb, float *running, int c) {
+    for (int k = 0; k < c; k++) gb[k] = 1.0f, gb[c + k] = 0.0f;
+    if (running)
+        for (int k = 0; k < c; k++) running[k] = 0.0f, running[c + k] = 1.0f;
 }
 
 void icn_net_init(icn_net *net, uint64_t seed) {
@@ -156,13 +165,14 @@ void icn_net_init(icn_net *net, uint64_t seed) {
                          l->kind == ICN_LAYER_CONV ? icn_conv_kdim(&l->conv) : l->in_size, &rng);
             break;
         case ICN_LAYER_BLOCK:
-            init_batchnorm(p + b->gb1, state, b->c);
+            init_norm(p + b->gb1, b->gn ? NULL : state, b->c);
             init_uniform(p + b->w1, b->gb2 - b->w1, icn_conv_kdim(&b->conv1), &rng);
-            init_batchnorm(p + b->gb2, state + 2 * b->c, b->oc);
+            init_norm(p + b->gb2, b->gn ? NULL : state + 2 * b->c, b->oc);
             init_uniform(p + b->w2, b->wp - b->w2, icn_conv_kdim(&b->conv2), &rng);
             if (b->proj.k) init_uniform(p + b->wp, b->n_params - b->wp, icn_conv_kdim(&b->proj), &rng);
             break;
-        case ICN_LAYER_BN: init_batchnorm(p, state, l->io.c); break;
+        case ICN_LAYER_BN: init_norm(p, state, l->io.c); break;
+        case ICN_LAYER_GN: init_norm(p, NULL, l->io.c); break;
         case ICN_LAYER_POOL: break;
         }
     }
@@ -193,6 +203,7 @@ icn_work *icn_work_new(const icn_net *net, int max_batch) {
             w->conv[i] = icn_conv_new(&l->conv, &opts, max_batch);
         }
         if (l->kind == ICN_LAYER_BN) w->stats[i] = xmalloc(ICN_BN_STATS * (size_t)l->io.c * sizeof(float));
+        if (l->kind == ICN_LAYER_GN) w->stats[i] = xmalloc(icn_groupnorm_stats_size(max_batch, l->io.c) * sizeof(float));
         if (l->kind == ICN_LAYER_BLOCK) icn_block_buffers_new(&w->block[i], &l->block, max_batch, &w->partials);
     }
     w->dact_a = xmalloc((size_t)max_batch * max_act * sizeof(float));
@@ -241,10 +252,12 @@ const float *icn_forward(const icn_net *net, icn_work *w, const float *x, int n)
         case ICN_LAYER_BN:
             icn_batchnorm_forward(out, w->stats[i], in, wt, state, pixels, l->io.c, w->training, l->relu, &w->partials);
             break;
+        case ICN_LAYER_GN: icn_groupnorm_forward(out, w->stats[i], in, wt, n, (long)l->io.h * l->io.w, l->io.c, l->relu); break;
         case ICN_LAYER_POOL: icn_avgpool_forward(out, in, n, l->io.h * l->io.w, l->io.c); break;
         }
         if (l->leaky) icn_lrelu_forward(out, out, (size_t)n * l->out_size);
-        if (l->relu && l->kind != ICN_LAYER_BN) icn_relu_forward(out, out, (size_t)n * l->out_size); /* BN's: fused */
+        if (l->relu && l->kind != ICN_LAYER_BN && l->kind != ICN_LAYER_GN) /* BN's and GN's: fused */
+            icn_relu_forward(out, out, (size_t)n * l->out_size);
         in = out;
     }
     return w->act[net->n_layers - 1];
@@ -275,6 +288,10 @@ void icn_backward(const icn_net *net, icn_work *w, const float *dlogits, int par
             break;
         case ICN_LAYER_BN:
             icn_batchnorm_backward(din_target, dw, w->stats[i], dout, in, wt, pixels, l->io.c, w->training,
+                                   &w->partials);
+            break;
+        case ICN_LAYER_GN:
+            icn_groupnorm_backward(din_target, dw, w->stats[i], dout, in, wt, n, (long)l->io.h * l->io.w, l->io.c,
                                    &w->partials);
             break;
         case ICN_LAYER_POOL:

@@ -13,6 +13,10 @@
  * 1x1 projection shortcut, then BN-ReLU, global average pooling and a linear layer. "resnetN"
  * for any N = 6n+2 has n blocks per stage ("resnet8": one). Any input size works (28x28 MNIST
  * becomes 28, 14, 7 across the stages). Its convolutions have no bias; ReLU, not LeakyReLU.
+ * "resnetN-gn" is the same network with group normalization (groupnorm.h: 8 groups, per image)
+ * in place of every batch normalization: a ResNet without batch statistics, whose output for an
+ * image does not depend on the rest of its batch, with no running statistics (no state), and
+ * the same in training and inference (so the training modes below change nothing for it).
  *
  * All parameters live in one float buffer (a snapshot is one copy), carved per layer into
  * weight and bias by offsets. The trainable ones come first, [0, n_trainable), and gradients
@@ -29,7 +33,7 @@
 #define ICN_MAX_CONV_BLOCKS 15 /* blocks of a "cA-cB-..." stack */
 #define ICN_ARCH_LEN 64
 
-typedef enum { ICN_LAYER_CONV, ICN_LAYER_LINEAR, ICN_LAYER_BLOCK, ICN_LAYER_BN, ICN_LAYER_POOL } icn_layer_kind;
+typedef enum { ICN_LAYER_CONV, ICN_LAYER_LINEAR, ICN_LAYER_BLOCK, ICN_LAYER_BN, ICN_LAYER_GN, ICN_LAYER_POOL } icn_layer_kind;
 
 /* Every layer's shape per image: input h x w x c, output oh x ow x oc. A linear layer is
  * 1 x 1 x (in features) -> 1 x 1 x (out features). */
@@ -46,7 +50,8 @@ typedef struct {
     int leaky;             /* LeakyReLU after this layer */
     int relu;              /* ReLU after this layer */
     int bias;              /* conv, linear: has a bias */
-    size_t w_off, b_off;   /* offsets into params: weight, bias; block: its parameters; batchnorm: gamma, beta */
+    size_t w_off, b_off;   /* offsets into params: weight, bias; block: its parameters; batchnorm and group
+                            * norm: gamma, beta */
     size_t s_off;          /* block, batchnorm: offset of the running statistics */
     size_t in_size, out_size; /* per image */
 } icn_layer;
@@ -86,7 +91,7 @@ typedef struct {
     const float *input;   /* the x of the last forward */
     float **act;          /* act[i]: output of layer i (after its LeakyReLU), [n, out_size] */
     icn_conv **conv;      /* conv[i]: conv layer i's engine (conv.h) */
-    float **stats;        /* stats[i]: batchnorm layer i's statistics */
+    float **stats;        /* stats[i]: batchnorm or group norm layer i's statistics */
     icn_block_buffers *block; /* block[i]: what block layer i keeps for backward */
     icn_partials partials; /* per-thread sums of weight gradients and batchnorm statistics, and the
                             * convolutions' per-call scratch: shared by all layers */

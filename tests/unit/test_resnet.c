@@ -22,6 +22,7 @@
 #include "util.h"
 
 #include "gradcheck.h"
+#include "netgrad.h"
 
 
 /* ---- batchnorm ---- */
@@ -279,14 +280,6 @@ static void test_a_block_with_a_projection_shortcut_has_exact_gradients(void **s
 
 /* ---- the whole network ---- */
 
-typedef struct { icn_net *net; icn_work *w; float *x; int32_t *y; int n; float *dz; } net_case;
-
-static double net_objective(void *p) {
-    net_case *c = p;
-    const float *z = icn_forward(c->net, c->w, c->x, c->n);
-    return icn_loss_softmax(z, c->y, NULL, c->n, c->net->classes, 0, c->dz);
-}
-
 /* Batchnorm scales and running statistics away from 1 and 0, so every term matters. */
 static void perturb_batchnorm(icn_net *net) {
     for (size_t i = net->n_trainable; i < net->n_params; i++) net->params[i] = 0.5f + 0.5f * (float)icn_rng_uniform(&rng);
@@ -300,38 +293,14 @@ static void perturb_batchnorm(icn_net *net) {
     }
 }
 
-static void run_network_case(int training) {
-    enum { N = 4, H = 6, W = 5, C = 2, K = 4 };
-    icn_net net;
-    char err[ICN_ERRLEN];
-    assert_int_equal(icn_net_build(&net, "resnet8", H, W, C, K, err, sizeof err), 0);
-    icn_net_init(&net, 7);
-    perturb_batchnorm(&net);
-    net_case c = {.net = &net, .n = N};
-    c.w = icn_work_new(&net, N);
-    c.w->training = training;
-    c.x = randn(N * H * W * C, 1);
-    int32_t y[N] = {1, -3, 3, 0};
-    c.y = y;
-    c.dz = xmalloc(N * K * 4);
-    float *dz = xmalloc(N * K * 4), *dx = xmalloc(N * H * W * C * 4), *grad = xmalloc(net.n_trainable * 4);
-    net_objective(&c);
-    memcpy(dz, c.dz, N * K * 4);
-    icn_backward(&net, c.w, dz, 1, dx);
-    memcpy(grad, c.w->grad, net.n_trainable * 4);
-    const char *mode = training ? "training" : "inference";
-    char what[64];
-    snprintf(what, sizeof what, "resnet8 %s dparams", mode);
-    check_grad(what, net.params, grad, net.n_trainable, net_objective, &c, 1e-3f, 2e-2);
-    snprintf(what, sizeof what, "resnet8 %s dinput", mode);
-    check_grad(what, c.x, dx, N * H * W * C, net_objective, &c, 1e-3f, 2e-2);
-    icn_work_free(c.w);
-    icn_net_free(&net);
-    free(c.x), free(c.dz), free(dz), free(dx), free(grad);
+static void test_resnet8_s_training_gradients_match_finite_differences(void **state) {
+    (void)state;
+    check_net_gradients("resnet8", 1, perturb_batchnorm);
 }
-
-static void test_resnet8_s_training_gradients_match_finite_differences(void **state) { (void)state; run_network_case(1); }
-static void test_resnet8_s_inference_gradients_match_finite_differences(void **state) { (void)state; run_network_case(0); }
+static void test_resnet8_s_inference_gradients_match_finite_differences(void **state) {
+    (void)state;
+    check_net_gradients("resnet8", 0, perturb_batchnorm);
+}
 
 static void test_the_resnet_architectures_have_he_et_al_s_shapes(void **state) {
     (void)state;
