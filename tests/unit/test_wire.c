@@ -132,6 +132,7 @@ static int try_spec(const spec *s, const char *want) {
 }
 
 #include "fixtures.h"
+#include "child.h"
 
 static void write_file(const char *path, const void *p, size_t n) {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -689,6 +690,74 @@ static void test_le_helpers(void **state) {
     assert_memory_equal(f, g, sizeof f);
 }
 
+/* Hostile frames (issue 16): a 50 MB frame of small integers (msgpack-c spends ~24 bytes on
+ * each: the walker bounds the object count), and a map with the same key twice. */
+#define BOMB_INTS (50u << 20)
+
+static int unpack_many_ints(char *err, size_t errlen) {
+    /* {"kind": "batch", "junk": [1, 1, 1, ... 50 million times]}: 50 MB */
+    size_t n = 1 + 5 + 6 + 5 + 5 + BOMB_INTS;
+    uint8_t *p = malloc(n), *q = p;
+    if (!p) return icn_errf(err, errlen, "malloc");
+    *q++ = 0x82;
+    *q++ = 0xa4, memcpy(q, "kind", 4), q += 4;
+    *q++ = 0xa5, memcpy(q, "batch", 5), q += 5;
+    *q++ = 0xa4, memcpy(q, "junk", 4), q += 4;
+    *q++ = 0xdd, *q++ = (uint8_t)(BOMB_INTS >> 24), *q++ = (uint8_t)(BOMB_INTS >> 16), *q++ = (uint8_t)(BOMB_INTS >> 8),
+    *q++ = (uint8_t)BOMB_INTS;
+    memset(q, 0x01, BOMB_INTS), q += BOMB_INTS;
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    int rc = icn_frame_unpack(p, (size_t)(q - p), &u, err, errlen);
+    msgpack_unpacked_destroy(&u);
+    free(p);
+    return rc;
+}
+
+static void test_object_count_bounded(void **state) {
+    (void)state;
+    char err[ICN_ERRLEN];
+    long peak;
+    int rc = in_child(unpack_many_ints, 0, err, sizeof err, &peak);
+    if (rc != -1) fail_msg("unpacking returned %d: %s", rc, err);
+    if (!strstr(err, "objects")) fail_msg("the error does not say why: %s", err);
+    /* the frame itself is 50 MB; msgpack-c would have spent 1.2 GB more */
+    if (!UNDER_ASAN && peak > 200) fail_msg("peak memory %ld MB for a 50 MB frame", peak);
+}
+
+static void test_duplicate_keys_refused(void **state) {
+    (void)state;
+    icn_batch b;
+    icn_batch_alloc(&b, 1, 1, 1, 1, 1);
+    b.x[0] = 0.5f;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    icn_batch_pack(&pk, &b); /* {kind, shape, x, y}: then the map count raised by one, and a second x */
+    assert_int_equal((uint8_t)sb.data[0], 0x84);
+    sb.data[0] = (char)0x85;
+    msgpack_pack_str_with_body(&pk, "x", 1);
+    float nan = NAN;
+    msgpack_pack_bin(&pk, 4), msgpack_pack_bin_body(&pk, &nan, 4);
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    char err[ICN_ERRLEN] = "";
+    assert_int_equal(icn_frame_unpack((const uint8_t *)sb.data, sb.size, &u, err, sizeof err), -1);
+    assert_non_null(strstr(err, "duplicate key 'x'"));
+
+    /* a nested map, and integer keys (the stats reply's counts) */
+    uint8_t nested[] = {0x82, 0xa4, 'k', 'i', 'n', 'd', 0xa5, 's', 't', 'a', 't', 's', 0xa9, 'p', 'e', 'r', '_', 'c', 'l',
+                        'a', 's', 's', 0x82, 0x03, 0x01, 0x03, 0x02};
+    assert_int_equal(icn_frame_unpack(nested, sizeof nested, &u, err, sizeof err), -1);
+    assert_non_null(strstr(err, "duplicate key '3'"));
+    nested[sizeof nested - 2] = 0x04; /* {3: 1, 4: 2}: fine */
+    assert_int_equal(icn_frame_unpack(nested, sizeof nested, &u, err, sizeof err), 0);
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&sb);
+    icn_batch_free(&b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_plain),
@@ -712,6 +781,8 @@ int main(void) {
         cmocka_unit_test(test_reader_garbage_after_frames),
         cmocka_unit_test(test_fuzz),
         cmocka_unit_test(test_le_helpers),
+        cmocka_unit_test(test_object_count_bounded),
+        cmocka_unit_test(test_duplicate_keys_refused),
     };
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }
