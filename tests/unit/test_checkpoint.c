@@ -59,7 +59,7 @@ static ssize_t capture_write(void *cookie, const char *buf, size_t size) {
     return (ssize_t)size;
 }
 
-static void test_resume_is_exact(void **state) {
+static void test_a_resumed_run_ends_bit_identical_to_an_uninterrupted_one(void **state) {
     (void)state;
     icn_batch data;
     make_data(&data, 40, 2);
@@ -206,19 +206,19 @@ static void test_resume_is_exact(void **state) {
 }
 
 /* The same with batchnorm: its running statistics travel in the checkpoint and the model. */
-static void test_resume_is_exact_resnet(void **state) {
+static void test_a_resumed_resnet_ends_bit_identical_with_its_batchnorm_statistics(void **state) {
     assert_int_equal(teardown_tmp(state), 0); /* a fresh directory: the files have the same names */
     assert_int_equal(setup_tmp(state), 0);
     train_arch = "resnet8";
-    test_resume_is_exact(state);
+    test_a_resumed_run_ends_bit_identical_to_an_uninterrupted_one(state);
     train_arch = "c4-c8";
 }
 
 int main(void) {
     icn_runtime_init(1); /* bit-exact comparisons need one ordering of every sum */
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_resume_is_exact),
-        cmocka_unit_test(test_resume_is_exact_resnet),
+        cmocka_unit_test(test_a_resumed_run_ends_bit_identical_to_an_uninterrupted_one),
+        cmocka_unit_test(test_a_resumed_resnet_ends_bit_identical_with_its_batchnorm_statistics),
     };
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }

@@ -97,7 +97,7 @@ static int load_err(int svhn, const char *name, char *err) {
 
 /* ------------------------------------------------------------ CIFAR-10 */
 
-static void test_cifar_layout(void **state) {
+static void test_cifar10_batches_load_in_their_layout(void **state) {
     (void)state;
     char err[ICN_ERRLEN] = "";
     cifar_file("a.bin", 0, 3, 0);
@@ -116,7 +116,7 @@ static void test_cifar_layout(void **state) {
     icn_batch_free(&b);
 }
 
-static void test_cifar_broken(void **state) {
+static void test_a_broken_cifar10_batch_is_refused(void **state) {
     (void)state;
     char err[ICN_ERRLEN];
     cifar_file("cut.bin", 0, 3, 100);
@@ -138,7 +138,7 @@ static void test_cifar_broken(void **state) {
 
 /* ------------------------------------------------------------ SVHN */
 
-static void test_svhn_layout(void **state) {
+static void test_svhn_mat_files_load_in_their_layout(void **state) {
     (void)state;
     char err[ICN_ERRLEN] = "";
     /* compressed with double y (as the real files), plain with uint8 y, y before X */
@@ -201,7 +201,7 @@ static void svhn_custom(const char *name, int x_class, const int32_t *xd, int xn
     free(m.p), free(x), free(y);
 }
 
-static void test_svhn_broken(void **state) {
+static void test_a_broken_svhn_mat_file_is_refused(void **state) {
     (void)state;
     char err[ICN_ERRLEN];
     int32_t x4[4] = {32, 32, 3, 4}, gray[4] = {32, 32, 1, 4};
@@ -263,7 +263,7 @@ static void test_svhn_broken(void **state) {
 
 /* ------------------------------------------------------------ named data sets */
 
-static void test_dataset_files(void **state) {
+static void test_each_data_set_names_its_files_and_splits(void **state) {
     (void)state;
     char err[ICN_ERRLEN] = "", dir[256];
     snprintf(dir, sizeof dir, "%s", tmpdir);
@@ -363,7 +363,7 @@ static int load_bomb(char *err, size_t errlen) {
     return rc;
 }
 
-static void test_idx_gzip_bomb(void **state) {
+static void test_a_gzip_bomb_behind_an_idx_header_is_refused_in_little_memory(void **state) {
     (void)state;
     /* 10 million images declared, 200 MB of pixels present (~200 KB compressed): a float array
      * grown as they arrived reached 800 MB before the file was found short */
@@ -382,12 +382,12 @@ static void test_idx_gzip_bomb(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_cifar_layout),
-        cmocka_unit_test(test_cifar_broken),
-        cmocka_unit_test(test_svhn_layout),
-        cmocka_unit_test(test_svhn_broken),
-        cmocka_unit_test(test_dataset_files),
-        cmocka_unit_test(test_idx_gzip_bomb),
+        cmocka_unit_test(test_cifar10_batches_load_in_their_layout),
+        cmocka_unit_test(test_a_broken_cifar10_batch_is_refused),
+        cmocka_unit_test(test_svhn_mat_files_load_in_their_layout),
+        cmocka_unit_test(test_a_broken_svhn_mat_file_is_refused),
+        cmocka_unit_test(test_each_data_set_names_its_files_and_splits),
+        cmocka_unit_test(test_a_gzip_bomb_behind_an_idx_header_is_refused_in_little_memory),
     };
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }

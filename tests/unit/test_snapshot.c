@@ -183,7 +183,7 @@ static size_t params_offset(const msgpack_sbuffer *sb, const icn_net *net) {
 
 /* ------------------------------------------------------------ round trips */
 
-static void test_roundtrip_model(void **state) {
+static void test_a_model_file_gives_back_the_net_and_its_metadata(void **state) {
     (void)state;
     icn_net a, b;
     make_net(&a, 11);
@@ -241,7 +241,7 @@ static void test_roundtrip_model(void **state) {
 }
 
 /* The decoded net must be usable: same logits as the original. */
-static void test_roundtrip_forward(void **state) {
+static void test_a_decoded_net_gives_the_same_logits(void **state) {
     (void)state;
     icn_net a, b;
     make_net(&a, 5);
@@ -325,19 +325,19 @@ static void check_optim_roundtrip(int adam) {
     icn_net_free(&a);
 }
 
-static void test_roundtrip_optim_sgd(void **state) {
+static void test_a_checkpoint_gives_back_sgd_s_state(void **state) {
     (void)state;
     check_optim_roundtrip(0);
 }
 
-static void test_roundtrip_optim_adam(void **state) {
+static void test_a_checkpoint_gives_back_adam_s_state(void **state) {
     (void)state;
     check_optim_roundtrip(1);
 }
 
 /* ------------------------------------------------------------ corruption */
 
-static void test_corrupt_param_byte(void **state) {
+static void test_a_flipped_parameter_byte_is_refused(void **state) {
     (void)state;
     icn_net net;
     make_net(&net, 1);
@@ -378,7 +378,7 @@ static int edit_input(msgpack_packer *pk, const char *key, const msgpack_object 
 }
 
 /* The CRC covers architecture and shape too: a stored CRC of another model is refused. */
-static void test_crc_covers_shape(void **state) {
+static void test_the_crc_covers_the_architecture_and_shape(void **state) {
     (void)state;
     icn_net net;
     make_net(&net, 1);
@@ -409,7 +409,7 @@ static void test_crc_covers_shape(void **state) {
     icn_net_free(&net);
 }
 
-static void test_unknown_version(void **state) {
+static void test_a_model_of_an_unknown_version_is_refused(void **state) {
     (void)state;
     expect_edit_rejected((edit_spec){"version", 0, ICN_MODEL_VERSION + 1, NULL}, "version");
     expect_edit_rejected((edit_spec){"version", 0, 0, NULL}, "version");
@@ -440,7 +440,7 @@ static void test_unknown_version(void **state) {
 }
 
 /* Every other required key, wrong or missing, is refused with its name. */
-static void test_bad_fields(void **state) {
+static void test_every_required_key_wrong_or_missing_is_refused_by_name(void **state) {
     (void)state;
     expect_edit_rejected((edit_spec){"kind", 1, 0, "batch"}, "batch");
     expect_edit_rejected((edit_spec){"kind", 2, 0, NULL}, "kind");
@@ -460,7 +460,7 @@ static void test_bad_fields(void **state) {
     expect_edit_rejected((edit_spec){"input", 2, 0, NULL}, "input");
 }
 
-static void test_truncated(void **state) {
+static void test_a_truncated_model_is_refused(void **state) {
     (void)state;
     icn_net net;
     make_net(&net, 1);
@@ -501,7 +501,7 @@ static void test_truncated(void **state) {
     icn_net_free(&net);
 }
 
-static void test_nonfinite_weight(void **state) {
+static void test_a_nan_or_infinite_weight_is_refused(void **state) {
     (void)state;
     float bad[] = {NAN, INFINITY, -INFINITY};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
@@ -525,7 +525,7 @@ static void test_nonfinite_weight(void **state) {
     }
 }
 
-static void test_other_kind(void **state) {
+static void test_a_frame_of_another_kind_is_not_a_model(void **state) {
     (void)state;
     /* a batch frame */
     icn_batch b;
@@ -597,7 +597,7 @@ static int decode_big_header(char *err, size_t errlen) {
     return rc;
 }
 
-static void test_model_params_checked_before_allocation(void **state) {
+static void test_a_model_header_is_checked_before_its_parameters_are_allocated(void **state) {
     (void)state;
     char err[ICN_ERRLEN];
     long peak;
@@ -611,18 +611,18 @@ static void test_model_params_checked_before_allocation(void **state) {
 int main(void) {
     icn_runtime_init(1); /* bit-exact comparisons need one ordering of every sum */
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_roundtrip_model),
-        cmocka_unit_test(test_roundtrip_forward),
-        cmocka_unit_test(test_roundtrip_optim_sgd),
-        cmocka_unit_test(test_roundtrip_optim_adam),
-        cmocka_unit_test(test_corrupt_param_byte),
-        cmocka_unit_test(test_crc_covers_shape),
-        cmocka_unit_test(test_unknown_version),
-        cmocka_unit_test(test_bad_fields),
-        cmocka_unit_test(test_truncated),
-        cmocka_unit_test(test_nonfinite_weight),
-        cmocka_unit_test(test_other_kind),
-        cmocka_unit_test(test_model_params_checked_before_allocation),
+        cmocka_unit_test(test_a_model_file_gives_back_the_net_and_its_metadata),
+        cmocka_unit_test(test_a_decoded_net_gives_the_same_logits),
+        cmocka_unit_test(test_a_checkpoint_gives_back_sgd_s_state),
+        cmocka_unit_test(test_a_checkpoint_gives_back_adam_s_state),
+        cmocka_unit_test(test_a_flipped_parameter_byte_is_refused),
+        cmocka_unit_test(test_the_crc_covers_the_architecture_and_shape),
+        cmocka_unit_test(test_a_model_of_an_unknown_version_is_refused),
+        cmocka_unit_test(test_every_required_key_wrong_or_missing_is_refused_by_name),
+        cmocka_unit_test(test_a_truncated_model_is_refused),
+        cmocka_unit_test(test_a_nan_or_infinite_weight_is_refused),
+        cmocka_unit_test(test_a_frame_of_another_kind_is_not_a_model),
+        cmocka_unit_test(test_a_model_header_is_checked_before_its_parameters_are_allocated),
     };
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }

@@ -57,7 +57,7 @@ static double norm(const float *v, size_t n) {
     return sqrt(s);
 }
 
-static void test_grad_norm_and_clipping(void **state) {
+static void test_a_step_reports_its_gradient_norm_and_clips_it(void **state) {
     (void)state;
     float *full = xmalloc(4096 * 64 * sizeof(float)), *clipped = xmalloc(4096 * 64 * sizeof(float));
     size_t n;
@@ -81,7 +81,7 @@ static void test_grad_norm_and_clipping(void **state) {
     free(clipped);
 }
 
-static void test_divergence_check(void **state) {
+static void test_a_diverging_step_is_caught(void **state) {
     (void)state;
     char err[256] = "";
     assert_int_equal(icn_check_diverged(5, (icn_step_result){2.3, 1.0, 0}, err, sizeof err), 0);
@@ -94,7 +94,7 @@ static void test_divergence_check(void **state) {
 
 /* icn_evaluate's per-image predictions, over batches that do not divide the data, are the
  * argmax of each image's logits and agree with its confusion matrix. */
-static void test_evaluate_predictions(void **state) {
+static void test_evaluation_s_predictions_are_each_image_s_argmax(void **state) {
     (void)state;
     enum { M = 21 };
     char err[256];
@@ -148,7 +148,7 @@ static void net_and_its_data(icn_net *net, uint64_t seed, icn_batch *data) {
 /* --keep-best: a point is kept only when strictly better than every earlier one; a resumed
  * run takes the kept model's error as the best so far; a kept model of another run, or
  * validation data the net cannot take, is an error before any training. */
-static void test_val_track_keeps_best(void **state) {
+static void test_keep_best_keeps_only_a_strictly_better_model(void **state) {
     (void)state;
     char err[256];
     icn_net good, other;
@@ -211,7 +211,7 @@ static void test_val_track_keeps_best(void **state) {
 
 /* ------------------------------------------------------------ sampler */
 
-static void test_sampler_order_independent(void **state) {
+static void test_the_sampler_gives_any_step_s_batch_alone(void **state) {
     (void)state;
     const int64_t n = 37;
     const int B = 5, steps = 40; /* 200 positions: five epochs and a bit, batches straddle epochs */
@@ -252,7 +252,7 @@ static void test_sampler_order_independent(void **state) {
     icn_sampler_free(&rev);
 }
 
-static void test_sampler_epochs_are_permutations(void **state) {
+static void test_each_epoch_of_the_sampler_is_a_fresh_permutation(void **state) {
     (void)state;
     const int64_t n = 37;
     const int B = 5, steps = 40;
@@ -291,7 +291,7 @@ static void test_sampler_epochs_are_permutations(void **state) {
 
 /* ------------------------------------------------------------ training */
 
-static void test_train_learns_and_saves(void **state) {
+static void test_training_learns_an_easy_problem_and_saves_the_model(void **state) {
     (void)state;
     icn_batch data;
     make_data(&data, 48, 1);
@@ -338,13 +338,13 @@ static void test_train_learns_and_saves(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_grad_norm_and_clipping),
-        cmocka_unit_test(test_divergence_check),
-        cmocka_unit_test(test_evaluate_predictions),
-        cmocka_unit_test(test_val_track_keeps_best),
-        cmocka_unit_test(test_sampler_order_independent),
-        cmocka_unit_test(test_sampler_epochs_are_permutations),
-        cmocka_unit_test(test_train_learns_and_saves),
+        cmocka_unit_test(test_a_step_reports_its_gradient_norm_and_clips_it),
+        cmocka_unit_test(test_a_diverging_step_is_caught),
+        cmocka_unit_test(test_evaluation_s_predictions_are_each_image_s_argmax),
+        cmocka_unit_test(test_keep_best_keeps_only_a_strictly_better_model),
+        cmocka_unit_test(test_the_sampler_gives_any_step_s_batch_alone),
+        cmocka_unit_test(test_each_epoch_of_the_sampler_is_a_fresh_permutation),
+        cmocka_unit_test(test_training_learns_an_easy_problem_and_saves_the_model),
     };
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }

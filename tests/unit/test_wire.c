@@ -143,7 +143,7 @@ static void write_file(const char *path, const void *p, size_t n) {
 
 /* ------------------------------------------------------------ round trips */
 
-static void test_roundtrip_plain(void **state) {
+static void test_a_batch_gives_back_what_was_packed(void **state) {
     (void)state;
     for (int variant = 0; variant < 3; variant++) {
         icn_batch a, b;
@@ -159,7 +159,7 @@ static void test_roundtrip_plain(void **state) {
     }
 }
 
-static void test_write_read_chunks(void **state) {
+static void test_a_batch_written_in_chunks_reads_back_whole(void **state) {
     (void)state;
     icn_batch a, b;
     make_batch(&a, 10, 1, 1);
@@ -181,7 +181,7 @@ static void test_write_read_chunks(void **state) {
     icn_batch_free(&a);
 }
 
-static void test_read_all_empty_and_missing(void **state) {
+static void test_an_empty_stream_is_empty_and_a_missing_file_an_error(void **state) {
     (void)state;
     icn_batch b;
     char err[ICN_ERRLEN] = "";
@@ -193,7 +193,7 @@ static void test_read_all_empty_and_missing(void **state) {
     assert_non_null(strstr(err, "nonexistent"));
 }
 
-static void test_read_all_other_kind(void **state) {
+static void test_a_frame_of_another_kind_in_a_tensor_stream_is_an_error(void **state) {
     (void)state;
     msgpack_sbuffer sb;
     spec s = good_spec();
@@ -208,7 +208,7 @@ static void test_read_all_other_kind(void **state) {
     assert_int_equal(b.n, 0);
 }
 
-static void test_append_mismatch(void **state) {
+static void test_appending_a_batch_of_another_shape_is_refused(void **state) {
     (void)state;
     icn_batch a, b, c;
     make_batch(&a, 2, 1, 0);
@@ -226,7 +226,7 @@ static void test_append_mismatch(void **state) {
 
 /* ------------------------------------------------------------ the walker */
 
-static void test_every_prefix_incomplete(void **state) {
+static void test_every_prefix_of_a_frame_is_incomplete(void **state) {
     (void)state;
     icn_batch a;
     make_batch(&a, 2, 1, 1);
@@ -259,7 +259,7 @@ static void test_every_prefix_incomplete(void **state) {
     msgpack_sbuffer_destroy(&sb);
 }
 
-static void test_array32_header_rejected(void **state) {
+static void test_an_array32_header_is_refused(void **state) {
     (void)state;
     const uint8_t bomb[] = {0xdd, 0xff, 0xff, 0xff, 0xff};
     size_t span;
@@ -281,7 +281,7 @@ static void test_array32_header_rejected(void **state) {
     msgpack_unpacked_destroy(&u);
 }
 
-static void test_huge_lengths_rejected(void **state) {
+static void test_huge_declared_lengths_are_refused(void **state) {
     (void)state;
     const uint8_t bin32[] = {0xc6, 0xff, 0xff, 0xff, 0xff, 0};
     const uint8_t str32[] = {0xdb, 0x7f, 0xff, 0xff, 0xff, 'a'};
@@ -302,7 +302,7 @@ static void test_huge_lengths_rejected(void **state) {
     assert_int_equal(span, 15);
 }
 
-static void test_depth_bomb(void **state) {
+static void test_a_nesting_bomb_is_refused(void **state) {
     (void)state;
     uint8_t deep[64];
     size_t span;
@@ -334,7 +334,7 @@ static void test_depth_bomb(void **state) {
     msgpack_unpacked_destroy(&u);
 }
 
-static void test_never_used_byte(void **state) {
+static void test_the_never_used_byte_is_refused(void **state) {
     (void)state;
     const uint8_t bad[] = {0x82, 0xa1, 'a', 0x01, 0xa1, 'b', 0xc1};
     size_t span;
@@ -346,7 +346,7 @@ static void test_never_used_byte(void **state) {
     assert_int_equal(icn_msgpack_check(bad2, sizeof bad2, GIB, &span, err, sizeof err), -1);
 }
 
-static void test_all_formats(void **state) {
+static void test_every_msgpack_format_is_walked(void **state) {
     (void)state;
     /* One of everything, packed by msgpack-c, then walked. */
     msgpack_sbuffer sb;
@@ -391,7 +391,7 @@ static void test_all_formats(void **state) {
     msgpack_sbuffer_destroy(&sb);
 }
 
-static void test_frame_unpack_shape(void **state) {
+static void test_a_frame_unpacks_into_a_map(void **state) {
     (void)state;
     char err[ICN_ERRLEN];
     msgpack_unpacked u;
@@ -408,7 +408,7 @@ static void test_frame_unpack_shape(void **state) {
 
 /* ------------------------------------------------------------ batch validation */
 
-static void test_batch_validation(void **state) {
+static void test_a_batch_with_bad_fields_is_refused(void **state) {
     (void)state;
     spec s = good_spec();
     assert_int_equal(try_spec(&s, NULL), 0);
@@ -446,7 +446,7 @@ static void test_batch_validation(void **state) {
     assert_int_equal(try_spec(&s, "'model'"), -1);
 }
 
-static void test_prov_validation(void **state) {
+static void test_bad_provenance_is_refused(void **state) {
     (void)state;
     spec s = good_spec();
     s.with_prov = 1;
@@ -463,7 +463,7 @@ static void test_prov_validation(void **state) {
     assert_int_equal(try_spec(&s, "reached"), -1);
 }
 
-static void test_unknown_keys_ignored(void **state) {
+static void test_unknown_keys_are_ignored(void **state) {
     (void)state;
     icn_batch a, b;
     make_batch(&a, 2, 1, 0);
@@ -487,7 +487,7 @@ static void test_unknown_keys_ignored(void **state) {
     msgpack_sbuffer_destroy(&sb);
 }
 
-static void test_map_helpers(void **state) {
+static void test_the_map_helpers_find_and_type_check_keys(void **state) {
     (void)state;
     msgpack_sbuffer sb;
     msgpack_packer pk;
@@ -540,7 +540,7 @@ static void test_map_helpers(void **state) {
 
 /* ------------------------------------------------------------ the reader */
 
-static void test_reader_from_trickling_pipe(void **state) {
+static void test_the_reader_assembles_frames_from_a_trickling_pipe(void **state) {
     (void)state;
     icn_batch a;
     make_batch(&a, 7, 1, 1);
@@ -587,7 +587,7 @@ static void test_reader_from_trickling_pipe(void **state) {
     msgpack_sbuffer_destroy(&sb);
 }
 
-static void test_reader_frame_limit(void **state) {
+static void test_the_reader_refuses_a_frame_over_the_limit(void **state) {
     (void)state;
     icn_batch a;
     make_batch(&a, 40, 0, 0); /* 40*12*4 = 1920 bytes of pixels */
@@ -610,7 +610,7 @@ static void test_reader_frame_limit(void **state) {
     icn_batch_free(&b);
 }
 
-static void test_reader_garbage_after_frames(void **state) {
+static void test_the_reader_refuses_garbage_after_frames(void **state) {
     (void)state;
     icn_batch a;
     make_batch(&a, 1, 0, 0);
@@ -645,7 +645,7 @@ static void fuzz_one(const uint8_t *p, size_t n) {
     msgpack_unpacked_destroy(&u);
 }
 
-static void test_fuzz(void **state) {
+static void test_random_corruptions_of_a_frame_never_crash_the_walker(void **state) {
     (void)state;
     icn_rng rng;
     icn_rng_seed(&rng, 20171204);
@@ -678,7 +678,7 @@ static void test_fuzz(void **state) {
     msgpack_sbuffer_destroy(&sb);
 }
 
-static void test_le_helpers(void **state) {
+static void test_the_little_endian_helpers_store_and_load_in_that_order(void **state) {
     (void)state;
     float f[3] = {1.0f, -2.5f, 0.0f}, g[3];
     uint8_t b[12];
@@ -714,7 +714,7 @@ static int unpack_many_ints(char *err, size_t errlen) {
     return rc;
 }
 
-static void test_object_count_bounded(void **state) {
+static void test_a_frame_of_fifty_million_integers_is_refused_in_little_memory(void **state) {
     (void)state;
     char err[ICN_ERRLEN];
     long peak;
@@ -725,7 +725,7 @@ static void test_object_count_bounded(void **state) {
     if (!UNDER_ASAN && peak > 200) fail_msg("peak memory %ld MB for a 50 MB frame", peak);
 }
 
-static void test_duplicate_keys_refused(void **state) {
+static void test_a_map_with_a_key_twice_is_refused(void **state) {
     (void)state;
     icn_batch b;
     icn_batch_alloc(&b, 1, 1, 1, 1, 1);
@@ -760,29 +760,29 @@ static void test_duplicate_keys_refused(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_roundtrip_plain),
-        cmocka_unit_test(test_write_read_chunks),
-        cmocka_unit_test(test_read_all_empty_and_missing),
-        cmocka_unit_test(test_read_all_other_kind),
-        cmocka_unit_test(test_append_mismatch),
-        cmocka_unit_test(test_every_prefix_incomplete),
-        cmocka_unit_test(test_array32_header_rejected),
-        cmocka_unit_test(test_huge_lengths_rejected),
-        cmocka_unit_test(test_depth_bomb),
-        cmocka_unit_test(test_never_used_byte),
-        cmocka_unit_test(test_all_formats),
-        cmocka_unit_test(test_frame_unpack_shape),
-        cmocka_unit_test(test_batch_validation),
-        cmocka_unit_test(test_prov_validation),
-        cmocka_unit_test(test_unknown_keys_ignored),
-        cmocka_unit_test(test_map_helpers),
-        cmocka_unit_test(test_reader_from_trickling_pipe),
-        cmocka_unit_test(test_reader_frame_limit),
-        cmocka_unit_test(test_reader_garbage_after_frames),
-        cmocka_unit_test(test_fuzz),
-        cmocka_unit_test(test_le_helpers),
-        cmocka_unit_test(test_object_count_bounded),
-        cmocka_unit_test(test_duplicate_keys_refused),
+        cmocka_unit_test(test_a_batch_gives_back_what_was_packed),
+        cmocka_unit_test(test_a_batch_written_in_chunks_reads_back_whole),
+        cmocka_unit_test(test_an_empty_stream_is_empty_and_a_missing_file_an_error),
+        cmocka_unit_test(test_a_frame_of_another_kind_in_a_tensor_stream_is_an_error),
+        cmocka_unit_test(test_appending_a_batch_of_another_shape_is_refused),
+        cmocka_unit_test(test_every_prefix_of_a_frame_is_incomplete),
+        cmocka_unit_test(test_an_array32_header_is_refused),
+        cmocka_unit_test(test_huge_declared_lengths_are_refused),
+        cmocka_unit_test(test_a_nesting_bomb_is_refused),
+        cmocka_unit_test(test_the_never_used_byte_is_refused),
+        cmocka_unit_test(test_every_msgpack_format_is_walked),
+        cmocka_unit_test(test_a_frame_unpacks_into_a_map),
+        cmocka_unit_test(test_a_batch_with_bad_fields_is_refused),
+        cmocka_unit_test(test_bad_provenance_is_refused),
+        cmocka_unit_test(test_unknown_keys_are_ignored),
+        cmocka_unit_test(test_the_map_helpers_find_and_type_check_keys),
+        cmocka_unit_test(test_the_reader_assembles_frames_from_a_trickling_pipe),
+        cmocka_unit_test(test_the_reader_refuses_a_frame_over_the_limit),
+        cmocka_unit_test(test_the_reader_refuses_garbage_after_frames),
+        cmocka_unit_test(test_random_corruptions_of_a_frame_never_crash_the_walker),
+        cmocka_unit_test(test_the_little_endian_helpers_store_and_load_in_that_order),
+        cmocka_unit_test(test_a_frame_of_fifty_million_integers_is_refused_in_little_memory),
+        cmocka_unit_test(test_a_map_with_a_key_twice_is_refused),
     };
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }
