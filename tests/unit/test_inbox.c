@@ -1,4 +1,4 @@
-/* test_the_inbox_keeps_the_newest_model_and_reads_hold_and_stop.c: the snapshot channel's subscriber thread (lib/inbox.c), this test playing the
+/* test_inbox.c: the snapshot channel's subscriber thread (lib/inbox.c), this test playing the
  * trainer on an inproc XPUB (to see the inbox subscribe) and ROUTER: a model is received and
  * decoded while nobody asks, a copy sent again is ignored, a hold for an older generation is
  * ignored and one for ours is kept until a new model (a restarted trainer's lower generation
@@ -245,8 +245,11 @@ static void test_the_inbox_asks_for_the_snapshot_a_heartbeat_names(void **state)
 }
 
 int main(void) {
-    icn_set_progname("test_the_inbox_keeps_the_newest_model_and_reads_hold_and_stop");
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_the_inbox_keeps_the_newest_model_and_reads_hold_and_stop), cmocka_unit_test(test_the_inbox_asks_for_the_snapshot_a_heartbeat_names)};
+    icn_set_progname("test_inbox");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_the_inbox_keeps_the_newest_model_and_reads_hold_and_stop),
+        cmocka_unit_test(test_the_inbox_asks_for_the_snapshot_a_heartbeat_names),
+    };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     if (rc == 0) icn_zmq_term(); /* after a failed check a socket may be open still: term would wait for it */
     return rc;

@@ -1,4 +1,4 @@
-/* test_the_publisher_sends_snapshots_heartbeats_and_replies_to_requests.c: the snapshot channel's sending end (lib/publisher.c) on inproc sockets,
+/* test_publisher.c: the snapshot channel's sending end (lib/publisher.c) on inproc sockets,
  * this test playing the synthesizers: heartbeats come every second from the start, naming the
  * newest generation, the run's state and the request endpoint; a snapshot is sent once to every
  * subscriber; subscribers that come and go make nothing be sent again; a request is answered
@@ -169,8 +169,11 @@ static void test_the_request_endpoint_defaults_beside_the_publisher_s(void **sta
 }
 
 int main(void) {
-    icn_set_progname("test_the_publisher_sends_snapshots_heartbeats_and_replies_to_requests");
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_the_publisher_sends_snapshots_heartbeats_and_replies_to_requests), cmocka_unit_test(test_the_request_endpoint_defaults_beside_the_publisher_s)};
+    icn_set_progname("test_publisher");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_the_publisher_sends_snapshots_heartbeats_and_replies_to_requests),
+        cmocka_unit_test(test_the_request_endpoint_defaults_beside_the_publisher_s),
+    };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     if (rc == 0) icn_zmq_term();
     return rc;
