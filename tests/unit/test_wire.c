@@ -193,6 +193,34 @@ static void test_an_empty_stream_is_empty_and_a_missing_file_an_error(void **sta
     assert_non_null(strstr(err, "nonexistent"));
 }
 
+/* The programs' reader: an empty stream is an error naming it (stdin for "-"); a stream with
+ * images reads as icn_batch_read_all reads it. */
+static void test_the_programs_stream_reader_refuses_an_empty_stream_by_name(void **state) {
+    (void)state;
+    icn_batch b;
+    char err[ICN_ERRLEN] = "";
+    write_file(tmp_path("empty"), "", 0);
+    assert_int_equal(icn_batch_read_images(tmp_path("empty"), &b, err, sizeof err), -1);
+    assert_non_null(strstr(err, "empty: no images in the tensor stream"));
+    int fd = open(tmp_path("empty"), O_RDONLY), saved = dup(0);
+    assert_true(fd >= 0 && saved >= 0);
+    assert_int_equal(dup2(fd, 0), 0);
+    assert_int_equal(icn_batch_read_images("-", &b, err, sizeof err), -1);
+    assert_int_equal(dup2(saved, 0), 0);
+    close(fd), close(saved);
+    assert_string_equal(err, "stdin: no images in the tensor stream");
+    assert_int_equal(icn_batch_read_images(tmp_path("nonexistent"), &b, err, sizeof err), -1);
+    assert_non_null(strstr(err, "nonexistent"));
+    icn_batch a;
+    make_batch(&a, 3, 1, 1);
+    assert_int_equal(icn_batch_write_file(tmp_path("three"), &a, 2, err, sizeof err), 0);
+    assert_int_equal(icn_batch_read_images(tmp_path("three"), &b, err, sizeof err), 0);
+    assert_int_equal(b.n, 3);
+    assert_memory_equal(b.x, a.x, icn_batch_dim(&a) * 3 * sizeof(float));
+    icn_batch_free(&b);
+    icn_batch_free(&a);
+}
+
 static void test_a_frame_of_another_kind_in_a_tensor_stream_is_an_error(void **state) {
     (void)state;
     msgpack_sbuffer sb;
@@ -763,6 +791,7 @@ int main(void) {
         cmocka_unit_test(test_a_batch_gives_back_what_was_packed),
         cmocka_unit_test(test_a_batch_written_in_chunks_reads_back_whole),
         cmocka_unit_test(test_an_empty_stream_is_empty_and_a_missing_file_an_error),
+        cmocka_unit_test(test_the_programs_stream_reader_refuses_an_empty_stream_by_name),
         cmocka_unit_test(test_a_frame_of_another_kind_in_a_tensor_stream_is_an_error),
         cmocka_unit_test(test_appending_a_batch_of_another_shape_is_refused),
         cmocka_unit_test(test_every_prefix_of_a_frame_is_incomplete),
