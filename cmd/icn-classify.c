@@ -165,7 +165,7 @@ static void only_flags(const cli *c, const char *sub, uint64_t allowed) {
 
 static int parse_milestones(const char *s, double *out) {
     int n = 0;
-    char *copy = strdup(s), *save = NULL;
+    char *copy = xstrdup(s), *save = NULL;
     for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         if (n == ICN_MAX_MILESTONES) icn_die(2, "--decay-at: at most %d milestones", ICN_MAX_MILESTONES);
         out[n++] = icn_parse_double("--decay-at", tok, 0, 1);
@@ -245,12 +245,6 @@ static void parse(int argc, char **argv, cli *c) {
     icn_no_operands(argc, argv, NULL);
 }
 
-static void read_stream(const char *path, icn_batch *b) {
-    char err[ICN_ERRLEN];
-    if (icn_batch_read_all(path, b, err, sizeof err)) icn_die(1, "%s", err);
-    if (b->n == 0) icn_die(1, "%s: no images in the tensor stream", strcmp(path, "-") ? path : "stdin");
-}
-
 static int max_label(const icn_batch *b) {
     int m = -1;
     for (int64_t i = 0; i < b->n; i++)
@@ -270,7 +264,7 @@ static int cmd_train(cli *c) {
     if (c->train.smoothing > 0 && c->train.head != ICN_HEAD_SOFTMAX)
         icn_die(2, "train: --label-smoothing is for the softmax head, not --head %s", icn_head_name(c->train.head));
     icn_batch data = {0}, val = {0};
-    read_stream(c->data, &data);
+    if (icn_batch_read_images(c->data, &data, err, sizeof err)) icn_die(1, "%s", err);
     if (!data.y) icn_die(1, "%s: the tensor stream has no labels", c->data);
     int classes = c->classes ? c->classes : max_label(&data) + 1;
     /* one class is the binary formulation (Eq. 5): the positives against pseudo-negatives */
@@ -283,7 +277,7 @@ static int cmd_train(cli *c) {
     if (t->keep_best && !c->val) icn_die(2, "train: --keep-best needs --val (the error that picks the model)");
     if (c->introspective) t->steps = icn_introspect_total_steps(&c->intro);
     if (c->val) {
-        read_stream(c->val, &val);
+        if (icn_batch_read_images(c->val, &val, err, sizeof err)) icn_die(1, "%s", err);
         t->val = &val;
         if (!t->eval_every) t->eval_every = t->steps / 10 > 0 ? t->steps / 10 : 1;
     }
@@ -323,7 +317,7 @@ static int cmd_predict(cli *c) {
     icn_model_meta meta;
     if (icn_model_load(c->model, &net, &meta, NULL, NULL, err, sizeof err)) icn_die(1, "%s", err);
     icn_batch data = {0};
-    read_stream(c->data, &data);
+    if (icn_batch_read_images(c->data, &data, err, sizeof err)) icn_die(1, "%s", err);
     if (icn_check_images(&net, &data, c->data, err, sizeof err)) icn_die(1, "%s", err);
     icn_out dst; /* fileio.h: atomic for a file, in place for stdout, a device or a FIFO */
     if (icn_out_open(&dst, c->out ? c->out : "-", err, sizeof err)) icn_die(1, "--out %s", err);
@@ -410,18 +404,19 @@ static int cmd_publish(cli *c) {
     return 0;
 }
 
+/* The three commands share one flag parser (each refuses the others' flags: only_flags). */
+static int run_command(int argc, char **argv, int (*cmd)(cli *)) {
+    cli c = {0};
+    parse(argc, argv, &c);
+    icn_runtime_init(c.threads);
+    return cmd(&c);
+}
+static int run_train(int argc, char **argv) { return run_command(argc, argv, cmd_train); }
+static int run_predict(int argc, char **argv) { return run_command(argc, argv, cmd_predict); }
+static int run_publish(int argc, char **argv) { return run_command(argc, argv, cmd_publish); }
+
 int main(int argc, char **argv) {
     icn_set_progname(argv[0]);
-    if (argc < 2) { fputs(usage, stderr); return 2; }
-    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) { fputs(usage, stdout); return 0; }
-    const char *sub = argv[1];
-    if (strcmp(sub, "train") && strcmp(sub, "predict") && strcmp(sub, "publish"))
-        icn_die(2, "unknown command '%s' (train, predict or publish; see --help)", sub);
-    cli c = {0};
-    parse(argc - 1, argv + 1, &c);
-    icn_runtime_init(c.threads);
-    if (!strcmp(sub, "train")) return cmd_train(&c);
-    if (!strcmp(sub, "predict")) return cmd_predict(&c);
-    if (!strcmp(sub, "publish")) return cmd_publish(&c);
-    icn_die(2, "unknown command '%s' (train or predict; see --help)", sub);
+    static const icn_command cmds[] = {{"train", run_train}, {"predict", run_predict}, {"publish", run_publish}};
+    return icn_dispatch(argc, argv, cmds, (int)(sizeof cmds / sizeof cmds[0]), usage);
 }

@@ -102,12 +102,6 @@ static void evaluate_model(const char *path, const char *data_name, const icn_ba
     icn_net_free(&net);
 }
 
-static void read_test_stream(const char *data, icn_batch *b) {
-    char err[ICN_ERRLEN];
-    if (icn_batch_read_all(data, b, err, sizeof err)) icn_die(1, "%s", err);
-    if (b->n == 0) icn_die(1, "%s: no images in the tensor stream", data);
-}
-
 static int cmd_error(int argc, char **argv) {
     const char *model = NULL, *data = "-";
     int json = 0, threads = 0, opt;
@@ -128,7 +122,8 @@ static int cmd_error(int argc, char **argv) {
     if (!model) icn_die(2, "error: --model MODEL is required");
     icn_runtime_init(threads);
     icn_batch b = {0};
-    read_test_stream(data, &b);
+    char err[ICN_ERRLEN];
+    if (icn_batch_read_images(data, &b, err, sizeof err)) icn_die(1, "%s", err);
     icn_eval_result r;
     icn_model_meta meta;
     evaluate_model(model, data, &b, &r, &meta);
@@ -184,7 +179,8 @@ static int cmd_compare(int argc, char **argv) {
         icn_die(2, "compare: give --model-a and --model-b in pairs (got %d --model-a, %d --model-b)", n_a, n_b);
     icn_runtime_init(threads);
     icn_batch test = {0};
-    read_test_stream(data, &test);
+    char err[ICN_ERRLEN];
+    if (icn_batch_read_images(data, &test, err, sizeof err)) icn_die(1, "%s", err);
     icn_paired_result pooled = {0};
     if (json) printf("{\"pairs\":[");
     for (int i = 0; i < n_a; i++) {
@@ -262,7 +258,7 @@ static int cmd_fgsm(int argc, char **argv) {
     if (icn_model_load(path_a, &a, &meta_a, NULL, NULL, err, sizeof err)) icn_die(1, "%s", err);
     if (icn_model_load(path_b, &b, &meta_b, NULL, NULL, err, sizeof err)) icn_die(1, "%s", err);
     icn_batch test = {0};
-    read_test_stream(data, &test);
+    if (icn_batch_read_images(data, &test, err, sizeof err)) icn_die(1, "%s", err);
     icn_fgsm_result ab, ba;
     double scaled = 2 * eps; /* [0, 1] pixels to the [-1, 1] scale */
     if (icn_fgsm(&a, meta_a.head, &b, &test, scaled, -1, 1, &ab, err, sizeof err) ||
@@ -346,8 +342,7 @@ static int cmd_grid(int argc, char **argv) {
     if (!out) icn_die(2, "grid: --out PNG is required");
     char err[ICN_ERRLEN];
     icn_batch b = {0};
-    if (icn_batch_read_all(data, &b, err, sizeof err)) icn_die(1, "%s", err);
-    if (b.n == 0) icn_die(1, "%s: no images in the tensor stream", data);
+    if (icn_batch_read_images(data, &b, err, sizeof err)) icn_die(1, "%s", err);
     const float **cells;
     int r, c, by_gen = grid_cells(&b, rows, cols, &cells, &r, &c);
     if (icn_png_grid(out, cells, r, c, b.h, b.w, b.c, zoom, err, sizeof err)) icn_die(1, "%s", err);
@@ -410,12 +405,7 @@ static int cmd_plot(int argc, char **argv) {
 
 int main(int argc, char **argv) {
     icn_set_progname(argv[0]);
-    if (argc < 2) { fputs(usage, stderr); return 2; }
-    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) { fputs(usage, stdout); return 0; }
-    if (!strcmp(argv[1], "error")) return cmd_error(argc - 1, argv + 1);
-    if (!strcmp(argv[1], "compare")) return cmd_compare(argc - 1, argv + 1);
-    if (!strcmp(argv[1], "grid")) return cmd_grid(argc - 1, argv + 1);
-    if (!strcmp(argv[1], "fgsm")) return cmd_fgsm(argc - 1, argv + 1);
-    if (!strcmp(argv[1], "plot")) return cmd_plot(argc - 1, argv + 1);
-    icn_die(2, "unknown command '%s' (see --help)", argv[1]);
+    static const icn_command cmds[] = {{"error", cmd_error}, {"compare", cmd_compare}, {"grid", cmd_grid},
+                                       {"fgsm", cmd_fgsm},   {"plot", cmd_plot}};
+    return icn_dispatch(argc, argv, cmds, (int)(sizeof cmds / sizeof cmds[0]), usage);
 }

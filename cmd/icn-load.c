@@ -71,19 +71,6 @@ typedef struct {
     int32_t chunk;
 } opts;
 
-static uint32_t parse_classes(const char *s) {
-    uint32_t mask = 0;
-    const char *p = s;
-    for (;;) {
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p || v < 0 || v > 31 || (*end != ',' && *end)) icn_die(2, "--classes: '%s' is not a list of labels 0..31", s);
-        mask |= 1u << v;
-        if (!*end) return mask;
-        p = end + 1;
-    }
-}
-
 static void parse_split(opts *o, const char *s) {
     if (icn_split_parse(s, &o->split))
         icn_die(2, "--split: '%s' is not train, val, test, all, extra or train+extra", s);
@@ -110,7 +97,7 @@ static void parse_args(int argc, char **argv, opts *o) {
         case O_SPLIT: parse_split(o, optarg); break;
         case O_LIMIT: o->limit = icn_parse_long("--limit", optarg, 1, INT32_MAX); break;
         case O_SEED: o->seed = (uint64_t)icn_parse_long("--seed", optarg, 0, LONG_MAX); break;
-        case O_CLASSES: o->classes = parse_classes(optarg); o->classes_s = optarg; break;
+        case O_CLASSES: o->classes = icn_parse_classes("--classes", optarg); o->classes_s = optarg; break;
         case O_CHUNK: o->chunk = (int32_t)icn_parse_long("--chunk", optarg, 1, 1 << 24); break;
         case O_OUT: o->out = optarg; o->out_set = 1; break;
         case O_NCHW: o->nchw = 1; break;
@@ -162,7 +149,7 @@ static char *find_script(void) {
     char exe[PATH_MAX], path[PATH_MAX + 64];
     if (env && *env) {
         snprintf(path, sizeof path, "%s/fetch-mnist.sh", env);
-        if (access(path, R_OK) == 0) return strdup(path);
+        if (access(path, R_OK) == 0) return xstrdup(path);
         icn_die(1, "ICN_SCRIPTS: no readable %s", path);
     }
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -172,7 +159,7 @@ static char *find_script(void) {
     static const char *const rel[] = {"../share/icn/scripts", "../../scripts"};
     for (int i = 0; i < 2; i++) {
         snprintf(path, sizeof path, "%s/%s/fetch-mnist.sh", dir, rel[i]);
-        if (access(path, R_OK) == 0) return strdup(path);
+        if (access(path, R_OK) == 0) return xstrdup(path);
     }
     icn_die(1, "fetch-mnist.sh not found in %s/../share/icn/scripts or %s/../../scripts; set ICN_SCRIPTS", dir, dir);
 }

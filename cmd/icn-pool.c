@@ -132,39 +132,25 @@ static const char usage_repair[] =
 
 static const char *g_cmd = "";
 
-static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void usage_error(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "%s: %s: ", icn_progname, g_cmd);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, " (see icn-pool %s --help)\n", g_cmd);
-    va_end(ap);
-    exit(2);
-}
-
 /* getopt_long over a subcommand's arguments, with our own one-line messages. */
 static int next_opt(int argc, char **argv, const struct option *longs, const char *usage) {
+    g_cmd = argv[0]; /* icn_dispatch: the subcommand's own name */
     return icn_getopt(argc, argv, longs, usage, g_cmd);
-}
-
-static void no_operands(int argc, char **argv) {
-    if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
 }
 
 /* "28x28x1" */
 static void parse_shape(const char *s, icn_pool_contract *k) {
     char tail;
     if (sscanf(s, "%dx%dx%d%c", &k->h, &k->w, &k->c, &tail) != 3 || k->h < 1 || k->w < 1 || k->c < 1)
-        usage_error("--shape: '%s' is not HxWxC with each >= 1 (e.g. 28x28x1)", s);
+        icn_usage_error(g_cmd, "--shape: '%s' is not HxWxC with each >= 1 (e.g. 28x28x1)", s);
 }
 
 static void parse_range(const char *s, icn_pool_contract *k) {
     char *end;
     k->lo = strtof(s, &end);
-    if (*end != ',') usage_error("--range: '%s' is not LO,HI (e.g. -1,1)", s);
+    if (*end != ',') icn_usage_error(g_cmd, "--range: '%s' is not LO,HI (e.g. -1,1)", s);
     k->hi = strtof(end + 1, &end);
-    if (*end || !(k->lo < k->hi)) usage_error("--range: '%s' is not LO,HI with LO < HI (e.g. -1,1)", s);
+    if (*end || !(k->lo < k->hi)) icn_usage_error(g_cmd, "--range: '%s' is not LO,HI with LO < HI (e.g. -1,1)", s);
 }
 
 /* SIGINT and SIGTERM set g_interrupted: serve stops cleanly, push stops sending and drains. */
@@ -206,19 +192,19 @@ static int cmd_serve(int argc, char **argv) {
         case O_PULL: o.intake = optarg; break;
         case O_REP: o.rep = optarg; break;
         case O_FSYNC_POLICY:
-            if (icn_fsync_parse(optarg, &o.fsync)) usage_error("--fsync: '%s' is not batch, always or none", optarg);
+            if (icn_fsync_parse(optarg, &o.fsync)) icn_usage_error(g_cmd, "--fsync: '%s' is not batch, always or none", optarg);
             break;
         case O_LOG: log_path = optarg; break;
         case O_QUIET: o.quiet = 1; break;
         }
     }
-    no_operands(argc, argv);
-    if (!o.store) usage_error("--store FILE is required");
-    if (shape != (k.classes > 0)) usage_error("--shape and --classes go together");
-    if (extra && !shape) usage_error("--range and --quota go with --shape and --classes");
+    icn_no_operands(argc, argv, g_cmd);
+    if (!o.store) icn_usage_error(g_cmd, "--store FILE is required");
+    if (shape != (k.classes > 0)) icn_usage_error(g_cmd, "--shape and --classes go together");
+    if (extra && !shape) icn_usage_error(g_cmd, "--range and --quota go with --shape and --classes");
     if (shape) o.contract = &k;
-    if (sec.server_key) usage_error("--server-key is for clients: the pool admits --allow's keys");
-    if (sec.secret_key && !sec.allow_dir) usage_error("--secret-key needs --allow DIR (the peers' public keys)");
+    if (sec.server_key) icn_usage_error(g_cmd, "--server-key is for clients: the pool admits --allow's keys");
+    if (sec.secret_key && !sec.allow_dir) icn_usage_error(g_cmd, "--secret-key needs --allow DIR (the peers' public keys)");
     if (log_path && !(o.log = fopen(log_path, "a"))) icn_die(1, "--log %s: %s", log_path, strerror(errno));
 
     icn_security_apply(&sec);
@@ -294,8 +280,8 @@ static int cmd_dump(int argc, char **argv) {
         case O_QUIET: quiet = 1; break;
         }
     }
-    no_operands(argc, argv);
-    if (!store) usage_error("--store FILE is required");
+    icn_no_operands(argc, argv, g_cmd);
+    if (!store) icn_usage_error(g_cmd, "--store FILE is required");
     char err[2 * ICN_ERRLEN];
     icn_pool *p;
     if (icn_pool_open(store, ICN_POOL_READ, NULL, &p, err, sizeof err)) icn_die(1, "%s", err);
@@ -354,10 +340,10 @@ static int cmd_stats(int argc, char **argv) {
         case O_JSON: json = 1; break;
         }
     }
-    no_operands(argc, argv);
-    if (!store == !ep) usage_error("give one of --store FILE or --connect ENDPOINT");
-    if (sec.allow_dir) usage_error("--allow is for servers");
-    if (store && (sec.secret_key || sec.insecure)) usage_error("keys go with --connect");
+    icn_no_operands(argc, argv, g_cmd);
+    if (!store == !ep) icn_usage_error(g_cmd, "give one of --store FILE or --connect ENDPOINT");
+    if (sec.allow_dir) icn_usage_error(g_cmd, "--allow is for servers");
+    if (store && (sec.secret_key || sec.insecure)) icn_usage_error(g_cmd, "keys go with --connect");
     icn_security_apply(&sec);
     char err[2 * ICN_ERRLEN];
     icn_pool_counts cn;
@@ -526,10 +512,10 @@ static int cmd_push(int argc, char **argv) {
         case O_QUIET: quiet = 1; break;
         }
     }
-    no_operands(argc, argv);
-    if (raw && neg >= 0) usage_error("--raw sends bytes unchanged: it cannot go with --as-negatives");
-    if ((gen_set || prod_set) && neg < 0) usage_error("--generation and --producer go with --as-negatives");
-    if (sec.allow_dir) usage_error("--allow is for servers");
+    icn_no_operands(argc, argv, g_cmd);
+    if (raw && neg >= 0) icn_usage_error(g_cmd, "--raw sends bytes unchanged: it cannot go with --as-negatives");
+    if ((gen_set || prod_set) && neg < 0) icn_usage_error(g_cmd, "--generation and --producer go with --as-negatives");
+    if (sec.allow_dir) icn_usage_error(g_cmd, "--allow is for servers");
     icn_security_apply(&sec);
     on_interrupt_install();
     if (raw) return push_raw(ep, file, timeout, quiet);
@@ -623,8 +609,8 @@ static int cmd_check(int argc, char **argv) {
         case O_QUIET: s.quiet = 1; break;
         }
     }
-    no_operands(argc, argv);
-    if (!s.store) usage_error("--store FILE is required");
+    icn_no_operands(argc, argv, g_cmd);
+    if (!s.store) icn_usage_error(g_cmd, "--store FILE is required");
     char err[2 * ICN_ERRLEN];
     icn_pool_report r;
     if (icn_pool_check(s.store, print_problem, &s, &r, err, sizeof err)) icn_die(1, "%s", err);
@@ -648,8 +634,8 @@ static int cmd_repair(int argc, char **argv) {
         case O_QUIET: s.quiet = 1; break;
         }
     }
-    no_operands(argc, argv);
-    if (!s.store || !out) usage_error("--store FILE and --out NEW are required");
+    icn_no_operands(argc, argv, g_cmd);
+    if (!s.store || !out) icn_usage_error(g_cmd, "--store FILE and --out NEW are required");
     char err[2 * ICN_ERRLEN];
     icn_pool_report r;
     if (icn_pool_repair(s.store, out, s.quiet ? NULL : print_problem, &s, &r, err, sizeof err)) icn_die(1, "%s", err);
@@ -673,9 +659,9 @@ static int cmd_keygen(int argc, char **argv) {
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     while (next_opt(argc, argv, longs, usage_keygen) != -1) {
     }
-    if (optind != argc - 1) usage_error("give one NAME (writes NAME.key and NAME.pub)");
+    if (optind != argc - 1) icn_usage_error(g_cmd, "give one NAME (writes NAME.key and NAME.pub)");
     const char *name = argv[optind];
-    if (!name[0]) usage_error("NAME is empty");
+    if (!name[0]) icn_usage_error(g_cmd, "NAME is empty");
     char pub[ICN_KEY_Z85_LEN + 1], err[2 * ICN_ERRLEN];
     if (icn_keygen(name, pub, err, sizeof err)) icn_die(1, "keygen: %s", err);
     printf("%s\n", pub);
@@ -685,27 +671,8 @@ static int cmd_keygen(int argc, char **argv) {
 
 int main(int argc, char **argv) {
     icn_set_progname(argv[0]);
-    if (argc < 2) {
-        fputs(usage_main, stderr);
-        return 2;
-    }
-    const char *cmd = argv[1];
-    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
-        fputs(usage_main, stdout);
-        return 0;
-    }
-    static const struct {
-        const char *name;
-        int (*run)(int, char **);
-    } cmds[] = {{"serve", cmd_serve}, {"dump", cmd_dump},   {"stats", cmd_stats},   {"push", cmd_push},
-                 {"check", cmd_check}, {"repair", cmd_repair}, {"keygen", cmd_keygen}};
-    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
-        if (strcmp(cmd, cmds[i].name) != 0) continue;
-        g_cmd = cmds[i].name;
-        opterr = 0;
-        optind = 1;
-        return cmds[i].run(argc - 1, argv + 1);
-    }
-    icn_die(2, "unknown command '%s' (expected serve, dump, stats, push, check, repair or keygen; see icn-pool --help)",
-            cmd);
+    static const icn_command cmds[] = {{"serve", cmd_serve}, {"dump", cmd_dump},     {"stats", cmd_stats},
+                                       {"push", cmd_push},   {"check", cmd_check},   {"repair", cmd_repair},
+                                       {"keygen", cmd_keygen}};
+    return icn_dispatch(argc, argv, cmds, (int)(sizeof cmds / sizeof cmds[0]), usage_main);
 }

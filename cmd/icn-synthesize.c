@@ -38,7 +38,7 @@ static const char usage[] =
     "                      as the trainer's heartbeat says; tcp: its port on --snapshots' host)\n"
     "  --liveness S        online: exit when the trainer has said nothing for S seconds\n"
     "                      (default " ICN_STR(ICN_LIVENESS_S) "; counted from its first frame)\n"
-    "  --classes LIST      online: classes to synthesize, e.g. 0,1,2 (default: all)\n"
+    "  --classes L         online: classes to synthesize, labels 0..31 such as 0,1,7 (default: all)\n"
     "  --batch B           samples in each forward/backward pass; a finished sample's place\n"
     "                      goes to a fresh one at once (default 10)\n"
     "  --max-per-gen N     online: at most N samples per class per snapshot (default: no limit)\n"
@@ -77,15 +77,6 @@ typedef struct {
     icn_security sec;
 } cli;
 
-static uint32_t parse_classes(const char *s) {
-    uint32_t mask = 0;
-    char *copy = strdup(s), *save = NULL;
-    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
-        mask |= 1u << icn_parse_long("--classes", t, 0, 31);
-    free(copy);
-    return mask;
-}
-
 static void parse(int argc, char **argv, cli *c) {
     icn_synth_opts_default(&c->synth);
     c->klass = -1, c->batch = 10, c->threads = 1, c->nice = 10, c->seed = 1, c->id = (uint32_t)getpid();
@@ -119,7 +110,7 @@ static void parse(int argc, char **argv, cli *c) {
         case O_OUT: c->out = optarg; break;
         case O_SNAP: c->snapshots = optarg; break;
         case O_POOL: c->pool = optarg; break;
-        case O_CLASSES: c->classes_mask = parse_classes(optarg); break;
+        case O_CLASSES: c->classes_mask = icn_parse_classes("--classes", optarg); break;
         case O_BATCH: c->batch = (int)icn_parse_long("--batch", optarg, 1, 4096); break;
         case O_MAXGEN: c->max_per_gen = (int)icn_parse_long("--max-per-gen", optarg, 1, 1L << 30); break;
         case O_ID: c->id = (uint32_t)icn_parse_long("--id", optarg, 0, UINT32_MAX); break;

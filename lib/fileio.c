@@ -142,8 +142,7 @@ int icn_fdatasync(int fd) {
 /* The library's one directory sync: fsync the directory holding path, so that a file created
  * or renamed into it is durable; -1 with err when that fails. */
 int icn_fsync_dir_of(const char *path, char *err, size_t errlen) {
-    char *d = strdup(path);
-    if (!d) return icn_errf(err, errlen, "%s: out of memory", path);
+    char *d = xstrdup(path);
     int rc = 0, dfd = open(dirname(d), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     /* EINVAL: a file system that cannot sync directories (nothing more can be done there) */
     if (dfd < 0 || (fsync(dfd) != 0 && errno != EINVAL))
@@ -153,18 +152,12 @@ int icn_fsync_dir_of(const char *path, char *err, size_t errlen) {
     return rc;
 }
 
-static char *dup_str(const char *s) {
-    char *d = strdup(s);
-    if (!d) icn_die(3, "out of memory");
-    return d;
-}
-
 static int open_in_place(icn_out *o, const char *path, int flags, char *err, size_t errlen) {
     o->fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY | flags, 0644);
     if (o->fd < 0) return icn_errf(err, errlen, "%s: cannot open for writing: %s", path, strerror(errno));
     o->in_place = 1;
     o->own_fd = 1;
-    o->target = dup_str(path);
+    o->target = xstrdup(path);
     return 0;
 }
 
@@ -174,7 +167,7 @@ int icn_out_open(icn_out *o, const char *path, char *err, size_t errlen) {
     if (strcmp(path, "-") == 0) {
         o->fd = 1;
         o->in_place = 1;
-        o->target = dup_str("stdout");
+        o->target = xstrdup("stdout");
         return 0;
     }
     struct stat st;
@@ -190,7 +183,7 @@ int icn_out_open(icn_out *o, const char *path, char *err, size_t errlen) {
         o->target = realpath(path, NULL);
         if (!o->target) return icn_errf(err, errlen, "%s: %s", path, strerror(errno));
     } else {
-        o->target = dup_str(path);
+        o->target = xstrdup(path);
     }
     static unsigned counter;
     size_t tl = strlen(o->target) + 48;

@@ -125,7 +125,7 @@ int icn_imagefolder_load(const char *dir, icn_batch *out, icn_class_names *names
     names->names = xcalloc((size_t)(k ? k : 1), sizeof(char *));
     for (int i = 0; rc == 0 && i < k; i++) {
         char *cdir = icn_path_join(dir, classes[i]->d_name);
-        names->names[names->n++] = strdup(classes[i]->d_name);
+        names->names[names->n++] = xstrdup(classes[i]->d_name);
         if (stat(cdir, &st) != 0) rc = icn_errf(err, errlen, "%s: %s", cdir, strerror(errno));
         else if (!S_ISDIR(st.st_mode))
             rc = icn_errf(err, errlen, "%s: not a directory (%s must hold one folder per class)", cdir, dir);

@@ -81,8 +81,7 @@ int icn_results_read(icn_results *r, const char *path, char *err, size_t errlen)
     FILE *f = is_stdin ? stdin : icn_fopen_regular(path, err, errlen); /* a FIFO or device: refused */
     if (!f) return -1;
     r->files = xrealloc(r->files, (size_t)(r->n_files + 1) * sizeof *r->files);
-    r->files[r->n_files] = strdup(is_stdin ? "(stdin)" : path);
-    if (!r->files[r->n_files]) icn_die(1, "out of memory");
+    r->files[r->n_files] = xstrdup(is_stdin ? "(stdin)" : path);
     const char *name = r->files[r->n_files++];
     size_t cap = 4096; /* grows with the longest line, up to MAX_LINE */
     char *line = xmalloc(cap + 1);

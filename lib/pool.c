@@ -465,8 +465,7 @@ static int write_header(icn_pool *p, char *err, size_t errlen) {
 /* A pool on an open descriptor, not yet read. */
 static icn_pool *pool_new(const char *path, int fd, int writable) {
     icn_pool *p = xcalloc(1, sizeof *p);
-    p->path = strdup(path);
-    if (!p->path) icn_die(3, "out of memory");
+    p->path = xstrdup(path);
     p->fd = fd;
     p->writable = writable;
     p->end = ICN_POOL_HEADER_LEN;

@@ -52,7 +52,7 @@ icn_sender *icn_sender_open(const char *endpoint, int window, int resend_ms,
     if (!sock) return NULL;
     icn_sender *s = xcalloc(1, sizeof *s);
     s->sock = sock;
-    s->endpoint = strdup(endpoint);
+    s->endpoint = xstrdup(endpoint);
     s->producer = random_producer();
     s->next_seq = 1;
     s->window = window < 1 ? 1 : window;

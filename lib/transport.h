@@ -4,12 +4,16 @@
  * Every socket has a bounded LINGER and a ZMQ_MAXMSGSIZE (icn_zmq_opts: what its channel
  * carries; icn_max_frame() when not given), and every received frame is untrusted.
  *
- * Sockets and their default endpoints on one machine:
- *   trainer  XPUB   bind    tcp://127.0.0.1:5560  snapshots, each sent once, and the newest again
- *                                                  to each new subscription (lib/publisher.h);
- *                                                  SNDHWM 2: a stopped subscriber costs at most
- *                                                  two snapshots
- *   synth    SUB    connect                         CONFLATE: only the newest snapshot
+ * Sockets and their default endpoints on one machine (lib/protocol.h opens each kind):
+ *   trainer  PUB    bind    tcp://127.0.0.1:5560  snapshots, each sent once to every subscriber,
+ *                                                  "hold", "stop" and a heartbeat every second
+ *                                                  (lib/publisher.h); SNDHWM 2: a stopped
+ *                                                  subscriber costs at most two frames
+ *   synth    SUB    connect                         RCVHWM 2: a short queue, whose overflow a
+ *                                                  heartbeat repairs (lib/inbox.h)
+ *   trainer  ROUTER bind    tcp://127.0.0.1:*     "snapshot_request": the newest snapshot, to
+ *   synth    DEALER connect                         the peer that asked (the port the kernel
+ *                                                  picks; every heartbeat names it)
  *   pool     ROUTER bind    tcp://127.0.0.1:5561  pseudo-negatives ("batch" + producer, seq),
  *   synth    DEALER connect                         answered "ack" or "refused"
  *   pool     REP    bind    tcp://127.0.0.1:5562  requests: "fetch", "stats"

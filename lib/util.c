@@ -1,5 +1,6 @@
 #include "util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <malloc.h>
@@ -32,6 +33,13 @@ void *icn_realloc_check(void *old, size_t size, const char *file, int line) {
     void *p = realloc(old, size ? size : 1);
     if (!p) icn_die(3, "out of memory reallocating %zu bytes at %s:%d", size, file, line);
     return p;
+}
+
+char *icn_strdup_check(const char *s, const char *file, int line) {
+    size_t n = strlen(s) + 1;
+    char *d = icn_malloc_check(n, file, line);
+    memcpy(d, s, n);
+    return d;
 }
 
 void icn_vmessage(FILE *f, const char *fmt, va_list ap) {
@@ -144,14 +152,44 @@ int icn_getopt(int argc, char **argv, const struct option *longs, const char *us
         exit(0);
     }
     if (c == ':' || c == '?')
-        icn_die(2, "%s%s%s '%s' (see --help)", context ? context : "", context ? ": " : "",
-                c == ':' ? "missing value for option" : "unknown option", argv[optind - 1]);
+        icn_usage_error(context, "%s '%s'", c == ':' ? "missing value for option" : "unknown option", argv[optind - 1]);
     return c;
 }
 
+void icn_usage_error(const char *context, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: %s%s", icn_progname, context ? context : "", context ? ": " : "");
+    vfprintf(stderr, fmt, ap);
+    fputs(" (see --help)\n", stderr);
+    va_end(ap);
+    exit(2);
+}
+
 void icn_no_operands(int argc, char **argv, const char *context) {
-    if (optind < argc)
-        icn_die(2, "%s%sunexpected argument '%s' (see --help)", context ? context : "", context ? ": " : "", argv[optind]);
+    if (optind < argc) icn_usage_error(context, "unexpected argument '%s'", argv[optind]);
+}
+
+int icn_dispatch(int argc, char **argv, const icn_command *cmds, int n_cmds, const char *usage) {
+    if (argc < 2) {
+        fputs(usage, stderr);
+        exit(2);
+    }
+    const char *name = argv[1];
+    if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help")) {
+        fputs(usage, stdout);
+        exit(0);
+    }
+    for (int i = 0; i < n_cmds; i++) {
+        if (strcmp(name, cmds[i].name) != 0) continue;
+        optind = 1;
+        return cmds[i].run(argc - 1, argv + 1);
+    }
+    char list[256];
+    size_t k = 0;
+    for (int i = 0; i < n_cmds && k < sizeof list; i++)
+        k += (size_t)snprintf(list + k, sizeof list - k, "%s%s", i == 0 ? "" : i == n_cmds - 1 ? " or " : ", ", cmds[i].name);
+    icn_die(2, "unknown command '%s' (%s; see --help)", name, list);
 }
 
 long icn_parse_long(const char *flag, const char *s, long lo, long hi) {
@@ -170,6 +208,21 @@ double icn_parse_double(const char *flag, const char *s, double lo, double hi) {
     if (errno || end == s || *end || !isfinite(v)) icn_die(2, "%s: '%s' is not a finite number", flag, s);
     if (v < lo || v > hi) icn_die(2, "%s: %g is out of range [%g, %g]", flag, v, lo, hi);
     return v;
+}
+
+uint32_t icn_parse_classes(const char *flag, const char *s) {
+    uint32_t mask = 0;
+    for (const char *p = s;; p++) {
+        if (!isdigit((unsigned char)*p)) break;
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end - p > 2 || v > 31) break;
+        mask |= 1u << v;
+        p = end;
+        if (!*p) return mask;
+        if (*p != ',') break;
+    }
+    icn_die(2, "%s: '%s' is not a list of labels 0..31", flag, s);
 }
 
 void icn_fput_json_string(FILE *f, const char *s) {

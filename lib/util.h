@@ -15,6 +15,9 @@ void *icn_realloc_check(void *p, size_t size, const char *file, int line);
 #define xmalloc(sz) icn_malloc_check((sz), __FILE__, __LINE__)
 #define xcalloc(n, sz) icn_calloc_check((n), (sz), __FILE__, __LINE__)
 #define xrealloc(p, sz) icn_realloc_check((p), (sz), __FILE__, __LINE__)
+/* strdup that dies the same way on failure: the library's and the programs' one copy of a string. */
+char *icn_strdup_check(const char *s, const char *file, int line);
+#define xstrdup(s) icn_strdup_check((s), __FILE__, __LINE__)
 
 /* The program name used as the prefix of every message ("icn-load: ..."). */
 extern const char *icn_progname;
@@ -56,13 +59,32 @@ void icn_rng_shuffle(icn_rng *r, int32_t *a, size_t n);
 struct option;
 int icn_getopt(int argc, char **argv, const struct option *longs, const char *usage, const char *context);
 
+/* The one usage-error style: "prog: [context: ]message (see --help)" on stderr, then exit 2.
+ * `context` (a subcommand name) may be NULL. */
+void icn_usage_error(const char *context, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+
 /* After icn_getopt's loop: an operand left over is a usage error, one line on stderr
  * ("prog: [context: ]unexpected argument 'x' (see --help)") and exit 2. */
 void icn_no_operands(int argc, char **argv, const char *context);
 
+/* A program's subcommands, one dispatch table style for every program that has them.
+ * icn_dispatch runs the command named by argv[1] with (argc - 1, argv + 1), so the command's
+ * argv[0] is its own name, and returns what it returns. No command: the usage on stderr, exit 2.
+ * "-h", "--help" or "help": the usage on stdout, exit 0. An unknown name: one line listing the
+ * table ("prog: unknown command 'x' (a, b or c; see --help)"), exit 2. */
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+} icn_command;
+int icn_dispatch(int argc, char **argv, const icn_command *cmds, int n_cmds, const char *usage);
+
 /* Parse helpers for flags: exit with a message naming the flag on bad input. */
 long icn_parse_long(const char *flag, const char *s, long lo, long hi);
 double icn_parse_double(const char *flag, const char *s, double lo, double hi);
+/* The one class-list grammar (--classes of icn-load and icn-synthesize): labels 0..31 in
+ * decimal, separated by single commas, at least one, e.g. "0,1,7"; returns the set as a bit
+ * mask (bit k for label k). Anything else exits 2 with "FLAG: 'S' is not a list of labels 0..31". */
+uint32_t icn_parse_classes(const char *flag, const char *s);
 
 /* Write s as a JSON string literal (quotes and escapes included). */
 void icn_fput_json_string(FILE *f, const char *s);

@@ -318,8 +318,7 @@ struct icn_reader {
 icn_reader *icn_reader_fdopen(int fd, const char *name) {
     icn_reader *r = xcalloc(1, sizeof *r);
     r->fd = fd;
-    r->name = strdup(name ? name : "-");
-    if (!r->name) icn_die(3, "out of memory");
+    r->name = xstrdup(name ? name : "-");
     r->max = icn_max_frame();
     return r;
 }
@@ -694,6 +693,13 @@ int icn_batch_read_all(const char *path, icn_batch *out, char *err, size_t errle
     icn_reader_close(r);
     if (rc) icn_batch_free(out);
     return rc;
+}
+
+int icn_batch_read_images(const char *path, icn_batch *out, char *err, size_t errlen) {
+    if (icn_batch_read_all(path, out, err, errlen)) return -1;
+    if (out->n > 0) return 0;
+    icn_batch_free(out);
+    return icn_errf(err, errlen, "%s: no images in the tensor stream", strcmp(path, "-") ? path : "stdin");
 }
 
 void icn_outbuf_reserve(icn_outbuf *o, size_t more) {

@@ -73,6 +73,9 @@ int icn_batch_decode(const msgpack_object *map, icn_batch *out, char *err, size_
 /* Convenience: read a whole tensor stream (all "batch" frames, concatenated) from a path or "-".
  * An empty stream gives an empty batch (n == 0); a frame of any other kind is an error. */
 int icn_batch_read_all(const char *path, icn_batch *out, char *err, size_t errlen);
+/* The programs' one stream reader: icn_batch_read_all, where an empty stream is an error too
+ * ("PATH: no images in the tensor stream", PATH "stdin" for "-"). */
+int icn_batch_read_images(const char *path, icn_batch *out, char *err, size_t errlen);
 /* Write b as frames of at most `chunk` images each to fd (chunk <= 0: as few frames as the
  * frame limit allows). An empty batch writes nothing. */
 int icn_batch_write(int fd, const icn_batch *b, int32_t chunk, char *err, size_t errlen);

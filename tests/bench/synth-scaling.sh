@@ -3,8 +3,8 @@
 # icn-synthesize processes (one thread each) on this machine, sampling from a model that
 # `icn-classify publish` serves as a new snapshot generation every second; and the snapshot
 # delivery time, publisher to synthesizer (wall clock, same machine), of the generations
-# published during the measuring window (a synthesizer's first snapshot, sent again for its
-# subscription by the publisher's last-value cache, is not a delivery of a new snapshot):
+# published during the measuring window (a synthesizer's first snapshot, the publisher's reply
+# to its snapshot request, is not a delivery of a new snapshot):
 # "delivered" when the synthesizer's snapshot thread has it received and decoded, "in use"
 # when synthesis switched to it after the pass in flight.
 #
@@ -50,14 +50,14 @@ size = 0
 for l in open(os.path.join(d, "pub.jsonl")):
     e = json.loads(l)
     if e["event"] != "publish":
-        continue  # "resend": the cache, for a new subscriber
+        continue  # "reply": the newest snapshot, to one synthesizer that asked for it
     pub[e["generation"]] = e["time"]
     size = e["bytes"]
 lat, used = [], []
 for f in glob.glob(os.path.join(d, "s*.jsonl")):
     for l in open(f):
         e = json.loads(l)
-        # generations published in the measuring window (not a start-up delivery from the cache)
+        # generations published in the measuring window (not a reply to a start-up request)
         if e["event"] == "snapshot" and e["generation"] in pub and pub[e["generation"]] >= t0:
             lat.append(1000 * (e["time"] - pub[e["generation"]]))  # received and decoded
             if "taken" in e:  # synthesis switched to it, after the pass in flight

@@ -207,16 +207,6 @@ PY
     [ ! -e ls.icn ]
 }
 
-@test "icn-eval grid draws a tensor stream as a PNG" {
-    icn-load mnist --split test --limit 20 --quiet | icn-eval grid --out g.png --cols 5 2>err.txt
-    grep -q "wrote g.png: 4 x 5 images" err.txt
-    [ "$(head -c 8 g.png | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ]
-    run --separate-stderr icn-eval grid --out g2.png </dev/null
-    expect_status 1
-    one_line_error icn-eval
-    [ ! -e g2.png ]
-}
-
 @test "--checkpoint: a 40-step run with --checkpoint-every 20 leaves a loadable checkpoint" {
     icn-classify train --data "$D/train.icn" --arch c8-c16 --steps 40 --batch 32 --quiet \
         --checkpoint ck.icn --checkpoint-every 20 --out m.icn

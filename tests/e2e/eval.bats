@@ -76,9 +76,19 @@ setup_file() {
     one_line_error icn-eval
 }
 
-@test "grid: a PNG of test images decodes, with the size the grid implies" {
+@test "grid: a PNG of test images decodes, with the size the grid implies; an empty stream is refused" {
     need_mnist
     icn-eval grid --data "$BATS_FILE_TMPDIR/test.icn" --rows 3 --cols 4 --zoom 1 --out g.png
     # 4 columns of 28 pixels + 5 gaps of 2 = 122 wide; 3 rows + 4 gaps = 92 high
     png_decodes g.png 122 92
+    # from stdin, the rows the images need: 20 images in 5 columns are 4 rows
+    icn-load mnist --split test --limit 20 --quiet | icn-eval grid --out s.png --cols 5 2>err.txt
+    grep -q "wrote s.png: 4 x 5 images" err.txt
+    [ "$(head -c 8 s.png | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ]
+    # an empty stream: one line, exit 1, no file
+    run --separate-stderr icn-eval grid --out g2.png </dev/null
+    expect_status 1
+    one_line_error icn-eval
+    [[ "$stderr" == *"stdin: no images in the tensor stream"* ]]
+    [ ! -e g2.png ]
 }

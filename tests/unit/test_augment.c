@@ -35,7 +35,7 @@ static int matches(const float *out, const float *in, int h, int w, int c, int d
     return 1;
 }
 
-static void test_image_transform(void **state) {
+static void test_a_flip_and_a_shift_move_every_pixel_where_they_say(void **state) {
     (void)state;
     const int shapes[3][3] = {{32, 32, 3}, {7, 5, 1}, {4, 9, 2}};
     for (int s = 0; s < 3; s++) {
@@ -83,7 +83,7 @@ static void draws_of(const float *out, const float *in, int n, int h, int w, int
     }
 }
 
-static void test_batch_draws(void **state) {
+static void test_each_image_of_a_batch_draws_its_own_flip_and_shift(void **state) {
     (void)state;
     enum { N = 400, H = 8, W = 8, C = 3 };
     size_t d = H * W * C;
@@ -133,7 +133,7 @@ static void test_batch_draws(void **state) {
     free(in), free(x), free(y);
 }
 
-static void test_trainer_hook(void **state) {
+static void test_the_trainer_augments_only_when_asked_and_as_augment_batch_does(void **state) {
     (void)state;
     enum { N = 16, D = 32 * 32 * 3 };
     icn_batch data = {.n = N, .h = 32, .w = 32, .c = 3};
@@ -156,9 +156,9 @@ static void test_trainer_hook(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_image_transform),
-        cmocka_unit_test(test_batch_draws),
-        cmocka_unit_test(test_trainer_hook),
+        cmocka_unit_test(test_a_flip_and_a_shift_move_every_pixel_where_they_say),
+        cmocka_unit_test(test_each_image_of_a_batch_draws_its_own_flip_and_shift),
+        cmocka_unit_test(test_the_trainer_augments_only_when_asked_and_as_augment_batch_does),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

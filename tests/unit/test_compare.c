@@ -12,7 +12,7 @@
 /* cmocka 1.1.5 (Debian 12) has no assert_double_equal */
 #define assert_close(a, b, tol) assert_true(fabs((double)(a) - (double)(b)) <= (tol))
 
-static void test_mcnemar_exact_values(void **state) {
+static void test_mcnemar_s_exact_test_has_its_hand_computed_values(void **state) {
     (void)state;
     /* p = min(1, 2 * sum_{i <= min(a,b)} C(a+b, i) / 2^(a+b)) */
     assert_close(icn_mcnemar_exact(0, 0), 1.0, 0);
@@ -40,7 +40,7 @@ static void expect_counts(const icn_paired_result *r, int64_t n, int64_t wrong_a
     assert_int_equal(r->both_wrong, both);
 }
 
-static void test_paired_counts_and_pooling(void **state) {
+static void test_paired_counts_add_up_and_pool_across_seeds(void **state) {
     (void)state;
     const int32_t truth[8] = {0, 1, 2, 3, 0, 1, 2, 3};
     const int32_t a[8] = {0, 1, 2, 0, 1, 1, 2, 3};  /* wrong on 3, 4 */
@@ -58,8 +58,8 @@ static void test_paired_counts_and_pooling(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_mcnemar_exact_values),
-        cmocka_unit_test(test_paired_counts_and_pooling),
+        cmocka_unit_test(test_mcnemar_s_exact_test_has_its_hand_computed_values),
+        cmocka_unit_test(test_paired_counts_add_up_and_pool_across_seeds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -351,7 +351,7 @@ static long sweep_pool(icn_fsync_policy policy, int mode, outcomes *o) {
     return total;
 }
 
-static void test_pool_append_every_fault(void **state) {
+static void test_a_pool_append_survives_a_fault_at_every_write(void **state) {
     (void)state;
     static const icn_fsync_policy policies[] = {ICN_FSYNC_BATCH, ICN_FSYNC_ALWAYS, ICN_FSYNC_NONE};
     long points = 0, runs = 0;
@@ -405,7 +405,7 @@ static int ckpt_state(const char *path, const char *ctx) {
     return (int)m.step;
 }
 
-static void test_checkpoint_save_every_fault(void **state) {
+static void test_a_checkpoint_save_survives_a_fault_at_every_write(void **state) {
     (void)state;
     icn_net net;
     char err[ICN_ERRLEN];
@@ -456,8 +456,8 @@ int main(void) {
     icn_set_progname("test_crash");
     setvbuf(stdout, NULL, _IOLBF, 0);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pool_append_every_fault),
-        cmocka_unit_test(test_checkpoint_save_every_fault),
+        cmocka_unit_test(test_a_pool_append_survives_a_fault_at_every_write),
+        cmocka_unit_test(test_a_checkpoint_save_survives_a_fault_at_every_write),
     };
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }

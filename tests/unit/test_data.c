@@ -128,7 +128,7 @@ static void check_loaded(const icn_batch *b) {
     }
 }
 
-static void test_idx_plain_and_gz(void **state) {
+static void test_an_idx_file_loads_the_same_plain_and_gzipped(void **state) {
     (void)state;
     for (int gz = 0; gz < 2; gz++) {
         const char *im = write_images(gz ? "im.gz" : "im", 0x803, N_IMG, ROWS, COLS, N_IMG, 0, 0, gz);
@@ -143,7 +143,7 @@ static void test_idx_plain_and_gz(void **state) {
     }
 }
 
-static void test_idx_truncated(void **state) {
+static void test_a_truncated_idx_file_is_refused(void **state) {
     (void)state;
     char err[ICN_ERRLEN] = "", im[160];
     const char *lb = write_labels("lb", 0x801, N_IMG, N_IMG, 0, 0);
@@ -174,7 +174,7 @@ static void test_idx_truncated(void **state) {
     assert_non_null(strstr(err, "empty"));
 }
 
-static void test_idx_bad_headers(void **state) {
+static void test_an_idx_header_that_lies_is_refused(void **state) {
     (void)state;
     char err[ICN_ERRLEN] = "", im[160], lb[160];
     snprintf(im, sizeof im, "%s", write_images("im", 0x803, N_IMG, ROWS, COLS, N_IMG, 0, 0, 0));
@@ -211,7 +211,7 @@ static void test_idx_bad_headers(void **state) {
     assert_int_equal(load_err(junk, lb, err), -1);
 }
 
-static void test_idx_trailing(void **state) {
+static void test_bytes_after_an_idx_file_s_items_are_refused(void **state) {
     (void)state;
     char err[ICN_ERRLEN] = "", im[160];
     const char *lb = write_labels("lb", 0x801, N_IMG, N_IMG, 0, 0);
@@ -229,7 +229,7 @@ static void test_idx_trailing(void **state) {
 
 /* ------------------------------------------------------------ splits */
 
-static void test_split_parse(void **state) {
+static void test_every_split_name_parses_and_others_are_refused(void **state) {
     (void)state;
     icn_split s;
     assert_int_equal(icn_split_parse("train", &s), 0);
@@ -245,7 +245,7 @@ static void test_split_parse(void **state) {
     assert_string_equal(icn_split_name(ICN_SPLIT_VAL), "val");
 }
 
-static void test_split_ranges(void **state) {
+static void test_the_splits_are_the_paper_s_ranges(void **state) {
     (void)state;
     int32_t start, count;
     /* The paper's split of MNIST's 60,000. */
@@ -268,7 +268,7 @@ static void test_split_ranges(void **state) {
     assert_int_equal(count, 11);
 }
 
-static void test_split_apply_on_file(void **state) {
+static void test_a_split_applied_to_a_file_keeps_its_range(void **state) {
     (void)state;
     char err[ICN_ERRLEN] = "", im[160];
     snprintf(im, sizeof im, "%s", write_images("im", 0x803, N_IMG, ROWS, COLS, N_IMG, 0, 0, 0));
@@ -306,7 +306,7 @@ static void indexed_batch(icn_batch *b, int32_t n) {
     }
 }
 
-static void test_select_deterministic(void **state) {
+static void test_a_seeded_subset_is_the_same_for_the_same_seed(void **state) {
     (void)state;
     char err[ICN_ERRLEN];
     icn_batch a, b, c;
@@ -338,7 +338,7 @@ static void test_select_deterministic(void **state) {
     icn_batch_free(&a);
 }
 
-static void test_select_classes(void **state) {
+static void test_a_class_filter_keeps_only_its_labels(void **state) {
     (void)state;
     char err[ICN_ERRLEN];
     icn_batch a;
@@ -368,7 +368,7 @@ static void test_select_classes(void **state) {
 
 /* ------------------------------------------------------------ where data lives */
 
-static void test_data_dir(void **state) {
+static void test_the_data_directory_follows_icn_data_then_xdg_then_home(void **state) {
     (void)state;
     char *d;
     setenv("ICN_DATA", "/x/data", 1);
@@ -388,7 +388,7 @@ static void test_data_dir(void **state) {
     free(d);
 }
 
-static void test_dataset_files(void **state) {
+static void test_a_data_set_s_files_are_found_or_named_when_missing(void **state) {
     (void)state;
     char err[ICN_ERRLEN] = "";
     char *im, *lb;
@@ -422,17 +422,17 @@ static void test_dataset_files(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_idx_plain_and_gz),
-        cmocka_unit_test(test_idx_truncated),
-        cmocka_unit_test(test_idx_bad_headers),
-        cmocka_unit_test(test_idx_trailing),
-        cmocka_unit_test(test_split_parse),
-        cmocka_unit_test(test_split_ranges),
-        cmocka_unit_test(test_split_apply_on_file),
-        cmocka_unit_test(test_select_deterministic),
-        cmocka_unit_test(test_select_classes),
-        cmocka_unit_test(test_data_dir),
-        cmocka_unit_test(test_dataset_files),
+        cmocka_unit_test(test_an_idx_file_loads_the_same_plain_and_gzipped),
+        cmocka_unit_test(test_a_truncated_idx_file_is_refused),
+        cmocka_unit_test(test_an_idx_header_that_lies_is_refused),
+        cmocka_unit_test(test_bytes_after_an_idx_file_s_items_are_refused),
+        cmocka_unit_test(test_every_split_name_parses_and_others_are_refused),
+        cmocka_unit_test(test_the_splits_are_the_paper_s_ranges),
+        cmocka_unit_test(test_a_split_applied_to_a_file_keeps_its_range),
+        cmocka_unit_test(test_a_seeded_subset_is_the_same_for_the_same_seed),
+        cmocka_unit_test(test_a_class_filter_keeps_only_its_labels),
+        cmocka_unit_test(test_the_data_directory_follows_icn_data_then_xdg_then_home),
+        cmocka_unit_test(test_a_data_set_s_files_are_found_or_named_when_missing),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -9,9 +9,11 @@
 #include <cmocka.h>
 
 #include <sys/stat.h>
+#include <zlib.h>
 
 #include "datasets.h"
 #include "fixtures.h"
+#include "child.h"
 #include "matfile.h"
 #include "matwrite.h"
 #include "util.h"
@@ -95,7 +97,7 @@ static int load_err(int svhn, const char *name, char *err) {
 
 /* ------------------------------------------------------------ CIFAR-10 */
 
-static void test_cifar_layout(void **state) {
+static void test_cifar10_batches_load_in_their_layout(void **state) {
     (void)state;
     char err[ICN_ERRLEN] = "";
     cifar_file("a.bin", 0, 3, 0);
@@ -114,7 +116,7 @@ static void test_cifar_layout(void **state) {
     icn_batch_free(&b);
 }
 
-static void test_cifar_broken(void **state) {
+static void test_a_broken_cifar10_batch_is_refused(void **state) {
     (void)state;
     char err[ICN_ERRLEN];
     cifar_file("cut.bin", 0, 3, 100);
@@ -136,7 +138,7 @@ static void test_cifar_broken(void **state) {
 
 /* ------------------------------------------------------------ SVHN */
 
-static void test_svhn_layout(void **state) {
+static void test_svhn_mat_files_load_in_their_layout(void **state) {
     (void)state;
     char err[ICN_ERRLEN] = "";
     /* compressed with double y (as the real files), plain with uint8 y, y before X */
@@ -199,7 +201,7 @@ static void svhn_custom(const char *name, int x_class, const int32_t *xd, int xn
     free(m.p), free(x), free(y);
 }
 
-static void test_svhn_broken(void **state) {
+static void test_a_broken_svhn_mat_file_is_refused(void **state) {
     (void)state;
     char err[ICN_ERRLEN];
     int32_t x4[4] = {32, 32, 3, 4}, gray[4] = {32, 32, 1, 4};
@@ -261,7 +263,7 @@ static void test_svhn_broken(void **state) {
 
 /* ------------------------------------------------------------ named data sets */
 
-static void test_dataset_files(void **state) {
+static void test_each_data_set_names_its_files_and_splits(void **state) {
     (void)state;
     char err[ICN_ERRLEN] = "", dir[256];
     snprintf(dir, sizeof dir, "%s", tmpdir);
@@ -333,13 +335,59 @@ static void test_dataset_files(void **state) {
     assert_int_equal(n, 604388);
 }
 
+/* A gzip bomb behind an IDX header (issue 16, finding 5). */
+static void be32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
+}
+
+/* A gzip'd IDX file: header (declaring n items of rows x cols) then `zeros` zero bytes. */
+static void write_idx_gz(const char *path, uint32_t magic, uint32_t n, uint32_t rows, uint32_t cols, size_t zeros) {
+    gzFile g = gzopen(path, "wb9");
+    assert_non_null(g);
+    uint8_t h[16];
+    be32(h, magic), be32(h + 4, n), be32(h + 8, rows), be32(h + 12, cols);
+    assert_true(gzwrite(g, h, magic == 0x803 ? 16 : 8) > 0);
+    static uint8_t z[1 << 20];
+    for (size_t left = zeros; left;) {
+        size_t k = left < sizeof z ? left : sizeof z;
+        assert_int_equal(gzwrite(g, z, (unsigned)k), (int)k);
+        left -= k;
+    }
+    assert_int_equal(gzclose(g), Z_OK);
+}
+
+static int load_bomb(char *err, size_t errlen) {
+    icn_batch b;
+    int rc = icn_idx_load(tmp_path("bomb-images.gz"), tmp_path("bomb-labels.gz"), &b, err, errlen);
+    if (rc == 0) icn_batch_free(&b);
+    return rc;
+}
+
+static void test_a_gzip_bomb_behind_an_idx_header_is_refused_in_little_memory(void **state) {
+    (void)state;
+    /* 10 million images declared, 200 MB of pixels present (~200 KB compressed): a float array
+     * grown as they arrived reached 800 MB before the file was found short */
+    write_idx_gz(tmp_path("bomb-images.gz"), 0x803, 10000000, 28, 28, (size_t)200 << 20);
+    write_idx_gz(tmp_path("bomb-labels.gz"), 0x801, 10000000, 1, 1, 10000000);
+    struct stat st;
+    assert_int_equal(stat(tmp_path("bomb-images.gz"), &st), 0);
+    assert_true(st.st_size < (1 << 20));
+    char err[ICN_ERRLEN];
+    long peak;
+    int rc = in_child(load_bomb, 0, err, sizeof err, &peak);
+    if (rc != -1) fail_msg("loading returned %d: %s", rc, err);
+    if (!strstr(err, "truncated")) fail_msg("the error does not say the file is short: %s", err);
+    if (!UNDER_ASAN && peak > 64) fail_msg("peak memory %ld MB for a %lld-byte gzip file", peak, (long long)st.st_size);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_cifar_layout),
-        cmocka_unit_test(test_cifar_broken),
-        cmocka_unit_test(test_svhn_layout),
-        cmocka_unit_test(test_svhn_broken),
-        cmocka_unit_test(test_dataset_files),
+        cmocka_unit_test(test_cifar10_batches_load_in_their_layout),
+        cmocka_unit_test(test_a_broken_cifar10_batch_is_refused),
+        cmocka_unit_test(test_svhn_mat_files_load_in_their_layout),
+        cmocka_unit_test(test_a_broken_svhn_mat_file_is_refused),
+        cmocka_unit_test(test_each_data_set_names_its_files_and_splits),
+        cmocka_unit_test(test_a_gzip_bomb_behind_an_idx_header_is_refused_in_little_memory),
     };
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }

@@ -64,7 +64,7 @@ static void heartbeat(void *pub, int64_t generation, icn_run_state state, int64_
     msgpack_sbuffer_destroy(&sb);
 }
 
-static void test_inbox(void **state) {
+static void test_the_inbox_keeps_the_newest_model_and_reads_hold_and_stop(void **state) {
     (void)state;
     char err[2 * ICN_ERRLEN], ep[64];
     snprintf(ep, sizeof ep, "inproc://inbox-%d", (int)getpid());
@@ -154,7 +154,7 @@ static void test_inbox(void **state) {
 }
 
 /* The Clone pattern's late joiner, and the trainer's liveness as its heartbeats tell it. */
-static void test_inbox_heartbeats(void **state) {
+static void test_the_inbox_asks_for_the_snapshot_a_heartbeat_names(void **state) {
     (void)state;
     char err[2 * ICN_ERRLEN], ep[64], req_ep[80];
     snprintf(ep, sizeof ep, "inproc://inbox-hb-%d", (int)getpid());
@@ -246,7 +246,10 @@ static void test_inbox_heartbeats(void **state) {
 
 int main(void) {
     icn_set_progname("test_inbox");
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_inbox), cmocka_unit_test(test_inbox_heartbeats)};
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_the_inbox_keeps_the_newest_model_and_reads_hold_and_stop),
+        cmocka_unit_test(test_the_inbox_asks_for_the_snapshot_a_heartbeat_names),
+    };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     if (rc == 0) icn_zmq_term(); /* after a failed check a socket may be open still: term would wait for it */
     return rc;

@@ -67,7 +67,7 @@ static void write_mixed(mat_buf *b, int big, mat_opts o) {
     mat_var(b, "a_rather_long_variable_name", ICN_MX_DOUBLE, d3, 2, ICN_MI_UINT8, 1, u, 3, o); /* double as miUINT8 */
 }
 
-static void test_read_all_kinds(void **state) {
+static void test_every_kind_of_variable_reads_in_both_byte_orders_plain_and_compressed(void **state) {
     (void)state;
     char err[ICN_ERRLEN] = "";
     for (int big = 0; big < 2; big++)
@@ -154,7 +154,7 @@ static void test_unread_variables_are_skipped(void **state) {
 
 /* ------------------------------------------------------------ bad headers */
 
-static void test_bad_headers(void **state) {
+static void test_a_mat_file_with_a_bad_header_is_refused(void **state) {
     (void)state;
     char err[ICN_ERRLEN];
     mat_buf b;
@@ -191,7 +191,7 @@ static void test_bad_headers(void **state) {
 
 /* ------------------------------------------------------------ lying sizes */
 
-static void test_truncated_and_lying_tags(void **state) {
+static void test_truncated_or_lying_tags_are_refused(void **state) {
     (void)state;
     int32_t d[2] = {10, 1};
     double v[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
@@ -238,7 +238,7 @@ static void test_truncated_and_lying_tags(void **state) {
     expect_error(tmp_path("type.mat"), "data type 9, expected miMATRIX (14) or miCOMPRESSED (15)");
 }
 
-static void test_compressed_lies(void **state) {
+static void test_a_compressed_element_that_lies_about_its_size_is_refused(void **state) {
     (void)state;
     int32_t d[2] = {300, 1};
     double v[300];
@@ -291,11 +291,11 @@ static void test_compressed_lies(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_read_all_kinds),
+        cmocka_unit_test(test_every_kind_of_variable_reads_in_both_byte_orders_plain_and_compressed),
         cmocka_unit_test(test_unread_variables_are_skipped),
-        cmocka_unit_test(test_bad_headers),
-        cmocka_unit_test(test_truncated_and_lying_tags),
-        cmocka_unit_test(test_compressed_lies),
+        cmocka_unit_test(test_a_mat_file_with_a_bad_header_is_refused),
+        cmocka_unit_test(test_truncated_or_lying_tags_are_refused),
+        cmocka_unit_test(test_a_compressed_element_that_lies_about_its_size_is_refused),
     };
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }

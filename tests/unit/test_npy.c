@@ -35,7 +35,7 @@ static int parse(size_t len, icn_npy_header *h, char *err) {
     return icn_npy_parse_header(file, len, len, h, err, ICN_ERRLEN);
 }
 
-static void test_good_headers(void **state) {
+static void test_every_header_numpy_writes_is_read(void **state) {
     (void)state;
     icn_npy_header h;
     char err[ICN_ERRLEN];
@@ -75,7 +75,7 @@ static void refused(size_t len, const char *want) {
     if (!strstr(err, want)) fail_msg("error '%s' does not say '%s'", err, want);
 }
 
-static void test_bad_headers(void **state) {
+static void test_a_bad_npy_header_is_refused_naming_the_problem(void **state) {
     (void)state;
     const char *ok = "{'descr': '|u1', 'fortran_order': False, 'shape': (4,), }";
     size_t len = make(file, 1, ok, 4);
@@ -120,7 +120,7 @@ static void test_bad_headers(void **state) {
     refused(len, "printable");
 }
 
-static void test_encode_round_trip(void **state) {
+static void test_an_encoded_array_reads_back_the_same(void **state) {
     (void)state;
     float data[6] = {-1, -0.5f, 0, 0.25f, 0.5f, 1};
     uint8_t *bytes;
@@ -138,9 +138,9 @@ static void test_encode_round_trip(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_good_headers),
-        cmocka_unit_test(test_bad_headers),
-        cmocka_unit_test(test_encode_round_trip),
+        cmocka_unit_test(test_every_header_numpy_writes_is_read),
+        cmocka_unit_test(test_a_bad_npy_header_is_refused_naming_the_problem),
+        cmocka_unit_test(test_an_encoded_array_reads_back_the_same),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -96,7 +96,7 @@ static void rig_free(rig *r) {
     icn_zmq_close(r->router);
 }
 
-static void test_online_loop(void **state) {
+static void test_the_online_loop_stores_each_class_s_quota_once_despite_a_lost_answer_and_stops_when_told(void **state) {
     (void)state;
     rig r;
     rig_start(&r, "online", 2, 4, 0);
@@ -185,7 +185,7 @@ static int collect(void *pub, void *router, const icn_net *net, const char *sett
 /* A synchronous trainer's snapshot says per_class=3 in its settings: the synthesizer makes 3 of
  * each class first (a round's worth, in chunks no larger), then goes on in whole chunks (4)
  * up to --max-per-gen (5); an async trainer's snapshot changes nothing. */
-static void test_round_quota_first(void **state) {
+static void test_a_synchronous_round_s_quota_is_made_first(void **state) {
     (void)state;
     const char *settings[2] = {"lr=0.025 initial_steps=800 per_class=3 alpha=0.5 pn_batch=64 async=0",
                                "lr=0.025 initial_steps=800 per_class=3 alpha=0.5 pn_batch=64 async=1"};
@@ -266,7 +266,7 @@ static void test_ends_when_the_trainer_is_gone(void **state) {
 
 int main(void) {
     icn_set_progname("test_online");
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_online_loop), cmocka_unit_test(test_round_quota_first),
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_the_online_loop_stores_each_class_s_quota_once_despite_a_lost_answer_and_stops_when_told), cmocka_unit_test(test_a_synchronous_round_s_quota_is_made_first),
                                        cmocka_unit_test(test_ends_when_the_trainer_is_gone)};
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     icn_zmq_term();

@@ -23,7 +23,7 @@ static int parse(const char *text, icn_json_member **m, int *n, char *err) {
     return icn_json_parse_object(text, strlen(text), m, n, err, ICN_ERRLEN);
 }
 
-static void test_json_members(void **state) {
+static void test_a_json_object_s_members_parse_with_their_types(void **state) {
     (void)state;
     icn_json_member *m;
     int n;
@@ -53,7 +53,7 @@ static void test_json_members(void **state) {
     icn_json_free(m, n);
 }
 
-static void test_json_refuses(void **state) {
+static void test_malformed_json_is_refused(void **state) {
     (void)state;
     static const char *bad[] = {
         "",                       "[1]",           "{\"a\":1",           "{\"a\":1} x",     "{\"a\" 1}",
@@ -99,7 +99,7 @@ static const char *write_text(const char *name, const char *text) {
     return path;
 }
 
-static void test_results_summary(void **state) {
+static void test_results_summarize_into_means_and_spreads_per_method_and_size(void **state) {
     (void)state;
     const char *path = write_text("r.jsonl",
                                   "{\"images\":2000,\"seed\":1,\"method\":\"icn\",\"error\":0.04,\"clip_grad\":0}\n"
@@ -151,7 +151,7 @@ static const char *read_error(const char *text) {
     return base;
 }
 
-static void test_results_refuse(void **state) {
+static void test_a_bad_results_line_is_refused_naming_file_and_line(void **state) {
     (void)state;
     const char *ok = "{\"images\":500,\"seed\":1,\"method\":\"icn\",\"error\":0.1}\n";
     char text[512];
@@ -185,7 +185,7 @@ static void test_results_refuse(void **state) {
     free(huge);
 }
 
-static void test_script_quotes(void **state) {
+static void test_the_gnuplot_script_quotes_titles_and_paths(void **state) {
     (void)state;
     icn_curve_point p[3] = {{"baseline", 500, 2, 0.1, 0.01}, {"baseline", 2000, 2, 0.05, 0.0}, {"icn", 500, 1, 0.09, 0}};
     icn_plot_opts o = {"it's `rm -rf x` @macro", 640, 480};
@@ -210,11 +210,11 @@ static void test_script_quotes(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_json_members),
-        cmocka_unit_test(test_json_refuses),
-        cmocka_unit_test(test_results_summary),
-        cmocka_unit_test(test_results_refuse),
-        cmocka_unit_test(test_script_quotes),
+        cmocka_unit_test(test_a_json_object_s_members_parse_with_their_types),
+        cmocka_unit_test(test_malformed_json_is_refused),
+        cmocka_unit_test(test_results_summarize_into_means_and_spreads_per_method_and_size),
+        cmocka_unit_test(test_a_bad_results_line_is_refused_naming_file_and_line),
+        cmocka_unit_test(test_the_gnuplot_script_quotes_titles_and_paths),
     };
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }

@@ -134,7 +134,7 @@ static void expect_records(const char *path, const icn_batch *all, const int *id
 
 /* ------------------------------------------------------------ the store */
 
-static void test_append_read_roundtrip(void **state) {
+static void test_a_pool_gives_back_what_was_appended(void **state) {
     (void)state;
     const char *path = tmp_path("rt.icnpool");
     icn_pool *p = open_ok(path, ICN_POOL_CREATE);
@@ -374,7 +374,7 @@ static void note_problem(void *ctx, uint64_t offset, uint64_t bytes, int torn, c
     else if (q->damaged < 8) q->at[q->damaged++] = (long)offset;
 }
 
-static void test_check_and_repair(void **state) {
+static void test_check_finds_the_damage_and_repair_copies_what_is_intact(void **state) {
     (void)state;
     const char *orig = tmp_path("cr-orig.icnpool"), *path = tmp_path("cr.icnpool"), *out = tmp_path("cr-new.icnpool");
     icn_batch all;
@@ -489,7 +489,7 @@ static void test_append_refuses_bad_batches(void **state) {
 }
 
 /* Issue 13: the shape comes from the contract, never from the first record. */
-static void test_shape_mismatch_refused(void **state) {
+static void test_a_batch_of_another_shape_than_the_contract_s_is_refused(void **state) {
     (void)state;
     const char *path = tmp_path("shape.icnpool");
     icn_pool *p = open_ok(path, ICN_POOL_CREATE);
@@ -515,7 +515,7 @@ static void test_shape_mismatch_refused(void **state) {
 
 /* The contract and the UUID live in the header: a new store needs a contract, an existing one
  * keeps its own and refuses another; the UUID survives reopening and differs between stores. */
-static void test_contract_and_identity(void **state) {
+static void test_the_contract_and_the_uuid_live_in_the_header(void **state) {
     (void)state;
     const char *path = tmp_path("id.icnpool"), *other = tmp_path("id2.icnpool");
     char err[2 * ICN_ERRLEN];
@@ -598,7 +598,7 @@ static void test_contract_and_identity(void **state) {
 
 /* Exactly-once: a (peer, producer, seq) stored before is a duplicate, before and after
  * reopening; other producers are independent. */
-static void test_exactly_once(void **state) {
+static void test_a_seq_stored_before_is_a_duplicate_even_after_reopening(void **state) {
     (void)state;
     const char *path = tmp_path("once.icnpool"), *out = tmp_path("once-repaired.icnpool");
     unlink(path);
@@ -761,7 +761,7 @@ static void test_one_peer_cannot_take_another_peers_seqs(void **state) {
 
 /* Refusals are counted per peer with the reason; the quota counts records per (peer, generation),
  * across reopening (the commit markers name the peer). */
-static void test_refusals_and_quota(void **state) {
+static void test_refusals_are_counted_per_peer_and_the_quota_per_generation(void **state) {
     (void)state;
     const char *path = tmp_path("quota.icnpool");
     unlink(path);
@@ -832,7 +832,7 @@ static void test_refusals_and_quota(void **state) {
     icn_batch_free(&wrong);
 }
 
-static void test_stats_counts(void **state) {
+static void test_the_stats_count_records_per_class_and_generation(void **state) {
     (void)state;
     const char *path = tmp_path("stats.icnpool");
     icn_pool *p = open_ok(path, ICN_POOL_CREATE);
@@ -891,7 +891,7 @@ static void test_stats_counts(void **state) {
     icn_batch_free(&b);
 }
 
-static void test_fsync_policies_and_lock(void **state) {
+static void test_fsync_policies_parse_and_a_store_has_one_writer_at_a_time(void **state) {
     (void)state;
     icn_fsync_policy f;
     assert_int_equal(icn_fsync_parse("always", &f), 0);
@@ -924,22 +924,22 @@ static void test_fsync_policies_and_lock(void **state) {
 int main(void) {
     icn_set_progname("test_pool");
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_append_read_roundtrip),
+        cmocka_unit_test(test_a_pool_gives_back_what_was_appended),
         cmocka_unit_test(test_reopen_keeps_everything),
         cmocka_unit_test(test_torn_tail_is_cut_off),
         cmocka_unit_test(test_rot_in_the_last_batch_is_damage),
         cmocka_unit_test(test_damage_in_the_middle_is_an_error),
-        cmocka_unit_test(test_check_and_repair),
-        cmocka_unit_test(test_contract_and_identity),
-        cmocka_unit_test(test_exactly_once),
+        cmocka_unit_test(test_check_finds_the_damage_and_repair_copies_what_is_intact),
+        cmocka_unit_test(test_the_contract_and_the_uuid_live_in_the_header),
+        cmocka_unit_test(test_a_seq_stored_before_is_a_duplicate_even_after_reopening),
         cmocka_unit_test(test_a_refused_seq_sent_again_with_a_good_batch_is_stored),
         cmocka_unit_test(test_a_seq_that_arrives_after_a_higher_one_is_stored),
         cmocka_unit_test(test_one_peer_cannot_take_another_peers_seqs),
-        cmocka_unit_test(test_refusals_and_quota),
+        cmocka_unit_test(test_refusals_are_counted_per_peer_and_the_quota_per_generation),
         cmocka_unit_test(test_append_refuses_bad_batches),
-        cmocka_unit_test(test_shape_mismatch_refused),
-        cmocka_unit_test(test_stats_counts),
-        cmocka_unit_test(test_fsync_policies_and_lock),
+        cmocka_unit_test(test_a_batch_of_another_shape_than_the_contract_s_is_refused),
+        cmocka_unit_test(test_the_stats_count_records_per_class_and_generation),
+        cmocka_unit_test(test_fsync_policies_parse_and_a_store_has_one_writer_at_a_time),
     };
     int rc = cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
     icn_zmq_term();

@@ -61,7 +61,7 @@ static int decode(const msgpack_sbuffer *sb, unsigned accept, int need_origin, i
 
 /* ------------------------------------------------------------ codecs */
 
-static void test_batch_origin_ack_refused(void **state) {
+static void test_batch_ack_and_refused_messages_round_trip(void **state) {
     (void)state;
     char err[ICN_ERRLEN];
     icn_batch b;
@@ -134,7 +134,7 @@ static void test_batch_origin_ack_refused(void **state) {
     icn_batch_free(&b);
 }
 
-static void test_control_and_model_decoded_once(void **state) {
+static void test_control_and_model_messages_are_decoded_once(void **state) {
     (void)state;
     char err[ICN_ERRLEN];
     icn_msg m;
@@ -176,7 +176,7 @@ static void test_control_and_model_decoded_once(void **state) {
     assert_non_null(strstr(err, "generation"));
 }
 
-static void test_fetch_records_stats_error(void **state) {
+static void test_fetch_records_stats_and_error_messages_round_trip(void **state) {
     (void)state;
     char err[ICN_ERRLEN];
     icn_msg m;
@@ -318,7 +318,7 @@ static void stop_server(pthread_t t, server_args *a) {
     pthread_join(t, NULL);
 }
 
-static void test_request_replies(void **state) {
+static void test_a_request_gets_its_reply(void **state) {
     (void)state;
     server_args a = {0};
     snprintf(a.endpoint, sizeof a.endpoint, "inproc://test-pool-%d", (int)getpid());
@@ -392,7 +392,7 @@ static void test_request_timeout_recreates_socket(void **state) {
     icn_zmq_close(req);
 }
 
-static void test_recv_timeout_and_multipart(void **state) {
+static void test_a_receive_times_out_and_a_multipart_message_arrives_whole(void **state) {
     (void)state;
     char err[ICN_ERRLEN], ep[64];
     snprintf(ep, sizeof ep, "inproc://test-pull-%d", (int)getpid());
@@ -469,7 +469,7 @@ static void test_key_files_are_checked(void **state) {
     unlink(tmp_path("k1.key")), unlink(tmp_path("k1.pub"));
 }
 
-static void test_loopback_rule(void **state) {
+static void test_only_loopback_endpoints_may_go_without_keys(void **state) {
     (void)state;
     assert_true(icn_endpoint_is_local("tcp://127.0.0.1:5561"));
     assert_true(icn_endpoint_is_local("tcp://127.3.2.1:1"));
@@ -653,7 +653,7 @@ static void test_sender_resends_until_acknowledged(void **state) {
 }
 
 /* A shared frame is sent without copying and freed once ZeroMQ and its owner let go. */
-static void test_shared_frame(void **state) {
+static void test_a_shared_frame_is_sent_without_copying_and_freed_once(void **state) {
     (void)state;
     char err[ICN_ERRLEN], ep[64];
     snprintf(ep, sizeof ep, "inproc://shared-%d", (int)getpid());
@@ -679,17 +679,17 @@ static void test_shared_frame(void **state) {
 int main(void) {
     icn_set_progname("test_protocol");
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_batch_origin_ack_refused),
-        cmocka_unit_test(test_control_and_model_decoded_once),
-        cmocka_unit_test(test_fetch_records_stats_error),
-        cmocka_unit_test(test_request_replies),
+        cmocka_unit_test(test_batch_ack_and_refused_messages_round_trip),
+        cmocka_unit_test(test_control_and_model_messages_are_decoded_once),
+        cmocka_unit_test(test_fetch_records_stats_and_error_messages_round_trip),
+        cmocka_unit_test(test_a_request_gets_its_reply),
         cmocka_unit_test(test_request_timeout_recreates_socket),
-        cmocka_unit_test(test_recv_timeout_and_multipart),
+        cmocka_unit_test(test_a_receive_times_out_and_a_multipart_message_arrives_whole),
         cmocka_unit_test(test_key_files_are_checked),
-        cmocka_unit_test(test_loopback_rule),
+        cmocka_unit_test(test_only_loopback_endpoints_may_go_without_keys),
         cmocka_unit_test(test_zap_admits_only_allowed_keys),
         cmocka_unit_test(test_sender_resends_until_acknowledged),
-        cmocka_unit_test(test_shared_frame),
+        cmocka_unit_test(test_a_shared_frame_is_sent_without_copying_and_freed_once),
     };
     int rc = cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
     icn_zmq_term();

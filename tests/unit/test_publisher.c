@@ -60,7 +60,7 @@ static void ask(void *dealer) {
     msgpack_sbuffer_destroy(&sb);
 }
 
-static void test_publisher(void **state) {
+static void test_the_publisher_sends_snapshots_heartbeats_and_replies_to_requests(void **state) {
     (void)state;
     char err[ICN_ERRLEN], ep[64];
     snprintf(ep, sizeof ep, "inproc://pub-%d", (int)getpid());
@@ -157,7 +157,7 @@ static void test_publisher(void **state) {
 }
 
 /* The request socket's default endpoint: a kernel-picked port on the PUB's host for tcp. */
-static void test_requests_default(void **state) {
+static void test_the_request_endpoint_defaults_beside_the_publisher_s(void **state) {
     (void)state;
     char out[ICN_ENDPOINT_LEN];
     icn_snapshot_requests_default("tcp://127.0.0.1:5560", out, sizeof out);
@@ -170,7 +170,10 @@ static void test_requests_default(void **state) {
 
 int main(void) {
     icn_set_progname("test_publisher");
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_publisher), cmocka_unit_test(test_requests_default)};
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_the_publisher_sends_snapshots_heartbeats_and_replies_to_requests),
+        cmocka_unit_test(test_the_request_endpoint_defaults_beside_the_publisher_s),
+    };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     if (rc == 0) icn_zmq_term();
     return rc;

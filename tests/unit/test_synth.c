@@ -45,7 +45,7 @@ static void run(icn_synth_opts *o, int k, uint64_t seed, float *x, icn_provenanc
     icn_synth_free(s);
 }
 
-static void test_ascends_logit_and_stays_in_range(void **state) {
+static void test_synthesis_raises_the_class_logit_and_stays_in_range(void **state) {
     (void)state;
     icn_synth_opts o;
     icn_synth_opts_default(&o);
@@ -72,7 +72,7 @@ static void test_ascends_logit_and_stays_in_range(void **state) {
     }
 }
 
-static void test_threshold_stop_rule(void **state) {
+static void test_the_threshold_stop_rule_stops_at_the_threshold(void **state) {
     (void)state;
     icn_synth_opts o;
     icn_synth_opts_default(&o);
@@ -98,7 +98,7 @@ static void test_threshold_stop_rule(void **state) {
     icn_synth_free(s);
 }
 
-static void test_noise_only_is_reference_distribution(void **state) {
+static void test_noise_only_gives_the_reference_distribution(void **state) {
     (void)state;
     icn_synth_opts o;
     icn_synth_opts_default(&o);
@@ -117,7 +117,7 @@ static void test_noise_only_is_reference_distribution(void **state) {
     for (int i = 0; i < N; i++) assert_int_equal(prov[i].steps, 0);
 }
 
-static void test_reproducible_and_seed_dependent(void **state) {
+static void test_synthesis_repeats_for_a_seed_and_changes_with_it(void **state) {
     (void)state;
     icn_synth_opts o;
     icn_synth_opts_default(&o);
@@ -134,7 +134,7 @@ static void test_reproducible_and_seed_dependent(void **state) {
     assert_true(icn_synth_seed(1, 2, 3, 4, 5) != icn_synth_seed(1, 2, 3, 5, 4));
 }
 
-static void test_positive_stop_rule(void **state) {
+static void test_the_positive_stop_rule_stops_when_the_class_wins(void **state) {
     (void)state;
     icn_synth_opts o;
     icn_synth_opts_default(&o);
@@ -156,7 +156,7 @@ static void test_positive_stop_rule(void **state) {
 /* Each sample depends only on (seed, generation, class, index, producer): the same samples come
  * out whatever the batch size (to the last bits of sgemm, whose blocking follows the batch),
  * and a run that starts at index 3 makes samples 3..; the same batch size repeats bit for bit. */
-static void test_samples_independent_of_batch(void **state) {
+static void test_a_sample_does_not_depend_on_the_batch_it_is_made_in(void **state) {
     (void)state;
     enum { M = 9 };
     icn_synth_opts o;
@@ -206,7 +206,7 @@ static void test_samples_independent_of_batch(void **state) {
 /* A finished sample leaves the batch at once and a fresh one takes its slot: every image of
  * every pass is a sample still moving (rows = sum of steps + 1), and passes only run short
  * once no fresh sample is left (at most the last samples' steps + 1 such passes). */
-static void test_refill_keeps_batch_full(void **state) {
+static void test_a_finished_sample_s_place_goes_to_a_fresh_one(void **state) {
     (void)state;
     enum { M = 30, B = 5 };
     icn_synth_opts o;
@@ -247,7 +247,7 @@ static int third_pass(void *ctx) { return ++*(int *)ctx >= 3; }
 
 /* The interrupt is asked after every forward and every backward pass; when it says so, the
  * call ends at once with -1: asked for the third time after the second forward pass. */
-static void test_interrupt_ends_call(void **state) {
+static void test_an_interrupt_ends_the_call_at_once(void **state) {
     (void)state;
     icn_synth_opts o;
     icn_synth_opts_default(&o);
@@ -269,14 +269,14 @@ static void test_interrupt_ends_call(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ascends_logit_and_stays_in_range),
-        cmocka_unit_test(test_samples_independent_of_batch),
-        cmocka_unit_test(test_refill_keeps_batch_full),
-        cmocka_unit_test(test_interrupt_ends_call),
-        cmocka_unit_test(test_threshold_stop_rule),
-        cmocka_unit_test(test_noise_only_is_reference_distribution),
-        cmocka_unit_test(test_reproducible_and_seed_dependent),
-        cmocka_unit_test(test_positive_stop_rule),
+        cmocka_unit_test(test_synthesis_raises_the_class_logit_and_stays_in_range),
+        cmocka_unit_test(test_a_sample_does_not_depend_on_the_batch_it_is_made_in),
+        cmocka_unit_test(test_a_finished_sample_s_place_goes_to_a_fresh_one),
+        cmocka_unit_test(test_an_interrupt_ends_the_call_at_once),
+        cmocka_unit_test(test_the_threshold_stop_rule_stops_at_the_threshold),
+        cmocka_unit_test(test_noise_only_gives_the_reference_distribution),
+        cmocka_unit_test(test_synthesis_repeats_for_a_seed_and_changes_with_it),
+        cmocka_unit_test(test_the_positive_stop_rule_stops_when_the_class_wins),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,5 +1,6 @@
 /* Unit tests of train.h: one training step's gradient norm, clipping and the divergence check;
- * evaluation's per-image predictions; keeping the model of lowest validation error. */
+ * evaluation's per-image predictions; keeping the model of lowest validation error; the batch
+ * sampler (any step alone, each epoch a permutation); a training run that learns and saves. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include "fixtures.h"
+#include "train_fixtures.h"
 #include "snapshot.h"
 #include "eval.h"
 #include "train.h"
@@ -55,7 +57,7 @@ static double norm(const float *v, size_t n) {
     return sqrt(s);
 }
 
-static void test_grad_norm_and_clipping(void **state) {
+static void test_a_step_reports_its_gradient_norm_and_clips_it(void **state) {
     (void)state;
     float *full = xmalloc(4096 * 64 * sizeof(float)), *clipped = xmalloc(4096 * 64 * sizeof(float));
     size_t n;
@@ -79,7 +81,7 @@ static void test_grad_norm_and_clipping(void **state) {
     free(clipped);
 }
 
-static void test_divergence_check(void **state) {
+static void test_a_diverging_step_is_caught(void **state) {
     (void)state;
     char err[256] = "";
     assert_int_equal(icn_check_diverged(5, (icn_step_result){2.3, 1.0, 0}, err, sizeof err), 0);
@@ -92,7 +94,7 @@ static void test_divergence_check(void **state) {
 
 /* icn_evaluate's per-image predictions, over batches that do not divide the data, are the
  * argmax of each image's logits and agree with its confusion matrix. */
-static void test_evaluate_predictions(void **state) {
+static void test_evaluation_s_predictions_are_each_image_s_argmax(void **state) {
     (void)state;
     enum { M = 21 };
     char err[256];
@@ -146,7 +148,7 @@ static void net_and_its_data(icn_net *net, uint64_t seed, icn_batch *data) {
 /* --keep-best: a point is kept only when strictly better than every earlier one; a resumed
  * run takes the kept model's error as the best so far; a kept model of another run, or
  * validation data the net cannot take, is an error before any training. */
-static void test_val_track_keeps_best(void **state) {
+static void test_keep_best_keeps_only_a_strictly_better_model(void **state) {
     (void)state;
     char err[256];
     icn_net good, other;
@@ -207,12 +209,142 @@ static void test_val_track_keeps_best(void **state) {
     icn_net_free(&other);
 }
 
+/* ------------------------------------------------------------ sampler */
+
+static void test_the_sampler_gives_any_step_s_batch_alone(void **state) {
+    (void)state;
+    const int64_t n = 37;
+    const int B = 5, steps = 40; /* 200 positions: five epochs and a bit, batches straddle epochs */
+    icn_sampler fwd, rev;
+    icn_sampler_init(&fwd, n, 42);
+    icn_sampler_init(&rev, n, 42);
+    int32_t a[steps][B], b[steps][B];
+    for (int s = 0; s < steps; s++) icn_sampler_batch(&fwd, s, B, a[s]);
+    for (int s = steps - 1; s >= 0; s--) icn_sampler_batch(&rev, s, B, b[s]);
+    assert_memory_equal(a, b, sizeof a);
+    /* a fresh sampler asked for one step alone (what a resumed run does) */
+    icn_rng rng;
+    icn_rng_seed(&rng, 7);
+    for (int t = 0; t < 20; t++) {
+        int s = (int)icn_rng_below(&rng, steps);
+        icn_sampler one;
+        icn_sampler_init(&one, n, 42);
+        int32_t c[B];
+        icn_sampler_batch(&one, s, B, c);
+        assert_memory_equal(c, a[s], sizeof c);
+        /* jumping around on one sampler gives the same too */
+        icn_sampler_batch(&rev, s, B, c);
+        assert_memory_equal(c, a[s], sizeof c);
+        icn_sampler_free(&one);
+    }
+    /* another seed, another order */
+    icn_sampler other;
+    icn_sampler_init(&other, n, 43);
+    int32_t d[B];
+    int differ = 0;
+    for (int s = 0; s < 8; s++) {
+        icn_sampler_batch(&other, s, B, d);
+        differ |= memcmp(d, a[s], sizeof d) != 0;
+    }
+    assert_true(differ);
+    icn_sampler_free(&other);
+    icn_sampler_free(&fwd);
+    icn_sampler_free(&rev);
+}
+
+static void test_each_epoch_of_the_sampler_is_a_fresh_permutation(void **state) {
+    (void)state;
+    const int64_t n = 37;
+    const int B = 5, steps = 40;
+    icn_sampler s;
+    icn_sampler_init(&s, n, 9);
+    int32_t *all = xmalloc((size_t)steps * B * sizeof(int32_t));
+    for (int k = 0; k < steps; k++) icn_sampler_batch(&s, k, B, all + (size_t)k * B);
+    int64_t epochs = (int64_t)steps * B / n;
+    assert_true(epochs >= 5);
+    int identical_epochs = 0;
+    for (int64_t e = 0; e < epochs; e++) {
+        int seen[37] = {0};
+        for (int64_t i = 0; i < n; i++) {
+            int32_t v = all[e * n + i];
+            assert_true(v >= 0 && v < n);
+            seen[v]++;
+        }
+        for (int64_t i = 0; i < n; i++) assert_int_equal(seen[i], 1);
+        if (e > 0) identical_epochs += !memcmp(all + e * n, all + (e - 1) * n, (size_t)n * sizeof(int32_t));
+    }
+    assert_int_equal(identical_epochs, 0); /* each epoch is reshuffled */
+    /* the first epoch is not the identity (the data is shuffled at all) */
+    int identity = 1;
+    for (int64_t i = 0; i < n; i++) identity &= all[i] == i;
+    assert_false(identity);
+    free(all);
+    icn_sampler_free(&s);
+    /* a batch larger than the data set wraps over several epochs and stays in range */
+    icn_sampler tiny;
+    icn_sampler_init(&tiny, 3, 1);
+    int32_t big[10];
+    icn_sampler_batch(&tiny, 2, 10, big);
+    for (int i = 0; i < 10; i++) assert_true(big[i] >= 0 && big[i] < 3);
+    icn_sampler_free(&tiny);
+}
+
+/* ------------------------------------------------------------ training */
+
+static void test_training_learns_an_easy_problem_and_saves_the_model(void **state) {
+    (void)state;
+    icn_batch data;
+    make_data(&data, 48, 1);
+    icn_net net;
+    make_net(&net, 17);
+    icn_train_opts o;
+    opts_for(&o, tmp_path("learn.icn"), NULL);
+    o.steps = 60;
+    train_ok(&net, &data, &o);
+    icn_work *w = icn_work_new(&net, 16);
+    icn_eval_result r;
+    char err[ICN_ERRLEN] = "";
+    if (icn_evaluate(&net, w, &data, &r, err, sizeof err)) fail_msg("%s", err);
+    assert_int_equal(r.n, 48);
+    assert_true(r.wrong <= 4); /* an easy problem: a trained net gets (nearly) all right */
+    int64_t sum = 0;
+    for (int i = 0; i < TCLASSES * TCLASSES; i++) sum += r.confusion[i];
+    assert_int_equal(sum, 48);
+    icn_eval_result_free(&r);
+    icn_work_free(w);
+    /* the output model is the trained net, with the run's metadata and no optimizer state */
+    icn_net loaded;
+    icn_model_meta meta;
+    icn_optim opt;
+    icn_optim_sgd(&opt, net.n_params, 0.9f, 0);
+    int has = -1;
+    if (icn_model_load(o.out, &loaded, &meta, &opt, &has, err, sizeof err)) fail_msg("%s", err);
+    assert_int_equal(has, 0);
+    assert_net_equal(&net, &loaded);
+    assert_true(meta.step == 60 && meta.total_steps == 60 && meta.seed == 17 && meta.train_images == 48);
+    assert_int_equal(meta.head, ICN_HEAD_SOFTMAX);
+    icn_optim_free(&opt);
+    icn_net_free(&loaded);
+    icn_net_free(&net);
+
+    /* a label outside the classes, or images of the wrong shape, are refused */
+    make_net(&net, 17);
+    data.y[5] = TCLASSES;
+    assert_int_not_equal(icn_train_classifier(&net, &data, &o, err, sizeof err), 0);
+    assert_non_null(strstr(err, "label"));
+    icn_net_free(&net);
+    icn_batch_free(&data);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_grad_norm_and_clipping),
-        cmocka_unit_test(test_divergence_check),
-        cmocka_unit_test(test_evaluate_predictions),
-        cmocka_unit_test(test_val_track_keeps_best),
+        cmocka_unit_test(test_a_step_reports_its_gradient_norm_and_clips_it),
+        cmocka_unit_test(test_a_diverging_step_is_caught),
+        cmocka_unit_test(test_evaluation_s_predictions_are_each_image_s_argmax),
+        cmocka_unit_test(test_keep_best_keeps_only_a_strictly_better_model),
+        cmocka_unit_test(test_the_sampler_gives_any_step_s_batch_alone),
+        cmocka_unit_test(test_each_epoch_of_the_sampler_is_a_fresh_permutation),
+        cmocka_unit_test(test_training_learns_an_easy_problem_and_saves_the_model),
     };
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }

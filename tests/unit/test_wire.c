@@ -132,6 +132,7 @@ static int try_spec(const spec *s, const char *want) {
 }
 
 #include "fixtures.h"
+#include "child.h"
 
 static void write_file(const char *path, const void *p, size_t n) {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -142,7 +143,7 @@ static void write_file(const char *path, const void *p, size_t n) {
 
 /* ------------------------------------------------------------ round trips */
 
-static void test_roundtrip_plain(void **state) {
+static void test_a_batch_gives_back_what_was_packed(void **state) {
     (void)state;
     for (int variant = 0; variant < 3; variant++) {
         icn_batch a, b;
@@ -158,7 +159,7 @@ static void test_roundtrip_plain(void **state) {
     }
 }
 
-static void test_write_read_chunks(void **state) {
+static void test_a_batch_written_in_chunks_reads_back_whole(void **state) {
     (void)state;
     icn_batch a, b;
     make_batch(&a, 10, 1, 1);
@@ -180,7 +181,7 @@ static void test_write_read_chunks(void **state) {
     icn_batch_free(&a);
 }
 
-static void test_read_all_empty_and_missing(void **state) {
+static void test_an_empty_stream_is_empty_and_a_missing_file_an_error(void **state) {
     (void)state;
     icn_batch b;
     char err[ICN_ERRLEN] = "";
@@ -192,7 +193,35 @@ static void test_read_all_empty_and_missing(void **state) {
     assert_non_null(strstr(err, "nonexistent"));
 }
 
-static void test_read_all_other_kind(void **state) {
+/* The programs' reader: an empty stream is an error naming it (stdin for "-"); a stream with
+ * images reads as icn_batch_read_all reads it. */
+static void test_the_programs_stream_reader_refuses_an_empty_stream_by_name(void **state) {
+    (void)state;
+    icn_batch b;
+    char err[ICN_ERRLEN] = "";
+    write_file(tmp_path("empty"), "", 0);
+    assert_int_equal(icn_batch_read_images(tmp_path("empty"), &b, err, sizeof err), -1);
+    assert_non_null(strstr(err, "empty: no images in the tensor stream"));
+    int fd = open(tmp_path("empty"), O_RDONLY), saved = dup(0);
+    assert_true(fd >= 0 && saved >= 0);
+    assert_int_equal(dup2(fd, 0), 0);
+    assert_int_equal(icn_batch_read_images("-", &b, err, sizeof err), -1);
+    assert_int_equal(dup2(saved, 0), 0);
+    close(fd), close(saved);
+    assert_string_equal(err, "stdin: no images in the tensor stream");
+    assert_int_equal(icn_batch_read_images(tmp_path("nonexistent"), &b, err, sizeof err), -1);
+    assert_non_null(strstr(err, "nonexistent"));
+    icn_batch a;
+    make_batch(&a, 3, 1, 1);
+    assert_int_equal(icn_batch_write_file(tmp_path("three"), &a, 2, err, sizeof err), 0);
+    assert_int_equal(icn_batch_read_images(tmp_path("three"), &b, err, sizeof err), 0);
+    assert_int_equal(b.n, 3);
+    assert_memory_equal(b.x, a.x, icn_batch_dim(&a) * 3 * sizeof(float));
+    icn_batch_free(&b);
+    icn_batch_free(&a);
+}
+
+static void test_a_frame_of_another_kind_in_a_tensor_stream_is_an_error(void **state) {
     (void)state;
     msgpack_sbuffer sb;
     spec s = good_spec();
@@ -207,7 +236,7 @@ static void test_read_all_other_kind(void **state) {
     assert_int_equal(b.n, 0);
 }
 
-static void test_append_mismatch(void **state) {
+static void test_appending_a_batch_of_another_shape_is_refused(void **state) {
     (void)state;
     icn_batch a, b, c;
     make_batch(&a, 2, 1, 0);
@@ -225,7 +254,7 @@ static void test_append_mismatch(void **state) {
 
 /* ------------------------------------------------------------ the walker */
 
-static void test_every_prefix_incomplete(void **state) {
+static void test_every_prefix_of_a_frame_is_incomplete(void **state) {
     (void)state;
     icn_batch a;
     make_batch(&a, 2, 1, 1);
@@ -258,7 +287,7 @@ static void test_every_prefix_incomplete(void **state) {
     msgpack_sbuffer_destroy(&sb);
 }
 
-static void test_array32_header_rejected(void **state) {
+static void test_an_array32_header_is_refused(void **state) {
     (void)state;
     const uint8_t bomb[] = {0xdd, 0xff, 0xff, 0xff, 0xff};
     size_t span;
@@ -280,7 +309,7 @@ static void test_array32_header_rejected(void **state) {
     msgpack_unpacked_destroy(&u);
 }
 
-static void test_huge_lengths_rejected(void **state) {
+static void test_huge_declared_lengths_are_refused(void **state) {
     (void)state;
     const uint8_t bin32[] = {0xc6, 0xff, 0xff, 0xff, 0xff, 0};
     const uint8_t str32[] = {0xdb, 0x7f, 0xff, 0xff, 0xff, 'a'};
@@ -301,7 +330,7 @@ static void test_huge_lengths_rejected(void **state) {
     assert_int_equal(span, 15);
 }
 
-static void test_depth_bomb(void **state) {
+static void test_a_nesting_bomb_is_refused(void **state) {
     (void)state;
     uint8_t deep[64];
     size_t span;
@@ -333,7 +362,7 @@ static void test_depth_bomb(void **state) {
     msgpack_unpacked_destroy(&u);
 }
 
-static void test_never_used_byte(void **state) {
+static void test_the_never_used_byte_is_refused(void **state) {
     (void)state;
     const uint8_t bad[] = {0x82, 0xa1, 'a', 0x01, 0xa1, 'b', 0xc1};
     size_t span;
@@ -345,7 +374,7 @@ static void test_never_used_byte(void **state) {
     assert_int_equal(icn_msgpack_check(bad2, sizeof bad2, GIB, &span, err, sizeof err), -1);
 }
 
-static void test_all_formats(void **state) {
+static void test_every_msgpack_format_is_walked(void **state) {
     (void)state;
     /* One of everything, packed by msgpack-c, then walked. */
     msgpack_sbuffer sb;
@@ -390,7 +419,7 @@ static void test_all_formats(void **state) {
     msgpack_sbuffer_destroy(&sb);
 }
 
-static void test_frame_unpack_shape(void **state) {
+static void test_a_frame_unpacks_into_a_map(void **state) {
     (void)state;
     char err[ICN_ERRLEN];
     msgpack_unpacked u;
@@ -407,7 +436,7 @@ static void test_frame_unpack_shape(void **state) {
 
 /* ------------------------------------------------------------ batch validation */
 
-static void test_batch_validation(void **state) {
+static void test_a_batch_with_bad_fields_is_refused(void **state) {
     (void)state;
     spec s = good_spec();
     assert_int_equal(try_spec(&s, NULL), 0);
@@ -445,7 +474,7 @@ static void test_batch_validation(void **state) {
     assert_int_equal(try_spec(&s, "'model'"), -1);
 }
 
-static void test_prov_validation(void **state) {
+static void test_bad_provenance_is_refused(void **state) {
     (void)state;
     spec s = good_spec();
     s.with_prov = 1;
@@ -462,7 +491,7 @@ static void test_prov_validation(void **state) {
     assert_int_equal(try_spec(&s, "reached"), -1);
 }
 
-static void test_unknown_keys_ignored(void **state) {
+static void test_unknown_keys_are_ignored(void **state) {
     (void)state;
     icn_batch a, b;
     make_batch(&a, 2, 1, 0);
@@ -486,7 +515,7 @@ static void test_unknown_keys_ignored(void **state) {
     msgpack_sbuffer_destroy(&sb);
 }
 
-static void test_map_helpers(void **state) {
+static void test_the_map_helpers_find_and_type_check_keys(void **state) {
     (void)state;
     msgpack_sbuffer sb;
     msgpack_packer pk;
@@ -539,7 +568,7 @@ static void test_map_helpers(void **state) {
 
 /* ------------------------------------------------------------ the reader */
 
-static void test_reader_from_trickling_pipe(void **state) {
+static void test_the_reader_assembles_frames_from_a_trickling_pipe(void **state) {
     (void)state;
     icn_batch a;
     make_batch(&a, 7, 1, 1);
@@ -586,7 +615,7 @@ static void test_reader_from_trickling_pipe(void **state) {
     msgpack_sbuffer_destroy(&sb);
 }
 
-static void test_reader_frame_limit(void **state) {
+static void test_the_reader_refuses_a_frame_over_the_limit(void **state) {
     (void)state;
     icn_batch a;
     make_batch(&a, 40, 0, 0); /* 40*12*4 = 1920 bytes of pixels */
@@ -609,7 +638,7 @@ static void test_reader_frame_limit(void **state) {
     icn_batch_free(&b);
 }
 
-static void test_reader_garbage_after_frames(void **state) {
+static void test_the_reader_refuses_garbage_after_frames(void **state) {
     (void)state;
     icn_batch a;
     make_batch(&a, 1, 0, 0);
@@ -644,7 +673,7 @@ static void fuzz_one(const uint8_t *p, size_t n) {
     msgpack_unpacked_destroy(&u);
 }
 
-static void test_fuzz(void **state) {
+static void test_random_corruptions_of_a_frame_never_crash_the_walker(void **state) {
     (void)state;
     icn_rng rng;
     icn_rng_seed(&rng, 20171204);
@@ -677,7 +706,7 @@ static void test_fuzz(void **state) {
     msgpack_sbuffer_destroy(&sb);
 }
 
-static void test_le_helpers(void **state) {
+static void test_the_little_endian_helpers_store_and_load_in_that_order(void **state) {
     (void)state;
     float f[3] = {1.0f, -2.5f, 0.0f}, g[3];
     uint8_t b[12];
@@ -689,29 +718,100 @@ static void test_le_helpers(void **state) {
     assert_memory_equal(f, g, sizeof f);
 }
 
+/* Hostile frames (issue 16): a 50 MB frame of small integers (msgpack-c spends ~24 bytes on
+ * each: the walker bounds the object count), and a map with the same key twice. */
+#define BOMB_INTS (50u << 20)
+
+static int unpack_many_ints(char *err, size_t errlen) {
+    /* {"kind": "batch", "junk": [1, 1, 1, ... 50 million times]}: 50 MB */
+    size_t n = 1 + 5 + 6 + 5 + 5 + BOMB_INTS;
+    uint8_t *p = malloc(n), *q = p;
+    if (!p) return icn_errf(err, errlen, "malloc");
+    *q++ = 0x82;
+    *q++ = 0xa4, memcpy(q, "kind", 4), q += 4;
+    *q++ = 0xa5, memcpy(q, "batch", 5), q += 5;
+    *q++ = 0xa4, memcpy(q, "junk", 4), q += 4;
+    *q++ = 0xdd, *q++ = (uint8_t)(BOMB_INTS >> 24), *q++ = (uint8_t)(BOMB_INTS >> 16), *q++ = (uint8_t)(BOMB_INTS >> 8),
+    *q++ = (uint8_t)BOMB_INTS;
+    memset(q, 0x01, BOMB_INTS), q += BOMB_INTS;
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    int rc = icn_frame_unpack(p, (size_t)(q - p), &u, err, errlen);
+    msgpack_unpacked_destroy(&u);
+    free(p);
+    return rc;
+}
+
+static void test_a_frame_of_fifty_million_integers_is_refused_in_little_memory(void **state) {
+    (void)state;
+    char err[ICN_ERRLEN];
+    long peak;
+    int rc = in_child(unpack_many_ints, 0, err, sizeof err, &peak);
+    if (rc != -1) fail_msg("unpacking returned %d: %s", rc, err);
+    if (!strstr(err, "objects")) fail_msg("the error does not say why: %s", err);
+    /* the frame itself is 50 MB; msgpack-c would have spent 1.2 GB more */
+    if (!UNDER_ASAN && peak > 200) fail_msg("peak memory %ld MB for a 50 MB frame", peak);
+}
+
+static void test_a_map_with_a_key_twice_is_refused(void **state) {
+    (void)state;
+    icn_batch b;
+    icn_batch_alloc(&b, 1, 1, 1, 1, 1);
+    b.x[0] = 0.5f;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    icn_batch_pack(&pk, &b); /* {kind, shape, x, y}: then the map count raised by one, and a second x */
+    assert_int_equal((uint8_t)sb.data[0], 0x84);
+    sb.data[0] = (char)0x85;
+    msgpack_pack_str_with_body(&pk, "x", 1);
+    float nan = NAN;
+    msgpack_pack_bin(&pk, 4), msgpack_pack_bin_body(&pk, &nan, 4);
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    char err[ICN_ERRLEN] = "";
+    assert_int_equal(icn_frame_unpack((const uint8_t *)sb.data, sb.size, &u, err, sizeof err), -1);
+    assert_non_null(strstr(err, "duplicate key 'x'"));
+
+    /* a nested map, and integer keys (the stats reply's counts) */
+    uint8_t nested[] = {0x82, 0xa4, 'k', 'i', 'n', 'd', 0xa5, 's', 't', 'a', 't', 's', 0xa9, 'p', 'e', 'r', '_', 'c', 'l',
+                        'a', 's', 's', 0x82, 0x03, 0x01, 0x03, 0x02};
+    assert_int_equal(icn_frame_unpack(nested, sizeof nested, &u, err, sizeof err), -1);
+    assert_non_null(strstr(err, "duplicate key '3'"));
+    nested[sizeof nested - 2] = 0x04; /* {3: 1, 4: 2}: fine */
+    assert_int_equal(icn_frame_unpack(nested, sizeof nested, &u, err, sizeof err), 0);
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&sb);
+    icn_batch_free(&b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_roundtrip_plain),
-        cmocka_unit_test(test_write_read_chunks),
-        cmocka_unit_test(test_read_all_empty_and_missing),
-        cmocka_unit_test(test_read_all_other_kind),
-        cmocka_unit_test(test_append_mismatch),
-        cmocka_unit_test(test_every_prefix_incomplete),
-        cmocka_unit_test(test_array32_header_rejected),
-        cmocka_unit_test(test_huge_lengths_rejected),
-        cmocka_unit_test(test_depth_bomb),
-        cmocka_unit_test(test_never_used_byte),
-        cmocka_unit_test(test_all_formats),
-        cmocka_unit_test(test_frame_unpack_shape),
-        cmocka_unit_test(test_batch_validation),
-        cmocka_unit_test(test_prov_validation),
-        cmocka_unit_test(test_unknown_keys_ignored),
-        cmocka_unit_test(test_map_helpers),
-        cmocka_unit_test(test_reader_from_trickling_pipe),
-        cmocka_unit_test(test_reader_frame_limit),
-        cmocka_unit_test(test_reader_garbage_after_frames),
-        cmocka_unit_test(test_fuzz),
-        cmocka_unit_test(test_le_helpers),
+        cmocka_unit_test(test_a_batch_gives_back_what_was_packed),
+        cmocka_unit_test(test_a_batch_written_in_chunks_reads_back_whole),
+        cmocka_unit_test(test_an_empty_stream_is_empty_and_a_missing_file_an_error),
+        cmocka_unit_test(test_the_programs_stream_reader_refuses_an_empty_stream_by_name),
+        cmocka_unit_test(test_a_frame_of_another_kind_in_a_tensor_stream_is_an_error),
+        cmocka_unit_test(test_appending_a_batch_of_another_shape_is_refused),
+        cmocka_unit_test(test_every_prefix_of_a_frame_is_incomplete),
+        cmocka_unit_test(test_an_array32_header_is_refused),
+        cmocka_unit_test(test_huge_declared_lengths_are_refused),
+        cmocka_unit_test(test_a_nesting_bomb_is_refused),
+        cmocka_unit_test(test_the_never_used_byte_is_refused),
+        cmocka_unit_test(test_every_msgpack_format_is_walked),
+        cmocka_unit_test(test_a_frame_unpacks_into_a_map),
+        cmocka_unit_test(test_a_batch_with_bad_fields_is_refused),
+        cmocka_unit_test(test_bad_provenance_is_refused),
+        cmocka_unit_test(test_unknown_keys_are_ignored),
+        cmocka_unit_test(test_the_map_helpers_find_and_type_check_keys),
+        cmocka_unit_test(test_the_reader_assembles_frames_from_a_trickling_pipe),
+        cmocka_unit_test(test_the_reader_refuses_a_frame_over_the_limit),
+        cmocka_unit_test(test_the_reader_refuses_garbage_after_frames),
+        cmocka_unit_test(test_random_corruptions_of_a_frame_never_crash_the_walker),
+        cmocka_unit_test(test_the_little_endian_helpers_store_and_load_in_that_order),
+        cmocka_unit_test(test_a_frame_of_fifty_million_integers_is_refused_in_little_memory),
+        cmocka_unit_test(test_a_map_with_a_key_twice_is_refused),
     };
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }
