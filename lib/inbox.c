@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -267,12 +266,7 @@ icn_inbox *icn_inbox_open(const icn_inbox_opts *o, char *err, size_t errlen) {
     }
     pthread_mutex_init(&ib->mu, NULL);
     pthread_cond_init(&ib->news_cond, NULL);
-    /* signals go to the caller's thread, which owns the stop flag */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&ib->thread, NULL, run, ib);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = icn_thread_start_quiet(&ib->thread, run, ib);
     if (rc) {
         icn_errf(err, errlen, "cannot start the snapshot thread: %s", strerror(rc));
         icn_zmq_close(ib->sub);

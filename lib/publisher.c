@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -221,12 +220,7 @@ icn_publisher *icn_publisher_open(const char *endpoint, const char *requests, ic
         icn_errf(err, errlen, "snapshot requests %s: cannot read the endpoint bound", bind);
         goto fail;
     }
-    /* signals go to the caller's thread, which owns the stop flag */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&p->thread, NULL, run, p);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = icn_thread_start_quiet(&p->thread, run, p);
     if (rc) {
         icn_errf(err, errlen, "cannot start the publisher's thread: %s", strerror(rc));
         goto fail;

@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <malloc.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -245,4 +246,13 @@ void icn_deadline_in(struct timespec *at, int ms) {
     at->tv_sec += ms / 1000;
     at->tv_nsec += (long)(ms % 1000) * 1000000L;
     if (at->tv_nsec >= 1000000000L) at->tv_sec++, at->tv_nsec -= 1000000000L;
+}
+
+int icn_thread_start_quiet(pthread_t *thread, void *(*fn)(void *), void *arg) {
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(thread, NULL, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
 }

@@ -2,6 +2,7 @@
  * Every other file in lib/ uses these; nothing here knows about networks. */
 #ifndef ICN_UTIL_H
 #define ICN_UTIL_H
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -42,6 +43,9 @@ double icn_now(void);       /* monotonic seconds, for durations */
 double icn_wallclock(void); /* seconds since the epoch, for events compared across processes */
 /* *at = ms milliseconds from now on CLOCK_REALTIME, the clock of pthread_cond_timedwait. */
 void icn_deadline_in(struct timespec *at, int ms);
+/* Start fn(arg) on a thread that blocks every signal, so that signals go to the caller's thread
+ * (which owns a program's stop flag); 0, or pthread_create's error number. */
+int icn_thread_start_quiet(pthread_t *thread, void *(*fn)(void *), void *arg);
 
 /* Deterministic RNG (xoshiro256**, seeded by splitmix64) so a seed means the same run everywhere. */
 typedef struct { uint64_t s[4]; int have_gauss; double gauss; } icn_rng;
