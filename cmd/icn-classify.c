@@ -44,7 +44,9 @@ static const char usage[] =
     "  --decay-at F[,F..]     decay the lr at these fractions of the steps (default 0.75)\n"
     "  --decay-factor G       multiply the lr by G at each decay (default 0.1)\n"
     "  --label-smoothing EPS  label smoothing for the softmax head (default 0)\n"
-    "  --clip-grad NORM       scale each step's gradient down to this L2 norm when longer (default 0: off)\n"
+    "  --clip-grad NORM       scale each step's gradient down to this L2 norm when longer (default:\n"
+    "                         10 with --introspective, whose SGD with stop option 3 diverged without\n"
+    "                         it; 0, off, for plain training; --clip-grad 0 turns it off)\n"
     "  --seed S               initialisation and batch order (default 1)\n"
     "  --augment              each step, pad the real images by 4 (black), crop them back at random\n"
     "                         and flip half of them left to right; seeded by (--seed, step)\n"
@@ -80,7 +82,10 @@ static const char usage[] =
     "                         'frozen' by the running statistics (as synthesis sees them); with\n"
     "                         both, the running statistics come from the real images only\n"
     "  --async                never wait for synthesizers; take what the pool has each round\n"
-    "  --publish ENDPOINT     where snapshots are published (default " ICN_EP_SNAPSHOTS ")\n"
+    "  --publish ENDPOINT     where snapshots are published (default " ICN_EP_SNAPSHOTS "), with\n"
+    "                         a heartbeat every second (icn-wire(5) SNAPSHOTS)\n"
+    "  --snapshot-requests ENDPOINT  where late joiners ask for the newest snapshot (default:\n"
+    "                         --publish's host, a port the kernel picks; heartbeats name it)\n"
     "  --pool ENDPOINT        the pool's request endpoint (default " ICN_EP_POOL_REQ ")\n"
     "  --wait-timeout S       give up when a round's pseudo-negatives take longer (default 600)\n"
     "  --no-prefetch          read the pool only when a round starts, not from a thread while\n"
@@ -95,15 +100,18 @@ static const char usage[] =
     "  --model MODEL --data FILE|- --out FILE|-\n"
     "\n"
     "publish: serve a fixed model to icn-synthesize processes as a snapshot: sent once, then\n"
-    "again to each new subscriber only, until killed. --every S sends it every S seconds\n"
-    "(until killed or --count N publications); --bump (with --every) makes each one a new\n"
-    "generation (for measuring snapshot delivery; see --metrics).\n";
+    "to each synthesizer that asks (a late joiner), with a heartbeat every second, until\n"
+    "killed. --every S sends it every S seconds (until killed or --count N publications);\n"
+    "--bump (with --every) makes each one a new generation: the first is the model file's\n"
+    "own, the next one more, and so on (for measuring snapshot delivery; see --metrics).\n"
+    "--publish and --snapshot-requests as for train. At the end (--count reached, SIGINT or\n"
+    "SIGTERM) it says stop, and its synthesizers exit.\n";
 
 enum { O_DATA = 256, O_ARCH, O_HEAD, O_CLASSES, O_STEPS, O_EPOCHS, O_BATCH, O_LR, O_MOMENTUM,
        O_WD, O_DECAY_AT, O_DECAY_FACTOR, O_SMOOTH, O_CLIP, O_SEED, O_OUT, O_CKPT, O_CKPT_EVERY, O_RESUME,
        O_VAL, O_EVAL_EVERY, O_METRICS, O_THREADS, O_QUIET, O_MODEL, O_INTRO, O_INIT_STEPS,
        O_ROUNDS, O_ROUND_STEPS, O_PER_CLASS, O_ALPHA, O_PN_BATCH, O_PN_RECENT, O_BN_PSEUDO, O_ASYNC_ROUNDS, O_PUBLISH, O_POOL,
-       O_WAIT, O_EVERY, O_COUNT, O_BUMP, O_AUGMENT, O_NEW_SETTINGS, O_KEEP_BEST, O_NO_PREFETCH, O_END };
+       O_WAIT, O_EVERY, O_COUNT, O_BUMP, O_AUGMENT, O_NEW_SETTINGS, O_KEEP_BEST, O_NO_PREFETCH, O_SNAPREQ, O_END };
 _Static_assert(O_END - O_DATA <= 64, "the flags must fit the 64-bit set cli.given");
 
 static const struct option longs[] = {
@@ -129,7 +137,7 @@ static const struct option longs[] = {
     {"count", required_argument, 0, O_COUNT}, {"bump", no_argument, 0, O_BUMP},
     {"augment", no_argument, 0, O_AUGMENT}, {"new-settings", no_argument, 0, O_NEW_SETTINGS},
     {"keep-best", required_argument, 0, O_KEEP_BEST}, {"no-prefetch", no_argument, 0, O_NO_PREFETCH},
-    ICN_SECURITY_OPTIONS, {0, 0, 0, 0}};
+    {"snapshot-requests", required_argument, 0, O_SNAPREQ}, ICN_SECURITY_OPTIONS, {0, 0, 0, 0}};
 
 typedef struct {
     icn_introspect_opts intro;
@@ -168,6 +176,7 @@ static int parse_milestones(const char *s, double *out) {
 static void parse(int argc, char **argv, cli *c) {
     icn_train_opts_default(&c->train);
     icn_introspect_opts_default(&c->intro);
+    c->train.clip_grad = -1; /* not given: chosen by the kind of training in cmd_train */
     c->data = "-";
     c->arch = "mnist";
     int opt;
@@ -227,6 +236,7 @@ static void parse(int argc, char **argv, cli *c) {
         case O_ASYNC_ROUNDS: c->intro.async = 1; break;
         case O_NO_PREFETCH: c->intro.prefetch = 0; break;
         case O_PUBLISH: c->intro.publish = optarg; break;
+        case O_SNAPREQ: c->intro.snapshot_requests = optarg; break;
         case O_POOL: c->intro.pool = optarg; break;
         case O_WAIT: c->intro.wait_timeout = icn_parse_double("--wait-timeout", optarg, 0.1, 1e9); break;
         }
@@ -251,6 +261,8 @@ static int cmd_train(cli *c) {
     char err[ICN_ERRLEN];
     /* round flags are accepted by a plain run, so a baseline can take its ICN run's flags as they are */
     only_flags(c, "train", ~(FLAG(O_MODEL) | FLAG(O_EVERY) | FLAG(O_COUNT) | FLAG(O_BUMP)));
+    if ((c->given & FLAG(O_SNAPREQ)) && !c->introspective)
+        icn_die(2, "train: --snapshot-requests is for --introspective (the only training that publishes)");
     if (!c->out) icn_die(2, "train: --out MODEL is required");
     if (c->sec_given && !c->introspective) icn_die(2, "train: keys are for --introspective (the only training with sockets)");
     icn_security_apply(&c->sec); /* key files are checked before the data is read */
@@ -265,6 +277,7 @@ static int cmd_train(cli *c) {
         icn_die(1, "%s: labels span fewer than 2 classes (use --classes; one class needs --head ova --introspective)",
                 c->data);
     icn_train_opts *t = &c->train;
+    if (t->clip_grad < 0) t->clip_grad = c->introspective ? ICN_INTROSPECT_CLIP_GRAD : 0;
     if (c->epochs > 0) t->steps = (int64_t)(c->epochs * (double)data.n / t->batch + 0.999999);
     if (t->keep_best && !c->val) icn_die(2, "train: --keep-best needs --val (the error that picks the model)");
     if (c->introspective) t->steps = icn_introspect_total_steps(&c->intro);
@@ -350,8 +363,8 @@ static void on_signal(int sig) { (void)sig; stop_requested = 1; }
 
 static int cmd_publish(cli *c) {
     char err[ICN_ERRLEN];
-    only_flags(c, "publish", FLAG(O_MODEL) | FLAG(O_PUBLISH) | FLAG(O_EVERY) | FLAG(O_COUNT) | FLAG(O_BUMP) |
-                                 FLAG(O_METRICS) | FLAG(O_THREADS) | FLAG(O_QUIET));
+    only_flags(c, "publish", FLAG(O_MODEL) | FLAG(O_PUBLISH) | FLAG(O_SNAPREQ) | FLAG(O_EVERY) | FLAG(O_COUNT) |
+                                 FLAG(O_BUMP) | FLAG(O_METRICS) | FLAG(O_THREADS) | FLAG(O_QUIET));
     if (!c->model) icn_die(2, "publish: --model MODEL is required");
     icn_net net;
     icn_model_meta meta;
@@ -361,18 +374,20 @@ static int cmd_publish(cli *c) {
     icn_security_apply(&c->sec);
     if (c->count && !c->every) icn_die(2, "publish: --count needs --every (without it the model is published once)");
     if (c->bump && !c->every) icn_die(2, "publish: --bump needs --every (without it the model is published once)");
-    icn_publisher *pub = icn_publisher_open(c->intro.publish, &metrics, err, sizeof err);
+    icn_publisher *pub = icn_publisher_open(c->intro.publish, c->intro.snapshot_requests, &metrics, err, sizeof err);
     if (!pub) icn_die(1, "%s", err);
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     if (!c->train.quiet) {
         if (c->every) icn_warn("publishing %s on %s every %g s", c->model, c->intro.publish, c->every);
-        else icn_warn("publishing %s on %s (once, then to each new subscriber)", c->model, c->intro.publish);
+        else icn_warn("publishing %s on %s (once, then to each synthesizer that asks at %s)", c->model,
+                      c->intro.publish, icn_publisher_requests(pub));
     }
     /* A steady period: publication i is due at start + i*every on the monotonic clock, however
      * long serializing and sending took (a relative sleep after each send would drift by that).
-     * Without --every: once, then only the cache for new subscribers until a signal. */
+     * Without --every: once, then only to those who ask, until a signal. The first publication
+     * is the model file's generation, --bump adds one for each later one. */
     double start = icn_now();
     for (int64_t i = 0; !stop_requested && (!c->count || i <= c->count); i++) {
         double due = start + (double)i * c->every; /* i == count: the end of the last period, then exit */
@@ -385,6 +400,8 @@ static int cmd_publish(cli *c) {
         if (icn_publisher_snapshot(pub, &net, &meta, err, sizeof err)) icn_die(1, "%s", err);
         if (c->bump) meta.generation++;
     }
+    /* the publications are over: synthesizers exit ("stop", and "finished" in the last heartbeat) */
+    if (icn_publisher_control(pub, ICN_MSG_STOP, meta.generation, err, sizeof err)) icn_die(1, "%s", err);
     icn_publisher_close(pub);
     icn_metrics_close(&metrics);
     icn_zmq_term();

@@ -226,6 +226,7 @@ static int cmd_serve(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     char err[2 * ICN_ERRLEN];
     int rc = icn_pool_serve(&o, &g_interrupted, err, sizeof err);
+    icn_zmq_term(); /* the sockets are closed: the context (and the ZAP handler) go too */
     if (rc) {
         if (o.log) fprintf(o.log, "%s: %s\n", icn_progname, err), fflush(o.log);
         icn_die(1, "%s", err);
@@ -382,11 +383,11 @@ static int cmd_stats(int argc, char **argv) {
     }
     if (json) {
         printf("{\"uuid\":\"%s\",\"total\":%" PRId64, cn.uuid, cn.total);
-        if (rejected >= 0) printf(",\"rejected\":%" PRId64, rejected);
+        if (rejected >= 0) printf(",\"rejected\":%" PRId64 ",\"duplicates\":%" PRId64, rejected, cn.duplicates);
     } else {
         if (cn.uuid[0]) printf("uuid: %s\n", cn.uuid);
         printf("total: %" PRId64 "\n", cn.total);
-        if (rejected >= 0) printf("rejected: %" PRId64 "\n", rejected);
+        if (rejected >= 0) printf("rejected: %" PRId64 "\nduplicates: %" PRId64 "\n", rejected, cn.duplicates);
     }
     print_tallies("class", cn.per_class, cn.n_class, json);
     print_tallies("generation", cn.per_generation, cn.n_generation, json);
@@ -462,7 +463,7 @@ static int push_raw(const char *ep, const char *file, int timeout, int quiet) {
     free(ans);
     int acked = m.kind == ICN_MSG_ACK;
     if (!acked) icn_warn("refused by %s: %s", ep, m.text);
-    else if (!quiet) icn_warn("acknowledged by %s", ep);
+    else if (!quiet) icn_warn("acknowledged by %s%s", ep, m.duplicate ? " as a duplicate (stored before, not again)" : "");
     icn_msg_free(&m);
     icn_zmq_close(sock);
     icn_zmq_term();

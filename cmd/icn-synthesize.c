@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "inbox.h"
 #include "online.h"
 #include "progress.h"
 #include "snapshot.h"
@@ -18,6 +19,9 @@
 #include "util.h"
 #include "wire.h"
 
+#define ICN_STR_(x) #x
+#define ICN_STR(x) ICN_STR_(x)
+
 static const char usage[] =
     "usage: icn-synthesize --model MODEL --class K --count N [options] [--out FILE|-]\n"
     "       icn-synthesize [--snapshots ENDPOINT] [--pool ENDPOINT] [options]\n"
@@ -26,8 +30,14 @@ static const char usage[] =
     "Online (default): subscribe to the trainer's snapshots (default " ICN_EP_SNAPSHOTS ")\n"
     "and deliver pseudo-negatives to the pool's intake (default " ICN_EP_POOL_PUSH "), each batch\n"
     "kept until the pool acknowledges it (icn-wire(5) DELIVERY), until the trainer\n"
-    "says stop, always sampling from the newest snapshot.\n"
+    "says stop, always sampling from the newest snapshot. The trainer's heartbeat comes\n"
+    "every second: after 3 s without a word nothing is made; after --liveness seconds\n"
+    "the trainer is taken for gone and the synthesizer exits 1, saying so in one line.\n"
     "\n"
+    "  --snapshot-requests ENDPOINT  online: where to ask for the newest snapshot (default:\n"
+    "                      as the trainer's heartbeat says; tcp: its port on --snapshots' host)\n"
+    "  --liveness S        online: exit when the trainer has said nothing for S seconds\n"
+    "                      (default " ICN_STR(ICN_LIVENESS_S) "; counted from its first frame)\n"
     "  --classes LIST      online: classes to synthesize, e.g. 0,1,2 (default: all)\n"
     "  --batch B           samples in each forward/backward pass; a finished sample's place\n"
     "                      goes to a fresh one at once (default 10)\n"
@@ -58,7 +68,8 @@ static void on_signal(int sig) { (void)sig; stop_requested = 1; }
 
 typedef struct {
     icn_synth_opts synth;
-    const char *model, *out, *snapshots, *pool, *metrics;
+    const char *model, *out, *snapshots, *pool, *metrics, *snapshot_requests;
+    double liveness;
     int klass, batch, threads, nice, quiet, max_per_gen;
     int64_t count;
     uint32_t classes_mask, id;
@@ -80,7 +91,8 @@ static void parse(int argc, char **argv, cli *c) {
     c->klass = -1, c->batch = 10, c->threads = 1, c->nice = 10, c->seed = 1, c->id = (uint32_t)getpid();
     c->snapshots = ICN_EP_SNAPSHOTS, c->pool = ICN_EP_POOL_PUSH;
     enum { O_MODEL = 256, O_CLASS, O_COUNT, O_OUT, O_SNAP, O_POOL, O_CLASSES, O_BATCH, O_MAXGEN, O_ID, O_SIGMA, O_LR,
-           O_STEPS, O_STOP, O_THRESH, O_METHOD, O_RULE, O_NOISE, O_SEED, O_THREADS, O_NICE, O_QUIET, O_METRICS };
+           O_STEPS, O_STOP, O_THRESH, O_METHOD, O_RULE, O_NOISE, O_SEED, O_THREADS, O_NICE, O_QUIET, O_METRICS,
+           O_SNAPREQ, O_LIVENESS };
     static const struct option longs[] = {
         {"model", required_argument, 0, O_MODEL}, {"class", required_argument, 0, O_CLASS},
         {"count", required_argument, 0, O_COUNT}, {"out", required_argument, 0, O_OUT},
@@ -94,7 +106,8 @@ static void parse(int argc, char **argv, cli *c) {
         {"seed", required_argument, 0, O_SEED}, {"threads", required_argument, 0, O_THREADS},
         {"nice", required_argument, 0, O_NICE},
         {"quiet", no_argument, 0, O_QUIET}, {"help", no_argument, 0, 'h'},
-        {"metrics", required_argument, 0, O_METRICS}, ICN_SECURITY_OPTIONS, {0, 0, 0, 0}};
+        {"metrics", required_argument, 0, O_METRICS}, {"snapshot-requests", required_argument, 0, O_SNAPREQ},
+        {"liveness", required_argument, 0, O_LIVENESS}, ICN_SECURITY_OPTIONS, {0, 0, 0, 0}};
     int opt;
     while ((opt = icn_getopt(argc, argv, longs, usage, NULL)) != -1) {
         icn_synth_opts *s = &c->synth;
@@ -128,6 +141,8 @@ static void parse(int argc, char **argv, cli *c) {
         case O_NICE: c->nice = (int)icn_parse_long("--nice", optarg, 0, 19); break;
         case O_QUIET: c->quiet = 1; break;
         case O_METRICS: c->metrics = optarg; break;
+        case O_SNAPREQ: c->snapshot_requests = optarg; break;
+        case O_LIVENESS: c->liveness = icn_parse_double("--liveness", optarg, 1, 1e6); break;
         }
     }
     icn_no_operands(argc, argv, NULL);
@@ -182,6 +197,7 @@ static int run_online(cli *c) {
     o.batch = c->batch, o.chunk_batches = CHUNK_BATCHES, o.max_per_gen = c->max_per_gen;
     o.classes_mask = c->classes_mask, o.id = c->id, o.seed = c->seed, o.quiet = c->quiet, o.nice = c->nice;
     o.stop = &stop_requested;
+    o.snapshot_requests = c->snapshot_requests, o.liveness_s = c->liveness;
     icn_metrics metrics;
     if (icn_metrics_open(&metrics, c->metrics, err, sizeof err)) icn_die(1, "%s", err);
     o.metrics = &metrics;
@@ -195,7 +211,7 @@ static int run_online(cli *c) {
     icn_metrics_close(&metrics);
     icn_zmq_term();
     if (rc) icn_die(1, "%s", err);
-    return 0;
+    return res.ended == 2 ? 1 : 0; /* the trainer is gone (online.c said so in one line) */
 }
 
 int main(int argc, char **argv) {

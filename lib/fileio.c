@@ -18,9 +18,11 @@ static const char *file_type(mode_t m) {
 
 /* ---------------------------------------------------------------- reading */
 
-int icn_open_regular(const char *path, char *err, size_t errlen) {
+int icn_open_regular(const char *path, char *err, size_t errlen) { return icn_open_regular_as(path, O_RDONLY, 0, err, errlen); }
+
+int icn_open_regular_as(const char *path, int flags, int mode, char *err, size_t errlen) {
     /* O_NONBLOCK: opening a FIFO without a writer returns at once instead of waiting forever. */
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    int fd = open(path, flags | O_NONBLOCK | O_CLOEXEC | O_NOCTTY, mode);
     if (fd < 0) return icn_errf(err, errlen, "%s: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) {
@@ -85,8 +87,61 @@ int icn_read_file(const char *path, size_t max_bytes, uint8_t **data, size_t *le
 
 /* ---------------------------------------------------------------- writing */
 
-/* fsync the directory holding path, so a rename into it is durable; -1 with err when that fails. */
-static int fsync_dir_of(const char *path, char *err, size_t errlen) {
+/* The library's one write loop: all n bytes at `at` (pwrite), or at the file position when
+ * at < 0 (write), through EINTR and short writes. */
+int icn_write_at(int fd, const void *p, size_t n, int64_t at, char *err, size_t errlen) {
+    const uint8_t *b = p;
+    while (n) {
+        ssize_t k = at < 0 ? write(fd, b, n) : pwrite(fd, b, n, (off_t)at);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            if (at < 0) return icn_errf(err, errlen, "write failed: %s", k < 0 ? strerror(errno) : "wrote nothing");
+            return icn_errf(err, errlen, "write failed at byte %lld: %s", (long long)at,
+                            k < 0 ? strerror(errno) : "wrote nothing");
+        }
+        b += k, n -= (size_t)k;
+        if (at >= 0) at += k;
+    }
+    return 0;
+}
+
+int icn_write_all(int fd, const void *p, size_t n, char *err, size_t errlen) { return icn_write_at(fd, p, n, -1, err, errlen); }
+
+int icn_read_at(int fd, void *p, size_t n, uint64_t at, char *err, size_t errlen) {
+    uint8_t *d = p;
+    while (n) {
+        ssize_t k = pread(fd, d, n, (off_t)at);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) return icn_errf(err, errlen, "read error at byte %llu: %s", (unsigned long long)at, strerror(errno));
+        if (k == 0) return 1;
+        d += k, n -= (size_t)k, at += (uint64_t)k;
+    }
+    return 0;
+}
+
+int icn_file_is_zero(int fd, uint64_t at, uint64_t end) {
+    uint8_t blk[65536];
+    char e[ICN_ERRLEN];
+    while (at < end) {
+        size_t n = end - at < sizeof blk ? (size_t)(end - at) : sizeof blk;
+        if (icn_read_at(fd, blk, n, at, e, sizeof e)) return 0;
+        for (size_t i = 0; i < n; i++)
+            if (blk[i]) return 0;
+        at += n;
+    }
+    return 1;
+}
+
+int icn_fdatasync(int fd) {
+    int r;
+    while ((r = fdatasync(fd)) != 0 && errno == EINTR) {
+    }
+    return r;
+}
+
+/* The library's one directory sync: fsync the directory holding path, so that a file created
+ * or renamed into it is durable; -1 with err when that fails. */
+int icn_fsync_dir_of(const char *path, char *err, size_t errlen) {
     char *d = strdup(path);
     if (!d) return icn_errf(err, errlen, "%s: out of memory", path);
     int rc = 0, dfd = open(dirname(d), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -156,16 +211,9 @@ int icn_out_open(icn_out *o, const char *path, char *err, size_t errlen) {
 }
 
 int icn_out_write(icn_out *o, const void *buf, size_t n, char *err, size_t errlen) {
-    const uint8_t *p = buf;
-    while (n) {
-        ssize_t k = write(o->fd, p, n);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0)
-            return icn_errf(err, errlen, "%s: write failed: %s", o->tmp ? o->tmp : o->target,
-                            k < 0 ? strerror(errno) : "wrote nothing");
-        p += k;
-        n -= (size_t)k;
-    }
+    char e[ICN_ERRLEN];
+    if (icn_write_at(o->fd, buf, n, -1, e, sizeof e))
+        return icn_errf(err, errlen, "%s: %s", o->tmp ? o->tmp : o->target, e);
     return 0;
 }
 
@@ -189,7 +237,7 @@ int icn_out_commit(icn_out *o, char *err, size_t errlen) {
     o->fd = -1;
     if (rc == 0 && rename(o->tmp, o->target) != 0)
         rc = icn_errf(err, errlen, "%s: cannot rename into place: %s", o->target, strerror(errno));
-    if (rc == 0) rc = fsync_dir_of(o->target, err, errlen);
+    if (rc == 0) rc = icn_fsync_dir_of(o->target, err, errlen);
     else unlink(o->tmp);
     out_release(o);
     return rc;

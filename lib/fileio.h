@@ -26,6 +26,8 @@
 /* Open `path` read-only; -1 with err ("PATH: not a regular file (a FIFO)") unless it is a
  * regular file. The descriptor is close-on-exec and blocking. */
 int icn_open_regular(const char *path, char *err, size_t errlen);
+/* The same with open(2)'s flags (O_RDWR, O_CREAT, O_EXCL...) and mode. */
+int icn_open_regular_as(const char *path, int flags, int mode, char *err, size_t errlen);
 /* The same as a stdio stream ("rb"); NULL with err. */
 FILE *icn_fopen_regular(const char *path, char *err, size_t errlen);
 /* Read a whole regular file of at most max_bytes into *data (malloc'd). */
@@ -52,5 +54,19 @@ void icn_out_abort(icn_out *o);
 
 /* The whole file at once: icn_out_open, icn_out_write, icn_out_commit. */
 int icn_write_file_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen);
+
+/* The library's one write loop and one directory sync (every file writer uses them):
+ * icn_write_at writes all n bytes at offset `at` (pwrite), or at the file position when at < 0;
+ * icn_write_all(fd, ...) is icn_write_at(fd, ..., -1, ...). 0, or -1 with err. */
+int icn_write_at(int fd, const void *p, size_t n, int64_t at, char *err, size_t errlen);
+int icn_write_all(int fd, const void *p, size_t n, char *err, size_t errlen);
+/* All n bytes at `at`: 0; 1 when the file ends first; -1 with err on a read error. */
+int icn_read_at(int fd, void *p, size_t n, uint64_t at, char *err, size_t errlen);
+/* 1 when bytes [at, end) of fd are all zero (a page-aligned hole a crash left), else 0 (a read
+ * error included). */
+int icn_file_is_zero(int fd, uint64_t at, uint64_t end);
+int icn_fdatasync(int fd); /* fdatasync through EINTR: 0, or -1 with errno */
+/* fsync the directory holding path (a new or renamed file in it is then durable). */
+int icn_fsync_dir_of(const char *path, char *err, size_t errlen);
 
 #endif

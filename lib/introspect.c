@@ -16,12 +16,8 @@
 #include "util.h"
 
 #define REQUEST_TIMEOUT_MS 5000
-/* Waiting for a round with no new pseudo-negatives for this long, the trainer sends its
- * snapshot again (a subscriber may have missed it), then after twice as long, up to NUDGE_MAX. */
-#define NUDGE_S 10.0
-#define NUDGE_MAX_S 60.0
 #define WAIT_POLL_MS 10 /* sync, without prefetch: how often a waiting trainer asks the pool again */
-#define SERVE_MS 50 /* how late a waiting trainer answers a new subscription, at most */
+#define SERVE_MS 50 /* how often a waiting trainer looks at the publisher's thread */
 #define PREFETCH_MAX_HELD (256LL << 20) /* bytes of records the prefetch thread may hold */
 
 void icn_introspect_opts_default(icn_introspect_opts *o) {
@@ -48,7 +44,7 @@ typedef struct {
     icn_trainer t;     /* the loop, its options (t.o), the model and where the run is (t.meta) */
     icn_batch pn;      /* all pseudo-negatives accepted so far: the trainer's source */
     int64_t *accepted; /* [generation][class] counts, generations 0..rounds */
-    icn_publisher *pub; /* snapshots, with a last-value cache for late joiners */
+    icn_publisher *pub; /* snapshots, heartbeats, and the newest snapshot for late joiners */
     void *req;
     icn_prefetch *in; /* the pool's records from meta.pool_offset on */
     /* the time training stood still for the sync schedule, over this process's rounds: */
@@ -143,8 +139,7 @@ static int take_from_pool(run *r, int64_t round, int64_t until, intake *in, char
 
 /* Sync: wait until generation `gen` has per_class pseudo-negatives of every class. */
 static int wait_for_round(run *r, int64_t gen, intake *in, double *waited, char *err, size_t errlen) {
-    double t0 = icn_now(), last_note = t0, last_progress = t0, nudge_after = NUDGE_S;
-    int64_t seen = 0;
+    double t0 = icn_now(), last_note = t0;
     for (;;) {
         if (take_from_pool(r, gen, -1, in, err, errlen) < 0) return -1;
         if (r->o->async || round_complete(r, gen)) break;
@@ -160,16 +155,10 @@ static int wait_for_round(run *r, int64_t gen, intake *in, double *waited, char 
                      (long long)in->added, r->o->per_class * r->t.net->classes);
             last_note = now;
         }
-        if (in->added != seen) {
-            seen = in->added, last_progress = now, nudge_after = NUDGE_S;
-        } else if (now - last_progress >= nudge_after) {
-            if (icn_publisher_resend(r->pub, err, errlen)) return -1;
-            last_progress = now, nudge_after = nudge_after * 2 < NUDGE_MAX_S ? nudge_after * 2 : NUDGE_MAX_S;
-        }
-        /* meanwhile, late joiners and restarted synthesizers get the snapshot from the cache;
-         * then until records come (prefetch: the thread has them) or, without prefetch,
-         * shortly: the pool only answers requests (a fetch that finds nothing new is one
-         * round trip) */
+        /* late joiners and restarted synthesizers ask the publisher's thread for the snapshot
+         * (lib/publisher.h); here we wait until records come (prefetch: the thread has them)
+         * or, without prefetch, shortly: the pool only answers requests (a fetch that finds
+         * nothing new is one round trip) */
         if (icn_publisher_serve(r->pub, 0, err, errlen) < 0) return -1;
         icn_prefetch_wait(r->in, SERVE_MS, WAIT_POLL_MS);
     }
@@ -303,7 +292,7 @@ int icn_train_introspective(icn_net *net, const icn_batch *data, const icn_train
     int rc = -1;
     int resumed = icn_trainer_begin(&r.t, "introspective", err, errlen);
     if (resumed < 0) goto out;
-    if (!(r.pub = icn_publisher_open(o->publish, r.t.o->metrics, err, errlen))) goto out;
+    if (!(r.pub = icn_publisher_open(o->publish, o->snapshot_requests, r.t.o->metrics, err, errlen))) goto out;
     if (!(r.req = icn_zmq_open_with(ZMQ_REQ, o->pool, 0, &(icn_zmq_opts){.max_msg = max_reply(&r)}, err, errlen)))
         goto out;
     if (check_pool_identity(&r, resumed, err, errlen)) goto out;
@@ -330,8 +319,10 @@ int icn_train_introspective(icn_net *net, const icn_batch *data, const icn_train
         goto out;
     rc = run_rounds(&r, err, errlen);
     if (rc == 0 && icn_trainer_finish(&r.t, err, errlen)) rc = -1;
-    for (int i = 0; i < 3 && r.pub; i++) publish_control(&r, ICN_MSG_STOP); /* synthesizers exit */
 out:
+    /* the run is over, finished or failed: synthesizers exit ("stop", then "finished" in every
+     * heartbeat until the publisher closes) */
+    if (r.pub) publish_control(&r, ICN_MSG_STOP);
     run_free(&r);
     return rc;
 }

@@ -18,6 +18,11 @@
 #include "snapshot.h"
 #include "train.h"
 
+/* The gradient-norm clip icn-classify train --introspective uses unless told otherwise: without
+ * it, SGD with stop option 3 diverged in 1 to 2 of 6 seeds of the quick table-2 run (docs/RESULTS.md,
+ * "Why the clipping"). Plain training keeps 0 (off). */
+#define ICN_INTROSPECT_CLIP_GRAD 10.0
+
 typedef struct {
     int64_t initial_steps; /* 800 */
     int rounds;            /* 6 */
@@ -29,6 +34,7 @@ typedef struct {
     icn_bn_pseudo bn_pseudo; /* how batch norm sees the pseudo-negatives (train.h); ICN_BN_MIXED */
     int async;
     const char *publish;   /* PUB endpoint for snapshots (bound) */
+    const char *snapshot_requests; /* ROUTER endpoint for snapshot requests (bound; NULL: lib/publisher.h's default) */
     const char *pool;      /* the pool's request endpoint (connected) */
     double wait_timeout;   /* seconds to wait for a round's pseudo-negatives; 600 */
     int prefetch;          /* read the pool from a thread while training (prefetch.h); 1 */

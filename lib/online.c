@@ -43,11 +43,11 @@ static void on_refused(uint64_t seq, const char *reason, void *ctx) {
     if (!l->o->quiet) icn_warn("producer %u: batch %" PRIu64 " refused by the pool: %s", l->o->id, seq, reason);
 }
 
-/* What the inbox has for us. 1: a new model (now l->net); 2: stop; 0: nothing new; -1: the
- * subscription failed. A hold for our generation or a later one sets l->held. A "snapshot" event
+/* What the inbox has for us. 1: a new model (now l->net); 2: the run is over (res->ended,
+ * res->why); 0: nothing new; -1: the subscription failed. A hold for our generation or a later one sets l->held. A "snapshot" event
  * per model received: "time" when the inbox had it decoded, "taken" when synthesis took it
  * ("replaced" when a newer one came first). */
-static int take_snapshot(loop *l, char *err, size_t errlen) {
+static int take_snapshot(loop *l, icn_online_result *res, char *err, size_t errlen) {
     if (!icn_inbox_ready(l->inbox)) return 0;
     icn_inbox_news nw;
     if (icn_inbox_take(l->inbox, &nw, err, errlen)) return -1;
@@ -64,7 +64,11 @@ static int take_snapshot(loop *l, char *err, size_t errlen) {
         if (l->have) icn_net_free(&l->net);
         l->net = nw.net, l->meta = nw.meta, l->have = 1, l->held = 0, rc = 1;
     }
-    if (nw.stop) return 2;
+    if (nw.stop) {
+        res->ended = nw.stop;
+        snprintf(res->why, sizeof res->why, "%s", nw.why);
+        return 2;
+    }
     if (l->have && !l->held && nw.hold >= l->meta.generation) {
         if (!l->o->quiet) icn_warn("producer %u: holding until the next snapshot", l->o->id);
         l->held = 1;
@@ -74,10 +78,11 @@ static int take_snapshot(loop *l, char *err, size_t errlen) {
 
 /* Synthesis looks at the inbox after every pass (icn_synth's interrupt): a new generation,
  * hold or stop ends the call in flight at once, its samples being of the old generation; a
- * re-sent snapshot of the current one does not (the inbox ignores it). */
+ * re-sent snapshot of the current one does not (the inbox ignores it); nor does a heartbeat.
+ * A trainer gone quiet ends it too: its samples may be for a run that has ended. */
 static int snapshot_waiting(void *ctx) {
     loop *l = ctx;
-    return icn_inbox_ready(l->inbox);
+    return icn_inbox_ready(l->inbox) || icn_inbox_quiet(l->inbox);
 }
 
 /* What a synchronous trainer waits for from each generation: the per_class of its settings
@@ -117,7 +122,8 @@ int icn_synthesize_online(const icn_online_opts *o, icn_online_result *res, char
     memset(res, 0, sizeof *res);
     loop l = {.o = o};
     int rc = -1;
-    if (!(l.inbox = icn_inbox_open(o->snapshots, err, errlen))) return -1;
+    icn_inbox_opts io = {.endpoint = o->snapshots, .requests = o->snapshot_requests, .liveness_s = o->liveness_s};
+    if (!(l.inbox = icn_inbox_open(&io, err, errlen))) return -1;
     if (!(l.out = icn_sender_open(o->pool, o->window, o->resend_ms, on_refused, &l, err, errlen))) {
         icn_inbox_close(l.inbox);
         return -1;
@@ -139,7 +145,7 @@ int icn_synthesize_online(const icn_online_opts *o, icn_online_result *res, char
         icn_warn("producer %u: waiting for snapshots on %s, delivering to %s", o->id, o->snapshots, o->pool);
     for (;;) {
         if (o->stop && *o->stop) break;
-        int r = take_snapshot(&l, err, errlen);
+        int r = take_snapshot(&l, res, err, errlen);
         if (r < 0) goto out;
         if (r == 2) break;
         if (r == 1) {
@@ -157,11 +163,13 @@ int icn_synthesize_online(const icn_online_opts *o, icn_online_result *res, char
             if (!classes) classes = l.net.classes >= 32 ? 0xffffffffu : (1u << l.net.classes) - 1;
             if (!o->quiet) icn_warn("producer %u: sampling from snapshot generation %lld", o->id, (long long)l.meta.generation);
         }
-        int busy = l.have && !l.held && icn_sender_room(l.out) > 0;
+        int quiet = icn_inbox_quiet(l.inbox);
+        int busy = l.have && !l.held && !quiet && icn_sender_room(l.out) > 0;
         /* answers from the pool; when there is nothing to synthesize, this is where we wait:
-         * for room in the window on the pool's answers, else (no snapshot yet, or held) on the
-         * snapshot socket itself, so that the next generation starts the moment it arrives */
-        int wait_snapshot = !busy && (!l.have || l.held);
+         * for room in the window on the pool's answers, else (no snapshot yet, held, or the
+         * trainer quiet) on the inbox itself, so that the next generation starts the moment it
+         * arrives */
+        int wait_snapshot = !busy && (!l.have || l.held || quiet);
         if (icn_sender_pump(l.out, busy || wait_snapshot ? 0 : 50, err, errlen)) goto out;
         if (wait_snapshot) icn_inbox_wait(l.inbox, 50);
         if (!busy) continue;
@@ -176,7 +184,7 @@ int icn_synthesize_online(const icn_online_opts *o, icn_online_result *res, char
         if (made[k] < first && made[k] + n > first) n = first - made[k];
         icn_batch b = {0};
         int reached = icn_synth_batch(s, &l.net, &so, o->seed, o->id, k, (int)n, made[k], (int32_t)l.meta.generation, &b);
-        if (reached < 0) { /* interrupted: a snapshot, hold or stop came */
+        if (reached < 0) { /* interrupted: a snapshot, hold or stop came, or the trainer went quiet */
             icn_batch_free(&b);
             continue;
         }
@@ -203,10 +211,11 @@ out:;
     const icn_sender_counts *c = icn_sender_counts_of(l.out);
     res->acked = c->images_acked;
     res->refused = c->refused;
-    if (rc == 0 && !o->quiet)
-        icn_warn("producer %u: stopping after %lld samples: %lld acknowledged, %lld batches refused, %lld unanswered",
-                 o->id, (long long)res->samples, (long long)res->acked, (long long)res->refused,
-                 (long long)res->unacked_batches);
+    /* one line: why, and what became of the samples (also with --quiet when the trainer is gone) */
+    if (rc == 0 && (!o->quiet || res->ended == 2))
+        icn_warn("producer %u: %s; stopping after %lld samples: %lld acknowledged, %lld batches refused, %lld unanswered",
+                 o->id, res->ended ? res->why : "stopped by a signal", (long long)res->samples, (long long)res->acked,
+                 (long long)res->refused, (long long)res->unacked_batches);
     icn_synth_free(s);
     if (l.have) icn_net_free(&l.net);
     icn_sender_close(l.out);

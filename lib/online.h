@@ -1,11 +1,14 @@
 /* online.h: the online synthesizer (icn-synthesize without --model): subscribe to the
  * trainer's snapshots, synthesize pseudo-negatives from the newest one, and deliver them to
- * the pool with acknowledgements (lib/sender.h), until the trainer says "stop".
+ * the pool with acknowledgements (lib/sender.h), until the trainer says "stop" (or its
+ * heartbeat says the run has finished), or has said nothing for liveness_s (lib/inbox.h).
  *
  * Snapshot channel (icn-wire(5)), received and decoded by a thread of its own (lib/inbox.h)
  * while synthesis computes: a "model" frame is a new generation (a re-sent one of the same
  * generation is ignored), taken between passes, which ends the call in flight; "hold" for
- * the current generation pauses until the next one; "stop" ends the loop.
+ * the current generation pauses until the next one; "stop" ends the loop. While the trainer is
+ * quiet (three heartbeats missed) nothing is made: a batch made then may be for a run that
+ * has ended.
  * Each generation starts the classes over in the same order, so one synthesizer with a seed
  * is reproducible. A full window of unacknowledged batches pauses synthesis (back-pressure).
  * At the end, unacknowledged batches are waited for at most drain_ms. */
@@ -20,6 +23,8 @@
 
 typedef struct {
     const char *snapshots, *pool; /* endpoints: the trainer's PUB, the pool's intake */
+    const char *snapshot_requests; /* the trainer's ROUTER; NULL: as its heartbeats say */
+    double liveness_s;            /* 0: ICN_LIVENESS_S (lib/inbox.h) */
     icn_synth_opts synth;         /* head taken from each snapshot */
     int batch;                    /* samples per forward/backward pass */
     int chunk_batches;            /* passes' worth of samples per delivered batch (4) */
@@ -41,10 +46,13 @@ typedef struct {
     int64_t unacked_batches;    /* still unanswered at the end */
     int64_t snapshots;          /* generations received */
     uint64_t producer;          /* this run's producer number on the wire */
+    int ended;                  /* 1: the trainer ended the run; 2: it fell silent (liveness); 0: *stop */
+    char why[ICN_ERRLEN];       /* with ended: why, one line */
 } icn_online_result;
 
 void icn_online_opts_default(icn_online_opts *o);
-/* 0 when the trainer said stop (or *stop was set), with *res; -1 with err when a socket fails. */
+/* 0 when the run ended (res->ended, res->why) or *stop was set, with *res; -1 with err when a
+ * socket fails. */
 int icn_synthesize_online(const icn_online_opts *o, icn_online_result *res, char *err, size_t errlen);
 
 /* n pseudo-negatives of class k, labelled -(k+1), with provenance: samples index ..

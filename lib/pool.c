@@ -2,38 +2,27 @@
  *
  * The file is append-only. In memory: one offset and one length per record, small sorted
  * tallies (per class, generation, provenance producer; per (peer, generation) for the quota;
- * per (peer, reason) for refusals), and per producer incarnation the highest committed seq.
+ * per (peer, reason) for refusals), and per (peer, producer) stream the set of seqs stored.
  * An append writes the batch's record frames, forces them to disk, writes the commit marker,
  * forces it; a failure cuts the file back to where it was and marks the pool broken. */
 #include "pool.h"
 
 #include "bytes.h"
+#include "counts.h"
+#include "fileio.h"
 #include "util.h"
 #include "wire.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <libgen.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 typedef unsigned long long ull;
-
-typedef struct {
-    icn_pool_tally *v;
-    size_t n, cap;
-} tally_set;
-
-typedef struct {
-    char **v;
-    size_t n, cap;
-} name_set;
 
 /* A record on its way into the index: where it is and what it counts as. */
 typedef struct {
@@ -54,11 +43,12 @@ struct icn_pool {
     int64_t count;
     size_t cap;
     uint64_t end; /* end of the last commit marker: where the next batch goes */
-    tally_set cls, gen, prod;
-    tally_set usage;   /* key (peer id << 32 | generation): records stored */
-    tally_set rejects; /* key (peer id << 12 | reason id): records refused */
-    tally_set seqs;    /* key producer, count the highest committed seq (both as their bits) */
-    name_set peers, reasons;
+    icn_tally_set cls, gen, prod;
+    icn_tally_set usage;   /* key (peer id << 32 | generation): records stored */
+    icn_tally_set rejects; /* key (peer id << 12 | reason id): records refused */
+    icn_span_set seqs;     /* the seqs stored, per (peer, producer) */
+    int64_t duplicates; /* batches answered as stored before, since opening */
+    icn_name_set peers, reasons;
     pending *pend;
     size_t npend, cap_pend;
     uint64_t local_producer, local_seq; /* icn_pool_append's origin */
@@ -69,81 +59,14 @@ struct icn_pool {
 
 /* ---------------------------------------------------------------- small helpers */
 
-int icn_fsync_parse(const char *s, icn_fsync_policy *out) {
-    if (strcmp(s, "batch") == 0) *out = ICN_FSYNC_BATCH;
-    else if (strcmp(s, "always") == 0) *out = ICN_FSYNC_ALWAYS;
-    else if (strcmp(s, "none") == 0) *out = ICN_FSYNC_NONE;
-    else return -1;
-    return 0;
-}
-
-const char *icn_fsync_name(icn_fsync_policy f) {
-    return f == ICN_FSYNC_ALWAYS ? "always" : f == ICN_FSYNC_NONE ? "none" : "batch";
-}
-
-
 static size_t record_limit(void) {
     size_t m = icn_max_frame();
     return m < UINT32_MAX - 64 ? m : UINT32_MAX - 64;
 }
 
-/* Where key is, or would go, in t. */
-static size_t tally_find(const tally_set *t, int64_t key) {
-    size_t lo = 0, hi = t->n;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (t->v[mid].key < key) lo = mid + 1;
-        else hi = mid;
-    }
-    return lo;
-}
-
-static void tally_add(tally_set *t, int64_t key, int64_t by) {
-    size_t lo = tally_find(t, key);
-    if (lo < t->n && t->v[lo].key == key) {
-        t->v[lo].count += by;
-        return;
-    }
-    if (t->n == t->cap) {
-        t->cap = t->cap ? 2 * t->cap : 16;
-        t->v = xrealloc(t->v, t->cap * sizeof *t->v);
-    }
-    memmove(t->v + lo + 1, t->v + lo, (t->n - lo) * sizeof *t->v);
-    t->v[lo] = (icn_pool_tally){key, by};
-    t->n++;
-}
-
-static int64_t tally_get(const tally_set *t, int64_t key) {
-    size_t lo = tally_find(t, key);
-    return lo < t->n && t->v[lo].key == key ? t->v[lo].count : 0;
-}
-
-static size_t name_id(name_set *s, const char *name, size_t len) {
-    for (size_t i = 0; i < s->n; i++)
-        if (strlen(s->v[i]) == len && memcmp(s->v[i], name, len) == 0) return i;
-    if (s->n == s->cap) {
-        s->cap = s->cap ? 2 * s->cap : 8;
-        s->v = xrealloc(s->v, s->cap * sizeof *s->v);
-    }
-    s->v[s->n] = xmalloc(len + 1);
-    memcpy(s->v[s->n], name, len);
-    s->v[s->n][len] = 0;
-    return s->n++;
-}
-
-static void names_free(name_set *s) {
-    for (size_t i = 0; i < s->n; i++) free(s->v[i]);
-    free(s->v);
-}
-
-/* The highest committed seq per producer: a tally keyed by the producer's bits, counting the seq's. */
-uint64_t icn_pool_last_seq(const icn_pool *p, uint64_t producer) {
-    return (uint64_t)tally_get(&p->seqs, (int64_t)producer);
-}
-
-static void seq_note(icn_pool *p, uint64_t producer, uint64_t seq) {
-    uint64_t last = icn_pool_last_seq(p, producer);
-    if (seq > last) tally_add(&p->seqs, (int64_t)producer, (int64_t)(seq - last));
+int icn_pool_has_seq(const icn_pool *p, const char *peer, uint64_t producer, uint64_t seq) {
+    int id = icn_name_find(&p->peers, peer, strlen(peer));
+    return id >= 0 && icn_span_has(&p->seqs, (uint32_t)id, producer, seq);
 }
 
 static void pend_push(icn_pool *p, pending e) {
@@ -164,56 +87,13 @@ static void commit_pending(icn_pool *p, size_t peer, uint64_t producer, uint64_t
     for (size_t i = 0; i < p->npend; i++) {
         const pending *e = &p->pend[i];
         p->off[p->count] = e->off, p->len[p->count] = e->len, p->count++;
-        tally_add(&p->cls, -(int64_t)e->y - 1, 1);
-        tally_add(&p->gen, e->gen, 1);
-        tally_add(&p->prod, e->prod, 1);
-        tally_add(&p->usage, (int64_t)peer << 32 | (uint32_t)e->gen, 1);
+        icn_tally_add(&p->cls, -(int64_t)e->y - 1, 1);
+        icn_tally_add(&p->gen, e->gen, 1);
+        icn_tally_add(&p->prod, e->prod, 1);
+        icn_tally_add(&p->usage, (int64_t)peer << 32 | (uint32_t)e->gen, 1);
     }
     p->npend = 0;
-    seq_note(p, producer, seq);
-}
-
-static int pread_all(int fd, void *dst, size_t n, uint64_t at, char *err, size_t errlen) {
-    uint8_t *d = dst;
-    while (n) {
-        ssize_t k = pread(fd, d, n, (off_t)at);
-        if (k < 0 && errno == EINTR) continue;
-        if (k < 0) return icn_errf(err, errlen, "read error at byte %llu: %s", (ull)at, strerror(errno));
-        if (k == 0) return 1;
-        d += k, n -= (size_t)k, at += (uint64_t)k;
-    }
-    return 0;
-}
-
-static int pwrite_all(int fd, const void *src, size_t n, uint64_t at, char *err, size_t errlen) {
-    const uint8_t *s = src;
-    while (n) {
-        ssize_t k = pwrite(fd, s, n, (off_t)at);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0)
-            return icn_errf(err, errlen, "write error at byte %llu: %s", (ull)at, k < 0 ? strerror(errno) : "wrote nothing");
-        s += k, n -= (size_t)k, at += (uint64_t)k;
-    }
-    return 0;
-}
-
-static int sync_fd(int fd) {
-    int r;
-    while ((r = fdatasync(fd)) != 0 && errno == EINTR) {
-    }
-    return r;
-}
-
-static int sync_dir(const char *path) {
-    char *d = strdup(path);
-    if (!d) return -1;
-    int dfd = open(dirname(d), O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = -1;
-    if (dfd >= 0) {
-        rc = fsync(dfd);
-        close(dfd);
-    }
-    free(d);
-    return rc;
+    icn_span_add(&p->seqs, (uint32_t)peer, producer, seq);
 }
 
 static uint8_t *scratch(icn_pool *p, size_t n) {
@@ -226,167 +106,12 @@ static uint8_t *scratch(icn_pool *p, size_t n) {
 
 /* ---------------------------------------------------------------- contract and identity */
 
-icn_pool_contract icn_pool_contract_make(int32_t h, int32_t w, int32_t c, int32_t classes) {
-    return (icn_pool_contract){h, w, c, classes, -1.0f, 1.0f, 0};
-}
-
-int icn_pool_contract_check(const icn_pool_contract *k, char *err, size_t errlen) {
-    if (k->h < 1 || k->w < 1 || k->c < 1 || k->h > 65536 || k->w > 65536 || k->c > 65536 ||
-        (uint64_t)k->h * (uint64_t)k->w * (uint64_t)k->c > ((uint64_t)1 << 28))
-        return icn_errf(err, errlen, "contract: shape %dx%dx%d: each dimension must be 1 .. 65536, at most 2^28 pixels",
-                        k->h, k->w, k->c);
-    if (k->classes < 1 || k->classes > ICN_POOL_CLASSES_MAX)
-        return icn_errf(err, errlen, "contract: %d classes: must be 1 .. %d", k->classes, ICN_POOL_CLASSES_MAX);
-    if (!isfinite(k->lo) || !isfinite(k->hi) || !(k->lo < k->hi))
-        return icn_errf(err, errlen, "contract: pixel range [%g, %g]: must be finite with lo < hi", (double)k->lo,
-                        (double)k->hi);
-    if (k->quota_per_generation < 0)
-        return icn_errf(err, errlen, "contract: quota %" PRId64 ": must be >= 0 (0: none)", k->quota_per_generation);
-    return 0;
-}
-
-void icn_pool_contract_format(const icn_pool_contract *k, char *out, size_t outlen) {
-    char q[48] = "no quota";
-    if (k->quota_per_generation) snprintf(q, sizeof q, "quota %" PRId64 " per peer and generation", k->quota_per_generation);
-    snprintf(out, outlen, "%dx%dx%d, %d classes, pixels in [%g, %g], %s", k->h, k->w, k->c, k->classes, (double)k->lo,
-             (double)k->hi, q);
-}
-
-static int contract_equal(const icn_pool_contract *a, const icn_pool_contract *b) {
-    return a->h == b->h && a->w == b->w && a->c == b->c && a->classes == b->classes && a->lo == b->lo && a->hi == b->hi &&
-           a->quota_per_generation == b->quota_per_generation;
-}
-
-void icn_uuid_format(const uint8_t u[16], char out[ICN_UUID_STRLEN]) {
-    static const char hex[] = "0123456789abcdef";
-    char *o = out;
-    for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10) *o++ = '-';
-        *o++ = hex[u[i] >> 4], *o++ = hex[u[i] & 15];
-    }
-    *o = 0;
-}
-
-int icn_uuid_parse(const char *s, uint8_t u[16]) {
-    if (strlen(s) != 36) return -1;
-    for (int i = 0, j = 0; i < 16; i++) {
-        if (j == 8 || j == 13 || j == 18 || j == 23) {
-            if (s[j] != '-') return -1;
-            j++;
-        }
-        int v = 0;
-        for (int d = 0; d < 2; d++, j++) {
-            char ch = s[j];
-            int x = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-            if (x < 0) return -1;
-            v = v * 16 + x;
-        }
-        u[i] = (uint8_t)v;
-    }
-    return 0;
-}
-
-static int new_uuid(uint8_t u[16], char *err, size_t errlen) {
-    size_t got = 0;
-    while (got < 16) {
-        ssize_t k = getrandom(u + got, 16 - got, 0);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) return icn_errf(err, errlen, "getrandom: %s", k < 0 ? strerror(errno) : "no bytes");
-        got += (size_t)k;
-    }
-    u[6] = (uint8_t)((u[6] & 0x0f) | 0x40); /* RFC 4122 version 4, variant 1 */
-    u[8] = (uint8_t)((u[8] & 0x3f) | 0x80);
-    return 0;
-}
-
-static void header_encode(const icn_pool *p, uint8_t hd[ICN_POOL_HEADER_LEN]) {
-    memcpy(hd, ICN_POOL_MAGIC, 8);
-    icn_le_store_u32(hd + 8, ICN_POOL_VERSION);
-    icn_le_store_u32(hd + 12, ICN_POOL_HEADER_LEN);
-    memcpy(hd + 16, p->uuid, 16);
-    icn_le_store_u32(hd + 32, (uint32_t)p->k.h), icn_le_store_u32(hd + 36, (uint32_t)p->k.w);
-    icn_le_store_u32(hd + 40, (uint32_t)p->k.c), icn_le_store_u32(hd + 44, (uint32_t)p->k.classes);
-    icn_le_store_f32(hd + 48, &p->k.lo, 1), icn_le_store_f32(hd + 52, &p->k.hi, 1);
-    icn_le_store_u64(hd + 56, (uint64_t)p->k.quota_per_generation);
-    icn_le_store_u32(hd + 64, icn_crc32(0, hd, 64));
-}
-
-/* The header of a file of `size` bytes whose first `have` bytes are hd. */
-static int header_decode(icn_pool *p, const uint8_t *hd, char *err, size_t errlen) {
-    if (memcmp(hd, "ICNPOOL1", 8) == 0)
-        return icn_errf(err, errlen,
-                        "%s: a version-1 pool (\"ICNPOOL1\", from before stores had commit markers and a UUID); this "
-                        "icn-pool reads version %d only: start a new store",
-                        p->path, ICN_POOL_VERSION);
-    if (memcmp(hd, ICN_POOL_MAGIC, 8) != 0)
-        return icn_errf(err, errlen, "%s: not an icn pool (the file does not start with \"%s\")", p->path, ICN_POOL_MAGIC);
-    uint32_t crc = icn_crc32(0, hd, 64);
-    if (crc != icn_le_load_u32(hd + 64))
-        return icn_errf(err, errlen, "%s: the header is damaged (CRC-32 0x%08x, it says 0x%08x): its contract and UUID "
-                        "cannot be trusted", p->path, crc, icn_le_load_u32(hd + 64));
-    if (icn_le_load_u32(hd + 8) != ICN_POOL_VERSION || icn_le_load_u32(hd + 12) != ICN_POOL_HEADER_LEN)
-        return icn_errf(err, errlen, "%s: pool format version %u (header %u bytes); this icn-pool reads version %d",
-                        p->path, icn_le_load_u32(hd + 8), icn_le_load_u32(hd + 12), ICN_POOL_VERSION);
-    memcpy(p->uuid, hd + 16, 16);
-    float range[2];
-    icn_le_load_f32(range, hd + 48, 2);
-    p->k = (icn_pool_contract){(int32_t)icn_le_load_u32(hd + 32), (int32_t)icn_le_load_u32(hd + 36),
-                               (int32_t)icn_le_load_u32(hd + 40), (int32_t)icn_le_load_u32(hd + 44), range[0], range[1],
-                               (int64_t)icn_le_load_u64(hd + 56)};
-    char e[ICN_ERRLEN];
-    if (icn_pool_contract_check(&p->k, e, sizeof e)) return icn_errf(err, errlen, "%s: header: %s", p->path, e);
-    return 0;
-}
-
 /* ---------------------------------------------------------------- records */
 
-/* Refusal reasons: the stats' vocabulary. */
+/* The store's own refusal reasons (pool_contract.c has the contract's): the stats' vocabulary. */
 #define R_EMPTY "empty"
-#define R_SHAPE "shape"
-#define R_LABEL "label"
-#define R_CLASS "class"
-#define R_PROV "provenance"
-#define R_NAN "nonfinite"
-#define R_RANGE "range"
 #define R_QUOTA "quota"
 #define R_ORIGIN "origin"
-
-/* Checks one image of a batch against the contract: what every stored record must be. NULL when
- * it passes, else the reason with err. */
-static const char *check_image(const icn_pool_contract *k, const icn_batch *b, int32_t i, char *err, size_t errlen) {
-    if (!b->y) return icn_errf(err, errlen, "no labels: a pool stores labelled pseudo-negatives"), R_LABEL;
-    if (b->y[i] >= 0)
-        return icn_errf(err, errlen, "image %d has label %d: a pool stores only pseudo-negatives (labels < 0)", i, b->y[i]),
-               R_LABEL;
-    if (b->y[i] < -k->classes)
-        return icn_errf(err, errlen, "image %d has label %d: a pseudo-negative of class %" PRId64 ", but the pool has %d classes",
-                        i, b->y[i], -(int64_t)b->y[i] - 1, k->classes),
-               R_CLASS;
-    if (!b->prov)
-        return icn_errf(err, errlen, "no provenance ('prov'): a pool records where each image came from"), R_PROV;
-    const icn_provenance *v = &b->prov[i];
-    if (!isfinite(v->logit)) return icn_errf(err, errlen, "image %d: provenance logit is not finite", i), R_NAN;
-    if (v->reached > 1)
-        return icn_errf(err, errlen, "image %d: provenance 'reached' is %u, not 0 or 1", i, v->reached), R_PROV;
-    size_t d = icn_batch_dim(b);
-    const float *x = b->x + (size_t)i * d;
-    for (size_t j = 0; j < d; j++) {
-        if (!isfinite(x[j])) return icn_errf(err, errlen, "image %d: pixel %zu is not finite", i, j), R_NAN;
-        if (x[j] < k->lo || x[j] > k->hi)
-            return icn_errf(err, errlen, "image %d: pixel %zu is %g, outside the pool's range [%g, %g]", i, j, (double)x[j],
-                            (double)k->lo, (double)k->hi),
-                   R_RANGE;
-    }
-    return NULL;
-}
-
-static const char *check_shape(const icn_pool_contract *k, const icn_batch *b, char *err, size_t errlen) {
-    if (b->h != k->h || b->w != k->w || b->c != k->c)
-        return icn_errf(err, errlen, "shape %dx%dx%d does not match the pool's %dx%dx%d", b->h, b->w, b->c, k->h, k->w,
-                        k->c),
-               R_SHAPE;
-    return NULL;
-}
 
 /* Decode a payload that passed its CRC into one image (a 1-image batch) that keeps the contract. */
 static int decode_payload(const icn_pool *p, const uint8_t *pl, size_t len, msgpack_unpacked *u, icn_batch *one,
@@ -396,7 +121,7 @@ static int decode_payload(const icn_pool *p, const uint8_t *pl, size_t len, msgp
     if (icn_frame_unpack(pl, len, u, e, sizeof e)) return icn_errf(err, errlen, "payload: %s", e);
     if (icn_batch_decode(&u->data, one, e, sizeof e)) return icn_errf(err, errlen, "payload: %s", e);
     if (one->n != 1) snprintf(e, sizeof e, "it holds %d images, not 1", one->n);
-    if (one->n != 1 || check_shape(&p->k, one, e, sizeof e) || check_image(&p->k, one, 0, e, sizeof e)) {
+    if (one->n != 1 || icn_pool_contract_shape(&p->k, one, e, sizeof e) || icn_pool_contract_image(&p->k, one, 0, e, sizeof e)) {
         icn_batch_free(one);
         return icn_errf(err, errlen, "payload: %s", e);
     }
@@ -434,7 +159,7 @@ static int read_frame(icn_pool *p, uint64_t at, uint64_t size, frame *f, char *w
         snprintf(why, wl, "short frame header: %llu of %d bytes", (ull)rem, ICN_POOL_FRAME_HEAD);
         return FR_SHORT;
     }
-    if (pread_all(p->fd, hd, sizeof hd, at, e, sizeof e))
+    if (icn_read_at(p->fd, hd, sizeof hd, at, e, sizeof e))
         return icn_errf(err, errlen, "%s: %s", p->path, e[0] ? e : "the file shrank while being read");
     f->magic = icn_le_load_u32(hd), f->len = icn_le_load_u32(hd + 4);
     uint32_t crc = icn_le_load_u32(hd + 8);
@@ -453,7 +178,7 @@ static int read_frame(icn_pool *p, uint64_t at, uint64_t size, frame *f, char *w
         return FR_SHORT;
     }
     uint8_t *buf = scratch(p, f->len + ICN_POOL_FRAME_TAIL);
-    if (pread_all(p->fd, buf, f->len + ICN_POOL_FRAME_TAIL, at + sizeof hd, e, sizeof e))
+    if (icn_read_at(p->fd, buf, f->len + ICN_POOL_FRAME_TAIL, at + sizeof hd, e, sizeof e))
         return icn_errf(err, errlen, "%s: %s", p->path, e[0] ? e : "the file shrank while being read");
     const uint8_t *tl = buf + f->len;
     f->complete = icn_le_load_u32(tl) != 0 || icn_le_load_u32(tl + 4) != 0;
@@ -513,7 +238,7 @@ static int64_t next_intact(icn_pool *p, uint64_t from, uint64_t size, int commit
     int64_t found = (int64_t)size;
     for (uint64_t q = from; q + 4 <= size && found == (int64_t)size;) {
         size_t n = size - q < BLK ? (size_t)(size - q) : BLK;
-        if (pread_all(p->fd, blk, n, q, e, sizeof e)) {
+        if (icn_read_at(p->fd, blk, n, q, e, sizeof e)) {
             found = icn_errf(err, errlen, "%s: %s", p->path, e[0] ? e : "the file shrank while being read");
             break;
         }
@@ -536,19 +261,6 @@ static int64_t next_intact(icn_pool *p, uint64_t from, uint64_t size, int commit
     }
     free(blk);
     return found;
-}
-
-static int all_zero_from(icn_pool *p, uint64_t at, uint64_t size) {
-    uint8_t blk[65536];
-    char e[ICN_ERRLEN];
-    while (at < size) {
-        size_t n = size - at < sizeof blk ? (size_t)(size - at) : sizeof blk;
-        if (pread_all(p->fd, blk, n, at, e, sizeof e)) return 0;
-        for (size_t i = 0; i < n; i++)
-            if (blk[i]) return 0;
-        at += n;
-    }
-    return 1;
 }
 
 /* ---------------------------------------------------------------- the walk over a store */
@@ -609,7 +321,7 @@ static int torn(icn_pool *p, const walk_opts *w, uint64_t at, uint64_t size, con
     }
     p->npend = 0;
     if (p->writable) {
-        if (ftruncate(p->fd, (off_t)at) != 0 || sync_fd(p->fd) != 0)
+        if (ftruncate(p->fd, (off_t)at) != 0 || icn_fdatasync(p->fd) != 0)
             return icn_errf(err, errlen, "%s: cannot cut off the torn tail at byte %llu: %s", p->path, (ull)at,
                             strerror(errno));
         snprintf(p->note, sizeof p->note,
@@ -670,7 +382,7 @@ static int walk(icn_pool *p, uint64_t size, const walk_opts *w, char *err, size_
             }
             if (w->sink && (rc = w->sink(w->sctx, p, &c, err, errlen)) != 0) break;
             if (w->rep) w->rep->batches++;
-            commit_pending(p, name_id(&p->peers, c.peer, c.peer_len), c.producer, c.seq);
+            commit_pending(p, icn_name_id(&p->peers, c.peer, c.peer_len), c.producer, c.seq);
             next_first = c.first + c.n;
             at = batch_start = p->end = f.end;
             dirty = 0;
@@ -686,7 +398,7 @@ static int walk(icn_pool *p, uint64_t size, const walk_opts *w, char *err, size_
             break;
         }
         if ((uint64_t)next >= size) {
-            if (all_zero_from(p, at, size)) snprintf(why, sizeof why, "zero-filled to the end");
+            if (icn_file_is_zero(p->fd, at, size)) snprintf(why, sizeof why, "zero-filled to the end");
             rc = torn(p, w, batch_start, size, why, err, errlen);
             at = size;
             break;
@@ -727,8 +439,8 @@ static void pool_free(icn_pool *p) {
     free(p->usage.v);
     free(p->rejects.v);
     free(p->seqs.v);
-    names_free(&p->peers);
-    names_free(&p->reasons);
+    icn_names_free(&p->peers);
+    icn_names_free(&p->reasons);
     free(p->pend);
     free(p->buf);
     free(p);
@@ -738,13 +450,14 @@ static void pool_free(icn_pool *p) {
 static int write_header(icn_pool *p, char *err, size_t errlen) {
     char e[ICN_ERRLEN];
     uint8_t hd[ICN_POOL_HEADER_LEN];
-    if (new_uuid(p->uuid, e, sizeof e)) return icn_errf(err, errlen, "%s: %s", p->path, e);
-    header_encode(p, hd);
+    if (icn_uuid_random(p->uuid)) return icn_errf(err, errlen, "%s: getrandom: %s", p->path, strerror(errno));
+    icn_pool_header_encode(p->uuid, &p->k, hd);
     if (ftruncate(p->fd, 0) != 0) return icn_errf(err, errlen, "%s: cannot write the pool header: %s", p->path, strerror(errno));
-    if (pwrite_all(p->fd, hd, sizeof hd, 0, e, sizeof e))
+    if (icn_write_at(p->fd, hd, sizeof hd, 0, e, sizeof e))
         return icn_errf(err, errlen, "%s: cannot write the pool header: %s", p->path, e);
-    if (sync_fd(p->fd) != 0 || sync_dir(p->path) != 0)
+    if (icn_fdatasync(p->fd) != 0)
         return icn_errf(err, errlen, "%s: cannot make the pool header durable: %s", p->path, strerror(errno));
+    if (icn_fsync_dir_of(p->path, err, errlen)) return -1;
     p->end = ICN_POOL_HEADER_LEN;
     return 0;
 }
@@ -762,16 +475,10 @@ static icn_pool *pool_new(const char *path, int fd, int writable) {
 
 /* Open path's descriptor: a regular file only (a FIFO would block a plain open). */
 static int open_store(const char *path, int flags, int *fd, struct stat *st, char *err, size_t errlen) {
-    *fd = open(path, flags | O_CLOEXEC | O_NONBLOCK, 0644);
-    if (*fd < 0) return icn_errf(err, errlen, "%s: %s", path, strerror(errno));
-    const char *why = fstat(*fd, st) != 0 ? strerror(errno) : !S_ISREG(st->st_mode) ? "not a regular file" : NULL;
-    if (why) {
-        close(*fd);
-        *fd = -1;
-        return icn_errf(err, errlen, "%s: %s", path, why);
-    }
-    fcntl(*fd, F_SETFL, fcntl(*fd, F_GETFL) & ~O_NONBLOCK);
-    return 0;
+    if ((*fd = icn_open_regular_as(path, flags, 0644, err, errlen)) < 0) return -1;
+    if (fstat(*fd, st) == 0) return 0;
+    close(*fd), *fd = -1;
+    return icn_errf(err, errlen, "%s: %s", path, strerror(errno));
 }
 
 /* Read the header of p (size bytes): 0 and the contract; 1 when there is no complete header yet
@@ -780,13 +487,13 @@ static int read_header(icn_pool *p, uint64_t size, char *err, size_t errlen) {
     uint8_t hd[ICN_POOL_HEADER_LEN] = {0};
     size_t have = size < sizeof hd ? (size_t)size : sizeof hd;
     char e[ICN_ERRLEN];
-    if (pread_all(p->fd, hd, have, 0, e, sizeof e) < 0) return icn_errf(err, errlen, "%s: %s", p->path, e);
-    if (have < sizeof hd || all_zero_from(p, 0, size)) {
+    if (icn_read_at(p->fd, hd, have, 0, e, sizeof e) < 0) return icn_errf(err, errlen, "%s: %s", p->path, e);
+    if (have < sizeof hd || icn_file_is_zero(p->fd, 0, size)) {
         size_t m = have < 8 ? have : 8;
-        if (memcmp(hd, ICN_POOL_MAGIC, m) == 0 || all_zero_from(p, 0, size)) return 1;
-        return header_decode(p, hd, err, errlen); /* names what it is instead */
+        if (memcmp(hd, ICN_POOL_MAGIC, m) == 0 || icn_file_is_zero(p->fd, 0, size)) return 1;
+        return icn_pool_header_decode(p->path, hd, p->uuid, &p->k, err, errlen); /* names what it is instead */
     }
-    return header_decode(p, hd, err, errlen);
+    return icn_pool_header_decode(p->path, hd, p->uuid, &p->k, err, errlen);
 }
 
 int icn_pool_open(const char *path, int mode, const icn_pool_contract *contract, icn_pool **out, char *err,
@@ -796,7 +503,8 @@ int icn_pool_open(const char *path, int mode, const icn_pool_contract *contract,
     char e[ICN_ERRLEN];
     if (contract && icn_pool_contract_check(contract, e, sizeof e)) return icn_errf(err, errlen, "%s: %s", path, e);
     struct stat st;
-    if (open_store(path, (writable ? O_RDWR : O_RDONLY) | (create ? O_CREAT : 0), &fd, &st, err, errlen)) return -1;
+    int created = create && access(path, F_OK) != 0 && errno == ENOENT; /* removed again if opening fails */
+    if (open_store(path, (writable ? O_RDWR : O_RDONLY) | (created ? O_CREAT | O_EXCL : 0), &fd, &st, err, errlen)) return -1;
     icn_pool *p = pool_new(path, fd, writable);
     int rc = 0;
     if (writable && flock(p->fd, LOCK_EX | LOCK_NB) != 0)
@@ -818,7 +526,7 @@ int icn_pool_open(const char *path, int mode, const icn_pool_contract *contract,
         }
     } else if (hr < 0) {
         rc = -1;
-    } else if (contract && !contract_equal(contract, &p->k)) {
+    } else if (contract && !icn_pool_contract_equal(contract, &p->k)) {
         char a[ICN_ERRLEN], b[ICN_ERRLEN];
         icn_pool_contract_format(&p->k, a, sizeof a);
         icn_pool_contract_format(contract, b, sizeof b);
@@ -829,11 +537,12 @@ int icn_pool_open(const char *path, int mode, const icn_pool_contract *contract,
     }
     uint8_t id[16];
     if (rc == 0 && writable) { /* icn_pool_append's producer: random, nonzero */
-        if (new_uuid(id, e, sizeof e)) rc = icn_errf(err, errlen, "%s: %s", path, e);
+        if (icn_uuid_random(id)) rc = icn_errf(err, errlen, "%s: getrandom: %s", path, strerror(errno));
         memcpy(&p->local_producer, id, 8);
         p->local_producer |= 1;
     }
     if (rc) {
+        if (created) unlink(path);
         pool_free(p);
         return -1;
     }
@@ -847,6 +556,7 @@ const icn_pool_contract *icn_pool_contract_of(const icn_pool *p) { return &p->k;
 const uint8_t *icn_pool_uuid(const icn_pool *p) { return p->uuid; }
 void icn_pool_set_fsync(icn_pool *p, icn_fsync_policy f) { p->fsync = f; }
 int64_t icn_pool_count(const icn_pool *p) { return p->count; }
+int64_t icn_pool_duplicates(const icn_pool *p) { return p->duplicates; }
 
 int icn_pool_shape(const icn_pool *p, int32_t *h, int32_t *w, int32_t *c) {
     *h = p->k.h, *w = p->k.w, *c = p->k.c;
@@ -879,18 +589,18 @@ static int write_batch(icn_pool *p, const uint8_t *buf, size_t len, const char *
     if (p->fsync == ICN_FSYNC_ALWAYS) { /* each record, then the marker */
         for (size_t i = 0; i < p->npend && rc == 0; i++) {
             size_t from = (size_t)p->pend[i].off, n = ICN_POOL_FRAME_HEAD + p->pend[i].len + ICN_POOL_FRAME_TAIL;
-            if (pwrite_all(p->fd, buf + from, n, base + from, e, sizeof e) || sync_fd(p->fd) != 0) rc = -2;
+            if (icn_write_at(p->fd, buf + from, n, base + from, e, sizeof e) || icn_fdatasync(p->fd) != 0) rc = -2;
         }
-    } else if (pwrite_all(p->fd, buf, len, base, e, sizeof e) || (p->fsync == ICN_FSYNC_BATCH && sync_fd(p->fd) != 0)) {
+    } else if (icn_write_at(p->fd, buf, len, base, e, sizeof e) || (p->fsync == ICN_FSYNC_BATCH && icn_fdatasync(p->fd) != 0)) {
         rc = -2;
     }
-    if (rc == 0 && (pwrite_all(p->fd, cm, cl, base + len, e, sizeof e) || (p->fsync != ICN_FSYNC_NONE && sync_fd(p->fd) != 0)))
+    if (rc == 0 && (icn_write_at(p->fd, cm, cl, base + len, e, sizeof e) || (p->fsync != ICN_FSYNC_NONE && icn_fdatasync(p->fd) != 0)))
         rc = -2;
     if (rc) { /* leave the file as it was; after a failed fsync the kernel's state is unknown: stop */
         icn_errf(err, errlen, "%s: %s; the batch was not stored", p->path, e[0] ? e : strerror(errno));
         p->broken = 1;
         p->npend = 0;
-        if (ftruncate(p->fd, (off_t)base) != 0 || sync_fd(p->fd) != 0) {
+        if (ftruncate(p->fd, (off_t)base) != 0 || icn_fdatasync(p->fd) != 0) {
             char more[ICN_ERRLEN];
             snprintf(more, sizeof more, "%s", err);
             icn_errf(err, errlen, "%s; and cutting the partial batch off failed: %s", more, strerror(errno));
@@ -898,7 +608,7 @@ static int write_batch(icn_pool *p, const uint8_t *buf, size_t len, const char *
         return -2;
     }
     for (size_t i = 0; i < p->npend; i++) p->pend[i].off += base;
-    commit_pending(p, name_id(&p->peers, peer, peer_len), producer, seq);
+    commit_pending(p, icn_name_id(&p->peers, peer, peer_len), producer, seq);
     p->end = base + len + cl;
     return 0;
 }
@@ -911,8 +621,8 @@ static int refuse(icn_pool *p, const char *peer, const char *reason, int64_t rec
 
 void icn_pool_count_refusal(icn_pool *p, const char *peer, const char *reason, int64_t records) {
     size_t pl = strnlen(peer ? peer : "", ICN_POOL_PEER_MAX), rl = strnlen(reason, 15);
-    size_t pid = name_id(&p->peers, pl ? peer : "?", pl ? pl : 1), rid = name_id(&p->reasons, reason, rl);
-    if (rid < 4096) tally_add(&p->rejects, (int64_t)pid << 12 | (int64_t)rid, records);
+    size_t pid = icn_name_id(&p->peers, pl ? peer : "?", pl ? pl : 1), rid = icn_name_id(&p->reasons, reason, rl);
+    if (rid < 4096) icn_tally_add(&p->rejects, (int64_t)pid << 12 | (int64_t)rid, records);
 }
 
 int icn_pool_append_batch(icn_pool *p, const icn_batch *b, const icn_pool_origin *o, char *err, size_t errlen) {
@@ -926,23 +636,26 @@ int icn_pool_append_batch(icn_pool *p, const icn_batch *b, const icn_pool_origin
         return refuse(p, peer, R_ORIGIN, n, "the peer name must be 1 .. 64 bytes", err, errlen);
     if (o->producer == 0 || o->seq == 0)
         return refuse(p, peer, R_ORIGIN, n, "producer and seq must be nonzero", err, errlen);
-    if (o->seq <= icn_pool_last_seq(p, o->producer)) return 1; /* stored before: acknowledge again */
+    if (icn_pool_has_seq(p, peer, o->producer, o->seq)) { /* stored before: acknowledge again, as such */
+        p->duplicates++;
+        return 1;
+    }
     if (b->n < 1) return refuse(p, peer, R_EMPTY, 0, "a batch of no images", err, errlen);
     const char *why;
-    if ((why = check_shape(&p->k, b, e, sizeof e))) return refuse(p, peer, why, n, e, err, errlen);
+    if ((why = icn_pool_contract_shape(&p->k, b, e, sizeof e))) return refuse(p, peer, why, n, e, err, errlen);
     for (int32_t i = 0; i < b->n; i++)
-        if ((why = check_image(&p->k, b, i, e, sizeof e))) return refuse(p, peer, why, n, e, err, errlen);
-    size_t pid = name_id(&p->peers, peer, peer_len);
+        if ((why = icn_pool_contract_image(&p->k, b, i, e, sizeof e))) return refuse(p, peer, why, n, e, err, errlen);
+    size_t pid = icn_name_id(&p->peers, peer, peer_len);
     if (p->k.quota_per_generation) { /* records per (peer, generation), this batch included */
-        tally_set t = {0};
-        for (int32_t i = 0; i < b->n; i++) tally_add(&t, b->prov[i].generation, 1);
+        icn_tally_set t = {0};
+        for (int32_t i = 0; i < b->n; i++) icn_tally_add(&t, b->prov[i].generation, 1);
         int over = -1;
         for (size_t i = 0; i < t.n && over < 0; i++)
-            if (tally_get(&p->usage, (int64_t)pid << 32 | (uint32_t)t.v[i].key) + t.v[i].count > p->k.quota_per_generation)
+            if (icn_tally_get(&p->usage, (int64_t)pid << 32 | (uint32_t)t.v[i].key) + t.v[i].count > p->k.quota_per_generation)
                 over = (int)i;
         if (over >= 0) {
             snprintf(e, sizeof e, "peer %s would hold %" PRId64 " records of generation %" PRId64 ", over the quota of %" PRId64,
-                     peer, tally_get(&p->usage, (int64_t)pid << 32 | (uint32_t)t.v[over].key) + t.v[over].count,
+                     peer, icn_tally_get(&p->usage, (int64_t)pid << 32 | (uint32_t)t.v[over].key) + t.v[over].count,
                      t.v[over].key, p->k.quota_per_generation);
             free(t.v);
             return refuse(p, peer, R_QUOTA, n, e, err, errlen);
@@ -1011,7 +724,7 @@ int icn_pool_read(icn_pool *p, int64_t offset, int64_t max, icn_batch *out, char
         while (j < offset + m && rec_end(p, j) - p->off[i] <= READ_SPAN) j++;
         uint64_t span = rec_end(p, j - 1) - p->off[i];
         uint8_t *buf = scratch(p, (size_t)span);
-        int r = pread_all(p->fd, buf, (size_t)span, p->off[i], e, sizeof e);
+        int r = icn_read_at(p->fd, buf, (size_t)span, p->off[i], e, sizeof e);
         if (r) {
             rc = icn_errf(err, errlen, "%s: records %" PRId64 "..%" PRId64 ": %s", p->path, i, j - 1,
                           r < 0 ? e : "the file is shorter than when it was opened");
@@ -1047,19 +760,14 @@ int icn_pool_read(icn_pool *p, int64_t offset, int64_t max, icn_batch *out, char
 
 /* ---------------------------------------------------------------- counts */
 
-static void copy_tallies(const tally_set *t, icn_pool_tally **v, size_t *n) {
-    *n = t->n;
-    *v = xmalloc((t->n ? t->n : 1) * sizeof **v);
-    if (t->n) memcpy(*v, t->v, t->n * sizeof **v);
-}
-
 void icn_pool_stats(const icn_pool *p, icn_pool_counts *out) {
     memset(out, 0, sizeof *out);
     out->total = p->count;
+    out->duplicates = p->duplicates;
     icn_uuid_format(p->uuid, out->uuid);
-    copy_tallies(&p->cls, &out->per_class, &out->n_class);
-    copy_tallies(&p->gen, &out->per_generation, &out->n_generation);
-    copy_tallies(&p->prod, &out->per_producer, &out->n_producer);
+    icn_tally_copy(&p->cls, &out->per_class, &out->n_class);
+    icn_tally_copy(&p->gen, &out->per_generation, &out->n_generation);
+    icn_tally_copy(&p->prod, &out->per_producer, &out->n_producer);
     out->n_rejects = p->rejects.n;
     out->rejects = xcalloc(p->rejects.n ? p->rejects.n : 1, sizeof *out->rejects);
     for (size_t i = 0; i < p->rejects.n; i++) { /* sorted by peer id, then reason id */
@@ -1080,7 +788,7 @@ void icn_pool_counts_free(icn_pool_counts *c) {
 }
 
 int icn_pool_sync(icn_pool *p, char *err, size_t errlen) {
-    if (p->writable && sync_fd(p->fd) != 0) return icn_errf(err, errlen, "%s: fsync: %s", p->path, strerror(errno));
+    if (p->writable && icn_fdatasync(p->fd) != 0) return icn_errf(err, errlen, "%s: fsync: %s", p->path, strerror(errno));
     return 0;
 }
 
@@ -1138,7 +846,7 @@ static int copy_batch(void *sctx, icn_pool *src, const commit_info *c, char *err
     for (size_t i = 0; i < src->npend; i++) {
         const pending *q = &src->pend[i];
         size_t n = ICN_POOL_FRAME_HEAD + q->len + ICN_POOL_FRAME_TAIL;
-        if (pread_all(src->fd, buf + at, n, q->off, e, sizeof e)) {
+        if (icn_read_at(src->fd, buf + at, n, q->off, e, sizeof e)) {
             free(buf);
             dst->npend = 0;
             return icn_errf(err, errlen, "%s: %s", src->path, e[0] ? e : "the file shrank while being read");
@@ -1175,105 +883,9 @@ int icn_pool_repair(const char *path, const char *out, icn_pool_problem_fn probl
     }
     if (rc == 0 && link(tmp, out) != 0) /* link, not rename: never replaces what appeared meanwhile */
         rc = icn_errf(err, errlen, "--out %s: cannot put the new store in place: %s", out, strerror(errno));
-    if (rc == 0 && sync_dir(out) != 0) rc = icn_errf(err, errlen, "--out %s: fsync of its directory: %s", out, strerror(errno));
+    if (rc == 0) rc = icn_fsync_dir_of(out, err, errlen);
     unlink(tmp);
     free(tmp);
     pool_free(src);
     return rc;
-}
-
-/* ---------------------------------------------------------------- the stats message */
-
-
-static void pack_tallies(msgpack_packer *pk, const char *key, const icn_pool_tally *v, size_t n) {
-    icn_pack_str(pk, key);
-    msgpack_pack_map(pk, n);
-    for (size_t i = 0; i < n; i++) msgpack_pack_int64(pk, v[i].key), msgpack_pack_int64(pk, v[i].count);
-}
-
-void icn_pack_pool_stats(msgpack_sbuffer *sb, const icn_pool_counts *c, int64_t rejected) {
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 8);
-    icn_pack_str(&pk, "kind"), icn_pack_str(&pk, "stats");
-    icn_pack_str(&pk, "uuid"), icn_pack_str(&pk, c->uuid);
-    icn_pack_str(&pk, "total"), msgpack_pack_int64(&pk, c->total);
-    icn_pack_str(&pk, "rejected"), msgpack_pack_int64(&pk, rejected);
-    pack_tallies(&pk, "per_class", c->per_class, c->n_class);
-    pack_tallies(&pk, "per_generation", c->per_generation, c->n_generation);
-    pack_tallies(&pk, "per_producer", c->per_producer, c->n_producer);
-    icn_pack_str(&pk, "rejects");
-    msgpack_pack_array(&pk, c->n_rejects);
-    for (size_t i = 0; i < c->n_rejects; i++) {
-        msgpack_pack_array(&pk, 3);
-        icn_pack_str(&pk, c->rejects[i].peer);
-        icn_pack_str(&pk, c->rejects[i].reason);
-        msgpack_pack_int64(&pk, c->rejects[i].count);
-    }
-}
-
-static int int_of(const msgpack_object *o, int64_t *v) {
-    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= (uint64_t)INT64_MAX) *v = (int64_t)o->via.u64;
-    else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) *v = o->via.i64;
-    else return -1;
-    return 0;
-}
-
-static int decode_tallies(const msgpack_object *map, const char *key, icn_pool_tally **v, size_t *n, char *err,
-                          size_t errlen) {
-    const msgpack_object *m = icn_map_get(map, key);
-    if (!m) return icn_errf(err, errlen, "key '%s' missing", key);
-    if (m->type != MSGPACK_OBJECT_MAP) return icn_errf(err, errlen, "key '%s' is not a map", key);
-    *n = m->via.map.size;
-    *v = xmalloc((*n ? *n : 1) * sizeof **v);
-    for (size_t i = 0; i < *n; i++) {
-        icn_pool_tally *t = &(*v)[i];
-        if (int_of(&m->via.map.ptr[i].key, &t->key) || int_of(&m->via.map.ptr[i].val, &t->count) || t->count < 0)
-            return icn_errf(err, errlen, "key '%s': entry %zu is not an integer key with a count >= 0", key, i);
-    }
-    return 0;
-}
-
-static int str_into(const msgpack_object *o, char *out, size_t outlen) {
-    if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= outlen || memchr(o->via.str.ptr, 0, o->via.str.size)) return -1;
-    memcpy(out, o->via.str.ptr, o->via.str.size);
-    out[o->via.str.size] = 0;
-    return 0;
-}
-
-static int decode_rejects(const msgpack_object *map, icn_pool_counts *c, char *err, size_t errlen) {
-    const msgpack_object *m = icn_map_get(map, "rejects");
-    if (!m) return 0;
-    if (m->type != MSGPACK_OBJECT_ARRAY) return icn_errf(err, errlen, "key 'rejects' is not an array");
-    c->n_rejects = m->via.array.size;
-    c->rejects = xcalloc(c->n_rejects ? c->n_rejects : 1, sizeof *c->rejects);
-    for (size_t i = 0; i < c->n_rejects; i++) {
-        const msgpack_object *a = &m->via.array.ptr[i];
-        icn_pool_reject *r = &c->rejects[i];
-        if (a->type != MSGPACK_OBJECT_ARRAY || a->via.array.size != 3 || str_into(&a->via.array.ptr[0], r->peer, sizeof r->peer) ||
-            str_into(&a->via.array.ptr[1], r->reason, sizeof r->reason) || int_of(&a->via.array.ptr[2], &r->count) ||
-            r->count < 0)
-            return icn_errf(err, errlen, "key 'rejects': entry %zu is not [peer, reason, count >= 0]", i);
-    }
-    return 0;
-}
-
-int icn_decode_pool_stats(const msgpack_object *map, icn_pool_counts *c, int64_t *rejected, char *err, size_t errlen) {
-    char e[ICN_ERRLEN];
-    uint8_t u[16];
-    memset(c, 0, sizeof *c);
-    if (!icn_map_kind_is(map, "stats")) return icn_errf(err, errlen, "stats: reply is not of kind 'stats'");
-    const msgpack_object *id = icn_map_get(map, "uuid");
-    int bad_uuid = id && (str_into(id, c->uuid, sizeof c->uuid) || icn_uuid_parse(c->uuid, u));
-    if (bad_uuid) snprintf(e, sizeof e, "key 'uuid' is not a UUID");
-    if (bad_uuid || icn_map_i64(map, "total", 0, INT64_MAX, &c->total, e, sizeof e) ||
-        icn_map_i64(map, "rejected", 0, INT64_MAX, rejected, e, sizeof e) ||
-        decode_tallies(map, "per_class", &c->per_class, &c->n_class, e, sizeof e) ||
-        decode_tallies(map, "per_generation", &c->per_generation, &c->n_generation, e, sizeof e) ||
-        decode_tallies(map, "per_producer", &c->per_producer, &c->n_producer, e, sizeof e) ||
-        decode_rejects(map, c, e, sizeof e)) {
-        icn_pool_counts_free(c);
-        return icn_errf(err, errlen, "stats: %s", e);
-    }
-    return 0;
 }

@@ -45,12 +45,16 @@
  *     the error names the byte offset. icn_pool_check lists every damaged span and
  *     icn_pool_repair copies every intact record to a new store.
  *
- * Exactly-once: each batch arrives with its origin (producer, seq). The store keeps, per
- * producer, the highest seq it has committed (rebuilt from the commit markers when opened); a
- * batch whose seq is not above it is a duplicate and is not stored again. So a sender must
- * never let batch k+1 be stored before batch k has its answer: it resends unanswered batches
- * in seq order, oldest first, and sends k+1 only after k was answered (stored, duplicate or
- * refused) or together with k on the same ordered connection after k.
+ * Exactly-once: each batch arrives with its origin (peer, producer, seq): the authenticated
+ * peer (icn_pool_origin.peer, written in the commit marker) and the producer id and seq it
+ * chose. The store keeps, per (peer, producer) stream, the set of seqs it has committed
+ * (rebuilt from the commit markers when opened, as spans: one span for a stream without gaps).
+ * A batch whose seq is in its stream's set is a duplicate: not stored again, answered as one.
+ * Any other seq is judged on its own, whatever came before it: gaps, seqs below the highest
+ * stored, and the seq of a batch refused earlier are all stored when the batch keeps the
+ * contract. So an acknowledgement always means "this (peer, producer, seq) is in the store",
+ * in whatever order a sender sends, and one peer cannot claim another peer's seqs by using
+ * its producer id (it only ever writes into its own stream).
  *
  * Format version 1 ("ICNPOOL1") is refused with a one-line message naming it. */
 #ifndef ICN_POOL_H
@@ -60,6 +64,8 @@
 #include <stdint.h>
 
 #include "batch.h"
+#include "bytes.h" /* ICN_UUID_STRLEN */
+#include "counts.h"  /* icn_tally */
 
 #define ICN_POOL_MAGIC "ICNPOOL2"
 #define ICN_POOL_VERSION 2
@@ -91,6 +97,18 @@ icn_pool_contract icn_pool_contract_make(int32_t h, int32_t w, int32_t c, int32_
 int icn_pool_contract_check(const icn_pool_contract *k, char *err, size_t errlen);
 /* "28x28x1, 10 classes, pixels in [-1, 1], no quota" */
 void icn_pool_contract_format(const icn_pool_contract *k, char *out, size_t outlen);
+int icn_pool_contract_equal(const icn_pool_contract *a, const icn_pool_contract *b);
+/* NULL when batch b has the contract's shape (image i of it keeps the contract: label,
+ * provenance, finite pixels in range); else the refusal reason ("shape", "label", "class",
+ * "provenance", "nonfinite", "range") with one line in err. */
+const char *icn_pool_contract_shape(const icn_pool_contract *k, const icn_batch *b, char *err, size_t errlen);
+const char *icn_pool_contract_image(const icn_pool_contract *k, const icn_batch *b, int32_t i, char *err, size_t errlen);
+/* The 68-byte header (above) of a store with this uuid and contract, and back: decoding
+ * refuses, with one line naming path, a version-1 store, another magic, a bad CRC, another
+ * version, a contract out of range. */
+void icn_pool_header_encode(const uint8_t uuid[16], const icn_pool_contract *k, uint8_t hd[ICN_POOL_HEADER_LEN]);
+int icn_pool_header_decode(const char *path, const uint8_t hd[ICN_POOL_HEADER_LEN], uint8_t uuid[16],
+                           icn_pool_contract *k, char *err, size_t errlen);
 
 /* Open modes. READ: read-only, no lock, a torn tail is ignored but left in place (a pool being
  * served can be dumped). WRITE: read-write with an exclusive lock (flock) so that only one
@@ -113,23 +131,21 @@ const char *icn_pool_note(const icn_pool *p);
 const char *icn_pool_path(const icn_pool *p);
 const icn_pool_contract *icn_pool_contract_of(const icn_pool *p);
 const uint8_t *icn_pool_uuid(const icn_pool *p); /* 16 bytes */
-#define ICN_UUID_STRLEN 37                       /* 36 characters and the NUL */
-void icn_uuid_format(const uint8_t uuid[16], char out[ICN_UUID_STRLEN]);
-int icn_uuid_parse(const char *s, uint8_t uuid[16]); /* 0, or -1 when not 8-4-4-4-12 hex */
 void icn_pool_set_fsync(icn_pool *p, icn_fsync_policy f);
 
 /* Where a batch came from. */
 typedef struct {
-    const char *peer;  /* authenticated peer (e.g. Z85 CURVE public key, or "local"): key for quotas
-                        * and rejection stats; 1 .. ICN_POOL_PEER_MAX bytes */
+    const char *peer;  /* authenticated peer (e.g. Z85 CURVE public key, or "local"): key for quotas,
+                        * rejection stats and, with producer, the seq stream; 1 .. ICN_POOL_PEER_MAX bytes */
     uint64_t producer; /* producer incarnation id: random, nonzero, chosen by each synthesizer at start */
-    uint64_t seq;      /* 1, 2, 3, ... per producer, in send order */
+    uint64_t seq;      /* >= 1: any order, gaps allowed (icn's senders: 1, 2, 3, ... in send order) */
 } icn_pool_origin;
 
 /* Store all n >= 1 records of b atomically with a commit marker carrying (producer, seq): after a
  * crash either all of them are in the store or none. Durable per the fsync policy before
  * returning 0. Returns 0 stored; 1 duplicate (this (producer, seq) was stored before: nothing
- * written, the caller acknowledges again); -1 refused by the contract (shape, classes, pixel
+ * written, the caller acknowledges again and says it is a duplicate; counted in
+ * icn_pool_counts.duplicates); -1 refused by the contract (shape, classes, pixel
  * range, NaN, labels, provenance, quota, origin: counted per peer with the reason, store
  * unchanged); -2 storage failed (disk full, I/O: the store is unchanged as far as the disk lets
  * it be, every later append fails too, and the caller must stop). */
@@ -137,13 +153,14 @@ int icn_pool_append_batch(icn_pool *p, const icn_batch *b, const icn_pool_origin
 /* icn_pool_append_batch from peer "local" under a producer id drawn when the pool was opened and
  * the next seq: for local tools and callers without an origin. 0, -1 or -2 as above. */
 int icn_pool_append(icn_pool *p, const icn_batch *b, char *err, size_t errlen);
-/* The highest seq committed for producer (0: none yet). */
-uint64_t icn_pool_last_seq(const icn_pool *p, uint64_t producer);
+/* 1 when (peer, producer, seq) is stored, else 0. */
+int icn_pool_has_seq(const icn_pool *p, const char *peer, uint64_t producer, uint64_t seq);
 /* Count records refused before they reached the store (say an undecodable frame) against peer
  * with a short reason ("frame"); they show in icn_pool_stats with the store's own refusals. */
 void icn_pool_count_refusal(icn_pool *p, const char *peer, const char *reason, int64_t records);
 
 int64_t icn_pool_count(const icn_pool *p);
+int64_t icn_pool_duplicates(const icn_pool *p); /* batches answered as stored before, since opening */
 /* The contract's shape (always 1: a version-2 store knows its shape from its header). */
 int icn_pool_shape(const icn_pool *p, int32_t *h, int32_t *w, int32_t *c);
 
@@ -155,7 +172,7 @@ int icn_pool_read(icn_pool *p, int64_t offset, int64_t max, icn_batch *out, char
 /* Counts. Keys: class k (the label -(k+1)), snapshot generation, producer id (provenance); each
  * list is sorted by key and holds only keys that occur. rejects: records refused since the
  * pool was opened, per (peer, reason), sorted. */
-typedef struct { int64_t key, count; } icn_pool_tally;
+typedef icn_tally icn_pool_tally; /* {key, count} */
 typedef struct {
     char peer[ICN_POOL_PEER_MAX + 1];
     char reason[16];
@@ -163,6 +180,7 @@ typedef struct {
 } icn_pool_reject;
 typedef struct {
     int64_t total;
+    int64_t duplicates;         /* batches answered as stored before since the pool was opened */
     char uuid[ICN_UUID_STRLEN]; /* "" when unknown */
     icn_pool_tally *per_class, *per_generation, *per_producer;
     size_t n_class, n_generation, n_producer;
@@ -201,13 +219,5 @@ int icn_pool_check(const char *path, icn_pool_problem_fn problem, void *ctx, icn
  * file, made durable, renamed into place. The source is never written. */
 int icn_pool_repair(const char *path, const char *out, icn_pool_problem_fn problem, void *ctx, icn_pool_report *r,
                     char *err, size_t errlen);
-
-/* The pool protocol's "stats" reply (icn-wire(5), POOL PROTOCOL):
- * {"kind":"stats","uuid":"...","total":n,"rejected":r,"per_class":{k:count},
- *  "per_generation":{g:count},"per_producer":{id:count},"rejects":[[peer,reason,count],...]},
- * the three inner maps keyed by integers. Decoding validates it as untrusted input ("uuid" and
- * "rejects" may be missing); counts is always set (free with icn_pool_counts_free). */
-void icn_pack_pool_stats(msgpack_sbuffer *sb, const icn_pool_counts *c, int64_t rejected);
-int icn_decode_pool_stats(const msgpack_object *map, icn_pool_counts *c, int64_t *rejected, char *err, size_t errlen);
 
 #endif

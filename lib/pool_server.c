@@ -18,12 +18,11 @@
 
 #define STATUS_EVERY 10.0 /* seconds between status lines */
 
-static FILE *g_log; /* NULL: stderr */
-
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...) {
-    FILE *f = g_log ? g_log : stderr;
-    if (g_log) {
+/* One line to log (time-stamped) or, when NULL, stderr. */
+static void say(FILE *log, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(FILE *log, const char *fmt, ...) {
+    FILE *f = log ? log : stderr;
+    if (log) {
         char ts[32];
         time_t t = time(NULL);
         struct tm tm;
@@ -36,18 +35,19 @@ static void say(const char *fmt, ...) {
     va_end(ap);
     fflush(f);
 }
-static void say_line(const char *line) { say("%s", line); } /* the ZAP handler's refusals */
+static void say_line(void *log, const char *line) { say(log, "%s", line); } /* security's lines */
 
 typedef struct {
     icn_pool *pool;
     const char *store, *intake_ep, *rep_ep;
     volatile sig_atomic_t *stop; /* set by the program's signal handler */
-    int64_t frames, rejected, duplicates, fetches;
+    FILE *log;                   /* NULL: stderr */
+    int64_t frames, rejected, fetches;
 } server;
 
-static void reply(void *intake, const icn_zmq_peer *to, msgpack_sbuffer *sb) {
+static void reply(const server *s, void *intake, const icn_zmq_peer *to, msgpack_sbuffer *sb) {
     char e[ICN_ERRLEN];
-    if (icn_zmq_send_to(intake, to, sb->data, sb->size, e, sizeof e)) say("intake: %s", e);
+    if (icn_zmq_send_to(intake, to, sb->data, sb->size, e, sizeof e)) say(s->log, "intake: %s", e);
     msgpack_sbuffer_destroy(sb);
 }
 
@@ -79,15 +79,15 @@ static int take_frame(server *s, void *intake, char *err, size_t errlen) {
             return icn_errf(err, errlen, "cannot store batch %" PRIu64 " of producer %" PRIu64 " from %s: %s; stopping "
                             "(nothing of it was acknowledged)", o.seq, o.producer, peer.user, e);
         }
-        if (rc == 1) s->duplicates++;
-        if (rc >= 0) icn_pack_ack(&sb, m.producer, m.seq);
+        if (rc == 0) icn_pack_ack(&sb, m.producer, m.seq);
+        if (rc == 1) icn_pack_duplicate(&sb, m.producer, m.seq);
     }
     if (rc < 0) {
         s->rejected++;
-        say("rejected frame %" PRId64 " from %s: %s", n, peer.user, e);
+        say(s->log, "rejected frame %" PRId64 " from %s: %s", n, peer.user, e);
         icn_pack_refused(&sb, m.producer, m.seq, e); /* 0, 0 when the origin could not be read */
     }
-    reply(intake, &peer, &sb);
+    reply(s, intake, &peer, &sb);
     icn_msg_free(&m);
     return 0;
 }
@@ -108,7 +108,7 @@ static void answer(server *s, const icn_msg *m, msgpack_sbuffer *sb) {
         icn_batch b;
         int64_t cap = fetch_cap(s->pool);
         if (icn_pool_read(s->pool, m->offset, m->max < cap ? m->max : cap, &b, e, sizeof e)) {
-            say("fetch at offset %" PRId64 ": %s", m->offset, e);
+            say(s->log, "fetch at offset %" PRId64 ": %s", m->offset, e);
             icn_pack_error(sb, e);
         } else {
             s->fetches++;
@@ -146,7 +146,7 @@ static int serve_request(server *s, void *rep, char *err, size_t errlen) {
     int rc;
     while ((rc = icn_zmq_send_sbuffer(rep, &sb, e, sizeof e)) != 0 && errno == EINTR && !*s->stop) {
     }
-    if (rc != 0) say("REP %s: reply not sent: %s", s->rep_ep, e);
+    if (rc != 0) say(s->log, "REP %s: reply not sent: %s", s->rep_ep, e);
     msgpack_sbuffer_destroy(&sb);
     return 0;
 }
@@ -161,13 +161,12 @@ static int64_t intake_max(const icn_pool *p) {
 }
 
 int icn_pool_serve(const icn_pool_server_opts *o, volatile sig_atomic_t *stop, char *err, size_t errlen) {
-    g_log = o->log;
-    icn_zmq_set_log(say_line);
-    server s = {.store = o->store, .intake_ep = o->intake, .rep_ep = o->rep, .stop = stop};
+    server s = {.store = o->store, .intake_ep = o->intake, .rep_ep = o->rep, .stop = stop, .log = o->log};
+    icn_security_set_log(say_line, o->log);
     const int quiet = o->quiet;
     char e[2 * ICN_ERRLEN];
     if (icn_pool_open(s.store, ICN_POOL_CREATE, o->contract, &s.pool, err, errlen)) return -1;
-    if (icn_pool_note(s.pool)[0]) say("warning: %s", icn_pool_note(s.pool));
+    if (icn_pool_note(s.pool)[0]) say(s.log, "warning: %s", icn_pool_note(s.pool));
     icn_pool_set_fsync(s.pool, o->fsync);
     void *intake = icn_open_intake(s.intake_ep, intake_max(s.pool), e, sizeof e), *rep = NULL;
     int rc = -1;
@@ -179,8 +178,16 @@ int icn_pool_serve(const icn_pool_server_opts *o, volatile sig_atomic_t *stop, c
         icn_errf(err, errlen, "--rep: %s", e);
         goto out;
     }
+    long fd_before, fd_now;
+    if (icn_fd_limit_raise(&fd_before, &fd_now) != 0)
+        say(s.log, "warning: cannot raise the descriptor limit: %s", strerror(errno));
+    else if (!quiet || fd_now < 1024)
+        say(s.log, "%s%ld file descriptors%s: one per connection, an unauthenticated one held at most %d ms "
+            "(firewall and rate-limit the intake: icn-wire(5) SECURITY)",
+            fd_now < 1024 ? "warning: only " : "", fd_now, fd_before != fd_now ? " (soft limit raised to the hard)" : "",
+            ICN_ZMQ_HANDSHAKE_MS);
     if (!quiet)
-        say("serving %s (%" PRId64 " records, fsync %s): batches on %s, requests on %s", s.store,
+        say(s.log, "serving %s (%" PRId64 " records, fsync %s): batches on %s, requests on %s", s.store,
             icn_pool_count(s.pool), icn_fsync_name(o->fsync), s.intake_ep, s.rep_ep);
 
     double last = icn_now();
@@ -204,22 +211,22 @@ int icn_pool_serve(const icn_pool_server_opts *o, volatile sig_atomic_t *stop, c
         if (now - last >= STATUS_EVERY) {
             int64_t n = icn_pool_count(s.pool);
             if (!quiet)
-                say("%s: %" PRId64 " records (+%" PRId64 " in %.0f s, %.1f/s), %" PRId64 " rejected, %" PRId64
+                say(s.log, "%s: %" PRId64 " records (+%" PRId64 " in %.0f s, %.1f/s), %" PRId64 " rejected, %" PRId64
                     " duplicates, %" PRId64 " fetches served",
                     s.store, n, n - last_count, now - last, (double)(n - last_count) / (now - last), s.rejected,
-                    s.duplicates, s.fetches);
+                    icn_pool_duplicates(s.pool), s.fetches);
             last = now, last_count = n;
         }
     }
 out:;
-    int64_t n = icn_pool_count(s.pool);
+    int64_t n = icn_pool_count(s.pool), dups = icn_pool_duplicates(s.pool);
     icn_zmq_close(intake);
     icn_zmq_close(rep);
     int closed = icn_pool_close(s.pool, e, sizeof e);
-    icn_zmq_term();
+    icn_security_set_log(NULL, NULL); /* the log may be closed after we return */
     if (closed && rc == 0) rc = icn_errf(err, errlen, "%s", e);
     if (rc == 0 && !quiet)
-        say("stopped: %s holds %" PRId64 " records; %" PRId64 " frames rejected, %" PRId64 " duplicates acknowledged",
-            s.store, n, s.rejected, s.duplicates);
+        say(s.log, "stopped: %s holds %" PRId64 " records; %" PRId64 " frames rejected, %" PRId64 " duplicates acknowledged",
+            s.store, n, s.rejected, dups);
     return rc;
 }

@@ -2,8 +2,9 @@
  *
  * Opens (or creates) the store, binds the intake ROUTER (batches of pseudo-negatives from
  * synthesizers, each with its producer and sequence number: a batch is answered "ack" once
- * it is stored under the fsync policy, or was stored before; "refused" with the reason when
- * it is bad, which is final; icn-wire(5) DELIVERY) and REP (the trainer's "fetch" by offset
+ * it is stored under the fsync policy, an "ack" with "duplicate":true when its (peer,
+ * producer, seq) was stored before; "refused" with the reason when it is bad; icn-wire(5)
+ * DELIVERY) and REP (the trainer's "fetch" by offset
  * and "stats" requests), and serves until *stop becomes non-zero (the program's SIGINT and SIGTERM
  * handler sets it; installed without SA_RESTART, so that blocking calls return EINTR: handlers
  * and how to exit are the program's business, not the library's). A batch that cannot be stored

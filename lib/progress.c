@@ -72,10 +72,12 @@ void icn_metrics_printf(icn_metrics *m, const char *fmt, ...) {
     if (!m || !m->f) return;
     va_list ap;
     va_start(ap, fmt);
+    flockfile(m->f); /* one whole line at a time: threads write events too (lib/publisher.c) */
     vfprintf(m->f, fmt, ap);
     va_end(ap);
     fputc('\n', m->f);
     fflush(m->f);
+    funlockfile(m->f);
 }
 
 void icn_metrics_close(icn_metrics *m) {

@@ -17,7 +17,8 @@ static const struct {
 } kinds[] = {{ICN_MSG_MODEL, "model"},   {ICN_MSG_HOLD, "hold"},       {ICN_MSG_STOP, "stop"},
              {ICN_MSG_BATCH, "batch"},   {ICN_MSG_ACK, "ack"},         {ICN_MSG_REFUSED, "refused"},
              {ICN_MSG_FETCH, "fetch"},   {ICN_MSG_STATS_REQUEST, "stats"}, {ICN_MSG_RECORDS, "records"},
-             {ICN_MSG_STATS, "stats"},   {ICN_MSG_ERROR, "error"}};
+             {ICN_MSG_STATS, "stats"},   {ICN_MSG_ERROR, "error"},
+             {ICN_MSG_HEARTBEAT, "heartbeat"}, {ICN_MSG_SNAPSHOT_REQUEST, "snapshot_request"}};
 #define N_KINDS (sizeof kinds / sizeof kinds[0])
 
 const char *icn_msg_kind_name(icn_msg_kind k) {
@@ -69,8 +70,40 @@ static int decode_records(const msgpack_object *map, icn_msg *m, char *err, size
     return 0;
 }
 
+/* ---------------------------------------------------------------- heartbeat */
+
+static const char *const run_states[] = {"running", "hold", "finished"};
+
+const char *icn_run_state_name(icn_run_state s) {
+    return s >= ICN_RUN_RUNNING && s <= ICN_RUN_FINISHED ? run_states[s] : "?";
+}
+
+static int decode_heartbeat(const msgpack_object *map, icn_msg *m, char *err, size_t errlen) {
+    char state[16];
+    if (icn_map_i64(map, "generation", -1, INT64_MAX, &m->generation, err, errlen) ||
+        icn_map_str(map, "state", state, sizeof state, err, errlen) ||
+        icn_map_i64(map, "interval_ms", ICN_HEARTBEAT_MIN_MS, ICN_HEARTBEAT_MAX_MS, &m->interval_ms, err, errlen) ||
+        icn_map_str(map, "requests", m->endpoint, sizeof m->endpoint, err, errlen))
+        return -1;
+    const msgpack_object *t = icn_map_get(map, "time");
+    double time = !t ? -1
+                  : t->type == MSGPACK_OBJECT_FLOAT64 || t->type == MSGPACK_OBJECT_FLOAT32 ? t->via.f64
+                  : t->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? (double)t->via.u64
+                                                                : -1;
+    if (!(time >= 0 && time < 1e11)) return icn_errf(err, errlen, "'time' must be a number of seconds since 1970 (0 to 1e11)");
+    m->time = time;
+    int s = 0;
+    while (s < 3 && strcmp(state, run_states[s])) s++;
+    if (s == 3) return icn_errf(err, errlen, "'state' is '%s', not running, hold or finished", state);
+    m->state = (icn_run_state)s;
+    return 0;
+}
+
 static int decode_kind(const msgpack_object *map, icn_msg *m, int need_origin, char *err, size_t errlen) {
+    const msgpack_object *dup;
     switch (m->kind) {
+    case ICN_MSG_HEARTBEAT: return decode_heartbeat(map, m, err, errlen);
+    case ICN_MSG_SNAPSHOT_REQUEST: return 0;
     case ICN_MSG_MODEL: return icn_model_decode_map(map, &m->net, &m->meta, NULL, NULL, err, errlen);
     case ICN_MSG_HOLD:
     case ICN_MSG_STOP: return icn_map_i64(map, "generation", 0, INT64_MAX, &m->generation, err, errlen);
@@ -86,6 +119,10 @@ static int decode_kind(const msgpack_object *map, icn_msg *m, int need_origin, c
         if (get_u63(map, "producer", m->kind == ICN_MSG_ACK, &m->producer, err, errlen) ||
             get_u63(map, "seq", m->kind == ICN_MSG_ACK, &m->seq, err, errlen))
             return -1;
+        if (m->kind == ICN_MSG_ACK && (dup = icn_map_get(map, "duplicate")) != NULL) {
+            if (dup->type != MSGPACK_OBJECT_BOOLEAN) return icn_errf(err, errlen, "key 'duplicate' is not a bool");
+            m->duplicate = dup->via.boolean;
+        }
         return m->kind == ICN_MSG_REFUSED ? icn_map_str(map, "reason", m->text, sizeof m->text, err, errlen) : 0;
     case ICN_MSG_FETCH:
         return icn_map_i64(map, "offset", 0, INT64_MAX, &m->offset, err, errlen) ||
@@ -177,22 +214,27 @@ void icn_pack_batch_from(msgpack_sbuffer *sb, const icn_batch *b, uint64_t produ
     msgpack_sbuffer_destroy(&inner);
 }
 
-static void pack_origin_reply(msgpack_sbuffer *sb, const char *kind, uint64_t producer, uint64_t seq, const char *reason) {
+static void pack_origin_reply(msgpack_sbuffer *sb, const char *kind, uint64_t producer, uint64_t seq, const char *reason,
+                              int duplicate) {
     msgpack_packer pk;
     packer(&pk, sb);
-    msgpack_pack_map(&pk, reason ? 4 : 3);
+    msgpack_pack_map(&pk, 3 + (reason != NULL) + (duplicate != 0));
     icn_pack_str(&pk, "kind"), icn_pack_str(&pk, kind);
     icn_pack_str(&pk, "producer"), msgpack_pack_uint64(&pk, producer);
     icn_pack_str(&pk, "seq"), msgpack_pack_uint64(&pk, seq);
     if (reason) icn_pack_str(&pk, "reason"), icn_pack_str(&pk, reason);
+    if (duplicate) icn_pack_str(&pk, "duplicate"), msgpack_pack_true(&pk);
 }
 
-void icn_pack_ack(msgpack_sbuffer *sb, uint64_t producer, uint64_t seq) { pack_origin_reply(sb, "ack", producer, seq, NULL); }
+void icn_pack_ack(msgpack_sbuffer *sb, uint64_t producer, uint64_t seq) { pack_origin_reply(sb, "ack", producer, seq, NULL, 0); }
+void icn_pack_duplicate(msgpack_sbuffer *sb, uint64_t producer, uint64_t seq) {
+    pack_origin_reply(sb, "ack", producer, seq, NULL, 1);
+}
 
 void icn_pack_refused(msgpack_sbuffer *sb, uint64_t producer, uint64_t seq, const char *reason) {
     char r[ICN_ERRLEN];
     snprintf(r, sizeof r, "%s", reason); /* fits the reader's buffer */
-    pack_origin_reply(sb, "refused", producer, seq, r);
+    pack_origin_reply(sb, "refused", producer, seq, r, 0);
 }
 
 void icn_pack_fetch(msgpack_sbuffer *sb, int64_t offset, int64_t max) {
@@ -232,15 +274,48 @@ void icn_pack_error(msgpack_sbuffer *sb, const char *message) {
     icn_pack_str(&pk, "message"), icn_pack_str(&pk, m);
 }
 
+void icn_pack_heartbeat(msgpack_sbuffer *sb, int64_t generation, icn_run_state state, int64_t interval_ms,
+                        const char *requests, double time) {
+    msgpack_packer pk;
+    packer(&pk, sb);
+    msgpack_pack_map(&pk, 6);
+    icn_pack_str(&pk, "kind"), icn_pack_str(&pk, "heartbeat");
+    icn_pack_str(&pk, "generation"), msgpack_pack_int64(&pk, generation);
+    icn_pack_str(&pk, "state"), icn_pack_str(&pk, icn_run_state_name(state));
+    icn_pack_str(&pk, "interval_ms"), msgpack_pack_int64(&pk, interval_ms);
+    icn_pack_str(&pk, "requests"), icn_pack_str(&pk, requests);
+    icn_pack_str(&pk, "time"), msgpack_pack_double(&pk, time);
+}
+
+void icn_pack_snapshot_request(msgpack_sbuffer *sb) {
+    msgpack_packer pk;
+    packer(&pk, sb);
+    msgpack_pack_map(&pk, 1);
+    icn_pack_str(&pk, "kind"), icn_pack_str(&pk, "snapshot_request");
+}
+
 /* ---------------------------------------------------------------- channel sockets */
 
 void *icn_open_publisher(const char *endpoint, char *err, size_t errlen) {
-    icn_zmq_opts o = {.max_msg = ICN_SMALL_MSG, .sndhwm = ICN_PUBLISH_HWM, .xpub_verbose = 1};
-    return icn_zmq_open_with(ZMQ_XPUB, endpoint, 1, &o, err, errlen);
+    icn_zmq_opts o = {.max_msg = ICN_SMALL_MSG, .sndhwm = ICN_PUBLISH_HWM};
+    return icn_zmq_open_with(ZMQ_PUB, endpoint, 1, &o, err, errlen);
+}
+
+void *icn_open_snapshot_router(const char *endpoint, char *err, size_t errlen) {
+    icn_zmq_opts o = {.max_msg = ICN_SMALL_MSG, .rcvhwm = ICN_INTAKE_HWM, .sndhwm = 1};
+    return icn_zmq_open_with(ZMQ_ROUTER, endpoint, 1, &o, err, errlen);
+}
+
+void *icn_open_snapshot_requester(const char *endpoint, int64_t max_model, char *err, size_t errlen) {
+    icn_zmq_opts o = {.max_msg = max_model, .no_linger = 1, .sndhwm = 1};
+    return icn_zmq_open_with(ZMQ_DEALER, endpoint, 0, &o, err, errlen);
 }
 
 void *icn_open_subscriber(const char *endpoint, int64_t max_model, char *err, size_t errlen) {
-    icn_zmq_opts o = {.max_msg = max_model, .conflate = 1};
+    /* not CONFLATE: it keeps only the newest frame, and a heartbeat sent just before a snapshot
+     * (each once a second) would be lost every time; a short queue instead, whose overflow a
+     * heartbeat repairs (the subscriber asks for the snapshot it names) */
+    icn_zmq_opts o = {.max_msg = max_model, .rcvhwm = ICN_SUBSCRIBE_HWM};
     return icn_zmq_open_with(ZMQ_SUB, endpoint, 0, &o, err, errlen);
 }
 
@@ -314,4 +389,102 @@ int icn_request(void **sock, const char *endpoint, const msgpack_sbuffer *reques
         return -1;
     }
     return 1;
+}
+
+/* ---------------------------------------------------------------- the pool's stats reply */
+
+
+static void pack_tallies(msgpack_packer *pk, const char *key, const icn_pool_tally *v, size_t n) {
+    icn_pack_str(pk, key);
+    msgpack_pack_map(pk, n);
+    for (size_t i = 0; i < n; i++) msgpack_pack_int64(pk, v[i].key), msgpack_pack_int64(pk, v[i].count);
+}
+
+void icn_pack_pool_stats(msgpack_sbuffer *sb, const icn_pool_counts *c, int64_t rejected) {
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 9);
+    icn_pack_str(&pk, "kind"), icn_pack_str(&pk, "stats");
+    icn_pack_str(&pk, "uuid"), icn_pack_str(&pk, c->uuid);
+    icn_pack_str(&pk, "total"), msgpack_pack_int64(&pk, c->total);
+    icn_pack_str(&pk, "rejected"), msgpack_pack_int64(&pk, rejected);
+    icn_pack_str(&pk, "duplicates"), msgpack_pack_int64(&pk, c->duplicates);
+    pack_tallies(&pk, "per_class", c->per_class, c->n_class);
+    pack_tallies(&pk, "per_generation", c->per_generation, c->n_generation);
+    pack_tallies(&pk, "per_producer", c->per_producer, c->n_producer);
+    icn_pack_str(&pk, "rejects");
+    msgpack_pack_array(&pk, c->n_rejects);
+    for (size_t i = 0; i < c->n_rejects; i++) {
+        msgpack_pack_array(&pk, 3);
+        icn_pack_str(&pk, c->rejects[i].peer);
+        icn_pack_str(&pk, c->rejects[i].reason);
+        msgpack_pack_int64(&pk, c->rejects[i].count);
+    }
+}
+
+static int int_of(const msgpack_object *o, int64_t *v) {
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= (uint64_t)INT64_MAX) *v = (int64_t)o->via.u64;
+    else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) *v = o->via.i64;
+    else return -1;
+    return 0;
+}
+
+static int decode_tallies(const msgpack_object *map, const char *key, icn_pool_tally **v, size_t *n, char *err,
+                          size_t errlen) {
+    const msgpack_object *m = icn_map_get(map, key);
+    if (!m) return icn_errf(err, errlen, "key '%s' missing", key);
+    if (m->type != MSGPACK_OBJECT_MAP) return icn_errf(err, errlen, "key '%s' is not a map", key);
+    *n = m->via.map.size;
+    *v = xmalloc((*n ? *n : 1) * sizeof **v);
+    for (size_t i = 0; i < *n; i++) {
+        icn_pool_tally *t = &(*v)[i];
+        if (int_of(&m->via.map.ptr[i].key, &t->key) || int_of(&m->via.map.ptr[i].val, &t->count) || t->count < 0)
+            return icn_errf(err, errlen, "key '%s': entry %zu is not an integer key with a count >= 0", key, i);
+    }
+    return 0;
+}
+
+static int str_into(const msgpack_object *o, char *out, size_t outlen) {
+    if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= outlen || memchr(o->via.str.ptr, 0, o->via.str.size)) return -1;
+    memcpy(out, o->via.str.ptr, o->via.str.size);
+    out[o->via.str.size] = 0;
+    return 0;
+}
+
+static int decode_rejects(const msgpack_object *map, icn_pool_counts *c, char *err, size_t errlen) {
+    const msgpack_object *m = icn_map_get(map, "rejects");
+    if (!m) return 0;
+    if (m->type != MSGPACK_OBJECT_ARRAY) return icn_errf(err, errlen, "key 'rejects' is not an array");
+    c->n_rejects = m->via.array.size;
+    c->rejects = xcalloc(c->n_rejects ? c->n_rejects : 1, sizeof *c->rejects);
+    for (size_t i = 0; i < c->n_rejects; i++) {
+        const msgpack_object *a = &m->via.array.ptr[i];
+        icn_pool_reject *r = &c->rejects[i];
+        if (a->type != MSGPACK_OBJECT_ARRAY || a->via.array.size != 3 || str_into(&a->via.array.ptr[0], r->peer, sizeof r->peer) ||
+            str_into(&a->via.array.ptr[1], r->reason, sizeof r->reason) || int_of(&a->via.array.ptr[2], &r->count) ||
+            r->count < 0)
+            return icn_errf(err, errlen, "key 'rejects': entry %zu is not [peer, reason, count >= 0]", i);
+    }
+    return 0;
+}
+
+int icn_decode_pool_stats(const msgpack_object *map, icn_pool_counts *c, int64_t *rejected, char *err, size_t errlen) {
+    char e[ICN_ERRLEN];
+    uint8_t u[16];
+    memset(c, 0, sizeof *c);
+    if (!icn_map_kind_is(map, "stats")) return icn_errf(err, errlen, "stats: reply is not of kind 'stats'");
+    const msgpack_object *id = icn_map_get(map, "uuid");
+    int bad_uuid = id && (str_into(id, c->uuid, sizeof c->uuid) || icn_uuid_parse(c->uuid, u));
+    if (bad_uuid) snprintf(e, sizeof e, "key 'uuid' is not a UUID");
+    if (bad_uuid || icn_map_i64(map, "total", 0, INT64_MAX, &c->total, e, sizeof e) ||
+        icn_map_i64(map, "rejected", 0, INT64_MAX, rejected, e, sizeof e) ||
+        (icn_map_get(map, "duplicates") && icn_map_i64(map, "duplicates", 0, INT64_MAX, &c->duplicates, e, sizeof e)) ||
+        decode_tallies(map, "per_class", &c->per_class, &c->n_class, e, sizeof e) ||
+        decode_tallies(map, "per_generation", &c->per_generation, &c->n_generation, e, sizeof e) ||
+        decode_tallies(map, "per_producer", &c->per_producer, &c->n_producer, e, sizeof e) ||
+        decode_rejects(map, c, e, sizeof e)) {
+        icn_pool_counts_free(c);
+        return icn_errf(err, errlen, "stats: %s", e);
+    }
+    return 0;
 }

@@ -1,7 +1,9 @@
 /* protocol.h: every message of icn-wire(5), packed and decoded in one place.
  *
  * Channels and the kinds each one carries (man icn-wire(5)):
- *   snapshots  trainer XPUB -> synthesizer SUB     model, hold, stop
+ *   snapshots  trainer PUB -> synthesizer SUB      model, hold, stop, heartbeat
+ *   snapshot requests  synthesizer DEALER -> trainer ROUTER  snapshot_request
+ *              trainer ROUTER -> synthesizer DEALER          model, heartbeat
  *   intake     synthesizer DEALER -> pool ROUTER   batch (with producer and seq)
  *              pool ROUTER -> synthesizer DEALER   ack, refused
  *   requests   trainer REQ -> pool REP             fetch, stats
@@ -27,16 +29,29 @@ typedef enum {
     ICN_MSG_HOLD = 1 << 1,    /* {"kind":"hold","generation":g} */
     ICN_MSG_STOP = 1 << 2,    /* {"kind":"stop","generation":g} */
     ICN_MSG_BATCH = 1 << 3,   /* a batch; on the intake with "producer" and "seq" */
-    ICN_MSG_ACK = 1 << 4,     /* {"kind":"ack","producer":p,"seq":s}: stored (or stored before) */
+    ICN_MSG_ACK = 1 << 4,     /* {"kind":"ack","producer":p,"seq":s}: stored; with "duplicate":true,
+                               * stored before (the pool did not store it again) */
     ICN_MSG_REFUSED = 1 << 5, /* {"kind":"refused","producer":p,"seq":s,"reason":text}: final */
     ICN_MSG_FETCH = 1 << 6,   /* {"kind":"fetch","offset":o,"max":m} */
     ICN_MSG_STATS_REQUEST = 1 << 7, /* {"kind":"stats"} with no other key */
     ICN_MSG_RECORDS = 1 << 8, /* {"kind":"records","offset":o,"total":t[,"batch":B]} */
     ICN_MSG_STATS = 1 << 9,   /* {"kind":"stats","total":t,...}: the pool's counts */
     ICN_MSG_ERROR = 1 << 10,  /* {"kind":"error","message":text} */
+    /* the snapshot channel's liveness and the Clone pattern's snapshot requests (issue 24) */
+    ICN_MSG_HEARTBEAT = 1 << 20, /* {"kind":"heartbeat","generation":g,"state":s,"interval_ms":i,"requests":e,"time":t} */
+    ICN_MSG_SNAPSHOT_REQUEST = 1 << 21, /* {"kind":"snapshot_request"} */
 } icn_msg_kind;
 
-#define ICN_SNAPSHOT_KINDS (ICN_MSG_MODEL | ICN_MSG_HOLD | ICN_MSG_STOP)
+/* The run's state as a heartbeat says it ("state"): synthesize for its generation; that
+ * generation has all it needs (a sticky "hold"); the run is over (a sticky "stop"). */
+typedef enum { ICN_RUN_RUNNING = 0, ICN_RUN_HOLD = 1, ICN_RUN_FINISHED = 2 } icn_run_state;
+const char *icn_run_state_name(icn_run_state s);
+#define ICN_HEARTBEAT_MIN_MS 10     /* the range a heartbeat's interval_ms may take */
+#define ICN_HEARTBEAT_MAX_MS 60000
+#define ICN_ENDPOINT_LEN 256        /* a heartbeat's "requests" endpoint, with its terminator */
+
+#define ICN_SNAPSHOT_KINDS (ICN_MSG_MODEL | ICN_MSG_HOLD | ICN_MSG_STOP | ICN_MSG_HEARTBEAT)
+#define ICN_SNAPSHOT_REPLY_KINDS (ICN_MSG_MODEL | ICN_MSG_HEARTBEAT)
 #define ICN_INTAKE_REPLY_KINDS (ICN_MSG_ACK | ICN_MSG_REFUSED)
 #define ICN_REQUEST_KINDS (ICN_MSG_FETCH | ICN_MSG_STATS_REQUEST)
 #define ICN_FETCH_MAX 65536 /* records one fetch may ask for */
@@ -47,6 +62,7 @@ typedef struct {
     icn_msg_kind kind;
     int64_t generation;      /* hold, stop */
     uint64_t producer, seq;  /* batch (both 0 when absent), ack, refused */
+    int duplicate;           /* ack: stored before, not stored again */
     icn_batch batch;         /* batch; records (n = 0 when none) */
     int64_t offset, total, max; /* fetch (offset, max); records (offset, total) */
     char text[ICN_ERRLEN];   /* refused: the reason; error: the message */
@@ -54,6 +70,11 @@ typedef struct {
     icn_model_meta meta;     /* model */
     icn_pool_counts counts;  /* stats */
     int64_t rejected;        /* stats */
+    /* heartbeat (generation above: the newest snapshot's, -1 before the first) */
+    icn_run_state state;
+    int64_t interval_ms;
+    char endpoint[ICN_ENDPOINT_LEN]; /* where snapshot requests go, as the publisher bound it */
+    double time;                     /* the publisher's wall clock when it sent the heartbeat */
 } icn_msg;
 
 const char *icn_msg_kind_name(icn_msg_kind k);
@@ -69,20 +90,41 @@ void icn_msg_free(icn_msg *m);
 void icn_pack_control(msgpack_sbuffer *sb, icn_msg_kind hold_or_stop, int64_t generation);
 void icn_pack_batch_from(msgpack_sbuffer *sb, const icn_batch *b, uint64_t producer, uint64_t seq);
 void icn_pack_ack(msgpack_sbuffer *sb, uint64_t producer, uint64_t seq);
+void icn_pack_duplicate(msgpack_sbuffer *sb, uint64_t producer, uint64_t seq); /* an ack with "duplicate":true */
 void icn_pack_refused(msgpack_sbuffer *sb, uint64_t producer, uint64_t seq, const char *reason);
 void icn_pack_fetch(msgpack_sbuffer *sb, int64_t offset, int64_t max);
 void icn_pack_stats_request(msgpack_sbuffer *sb);
 /* A batch map cannot hold n = 0, so an empty reply (offset >= total) has no "batch" key. */
 void icn_pack_records(msgpack_sbuffer *sb, int64_t offset, int64_t total, const icn_batch *records);
 void icn_pack_error(msgpack_sbuffer *sb, const char *message);
+/* The snapshot channel's heartbeat and a snapshot request (icn-wire(5) SNAPSHOTS). */
+void icn_pack_heartbeat(msgpack_sbuffer *sb, int64_t generation, icn_run_state state, int64_t interval_ms,
+                        const char *requests, double time);
+void icn_pack_snapshot_request(msgpack_sbuffer *sb);
+
+/* The pool protocol's "stats" reply (icn-wire(5), POOL PROTOCOL):
+ * {"kind":"stats","uuid":"...","total":n,"rejected":r,"duplicates":d,"per_class":{k:count},
+ *  "per_generation":{g:count},"per_producer":{id:count},"rejects":[[peer,reason,count],...]},
+ * the three inner maps keyed by integers. Decoding validates it as untrusted input ("uuid",
+ * "duplicates" and "rejects" may be missing: older pools do not send them); counts is always set (free with icn_pool_counts_free). */
+void icn_pack_pool_stats(msgpack_sbuffer *sb, const icn_pool_counts *c, int64_t rejected);
+int icn_decode_pool_stats(const msgpack_object *map, icn_pool_counts *c, int64_t *rejected, char *err, size_t errlen);
 
 /* Sockets of each channel, with the bounds that match what it carries (icn-wire(5) LIMITS):
- *   publisher   XPUB bound: SNDHWM 2, so a subscriber that stops reading holds at most the
+ *   publisher   PUB bound: SNDHWM 2, so a subscriber that stops reading holds at most the
  *               two newest messages in our memory (newer ones are dropped for it alone);
- *               it receives only subscriptions (MAXMSGSIZE ICN_SMALL_MSG), every one of them
- *               (XPUB_VERBOSE), so that lib/publisher.h can answer each new subscriber.
- *   subscriber  SUB connected, CONFLATE (only the newest), MAXMSGSIZE max_model (0: the frame
- *               limit, until the first snapshot tells the model's size).
+ *               subscriptions are ZeroMQ's business only (MAXMSGSIZE ICN_SMALL_MSG): no
+ *               subscription makes anything be sent (issue 24, item 4).
+ *   subscriber  SUB connected, RCVHWM ICN_SUBSCRIBE_HWM (a frame beyond it is dropped: the next
+ *               heartbeat names what was missed), MAXMSGSIZE max_model (0: the frame limit,
+ *               until the first snapshot tells the model's size). Not CONFLATE: it keeps only
+ *               the newest frame, and would lose every heartbeat sent just before a snapshot.
+ *   snapshot router     ROUTER bound beside the publisher: MAXMSGSIZE ICN_SMALL_MSG (a
+ *               request), RCVHWM ICN_INTAKE_HWM, SNDHWM 1 (a peer that stops reading holds at
+ *               most one reply in our memory; more are dropped for it).
+ *   snapshot requester  DEALER connected: MAXMSGSIZE max_model (0: the frame limit), SNDHWM 1
+ *               (one request waits for the connection, and goes the moment it is made), no
+ *               linger.
  *   intake      ROUTER bound: MAXMSGSIZE max_batch, RCVHWM ICN_INTAKE_HWM per peer.
  *   sender      DEALER connected: MAXMSGSIZE ICN_SMALL_MSG (acknowledgements), IMMEDIATE,
  *               no automatic reconnection and no linger (the sender reconnects, in order).
@@ -93,8 +135,11 @@ void icn_pack_error(msgpack_sbuffer *sb, const char *message);
 #define ICN_SMALL_MSG 4096
 #define ICN_INTAKE_HWM 64
 #define ICN_PUBLISH_HWM 2
+#define ICN_SUBSCRIBE_HWM 2
 void *icn_open_publisher(const char *endpoint, char *err, size_t errlen);
 void *icn_open_subscriber(const char *endpoint, int64_t max_model, char *err, size_t errlen);
+void *icn_open_snapshot_router(const char *endpoint, char *err, size_t errlen);
+void *icn_open_snapshot_requester(const char *endpoint, int64_t max_model, char *err, size_t errlen);
 void *icn_open_intake(const char *endpoint, int64_t max_batch, char *err, size_t errlen);
 void *icn_open_sender(const char *endpoint, char *err, size_t errlen);
 void *icn_open_requests(const char *endpoint, char *err, size_t errlen);

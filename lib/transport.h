@@ -1,4 +1,4 @@
-/* transport.h: ZeroMQ sockets for icn's processes, and their security (CURVE keys, the
+/* transport.h: ZeroMQ sockets for icn's processes, secured by lib/security.h (CURVE keys, the
  * ZAP handler). The messages they carry are lib/protocol.h's (man icn-wire(5)).
  *
  * Every socket has a bounded LINGER and a ZMQ_MAXMSGSIZE (icn_zmq_opts: what its channel
@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "security.h"
 
 #define ICN_EP_SNAPSHOTS "tcp://127.0.0.1:5560"
 #define ICN_EP_POOL_PUSH "tcp://127.0.0.1:5561"
@@ -32,12 +33,21 @@ void *icn_zmq_context(void); /* one per process, created on first use */
 void *icn_zmq_open(int type, const char *endpoint, int bind, char *err, size_t errlen);
 void icn_zmq_close(void *sock);
 #define ICN_ZMQ_LINGER_MS 1000 /* unsent messages are dropped this long after close */
+/* Every socket's ZMQ_HANDSHAKE_IVL: a connection that has not finished its ZMTP (and CURVE)
+ * handshake this long after it was made is dropped, so a stalled or slow-loris connection
+ * holds a descriptor and a session for at most this long (ZeroMQ's default is 30 s). */
+#define ICN_ZMQ_HANDSHAKE_MS 2000
+/* Raise the soft RLIMIT_NOFILE to the hard limit (a server holds one descriptor per
+ * connection, authenticated or not yet). *before and *now: the soft limit before and after
+ * (LONG_MAX: unlimited). 0, or -1 with errno. */
+int icn_fd_limit_raise(long *before, long *now);
 /* The two halves of icn_zmq_open, for options that must be set before bind/connect
  * (e.g. ZMQ_IMMEDIATE): a socket with LINGER and MAXMSGSIZE set (a SUB socket also
  * subscribed to everything), then its bind or connect. */
 void *icn_zmq_socket(int type, char *err, size_t errlen);
 int icn_zmq_attach(void *sock, const char *endpoint, int bind, char *err, size_t errlen);
-/* Terminate the context at exit, after every socket is closed (LINGER bounds the wait). */
+/* Terminate the context at exit, after every socket is closed (LINGER bounds the wait), and
+ * stop the ZAP handler. The programs' business (cmd/): the library never calls it. */
 void icn_zmq_term(void);
 int icn_zmq_send(void *sock, const void *data, size_t len, char *err, size_t errlen);
 int icn_zmq_send_sbuffer(void *sock, const msgpack_sbuffer *sb, char *err, size_t errlen);
@@ -107,66 +117,10 @@ int icn_zmq_recv_buf(void *sock, icn_zmq_peer *from, int timeout_ms, uint8_t **d
 /* Send one message to a ROUTER peer (dropped if the peer is gone or its queue is full). */
 int icn_zmq_send_to(void *router, const icn_zmq_peer *to, const void *data, size_t len, char *err, size_t errlen);
 
-/* ---------------------------------------------------------------- CURVE and ZAP
- * Keys are CURVE key pairs written as Z85 text (40 characters). A key file holds exactly
- * the 40 characters and one newline; NAME.key (the secret half) must be a regular file
- * that nobody but its owner can read (mode 0600), NAME.pub (the public half) a regular
- * file. Key files are untrusted input: anything else is refused with one line naming it.
- *
- * Security is set once per process (icn_zmq_secure), before the first socket is attached,
- * and applies to every bind and connect from then on:
- *   a bound socket is a CURVE server with our secret key; a ZAP handler (a thread serving
- *     inproc://zeromq.zap.01) admits only the public keys found in the allowed directory
- *     (*.pub, re-read at most once a second when an unknown key knocks) and our own, and
- *     logs every refused key (Z85, once per key per ICN_ZAP_LOG_EVERY seconds, with a count
- *     of the attempts in between); a refused peer never completes its handshake, so
- *     nothing it sends is ever received;
- *   a connecting socket is a CURVE client with our key pair and the server's public key
- *     (--server-key; without it, our own public key: the processes of the head share one
- *     key pair);
- *   the authenticated client key is the peer identity of every message it sends
- *     (icn_zmq_peer.user, Z85), "local" without CURVE.
- * Without keys, binding anything but loopback (tcp on 127.0.0.0/8, ::1 or localhost;
- * ipc://; inproc://) is refused unless `insecure`. */
-#define ICN_KEY_Z85_LEN 40
-#define ICN_ZAP_LOG_EVERY 10.0
-
-/* Write NAME.key (secret; created with O_EXCL and mode 0600) and NAME.pub; neither may
- * exist already. public_z85 (41 bytes) receives the public key. */
-int icn_keygen(const char *name, char *public_z85, char *err, size_t errlen);
-/* Read one key file strictly; secret = 1 also checks the mode. key_z85: 41 bytes. */
-int icn_key_read(const char *path, int secret, char *key_z85, char *err, size_t errlen);
-/* The public half of a Z85 secret key (41 bytes out). */
-int icn_key_public(const char *secret_z85, char *public_z85, char *err, size_t errlen);
-/* 1 when endpoint binds only on this machine (loopback tcp, ipc, inproc). */
-int icn_endpoint_is_local(const char *endpoint);
-
-/* The process's security. secret_key: a NAME.key file, or NULL for no CURVE; allow_dir: the
- * directory of allowed *.pub, required when this process binds with a key (it starts the ZAP
- * handler); server_key: the head's NAME.pub for connecting (NULL: our own public key).
- * Exactly one of `secret_key` and `insecure` may be set (neither: loopback only). */
-typedef struct {
-    const char *secret_key, *server_key, *allow_dir;
-    int insecure;
-} icn_security;
+/* ---------------------------------------------------------------- security
+ * lib/security.h has the keys, the allow-list and the ZAP handler; these apply them to this
+ * process's ZeroMQ context (icn_zmq_context), before the first socket is attached. */
 int icn_zmq_secure(const icn_security *s, char *err, size_t errlen);
-/* Where the ZAP handler's lines go (default: icn_warn). */
-void icn_zmq_set_log(void (*log)(const char *line));
-
-/* Command-line flags shared by every program with sockets: add ICN_SECURITY_OPTIONS to the
- * getopt table, ICN_SECURITY_USAGE to the usage text, and hand every option to
- * icn_security_option (1 when it was one of these). */
-enum { ICN_OPT_SECRET_KEY = 0x5ec0, ICN_OPT_SERVER_KEY, ICN_OPT_ALLOW, ICN_OPT_INSECURE };
-#define ICN_SECURITY_OPTIONS                                                                      \
-    {"secret-key", required_argument, 0, ICN_OPT_SECRET_KEY},                                   \
-        {"server-key", required_argument, 0, ICN_OPT_SERVER_KEY},                               \
-        {"allow", required_argument, 0, ICN_OPT_ALLOW}, {"insecure", no_argument, 0, ICN_OPT_INSECURE}
-#define ICN_SECURITY_USAGE                                                                        \
-    "  --secret-key FILE   CURVE: this process's secret key (NAME.key of 'icn-pool keygen')\n"   \
-    "  --allow DIR         CURVE, bound sockets: admit only peers whose NAME.pub is in DIR\n"  \
-    "  --server-key FILE   CURVE, connecting: the head's public key (default: our own)\n"      \
-    "  --insecure          no keys: allow binding a non-loopback address in the clear\n"
-int icn_security_option(int opt, const char *arg, icn_security *s);
 /* icn_zmq_secure, or exit 2 with one line. */
 void icn_security_apply(const icn_security *s);
 

@@ -405,18 +405,6 @@ int icn_reader_next(icn_reader *r, const uint8_t **frame, size_t *len, char *err
     }
 }
 
-int icn_write_all(int fd, const void *p, size_t n, char *err, size_t errlen) {
-    const uint8_t *b = p;
-    while (n) {
-        ssize_t k = write(fd, b, n);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) return icn_errf(err, errlen, "write error: %s", k < 0 ? strerror(errno) : "wrote nothing");
-        b += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
 /* ---------------------------------------------------------------- map access */
 
 const msgpack_object *icn_map_get(const msgpack_object *map, const char *key) {

@@ -54,8 +54,6 @@ const char *icn_reader_name(const icn_reader *r);
 uint64_t icn_reader_offset(const icn_reader *r);
 void icn_reader_close(icn_reader *r);
 
-/* Write bytes completely (handles short writes); -1 with err on failure. */
-int icn_write_all(int fd, const void *p, size_t n, char *err, size_t errlen);
 
 /* Map access on unpacked objects. Each returns -1 with an error naming the key when
  * the key is missing (unless optional) or has the wrong type / range. */

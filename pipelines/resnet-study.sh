@@ -5,6 +5,7 @@
 #
 #   pipelines/resnet-study.sh --name VARIANT --seed S [--train-images N] [--dir DIR]
 #                             [--synthesizers N] [--synth-args "FLAGS"] [-- TRAINER FLAGS...]
+#   pipelines/resnet-study.sh --table [--dir DIR]
 # TRAINER FLAGS go to the introspective trainer as they are (pipelines/icn-mnist.sh). The
 # baseline gets the same flags less the introspective ones (--alpha, --pn-batch, --pn-recent, --bn-pseudo,
 # --per-class, --async, --no-prefetch; the round schedule only sets its number of steps), so
@@ -13,13 +14,15 @@
 # A finished run is not run again; a killed one resumes from its checkpoints.
 # Appends one JSON line per finished run to DIR/table.jsonl: variant, seed, images, flags, both
 # validation errors, the images only one of them gets wrong, McNemar's exact p, the fraction
-# of each round's pseudo-negatives that reached the stop rule, the wall time.
+# of each round's pseudo-negatives that reached the stop rule, the wall time. --table prints
+# them as a markdown table, in the order they finished.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
-name="" seed="" images=2000 root=runs/resnet-study synths=2 synth_args=""
+name="" seed="" images=2000 root=runs/resnet-study synths=2 synth_args="" table=0
 while [ $# -gt 0 ]; do
     case $1 in
+    --table) table=1; shift ;;
     --name) name=$2; shift 2 ;; --seed) seed=$2; shift 2 ;; --train-images) images=$2; shift 2 ;;
     --dir) root=$2; shift 2 ;; --synthesizers) synths=$2; shift 2 ;; --synth-args) synth_args=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
@@ -27,6 +30,20 @@ while [ $# -gt 0 ]; do
     *) echo "resnet-study: unknown flag '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
+if [ "$table" = 1 ]; then
+    [ -s "$root/table.jsonl" ] || { echo "resnet-study: $root/table.jsonl: no finished run" >&2; exit 1; }
+    exec "$PYTHON" - "$root/table.jsonl" <<'PY'
+import json, sys
+print("| variant | seed | images | trainer flags | synthesis flags | baseline val | ICN val "
+      "| only baseline / only ICN wrong | McNemar p | reached the stop rule, rounds 1.. |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for e in map(json.loads, open(sys.argv[1])):
+    print("| %s | %d | %s | `%s` | %s | %.2f%% | %.2f%% | %d / %d | %.2g | %s |" % (
+        e["variant"], e["seed"], e["images"], e["flags"], e["synth_args"] or "default",
+        100 * e["baseline_val"], 100 * e["icn_val"], e["only_baseline_wrong"], e["only_icn_wrong"], e["p"],
+        " ".join("%.0f%%" % (100 * r) for r in e["reached"])))
+PY
+fi
 [ -n "$name" ] && [ -n "$seed" ] || { echo "resnet-study: --name and --seed are required (see --help)" >&2; exit 2; }
 [[ "$name" =~ ^[A-Za-z0-9._+-]+$ ]] || { echo "resnet-study: --name: '$name' is not a plain word" >&2; exit 2; }
 flags=("$@")

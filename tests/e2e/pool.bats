@@ -178,6 +178,41 @@ info() {
     kill -0 "$POOL_PID"
 }
 
+@test "icn-pool: a batch sent again is answered as a duplicate, counted, and stored once, across a restart" {
+    local frame=$BATS_TEST_DIRNAME/../fuzz/corpus/fuzz_pool_msgs/intake-batch # 2 images 2x2x1, producer 12345, seq 7
+    [ -s "$frame" ] || skip "no intake-batch corpus file"
+    serve_small() {
+        icn-pool serve --store small.icnpool --shape 2x2x1 --classes 3 --intake "$PULL" --rep "$REP" --quiet \
+            >/dev/null 2>>serve.err 3>&- &
+        POOL_PID=$!
+        echo "$POOL_PID" >>pids
+        local i
+        for i in $(seq 100); do
+            icn-pool stats --connect "$REP" --timeout 300 >/dev/null 2>&1 && return 0
+            sleep 0.1
+        done
+        die "icn-pool serve did not answer: $(cat serve.err)"
+    }
+    serve_small
+    run --separate-stderr icn-pool push --raw --connect "$PULL" --file "$frame"
+    expect_status 0
+    [ "$stderr" = "icn-pool: acknowledged by $PULL" ] || die "$stderr"
+    run --separate-stderr icn-pool push --raw --connect "$PULL" --file "$frame"
+    expect_status 0
+    [ "$stderr" = "icn-pool: acknowledged by $PULL as a duplicate (stored before, not again)" ] || die "$stderr"
+    icn-pool stats --connect "$REP" >stats.txt
+    grep -qx "total: 2" stats.txt
+    grep -qx "duplicates: 1" stats.txt
+    kill -9 "$POOL_PID"
+    wait "$POOL_PID" 2>/dev/null || true
+    serve_small
+    run --separate-stderr icn-pool push --raw --connect "$PULL" --file "$frame"
+    expect_status 0
+    [[ "$stderr" == *"as a duplicate"* ]] || die "$stderr"
+    icn-pool stats --connect "$REP" --json >stats.json
+    grep -q '"total":2,"rejected":0,"duplicates":1,' stats.json || die "$(cat stats.json)"
+}
+
 @test "icn-pool: kill -9 and restart on the same store loses nothing" {
     need_mnist
     start_pool pool.icnpool --fsync always
@@ -292,6 +327,7 @@ info() {
     expect_status 1
     one_line_error icn-pool
     [[ "$stderr" == *"a new pool needs its contract (icn-pool serve --shape HxWxC --classes K)"* ]]
+    [ ! -e new.icnpool ] || die "a failed create left $(stat -c %s new.icnpool) bytes behind"
     run --separate-stderr icn-pool serve --store new.icnpool --shape 28x28 --classes 10
     expect_status 2
     run --separate-stderr icn-pool serve --store new.icnpool --shape 28x28x1

@@ -151,6 +151,10 @@ static void models(void) {
     msgpack_pack_map(&pk, 1);
     msgpack_pack_str_with_body(&pk, "kind", 4), msgpack_pack_str_with_body(&pk, "stop", 4);
     put_sb("fuzz_control", "stop", &sb);
+    icn_pack_heartbeat(&sb, 2, ICN_RUN_HOLD, 1000, "tcp://0.0.0.0:40123", 1796600000.25);
+    put_sb("fuzz_control", "heartbeat", &sb);
+    icn_pack_snapshot_request(&sb);
+    put_sb("fuzz_control", "snapshot-request", &sb);
     msgpack_sbuffer_destroy(&sb);
 }
 

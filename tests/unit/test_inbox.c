@@ -1,8 +1,11 @@
 /* test_inbox.c: the snapshot channel's subscriber thread (lib/inbox.c), this test playing the
- * trainer on an inproc XPUB: a model is received and decoded while nobody asks, its cached copy
- * sent again is ignored, a hold for an older generation is ignored and one for ours is kept
- * until a new model (a restarted trainer's lower generation too), a newer model replaces an
- * untaken one, a frame that does not decode changes nothing, and "stop" is kept. */
+ * trainer on an inproc XPUB (to see the inbox subscribe) and ROUTER: a model is received and
+ * decoded while nobody asks, a copy sent again is ignored, a hold for an older generation is
+ * ignored and one for ours is kept until a new model (a restarted trainer's lower generation
+ * too), a newer model replaces an untaken one, a frame that does not decode changes nothing,
+ * and "stop" is kept; a heartbeat naming a generation the inbox lacks makes it ask on the
+ * ROUTER and keep the reply, one saying "hold" holds, one saying "finished" ends the run, and
+ * a trainer silent after its heartbeats is first quiet, then gone. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -43,16 +46,34 @@ static void next_news(icn_inbox *ib, icn_inbox_news *nw) {
     assert_int_equal(icn_inbox_take(ib, nw, err, sizeof err), 0);
 }
 
+/* An XPUB that reports every subscription (the publisher's own PUB reports none). */
+static void *open_xpub(const char *ep) {
+    char err[ICN_ERRLEN];
+    void *pub = icn_zmq_open_with(ZMQ_XPUB, ep, 1, &(icn_zmq_opts){.max_msg = ICN_SMALL_MSG, .xpub_verbose = 1}, err,
+                                  sizeof err);
+    assert_non_null(pub);
+    return pub;
+}
+
+static void heartbeat(void *pub, int64_t generation, icn_run_state state, int64_t interval_ms, const char *requests) {
+    char err[ICN_ERRLEN];
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    icn_pack_heartbeat(&sb, generation, state, interval_ms, requests, icn_wallclock());
+    assert_int_equal(icn_zmq_send_sbuffer(pub, &sb, err, sizeof err), 0);
+    msgpack_sbuffer_destroy(&sb);
+}
+
 static void test_inbox(void **state) {
     (void)state;
     char err[2 * ICN_ERRLEN], ep[64];
     snprintf(ep, sizeof ep, "inproc://inbox-%d", (int)getpid());
-    void *pub = icn_open_publisher(ep, err, sizeof err);
-    assert_non_null(pub);
+    void *pub = open_xpub(ep);
     icn_net net;
     assert_int_equal(icn_net_build(&net, "c4", 8, 8, 1, 3, err, sizeof err), 0);
     icn_net_init(&net, 1);
-    icn_inbox *ib = icn_inbox_open(ep, err, sizeof err);
+    icn_inbox_opts o = {.endpoint = ep};
+    icn_inbox *ib = icn_inbox_open(&o, err, sizeof err);
     assert_non_null(ib);
     assert_false(icn_inbox_ready(ib));
     icn_inbox_news nw;
@@ -124,6 +145,7 @@ static void test_inbox(void **state) {
     control(pub, ICN_MSG_STOP, 1);
     next_news(ib, &nw);
     assert_int_equal(nw.stop, 1);
+    assert_non_null(strstr(nw.why, "said stop"));
     assert_int_equal(nw.has_model, 0);
 
     icn_inbox_close(ib);
@@ -131,9 +153,100 @@ static void test_inbox(void **state) {
     icn_zmq_close(pub);
 }
 
+/* The Clone pattern's late joiner, and the trainer's liveness as its heartbeats tell it. */
+static void test_inbox_heartbeats(void **state) {
+    (void)state;
+    char err[2 * ICN_ERRLEN], ep[64], req_ep[80];
+    snprintf(ep, sizeof ep, "inproc://inbox-hb-%d", (int)getpid());
+    snprintf(req_ep, sizeof req_ep, "%s.req", ep);
+    void *pub = open_xpub(ep);
+    void *router = icn_open_snapshot_router(req_ep, err, sizeof err);
+    assert_non_null(router);
+    icn_net net;
+    assert_int_equal(icn_net_build(&net, "c4", 8, 8, 1, 3, err, sizeof err), 0);
+    icn_net_init(&net, 1);
+    icn_inbox_opts o = {.endpoint = ep, .liveness_s = 1};
+    icn_inbox *ib = icn_inbox_open(&o, err, sizeof err);
+    assert_non_null(ib);
+    icn_inbox_news nw;
+    await_subscription(pub);
+
+    /* nothing heard yet: never quiet, never gone (a worker may start before its trainer) */
+    usleep(1300 * 1000);
+    assert_false(icn_inbox_quiet(ib));
+    assert_false(icn_inbox_ready(ib));
+
+    /* a heartbeat with no snapshot yet asks for nothing; one naming generation 4 makes the inbox
+     * ask the ROUTER it names; the reply is kept like a published model */
+    heartbeat(pub, -1, ICN_RUN_RUNNING, 100, req_ep);
+    icn_zmq_peer from;
+    uint8_t *data;
+    size_t len;
+    assert_int_equal(icn_zmq_recv_buf(router, &from, 150, &data, &len, err, sizeof err), 0);
+    assert_false(icn_inbox_quiet(ib));
+    icn_model_meta meta = {.generation = 4, .head = ICN_HEAD_SOFTMAX};
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    icn_model_pack(&sb, &net, &meta, NULL);
+    int got = 0;
+    for (double t0 = icn_now(); !got && icn_now() - t0 < 5;) { /* the DEALER connects, then asks */
+        heartbeat(pub, 4, ICN_RUN_RUNNING, 100, req_ep);
+        got = icn_zmq_recv_buf(router, &from, 100, &data, &len, err, sizeof err) == 1;
+    }
+    assert_true(got);
+    icn_msg m;
+    assert_int_equal(icn_msg_decode(data, len, ICN_MSG_SNAPSHOT_REQUEST, 0, &m, err, sizeof err), 0);
+    free(data);
+    for (double t0 = icn_now(); icn_inbox_requests(ib) < 1 && icn_now() - t0 < 1;) usleep(1000); /* counted after the send */
+    assert_int_equal(icn_inbox_requests(ib), 1);
+    assert_int_equal(icn_zmq_send_to(router, &from, sb.data, sb.size, err, sizeof err), 0);
+    msgpack_sbuffer_destroy(&sb);
+    next_news(ib, &nw);
+    assert_int_equal(nw.has_model, 1);
+    assert_int_equal(nw.meta.generation, 4);
+    icn_net_free(&nw.net);
+    /* heartbeats for the generation held ask nothing more, and change nothing */
+    for (int i = 0; i < 5; i++) heartbeat(pub, 4, ICN_RUN_RUNNING, 100, req_ep), usleep(50 * 1000);
+    assert_false(icn_inbox_ready(ib));
+    assert_int_equal(icn_zmq_recv_buf(router, &from, 100, &data, &len, err, sizeof err), 0);
+    assert_int_equal(icn_inbox_requests(ib), 1);
+
+    /* a heartbeat in state "hold" for our generation holds; quiet after three silent intervals */
+    heartbeat(pub, 4, ICN_RUN_HOLD, 100, req_ep);
+    next_news(ib, &nw);
+    assert_int_equal(nw.hold, 4);
+    assert_int_equal(nw.stop, 0);
+    usleep(400 * 1000);
+    assert_true(icn_inbox_quiet(ib));
+    heartbeat(pub, 4, ICN_RUN_HOLD, 100, req_ep);
+    for (double t0 = icn_now(); icn_inbox_quiet(ib) && icn_now() - t0 < 5;) usleep(10 * 1000);
+    assert_false(icn_inbox_quiet(ib));
+
+    /* silent for liveness_s (1 s) after that: gone */
+    double t0 = icn_now();
+    next_news(ib, &nw);
+    assert_int_equal(nw.stop, 2);
+    assert_true(icn_now() - t0 >= 0.9);
+    assert_non_null(strstr(nw.why, "no word from the trainer at inproc://inbox-hb-"));
+    icn_inbox_close(ib);
+
+    /* a new inbox: a heartbeat saying "finished" ends the run at once */
+    ib = icn_inbox_open(&o, err, sizeof err);
+    assert_non_null(ib);
+    await_subscription(pub);
+    heartbeat(pub, 4, ICN_RUN_FINISHED, 100, req_ep);
+    next_news(ib, &nw);
+    assert_int_equal(nw.stop, 1);
+    assert_non_null(strstr(nw.why, "finished"));
+    icn_inbox_close(ib);
+    icn_net_free(&net);
+    icn_zmq_close(router);
+    icn_zmq_close(pub);
+}
+
 int main(void) {
     icn_set_progname("test_inbox");
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_inbox)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_inbox), cmocka_unit_test(test_inbox_heartbeats)};
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     if (rc == 0) icn_zmq_term(); /* after a failed check a socket may be open still: term would wait for it */
     return rc;

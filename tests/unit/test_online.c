@@ -1,7 +1,8 @@
 /* test_online.c: the online synthesizer's loop (lib/online.c) driven over inproc sockets by
  * this test playing trainer (PUB: snapshots, then "stop") and pool (ROUTER: acks, except the
  * first answer to one batch, which is lost): every class gets its quota once, the lost
- * answer's batch comes again and is acknowledged, and the loop ends on "stop". */
+ * answer's batch comes again and is acknowledged, and the loop ends on "stop"; it also ends
+ * by itself when the trainer's heartbeats stop, or say the run has finished. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -69,7 +70,7 @@ typedef struct {
     char snap[64], intake[64];
 } rig;
 
-static void rig_start(rig *r, const char *name, int batch, int max_per_gen) {
+static void rig_start(rig *r, const char *name, int batch, int max_per_gen, double liveness_s) {
     char err[2 * ICN_ERRLEN];
     snprintf(r->snap, sizeof r->snap, "inproc://%s-snap-%d", name, (int)getpid());
     snprintf(r->intake, sizeof r->intake, "inproc://%s-intake-%d", name, (int)getpid());
@@ -85,7 +86,7 @@ static void rig_start(rig *r, const char *name, int batch, int max_per_gen) {
     r->w.o.batch = batch, r->w.o.chunk_batches = 1, r->w.o.max_per_gen = max_per_gen, r->w.o.id = 7;
     r->w.o.seed = 3, r->w.o.quiet = 1;
     r->w.o.synth.max_steps = 3;
-    r->w.o.resend_ms = 200, r->w.o.drain_ms = 3000;
+    r->w.o.resend_ms = 200, r->w.o.drain_ms = 3000, r->w.o.liveness_s = liveness_s;
     assert_int_equal(pthread_create(&r->thread, NULL, run_worker, &r->w), 0);
 }
 
@@ -98,7 +99,7 @@ static void rig_free(rig *r) {
 static void test_online_loop(void **state) {
     (void)state;
     rig r;
-    rig_start(&r, "online", 2, 4);
+    rig_start(&r, "online", 2, 4, 0);
     void *pub = r.pub, *router = r.router;
     icn_net net = r.net;
     worker *w = &r.w;
@@ -192,7 +193,7 @@ static void test_round_quota_first(void **state) {
     const int want_n[2][6] = {{3, 3, 3, 2, 2, 2}, {4, 4, 4, 1, 1, 1}};
     for (int mode = 0; mode < 2; mode++) {
         rig r;
-        rig_start(&r, mode ? "quota-async" : "quota-sync", 4, 5);
+        rig_start(&r, mode ? "quota-async" : "quota-sync", 4, 5, 0);
         int cls[16], n[16];
         int got = collect(r.pub, r.router, &r.net, settings[mode], 15, cls, n, 16);
         double t0 = icn_now(); /* stop the loop first, so that a failed check below does not hang */
@@ -212,9 +213,61 @@ static void test_round_quota_first(void **state) {
     }
 }
 
+static void heartbeat(void *pub, int64_t generation, icn_run_state state) {
+    char err[ICN_ERRLEN];
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    icn_pack_heartbeat(&sb, generation, state, 100, "inproc://nowhere", icn_wallclock());
+    assert_int_equal(icn_zmq_send_sbuffer(pub, &sb, err, sizeof err), 0);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* The trainer's heartbeats stop (it was killed): within three of their intervals (0.3 s) the
+ * loop makes nothing more, and after liveness_s (1 s) it ends by itself, saying why; a
+ * heartbeat saying "finished" ends it at once. */
+static void test_ends_when_the_trainer_is_gone(void **state) {
+    (void)state;
+    for (int finished = 0; finished < 2; finished++) {
+        rig r;
+        rig_start(&r, finished ? "gone-finished" : "gone-silent", 2, 0, 1);
+        double t0 = icn_now(), last_beat = 0, silent_from = 0, last_new = 0;
+        int64_t batches = 0;
+        uint64_t last_seq = 0;
+        while (!__atomic_load_n(&r.w.done, __ATOMIC_SEQ_CST) && icn_now() - t0 < 20) {
+            if (!silent_from && icn_now() - last_beat > 0.05) {
+                if (batches < 5) publish(r.pub, &r.net, 1); /* until the loop has it */
+                heartbeat(r.pub, 1, batches >= 5 && finished ? ICN_RUN_FINISHED : ICN_RUN_RUNNING);
+                last_beat = icn_now();
+                if (batches >= 5) silent_from = icn_now(); /* the last word */
+            }
+            icn_zmq_peer from;
+            icn_msg m;
+            if (!recv_batch(r.router, &from, &m)) continue;
+            if (m.seq > last_seq) last_seq = m.seq, batches++, last_new = icn_now();
+            send_ack(r.router, &from, &m);
+            icn_msg_free(&m);
+        }
+        pthread_join(r.thread, NULL);
+        assert_int_equal(r.w.rc, 0);
+        if (finished) {
+            assert_int_equal(r.w.res.ended, 1);
+            assert_non_null(strstr(r.w.res.why, "finished"));
+        } else {
+            assert_int_equal(r.w.res.ended, 2);
+            assert_non_null(strstr(r.w.res.why, "no word from the trainer"));
+            assert_true(icn_now() - silent_from >= 1.0);
+            /* nothing made once three heartbeats were missed (a pass of this net takes ms) */
+            assert_true(last_new - silent_from < 0.5);
+        }
+        assert_int_equal(r.w.res.unacked_batches, 0);
+        rig_free(&r);
+    }
+}
+
 int main(void) {
     icn_set_progname("test_online");
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_online_loop), cmocka_unit_test(test_round_quota_first)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_online_loop), cmocka_unit_test(test_round_quota_first),
+                                       cmocka_unit_test(test_ends_when_the_trainer_is_gone)};
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     icn_zmq_term();
     return rc;

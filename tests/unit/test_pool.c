@@ -22,6 +22,7 @@
 #include <zmq.h>
 
 #include "pool.h"
+#include "protocol.h" /* the stats reply */
 #include "transport.h"
 #include "fileio.h"
 #include "util.h"
@@ -522,6 +523,7 @@ static void test_contract_and_identity(void **state) {
     unlink(path);
     assert_int_equal(icn_pool_open(path, ICN_POOL_CREATE, NULL, &p, err, sizeof err), -1);
     assert_non_null(strstr(err, "--shape"));
+    assert_int_equal(access(path, F_OK), -1); /* a failed create leaves no file behind */
     icn_pool_contract bad = K;
     bad.classes = 0;
     assert_int_equal(icn_pool_open(path, ICN_POOL_CREATE, &bad, &p, err, sizeof err), -1);
@@ -594,8 +596,8 @@ static void test_contract_and_identity(void **state) {
     assert_int_equal(file_size(v1), 21);
 }
 
-/* Exactly-once: a (producer, seq) at or below the highest committed for its producer is a
- * duplicate, before and after reopening; other producers are independent. */
+/* Exactly-once: a (peer, producer, seq) stored before is a duplicate, before and after
+ * reopening; other producers are independent. */
 static void test_exactly_once(void **state) {
     (void)state;
     const char *path = tmp_path("once.icnpool"), *out = tmp_path("once-repaired.icnpool");
@@ -616,14 +618,19 @@ static void test_exactly_once(void **state) {
     assert_int_equal(icn_pool_append_batch(p, &b, &o, err, sizeof err), 0);
     icn_pool_origin o2 = {"peerB", P2, 1};
     assert_int_equal(icn_pool_append_batch(p, &b, &o2, err, sizeof err), 0); /* another producer */
-    assert_int_equal(icn_pool_last_seq(p, P1), 2);
-    assert_int_equal(icn_pool_last_seq(p, P2), 1);
-    assert_int_equal(icn_pool_last_seq(p, 77), 0);
+    assert_true(icn_pool_has_seq(p, "peerA", P1, 2));
+    assert_false(icn_pool_has_seq(p, "peerA", P1, 3));
+    assert_true(icn_pool_has_seq(p, "peerB", P2, 1));
+    assert_false(icn_pool_has_seq(p, "peerA", P2, 1)); /* seqs are per (peer, producer) */
+    assert_false(icn_pool_has_seq(p, "peerA", 77, 1));
+    assert_false(icn_pool_has_seq(p, "nobody", P1, 1));
+    assert_int_equal(icn_pool_duplicates(p), 1);
     close_ok(p);
 
     p = open_ok(path, ICN_POOL_WRITE); /* rebuilt from the commit markers */
-    assert_int_equal(icn_pool_last_seq(p, P1), 2);
-    assert_int_equal(icn_pool_last_seq(p, P2), 1);
+    assert_true(icn_pool_has_seq(p, "peerA", P1, 1) && icn_pool_has_seq(p, "peerA", P1, 2));
+    assert_true(icn_pool_has_seq(p, "peerB", P2, 1));
+    assert_int_equal(icn_pool_duplicates(p), 0); /* counted since opening */
     o.seq = 1;
     assert_int_equal(icn_pool_append_batch(p, &a, &o, err, sizeof err), 1);
     o.seq = 2;
@@ -646,12 +653,110 @@ static void test_exactly_once(void **state) {
     assert_int_equal(icn_pool_repair(path, out, NULL, NULL, &r, err, sizeof err), 0);
     p = open_ok(out, ICN_POOL_WRITE);
     assert_int_equal(icn_pool_count(p), 10);
-    assert_int_equal(icn_pool_last_seq(p, P1), 3);
+    assert_true(icn_pool_has_seq(p, "peerA", P1, 3));
     o = (icn_pool_origin){"peerA", P1, 3};
     assert_int_equal(icn_pool_append_batch(p, &a, &o, err, sizeof err), 1);
     close_ok(p);
     icn_batch_free(&a);
     icn_batch_free(&b);
+}
+
+/* An acknowledgement means stored, for any order a peer sends its seqs in (issue 24, item 2):
+ * (a) a seq whose batch was refused is free: the same seq sent later with a batch that keeps
+ * the contract is stored, not acknowledged as a duplicate; */
+static void test_a_refused_seq_sent_again_with_a_good_batch_is_stored(void **state) {
+    (void)state;
+    const char *path = tmp_path("refused-seq.icnpool");
+    unlink(path);
+    icn_pool *p = open_ok(path, ICN_POOL_CREATE);
+    icn_batch good, bad;
+    make_negatives(&good, 2, 4, 3, 1);
+    make_negatives(&bad, 2, 4, 3, 2);
+    bad.y[0] = 3; /* a positive label: refused */
+    char err[ICN_ERRLEN];
+    icn_pool_origin o = {"peerA", 0x1111, 1};
+    assert_int_equal(icn_pool_append_batch(p, &bad, &o, err, sizeof err), -1);
+    o.seq = 2;
+    assert_int_equal(icn_pool_append_batch(p, &good, &o, err, sizeof err), 0);
+    o.seq = 1;
+    assert_int_equal(icn_pool_append_batch(p, &good, &o, err, sizeof err), 0);
+    assert_int_equal(icn_pool_count(p), 4);
+    assert_int_equal(icn_pool_append_batch(p, &good, &o, err, sizeof err), 1); /* now it is a duplicate */
+    icn_pool_counts c;
+    icn_pool_stats(p, &c);
+    assert_int_equal(c.duplicates, 1);
+    icn_pool_counts_free(&c);
+    close_ok(p);
+    p = open_ok(path, ICN_POOL_WRITE); /* and stays one after reopening */
+    assert_int_equal(icn_pool_append_batch(p, &good, &o, err, sizeof err), 1);
+    o.seq = 2;
+    assert_int_equal(icn_pool_append_batch(p, &good, &o, err, sizeof err), 1);
+    assert_int_equal(icn_pool_count(p), 4);
+    close_ok(p);
+    icn_batch_free(&good);
+    icn_batch_free(&bad);
+}
+
+/* (b) a seq skipped and sent after a higher one (1, 2, 3, 5, then 4) is stored; */
+static void test_a_seq_that_arrives_after_a_higher_one_is_stored(void **state) {
+    (void)state;
+    const char *path = tmp_path("gap-seq.icnpool");
+    unlink(path);
+    icn_pool *p = open_ok(path, ICN_POOL_CREATE);
+    icn_batch a;
+    make_negatives(&a, 1, 4, 3, 3);
+    char err[ICN_ERRLEN];
+    const uint64_t seqs[] = {1, 2, 3, 5, 4};
+    for (int i = 0; i < 5; i++) {
+        icn_pool_origin o = {"peerA", 0x2222, seqs[i]};
+        assert_int_equal(icn_pool_append_batch(p, &a, &o, err, sizeof err), 0);
+    }
+    assert_int_equal(icn_pool_count(p), 5);
+    close_ok(p);
+    p = open_ok(path, ICN_POOL_WRITE);
+    for (uint64_t s = 1; s <= 5; s++) {
+        icn_pool_origin o = {"peerA", 0x2222, s};
+        assert_int_equal(icn_pool_append_batch(p, &a, &o, err, sizeof err), 1);
+    }
+    icn_pool_origin o = {"peerA", 0x2222, 7}; /* a gap again: 6 is free */
+    assert_int_equal(icn_pool_append_batch(p, &a, &o, err, sizeof err), 0);
+    o.seq = 6;
+    assert_int_equal(icn_pool_append_batch(p, &a, &o, err, sizeof err), 0);
+    assert_int_equal(icn_pool_count(p), 7);
+    close_ok(p);
+    icn_batch_free(&a);
+}
+
+/* (c) seqs belong to the authenticated peer and its producer id together: a peer that uses
+ * another's producer id with a high seq does not make the other's later batches duplicates. */
+static void test_one_peer_cannot_take_another_peers_seqs(void **state) {
+    (void)state;
+    const char *path = tmp_path("poison-seq.icnpool");
+    unlink(path);
+    icn_pool *p = open_ok(path, ICN_POOL_CREATE);
+    icn_batch a;
+    make_negatives(&a, 1, 4, 3, 4);
+    char err[ICN_ERRLEN];
+    const uint64_t P = 0x3333;
+    icn_pool_origin honest = {"peerA", P, 1}, thief = {"peerB", P, 1000};
+    assert_int_equal(icn_pool_append_batch(p, &a, &honest, err, sizeof err), 0);
+    assert_int_equal(icn_pool_append_batch(p, &a, &thief, err, sizeof err), 0);
+    honest.seq = 2;
+    assert_int_equal(icn_pool_append_batch(p, &a, &honest, err, sizeof err), 0);
+    thief.seq = 2; /* the honest peer's seq under the thief's name: its own stream, stored */
+    assert_int_equal(icn_pool_append_batch(p, &a, &thief, err, sizeof err), 0);
+    assert_int_equal(icn_pool_count(p), 4);
+    close_ok(p);
+    p = open_ok(path, ICN_POOL_WRITE);
+    honest.seq = 3;
+    assert_int_equal(icn_pool_append_batch(p, &a, &honest, err, sizeof err), 0);
+    honest.seq = 1000;
+    assert_int_equal(icn_pool_append_batch(p, &a, &honest, err, sizeof err), 0);
+    thief.seq = 1000;
+    assert_int_equal(icn_pool_append_batch(p, &a, &thief, err, sizeof err), 1);
+    assert_int_equal(icn_pool_count(p), 6);
+    close_ok(p);
+    icn_batch_free(&a);
 }
 
 /* Refusals are counted per peer with the reason; the quota counts records per (peer, generation),
@@ -717,6 +822,7 @@ static void test_refusals_and_quota(void **state) {
     assert_string_equal(d.uuid, c.uuid);
     assert_int_equal(d.n_rejects, 3);
     assert_memory_equal(d.rejects, c.rejects, 3 * sizeof *c.rejects);
+    assert_int_equal(d.duplicates, c.duplicates);
     icn_pool_counts_free(&d);
     msgpack_unpacked_destroy(&u);
     msgpack_sbuffer_destroy(&sb);
@@ -826,6 +932,9 @@ int main(void) {
         cmocka_unit_test(test_check_and_repair),
         cmocka_unit_test(test_contract_and_identity),
         cmocka_unit_test(test_exactly_once),
+        cmocka_unit_test(test_a_refused_seq_sent_again_with_a_good_batch_is_stored),
+        cmocka_unit_test(test_a_seq_that_arrives_after_a_higher_one_is_stored),
+        cmocka_unit_test(test_one_peer_cannot_take_another_peers_seqs),
         cmocka_unit_test(test_refusals_and_quota),
         cmocka_unit_test(test_append_refuses_bad_batches),
         cmocka_unit_test(test_shape_mismatch_refused),

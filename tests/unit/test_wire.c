@@ -16,6 +16,7 @@
 
 #include "bytes.h"
 #include "util.h"
+#include "fileio.h"
 #include "wire.h"
 
 #define GIB ((size_t)1 << 30)
