@@ -25,7 +25,10 @@ row cover every kind):
   conn-flood       for 15 s, 2,000 stalled TCP connections to the pool's intake, from inside
                    the head's namespace (tests/e2e/flood.py, loopback)
 
-No fault is injected after DURATION or after the trainer has finished. Beside it, in a
+No fault is injected after DURATION or after the trainer has finished, but one: when the
+trainer logs its second-last round, worker 3's link goes down for 10 s (link-down-at-end), so
+that the trainer's "stop" and its last heartbeats are lost to that worker, which must find out
+by itself (icn-synthesize(1), --liveness). Beside it, in a
 namespace of its own (loopback), the same run with the same seeds and no faults: the
 reference. At the end the soak checks, and prints as a table (DIR/table.md, DIR/table.json):
 
@@ -50,10 +53,10 @@ programs in $ICN_BIN (default: build/bin of this tree). Run it under the shared 
 Options:
   --out DIR        where logs, stores, models and the table go (default ./chaos-SEED);
                    an existing DIR is refused
-  --rounds R       the trainer's rounds (default: 2.5 per second of DURATION, at least 20: a
-                   round took 0.5 s on a loaded 2-core Zen 4 beside the reference run, so the
-                   trainer is still running when the fault window closes; the soak then lasts
-                   about 1.3 x DURATION more for the trainer's last rounds and the checks)
+  --rounds R       the trainer's rounds (default: 2.25 per second of DURATION, at least 20: a
+                   round took 0.45 to 0.65 s under faults on a loaded 2-core Zen 4 beside the
+                   reference run, so the trainer is still running when the fault window closes,
+                   and the soak lasts about 1.3 x DURATION in all)
   --schedule FILE  inject these faults instead of the seed's (lines "SECONDS KIND [WORKER]",
                    tab-separated, as the printed schedule; to replay or aim at one fault)
   --liveness S     the synthesizers' --liveness (default 30, icn-synthesize's default)
@@ -88,7 +91,7 @@ SEED=$2
 [[ $DURATION =~ ^[0-9]+$ ]] && [ "$DURATION" -ge 30 ] || { echo "chaos.sh: DURATION must be at least 30 s" >&2; exit 2; }
 [[ $SEED =~ ^[0-9]+$ ]] || { echo "chaos.sh: SEED must be a number" >&2; exit 2; }
 [[ $LIVENESS =~ ^[0-9]+$ ]] && [ "$LIVENESS" -ge 5 ] || { echo "chaos.sh: --liveness must be at least 5" >&2; exit 2; }
-[ -n "$ROUNDS" ] || ROUNDS=$((DURATION * 5 / 2))
+[ -n "$ROUNDS" ] || ROUNDS=$((DURATION * 9 / 4))
 [ "$ROUNDS" -ge 20 ] || ROUNDS=20
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -369,7 +372,7 @@ start_reference
 start_pool
 start_trainer
 for w in 1 2 3; do start_synth "$w"; done
-TRAINER_DONE=0 T_END= NEXT=0
+TRAINER_DONE=0 T_END= NEXT=0 END_FAULT=0
 LIMIT=$((DURATION * 4 + 1200)) # the trainer must finish within this (a violation otherwise)
 while :; do
     el=$(since "$T0" "$(now)")
@@ -387,6 +390,15 @@ while :; do
         fi
     fi
     # a fault, when one is due
+    # the end's fault: worker 3 cut off from the trainer's second-last round until 10 s later
+    if [ "$TRAINER_DONE" = 0 ] && [ "$END_FAULT" = 0 ] &&
+        [ "$(tail -c 8192 trainer.jsonl 2>/dev/null | grep -o '"event":"round","round":[0-9]*' | tail -1 | grep -o '[0-9]*$')" \
+            -ge $((ROUNDS - 1)) ] 2>/dev/null; then
+        ip -n "$NS_W3" link set eth0 down
+        log "fault: worker 3's link down for 10 s at the trainer's round $((ROUNDS - 1)) of $ROUNDS"
+        later 10 link-up 3
+        END_FAULT=1 INJECTED[link-down-at-end]=1
+    fi
     if [ "$TRAINER_DONE" = 0 ] && [ "$NEXT" -lt "${#SCHEDULE[@]}" ]; then
         IFS=$'\t' read -r at kind arg <<<"${SCHEDULE[$NEXT]}"
         if awk -v a="$at" -v b="$el" 'BEGIN {exit !(a <= b)}'; then

@@ -39,7 +39,8 @@ violations = lines("violations.txt")
 killed = set(lines("killed.txt"))
 
 # --- faults ---
-kinds = ["synth-kill", "synth-stop", "link-down", "pool-kill", "trainer-kill", "subscribe-loop", "conn-flood"]
+kinds = ["synth-kill", "synth-stop", "link-down", "pool-kill", "trainer-kill", "subscribe-loop", "conn-flood",
+         "link-down-at-end"]
 injected = {k: 0 for k in kinds}
 for l in lines("injected.txt"):
     k, n = l.split()
