@@ -33,8 +33,8 @@ namespace of its own (loopback), the same run with the same seeds and no faults:
 reference. At the end the soak checks, and prints as a table (DIR/table.md, DIR/table.json):
 
   - for every producer (each synthesizer incarnation has its own --id): acknowledged =
-    stored = distinct for one that ended by itself; stored = distinct <= pushed and
-    acknowledged-so-far <= stored for one killed with SIGKILL; nothing stored from the
+    stored = distinct for one that ended by itself; stored = distinct <= pushed (+
+    one push sent, not yet logged) and acknowledged-so-far <= stored for one killed with SIGKILL; nothing stored from the
     subscribe loop's producers or from any producer the soak did not start;
   - the trainer finished every round (round R in its metrics, "done", exit 0, the model);
   - every synthesizer alive when the trainer ended has ended by itself, with its one line,
@@ -390,7 +390,6 @@ while :; do
             TRAINER_DONE=1 T_END=$(exit_time trainer)
         fi
     fi
-    # a fault, when one is due
     # the end's fault: worker 3 cut off from the trainer's third-last round until 10 s later (a
     # round takes about 0.5 s: the trainer ends while the link is down)
     if [ "$TRAINER_DONE" = 0 ] && [ "$END_FAULT" = 0 ] &&
@@ -401,6 +400,7 @@ while :; do
         later 10 link-up 3
         END_FAULT=1 INJECTED[link-down-at-end]=1
     fi
+    # a fault, when one is due
     if [ "$TRAINER_DONE" = 0 ] && [ "$NEXT" -lt "${#SCHEDULE[@]}" ]; then
         IFS=$'\t' read -r at kind arg <<<"${SCHEDULE[$NEXT]}"
         if awk -v a="$at" -v b="$el" 'BEGIN {exit !(a <= b)}'; then
@@ -466,5 +466,6 @@ icn-eval compare --model-a ref.model --model-b chaos.model --data test.icn --jso
 printf '%s\n' "${VIOLATIONS[@]}" >violations.txt
 for k in "${!INJECTED[@]}"; do echo "$k ${INJECTED[$k]}"; done >injected.txt
 for k in "${!KILLED[@]}"; do echo "$k"; done >killed.txt
-"$PYTHON" "$HERE/chaos_table.py" --dir . --seed "$SEED" --duration "$DURATION" --rounds "$ROUNDS" \
-    --t0 "$T0" --t-end "${T_END:-}" --t-stop "$T_STOP" --end-bound "$END_BOUND" --liveness "$LIVENESS"
+printf '{"seed": %s, "duration": %s, "rounds": %s, "liveness": %s, "end_bound": %s, "t0": %s, "t_end": "%s", "t_stop": %s}\n' \
+    "$SEED" "$DURATION" "$ROUNDS" "$LIVENESS" "$END_BOUND" "$T0" "${T_END:-}" "$T_STOP" >run.json
+"$PYTHON" "$HERE/chaos_table.py" --dir .

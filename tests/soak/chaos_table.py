@@ -1,16 +1,17 @@
 #!/usr/bin/env python3
-"""chaos_table.py: the checks and the table of a chaos soak (tests/soak/chaos.sh writes the
-files it reads, in --dir). Writes table.md and table.json there, prints the table, and exits 1
+"""chaos_table.py --dir DIR: the checks and the table of a chaos soak (tests/soak/chaos.sh
+writes the files it reads, in DIR, and runs it). Writes table.md and table.json there, prints the table, and exits 1
 when any check fails (each failure is a line of the table's "Violations")."""
 import argparse, collections, json, os, re, sys
 
 import numpy as np
 
 ap = argparse.ArgumentParser()
-for a in ("--dir", "--seed", "--duration", "--rounds", "--t0", "--t-end", "--t-stop", "--end-bound", "--liveness"):
-    ap.add_argument(a, required=True)
-a = ap.parse_args()
-os.chdir(a.dir)
+ap.add_argument("--dir", required=True)
+os.chdir(ap.parse_args().dir)
+# the run's parameters and times, as chaos.sh wrote them (so the checks can be run again on a
+# soak's directory: python3 tests/soak/chaos_table.py --dir DIR)
+a = argparse.Namespace(**json.load(open("run.json")))
 rounds, end_bound = int(a.rounds), float(a.end_bound)
 BAND = 0.02  # the most the test error may differ from the reference's (below)
 t0 = float(a.t0)
@@ -82,6 +83,9 @@ for pid, w in sorted(producers.items()):
     name = "synth-%d" % pid
     ev = events(name + ".jsonl")
     pushed = sum(e["n"] for e in ev if e.get("event") == "batch")
+    # a synthesizer logs a push after sending it: one killed with SIGKILL may have sent one
+    # push more than it logged (at most 4 batches of --batch 2, lib/online.c's chunk)
+    one_push = max([e["n"] for e in ev if e.get("event") == "batch"] or [8])
     log = lines(name + ".log")
     exit_ = lines(name + ".exit")
     status, t_exit = (exit_[0].split() + [None, None])[:2] if exit_ else (None, None)
@@ -89,10 +93,11 @@ for pid, w in sorted(producers.items()):
     if name in killed:
         acked = max([int(m.group(1)) for m in map(prog_re.search, log) if m] or [0])
         r.update(end="SIGKILL (fault)", acknowledged=">= %d" % acked, acked_at_least=acked)
-        ok = r["stored"] == r["distinct"] and r["stored"] <= pushed and acked <= r["stored"]
+        ok = r["stored"] == r["distinct"] and r["stored"] <= pushed + one_push and acked <= r["stored"]
         if not ok:
-            violations.append("producer %d (killed): pushed %d, acknowledged at least %d, stored %d, distinct %d"
-                              % (pid, pushed, acked, r["stored"], r["distinct"]))
+            violations.append("producer %d (killed): pushed %d (+ at most one push of %d unlogged), acknowledged "
+                              "at least %d, stored %d, distinct %d"
+                              % (pid, pushed, one_push, acked, r["stored"], r["distinct"]))
     else:
         m = next((m for m in map(line_re.search, reversed(log)) if m), None)
         if os.path.exists(name + ".killed-at-end"):
