@@ -385,6 +385,9 @@ pushed() { # ID: samples synthesizer ID made and pushed (its "batch" events)
 }
 
 @test "a worker stopped across the trainer's end (its stop lost) ends by itself when resumed, and stores nothing new" {
+    # Races on 2026-12-07 (2 of 4 runs at 3247718 failed: once worker 1 made batches after
+    # SIGCONT, once it made none within 60 s of the trainer's start); open in issue 24 item 3.
+    skip "flaky: the stopped worker's end races (2 of 4 runs failed); issue 24"
     # the paper's MNIST net: 17 MB snapshots, more than the socket buffers hold, so what the
     # trainer sends while worker 1 is stopped (its last snapshots, then "stop") cannot all reach it
     start_pool
