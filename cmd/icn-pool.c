@@ -347,7 +347,7 @@ static int cmd_stats(int argc, char **argv) {
     icn_security_apply(&sec);
     char err[2 * ICN_ERRLEN];
     icn_pool_counts cn;
-    int64_t rejected = -1; /* unknown for a file */
+    int64_t rejected = -1, failures = 0; /* unknown for a file */
     if (store) {
         icn_pool *p;
         if (icn_pool_open(store, ICN_POOL_READ, NULL, &p, err, sizeof err)) icn_die(1, "%s", err);
@@ -362,18 +362,22 @@ static int cmd_stats(int argc, char **argv) {
         icn_msg m;
         int r = icn_request(&req, ep, &sb, timeout, 16 << 20, ICN_MSG_STATS, &m, err, sizeof err);
         if (r <= 0) icn_die(1, "%s", err);
-        cn = m.counts, rejected = m.rejected; /* cn owns the counts now */
+        cn = m.counts, rejected = m.rejected, failures = m.accept_failures; /* cn owns the counts now */
         msgpack_sbuffer_destroy(&sb);
         icn_zmq_close(req);
         icn_zmq_term();
     }
     if (json) {
         printf("{\"uuid\":\"%s\",\"total\":%" PRId64, cn.uuid, cn.total);
-        if (rejected >= 0) printf(",\"rejected\":%" PRId64 ",\"duplicates\":%" PRId64, rejected, cn.duplicates);
+        if (rejected >= 0)
+            printf(",\"rejected\":%" PRId64 ",\"duplicates\":%" PRId64 ",\"accept_failures\":%" PRId64, rejected,
+                   cn.duplicates, failures);
     } else {
         if (cn.uuid[0]) printf("uuid: %s\n", cn.uuid);
         printf("total: %" PRId64 "\n", cn.total);
-        if (rejected >= 0) printf("rejected: %" PRId64 "\nduplicates: %" PRId64 "\n", rejected, cn.duplicates);
+        if (rejected >= 0)
+            printf("rejected: %" PRId64 "\nduplicates: %" PRId64 "\nfailed accepts: %" PRId64 "\n", rejected, cn.duplicates,
+                   failures);
     }
     print_tallies("class", cn.per_class, cn.n_class, json);
     print_tallies("generation", cn.per_generation, cn.n_generation, json);

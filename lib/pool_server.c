@@ -17,6 +17,7 @@
 #include "wire.h"
 
 #define STATUS_EVERY 10.0 /* seconds between status lines */
+#define FAILED_ACCEPTS_EVERY 10.0 /* seconds between lines about failed accepts */
 
 /* One line to log (time-stamped) or, when NULL, stderr. */
 static void say(FILE *log, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -43,6 +44,8 @@ typedef struct {
     volatile sig_atomic_t *stop; /* set by the program's signal handler */
     FILE *log;                   /* NULL: stderr */
     int64_t frames, rejected, fetches;
+    int64_t failed_said; /* failed accepts (lib/transport.h) when the last line about them was written */
+    double failed_at;    /* and when */
 } server;
 
 static void reply(const server *s, void *intake, const icn_zmq_peer *to, msgpack_sbuffer *sb) {
@@ -92,6 +95,17 @@ static int take_frame(server *s, void *intake, char *err, size_t errlen) {
     return 0;
 }
 
+/* Out of descriptors: a line when accepts failed, at most one every FAILED_ACCEPTS_EVERY (an
+ * episode, however long, costs at most that many lines). */
+static void say_failed_accepts(server *s, double now) {
+    int64_t n = icn_zmq_accept_failures();
+    if (n == s->failed_said || now - s->failed_at < FAILED_ACCEPTS_EVERY) return;
+    say(s->log, "out of file descriptors: %" PRId64 " connections not accepted (%" PRId64 " in all), each followed by "
+        "a %d ms wait; connected peers keep their connections (icn-wire(5) SECURITY)",
+        n - s->failed_said, n, ICN_ACCEPT_BACKOFF_MS);
+    s->failed_said = n, s->failed_at = now;
+}
+
 /* The images a fetch reply may carry without passing the frame limit. */
 static int64_t fetch_cap(const icn_pool *p) {
     int32_t h, w, c;
@@ -118,7 +132,7 @@ static void answer(server *s, const icn_msg *m, msgpack_sbuffer *sb) {
     } else {
         icn_pool_counts c;
         icn_pool_stats(s->pool, &c);
-        icn_pack_pool_stats(sb, &c, s->rejected);
+        icn_pack_pool_stats(sb, &c, s->rejected, icn_zmq_accept_failures());
         icn_pool_counts_free(&c);
     }
 }
@@ -191,6 +205,7 @@ int icn_pool_serve(const icn_pool_server_opts *o, volatile sig_atomic_t *stop, c
             icn_pool_count(s.pool), icn_fsync_name(o->fsync), s.intake_ep, s.rep_ep);
 
     double last = icn_now();
+    s.failed_said = icn_zmq_accept_failures(), s.failed_at = -FAILED_ACCEPTS_EVERY;
     int64_t last_count = icn_pool_count(s.pool);
     rc = 0;
     while (!*stop && rc == 0) {
@@ -208,6 +223,7 @@ int icn_pool_serve(const icn_pool_server_opts *o, volatile sig_atomic_t *stop, c
             if (s.frames == before) break;
         }
         double now = icn_now();
+        say_failed_accepts(&s, now);
         if (now - last >= STATUS_EVERY) {
             int64_t n = icn_pool_count(s.pool);
             if (!quiet)

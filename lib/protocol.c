@@ -129,7 +129,7 @@ static int decode_kind(const msgpack_object *map, icn_msg *m, int need_origin, c
                        icn_map_i64(map, "max", 1, ICN_FETCH_MAX, &m->max, err, errlen)
                    ? -1 : 0;
     case ICN_MSG_STATS_REQUEST: return 0;
-    case ICN_MSG_STATS: return icn_decode_pool_stats(map, &m->counts, &m->rejected, err, errlen);
+    case ICN_MSG_STATS: return icn_decode_pool_stats(map, &m->counts, &m->rejected, &m->accept_failures, err, errlen);
     case ICN_MSG_RECORDS: return decode_records(map, m, err, errlen);
     case ICN_MSG_ERROR: return icn_map_str(map, "message", m->text, sizeof m->text, err, errlen);
     }
@@ -400,15 +400,16 @@ static void pack_tallies(msgpack_packer *pk, const char *key, const icn_pool_tal
     for (size_t i = 0; i < n; i++) msgpack_pack_int64(pk, v[i].key), msgpack_pack_int64(pk, v[i].count);
 }
 
-void icn_pack_pool_stats(msgpack_sbuffer *sb, const icn_pool_counts *c, int64_t rejected) {
+void icn_pack_pool_stats(msgpack_sbuffer *sb, const icn_pool_counts *c, int64_t rejected, int64_t accept_failures) {
     msgpack_packer pk;
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 9);
+    msgpack_pack_map(&pk, 10);
     icn_pack_str(&pk, "kind"), icn_pack_str(&pk, "stats");
     icn_pack_str(&pk, "uuid"), icn_pack_str(&pk, c->uuid);
     icn_pack_str(&pk, "total"), msgpack_pack_int64(&pk, c->total);
     icn_pack_str(&pk, "rejected"), msgpack_pack_int64(&pk, rejected);
     icn_pack_str(&pk, "duplicates"), msgpack_pack_int64(&pk, c->duplicates);
+    icn_pack_str(&pk, "accept_failures"), msgpack_pack_int64(&pk, accept_failures);
     pack_tallies(&pk, "per_class", c->per_class, c->n_class);
     pack_tallies(&pk, "per_generation", c->per_generation, c->n_generation);
     pack_tallies(&pk, "per_producer", c->per_producer, c->n_producer);
@@ -468,10 +469,12 @@ static int decode_rejects(const msgpack_object *map, icn_pool_counts *c, char *e
     return 0;
 }
 
-int icn_decode_pool_stats(const msgpack_object *map, icn_pool_counts *c, int64_t *rejected, char *err, size_t errlen) {
+int icn_decode_pool_stats(const msgpack_object *map, icn_pool_counts *c, int64_t *rejected, int64_t *accept_failures,
+                          char *err, size_t errlen) {
     char e[ICN_ERRLEN];
     uint8_t u[16];
     memset(c, 0, sizeof *c);
+    *accept_failures = 0;
     if (!icn_map_kind_is(map, "stats")) return icn_errf(err, errlen, "stats: reply is not of kind 'stats'");
     const msgpack_object *id = icn_map_get(map, "uuid");
     int bad_uuid = id && (str_into(id, c->uuid, sizeof c->uuid) || icn_uuid_parse(c->uuid, u));
@@ -479,6 +482,7 @@ int icn_decode_pool_stats(const msgpack_object *map, icn_pool_counts *c, int64_t
     if (bad_uuid || icn_map_i64(map, "total", 0, INT64_MAX, &c->total, e, sizeof e) ||
         icn_map_i64(map, "rejected", 0, INT64_MAX, rejected, e, sizeof e) ||
         (icn_map_get(map, "duplicates") && icn_map_i64(map, "duplicates", 0, INT64_MAX, &c->duplicates, e, sizeof e)) ||
+        (icn_map_get(map, "accept_failures") && icn_map_i64(map, "accept_failures", 0, INT64_MAX, accept_failures, e, sizeof e)) ||
         decode_tallies(map, "per_class", &c->per_class, &c->n_class, e, sizeof e) ||
         decode_tallies(map, "per_generation", &c->per_generation, &c->n_generation, e, sizeof e) ||
         decode_tallies(map, "per_producer", &c->per_producer, &c->n_producer, e, sizeof e) ||

@@ -70,6 +70,7 @@ typedef struct {
     icn_model_meta meta;     /* model */
     icn_pool_counts counts;  /* stats */
     int64_t rejected;        /* stats */
+    int64_t accept_failures; /* stats: connections the server could not accept, out of descriptors (0 when absent) */
     /* heartbeat (generation above: the newest snapshot's, -1 before the first) */
     icn_run_state state;
     int64_t interval_ms;
@@ -107,8 +108,9 @@ void icn_pack_snapshot_request(msgpack_sbuffer *sb);
  *  "per_generation":{g:count},"per_producer":{id:count},"rejects":[[peer,reason,count],...]},
  * the three inner maps keyed by integers. Decoding validates it as untrusted input ("uuid",
  * "duplicates" and "rejects" may be missing: older pools do not send them); counts is always set (free with icn_pool_counts_free). */
-void icn_pack_pool_stats(msgpack_sbuffer *sb, const icn_pool_counts *c, int64_t rejected);
-int icn_decode_pool_stats(const msgpack_object *map, icn_pool_counts *c, int64_t *rejected, char *err, size_t errlen);
+void icn_pack_pool_stats(msgpack_sbuffer *sb, const icn_pool_counts *c, int64_t rejected, int64_t accept_failures);
+int icn_decode_pool_stats(const msgpack_object *map, icn_pool_counts *c, int64_t *rejected, int64_t *accept_failures,
+                          char *err, size_t errlen);
 
 /* Sockets of each channel, with the bounds that match what it carries (icn-wire(5) LIMITS):
  *   publisher   PUB bound: SNDHWM 2, so a subscriber that stops reading holds at most the

@@ -20,12 +20,40 @@
 #include <string.h>
 #include <limits.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
 static void *g_ctx;
 static pthread_mutex_t g_ctx_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* Out of descriptors, accept() fails and leaves the connection queued; ZeroMQ's listener
+ * (libzmq 4.3) calls it again at once, as long as a connection waits: a core spent on failed
+ * accepts while every descriptor is held. This definition takes the place of the C library's
+ * for libzmq (an executable's symbols come first); after such a failure it waits
+ * ICN_ACCEPT_BACKOFF_MS, as the accept loops of Go's net/http and others do. */
+static int64_t g_accept_failures; /* atomic */
+static int accept_backoff(int fd) {
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)) {
+        int e = errno;
+        __atomic_add_fetch(&g_accept_failures, 1, __ATOMIC_RELAXED);
+        struct timespec t = {0, ICN_ACCEPT_BACKOFF_MS * 1000000L};
+        while (nanosleep(&t, &t) != 0 && errno == EINTR) {
+        }
+        errno = e;
+    }
+    return fd;
+}
+int accept4(int fd, __SOCKADDR_ARG addr, socklen_t *restrict len, int flags) {
+    return accept_backoff((int)syscall(SYS_accept4, fd, addr.__sockaddr__, len, flags));
+}
+int accept(int fd, __SOCKADDR_ARG addr, socklen_t *restrict len) {
+    return accept_backoff((int)syscall(SYS_accept4, fd, addr.__sockaddr__, len, 0));
+}
+int64_t icn_zmq_accept_failures(void) { return __atomic_load_n(&g_accept_failures, __ATOMIC_RELAXED); }
 
 void *icn_zmq_context(void) {
     pthread_mutex_lock(&g_ctx_mu);

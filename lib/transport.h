@@ -41,6 +41,10 @@ void icn_zmq_close(void *sock);
  * handshake this long after it was made is dropped, so a stalled or slow-loris connection
  * holds a descriptor and a session for at most this long (ZeroMQ's default is 30 s). */
 #define ICN_ZMQ_HANDSHAKE_MS 2000
+/* A failed accept (out of descriptors or memory) waits this long before ZeroMQ may try again
+ * (lib/transport.c); icn_zmq_accept_failures: how many there were in this process. */
+#define ICN_ACCEPT_BACKOFF_MS 2
+int64_t icn_zmq_accept_failures(void);
 /* Raise the soft RLIMIT_NOFILE to the hard limit (a server holds one descriptor per
  * connection, authenticated or not yet). *before and *now: the soft limit before and after
  * (LONG_MAX: unlimited). 0, or -1 with errno. */

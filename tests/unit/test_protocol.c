@@ -237,11 +237,12 @@ static void test_fetch_records_stats_and_error_messages_round_trip(void **state)
     c.total = 10, c.per_class = cls, c.n_class = 2;
     snprintf(c.uuid, sizeof c.uuid, "0123abcd-0123-4abc-8abc-0123456789ab");
     msgpack_sbuffer_init(&sb);
-    icn_pack_pool_stats(&sb, &c, 5);
+    icn_pack_pool_stats(&sb, &c, 5, 7);
     assert_int_equal(decode(&sb, ICN_MSG_STATS, 0, &m, err), 0);
     assert_int_equal(m.kind, ICN_MSG_STATS);
     assert_int_equal(m.counts.total, 10);
     assert_int_equal(m.rejected, 5);
+    assert_int_equal(m.accept_failures, 7);
     icn_msg_free(&m);
     assert_int_equal(decode(&sb, ICN_REQUEST_KINDS, 0, &m, err), 0); /* a request, to a server: no keys read */
     assert_int_equal(m.kind, ICN_MSG_STATS_REQUEST);
