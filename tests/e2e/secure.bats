@@ -37,9 +37,10 @@ teardown() {
 }
 
 # start_pool STORE [ARGS...]: serve in the background, wait until it answers (with the head's
-# key when ARGS hold one). POOL_PID is its pid.
+# key when ARGS hold one). POOL_PID is its pid. NOFILE=N: under a descriptor limit of N (hard
+# and soft), as a shared machine might set it.
 start_pool() {
-    icn-pool serve --store "$1" --shape 28x28x1 --classes 10 --intake "$INTAKE" --rep "$REP" "${@:2}" >/dev/null 2>>serve.err 3>&- &
+    ${NOFILE:+prlimit --nofile=$NOFILE:$NOFILE} icn-pool serve --store "$1" --shape 28x28x1 --classes 10 --intake "$INTAKE" --rep "$REP" "${@:2}" >/dev/null 2>>serve.err 3>&- &
     POOL_PID=$!
     echo "$POOL_PID" >>pids
     local i keys=()
@@ -194,16 +195,7 @@ distinct_images() {
     icn-pool keygen head >/dev/null
     mkdir allow
     icn-pool keygen allow/worker >/dev/null
-    # the pool under a low descriptor limit (hard and soft), as a shared machine might set it
-    prlimit --nofile=256:256 icn-pool serve --store pool.icnpool --shape 28x28x1 --classes 10 --intake "$INTAKE" \
-        --rep "$REP" --secret-key head.key --allow allow >/dev/null 2>>serve.err 3>&- &
-    POOL_PID=$!
-    echo "$POOL_PID" >>pids
-    local i
-    for i in $(seq 100); do
-        icn-pool stats --connect "$REP" --timeout 300 --secret-key head.key >/dev/null 2>&1 && break
-        sleep 0.1
-    done
+    NOFILE=256 start_pool pool.icnpool --secret-key head.key --allow allow
     # before the flood: 300 one-image batches
     local t0 t1 cpu0 cpu1 port=${INTAKE##*:}
     t0=$(date +%s.%N)
@@ -245,15 +237,7 @@ distinct_images() {
     icn-pool keygen head >/dev/null
     mkdir allow
     icn-pool keygen allow/worker >/dev/null
-    prlimit --nofile=64:64 icn-pool serve --store pool.icnpool --shape 28x28x1 --classes 10 --intake "$INTAKE" \
-        --rep "$REP" --secret-key head.key --allow allow >/dev/null 2>>serve.err 3>&- &
-    POOL_PID=$!
-    echo "$POOL_PID" >>pids
-    local i
-    for i in $(seq 100); do
-        icn-pool stats --connect "$REP" --timeout 300 --secret-key head.key >/dev/null 2>&1 && break
-        sleep 0.1
-    done
+    NOFILE=64 start_pool pool.icnpool --secret-key head.key --allow allow
     local cpu0 cpu1 t0 t1 port=${INTAKE##*:}
     "$PYTHON" "$BATS_TEST_DIRNAME/flood.py" 127.0.0.1 "$port" 300 12 >flood.out &
     local flood=$!
