@@ -28,6 +28,7 @@ static const char usage_main[] =
     "       icn-pool dump --store FILE [OPTIONS]\n"
     "       icn-pool stats (--store FILE | --connect ENDPOINT) [--json]\n"
     "       icn-pool push [--connect ENDPOINT] [--file FILE|-] [OPTIONS]\n"
+    "       icn-pool end --connect ENDPOINT [--begin] [OPTIONS]\n"
     "       icn-pool check --store FILE [--quiet]\n"
     "       icn-pool repair --store FILE --out NEW [--quiet]\n"
     "       icn-pool keygen NAME\n"
@@ -79,6 +80,20 @@ static const char usage_stats[] =
     "  --timeout MS       how long to wait for the answer (default 5000)\n"
     "  --json             one JSON object instead of text lines\n"
     "  --secret-key FILE, --server-key FILE: CURVE keys for --connect (see icn-pool serve --help)\n"
+    "  --help             this text\n";
+
+static const char usage_end[] =
+    "usage: icn-pool end --connect ENDPOINT [--begin] [OPTIONS]\n"
+    "Tell a running 'icn-pool serve' that the run has ended: from then on it refuses every new\n"
+    "batch with \"ended\" (a synthesizer that gets that answer exits 0), until a run begins\n"
+    "(--begin, or a trainer that starts on it). The trainer says it itself when it finishes or\n"
+    "fails; this is for a run whose trainer was killed. Only the head may: the pool's own key.\n"
+    "Prints the pool's stats as 'icn-pool stats' does.\n"
+    "  --connect ENDPOINT the pool's REP endpoint\n"
+    "  --begin            a run begins: take batches again\n"
+    "  --timeout MS       how long to wait for the answer (default 5000)\n"
+    "  --json             one JSON object instead of text lines\n"
+    "  --secret-key FILE, --server-key FILE: CURVE keys (the head's: see icn-pool serve --help)\n"
     "  --help             this text\n";
 
 static const char usage_push[] =
@@ -322,25 +337,31 @@ static void print_tallies(const char *what, const icn_pool_tally *v, size_t n, i
     if (json) printf("}");
 }
 
-static int cmd_stats(int argc, char **argv) {
-    enum { O_STORE = 256, O_CONNECT, O_TIMEOUT, O_JSON };
+/* stats, or end (kind ICN_MSG_END): both print the pool's stats; end sends "end" or "begin"
+ * instead of "stats" and takes no --store. */
+static int stats_or_end(int argc, char **argv, icn_msg_kind kind, const char *usage) {
+    enum { O_STORE = 256, O_CONNECT, O_TIMEOUT, O_JSON, O_BEGIN };
     static const struct option longs[] = {
         {"store", required_argument, 0, O_STORE}, {"connect", required_argument, 0, O_CONNECT},
-        {"timeout", required_argument, 0, O_TIMEOUT}, {"json", no_argument, 0, O_JSON}, {"help", no_argument, 0, 'h'},
-        ICN_SECURITY_OPTIONS, {0, 0, 0, 0}};
+        {"timeout", required_argument, 0, O_TIMEOUT}, {"json", no_argument, 0, O_JSON}, {"begin", no_argument, 0, O_BEGIN},
+        {"help", no_argument, 0, 'h'}, ICN_SECURITY_OPTIONS, {0, 0, 0, 0}};
     icn_security sec = {0};
     const char *store = NULL, *ep = NULL;
-    int json = 0, timeout = 5000, c;
-    while ((c = next_opt(argc, argv, longs, usage_stats)) != -1) {
+    int json = 0, timeout = 5000, c, begin = 0;
+    while ((c = next_opt(argc, argv, longs, usage)) != -1) {
         if (icn_security_option(c, optarg, &sec)) continue;
         switch (c) {
         case O_STORE: store = optarg; break;
         case O_CONNECT: ep = optarg; break;
         case O_TIMEOUT: timeout = (int)icn_parse_long("--timeout", optarg, 1, 3600000); break;
         case O_JSON: json = 1; break;
+        case O_BEGIN: begin = 1; break;
         }
     }
     icn_no_operands(argc, argv, g_cmd);
+    if (kind == ICN_MSG_STATS_REQUEST && begin) icn_usage_error(g_cmd, "--begin goes with 'icn-pool end'");
+    if (kind == ICN_MSG_END && store) icn_usage_error(g_cmd, "a run is ended on a running pool: --connect, not --store");
+    if (kind == ICN_MSG_END && !ep) icn_usage_error(g_cmd, "give --connect ENDPOINT (the pool's REP)");
     if (!store == !ep) icn_usage_error(g_cmd, "give one of --store FILE or --connect ENDPOINT");
     if (sec.allow_dir) icn_usage_error(g_cmd, "--allow is for servers");
     if (store && (sec.secret_key || sec.insecure)) icn_usage_error(g_cmd, "keys go with --connect");
@@ -348,6 +369,7 @@ static int cmd_stats(int argc, char **argv) {
     char err[2 * ICN_ERRLEN];
     icn_pool_counts cn;
     int64_t rejected = -1, failures = 0; /* unknown for a file */
+    int ended = 0;
     if (store) {
         icn_pool *p;
         if (icn_pool_open(store, ICN_POOL_READ, NULL, &p, err, sizeof err)) icn_die(1, "%s", err);
@@ -358,11 +380,12 @@ static int cmd_stats(int argc, char **argv) {
         void *req = NULL;
         msgpack_sbuffer sb;
         msgpack_sbuffer_init(&sb);
-        icn_pack_stats_request(&sb);
+        if (kind == ICN_MSG_END) icn_pack_run_request(&sb, begin ? ICN_MSG_BEGIN : ICN_MSG_END);
+        else icn_pack_stats_request(&sb);
         icn_msg m;
         int r = icn_request(&req, ep, &sb, timeout, 16 << 20, ICN_MSG_STATS, &m, err, sizeof err);
         if (r <= 0) icn_die(1, "%s", err);
-        cn = m.counts, rejected = m.rejected, failures = m.accept_failures; /* cn owns the counts now */
+        cn = m.counts, rejected = m.rejected, failures = m.accept_failures, ended = m.ended; /* cn owns the counts now */
         msgpack_sbuffer_destroy(&sb);
         icn_zmq_close(req);
         icn_zmq_term();
@@ -370,14 +393,15 @@ static int cmd_stats(int argc, char **argv) {
     if (json) {
         printf("{\"uuid\":\"%s\",\"total\":%" PRId64, cn.uuid, cn.total);
         if (rejected >= 0)
-            printf(",\"rejected\":%" PRId64 ",\"duplicates\":%" PRId64 ",\"accept_failures\":%" PRId64, rejected,
-                   cn.duplicates, failures);
+            printf(",\"rejected\":%" PRId64 ",\"duplicates\":%" PRId64 ",\"accept_failures\":%" PRId64
+                   ",\"ended\":%s",
+                   rejected, cn.duplicates, failures, ended ? "true" : "false");
     } else {
         if (cn.uuid[0]) printf("uuid: %s\n", cn.uuid);
         printf("total: %" PRId64 "\n", cn.total);
         if (rejected >= 0)
-            printf("rejected: %" PRId64 "\nduplicates: %" PRId64 "\nfailed accepts: %" PRId64 "\n", rejected, cn.duplicates,
-                   failures);
+            printf("rejected: %" PRId64 "\nduplicates: %" PRId64 "\nfailed accepts: %" PRId64 "\nrun: %s\n", rejected,
+                   cn.duplicates, failures, ended ? "ended" : "open");
     }
     print_tallies("class", cn.per_class, cn.n_class, json);
     print_tallies("generation", cn.per_generation, cn.n_generation, json);
@@ -489,6 +513,9 @@ static void frame_batch(const icn_reader *r, const uint8_t *p, size_t n, int64_t
         b->prov[i] = (icn_provenance){.generation = gen, .producer = producer};
     }
 }
+
+static int cmd_stats(int argc, char **argv) { return stats_or_end(argc, argv, ICN_MSG_STATS_REQUEST, usage_stats); }
+static int cmd_end(int argc, char **argv) { return stats_or_end(argc, argv, ICN_MSG_END, usage_end); }
 
 static int cmd_push(int argc, char **argv) {
     enum { O_CONNECT = 256, O_FILE, O_RAW, O_NEG, O_GEN, O_PROD, O_TIMEOUT, O_WINDOW, O_QUIET };
@@ -677,6 +704,6 @@ int main(int argc, char **argv) {
     icn_set_progname(argv[0]);
     static const icn_command cmds[] = {{"serve", cmd_serve}, {"dump", cmd_dump},     {"stats", cmd_stats},
                                        {"push", cmd_push},   {"check", cmd_check},   {"repair", cmd_repair},
-                                       {"keygen", cmd_keygen}};
+                                       {"keygen", cmd_keygen}, {"end", cmd_end}};
     return icn_dispatch(argc, argv, cmds, (int)(sizeof cmds / sizeof cmds[0]), usage_main);
 }

@@ -16,6 +16,7 @@
 #include "util.h"
 
 #define REQUEST_TIMEOUT_MS 5000
+#define END_TIMEOUT_MS 2000 /* the run's "end" to the pool: the trainer exits anyway */
 #define WAIT_POLL_MS 10 /* sync, without prefetch: how often a waiting trainer asks the pool again */
 #define SERVE_MS 50 /* how often a waiting trainer looks at the publisher's thread */
 #define PREFETCH_MAX_HELD (256LL << 20) /* bytes of records the prefetch thread may hold */
@@ -179,24 +180,32 @@ static int pool_total(run *r, int64_t *total, char *err, size_t errlen) {
     return rc == 1 ? 0 : -1;
 }
 
-/* The identity of the store behind the pool (its "stats" reply): "" from a pool that has none. */
-static int pool_identity(run *r, char uuid[ICN_UUID_STRLEN], char *err, size_t errlen) {
+/* A request answered with the pool's "stats": "stats", or the head's "end" or "begin" of its
+ * run. uuid: the identity of the store behind the pool ("" from a pool that has none);
+ * *ended: whether the pool's run has ended. */
+static int pool_state(run *r, icn_msg_kind kind, char uuid[ICN_UUID_STRLEN], int *ended, int timeout_ms, char *err,
+                      size_t errlen) {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    icn_pack_stats_request(&sb);
+    if (kind == ICN_MSG_STATS_REQUEST) icn_pack_stats_request(&sb);
+    else icn_pack_run_request(&sb, kind);
     icn_msg reply;
-    int rc = icn_request(&r->req, r->o->pool, &sb, REQUEST_TIMEOUT_MS, max_reply(r), ICN_MSG_STATS, &reply, err, errlen);
-    if (rc == 1) snprintf(uuid, ICN_UUID_STRLEN, "%s", reply.counts.uuid), icn_msg_free(&reply);
+    int rc = icn_request(&r->req, r->o->pool, &sb, timeout_ms, max_reply(r), ICN_MSG_STATS, &reply, err, errlen);
+    if (rc == 1) snprintf(uuid, ICN_UUID_STRLEN, "%s", reply.counts.uuid), *ended = reply.ended, icn_msg_free(&reply);
     if (rc == 0) icn_errf(err, errlen, "no pool answers at %s (start one with: icn-pool serve --rep %s)", r->o->pool, r->o->pool);
     msgpack_sbuffer_destroy(&sb);
     return rc == 1 ? 0 : -1;
 }
 
 /* A checkpoint names the store it consumed: resuming against another one would take other
- * records at the same offsets (issue 16, finding 10). */
+ * records at the same offsets (issue 16, finding 10). A pool whose run has ended (a run of
+ * this head's finished on it) takes batches again once this one begins. */
 static int check_pool_identity(run *r, int resumed, char *err, size_t errlen) {
     char uuid[ICN_UUID_STRLEN] = "";
-    if (pool_identity(r, uuid, err, errlen)) return -1;
+    int ended = 0;
+    if (pool_state(r, ICN_MSG_STATS_REQUEST, uuid, &ended, REQUEST_TIMEOUT_MS, err, errlen) ||
+        (ended && pool_state(r, ICN_MSG_BEGIN, uuid, &ended, REQUEST_TIMEOUT_MS, err, errlen)))
+        return -1;
     if (resumed && r->t.meta.pool_uuid[0] && uuid[0] && strcmp(uuid, r->t.meta.pool_uuid) != 0)
         return icn_errf(err, errlen,
                         "checkpoint %s was trained on pool store %s, but the pool at %s serves store %s: refusing to "
@@ -289,13 +298,14 @@ int icn_train_introspective(icn_net *net, const icn_batch *data, const icn_train
     r.t.pn = &r.pn, r.t.alpha = o->alpha, r.t.bn_pseudo = o->bn_pseudo, r.t.pn_recent = o->pn_recent;
     introspect_settings(o, r.t.meta.settings, sizeof r.t.meta.settings);
     r.accepted = xcalloc((size_t)(o->rounds + 1) * net->classes, sizeof(int64_t));
-    int rc = -1;
+    int rc = -1, pool_met = 0; /* pool_met: the pool answered, and is told when the run ends */
     int resumed = icn_trainer_begin(&r.t, "introspective", err, errlen);
     if (resumed < 0) goto out;
     if (!(r.pub = icn_publisher_open(o->publish, o->snapshot_requests, r.t.o->metrics, err, errlen))) goto out;
     if (!(r.req = icn_zmq_open_with(ZMQ_REQ, o->pool, 0, &(icn_zmq_opts){.max_msg = max_reply(&r)}, err, errlen)))
         goto out;
     if (check_pool_identity(&r, resumed, err, errlen)) goto out;
+    pool_met = 1;
     if (!resumed) {
         int64_t total;
         if (pool_total(&r, &total, err, errlen)) goto out;
@@ -321,8 +331,15 @@ int icn_train_introspective(icn_net *net, const icn_batch *data, const icn_train
     if (rc == 0 && icn_trainer_finish(&r.t, err, errlen)) rc = -1;
 out:
     /* the run is over, finished or failed: synthesizers exit ("stop", then "finished" in every
-     * heartbeat until the publisher closes) */
+     * heartbeat until the publisher closes), and the pool refuses what they still send, even
+     * those the stop never reached ("end"; a run that begins on it takes batches again) */
     if (r.pub) publish_control(&r, ICN_MSG_STOP);
+    if (pool_met) {
+        char uuid[ICN_UUID_STRLEN], e[2 * ICN_ERRLEN];
+        int ended;
+        if (pool_state(&r, ICN_MSG_END, uuid, &ended, END_TIMEOUT_MS, e, sizeof e) && !train->quiet)
+            icn_warn("warning: the pool was not told that the run has ended: %s", e);
+    }
     run_free(&r);
     return rc;
 }

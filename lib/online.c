@@ -40,6 +40,7 @@ typedef struct {
 
 static void on_refused(uint64_t seq, const char *reason, void *ctx) {
     loop *l = ctx;
+    if (icn_sender_run_ended(l->out)) return; /* said once, at the end */
     if (!l->o->quiet) icn_warn("producer %u: batch %" PRIu64 " refused by the pool: %s", l->o->id, seq, reason);
 }
 
@@ -171,6 +172,11 @@ int icn_synthesize_online(const icn_online_opts *o, icn_online_result *res, char
          * arrives */
         int wait_snapshot = !busy && (!l.have || l.held || quiet);
         if (icn_sender_pump(l.out, busy || wait_snapshot ? 0 : 50, err, errlen)) goto out;
+        if (icn_sender_run_ended(l.out)) { /* final: nothing more will be taken */
+            res->ended = 3;
+            snprintf(res->why, sizeof res->why, "the pool at %s says the run has ended", o->pool);
+            break;
+        }
         if (wait_snapshot) icn_inbox_wait(l.inbox, 50);
         if (!busy) continue;
         int k = next_class(o, classes, l.net.classes, made, first, &k_next);
@@ -205,14 +211,15 @@ int icn_synthesize_online(const icn_online_opts *o, icn_online_result *res, char
             last_log = icn_now();
         }
     }
-    res->unacked_batches = icn_sender_drain(l.out, o->drain_ms, NULL, err, errlen);
+    res->unacked_batches = res->ended == 3 ? icn_sender_pending(l.out) /* they would be refused */
+                                           : icn_sender_drain(l.out, o->drain_ms, NULL, err, errlen);
     rc = 0;
 out:;
     const icn_sender_counts *c = icn_sender_counts_of(l.out);
     res->acked = c->images_acked;
     res->refused = c->refused;
     /* one line: why, and what became of the samples (also with --quiet when the trainer is gone) */
-    if (rc == 0 && (!o->quiet || res->ended == 2))
+    if (rc == 0 && (!o->quiet || res->ended >= 2))
         icn_warn("producer %u: %s; stopping after %lld samples: %lld acknowledged, %lld batches refused, %lld unanswered",
                  o->id, res->ended ? res->why : "stopped by a signal", (long long)res->samples, (long long)res->acked,
                  (long long)res->refused, (long long)res->unacked_batches);

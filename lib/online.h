@@ -1,7 +1,8 @@
 /* online.h: the online synthesizer (icn-synthesize without --model): subscribe to the
  * trainer's snapshots, synthesize pseudo-negatives from the newest one, and deliver them to
  * the pool with acknowledgements (lib/sender.h), until the trainer says "stop" (or its
- * heartbeat says the run has finished), or has said nothing for liveness_s (lib/inbox.h).
+ * heartbeat says the run has finished), or has said nothing for liveness_s (lib/inbox.h), or
+ * the pool refuses a batch because the run has ended.
  *
  * Snapshot channel (icn-wire(5)), received and decoded by a thread of its own (lib/inbox.h)
  * while synthesis computes: a "model" frame is a new generation (a re-sent one of the same
@@ -46,7 +47,8 @@ typedef struct {
     int64_t unacked_batches;    /* still unanswered at the end */
     int64_t snapshots;          /* generations received */
     uint64_t producer;          /* this run's producer number on the wire */
-    int ended;                  /* 1: the trainer ended the run; 2: it fell silent (liveness); 0: *stop */
+    int ended;                  /* 1: the trainer ended the run; 2: it fell silent (liveness); 3: the
+                                 * pool refused a batch because the run has ended; 0: *stop */
     char why[ICN_ERRLEN];       /* with ended: why, one line */
 } icn_online_result;
 

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "protocol.h"
+#include "security.h"
 #include "transport.h"
 #include "util.h"
 #include "wire.h"
@@ -46,6 +47,9 @@ typedef struct {
     int64_t frames, rejected, fetches;
     int64_t failed_said; /* failed accepts (lib/transport.h) when the last line about them was written */
     double failed_at;    /* and when */
+    int ended;           /* the head said "end": new batches are refused as such until "begin" */
+    int64_t after_end, after_end_said; /* batches refused so, and how many the log has said */
+    double after_end_at;
 } server;
 
 static void reply(const server *s, void *intake, const icn_zmq_peer *to, msgpack_sbuffer *sb) {
@@ -73,6 +77,21 @@ static int take_frame(server *s, void *intake, char *err, size_t errlen) {
     if (rc < 0) icn_pool_count_refusal(s->pool, peer.user, "frame", 1); /* the store counts its own refusals */
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
+    if (rc == 0 && s->ended && !icn_pool_has_seq(s->pool, peer.user, m.producer, m.seq)) {
+        /* the run has ended: not stored, and the answer says why (a batch stored before is
+         * still acknowledged as a duplicate, below) */
+        s->after_end++;
+        double now = icn_now();
+        if (now - s->after_end_at >= 10.0) {
+            say(s->log, "refused %" PRId64 " batches since the run ended (the last from %s, producer %" PRIu64 ")",
+                s->after_end - s->after_end_said, peer.user, m.producer);
+            s->after_end_said = s->after_end, s->after_end_at = now;
+        }
+        icn_pack_run_ended(&sb, m.producer, m.seq);
+        reply(s, intake, &peer, &sb);
+        icn_msg_free(&m);
+        return 0;
+    }
     if (rc == 0) {
         icn_pool_origin o = {peer.user, m.producer, m.seq};
         rc = icn_pool_append_batch(s->pool, &m.batch, &o, e, sizeof e);
@@ -116,8 +135,22 @@ static int64_t fetch_cap(const icn_pool *p) {
     return k < 1 ? 1 : k > ICN_FETCH_MAX ? ICN_FETCH_MAX : k;
 }
 
-static void answer(server *s, const icn_msg *m, msgpack_sbuffer *sb) {
+static void answer(server *s, const icn_msg *m, const icn_zmq_peer *from, msgpack_sbuffer *sb) {
     char e[ICN_ERRLEN];
+    if (m->kind == ICN_MSG_END || m->kind == ICN_MSG_BEGIN) { /* the head's alone (icn-wire(5) SECURITY) */
+        const char *what = m->kind == ICN_MSG_END ? "end" : "begin";
+        if (!icn_security_is_head(from->user)) {
+            say(s->log, "refused '%s' from %s: only the head (the pool's own key) may end or begin a run", what, from->user);
+            snprintf(e, sizeof e, "'%s' refused: only the head (the pool's own key) may end or begin a run", what);
+            icn_pack_error(sb, e);
+            return;
+        }
+        int ended = m->kind == ICN_MSG_END;
+        if (ended != s->ended)
+            say(s->log, ended ? "the run has ended (said %s): new batches are refused"
+                              : "a run begins (said %s): batches are taken again", from->user);
+        s->ended = ended;
+    }
     if (m->kind == ICN_MSG_FETCH) {
         icn_batch b;
         int64_t cap = fetch_cap(s->pool);
@@ -132,7 +165,7 @@ static void answer(server *s, const icn_msg *m, msgpack_sbuffer *sb) {
     } else {
         icn_pool_counts c;
         icn_pool_stats(s->pool, &c);
-        icn_pack_pool_stats(sb, &c, s->rejected, icn_zmq_accept_failures());
+        icn_pack_pool_stats(sb, &c, s->rejected, icn_zmq_accept_failures(), s->ended);
         icn_pool_counts_free(&c);
     }
 }
@@ -142,7 +175,8 @@ static int serve_request(server *s, void *rep, char *err, size_t errlen) {
     char e[ICN_ERRLEN], msg[2 * ICN_ERRLEN];
     uint8_t *data;
     size_t len;
-    int got = icn_zmq_recv_buf(rep, NULL, 0, &data, &len, e, sizeof e);
+    icn_zmq_peer from;
+    int got = icn_zmq_recv_buf(rep, &from, 0, &data, &len, e, sizeof e);
     if (got == 0) return 0;
     if (got < 0 && errno != EPROTO) return icn_errf(err, errlen, "REP %s: %s", s->rep_ep, e);
     icn_msg m = {0};
@@ -154,7 +188,7 @@ static int serve_request(server *s, void *rep, char *err, size_t errlen) {
         snprintf(msg, sizeof msg, "bad request: %s", e);
         icn_pack_error(&sb, msg);
     } else {
-        answer(s, &m, &sb);
+        answer(s, &m, &from, &sb);
     }
     icn_msg_free(&m);
     int rc;

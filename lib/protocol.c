@@ -17,7 +17,8 @@ static const struct {
 } kinds[] = {{ICN_MSG_MODEL, "model"},   {ICN_MSG_HOLD, "hold"},       {ICN_MSG_STOP, "stop"},
              {ICN_MSG_BATCH, "batch"},   {ICN_MSG_ACK, "ack"},         {ICN_MSG_REFUSED, "refused"},
              {ICN_MSG_FETCH, "fetch"},   {ICN_MSG_STATS_REQUEST, "stats"}, {ICN_MSG_RECORDS, "records"},
-             {ICN_MSG_STATS, "stats"},   {ICN_MSG_ERROR, "error"},
+             {ICN_MSG_STATS, "stats"},   {ICN_MSG_ERROR, "error"},     {ICN_MSG_END, "end"},
+             {ICN_MSG_BEGIN, "begin"},
              {ICN_MSG_HEARTBEAT, "heartbeat"}, {ICN_MSG_SNAPSHOT_REQUEST, "snapshot_request"}};
 #define N_KINDS (sizeof kinds / sizeof kinds[0])
 
@@ -123,13 +124,20 @@ static int decode_kind(const msgpack_object *map, icn_msg *m, int need_origin, c
             if (dup->type != MSGPACK_OBJECT_BOOLEAN) return icn_errf(err, errlen, "key 'duplicate' is not a bool");
             m->duplicate = dup->via.boolean;
         }
+        if (m->kind == ICN_MSG_REFUSED && (dup = icn_map_get(map, "ended")) != NULL) {
+            if (dup->type != MSGPACK_OBJECT_BOOLEAN) return icn_errf(err, errlen, "key 'ended' is not a bool");
+            m->ended = dup->via.boolean;
+        }
         return m->kind == ICN_MSG_REFUSED ? icn_map_str(map, "reason", m->text, sizeof m->text, err, errlen) : 0;
     case ICN_MSG_FETCH:
         return icn_map_i64(map, "offset", 0, INT64_MAX, &m->offset, err, errlen) ||
                        icn_map_i64(map, "max", 1, ICN_FETCH_MAX, &m->max, err, errlen)
                    ? -1 : 0;
-    case ICN_MSG_STATS_REQUEST: return 0;
-    case ICN_MSG_STATS: return icn_decode_pool_stats(map, &m->counts, &m->rejected, &m->accept_failures, err, errlen);
+    case ICN_MSG_STATS_REQUEST:
+    case ICN_MSG_END:
+    case ICN_MSG_BEGIN: return 0;
+    case ICN_MSG_STATS:
+        return icn_decode_pool_stats(map, &m->counts, &m->rejected, &m->accept_failures, &m->ended, err, errlen);
     case ICN_MSG_RECORDS: return decode_records(map, m, err, errlen);
     case ICN_MSG_ERROR: return icn_map_str(map, "message", m->text, sizeof m->text, err, errlen);
     }
@@ -214,27 +222,39 @@ void icn_pack_batch_from(msgpack_sbuffer *sb, const icn_batch *b, uint64_t produ
     msgpack_sbuffer_destroy(&inner);
 }
 
+/* flag: NULL, or a key set to true ("duplicate" on an ack, "ended" on a refusal) */
 static void pack_origin_reply(msgpack_sbuffer *sb, const char *kind, uint64_t producer, uint64_t seq, const char *reason,
-                              int duplicate) {
+                              const char *flag) {
     msgpack_packer pk;
     packer(&pk, sb);
-    msgpack_pack_map(&pk, 3 + (reason != NULL) + (duplicate != 0));
+    msgpack_pack_map(&pk, 3 + (reason != NULL) + (flag != NULL));
     icn_pack_str(&pk, "kind"), icn_pack_str(&pk, kind);
     icn_pack_str(&pk, "producer"), msgpack_pack_uint64(&pk, producer);
     icn_pack_str(&pk, "seq"), msgpack_pack_uint64(&pk, seq);
     if (reason) icn_pack_str(&pk, "reason"), icn_pack_str(&pk, reason);
-    if (duplicate) icn_pack_str(&pk, "duplicate"), msgpack_pack_true(&pk);
+    if (flag) icn_pack_str(&pk, flag), msgpack_pack_true(&pk);
 }
 
-void icn_pack_ack(msgpack_sbuffer *sb, uint64_t producer, uint64_t seq) { pack_origin_reply(sb, "ack", producer, seq, NULL, 0); }
+void icn_pack_ack(msgpack_sbuffer *sb, uint64_t producer, uint64_t seq) { pack_origin_reply(sb, "ack", producer, seq, NULL, NULL); }
 void icn_pack_duplicate(msgpack_sbuffer *sb, uint64_t producer, uint64_t seq) {
-    pack_origin_reply(sb, "ack", producer, seq, NULL, 1);
+    pack_origin_reply(sb, "ack", producer, seq, NULL, "duplicate");
 }
 
 void icn_pack_refused(msgpack_sbuffer *sb, uint64_t producer, uint64_t seq, const char *reason) {
     char r[ICN_ERRLEN];
     snprintf(r, sizeof r, "%s", reason); /* fits the reader's buffer */
-    pack_origin_reply(sb, "refused", producer, seq, r, 0);
+    pack_origin_reply(sb, "refused", producer, seq, r, NULL);
+}
+
+void icn_pack_run_ended(msgpack_sbuffer *sb, uint64_t producer, uint64_t seq) {
+    pack_origin_reply(sb, "refused", producer, seq, "run ended: the trainer has ended its run; nothing more is taken", "ended");
+}
+
+void icn_pack_run_request(msgpack_sbuffer *sb, icn_msg_kind end_or_begin) {
+    msgpack_packer pk;
+    packer(&pk, sb);
+    msgpack_pack_map(&pk, 1);
+    icn_pack_str(&pk, "kind"), icn_pack_str(&pk, icn_msg_kind_name(end_or_begin));
 }
 
 void icn_pack_fetch(msgpack_sbuffer *sb, int64_t offset, int64_t max) {
@@ -400,16 +420,20 @@ static void pack_tallies(msgpack_packer *pk, const char *key, const icn_pool_tal
     for (size_t i = 0; i < n; i++) msgpack_pack_int64(pk, v[i].key), msgpack_pack_int64(pk, v[i].count);
 }
 
-void icn_pack_pool_stats(msgpack_sbuffer *sb, const icn_pool_counts *c, int64_t rejected, int64_t accept_failures) {
+void icn_pack_pool_stats(msgpack_sbuffer *sb, const icn_pool_counts *c, int64_t rejected, int64_t accept_failures,
+                         int ended) {
     msgpack_packer pk;
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 10);
+    msgpack_pack_map(&pk, 11);
     icn_pack_str(&pk, "kind"), icn_pack_str(&pk, "stats");
     icn_pack_str(&pk, "uuid"), icn_pack_str(&pk, c->uuid);
     icn_pack_str(&pk, "total"), msgpack_pack_int64(&pk, c->total);
     icn_pack_str(&pk, "rejected"), msgpack_pack_int64(&pk, rejected);
     icn_pack_str(&pk, "duplicates"), msgpack_pack_int64(&pk, c->duplicates);
     icn_pack_str(&pk, "accept_failures"), msgpack_pack_int64(&pk, accept_failures);
+    icn_pack_str(&pk, "ended");
+    if (ended) msgpack_pack_true(&pk);
+    else msgpack_pack_false(&pk);
     pack_tallies(&pk, "per_class", c->per_class, c->n_class);
     pack_tallies(&pk, "per_generation", c->per_generation, c->n_generation);
     pack_tallies(&pk, "per_producer", c->per_producer, c->n_producer);
@@ -470,11 +494,14 @@ static int decode_rejects(const msgpack_object *map, icn_pool_counts *c, char *e
 }
 
 int icn_decode_pool_stats(const msgpack_object *map, icn_pool_counts *c, int64_t *rejected, int64_t *accept_failures,
-                          char *err, size_t errlen) {
+                          int *ended, char *err, size_t errlen) {
     char e[ICN_ERRLEN];
     uint8_t u[16];
     memset(c, 0, sizeof *c);
-    *accept_failures = 0;
+    *accept_failures = 0, *ended = 0;
+    const msgpack_object *end = icn_map_get(map, "ended");
+    if (end && end->type != MSGPACK_OBJECT_BOOLEAN) return icn_errf(err, errlen, "stats: key 'ended' is not a bool");
+    if (end) *ended = end->via.boolean;
     if (!icn_map_kind_is(map, "stats")) return icn_errf(err, errlen, "stats: reply is not of kind 'stats'");
     const msgpack_object *id = icn_map_get(map, "uuid");
     int bad_uuid = id && (str_into(id, c->uuid, sizeof c->uuid) || icn_uuid_parse(c->uuid, u));

@@ -31,12 +31,15 @@ typedef enum {
     ICN_MSG_BATCH = 1 << 3,   /* a batch; on the intake with "producer" and "seq" */
     ICN_MSG_ACK = 1 << 4,     /* {"kind":"ack","producer":p,"seq":s}: stored; with "duplicate":true,
                                * stored before (the pool did not store it again) */
-    ICN_MSG_REFUSED = 1 << 5, /* {"kind":"refused","producer":p,"seq":s,"reason":text}: final */
+    ICN_MSG_REFUSED = 1 << 5, /* {"kind":"refused","producer":p,"seq":s,"reason":text}: final; with
+                               * "ended":true, the run has ended (nothing more is taken from anyone) */
     ICN_MSG_FETCH = 1 << 6,   /* {"kind":"fetch","offset":o,"max":m} */
     ICN_MSG_STATS_REQUEST = 1 << 7, /* {"kind":"stats"} with no other key */
     ICN_MSG_RECORDS = 1 << 8, /* {"kind":"records","offset":o,"total":t[,"batch":B]} */
     ICN_MSG_STATS = 1 << 9,   /* {"kind":"stats","total":t,...}: the pool's counts */
     ICN_MSG_ERROR = 1 << 10,  /* {"kind":"error","message":text} */
+    ICN_MSG_END = 1 << 11,    /* {"kind":"end"}: the head's run has ended; answered with "stats" */
+    ICN_MSG_BEGIN = 1 << 12,  /* {"kind":"begin"}: a run of the head's begins; answered with "stats" */
     /* the snapshot channel's liveness and the Clone pattern's snapshot requests (issue 24) */
     ICN_MSG_HEARTBEAT = 1 << 20, /* {"kind":"heartbeat","generation":g,"state":s,"interval_ms":i,"requests":e,"time":t} */
     ICN_MSG_SNAPSHOT_REQUEST = 1 << 21, /* {"kind":"snapshot_request"} */
@@ -53,7 +56,7 @@ const char *icn_run_state_name(icn_run_state s);
 #define ICN_SNAPSHOT_KINDS (ICN_MSG_MODEL | ICN_MSG_HOLD | ICN_MSG_STOP | ICN_MSG_HEARTBEAT)
 #define ICN_SNAPSHOT_REPLY_KINDS (ICN_MSG_MODEL | ICN_MSG_HEARTBEAT)
 #define ICN_INTAKE_REPLY_KINDS (ICN_MSG_ACK | ICN_MSG_REFUSED)
-#define ICN_REQUEST_KINDS (ICN_MSG_FETCH | ICN_MSG_STATS_REQUEST)
+#define ICN_REQUEST_KINDS (ICN_MSG_FETCH | ICN_MSG_STATS_REQUEST | ICN_MSG_END | ICN_MSG_BEGIN)
 #define ICN_FETCH_MAX 65536 /* records one fetch may ask for */
 #define ICN_BATCH_MAX_IMAGES 4096 /* images one intake batch may hold (icn-synthesize --batch) */
 
@@ -63,6 +66,7 @@ typedef struct {
     int64_t generation;      /* hold, stop */
     uint64_t producer, seq;  /* batch (both 0 when absent), ack, refused */
     int duplicate;           /* ack: stored before, not stored again */
+    int ended;               /* refused: because the run has ended; stats: the run has ended */
     icn_batch batch;         /* batch; records (n = 0 when none) */
     int64_t offset, total, max; /* fetch (offset, max); records (offset, total) */
     char text[ICN_ERRLEN];   /* refused: the reason; error: the message */
@@ -95,6 +99,8 @@ void icn_pack_duplicate(msgpack_sbuffer *sb, uint64_t producer, uint64_t seq); /
 void icn_pack_refused(msgpack_sbuffer *sb, uint64_t producer, uint64_t seq, const char *reason);
 void icn_pack_fetch(msgpack_sbuffer *sb, int64_t offset, int64_t max);
 void icn_pack_stats_request(msgpack_sbuffer *sb);
+void icn_pack_run_request(msgpack_sbuffer *sb, icn_msg_kind end_or_begin); /* {"kind":"end"} or "begin" */
+void icn_pack_run_ended(msgpack_sbuffer *sb, uint64_t producer, uint64_t seq); /* refused, "ended":true */
 /* A batch map cannot hold n = 0, so an empty reply (offset >= total) has no "batch" key. */
 void icn_pack_records(msgpack_sbuffer *sb, int64_t offset, int64_t total, const icn_batch *records);
 void icn_pack_error(msgpack_sbuffer *sb, const char *message);
@@ -108,9 +114,10 @@ void icn_pack_snapshot_request(msgpack_sbuffer *sb);
  *  "per_generation":{g:count},"per_producer":{id:count},"rejects":[[peer,reason,count],...]},
  * the three inner maps keyed by integers. Decoding validates it as untrusted input ("uuid",
  * "duplicates" and "rejects" may be missing: older pools do not send them); counts is always set (free with icn_pool_counts_free). */
-void icn_pack_pool_stats(msgpack_sbuffer *sb, const icn_pool_counts *c, int64_t rejected, int64_t accept_failures);
+void icn_pack_pool_stats(msgpack_sbuffer *sb, const icn_pool_counts *c, int64_t rejected, int64_t accept_failures,
+                         int ended);
 int icn_decode_pool_stats(const msgpack_object *map, icn_pool_counts *c, int64_t *rejected, int64_t *accept_failures,
-                          char *err, size_t errlen);
+                          int *ended, char *err, size_t errlen);
 
 /* Sockets of each channel, with the bounds that match what it carries (icn-wire(5) LIMITS):
  *   publisher   PUB bound: SNDHWM 2, so a subscriber that stops reading holds at most the

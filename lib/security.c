@@ -370,6 +370,8 @@ int icn_security_attach(void *sock, const char *endpoint, int bind, char *err, s
     return 0;
 }
 
+int icn_security_is_head(const char *user) { return !g_sec.curve || !strcmp(user, g_sec.public_); }
+
 int icn_security_option(int opt, const char *arg, icn_security *s) {
     switch (opt) {
     case ICN_OPT_SECRET_KEY: s->secret_key = arg; return 1;

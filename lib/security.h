@@ -78,5 +78,8 @@ enum { ICN_OPT_SECRET_KEY = 0x5ec0, ICN_OPT_SERVER_KEY, ICN_OPT_ALLOW, ICN_OPT_I
     "  --server-key FILE   CURVE, connecting: the head's public key (default: our own)\n"      \
     "  --insecure          no keys: allow binding a non-loopback address in the clear\n"
 int icn_security_option(int opt, const char *arg, icn_security *s);
+/* 1 when a peer (icn_zmq_peer.user) is the head: with CURVE, a peer whose key is this
+ * process's own; without keys every peer is "local", unauthenticated, and counts as the head. */
+int icn_security_is_head(const char *user);
 
 #endif

@@ -29,6 +29,7 @@ struct icn_sender {
                   * back to resend_ms once every batch is answered */
     double last_answer; /* when an answer last came, or the window was last (re)sent */
     icn_sender_counts counts;
+    int run_ended; /* a refusal said the run has ended */
     void (*on_refused)(uint64_t seq, const char *reason, void *ctx);
     void *ctx;
 };
@@ -67,6 +68,7 @@ uint64_t icn_sender_producer(const icn_sender *s) { return s->producer; }
 int icn_sender_room(const icn_sender *s) { return s->window - s->n; }
 int64_t icn_sender_pending(const icn_sender *s) { return s->n; }
 const icn_sender_counts *icn_sender_counts_of(const icn_sender *s) { return &s->counts; }
+int icn_sender_run_ended(const icn_sender *s) { return s->run_ended; }
 
 static pending *at(icn_sender *s, int i) { return &s->win[(s->head + i) % s->window]; }
 
@@ -136,6 +138,7 @@ static int take_answer(icn_sender *s, int timeout_ms, char *err, size_t errlen) 
         return 1;
     }
     s->last_answer = icn_now();
+    if (m.kind == ICN_MSG_REFUSED && m.ended) s->run_ended = 1; /* before on_refused, which may ask */
     if (m.producer == s->producer) settle(s, m.seq, m.kind == ICN_MSG_ACK, m.text);
     else if (m.kind == ICN_MSG_REFUSED && s->on_refused) s->on_refused(0, m.text, s->ctx);
     icn_msg_free(&m);

@@ -9,7 +9,8 @@
  *     window is full: the caller stops making batches until acks come back: back-pressure);
  *   - the pool answers each batch "ack" once it is durable (or was stored before: a resent
  *     duplicate is acknowledged, not stored again) or "refused" with a reason, which is
- *     final; both take the batch out of the window;
+ *     final; both take the batch out of the window; a refusal with "ended" says the run has
+ *     ended (icn_sender_run_ended), and every later batch will be refused the same;
  *   - when no answer has come for resend_ms, the socket is closed and reopened and every
  *     unacknowledged batch is sent again, in order; the timeout doubles at each such resend
  *     (up to 16 s) and is resend_ms again once every batch is answered.
@@ -40,6 +41,7 @@ uint64_t icn_sender_producer(const icn_sender *s);
 int icn_sender_room(const icn_sender *s);        /* batches that may still be sent now */
 int64_t icn_sender_pending(const icn_sender *s); /* unacknowledged batches */
 const icn_sender_counts *icn_sender_counts_of(const icn_sender *s);
+int icn_sender_run_ended(const icn_sender *s); /* 1 once the pool refused a batch because the run has ended */
 /* Send b as the next batch (seq = previous + 1); needs icn_sender_room() > 0. The batch is
  * kept (packed) until it is acknowledged or refused. 0; -1 with err (no room, socket error). */
 int icn_sender_send(icn_sender *s, const icn_batch *b, char *err, size_t errlen);

@@ -334,13 +334,20 @@ int icn_zmq_recv(void *sock, void *zmq_msg, int timeout_ms, char *err, size_t er
 int icn_zmq_recv_buf(void *sock, icn_zmq_peer *from, int timeout_ms, uint8_t **data, size_t *len, char *err,
                      size_t errlen) {
     *data = NULL, *len = 0;
-    if (!from) {
+    int type = 0;
+    size_t tl = sizeof type;
+    if (!from || (zmq_getsockopt(sock, ZMQ_TYPE, &type, &tl) == 0 && type != ZMQ_ROUTER)) {
         zmq_msg_t msg;
         int r = icn_zmq_recv(sock, &msg, timeout_ms, err, errlen);
         if (r == 1) {
             *len = zmq_msg_size(&msg);
             *data = xmalloc(*len ? *len : 1);
             memcpy(*data, zmq_msg_data(&msg), *len);
+        }
+        if (from) { /* not a ROUTER: no routing id, only who sent it */
+            const char *user = r == 1 ? zmq_msg_gets(&msg, "User-Id") : NULL;
+            from->id_len = 0;
+            snprintf(from->user, sizeof from->user, "%s", user && *user ? user : "local");
         }
         keep_errno(zmq_msg_close(&msg));
         return r;

@@ -118,8 +118,8 @@ typedef struct {
     char user[64];
 } icn_zmq_peer;
 /* Receive one single-part message into a malloc'd buffer (*data, *len; the caller frees).
- * On a ROUTER socket pass `from` (the routing id and identity are taken off); otherwise
- * NULL. Returns as icn_zmq_recv. */
+ * On a ROUTER socket pass `from` (the routing id and identity are taken off); on another,
+ * `from` (may be NULL) gets who sent it (user; id_len 0). Returns as icn_zmq_recv. */
 int icn_zmq_recv_buf(void *sock, icn_zmq_peer *from, int timeout_ms, uint8_t **data, size_t *len, char *err,
                      size_t errlen);
 /* Send one message to a ROUTER peer (dropped if the peer is gone or its queue is full). */

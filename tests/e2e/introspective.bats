@@ -22,8 +22,8 @@ teardown() { # politely (they exit 0 on SIGTERM), then for sure
     for p in "${PIDS[@]}"; do timeout 5 tail --pid="$p" -f /dev/null 2>/dev/null || kill -9 "$p" 2>/dev/null || true; done
 }
 
-start_pool() {
-    icn-pool serve --store "${1:-pool.store}" --shape 28x28x1 --classes 10 --pull "$PUSH" --rep "$REQ" 2>>pool.log &
+start_pool() { # [STORE [SERVE-FLAGS...]]
+    icn-pool serve --store "${1:-pool.store}" --shape 28x28x1 --classes 10 --pull "$PUSH" --rep "$REQ" "${@:2}" 2>>pool.log &
     PIDS+=($!)
 }
 
@@ -417,6 +417,73 @@ pushed() { # ID: samples synthesizer ID made and pushed (its "batch" events)
     tail -1 synth-1.log | grep -q "no word from the trainer\|said stop\|finished" || die "$(tail -1 synth-1.log)"
     # all it made (before it was stopped) is stored, once: nothing more
     [ "$after" -eq "$(pushed 1)" ] || die "pool holds $after of worker 1's samples, it made $(pushed 1)"
+}
+
+# total_stored [KEY-FLAGS...]: records in the running pool
+total_stored() { icn-pool stats --connect "$REQ" "$@" | sed -n 's/^total: //p'; }
+
+@test "once the trainer has ended its run, the pool refuses new batches as 'run ended' and stores none; a synthesizer told so exits 0; the next run reopens it" {
+    start_pool
+    live_synth 1
+    trainer --rounds 1 --out icn.model
+    ends_alone 10 "$LAST_SYNTH"
+    local before
+    before=$(total_stored)
+    # a fresh batch, as a worker whose "stop" was lost would send it
+    icn-load mnist --split test --limit 4 --seed 9 --quiet --out fresh.icn
+    run --separate-stderr icn-pool push --connect "$PUSH" --file fresh.icn --as-negatives 2 --generation 1
+    echo "# push after the end: exit $status: $stderr" >&3
+    expect_status 1
+    [[ "$stderr" == *"refused: run ended"* ]] || die "$stderr"
+    [ "$(total_stored)" -eq "$before" ] || die "stored $(total_stored), not $before"
+    icn-pool stats --connect "$REQ" >stats.txt
+    grep -qx "run: ended" stats.txt || die "$(cat stats.txt)"
+    grep -q "the run has ended" pool.log
+    # a synthesizer that meets the ended pool (a publisher of a fixed model feeds it) exits 0, one line
+    icn-classify train --data "$BATS_FILE_TMPDIR/train.icn" --arch c8-c16 --steps 5 --out small.model --quiet
+    icn-classify publish --model small.model --publish "$SNAP" --every 1 --quiet 2>>publish.log &
+    PIDS+=($!)
+    live_synth 2 --quiet
+    ends_alone 30 "$LAST_SYNTH"
+    [ "$STATUS" -eq 0 ] || die "exit $STATUS: $(cat synth-2.log)"
+    [ "$(wc -l <synth-2.log)" -eq 1 ] || die "$(cat synth-2.log)"
+    grep -q "producer 2: the pool at $PUSH says the run has ended; stopping after" synth-2.log || die "$(cat synth-2.log)"
+    [ "$(total_stored)" -eq "$before" ] || die "stored $(total_stored), not $before"
+    kill "${PIDS[@]:2}" 2>/dev/null || true
+    # the next run begins on the same pool: it takes batches again, and the run ends again
+    live_synth 3
+    trainer --rounds 1 --out again.model
+    [ "$(total_stored)" -gt "$before" ]
+    icn-pool stats --connect "$REQ" | grep -qx "run: ended"
+}
+
+@test "only the head may end a run: a worker's 'end' is refused and batches are still taken; the head's ends it, --begin reopens it" {
+    icn-pool keygen head >/dev/null
+    mkdir allow
+    icn-pool keygen allow/worker >/dev/null
+    start_pool pool.store --secret-key head.key --allow allow
+    local worker=(--secret-key allow/worker.key --server-key head.pub) i
+    for i in $(seq 100); do icn-pool stats --connect "$REQ" --timeout 300 --secret-key head.key >/dev/null 2>&1 && break; sleep 0.1; done
+    icn-load mnist --split test --limit 4 --seed 9 --quiet --out fresh.icn
+    run --separate-stderr icn-pool end --connect "$REQ" "${worker[@]}"
+    expect_status 1
+    one_line_error icn-pool
+    [[ "$stderr" == *"'end' refused: only the head"* ]] || die "$stderr"
+    icn-pool push --connect "$PUSH" --file fresh.icn --as-negatives 1 "${worker[@]}" --quiet
+    [ "$(total_stored --secret-key head.key)" -eq 4 ]
+    icn-pool end --connect "$REQ" --secret-key head.key | grep -qx "run: ended"
+    run --separate-stderr icn-pool push --connect "$PUSH" --file fresh.icn --as-negatives 2 "${worker[@]}"
+    expect_status 1
+    [[ "$stderr" == *"refused: run ended"* ]] || die "$stderr"
+    [ "$(total_stored --secret-key head.key)" -eq 4 ]
+    # nor may a worker begin one
+    run --separate-stderr icn-pool end --begin --connect "$REQ" "${worker[@]}"
+    expect_status 1
+    [[ "$stderr" == *"'begin' refused: only the head"* ]] || die "$stderr"
+    icn-pool end --begin --connect "$REQ" --secret-key head.key | grep -qx "run: open"
+    icn-pool push --connect "$PUSH" --file fresh.icn --as-negatives 2 "${worker[@]}" --quiet
+    [ "$(total_stored --secret-key head.key)" -eq 8 ]
+    grep -q "refused 'end' from" pool.log
 }
 
 @test "a late joiner gets the newest snapshot on request within 3 s of its start (its first heartbeat comes within 1 s of connecting)" {

@@ -83,10 +83,14 @@ static void batches(void) {
     put_sb("fuzz_pool_msgs", "ack", &sb);
     icn_pack_refused(&sb, 12345, 8, "refused (range): pixel 3 of image 0 is 3e+38, outside [-1, 1]");
     put_sb("fuzz_pool_msgs", "refused", &sb);
+    icn_pack_run_ended(&sb, 12345, 9);
+    put_sb("fuzz_pool_msgs", "refused-run-ended", &sb);
+    icn_pack_run_request(&sb, ICN_MSG_END);
+    put_sb("fuzz_pool_msgs", "end", &sb);
     icn_pool_tally cls[2] = {{0, 3}, {4, 1}}, gen[1] = {{2, 4}}, prod[2] = {{7, 2}, {8, 2}};
     icn_pool_counts c = {.total = 4, .per_class = cls, .per_generation = gen, .per_producer = prod, .n_class = 2,
                          .n_generation = 1, .n_producer = 2, .uuid = "0f2c8a4e-1b3d-4c5e-8f70-9a1b2c3d4e5f"};
-    icn_pack_pool_stats(&sb, &c, 1, 0);
+    icn_pack_pool_stats(&sb, &c, 1, 0, 0);
     put_sb("fuzz_pool_msgs", "stats", &sb);
 
     /* the pool store: a file written by icn_pool_append, then read back as bytes */

@@ -812,13 +812,14 @@ static void test_refusals_are_counted_per_peer_and_the_quota_per_generation(void
     /* through the stats message */
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    icn_pack_pool_stats(&sb, &c, 4, 0);
+    icn_pack_pool_stats(&sb, &c, 4, 0, 0);
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
     assert_int_equal(icn_frame_unpack((const uint8_t *)sb.data, sb.size, &u, err, sizeof err), 0);
     icn_pool_counts d;
     int64_t rejected, failures;
-    assert_int_equal(icn_decode_pool_stats(&u.data, &d, &rejected, &failures, err, sizeof err), 0);
+    int ended;
+    assert_int_equal(icn_decode_pool_stats(&u.data, &d, &rejected, &failures, &ended, err, sizeof err), 0);
     assert_string_equal(d.uuid, c.uuid);
     assert_int_equal(d.n_rejects, 3);
     assert_memory_equal(d.rejects, c.rejects, 3 * sizeof *c.rejects);
@@ -870,13 +871,14 @@ static void test_the_stats_count_records_per_class_and_generation(void **state) 
     assert_memory_equal(d.per_generation, c.per_generation, 2 * sizeof *c.per_generation);
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    icn_pack_pool_stats(&sb, &d, 42, 0);
+    icn_pack_pool_stats(&sb, &d, 42, 0, 0);
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
     char err[ICN_ERRLEN];
     assert_int_equal(icn_frame_unpack((const uint8_t *)sb.data, sb.size, &u, err, sizeof err), 0);
     int64_t rejected = -1, failures = -1;
-    assert_int_equal(icn_decode_pool_stats(&u.data, &e, &rejected, &failures, err, sizeof err), 0);
+    int ended = -1;
+    assert_int_equal(icn_decode_pool_stats(&u.data, &e, &rejected, &failures, &ended, err, sizeof err), 0);
     assert_int_equal(rejected, 42);
     assert_int_equal(e.total, 10);
     assert_int_equal(e.n_producer, 2);

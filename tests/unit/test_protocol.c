@@ -130,8 +130,34 @@ static void test_batch_ack_and_refused_messages_round_trip(void **state) {
     assert_int_equal(decode(&sb, ICN_INTAKE_REPLY_KINDS, 0, &m, err), 0);
     assert_int_equal(m.kind, ICN_MSG_REFUSED);
     assert_string_equal(m.text, "frame: not a map");
+    assert_false(m.ended);
+    msgpack_sbuffer_destroy(&sb);
+    /* a refusal because the run has ended says so in a key, not only in words */
+    msgpack_sbuffer_init(&sb);
+    icn_pack_run_ended(&sb, 9, 8);
+    assert_int_equal(decode(&sb, ICN_INTAKE_REPLY_KINDS, 0, &m, err), 0);
+    assert_int_equal(m.kind, ICN_MSG_REFUSED);
+    assert_int_equal(m.seq, 8);
+    assert_true(m.ended);
+    assert_non_null(strstr(m.text, "run ended"));
     msgpack_sbuffer_destroy(&sb);
     icn_batch_free(&b);
+}
+
+static void test_end_and_begin_are_requests_without_keys(void **state) {
+    (void)state;
+    char err[ICN_ERRLEN];
+    icn_msg m;
+    const icn_msg_kind kinds[2] = {ICN_MSG_END, ICN_MSG_BEGIN};
+    for (int i = 0; i < 2; i++) {
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        icn_pack_run_request(&sb, kinds[i]);
+        assert_int_equal(decode(&sb, ICN_REQUEST_KINDS, 0, &m, err), 0);
+        assert_int_equal(m.kind, kinds[i]);
+        assert_int_equal(decode(&sb, ICN_INTAKE_REPLY_KINDS, 0, &m, err), -1); /* not on the intake's replies */
+        msgpack_sbuffer_destroy(&sb);
+    }
 }
 
 static void test_control_and_model_messages_are_decoded_once(void **state) {
@@ -237,12 +263,13 @@ static void test_fetch_records_stats_and_error_messages_round_trip(void **state)
     c.total = 10, c.per_class = cls, c.n_class = 2;
     snprintf(c.uuid, sizeof c.uuid, "0123abcd-0123-4abc-8abc-0123456789ab");
     msgpack_sbuffer_init(&sb);
-    icn_pack_pool_stats(&sb, &c, 5, 7);
+    icn_pack_pool_stats(&sb, &c, 5, 7, 1);
     assert_int_equal(decode(&sb, ICN_MSG_STATS, 0, &m, err), 0);
     assert_int_equal(m.kind, ICN_MSG_STATS);
     assert_int_equal(m.counts.total, 10);
     assert_int_equal(m.rejected, 5);
     assert_int_equal(m.accept_failures, 7);
+    assert_int_equal(m.ended, 1);
     icn_msg_free(&m);
     assert_int_equal(decode(&sb, ICN_REQUEST_KINDS, 0, &m, err), 0); /* a request, to a server: no keys read */
     assert_int_equal(m.kind, ICN_MSG_STATS_REQUEST);
@@ -681,6 +708,7 @@ int main(void) {
     icn_set_progname("test_protocol");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batch_ack_and_refused_messages_round_trip),
+        cmocka_unit_test(test_end_and_begin_are_requests_without_keys),
         cmocka_unit_test(test_control_and_model_messages_are_decoded_once),
         cmocka_unit_test(test_fetch_records_stats_and_error_messages_round_trip),
         cmocka_unit_test(test_a_request_gets_its_reply),
