@@ -85,7 +85,8 @@ static const char usage_stats[] =
 static const char usage_end[] =
     "usage: icn-pool end --connect ENDPOINT [--begin] [OPTIONS]\n"
     "Tell a running 'icn-pool serve' that the run has ended: from then on it refuses every new\n"
-    "batch with \"ended\" (a synthesizer that gets that answer exits 0), until a run begins\n"
+    "batch made from a run's snapshots (generation >= 1; seeds of generation 0 are taken) with\n"
+    "\"ended\" (a synthesizer that gets that answer exits 0), until a run begins\n"
     "(--begin, or a trainer that starts on it). The trainer says it itself when it finishes or\n"
     "fails; this is for a run whose trainer was killed. Only the head may: the pool's own key.\n"
     "Prints the pool's stats as 'icn-pool stats' does.\n"

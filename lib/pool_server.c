@@ -58,6 +58,14 @@ static void reply(const server *s, void *intake, const icn_zmq_peer *to, msgpack
     msgpack_sbuffer_destroy(sb);
 }
 
+/* A batch made from a run's snapshots: a record of generation 1 or later (a run publishes
+ * generations 1, 2, ...; generation 0 is no run's: seeds pushed with --as-negatives). */
+static int of_a_run(const icn_batch *b) {
+    for (int32_t i = 0; b->prov && i < b->n; i++)
+        if (b->prov[i].generation >= 1) return 1;
+    return 0;
+}
+
 /* One frame from the intake: untrusted. A stored (or already stored) batch is acknowledged;
  * anything else is refused with one line, to the peer and in the log, and serving goes on.
  * A failure to store a good batch (the disk) stops the server without acknowledging it:
@@ -77,7 +85,7 @@ static int take_frame(server *s, void *intake, char *err, size_t errlen) {
     if (rc < 0) icn_pool_count_refusal(s->pool, peer.user, "frame", 1); /* the store counts its own refusals */
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    if (rc == 0 && s->ended && !icn_pool_has_seq(s->pool, peer.user, m.producer, m.seq)) {
+    if (rc == 0 && s->ended && of_a_run(&m.batch) && !icn_pool_has_seq(s->pool, peer.user, m.producer, m.seq)) {
         /* the run has ended: not stored, and the answer says why (a batch stored before is
          * still acknowledged as a duplicate, below) */
         s->after_end++;

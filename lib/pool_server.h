@@ -5,8 +5,8 @@
  * it is stored under the fsync policy, an "ack" with "duplicate":true when its (peer,
  * producer, seq) was stored before; "refused" with the reason when it is bad; icn-wire(5)
  * DELIVERY) and REP (the trainer's "fetch" by offset
- * and "stats" requests; the head's "end" of its run, after which new batches are refused
- * with "ended":true, and "begin" of the next), and serves until *stop becomes non-zero (the program's SIGINT and SIGTERM
+ * and "stats" requests; the head's "end" of its run, after which new batches made from a
+ * run's snapshots are refused with "ended":true, and "begin" of the next), and serves until *stop becomes non-zero (the program's SIGINT and SIGTERM
  * handler sets it; installed without SA_RESTART, so that blocking calls return EINTR: handlers
  * and how to exit are the program's business, not the library's). A batch that cannot be stored
  * because of the disk stops the server with a one-line error, unacknowledged: nothing

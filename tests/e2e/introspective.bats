@@ -439,9 +439,13 @@ total_stored() { icn-pool stats --connect "$REQ" "$@" | sed -n 's/^total: //p'; 
     icn-pool stats --connect "$REQ" >stats.txt
     grep -qx "run: ended" stats.txt || die "$(cat stats.txt)"
     grep -q "the run has ended" pool.log
-    # a synthesizer that meets the ended pool (a publisher of a fixed model feeds it) exits 0, one line
-    icn-classify train --data "$BATS_FILE_TMPDIR/train.icn" --arch c8-c16 --steps 5 --out small.model --quiet
-    icn-classify publish --model small.model --publish "$SNAP" --every 1 --quiet 2>>publish.log &
+    # seeds (generation 0: no run's) are still taken
+    icn-pool push --connect "$PUSH" --file fresh.icn --as-negatives 2 --quiet
+    before=$((before + 4))
+    [ "$(total_stored)" -eq "$before" ] || die "stored $(total_stored), not $before"
+    # a synthesizer that meets the ended pool (a publisher of the run's model, generation 1,
+    # feeds it) exits 0, one line
+    icn-classify publish --model icn.model --publish "$SNAP" --every 1 --quiet 2>>publish.log &
     PIDS+=($!)
     live_synth 2 --quiet
     ends_alone 30 "$LAST_SYNTH"
@@ -469,10 +473,10 @@ total_stored() { icn-pool stats --connect "$REQ" "$@" | sed -n 's/^total: //p'; 
     expect_status 1
     one_line_error icn-pool
     [[ "$stderr" == *"'end' refused: only the head"* ]] || die "$stderr"
-    icn-pool push --connect "$PUSH" --file fresh.icn --as-negatives 1 "${worker[@]}" --quiet
+    icn-pool push --connect "$PUSH" --file fresh.icn --as-negatives 1 --generation 1 "${worker[@]}" --quiet
     [ "$(total_stored --secret-key head.key)" -eq 4 ]
     icn-pool end --connect "$REQ" --secret-key head.key | grep -qx "run: ended"
-    run --separate-stderr icn-pool push --connect "$PUSH" --file fresh.icn --as-negatives 2 "${worker[@]}"
+    run --separate-stderr icn-pool push --connect "$PUSH" --file fresh.icn --as-negatives 2 --generation 1 "${worker[@]}"
     expect_status 1
     [[ "$stderr" == *"refused: run ended"* ]] || die "$stderr"
     [ "$(total_stored --secret-key head.key)" -eq 4 ]
@@ -481,7 +485,7 @@ total_stored() { icn-pool stats --connect "$REQ" "$@" | sed -n 's/^total: //p'; 
     expect_status 1
     [[ "$stderr" == *"'begin' refused: only the head"* ]] || die "$stderr"
     icn-pool end --begin --connect "$REQ" --secret-key head.key | grep -qx "run: open"
-    icn-pool push --connect "$PUSH" --file fresh.icn --as-negatives 2 "${worker[@]}" --quiet
+    icn-pool push --connect "$PUSH" --file fresh.icn --as-negatives 2 --generation 1 "${worker[@]}" --quiet
     [ "$(total_stored --secret-key head.key)" -eq 8 ]
     grep -q "refused 'end' from" pool.log
 }
