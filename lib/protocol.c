@@ -247,7 +247,8 @@ void icn_pack_refused(msgpack_sbuffer *sb, uint64_t producer, uint64_t seq, cons
 }
 
 void icn_pack_run_ended(msgpack_sbuffer *sb, uint64_t producer, uint64_t seq) {
-    pack_origin_reply(sb, "refused", producer, seq, "run ended: the trainer has ended its run; no batch made from its snapshots is taken", "ended");
+    pack_origin_reply(sb, "refused", producer, seq,
+                      "run ended: the trainer has ended its run; no batch made from its snapshots is taken", "ended");
 }
 
 void icn_pack_run_request(msgpack_sbuffer *sb, icn_msg_kind end_or_begin) {
