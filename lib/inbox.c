@@ -64,7 +64,7 @@ static void end_run(icn_inbox *ib, int how, const char *why) { /* under mu */
 
 /* Keep what the decoded message m changes (under mu); m's net becomes the inbox's when kept.
  * Returns 1 when a heartbeat names a generation we should ask for. */
-static int keep(icn_inbox *ib, icn_msg *m, size_t bytes, double at) {
+static int keep(icn_inbox *ib, icn_msg *m, int reply, size_t bytes, double at) {
     icn_inbox_news *nw = &ib->news;
     char why[ICN_ERRLEN];
     if (m->kind == ICN_MSG_STOP) {
@@ -90,6 +90,9 @@ static int keep(icn_inbox *ib, icn_msg *m, size_t bytes, double at) {
     } else {
         if (ib->have && m->meta.generation == ib->newest_gen && m->net.n_params == ib->newest_params)
             return 0; /* one we have (a reply to a request that crossed the PUB's copy) */
+        if (reply && ib->have && m->meta.generation < ib->newest_gen)
+            return 0; /* a reply that crossed a newer publication: stale (the PUB's own order is the
+                       * trainer's, so a lower generation there is a restarted trainer's) */
         if (nw->has_model) icn_net_free(&nw->net); /* replaced before it was taken */
         nw->net = m->net, nw->meta = m->meta, nw->has_model = 1;
         nw->hold = -1; /* a hold is for the generation it came with: a new one starts unheld (also a
@@ -205,7 +208,7 @@ static int receive(icn_inbox *ib, void *sock, char *err, size_t errlen) {
         * starts (the heartbeat after a first snapshot may be lost as the socket is opened again) */
     int first_model = m.kind == ICN_MSG_MODEL && !ib->sub_max;
     pthread_mutex_lock(&ib->mu);
-    int want = keep(ib, &m, n, at);
+    int want = keep(ib, &m, sock == ib->req, n, at);
     pthread_mutex_unlock(&ib->mu);
     int rc = 0;
     if (want) rc = ask(ib, m.endpoint, err, errlen);
