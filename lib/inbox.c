@@ -16,7 +16,7 @@
 #define RECV_MS 100        /* the thread looks at its stop flag this often */
 #define QUIET_BEATS 3      /* heartbeat intervals of silence that make the trainer "quiet" */
 #define STALL_S 1.0        /* a loop turn this late: the process was stopped or starved */
-#define LAGS 16            /* heartbeats whose lag (our clock at receipt - theirs at sending) are kept */
+#define LAG_RELAX 0.02     /* how fast the least lag may rise: seconds per second (a clock step) */
 
 struct icn_inbox {
     const icn_inbox_opts *o;
@@ -29,9 +29,9 @@ struct icn_inbox {
     int warned_endpoint;
     char asking[ICN_ENDPOINT_LEN]; /* a request not sent yet (the DEALER not connected yet): its
                                     * advertised endpoint, tried again each turn; "" none */
-    double lag[LAGS];              /* the last heartbeats' lags: their least is the clocks' offset
-                                    * plus the shortest transit, what a fresh heartbeat shows */
-    int lags;
+    double least_lag, least_at;    /* the least heartbeat lag (our clock at receipt - theirs at
+                                    * sending): the clocks' offset plus the shortest transit, what
+                                    * a fresh heartbeat shows; least_at: when it was seen (0: none) */
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t news_cond;
@@ -172,14 +172,15 @@ static int bound_sockets(icn_inbox *ib, size_t n, char *err, size_t errlen) {
 
 /* The trainer was alive when it sent a heartbeat: `heard` becomes that moment on our clock.
  * A heartbeat that waited in a queue or a socket buffer (we were stopped, or the link was
- * down) is older than it looks: its lag exceeds the least lag of the recent ones by the time
- * it waited (a steady offset between the two clocks cancels out). */
+ * down) is older than it looks: its lag exceeds the least lag seen by the time it waited (a
+ * steady offset between the two clocks cancels out). The least may rise by LAG_RELAX per
+ * second since it was seen (a clock stepped back by 1 s is believed again within 50 s),
+ * never faster: however many waited heartbeats come after a stop, they cannot pass for fresh. */
 static void heard_at(icn_inbox *ib, double sent, int64_t interval_ms, double now, double wall) {
     atomic_store(&ib->quiet_s, QUIET_BEATS * interval_ms / 1000.0);
-    double lag = wall - sent, least = lag;
-    ib->lag[ib->lags++ % LAGS] = lag;
-    for (int i = 0; i < LAGS && i < ib->lags; i++)
-        if (ib->lag[i] < least) least = ib->lag[i];
+    double lag = wall - sent;
+    double least = ib->least_at > 0 ? ib->least_lag + LAG_RELAX * (now - ib->least_at) : lag;
+    if (lag <= least) ib->least_lag = least = lag, ib->least_at = now;
     double when = now - (lag - least);
     if (when > atomic_load(&ib->heard)) atomic_store(&ib->heard, when);
 }

@@ -385,9 +385,11 @@ pushed() { # ID: samples synthesizer ID made and pushed (its "batch" events)
 }
 
 @test "a worker stopped across the trainer's end (its stop lost) ends by itself when resumed, and stores nothing new" {
-    # Races on 2026-12-07 (2 of 4 runs at 3247718 failed: once worker 1 made batches after
-    # SIGCONT, once it made none within 60 s of the trainer's start); open in issue 24 item 3.
-    skip "flaky: the stopped worker's end races (2 of 4 runs failed); issue 24"
+    # On 2026-12-07 2 of 4 runs at 3247718 failed: once worker 1 made batches after SIGCONT
+    # (more heartbeats had waited for it than the 16 whose least lag told their age, so the
+    # last of them passed for fresh: now the least lag seen may rise by 20 ms a second, no
+    # faster; test_inbox), once it made none within 60 s of the trainer's start at load 10-18
+    # (now 180 s).
     # the paper's MNIST net: 17 MB snapshots, more than the socket buffers hold, so what the
     # trainer sends while worker 1 is stopped (its last snapshots, then "stop") cannot all reach it
     start_pool
@@ -396,8 +398,8 @@ pushed() { # ID: samples synthesizer ID made and pushed (its "batch" events)
     live_synth 2 --max-steps 1
     trainer_bg --arch mnist --batch 8 --pn-batch 8 --initial-steps 1 --round-steps 1 --rounds 30 --async --lr 0.005 \
         --clip-grad 1 --out icn.model --metrics m.jsonl
-    for _ in $(seq 1 600); do grep -qs '"event":"batch"' synth-1.jsonl && break; sleep 0.1; done
-    grep -q '"event":"batch"' synth-1.jsonl || die "worker 1 made nothing"
+    for _ in $(seq 1 1800); do grep -qs '"event":"batch"' synth-1.jsonl && break; sleep 0.1; done
+    grep -q '"event":"batch"' synth-1.jsonl || die "worker 1 made nothing in 180 s"
     kill -STOP "$s1"
     stopped=$SECONDS
     r0=$(grep -c '"event":"round"' m.jsonl)

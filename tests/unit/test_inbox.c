@@ -55,13 +55,19 @@ static void *open_xpub(const char *ep) {
     return pub;
 }
 
-static void heartbeat(void *pub, int64_t generation, icn_run_state state, int64_t interval_ms, const char *requests) {
+/* A heartbeat the trainer sent `age` seconds ago (it waited in a buffer) */
+static void heartbeat_aged(void *pub, int64_t generation, icn_run_state state, int64_t interval_ms,
+                           const char *requests, double age) {
     char err[ICN_ERRLEN];
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    icn_pack_heartbeat(&sb, generation, state, interval_ms, requests, icn_wallclock());
+    icn_pack_heartbeat(&sb, generation, state, interval_ms, requests, icn_wallclock() - age);
     assert_int_equal(icn_zmq_send_sbuffer(pub, &sb, err, sizeof err), 0);
     msgpack_sbuffer_destroy(&sb);
+}
+
+static void heartbeat(void *pub, int64_t generation, icn_run_state state, int64_t interval_ms, const char *requests) {
+    heartbeat_aged(pub, generation, state, interval_ms, requests, 0);
 }
 
 static void test_the_inbox_keeps_the_newest_model_and_reads_hold_and_stop(void **state) {
@@ -308,12 +314,44 @@ static void test_a_reply_that_crossed_a_newer_publication_is_ignored(void **stat
     icn_zmq_close(pub);
 }
 
+/* Heartbeats that waited in a socket buffer while this process was stopped (or the link was
+ * down) count from when they were sent, however many of them come: after 3 s of silence (every
+ * 200 ms, quiet after 0.6 s), 20 that were sent 2.95 to 2 s ago leave the trainer quiet; a
+ * fresh one ends that at once. */
+static void test_heartbeats_that_waited_in_a_buffer_do_not_pass_for_fresh(void **state) {
+    (void)state;
+    char err[2 * ICN_ERRLEN], ep[64];
+    snprintf(ep, sizeof ep, "inproc://inbox-aged-%d", (int)getpid());
+    void *pub = open_xpub(ep);
+    icn_inbox_opts o = {.endpoint = ep, .liveness_s = 60};
+    icn_inbox *ib = icn_inbox_open(&o, err, sizeof err);
+    assert_non_null(ib);
+    await_subscription(pub);
+    for (int i = 0; i < 3; i++) heartbeat(pub, -1, ICN_RUN_RUNNING, 200, "inproc://nowhere"), usleep(50 * 1000);
+    int quiet_at_first = icn_inbox_quiet(ib);
+    usleep(3000 * 1000);
+    int quiet_after_silence = icn_inbox_quiet(ib);
+    for (int i = 0; i < 20; i++) heartbeat_aged(pub, -1, ICN_RUN_RUNNING, 200, "inproc://nowhere", 2.95 - 0.05 * i);
+    usleep(250 * 1000); /* the inbox's thread has read them (it looks every 100 ms at most) */
+    int quiet_after_aged = icn_inbox_quiet(ib);
+    heartbeat(pub, -1, ICN_RUN_RUNNING, 200, "inproc://nowhere");
+    int fresh_again = 0;
+    for (double t0 = icn_now(); !fresh_again && icn_now() - t0 < 2;) fresh_again = !icn_inbox_quiet(ib), usleep(10 * 1000);
+    icn_inbox_close(ib);
+    icn_zmq_close(pub);
+    assert_false(quiet_at_first);
+    assert_true(quiet_after_silence);
+    assert_true(quiet_after_aged);
+    assert_true(fresh_again);
+}
+
 int main(void) {
     icn_set_progname("test_inbox");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_the_inbox_keeps_the_newest_model_and_reads_hold_and_stop),
         cmocka_unit_test(test_the_inbox_asks_for_the_snapshot_a_heartbeat_names),
         cmocka_unit_test(test_a_reply_that_crossed_a_newer_publication_is_ignored),
+        cmocka_unit_test(test_heartbeats_that_waited_in_a_buffer_do_not_pass_for_fresh),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     if (rc == 0) icn_zmq_term(); /* after a failed check a socket may be open still: term would wait for it */
