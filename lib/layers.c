@@ -42,7 +42,9 @@ static void elementwise_st(ew_op op, float *out, const float *in, float s, float
     icn_parallel_for((long)count, ICN_PARALLEL_MIN_WORK, ew_range, &j);
 }
 
-static void elementwise(ew_op op, float *out, const float *in, size_t count) { elementwise_st(op, out, in, 1, 0, count); }
+static void elementwise(ew_op op, float *out, const float *in, size_t count) {
+    elementwise_st(op, out, in, 1, 0, count);
+}
 
 void icn_lrelu_forward(float *out, const float *in, size_t count) { elementwise(EW_LRELU, out, in, count); }
 void icn_lrelu_backward(float *dinout, const float *out, size_t count) { elementwise(EW_LRELU_BACK, dinout, out, count); }
@@ -365,8 +367,8 @@ void icn_block_forward(float *out, const icn_block_buffers *buf, const float *in
     const long hw_in = (long)s->h * s->w, hw_out = (long)s->oh * s->ow, rows_out = n * hw_out;
     norm_forward(s, buf->a, buf->stats1, in, p + s->gb1, state, n, hw_in, s->c, training, buf->partials);
     icn_conv_forward(buf->conv[0], buf->h, buf->a, p + s->w1, NULL, n, 0.0f);
-    norm_forward(s, buf->b, buf->stats2, buf->h, p + s->gb2, s->norm == ICN_NORM_BATCH ? state + 2 * s->c : NULL, n, hw_out, s->oc,
-                 training, buf->partials);
+    norm_forward(s, buf->b, buf->stats2, buf->h, p + s->gb2, s->norm == ICN_NORM_BATCH ? state + 2 * s->c : NULL, n,
+                 hw_out, s->oc, training, buf->partials);
     icn_conv_forward(buf->conv[1], out, buf->b, p + s->w2, NULL, n, 0.0f);
     if (s->proj.k) /* out += W_s a (He et al. Eq. 2) */
         icn_conv_forward(buf->conv[2], out, buf->a, p + s->wp, NULL, n, 1.0f);
