@@ -16,6 +16,7 @@
 #define RECV_MS 100        /* the thread looks at its stop flag this often */
 #define QUIET_BEATS 3      /* heartbeat intervals of silence that make the trainer "quiet" */
 #define STALL_S 1.0        /* a loop turn this late: the process was stopped or starved */
+#define FRESH_LAG_S 1.0    /* a heartbeat whose time stamp says it is younger is fresh (clocks agreeing) */
 #define LAG_RELAX 0.02     /* how fast the least lag may rise: seconds per second (a clock step) */
 
 struct icn_inbox {
@@ -174,14 +175,21 @@ static int bound_sockets(icn_inbox *ib, size_t n, char *err, size_t errlen) {
  * A heartbeat that waited in a queue or a socket buffer (we were stopped, or the link was
  * down) is older than it looks: its lag exceeds the least lag seen by the time it waited (a
  * steady offset between the two clocks cancels out). The least may rise by LAG_RELAX per
- * second since it was seen (a clock stepped back by 1 s is believed again within 50 s),
- * never faster: however many waited heartbeats come after a stop, they cannot pass for fresh. */
+ * second since it was seen (a clock stepped back by 1 s is believed again within 50 s), never
+ * faster: however many waited heartbeats come after a stop, they cannot pass for fresh. Before
+ * any least is known, one that comes within ICN_INBOX_GRACE_MS of a stall (or of the start)
+ * and says it is older than FRESH_LAG_S may have waited: it is taken at its word (the clocks
+ * agreeing) and sets no least (a worker stopped before its first heartbeat came). */
 static void heard_at(icn_inbox *ib, double sent, int64_t interval_ms, double now, double wall) {
     atomic_store(&ib->quiet_s, QUIET_BEATS * interval_ms / 1000.0);
-    double lag = wall - sent;
-    double least = ib->least_at > 0 ? ib->least_lag + LAG_RELAX * (now - ib->least_at) : lag;
-    if (lag <= least) ib->least_lag = least = lag, ib->least_at = now;
-    double when = now - (lag - least);
+    double lag = wall - sent, when;
+    if (ib->least_at == 0 && now - ib->resumed_at < ICN_INBOX_GRACE_MS / 1000.0 && lag > FRESH_LAG_S) {
+        when = now - lag; /* it may have waited: taken at its word */
+    } else {
+        double least = ib->least_at > 0 ? ib->least_lag + LAG_RELAX * (now - ib->least_at) : lag;
+        if (lag <= least) ib->least_lag = least = lag, ib->least_at = now;
+        when = now - (lag - least);
+    }
     if (when > atomic_load(&ib->heard)) atomic_store(&ib->heard, when);
 }
 
@@ -223,6 +231,8 @@ static int turn(icn_inbox *ib, char *err, size_t errlen) {
     void *socks[2] = {ib->sub, ib->req};
     int ready[2] = {0, 0};
     if (icn_zmq_poll(socks, ib->req ? 2 : 1, RECV_MS, ready, err, errlen) < 0) return -1;
+    double polled = icn_now();
+    if (polled - ib->last_turn > STALL_S) ib->resumed_at = polled; /* stopped: what comes now may have waited */
     for (int i = 0; i < 2; i++)
         if (ready[i] && receive(ib, i ? ib->req : ib->sub, err, errlen)) return -1;
     if (ib->asking[0] && ask(ib, ib->asking, err, errlen)) return -1;
