@@ -16,7 +16,8 @@
 #define RECV_MS 100        /* the thread looks at its stop flag this often */
 #define QUIET_BEATS 3      /* heartbeat intervals of silence that make the trainer "quiet" */
 #define STALL_S 1.0        /* a loop turn this late: the process was stopped or starved */
-#define LAGS 16            /* heartbeats whose lag (our clock at receipt - theirs at sending) are kept */
+#define FRESH_LAG_S 1.0    /* a heartbeat whose time stamp says it is younger is fresh (clocks agreeing) */
+#define LAG_RELAX 0.02     /* how fast the least lag may rise: seconds per second (a clock step) */
 
 struct icn_inbox {
     const icn_inbox_opts *o;
@@ -29,9 +30,9 @@ struct icn_inbox {
     int warned_endpoint;
     char asking[ICN_ENDPOINT_LEN]; /* a request not sent yet (the DEALER not connected yet): its
                                     * advertised endpoint, tried again each turn; "" none */
-    double lag[LAGS];              /* the last heartbeats' lags: their least is the clocks' offset
-                                    * plus the shortest transit, what a fresh heartbeat shows */
-    int lags;
+    double least_lag, least_at;    /* the least heartbeat lag (our clock at receipt - theirs at
+                                    * sending): the clocks' offset plus the shortest transit, what
+                                    * a fresh heartbeat shows; least_at: when it was seen (0: none) */
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t news_cond;
@@ -64,7 +65,7 @@ static void end_run(icn_inbox *ib, int how, const char *why) { /* under mu */
 
 /* Keep what the decoded message m changes (under mu); m's net becomes the inbox's when kept.
  * Returns 1 when a heartbeat names a generation we should ask for. */
-static int keep(icn_inbox *ib, icn_msg *m, size_t bytes, double at) {
+static int keep(icn_inbox *ib, icn_msg *m, int reply, size_t bytes, double at) {
     icn_inbox_news *nw = &ib->news;
     char why[ICN_ERRLEN];
     if (m->kind == ICN_MSG_STOP) {
@@ -90,6 +91,9 @@ static int keep(icn_inbox *ib, icn_msg *m, size_t bytes, double at) {
     } else {
         if (ib->have && m->meta.generation == ib->newest_gen && m->net.n_params == ib->newest_params)
             return 0; /* one we have (a reply to a request that crossed the PUB's copy) */
+        if (reply && ib->have && m->meta.generation < ib->newest_gen)
+            return 0; /* a reply that crossed a newer publication: stale (the PUB's own order is the
+                       * trainer's, so a lower generation there is a restarted trainer's) */
         if (nw->has_model) icn_net_free(&nw->net); /* replaced before it was taken */
         nw->net = m->net, nw->meta = m->meta, nw->has_model = 1;
         nw->hold = -1; /* a hold is for the generation it came with: a new one starts unheld (also a
@@ -169,15 +173,23 @@ static int bound_sockets(icn_inbox *ib, size_t n, char *err, size_t errlen) {
 
 /* The trainer was alive when it sent a heartbeat: `heard` becomes that moment on our clock.
  * A heartbeat that waited in a queue or a socket buffer (we were stopped, or the link was
- * down) is older than it looks: its lag exceeds the least lag of the recent ones by the time
- * it waited (a steady offset between the two clocks cancels out). */
+ * down) is older than it looks: its lag exceeds the least lag seen by the time it waited (a
+ * steady offset between the two clocks cancels out). The least may rise by LAG_RELAX per
+ * second since it was seen (a clock stepped back by 1 s is believed again within 50 s), never
+ * faster: however many waited heartbeats come after a stop, they cannot pass for fresh. Before
+ * any least is known, one that comes within ICN_INBOX_GRACE_MS of a stall (or of the start)
+ * and says it is older than FRESH_LAG_S may have waited: it is taken at its word (the clocks
+ * agreeing) and sets no least (a worker stopped before its first heartbeat came). */
 static void heard_at(icn_inbox *ib, double sent, int64_t interval_ms, double now, double wall) {
     atomic_store(&ib->quiet_s, QUIET_BEATS * interval_ms / 1000.0);
-    double lag = wall - sent, least = lag;
-    ib->lag[ib->lags++ % LAGS] = lag;
-    for (int i = 0; i < LAGS && i < ib->lags; i++)
-        if (ib->lag[i] < least) least = ib->lag[i];
-    double when = now - (lag - least);
+    double lag = wall - sent, when;
+    if (ib->least_at == 0 && now - ib->resumed_at < ICN_INBOX_GRACE_MS / 1000.0 && lag > FRESH_LAG_S) {
+        when = now - lag; /* it may have waited: taken at its word */
+    } else {
+        double least = ib->least_at > 0 ? ib->least_lag + LAG_RELAX * (now - ib->least_at) : lag;
+        if (lag <= least) ib->least_lag = least = lag, ib->least_at = now;
+        when = now - (lag - least);
+    }
     if (when > atomic_load(&ib->heard)) atomic_store(&ib->heard, when);
 }
 
@@ -205,7 +217,7 @@ static int receive(icn_inbox *ib, void *sock, char *err, size_t errlen) {
         * starts (the heartbeat after a first snapshot may be lost as the socket is opened again) */
     int first_model = m.kind == ICN_MSG_MODEL && !ib->sub_max;
     pthread_mutex_lock(&ib->mu);
-    int want = keep(ib, &m, n, at);
+    int want = keep(ib, &m, sock == ib->req, n, at);
     pthread_mutex_unlock(&ib->mu);
     int rc = 0;
     if (want) rc = ask(ib, m.endpoint, err, errlen);
@@ -219,6 +231,8 @@ static int turn(icn_inbox *ib, char *err, size_t errlen) {
     void *socks[2] = {ib->sub, ib->req};
     int ready[2] = {0, 0};
     if (icn_zmq_poll(socks, ib->req ? 2 : 1, RECV_MS, ready, err, errlen) < 0) return -1;
+    double polled = icn_now();
+    if (polled - ib->last_turn > STALL_S) ib->resumed_at = polled; /* stopped: what comes now may have waited */
     for (int i = 0; i < 2; i++)
         if (ready[i] && receive(ib, i ? ib->req : ib->sub, err, errlen)) return -1;
     if (ib->asking[0] && ask(ib, ib->asking, err, errlen)) return -1;

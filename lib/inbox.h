@@ -20,8 +20,11 @@
  * sent no heartbeat for three of its heartbeat intervals (1 s until one says) is "quiet" (icn_inbox_quiet: make nothing, it may be
  * gone), and one that has sent none for liveness_s is gone: the run is over for us (news.stop
  * 2, news.why says so). When a heartbeat was sent is told by its "time" against the least lag
- * of the last 16 (so one that waited in a buffer while we were stopped or the link was down
- * counts from when it was sent, and a steady offset between the clocks cancels out). A
+ * seen, which may rise by 20 ms a second, no faster (so any number that waited in a buffer
+ * while we were stopped or the link was down count from when they were sent, and a steady
+ * offset between the clocks cancels out); before any is known, one that comes within
+ * ICN_INBOX_GRACE_MS of a stall or of the start and says it is over 1 s old is taken at its
+ * word (a worker stopped before its first heartbeat). A
  * process stopped or starved for a while (SIGSTOP) first gives the frames waiting for it
  * ICN_INBOX_GRACE_MS to arrive. Before the trainer's first frame there is no limit: a worker
  * may start before its trainer.

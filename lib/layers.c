@@ -13,11 +13,12 @@
 /* Elementwise work is memory-bound: one pass, split across the threads (one core does not
  * use the memory bandwidth two do). Each element's arithmetic is the same whichever thread
  * does it. */
-typedef enum { EW_LRELU, EW_LRELU_BACK, EW_RELU, EW_RELU_BACK, EW_ADD } ew_op;
+typedef enum { EW_LRELU, EW_LRELU_BACK, EW_RELU, EW_RELU_BACK, EW_ADD, EW_AFFINE, EW_RELU_AFFINE } ew_op;
 typedef struct {
     ew_op op;
     float *out;      /* out, or dinout */
     const float *in; /* in, the forward's out, or the addend */
+    float s, t;      /* affine: out = s in + t; relu affine: out = s ReLU(in) + t */
 } ew_job;
 
 static void ew_range(void *ctx, long lo, long hi, int thread) {
@@ -31,12 +32,18 @@ static void ew_range(void *ctx, long lo, long hi, int thread) {
     case EW_RELU: for (long i = lo; i < hi; i++) o[i] = x[i] > 0 ? x[i] : 0.0f; break;
     case EW_RELU_BACK: for (long i = lo; i < hi; i++) o[i] = x[i] > 0 ? o[i] : 0.0f; break;
     case EW_ADD: for (long i = lo; i < hi; i++) o[i] += x[i]; break;
+    case EW_AFFINE: for (long i = lo; i < hi; i++) o[i] = j->s * x[i] + j->t; break;
+    case EW_RELU_AFFINE: for (long i = lo; i < hi; i++) o[i] = j->s * (x[i] > 0 ? x[i] : 0.0f) + j->t; break;
     }
 }
 
-static void elementwise(ew_op op, float *out, const float *in, size_t count) {
-    ew_job j = {op, out, in};
+static void elementwise_st(ew_op op, float *out, const float *in, float s, float t, size_t count) {
+    ew_job j = {op, out, in, s, t};
     icn_parallel_for((long)count, ICN_PARALLEL_MIN_WORK, ew_range, &j);
+}
+
+static void elementwise(ew_op op, float *out, const float *in, size_t count) {
+    elementwise_st(op, out, in, 1, 0, count);
 }
 
 void icn_lrelu_forward(float *out, const float *in, size_t count) { elementwise(EW_LRELU, out, in, count); }
@@ -234,30 +241,37 @@ void icn_block_shape_init(icn_block_shape *b, int h, int w, int c, int oc, int s
     icn_block_shape_init_norm(b, h, w, c, oc, stride, 0);
 }
 
-void icn_block_shape_init_norm(icn_block_shape *b, int h, int w, int c, int oc, int stride, int gn) {
+void icn_block_shape_init_norm(icn_block_shape *b, int h, int w, int c, int oc, int stride, icn_norm norm) {
     memset(b, 0, sizeof *b);
-    b->gn = gn;
+    b->norm = norm;
     b->conv1 = icn_conv_shape_of(h, w, c, oc, 3, stride, 1);
     b->h = h, b->w = w, b->c = c, b->oh = b->conv1.oh, b->ow = b->conv1.ow, b->oc = oc;
     b->conv2 = icn_conv_shape_of(b->oh, b->ow, oc, oc, 3, 1, 1);
     if (stride != 1 || c != oc) b->proj = icn_conv_shape_of(h, w, c, oc, 1, stride, 0);
+    const int fixup = norm == ICN_NORM_NONE;
     b->gb1 = 0;
-    b->w1 = b->gb1 + 2 * (size_t)c;
+    b->w1 = b->gb1 + (fixup ? 0 : 2 * (size_t)c);
     b->gb2 = b->w1 + (size_t)oc * icn_conv_kdim(&b->conv1);
-    b->w2 = b->gb2 + 2 * (size_t)oc;
+    b->w2 = b->gb2 + (fixup ? 0 : 2 * (size_t)oc);
     b->wp = b->w2 + (size_t)oc * icn_conv_kdim(&b->conv2);
-    b->n_params = b->wp + (b->proj.k ? (size_t)oc * c : 0);
-    b->n_state = gn ? 0 : 2 * (size_t)c + 2 * (size_t)oc;
+    b->fx = b->wp + (b->proj.k ? (size_t)oc * c : 0);
+    b->n_params = b->fx + (fixup ? ICN_FIXUP_SCALARS : 0);
+    b->n_state = norm == ICN_NORM_BATCH ? 2 * (size_t)c + 2 * (size_t)oc : 0;
 }
 
-/* The block's two normalizations: batch norm (running statistics in state) or group norm. */
+/* The block's two normalizations: batch norm (running statistics in state), group norm, or none. */
 static size_t norm_stats_size(const icn_block_shape *b, int n, int c) {
-    return b->gn ? icn_groupnorm_stats_size(n, c) : ICN_BN_STATS * (size_t)c;
+    switch (b->norm) {
+    case ICN_NORM_BATCH: return ICN_BN_STATS * (size_t)c;
+    case ICN_NORM_GROUP: return icn_groupnorm_stats_size(n, c);
+    case ICN_NORM_NONE: break;
+    }
+    return 0;
 }
 
 static void norm_forward(const icn_block_shape *s, float *out, float *stats, const float *in, const float *gb,
                          float *running, int n, long hw, int c, int training, icn_partials *partials) {
-    if (s->gn)
+    if (s->norm == ICN_NORM_GROUP)
         icn_groupnorm_forward(out, stats, in, gb, n, hw, c, 1);
     else
         icn_batchnorm_forward(out, stats, in, gb, running, n * hw, c, training, 1, partials);
@@ -265,7 +279,7 @@ static void norm_forward(const icn_block_shape *s, float *out, float *stats, con
 
 static void norm_backward(const icn_block_shape *s, float *din, float *dgb, float *stats, const float *dout,
                           const float *in, const float *gb, int n, long hw, int c, int training, icn_partials *partials) {
-    if (s->gn)
+    if (s->norm == ICN_NORM_GROUP)
         icn_groupnorm_backward(din, dgb, stats, dout, in, gb, n, hw, c, partials);
     else
         icn_batchnorm_backward(din, dgb, stats, dout, in, gb, n * hw, c, training, partials);
@@ -274,12 +288,14 @@ static void norm_backward(const icn_block_shape *s, float *din, float *dgb, floa
 void icn_block_buffers_new(icn_block_buffers *buf, const icn_block_shape *b, int max_batch, icn_partials *partials) {
     const size_t n = (size_t)max_batch, in = (size_t)b->h * b->w * b->c, out = (size_t)b->oh * b->ow * b->oc;
     const size_t st1 = norm_stats_size(b, max_batch, b->c), st2 = norm_stats_size(b, max_batch, b->oc);
-    float *p = xmalloc((n * in + 2 * n * out + st1 + st2) * sizeof(float));
+    const size_t dw2 = b->norm == ICN_NORM_NONE ? b->wp - b->w2 : 0;
+    float *p = xmalloc((n * in + 2 * n * out + st1 + st2 + dw2) * sizeof(float));
     buf->a = p, p += n * in;
     buf->h = p, p += n * out;
     buf->b = p, p += n * out;
     buf->stats1 = p, p += st1;
-    buf->stats2 = p;
+    buf->stats2 = p, p += st2;
+    buf->dw2 = dw2 ? p : NULL;
     buf->partials = partials;
     const icn_conv_shape *convs[3] = {&b->conv1, &b->conv2, &b->proj};
     const icn_conv_opts opts = {.chunked = 1, .type = ICN_CONV_F32, .scratch = partials};
@@ -292,13 +308,67 @@ void icn_block_buffers_free(icn_block_buffers *buf) {
     memset(buf, 0, sizeof *buf);
 }
 
+static double sum(const float *x, size_t count) {
+    double t = 0;
+    for (size_t i = 0; i < count; i++) t += x[i];
+    return t;
+}
+
+/* The Fixup block (layers.h), in [N,H,W,C] -> out [N,OH,OW,OC]; f = p + s->fx, its scalars. */
+static void fixup_forward(float *out, const icn_block_buffers *buf, const float *in, const float *p,
+                          const icn_block_shape *s, int n) {
+    const float *f = p + s->fx;
+    const size_t in_count = (size_t)n * s->h * s->w * s->c, out_count = (size_t)n * s->oh * s->ow * s->oc;
+    elementwise_st(EW_AFFINE, buf->a, in, 1, f[0], in_count);                /* a = x + bias1a */
+    icn_conv_forward(buf->conv[0], buf->h, buf->a, p + s->w1, NULL, n, 0.0f);
+    elementwise_st(EW_AFFINE, buf->h, buf->h, 1, f[1], out_count);           /* h = conv1(a) + bias1b */
+    elementwise_st(EW_RELU_AFFINE, buf->b, buf->h, 1, f[2], out_count);      /* b = ReLU(h) + bias2a */
+    icn_conv_forward(buf->conv[1], out, buf->b, p + s->w2, NULL, n, 0.0f);
+    elementwise_st(EW_AFFINE, out, out, f[3], f[4], out_count);              /* scale conv2(b) + bias2b */
+    if (s->proj.k)
+        icn_conv_forward(buf->conv[2], out, buf->a, p + s->wp, NULL, n, 1.0f); /* + W_s a */
+    else
+        elementwise(EW_ADD, out, in, out_count); /* + x */
+}
+
+/* dout [N,OH,OW,OC] -> din [N,H,W,C], dp += (NULL: skip); tmp [N,OH,OW,OC] scratch. With
+ * c2 = conv2(b): d scale = <dout, c2> = <W2, G>, G the weight gradient conv2's backward gives for
+ * dout (c2 is linear in W2), and dW2 = scale G; d bias = the sum of the gradient where it is added. */
+static void fixup_backward(float *din, float *dp, float *tmp, const float *dout, const icn_block_buffers *buf,
+                           const float *p, const icn_block_shape *s, int n) {
+    const float *f = p + s->fx;
+    const size_t in_count = (size_t)n * s->h * s->w * s->c, out_count = (size_t)n * s->oh * s->ow * s->oc;
+    const size_t nw2 = s->wp - s->w2;
+    float *df = dp ? dp + s->fx : NULL;
+    if (dp) memset(buf->dw2, 0, nw2 * sizeof(float));
+    icn_conv_backward(buf->conv[1], tmp, 0, dp ? buf->dw2 : NULL, NULL, dout, buf->b, p + s->w2, n);
+    if (dp) {
+        double g = 0;
+        for (size_t k = 0; k < nw2; k++) g += (double)p[s->w2 + k] * buf->dw2[k], dp[s->w2 + k] += f[3] * buf->dw2[k];
+        df[3] += (float)g;
+        df[4] += (float)sum(dout, out_count);
+    }
+    elementwise_st(EW_AFFINE, tmp, tmp, f[3], 0, out_count); /* d b = scale W2^T dout */
+    if (df) df[2] += (float)sum(tmp, out_count);
+    icn_relu_backward(tmp, buf->h, out_count); /* d h: ReLU(h) > 0 where h > 0 */
+    if (df) df[1] += (float)sum(tmp, out_count);
+    icn_conv_backward(buf->conv[0], din, 0, dp ? dp + s->w1 : NULL, NULL, tmp, buf->a, p + s->w1, n);
+    if (s->proj.k) icn_conv_backward(buf->conv[2], din, 1, dp ? dp + s->wp : NULL, NULL, dout, buf->a, p + s->wp, n);
+    if (df) df[0] += (float)sum(din, in_count); /* everything that reached a */
+    if (!s->proj.k) elementwise(EW_ADD, din, dout, in_count);
+}
+
 void icn_block_forward(float *out, const icn_block_buffers *buf, const float *in, const float *p, float *state,
                    const icn_block_shape *s, int n, int training) {
+    if (s->norm == ICN_NORM_NONE) {
+        fixup_forward(out, buf, in, p, s, n);
+        return;
+    }
     const long hw_in = (long)s->h * s->w, hw_out = (long)s->oh * s->ow, rows_out = n * hw_out;
     norm_forward(s, buf->a, buf->stats1, in, p + s->gb1, state, n, hw_in, s->c, training, buf->partials);
     icn_conv_forward(buf->conv[0], buf->h, buf->a, p + s->w1, NULL, n, 0.0f);
-    norm_forward(s, buf->b, buf->stats2, buf->h, p + s->gb2, s->gn ? NULL : state + 2 * s->c, n, hw_out, s->oc,
-                 training, buf->partials);
+    norm_forward(s, buf->b, buf->stats2, buf->h, p + s->gb2, s->norm == ICN_NORM_BATCH ? state + 2 * s->c : NULL, n,
+                 hw_out, s->oc, training, buf->partials);
     icn_conv_forward(buf->conv[1], out, buf->b, p + s->w2, NULL, n, 0.0f);
     if (s->proj.k) /* out += W_s a (He et al. Eq. 2) */
         icn_conv_forward(buf->conv[2], out, buf->a, p + s->wp, NULL, n, 1.0f);
@@ -308,6 +378,10 @@ void icn_block_forward(float *out, const icn_block_buffers *buf, const float *in
 
 void icn_block_backward(float *din, float *dp, float *tmp, const float *dout, const float *in, const icn_block_buffers *buf,
                     const float *p, const icn_block_shape *s, int n, int training) {
+    if (s->norm == ICN_NORM_NONE) {
+        fixup_backward(din, dp, tmp, dout, buf, p, s, n);
+        return;
+    }
     const long hw_in = (long)s->h * s->w, hw_out = (long)s->oh * s->ow, rows_in = n * hw_in, rows_out = n * hw_out;
 #define DP(off) (dp ? dp + (off) : NULL)
     /* the residual branch, from its end: tmp = d b, then d h */

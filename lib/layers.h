@@ -63,27 +63,41 @@ void icn_avgpool_backward(float *din, const float *dout, int n, int hw, int c);
  * the bias). shortcut = x when the shape is kept; when it changes (s = 2 or C != OC), a 1x1
  * stride-s projection convolution of the pre-activated input a (option B of He et al. 2015,
  * applied after the shared pre-activation as in the authors' pre-activation code).
- * gn: BN1 and BN2 are group normalizations instead (groupnorm.h: per image, no state), the same
- * gamma and beta layout; training and inference are then the same map. */
+ * ICN_NORM_GROUP: BN1 and BN2 are group normalizations instead (groupnorm.h: per image, no
+ * state), the same gamma and beta layout; training and inference are then the same map.
+ * ICN_NORM_NONE: the Fixup block (Zhang, Dauphin, Ma, ICLR 2019, Sec. 3 "Fixup initialization",
+ * rule 3: scalar biases before each convolution and activation, a scalar multiplier after the
+ * branch), with no normalization and no pre-activation ReLU (the stream gets its ReLU after the
+ * stem, net.h), five scalars beside the convolutions:
+ *   a = x + bias1a;  out = scale * conv2(ReLU(conv1(a) + bias1b) + bias2a) + bias2b + shortcut
+ * shortcut = x, or the projection of a (as the Fixup authors' code). No state; training and
+ * inference are the same map. */
+typedef enum { ICN_NORM_BATCH, ICN_NORM_GROUP, ICN_NORM_NONE } icn_norm;
+#define ICN_FIXUP_SCALARS 5 /* bias1a, bias1b, bias2a, scale, bias2b */
 typedef struct {
     int h, w, c, oh, ow, oc;
-    int gn;                            /* 1: group normalization, 0: batch normalization */
+    icn_norm norm;
     icn_conv_shape conv1, conv2, proj; /* proj.k == 0: identity shortcut */
     /* Trainable parameters, one run of n_params floats, at these offsets: BN1 gamma and beta
-     * (2C), conv1 weight, BN2 gamma and beta (2 OC), conv2 weight, projection weight (OC x C).
-     * State, n_state floats: BN1 running mean and var (2C), then BN2's (2 OC); none with gn. */
-    size_t gb1, w1, gb2, w2, wp, n_params, n_state;
+     * (2C), conv1 weight, BN2 gamma and beta (2 OC), conv2 weight, projection weight (OC x C),
+     * Fixup's scalars (ICN_FIXUP_SCALARS, in that order). With ICN_NORM_NONE the gamma and beta
+     * runs are empty (gb1 == w1, gb2 == w2); otherwise the scalars' run is empty (fx == n_params).
+     * State, n_state floats: BN1 running mean and var (2C), then BN2's (2 OC); none otherwise. */
+    size_t gb1, w1, gb2, w2, wp, fx, n_params, n_state;
 } icn_block_shape;
 void icn_block_shape_init(icn_block_shape *b, int h, int w, int c, int oc, int stride);
-/* The same with group normalization when gn (icn_block_shape_init is gn = 0). */
-void icn_block_shape_init_norm(icn_block_shape *b, int h, int w, int c, int oc, int stride, int gn);
+/* The same with the given normalization (icn_block_shape_init is ICN_NORM_BATCH). */
+void icn_block_shape_init_norm(icn_block_shape *b, int h, int w, int c, int oc, int stride, icn_norm norm);
 
 /* What a block's forward keeps for its backward, for a batch of N. */
 typedef struct {
-    float *a;               /* ReLU(BN1(x)) [N,H,W,C] */
-    float *h, *b;           /* conv1's output and ReLU(BN2(h)) [N,OH,OW,OC] */
+    float *a;               /* ReLU(BN1(x)) [N,H,W,C]; Fixup: x + bias1a */
+    float *h, *b;           /* conv1's output and ReLU(BN2(h)) [N,OH,OW,OC]; Fixup: conv1(a) + bias1b
+                             * and ReLU(h) + bias2a */
     float *stats1, *stats2; /* batchnorm stats [ICN_BN_STATS * C], [ICN_BN_STATS * OC]; group norm's
-                             * [icn_groupnorm_stats_size(N, C)], [.. (N, OC)] */
+                             * [icn_groupnorm_stats_size(N, C)], [.. (N, OC)]; Fixup: none */
+    float *dw2;             /* Fixup: conv2's weight gradient before the multiplier [OC * 9 OC] (its
+                             * inner product with the weight is d scale); NULL otherwise */
     icn_conv *conv[3];      /* conv1, conv2, projection (NULL: identity shortcut); the reference's
                              * memory plan is chunk by chunk (conv.h) */
     icn_partials *partials; /* batchnorm's per-thread sums and the convolutions' scratch, shared by
@@ -95,7 +109,7 @@ void icn_block_buffers_new(icn_block_buffers *buf, const icn_block_shape *b, int
 void icn_block_buffers_free(icn_block_buffers *buf);
 
 /* p: the block's trainable parameters; state: its running statistics (updated in training; unused
- * with gn, and training makes no difference then). */
+ * without batch norm, and training makes no difference then). */
 void icn_block_forward(float *out, const icn_block_buffers *buf, const float *in, const float *p, float *state,
                    const icn_block_shape *s, int n, int training);
 /* dout [N,OH,OW,OC] -> din [N,H,W,C] (required), dp += (NULL: skip). tmp [N*OH*OW*OC] is scratch;

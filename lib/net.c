@@ -67,21 +67,23 @@ static void add_state(icn_layer *l, size_t n, size_t *n_state) {
 }
 
 /* "resnetN", N = 6n + 2: the pre-activation ResNet of net.h with n blocks per stage; "resnetN-gn":
- * with group normalization. */
+ * with group normalization; "resnetN-fixup": without normalization (Fixup). */
 static int build_resnet(icn_net *net, const char *arch, int *h, int *w, int *c, size_t *n_state, char *err,
                         size_t errlen) {
     char *end;
     long depth = strtol(arch + 6, &end, 10);
-    const int gn = !strcmp(end, "-gn");
-    if (end == arch + 6 || !isdigit((unsigned char)arch[6]) || (*end && !gn) || depth < 8 || (depth - 2) % 6)
+    const icn_norm norm = !*end ? ICN_NORM_BATCH : !strcmp(end, "-gn") ? ICN_NORM_GROUP : ICN_NORM_NONE;
+    if (end == arch + 6 || !isdigit((unsigned char)arch[6]) || (*end && strcmp(end, "-gn") && strcmp(end, "-fixup")) ||
+        depth < 8 || (depth - 2) % 6)
         return icn_errf(err, errlen,
                         "architecture '%s': resnetN needs N = 6n+2 with n >= 1 (resnet8, resnet20, resnet32, ...), "
-                        "then -gn for group normalization",
+                        "then -gn for group normalization or -fixup for none",
                         arch);
     int blocks = (int)((depth - 2) / 6);
     if (3 * blocks + 4 > ICN_MAX_LAYERS) return icn_errf(err, errlen, "architecture '%s': too many layers", arch);
     icn_layer *l = &net->layer[net->n_layers++]; /* stem: 3x3 convolution to 16 channels */
     l->kind = ICN_LAYER_CONV;
+    l->relu = norm == ICN_NORM_NONE; /* Fixup: the stream starts with ReLU(stem) */
     l->conv = icn_conv_shape_of(*h, *w, *c, 16, 3, 1, 1);
     add_params(net, l, (size_t)16 * icn_conv_kdim(&l->conv), 0);
     set_io(l, *h, *w, *c, *h, *w, 16);
@@ -90,18 +92,22 @@ static int build_resnet(icn_net *net, const char *arch, int *h, int *w, int *c, 
         for (int b = 0; b < blocks; b++) {
             l = &net->layer[net->n_layers++];
             l->kind = ICN_LAYER_BLOCK;
-            icn_block_shape_init_norm(&l->block, *h, *w, *c, 16 << stage, stage > 0 && b == 0 ? 2 : 1, gn);
+            icn_block_shape_init_norm(&l->block, *h, *w, *c, 16 << stage, stage > 0 && b == 0 ? 2 : 1, norm);
             add_params(net, l, l->block.n_params, 0);
             add_state(l, l->block.n_state, n_state);
             set_io(l, *h, *w, *c, l->block.oh, l->block.ow, l->block.oc);
             *h = l->block.oh, *w = l->block.ow, *c = l->block.oc;
         }
-    l = &net->layer[net->n_layers++]; /* BN-ReLU (GN-ReLU) before the pooling */
-    l->kind = gn ? ICN_LAYER_GN : ICN_LAYER_BN;
-    l->relu = 1;
-    add_params(net, l, 2 * (size_t)*c, 0);
-    if (!gn) add_state(l, 2 * (size_t)*c, n_state);
-    set_io(l, *h, *w, *c, *h, *w, *c);
+    if (norm == ICN_NORM_NONE) { /* Fixup: ReLU before the pooling, on the last block */
+        l->relu = 1;
+    } else { /* BN-ReLU (GN-ReLU) before the pooling */
+        l = &net->layer[net->n_layers++];
+        l->kind = norm == ICN_NORM_GROUP ? ICN_LAYER_GN : ICN_LAYER_BN;
+        l->relu = 1;
+        add_params(net, l, 2 * (size_t)*c, 0);
+        if (norm == ICN_NORM_BATCH) add_state(l, 2 * (size_t)*c, n_state);
+        set_io(l, *h, *w, *c, *h, *w, *c);
+    }
     l = &net->layer[net->n_layers++];
     l->kind = ICN_LAYER_POOL;
     set_io(l, *h, *w, *c, 1, 1, *c);
@@ -151,25 +157,53 @@ static void init_norm(float *gb, float *running, int c) {
         for (int k = 0; k < c; k++) running[k] = 0.0f, running[c + k] = 1.0f;
 }
 
+/* He et al. 2015's normal initialization, N(0, 2 / fan) (fan: the output channels times the
+ * kernel's area, as the Fixup authors' code), times gain. */
+static void init_he_normal(float *x, size_t n, size_t fan, double gain, icn_rng *rng) {
+    const double sd = sqrt(2.0 / (double)fan) * gain;
+    for (size_t j = 0; j < n; j++) x[j] = (float)(icn_rng_gauss(rng) * sd);
+}
+
+/* Fixup's block (Zhang et al. 2019, Sec. 3, rules 2 and 3, m = 2 layers a branch, L branches):
+ * conv1 He-normal scaled by L^(-1/(2m-2)) = L^(-1/2), conv2 zero, the scalar biases 0 and the
+ * multiplier 1; the projection as the batch-norm block's. */
+static void init_fixup_block(float *p, const icn_block_shape *b, int branches, icn_rng *rng) {
+    init_he_normal(p + b->w1, b->gb2 - b->w1, (size_t)b->oc * b->conv1.k * b->conv1.k, pow(branches, -0.5), rng);
+    memset(p + b->w2, 0, (b->wp - b->w2) * sizeof(float));
+    if (b->proj.k) init_uniform(p + b->wp, b->fx - b->wp, icn_conv_kdim(&b->proj), rng);
+    memset(p + b->fx, 0, ICN_FIXUP_SCALARS * sizeof(float));
+    p[b->fx + 3] = 1.0f; /* scale */
+}
+
 void icn_net_init(icn_net *net, uint64_t seed) {
     icn_rng rng;
     icn_rng_seed(&rng, seed);
+    int fixup = 0; /* L, the Fixup blocks (residual branches) */
+    for (int i = 0; i < net->n_layers; i++)
+        fixup += net->layer[i].kind == ICN_LAYER_BLOCK && net->layer[i].block.norm == ICN_NORM_NONE;
     for (int i = 0; i < net->n_layers; i++) {
         const icn_layer *l = &net->layer[i];
         float *p = net->params + l->w_off, *state = net->params + l->s_off;
         const icn_block_shape *b = &l->block;
+        const size_t run = l->b_off + (l->bias ? (size_t)l->io.oc : 0) - l->w_off; /* conv, linear: weight and bias */
         switch (l->kind) {
-        case ICN_LAYER_CONV:
-        case ICN_LAYER_LINEAR: /* weights and bias are one run */
-            init_uniform(p, l->b_off + (l->bias ? (size_t)l->io.oc : 0) - l->w_off,
-                         l->kind == ICN_LAYER_CONV ? icn_conv_kdim(&l->conv) : l->in_size, &rng);
+        case ICN_LAYER_CONV: init_uniform(p, run, icn_conv_kdim(&l->conv), &rng); break;
+        case ICN_LAYER_LINEAR: /* Fixup: zero (its rule 1) */
+            if (fixup)
+                memset(p, 0, run * sizeof(float));
+            else
+                init_uniform(p, run, l->in_size, &rng);
             break;
         case ICN_LAYER_BLOCK:
-            init_norm(p + b->gb1, b->gn ? NULL : state, b->c);
+            if (b->norm == ICN_NORM_NONE) {
+                init_fixup_block(p, b, fixup, &rng);
+                break;
+            }
+            init_norm(p + b->gb1, b->norm == ICN_NORM_BATCH ? state : NULL, b->c);
             init_uniform(p + b->w1, b->gb2 - b->w1, icn_conv_kdim(&b->conv1), &rng);
-            init_norm(p + b->gb2, b->gn ? NULL : state + 2 * b->c, b->oc);
+            init_norm(p + b->gb2, b->norm == ICN_NORM_BATCH ? state + 2 * b->c : NULL, b->oc);
             init_uniform(p + b->w2, b->wp - b->w2, icn_conv_kdim(&b->conv2), &rng);
-            if (b->proj.k) init_uniform(p + b->wp, b->n_params - b->wp, icn_conv_kdim(&b->proj), &rng);
+            if (b->proj.k) init_uniform(p + b->wp, b->fx - b->wp, icn_conv_kdim(&b->proj), &rng);
             break;
         case ICN_LAYER_BN: init_norm(p, state, l->io.c); break;
         case ICN_LAYER_GN: init_norm(p, NULL, l->io.c); break;

@@ -17,6 +17,11 @@
  * in place of every batch normalization: a ResNet without batch statistics, whose output for an
  * image does not depend on the rest of its batch, with no running statistics (no state), and
  * the same in training and inference (so the training modes below change nothing for it).
+ * "resnetN-fixup" has no normalization at all, initialized as Fixup (Zhang, Dauphin, Ma, "Fixup
+ * Initialization: Residual Learning Without Normalization", ICLR 2019): ReLU after the stem,
+ * blocks x + scale conv2(ReLU(conv1(x + b1a) + b1b) + b2a) + b2b (layers.h, ICN_NORM_NONE) with
+ * conv1 He-normal times L^(-1/2) (L blocks), conv2 zero, ReLU before the pooling, and the linear
+ * layer zero; no state, the same in training and inference.
  *
  * All parameters live in one float buffer (a snapshot is one copy), carved per layer into
  * weight and bias by offsets. The trainable ones come first, [0, n_trainable), and gradients
@@ -48,7 +53,7 @@ typedef struct {
     icn_conv_shape conv;   /* conv only: kernel, stride and padding as well */
     icn_block_shape block; /* block: its shape and parameter layout */
     int leaky;             /* LeakyReLU after this layer */
-    int relu;              /* ReLU after this layer */
+    int relu;              /* ReLU after this layer (fused into batch and group norm's) */
     int bias;              /* conv, linear: has a bias */
     size_t w_off, b_off;   /* offsets into params: weight, bias; block: its parameters; batchnorm and group
                             * norm: gamma, beta */

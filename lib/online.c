@@ -140,6 +140,12 @@ int icn_synthesize_online(const icn_online_opts *o, icn_online_result *res, char
     icn_synth_opts so = o->synth;
     int64_t made[32] = {0}, first = 0; /* first: the round's quota per class (round_quota) */
     int k_next = 0;
+    /* A sample is drawn from (seed, generation, class, index): a generation taken a second time
+     * (a restarted trainer's generations begin again lower; a stale copy may come after a newer
+     * one) would start its indices over and make the same images again, stored twice. Every
+     * take of a generation no newer than the newest taken so far draws from a seed of its own. */
+    int64_t newest_taken = -1;
+    uint64_t seed = o->seed, retakes = 0;
     double t_start = icn_now(), last_log = t_start;
     uint32_t classes = o->classes_mask;
     if (!o->quiet)
@@ -158,6 +164,8 @@ int icn_synthesize_online(const icn_online_opts *o, icn_online_result *res, char
                 made_for = l.net;
             }
             so.head = l.meta.head;
+            if (l.meta.generation > newest_taken) newest_taken = l.meta.generation, seed = o->seed;
+            else seed = icn_synth_seed(o->seed, l.meta.generation, -1, (int64_t)++retakes, o->id);
             memset(made, 0, sizeof made);
             first = round_quota(&l.meta);
             k_next = 0; /* each generation in the same class order: one synthesizer is reproducible */
@@ -189,7 +197,7 @@ int icn_synthesize_online(const icn_online_opts *o, icn_online_result *res, char
         if (o->max_per_gen && made[k] + n > o->max_per_gen) n = o->max_per_gen - made[k];
         if (made[k] < first && made[k] + n > first) n = first - made[k];
         icn_batch b = {0};
-        int reached = icn_synth_batch(s, &l.net, &so, o->seed, o->id, k, (int)n, made[k], (int32_t)l.meta.generation, &b);
+        int reached = icn_synth_batch(s, &l.net, &so, seed, o->id, k, (int)n, made[k], (int32_t)l.meta.generation, &b);
         if (reached < 0) { /* interrupted: a snapshot, hold or stop came, or the trainer went quiet */
             icn_batch_free(&b);
             continue;

@@ -11,7 +11,8 @@
  * quiet (three heartbeats missed) nothing is made: a batch made then may be for a run that
  * has ended.
  * Each generation starts the classes over in the same order, so one synthesizer with a seed
- * is reproducible. A full window of unacknowledged batches pauses synthesis (back-pressure).
+ * is reproducible; a generation taken again (not newer than the newest taken) draws from
+ * a seed of its own, so that no image is made twice. A full window of unacknowledged batches pauses synthesis (back-pressure).
  * At the end, unacknowledged batches are waited for at most drain_ms. */
 #ifndef ICN_ONLINE_H
 #define ICN_ONLINE_H

@@ -1,5 +1,6 @@
 /* The fast path against the reference through whole networks: every built-in architecture and a
- * spread of stacks (and resnet8-gn, group normalization), work spaces made for batches of 1, 2, 7, 8, 9, 33 and 64 and run on that
+ * spread of stacks (and resnet8-gn, group normalization, and resnet8-fixup, none: its zero-initialised
+ * parameters moved off zero first), work spaces made for batches of 1, 2, 7, 8, 9, 33 and 64 and run on that
  * batch and on smaller ones, on 1 and 2 threads. Synthesis (its input gradient, and a real run of
  * icn_synthesize whose last pass holds one sample) and a training step's parameter gradients
  * agree within a tolerance. Every split of a batch into chunks is met here: a thread's share of
@@ -24,6 +25,8 @@ enum { CLASSES = 10 };
 
 static icn_rng rng;
 
+#include "fixup_perturb.h"
+
 static float *randn(size_t n, float scale) {
     float *a = xmalloc(n * sizeof(float));
     for (size_t i = 0; i < n; i++) a[i] = (float)(icn_rng_gauss(&rng) * scale);
@@ -38,7 +41,7 @@ typedef struct {
 static const arch_case archs[] = {
     {"mnist", 28, 28, 1},    {"resnet8", 28, 28, 1}, {"resnet20", 16, 16, 3},    {"c8", 28, 28, 1},
     {"c16-c32", 28, 28, 1}, {"c32-c64", 28, 28, 1}, {"c8-c16-c32", 28, 28, 1}, {"c64-c128", 20, 20, 3},
-    {"resnet8-gn", 28, 28, 1},
+    {"resnet8-gn", 28, 28, 1}, {"resnet8-fixup", 28, 28, 1},
 };
 static const int batches[] = {1, 2, 7, 8, 9, 33, 64};
 
@@ -122,6 +125,7 @@ static void run_arch(const arch_case *a) {
         icn_runtime_init(threads);
         if (icn_net_build(&net, a->arch, a->h, a->w, a->c, CLASSES, err, sizeof err)) fail_msg("%s", err);
         icn_net_init(&net, 5);
+        if (strstr(a->arch, "-fixup")) fixup_perturb(&net, &rng); /* else its gradients start mostly 0 */
         for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++) {
             const int max_batch = batches[b];
             icn_work *wf = work_on(ICN_CONV_FAST, &net, max_batch), *wr = work_on(ICN_CONV_REFERENCE, &net, max_batch);
@@ -143,6 +147,7 @@ static void test_stacks_of_blocks_agree_on_both_paths(void **state) {
     for (size_t i = 3; i < 8; i++) run_arch(&archs[i]);
 }
 static void test_resnet8_gn_agrees_on_both_paths(void **state) { (void)state; run_arch(&archs[8]); }
+static void test_resnet8_fixup_agrees_on_both_paths(void **state) { (void)state; run_arch(&archs[9]); }
 
 int main(void) {
     icn_rng_seed(&rng, 24);
@@ -152,6 +157,7 @@ int main(void) {
         cmocka_unit_test(test_resnet20_agrees_on_both_paths),
         cmocka_unit_test(test_stacks_of_blocks_agree_on_both_paths),
         cmocka_unit_test(test_resnet8_gn_agrees_on_both_paths),
+        cmocka_unit_test(test_resnet8_fixup_agrees_on_both_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,7 +2,9 @@
  * a direct computation and finite differences (input, gamma, beta), its groups, its threads, the
  * residual block and the whole resnet8-gn in training and inference, an image's output
  * independent of its batch, the step with the pseudo-negatives as a batch of their own the same
- * as the mixed one, and a model file that carries the architecture. */
+ * as the mixed one, and a model file that carries the architecture. And the ResNet without
+ * normalization ("resnetN-fixup"): its layout, its Fixup initialization, its gradients against
+ * finite differences on both convolution paths, and its model file. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,6 +24,7 @@
 #include "train.h"
 #include "util.h"
 
+#include "fixup_perturb.h"
 #include "gradcheck.h"
 #include "netgrad.h"
 
@@ -158,27 +161,46 @@ static double block_objective(void *ctx) {
     return dot(c->out, c->r, (size_t)c->n * c->s.oh * c->s.ow * c->s.oc);
 }
 
-static void run_block_case(int h, int w, int ch, int oc, int stride, int training) {
+/* A group-norm block, or a Fixup block (norm ICN_NORM_NONE) whose scalars are checked on their
+ * own too, relative to their own size (the whole's scale would hide a multiplier's gradient that is
+ * a tenth off), stepped by 1e-4 (a bias moves every unit after it: 1e-3 crosses ReLU kinks). */
+static void run_block_case_norm(int h, int w, int ch, int oc, int stride, int training, icn_norm norm) {
     block_case c = {.n = 3, .training = training};
-    icn_block_shape_init_norm(&c.s, h, w, ch, oc, stride, 1);
+    icn_block_shape_init_norm(&c.s, h, w, ch, oc, stride, norm);
     assert_int_equal(c.s.n_state, 0); /* no running statistics */
     size_t in_n = (size_t)c.n * h * w * ch, out_n = (size_t)c.n * c.s.oh * c.s.ow * oc;
     icn_block_buffers_new(&c.buf, &c.s, c.n, NULL);
     c.in = randn(in_n, 1), c.r = randn(out_n, 1), c.p = randn(c.s.n_params, 0.3f), c.out = xmalloc(out_n * 4);
-    for (int k = 0; k < ch; k++) c.p[c.s.gb1 + k] += 1.0f;
-    for (int k = 0; k < oc; k++) c.p[c.s.gb2 + k] += 1.0f;
+    if (norm == ICN_NORM_GROUP) {
+        for (int k = 0; k < ch; k++) c.p[c.s.gb1 + k] += 1.0f;
+        for (int k = 0; k < oc; k++) c.p[c.s.gb2 + k] += 1.0f;
+    } else {
+        c.p[c.s.fx + 3] += 1.0f; /* the multiplier */
+    }
     float *din = xmalloc(in_n * 4), *dp = xcalloc(c.s.n_params, 4), *tmp = xmalloc(out_n * 4);
     block_objective(&c);
     icn_block_backward(din, dp, tmp, c.r, c.in, &c.buf, c.p, &c.s, c.n, training);
+    const char *kind = norm == ICN_NORM_GROUP ? "group-norm" : "fixup";
     char what[96];
-    snprintf(what, sizeof what, "group-norm block %s %s dinput", c.s.proj.k ? "projection" : "identity",
+    snprintf(what, sizeof what, "%s block %s %s dinput", kind, c.s.proj.k ? "projection" : "identity",
              training ? "training" : "inference");
     check_grad(what, c.in, din, in_n, block_objective, &c, 1e-3f, 2e-2);
-    snprintf(what, sizeof what, "group-norm block %s %s dparams", c.s.proj.k ? "projection" : "identity",
+    snprintf(what, sizeof what, "%s block %s %s dparams", kind, c.s.proj.k ? "projection" : "identity",
              training ? "training" : "inference");
     check_grad(what, c.p, dp, c.s.n_params, block_objective, &c, 1e-3f, 2e-2);
+    if (norm == ICN_NORM_NONE) {
+        snprintf(what, sizeof what, "fixup block %s %s dscalars", c.s.proj.k ? "projection" : "identity",
+                 training ? "training" : "inference");
+        check_grad(what, c.p + c.s.fx, dp + c.s.fx, ICN_FIXUP_SCALARS, block_objective, &c, 1e-4f, 2e-2);
+        snprintf(what, sizeof what, "fixup block %s dconv2", c.s.proj.k ? "projection" : "identity");
+        check_grad(what, c.p + c.s.w2, dp + c.s.w2, c.s.wp - c.s.w2, block_objective, &c, 1e-3f, 2e-2);
+    }
     icn_block_buffers_free(&c.buf);
     free(c.in), free(c.r), free(c.p), free(c.out), free(din), free(dp), free(tmp);
+}
+
+static void run_block_case(int h, int w, int ch, int oc, int stride, int training) {
+    run_block_case_norm(h, w, ch, oc, stride, training, ICN_NORM_GROUP);
 }
 
 static void test_a_group_norm_block_has_exact_gradients_with_either_shortcut(void **state) {
@@ -219,7 +241,7 @@ static void test_resnet8_gn_is_resnet8_with_group_norm_and_no_state(void **state
     for (int i = 0; i < gn.n_layers; i++) {
         assert_int_equal(gn.layer[i].kind, bn.layer[i].kind == ICN_LAYER_BN ? ICN_LAYER_GN : bn.layer[i].kind);
         assert_int_equal(gn.layer[i].w_off, bn.layer[i].w_off);
-        assert_int_equal(gn.layer[i].block.gn, bn.layer[i].kind == ICN_LAYER_BLOCK);
+        assert_int_equal(gn.layer[i].block.norm == ICN_NORM_GROUP, bn.layer[i].kind == ICN_LAYER_BLOCK);
     }
     icn_net_init(&gn, 3);
     for (int i = 0; i < gn.n_layers; i++) { /* gamma 1, beta 0 */
@@ -323,13 +345,14 @@ static void test_a_split_step_is_the_mixed_step_without_batch_statistics(void **
 
 /* ---- the model file ---- */
 
-static void test_a_model_file_of_resnet8_gn_loads_back_as_resnet8_gn(void **state) {
-    (void)state;
+/* arch, initialized and perturbed, through a model file and back: the same architecture and
+ * parameters; returns the net read back (the caller frees it). */
+static icn_net model_round_trip(const char *arch, void (*perturb)(icn_net *)) {
     icn_net net, back;
     char err[ICN_ERRLEN];
-    assert_int_equal(icn_net_build(&net, "resnet8-gn", 28, 28, 1, 10, err, sizeof err), 0);
+    assert_int_equal(icn_net_build(&net, arch, 28, 28, 1, 10, err, sizeof err), 0);
     icn_net_init(&net, 11);
-    perturb_norms(&net);
+    perturb(&net);
     icn_model_meta meta = {.head = ICN_HEAD_SOFTMAX, .step = 3}, meta2;
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
@@ -337,12 +360,132 @@ static void test_a_model_file_of_resnet8_gn_loads_back_as_resnet8_gn(void **stat
     int has_optim = 1;
     if (icn_model_decode((const uint8_t *)sb.data, sb.size, &back, &meta2, NULL, &has_optim, err, sizeof err))
         fail_msg("%s", err);
-    assert_string_equal(back.arch, "resnet8-gn");
+    assert_string_equal(back.arch, arch);
     assert_int_equal(back.n_params, net.n_params);
     assert_memory_equal(back.params, net.params, net.n_params * 4);
-    assert_int_equal(back.layer[back.n_layers - 3].kind, ICN_LAYER_GN);
     msgpack_sbuffer_destroy(&sb);
-    icn_net_free(&net), icn_net_free(&back);
+    icn_net_free(&net);
+    return back;
+}
+
+static void test_a_model_file_of_resnet8_gn_loads_back_as_resnet8_gn(void **state) {
+    (void)state;
+    icn_net back = model_round_trip("resnet8-gn", perturb_norms);
+    assert_int_equal(back.layer[back.n_layers - 3].kind, ICN_LAYER_GN);
+    icn_net_free(&back);
+}
+
+/* ---- the ResNet without normalization (Fixup) ---- */
+
+static void test_resnet8_fixup_is_resnet8_without_normalization_or_state(void **state) {
+    (void)state;
+    icn_net bn, fx;
+    char err[ICN_ERRLEN];
+    assert_int_equal(icn_net_build(&bn, "resnet8", 28, 28, 1, 10, err, sizeof err), 0);
+    assert_int_equal(icn_net_build(&fx, "resnet8-fixup", 28, 28, 1, 10, err, sizeof err), 0);
+    assert_string_equal(fx.arch, "resnet8-fixup");
+    assert_int_equal(fx.n_layers, bn.n_layers - 1); /* no BN-ReLU before the pooling */
+    assert_int_equal(fx.n_params, fx.n_trainable);  /* no state */
+    size_t norm_params = 2 * 64; /* the last BN's gamma and beta */
+    for (int i = 0; i < fx.n_layers - 2; i++) {
+        const icn_layer *l = &fx.layer[i], *b = &bn.layer[i];
+        assert_int_equal(l->kind, b->kind);
+        assert_int_equal(l->relu, i == 0 || i == fx.n_layers - 3); /* after the stem and the last block */
+        if (l->kind != ICN_LAYER_BLOCK) continue;
+        assert_int_equal(l->block.norm, ICN_NORM_NONE);
+        assert_int_equal(l->block.n_state, 0);
+        assert_int_equal(l->block.gb1, l->block.w1); /* no gamma and beta */
+        assert_int_equal(l->block.gb2, l->block.w2);
+        assert_int_equal(l->block.n_params, l->block.fx + ICN_FIXUP_SCALARS);
+        assert_int_equal(l->block.wp - l->block.w2, b->block.wp - b->block.w2); /* the same convolutions */
+        norm_params += 2 * (size_t)(b->block.c + b->block.oc);
+    }
+    assert_int_equal(fx.layer[fx.n_layers - 2].kind, ICN_LAYER_POOL);
+    assert_int_equal(fx.n_trainable, bn.n_trainable - norm_params + 3 * ICN_FIXUP_SCALARS);
+    icn_net_free(&bn), icn_net_free(&fx);
+    const char *bad[] = {"resnet20-fixupx", "resnet8-Fixup", "resnet8fixup", "resnet8-fixup-gn", "resnet10-fixup",
+                         "resnet8-gn-fixup", "resnet-fixup"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(icn_net_build(&fx, bad[i], 28, 28, 1, 10, err, sizeof err), -1);
+        assert_non_null(strstr(err, bad[i]));
+        assert_non_null(strstr(err, "-fixup"));
+    }
+}
+
+/* Zhang et al. 2019, Sec. 3: the linear layer and each branch's last convolution zero, the scalar
+ * biases 0 and multipliers 1, each branch's first convolution N(0, 2 / fan_out) times L^(-1/2)
+ * (L = 9 blocks in resnet20); so every block starts as its shortcut. */
+static void test_resnet20_fixup_starts_as_fixup_says(void **state) {
+    (void)state;
+    icn_net net;
+    char err[ICN_ERRLEN];
+    assert_int_equal(icn_net_build(&net, "resnet20-fixup", 28, 28, 1, 10, err, sizeof err), 0);
+    icn_net_init(&net, 4);
+    int blocks = 0;
+    for (int i = 0; i < net.n_layers; i++) {
+        const icn_layer *l = &net.layer[i];
+        const float *p = net.params + l->w_off;
+        if (l->kind == ICN_LAYER_LINEAR)
+            for (size_t k = 0; k < l->in_size * l->out_size + l->out_size; k++) assert_true(p[k] == 0.0f);
+        if (l->kind != ICN_LAYER_BLOCK) continue;
+        const icn_block_shape *b = &l->block;
+        blocks++;
+        for (size_t k = b->w2; k < b->wp; k++) assert_true(p[k] == 0.0f);
+        const float scalars[ICN_FIXUP_SCALARS] = {0, 0, 0, 1, 0};
+        assert_memory_equal(p + b->fx, scalars, sizeof scalars);
+        double s2 = 0, m = 0;
+        const size_t n = b->gb2 - b->w1;
+        for (size_t k = b->w1; k < b->gb2; k++) s2 += (double)p[k] * p[k], m += p[k];
+        const double want = sqrt(2.0 / (9.0 * b->oc)) / 3.0, sd = sqrt(s2 / (double)n); /* L = 9 */
+        if (fabs(sd / want - 1) > 6 / sqrt(2.0 * (double)n) || fabs(m / (double)n) > 6 * want / sqrt((double)n))
+            fail_msg("block %d: conv1's weights have mean %g and deviation %g, want 0 and %g", i, m / (double)n, sd, want);
+    }
+    assert_int_equal(blocks, 9);
+    /* the blocks are their shortcuts: an identity block's output is its input, the logits 0 */
+    enum { N = 3 };
+    float *x = randn(N * 28 * 28, 1);
+    icn_work *w = icn_work_new(&net, N);
+    const float *z = icn_forward(&net, w, x, N);
+    for (int k = 0; k < N * 10; k++) assert_true(z[k] == 0.0f);
+    for (int i = 1; i <= 3; i++) /* stage 1's blocks (identity shortcuts) */
+        assert_memory_equal(w->act[i], w->act[i - 1], N * net.layer[i].out_size * sizeof(float));
+    icn_work_free(w);
+    icn_net_free(&net);
+    free(x);
+}
+
+static void perturb_fixup(icn_net *net) { fixup_perturb(net, &rng); }
+
+/* Every parameter and the input, the five scalars and conv2 (whose gradient carries the
+ * multiplier) also on their own, with either shortcut, on both convolution paths. */
+static void test_a_fixup_block_has_exact_gradients_with_either_shortcut_on_both_paths(void **state) {
+    (void)state;
+    for (int path = 0; path < 2; path++) {
+        icn_conv_use_path(path ? ICN_CONV_REFERENCE : ICN_CONV_FAST);
+        run_block_case_norm(5, 4, 4, 4, 1, 1, ICN_NORM_NONE); /* identity */
+        run_block_case_norm(5, 6, 4, 16, 2, 1, ICN_NORM_NONE); /* projection, odd height 5 -> 3 */
+        run_block_case_norm(5, 6, 4, 16, 2, 0, ICN_NORM_NONE);
+    }
+    icn_conv_use_path(ICN_CONV_FAST);
+}
+
+/* Every parameter (the scalar biases and multipliers too, moved off their initial values) and the
+ * input, in training and in inference, on the reference convolutions and on the fast ones. */
+static void test_resnet8_fixup_s_gradients_match_finite_differences_on_both_paths(void **state) {
+    (void)state;
+    for (int path = 0; path < 2; path++) {
+        icn_conv_use_path(path ? ICN_CONV_REFERENCE : ICN_CONV_FAST);
+        check_net_gradients("resnet8-fixup", 1, perturb_fixup);
+        check_net_gradients("resnet8-fixup", 0, perturb_fixup);
+    }
+    icn_conv_use_path(ICN_CONV_FAST);
+}
+
+static void test_a_model_file_of_resnet8_fixup_loads_back_as_resnet8_fixup(void **state) {
+    (void)state;
+    icn_net back = model_round_trip("resnet8-fixup", perturb_fixup);
+    assert_int_equal(back.layer[back.n_layers - 3].block.norm, ICN_NORM_NONE);
+    icn_net_free(&back);
 }
 
 int main(void) {
@@ -360,6 +503,11 @@ int main(void) {
         cmocka_unit_test(test_an_image_s_output_does_not_depend_on_the_rest_of_its_batch),
         cmocka_unit_test(test_a_split_step_is_the_mixed_step_without_batch_statistics),
         cmocka_unit_test(test_a_model_file_of_resnet8_gn_loads_back_as_resnet8_gn),
+        cmocka_unit_test(test_resnet8_fixup_is_resnet8_without_normalization_or_state),
+        cmocka_unit_test(test_resnet20_fixup_starts_as_fixup_says),
+        cmocka_unit_test(test_a_fixup_block_has_exact_gradients_with_either_shortcut_on_both_paths),
+        cmocka_unit_test(test_resnet8_fixup_s_gradients_match_finite_differences_on_both_paths),
+        cmocka_unit_test(test_a_model_file_of_resnet8_fixup_loads_back_as_resnet8_fixup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -264,10 +264,55 @@ static void test_ends_when_the_trainer_is_gone(void **state) {
     }
 }
 
+/* A generation taken a second time (a restarted trainer's generations begin again lower, with
+ * weights that may be the same) must not make the same images again: 2 of each class from
+ * generation 1, then from 2, then from 1 again, 18 images, every one different. */
+static void test_a_generation_taken_again_makes_no_image_twice(void **state) {
+    (void)state;
+    rig r;
+    rig_start(&r, "retake", 2, 2, 0);
+    enum { PHASES = 3, PER_PHASE = 6, D = 64 };
+    const int64_t gen[PHASES] = {1, 2, 1};
+    float img[PHASES * PER_PHASE][D];
+    int have = 0, wrong_gen = 0;
+    uint64_t last_seq = 0;
+    double t0 = icn_now();
+    for (int ph = 0; ph < PHASES && icn_now() - t0 < 30; ph++) {
+        double last_pub = 0;
+        while (have < (ph + 1) * PER_PHASE && icn_now() - t0 < 30) {
+            if (icn_now() - last_pub > 0.1) publish(r.pub, &r.net, gen[ph]), last_pub = icn_now();
+            icn_zmq_peer from;
+            icn_msg m;
+            if (!recv_batch(r.router, &from, &m)) continue;
+            if (m.seq > last_seq) {
+                last_seq = m.seq;
+                wrong_gen += m.batch.prov[0].generation != gen[ph];
+                for (int i = 0; i < m.batch.n && have < PHASES * PER_PHASE; i++)
+                    memcpy(img[have++], m.batch.x + (size_t)i * D, sizeof img[0]);
+            }
+            assert_int_equal(send_ack(r.router, &from, &m), 0);
+            icn_msg_free(&m);
+        }
+    }
+    for (double t1 = icn_now(); !__atomic_load_n(&r.w.done, __ATOMIC_SEQ_CST) && icn_now() - t1 < 20;) {
+        control(r.pub, ICN_MSG_STOP, 1);
+        usleep(20 * 1000);
+    }
+    pthread_join(r.thread, NULL);
+    rig_free(&r); /* before any check: a failed one must not leave sockets open */
+    assert_int_equal(have, PHASES * PER_PHASE);
+    assert_int_equal(wrong_gen, 0);
+    int same = 0;
+    for (int i = 0; i < have; i++)
+        for (int j = 0; j < i; j++) same += !memcmp(img[i], img[j], sizeof img[0]);
+    assert_int_equal(same, 0);
+}
+
 int main(void) {
     icn_set_progname("test_online");
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_the_online_loop_stores_each_class_s_quota_once_despite_a_lost_answer_and_stops_when_told), cmocka_unit_test(test_a_synchronous_round_s_quota_is_made_first),
-                                       cmocka_unit_test(test_ends_when_the_trainer_is_gone)};
+                                       cmocka_unit_test(test_ends_when_the_trainer_is_gone),
+                                       cmocka_unit_test(test_a_generation_taken_again_makes_no_image_twice)};
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     icn_zmq_term();
     return rc;
