@@ -417,13 +417,20 @@ pushed() { # ID: samples synthesizer ID made and pushed (its "batch" events)
     echo "# worker 1: stopped $((SECONDS - stopped)) s across the trainer's end ($(($(grep -c '"event":"round"' m.jsonl) - r0)) rounds of 17 MB snapshots); ended ${ELAPSED} s after SIGCONT" \
         "(exit $STATUS): $(tail -1 synth-1.log); pool held $before of its samples before, $after after" >&3
     [ "$(made_after 1 "$resumed")" -eq 0 ] || die "worker 1 made batches after it was resumed"
-    tail -1 synth-1.log | grep -q "no word from the trainer\|said stop\|finished" || die "$(tail -1 synth-1.log)"
+    tail -1 synth-1.log | grep -q "no word from the trainer\|said stop\|finished\|says the run has ended" || die "$(tail -1 synth-1.log)"
     # gone by its last heartbeat's own time: over LIVENESS + 1 s before SIGCONT (a worker stopped
     # before its first heartbeat took a waited one for fresh, and said "for 5 s")
     silent=$(tail -1 synth-1.log | sed -n 's/.*no word from the trainer at [^ ]* for \([0-9]*\) s.*/\1/p')
     [ -z "$silent" ] || [ "$silent" -gt $((LIVENESS + 1)) ] || die "gone after only $silent s: $(tail -1 synth-1.log)"
-    # all it made (before it was stopped) is stored, once: nothing more
-    [ "$after" -eq "$(pushed 1)" ] || die "pool holds $after of worker 1's samples, it made $(pushed 1)"
+    # nothing stored after SIGCONT, and what the pool holds of it is what it acknowledged, once:
+    # all it made, unless batches made before the stop reached the pool only after the
+    # trainer's end, refused then as "run ended" (its last line says so)
+    [ "$after" -eq "$before" ] || die "pool held $before of worker 1's samples before SIGCONT, $after after"
+    local acked
+    acked=$(tail -1 synth-1.log | sed -n 's/.*stopping after [0-9]* samples: \([0-9]*\) acknowledged.*/\1/p')
+    [ "$after" -eq "$acked" ] || die "pool holds $after of worker 1's samples, it says $acked were acknowledged"
+    tail -1 synth-1.log | grep -q "says the run has ended" || [ "$after" -eq "$(pushed 1)" ] ||
+        die "pool holds $after of worker 1's samples, it made $(pushed 1)"
 }
 
 # total_stored [KEY-FLAGS...]: records in the running pool
