@@ -259,7 +259,7 @@ distinct_images() {
     kill -0 "$POOL_PID" # still up
     # ZeroMQ retries a failed accept at once, as long as a connection waits: 0.37 and 0.57 of a
     # core (2 cores shared with other work, load 6) before a failed accept waited 2 ms, 0.011 to
-    # 0.015 after; the bound is wide of both
+    # 0.021 after; the bound is wide of both
     [ "$(echo "$share < 0.2" | bc)" = 1 ] || die "the pool spent $share of a core while out of descriptors"
     icn-pool stats --connect "$REP" --secret-key head.key >stats.txt
     grep -qx "total: 20" stats.txt || die "$(cat stats.txt)"
