@@ -53,7 +53,7 @@ setup() {
     # CURVE on: the head's key and one per task, shared through the run directory
     [ -f run/keys/head.key ] && [ -f run/keys/head.pub ]
     [ "$(ls run/keys/allow/*.pub | wc -l)" -eq 2 ] || die "allowed keys: $(ls run/keys/allow)"
-    if grep -q 'refused' run/pool.log; then die "the pool refused a peer: $(grep refused run/pool.log)"; fi
+    if grep -qE 'refused (CURVE key|a peer|[0-9]+ more attempts)' run/pool.log; then die "the pool refused a peer: $(grep refused run/pool.log)"; fi
     [ "$(grep -c '"event":"round"' run/icn.jsonl)" -eq 3 ]
     [ -s run/icn.model ]
     icn-load mnist --split test --limit 200 --seed 1 --out test.icn --quiet
