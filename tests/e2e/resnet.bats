@@ -16,6 +16,16 @@ setup_file() {
     icn-classify train --data train.icn --arch resnet8 --steps 60 --batch 32 --lr 0.1 --seed 1 --quiet --out r8.icn
 }
 
+# same_on_reference MODEL: after eval_error MODEL on the 300 test images (WRONG set), the
+# reference convolutions on the same model get the same images wrong, to a rounding tie.
+same_on_reference() {
+    local fast=$WRONG
+    export ICN_CONV=reference
+    eval_error "$1" "$D/test.icn" 300
+    unset ICN_CONV
+    [ $((WRONG - fast)) -le 1 ] && [ $((fast - WRONG)) -le 1 ] || die "fast path $fast wrong, reference $WRONG"
+}
+
 setup() {
     cd "$BATS_TEST_TMPDIR"
     need_mnist
@@ -60,12 +70,7 @@ setup() {
     eval_error g8.icn "$D/test.icn" 300
     echo "resnet8-gn test error $PCT%" >&3
     [ "$WRONG" -lt 180 ]
-    fast=$WRONG
-    # the reference convolutions on the same model: the same images wrong, to a rounding tie
-    export ICN_CONV=reference
-    eval_error g8.icn "$D/test.icn" 300
-    unset ICN_CONV
-    [ $((WRONG - fast)) -le 1 ] && [ $((fast - WRONG)) -le 1 ]
+    same_on_reference g8.icn
     icn-synthesize --model g8.icn --class 3 --count 4 --seed 1 --quiet >syn.icn
     icn-load --info syn.icn >info.txt
     grep -qx 'images: 4' info.txt
@@ -84,11 +89,7 @@ setup() {
     eval_error f8.icn "$D/test.icn" 300
     echo "resnet8-fixup test error $PCT%" >&3
     [ "$WRONG" -lt 180 ]
-    fast=$WRONG
-    export ICN_CONV=reference
-    eval_error f8.icn "$D/test.icn" 300
-    unset ICN_CONV
-    [ $((WRONG - fast)) -le 1 ] && [ $((fast - WRONG)) -le 1 ]
+    same_on_reference f8.icn
 }
 
 @test "--arch resnet10 (not 6n+2) is a usage error naming the rule" {
