@@ -27,8 +27,10 @@ teardown() { # chaos.sh removes its namespaces itself, also when it fails; these
     # made that generation's samples again from the same seeds. Since then a stale answer is
     # ignored and a generation taken again draws from a seed of its own (test_inbox, test_online).
     # the trainer must outlast the last fault (151 s): a round took 0.13 to 0.5 s on the 2-core
-    # Zen 4, as loaded by other work (720 rounds once ended at 92 s, before three of the faults)
-    run --separate-stderr "$BATS_TEST_DIRNAME/../soak/chaos.sh" --out soak --rounds 1500 3m 180
+    # Zen 4, as loaded by other work (720 rounds once ended at 92 s, before three of the faults),
+    # and 0.1 s on a quiet Zen 3 (family 0x19 model 0x01: 1,500 rounds ended at 149 s, before the
+    # synth-kill at 151 s): 3,000 rounds
+    run --separate-stderr "$BATS_TEST_DIRNAME/../soak/chaos.sh" --out soak --rounds 3000 3m 180
     echo "$output"
     echo "$stderr" | tail -20
     [ -s soak/table.md ] || die "the soak ended (exit $status) before its checks"
